@@ -1,0 +1,20 @@
+//! # kinograph-nodes
+//!
+//! Kinograph's built-in node library. Class names, input names, defaults and ranges follow ComfyUI
+//! wherever ComfyUI has the same node, so that its workflows load unchanged.
+
+pub mod utils;
+
+use kinograph_engine::Registry;
+
+/// A registry holding every built-in node.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    register_all(&mut registry);
+    registry
+}
+
+/// Adds every built-in node to `registry`.
+pub fn register_all(registry: &mut Registry) {
+    utils::register(registry);
+}

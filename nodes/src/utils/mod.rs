@@ -1,0 +1,33 @@
+//! Small utility nodes that need no models: primitives, strings, previews, text output.
+
+mod delay;
+mod preview;
+mod primitives;
+mod save_text;
+mod string;
+
+pub use delay::Delay;
+pub use preview::PreviewAny;
+pub use primitives::{PrimitiveBoolean, PrimitiveFloat, PrimitiveInt, PrimitiveString, PrimitiveStringMultiline};
+pub use save_text::SaveText;
+pub use string::StringConcatenate;
+
+use kinograph_engine::Registry;
+
+/// Registers the utility nodes.
+pub fn register(registry: &mut Registry) {
+    let nodes: [std::sync::Arc<dyn kinograph_engine::Node>; 9] = [
+        std::sync::Arc::new(PrimitiveInt),
+        std::sync::Arc::new(PrimitiveFloat),
+        std::sync::Arc::new(PrimitiveString),
+        std::sync::Arc::new(PrimitiveStringMultiline),
+        std::sync::Arc::new(PrimitiveBoolean),
+        std::sync::Arc::new(StringConcatenate),
+        std::sync::Arc::new(PreviewAny),
+        std::sync::Arc::new(SaveText),
+        std::sync::Arc::new(Delay),
+    ];
+    for node in nodes {
+        registry.register_arc(node).expect("built-in node names are unique");
+    }
+}

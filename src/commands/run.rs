@@ -1,0 +1,110 @@
+//! `kinograph run FILE`: validate, then run with progress (bars, or JSON events), Ctrl-C to stop.
+
+use super::{FolderArgs, load_workflow, registry};
+use crate::progress::{EventMode, Reporter};
+use crate::size::parse_size;
+use crate::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_RUNTIME};
+use clap::Args;
+use kinograph_engine::{Cache, CancelToken, DiskCache, Executor, RunOptions, RunStatus};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The workflow file (ComfyUI API format).
+    pub file: PathBuf,
+    /// Override an input: `NODE_ID.INPUT=VALUE` (VALUE is JSON, or else a string). Repeatable.
+    #[arg(long = "set", value_name = "NODE_ID.INPUT=VALUE")]
+    pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    /// How to report progress: bars on a terminal (plain lines otherwise), or one JSON object per line
+    /// on stdout in the shape of ComfyUI's websocket messages.
+    #[arg(long, value_enum, default_value_t = EventMode::Bars)]
+    pub events: EventMode,
+    /// Memory bound of the output cache (e.g. 512M, 4G).
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size)]
+    pub cache_ram: usize,
+    /// Keep outputs in this folder too, so a later run skips unchanged nodes.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Run at most this many nodes at once (default: the number of cores, at least 2).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+pub fn run(args: &RunArgs) -> u8 {
+    let reporter = Reporter::new(args.events);
+    let prompt = match load_workflow(&args.file, &args.overrides) {
+        Ok(prompt) => prompt,
+        Err(message) => {
+            reporter.invalid(&json!({"error": {"type": "invalid_prompt", "message": message, "details": "", "extra_info": {}}, "node_errors": {}}), &format!("error: {message}\n"));
+            return EXIT_INVALID;
+        }
+    };
+    let mut cache = Cache::new(args.cache_ram);
+    if let Some(folder) = &args.cache_dir {
+        match DiskCache::open(folder, env!("CARGO_PKG_VERSION")) {
+            Ok(disk) => cache = cache.with_disk(disk),
+            Err(error) => {
+                eprintln!("error: cannot use the cache folder: {error}");
+                return EXIT_INVALID;
+            }
+        }
+    }
+    let mut executor = Executor::new(Arc::new(registry()), args.folders.environment()).with_cache(Arc::new(cache));
+    if let Some(jobs) = args.jobs {
+        executor = executor.with_max_parallel(jobs);
+    }
+    let graph = match executor.validate(&prompt) {
+        Ok(graph) => Arc::new(graph),
+        Err(report) => {
+            reporter.invalid(&report.to_comfy_json(), &format!("error: {}: {}", args.file.display(), report.to_text()));
+            return EXIT_INVALID;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let cancel = CancelToken::new();
+    let reporter = Arc::new(reporter.for_graph(&graph));
+    let options = RunOptions {
+        prompt_id: prompt_id(),
+        events: reporter.sink(),
+        cancel: cancel.clone(),
+        extra_pnginfo: serde_json::Value::Null,
+    };
+    let outcome = runtime.block_on(async {
+        tokio::spawn(interrupt_on_ctrl_c(cancel));
+        executor.run(graph, options).await
+    });
+    reporter.finish(&outcome);
+    match outcome.status {
+        RunStatus::Success => 0,
+        RunStatus::Failed => EXIT_RUNTIME,
+        RunStatus::Interrupted => EXIT_INTERRUPTED,
+    }
+}
+
+/// First Ctrl-C: stop after the running nodes reach their next check. Second: quit at once.
+async fn interrupt_on_ctrl_c(cancel: CancelToken) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("\ninterrupting: waiting for running nodes to stop (Ctrl-C again to quit at once)");
+    cancel.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
+    }
+}
+
+/// Tells runs apart in events: process id and start time.
+fn prompt_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{:08x}-{nanos:x}", std::process::id())
+}

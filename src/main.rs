@@ -1,0 +1,61 @@
+//! `kinograph`: run, validate and inspect node-graph workflows for video diffusion models.
+
+mod commands;
+mod progress;
+mod size;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit code: the workflow or the command line is invalid.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit code: a node failed while running.
+pub const EXIT_RUNTIME: u8 = 2;
+/// Exit code: the run was interrupted (Ctrl-C).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// A native node-graph engine for open-weight video diffusion models.
+#[derive(Parser)]
+#[command(name = "kinograph", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a workflow headless.
+    ///
+    /// Exit codes: 0 success, 1 invalid workflow, 2 a node failed, 130 interrupted.
+    Run(commands::run::RunArgs),
+    /// Check a workflow without running it; reports every error at once.
+    ///
+    /// Exit codes: 0 valid, 1 invalid.
+    Validate(commands::validate::ValidateArgs),
+    /// List the node types kinograph knows.
+    Nodes(commands::nodes::NodesArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() { ExitCode::from(EXIT_INVALID) } else { ExitCode::SUCCESS };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KINOGRAPH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let code = match cli.command {
+        Command::Run(args) => commands::run::run(&args),
+        Command::Validate(args) => commands::validate::run(&args),
+        Command::Nodes(args) => commands::nodes::run(&args),
+    };
+    ExitCode::from(code)
+}
