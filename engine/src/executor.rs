@@ -12,7 +12,7 @@ use crate::validation::{self, ValidationReport};
 use crate::workflow::ApiPrompt;
 use indexmap::IndexMap;
 use serde_json::Value as Json;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -266,6 +266,18 @@ impl Executor {
     fn plan(&self, graph: &Graph) -> Plan {
         let signatures = compute_signatures(graph, &self.env);
         let count = graph.nodes.len();
+        // Nodes that compute the same thing (same signature) run once: later ones alias the first.
+        let mut first_with: HashMap<Signature, usize> = HashMap::with_capacity(count);
+        let canonical: Vec<usize> = (0..count)
+            .map(|index| {
+                let schema = &graph.nodes[index].schema;
+                if schema.output_node || schema.not_idempotent {
+                    index
+                } else {
+                    *first_with.entry(signatures[index]).or_insert(index)
+                }
+            })
+            .collect();
         let mut available: Vec<Option<Arc<CacheEntry>>> = vec![None; count];
         let mut run = vec![false; count];
         let mut visited = vec![false; count];
@@ -298,11 +310,11 @@ impl Executor {
             run[index] = true;
             for (_, input) in &node.inputs {
                 if let GraphInput::Link { node: source, .. } = input {
-                    stack.push(*source);
+                    stack.push(canonical[*source]);
                 }
             }
         }
-        Plan { signatures, available, run }
+        Plan { signatures, available, run, canonical }
     }
 }
 
@@ -310,11 +322,14 @@ struct Plan {
     signatures: Vec<Signature>,
     available: Vec<Option<Arc<CacheEntry>>>,
     run: Vec<bool>,
+    /// For each node, the node whose outputs it uses (itself unless it duplicates an earlier one).
+    canonical: Vec<usize>,
 }
 
 /// Bookkeeping of one run: what each node waits for, who uses its outputs, and the outputs still needed.
 struct RunState {
     signatures: Vec<Signature>,
+    canonical: Vec<usize>,
     results: Vec<Option<Arc<CacheEntry>>>,
     waiting_on: Vec<usize>,
     consumers: Vec<Vec<usize>>,
@@ -341,10 +356,11 @@ impl RunState {
             }
             for (_, input) in &node.inputs {
                 if let GraphInput::Link { node: source, .. } = input {
-                    uses_left[*source] += 1;
-                    if plan.run[*source] {
+                    let source = plan.canonical[*source];
+                    uses_left[source] += 1;
+                    if plan.run[source] {
                         waiting_on[index] += 1;
-                        consumers[*source].push(index);
+                        consumers[source].push(index);
                     }
                 }
             }
@@ -353,6 +369,7 @@ impl RunState {
         let to_run = plan.run.iter().filter(|&&r| r).count();
         RunState {
             signatures: plan.signatures,
+            canonical: plan.canonical,
             results: plan.available,
             waiting_on,
             consumers,
@@ -372,10 +389,11 @@ impl RunState {
             .map(|(name, input)| {
                 let value = match input {
                     GraphInput::Constant(value) => value.clone(),
-                    GraphInput::Link { node: source, slot } => {
-                        self.results[*source].as_ref().expect("producers finish before consumers start").outputs[*slot]
-                            .clone()
-                    }
+                    GraphInput::Link { node: source, slot } => self.results[self.canonical[*source]]
+                        .as_ref()
+                        .expect("producers finish before consumers start")
+                        .outputs[*slot]
+                        .clone(),
                 };
                 (name.clone(), value)
             })
@@ -395,9 +413,10 @@ impl RunState {
         }
         for (_, input) in &graph.nodes[index].inputs {
             if let GraphInput::Link { node: source, .. } = input {
-                self.uses_left[*source] -= 1;
-                if self.uses_left[*source] == 0 && !self.is_output[*source] {
-                    self.results[*source] = None;
+                let source = self.canonical[*source];
+                self.uses_left[source] -= 1;
+                if self.uses_left[source] == 0 && !self.is_output[source] {
+                    self.results[source] = None;
                 }
             }
         }

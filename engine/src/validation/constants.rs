@@ -233,7 +233,8 @@ pub fn closest_options(value: &str, options: &[String], count: usize) -> Vec<Str
         })
         .collect();
     scored.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-    let limit = wanted.chars().count().max(3);
+    // Beyond a third of the name, a "similar" option is more confusing than helpful.
+    let limit = (wanted.chars().count() / 3).max(2);
     scored.into_iter().filter(|(distance, _)| *distance <= limit).take(count).map(|(_, o)| o.clone()).collect()
 }
 

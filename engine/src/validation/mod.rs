@@ -127,9 +127,7 @@ impl<'a> Validator<'a> {
                 } else {
                     format!("; similar: {}", closest.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", "))
                 };
-                format!(
-                    "unknown node type '{class}': no such node is installed (`kinograph nodes` lists them{hint}); used by"
-                )
+                format!("unknown node type '{class}': no such node is installed (`kinograph nodes` lists them){hint}")
             };
             let mut extra = Map::new();
             extra.insert("node_id".into(), json!(id));

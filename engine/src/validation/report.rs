@@ -136,13 +136,13 @@ impl ValidationReport {
             let _ = writeln!(text, "  - {}", self.error.explanation);
         }
         // Unknown node types are listed once per type, with the nodes that use it.
-        let mut missing: IndexMap<&str, (Vec<String>, &str)> = IndexMap::new();
+        let mut missing: IndexMap<&str, (Vec<(&str, &NodeErrors)>, &str)> = IndexMap::new();
         for (id, node) in &self.node_errors {
             for error in &node.errors {
                 if error.error_type == ErrorType::MissingNodeType {
                     let entry =
                         missing.entry(node.class_type.as_str()).or_insert_with(|| (Vec::new(), &error.explanation));
-                    entry.0.push(node_label(id, node));
+                    entry.0.push((id.as_str(), node));
                     continue;
                 }
                 let place = match &error.input {
@@ -152,8 +152,15 @@ impl ValidationReport {
                 let _ = writeln!(text, "  - {place}: {}", error.explanation);
             }
         }
-        for (_, (nodes, explanation)) in missing {
-            let _ = writeln!(text, "  - {} ({})", explanation, nodes.join(", "));
+        for (class, (nodes, explanation)) in missing {
+            let place = match nodes.as_slice() {
+                [(id, node)] => node_label(id, node),
+                _ => {
+                    let ids: Vec<&str> = nodes.iter().map(|(id, _)| *id).collect();
+                    format!("nodes {} ({class})", ids.join(", "))
+                }
+            };
+            let _ = writeln!(text, "  - {place}: {explanation}");
         }
         text
     }
