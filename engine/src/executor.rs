@@ -13,8 +13,8 @@ use crate::workflow::ApiPrompt;
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
@@ -70,12 +70,6 @@ pub struct RunOutcome {
     /// Set when `status` is `Failed`.
     pub failure: Option<ExecutionFailure>,
     pub duration: Duration,
-}
-
-struct Finished {
-    index: usize,
-    inputs: NodeInputs,
-    result: Result<NodeOutput, NodeError>,
 }
 
 impl Executor {
@@ -140,112 +134,63 @@ impl Executor {
             }
         }
 
-        let mut state = RunState::new(&graph, plan);
-        let abort = Arc::new(AtomicBool::new(false));
-        let mut tasks: JoinSet<Finished> = JoinSet::new();
-        let mut writes: JoinSet<()> = JoinSet::new();
-        let mut running: Vec<usize> = Vec::new();
-        let mut executed = Vec::new();
-        let mut failure: Option<ExecutionFailure> = None;
-        let mut interrupted_at: Option<usize> = None;
-        let mut stopping = options.cancel.is_cancelled();
-
+        let run = Arc::new(SharedRun {
+            executor: self.clone(),
+            graph: graph.clone(),
+            prompt_id: prompt_id.clone(),
+            options: options.clone(),
+            extra_pnginfo: Arc::new(options.extra_pnginfo.clone()),
+            abort: Arc::new(AtomicBool::new(false)),
+            scheduler: Mutex::new(Scheduler {
+                state: RunState::new(&graph, plan),
+                running: Vec::new(),
+                stopping: options.cancel.is_cancelled(),
+                executed: Vec::new(),
+                outputs,
+                failure: None,
+                interrupted_at: None,
+                writes: Vec::new(),
+            }),
+            wake: Condvar::new(),
+        });
+        let to_run = run.lock().state.to_run;
+        let mut workers = JoinSet::new();
+        for _ in 0..self.max_parallel.min(to_run) {
+            let run = run.clone();
+            workers.spawn_blocking(move || run.work());
+        }
+        let mut stopping = false;
         loop {
-            while !stopping && running.len() < self.max_parallel {
-                let Some(index) = state.ready.pop_front() else { break };
-                let node = &graph.nodes[index];
-                let inputs = state.inputs_of(&graph, index);
-                emit(EventKind::Executing { node: node.id.clone() });
-                let context = ExecutionContext {
-                    node_id: node.id.clone(),
-                    class_type: node.class_type.clone(),
-                    prompt_id: prompt_id.clone(),
-                    env: self.env.clone(),
-                    events: options.events.clone(),
-                    cancel: options.cancel.clone(),
-                    abort: abort.clone(),
-                    prompt: graph.prompt.clone(),
-                    extra_pnginfo: Arc::new(options.extra_pnginfo.clone()),
-                };
-                let implementation = node.node.clone();
-                running.push(index);
-                tasks.spawn_blocking(move || {
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        implementation.execute(&inputs, &context)
-                    }))
-                    .unwrap_or_else(|panic| {
-                        Err(NodeError::msg(format!("the node panicked: {}", panic_message(&*panic))))
-                    });
-                    Finished { index, inputs, result }
-                });
-            }
-            if running.is_empty() {
-                break;
-            }
-            let finished = tokio::select! {
-                joined = tasks.join_next() => joined,
+            tokio::select! {
+                joined = workers.join_next() => if joined.is_none() { break },
                 () = options.cancel.cancelled(), if !stopping => {
                     stopping = true;
-                    interrupted_at = running.first().copied();
-                    continue;
-                }
-            };
-            let Some(Ok(Finished { index, inputs, result })) = finished else {
-                // A task can only fail to join if the runtime is shutting down.
-                break;
-            };
-            running.retain(|&i| i != index);
-            let node = &graph.nodes[index];
-            let result = result.and_then(|output| check_output_count(node.schema.outputs.len(), output));
-            match result {
-                Ok(output) => {
-                    executed.push(node.id.clone());
-                    let entry = Arc::new(CacheEntry::new(output.values, output.ui));
-                    if let Some(ui) = &entry.ui {
-                        emit(EventKind::Executed { node: node.id.clone(), output: ui.clone() });
-                        if node.schema.output_node {
-                            outputs.insert(node.id.clone(), ui.clone());
-                        }
+                    let mut scheduler = run.lock();
+                    scheduler.stopping = true;
+                    if scheduler.interrupted_at.is_none() {
+                        scheduler.interrupted_at = scheduler.running.first().copied();
                     }
-                    if !node.schema.not_idempotent {
-                        self.cache.insert(state.signatures[index], entry.clone());
-                        if let (Some(disk), false) = (self.cache.disk(), node.schema.output_node) {
-                            let (disk, registry, signature, entry) =
-                                (disk.clone(), self.registry.clone(), state.signatures[index], entry.clone());
-                            writes.spawn_blocking(move || store_on_disk(&disk, &signature, &entry, &registry));
-                        }
-                    }
-                    emit(EventKind::NodeFinished { node: node.id.clone() });
-                    state.complete(&graph, index, entry);
-                }
-                Err(NodeError::Interrupted) => {
-                    stopping = true;
-                    if failure.is_none() && interrupted_at.is_none() {
-                        interrupted_at = Some(index);
-                    }
-                }
-                Err(error) => {
-                    stopping = true;
-                    abort.store(true, Ordering::SeqCst);
-                    if failure.is_none() {
-                        failure = Some(ExecutionFailure {
-                            node_id: node.id.clone(),
-                            node_type: node.class_type.clone(),
-                            exception_message: error.to_string(),
-                            exception_type: error.type_name().to_string(),
-                            current_inputs: inputs.describe(),
-                            executed: executed.clone(),
-                        });
-                    }
+                    drop(scheduler);
+                    run.wake.notify_all();
                 }
             }
         }
-        while writes.join_next().await.is_some() {}
+        let writes = std::mem::take(&mut run.lock().writes);
+        for write in writes {
+            let _ = write.await;
+        }
+        let mut scheduler = run.lock();
+        let all_done = scheduler.state.all_done();
+        let failure = scheduler.failure.take();
+        let executed = std::mem::take(&mut scheduler.executed);
+        let outputs = std::mem::take(&mut scheduler.outputs);
+        let interrupted_at = scheduler.interrupted_at;
+        drop(scheduler);
 
         let status = if let Some(failure) = &failure {
             emit(EventKind::ExecutionError(failure.clone()));
             RunStatus::Failed
-        } else if stopping || options.cancel.is_cancelled() && !state.all_done() {
+        } else if !all_done {
             let node = interrupted_at.map(|i| &graph.nodes[i]);
             emit(EventKind::ExecutionInterrupted {
                 node_id: node.map(|n| n.id.clone()),
@@ -324,6 +269,153 @@ struct Plan {
     run: Vec<bool>,
     /// For each node, the node whose outputs it uses (itself unless it duplicates an earlier one).
     canonical: Vec<usize>,
+}
+
+/// One run's state, shared by its worker threads.
+struct SharedRun {
+    executor: Executor,
+    graph: Arc<Graph>,
+    prompt_id: Arc<str>,
+    options: RunOptions,
+    extra_pnginfo: Arc<Json>,
+    /// Set when a node fails, so that the others stop at their next check.
+    abort: Arc<AtomicBool>,
+    scheduler: Mutex<Scheduler>,
+    /// Signalled when nodes become ready, finish, or the run stops.
+    wake: Condvar,
+}
+
+struct Scheduler {
+    state: RunState,
+    running: Vec<usize>,
+    stopping: bool,
+    executed: Vec<String>,
+    outputs: IndexMap<String, Json>,
+    failure: Option<ExecutionFailure>,
+    interrupted_at: Option<usize>,
+    writes: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SharedRun {
+    fn lock(&self) -> MutexGuard<'_, Scheduler> {
+        self.scheduler.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn emit(&self, kind: EventKind) {
+        (self.options.events)(&Event::now(&self.prompt_id, kind));
+    }
+
+    /// A worker: takes ready nodes and runs them until nothing is left or the run stops. The worker that
+    /// finishes a node does the bookkeeping and goes on with the next ready node itself, so a chain of
+    /// small nodes costs no thread hand-off per node.
+    fn work(&self) {
+        let mut scheduler = self.lock();
+        loop {
+            if scheduler.stopping || scheduler.state.all_done() {
+                drop(scheduler);
+                self.wake.notify_all();
+                return;
+            }
+            let Some(index) = scheduler.state.ready.pop_front() else {
+                if scheduler.running.is_empty() {
+                    // Nothing ready and nothing running that could make anything ready.
+                    return;
+                }
+                scheduler = self.wake.wait(scheduler).unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            };
+            scheduler.running.push(index);
+            let inputs = scheduler.state.inputs_of(&self.graph, index);
+            drop(scheduler);
+
+            let node = &self.graph.nodes[index];
+            self.emit(EventKind::Executing { node: node.id.clone() });
+            let context = ExecutionContext {
+                node_id: node.id.clone(),
+                class_type: node.class_type.clone(),
+                prompt_id: self.prompt_id.clone(),
+                env: self.executor.env.clone(),
+                events: self.options.events.clone(),
+                cancel: self.options.cancel.clone(),
+                abort: self.abort.clone(),
+                prompt: self.graph.prompt.clone(),
+                extra_pnginfo: self.extra_pnginfo.clone(),
+            };
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.node.execute(&inputs, &context)))
+                    .unwrap_or_else(|panic| {
+                        Err(NodeError::msg(format!("the node panicked: {}", panic_message(&*panic))))
+                    })
+                    .and_then(|output| check_output_count(node.schema.outputs.len(), output));
+
+            scheduler = self.lock();
+            scheduler.running.retain(|&i| i != index);
+            let events = self.record(&mut scheduler, index, &inputs, result);
+            drop(scheduler);
+            self.wake.notify_all();
+            for event in events {
+                self.emit(event);
+            }
+            scheduler = self.lock();
+        }
+    }
+
+    /// Books a finished node; returns the events to send once the lock is released.
+    fn record(
+        &self,
+        scheduler: &mut Scheduler,
+        index: usize,
+        inputs: &NodeInputs,
+        result: Result<NodeOutput, NodeError>,
+    ) -> Vec<EventKind> {
+        let node = &self.graph.nodes[index];
+        let mut events = Vec::new();
+        match result {
+            Ok(output) => {
+                scheduler.executed.push(node.id.clone());
+                let entry = Arc::new(CacheEntry::new(output.values, output.ui));
+                if let Some(ui) = &entry.ui {
+                    events.push(EventKind::Executed { node: node.id.clone(), output: ui.clone() });
+                    if node.schema.output_node {
+                        scheduler.outputs.insert(node.id.clone(), ui.clone());
+                    }
+                }
+                if !node.schema.not_idempotent {
+                    let signature = scheduler.state.signatures[index];
+                    self.executor.cache.insert(signature, entry.clone());
+                    if let (Some(disk), false) = (self.executor.cache.disk(), node.schema.output_node) {
+                        let (disk, registry, entry) = (disk.clone(), self.executor.registry.clone(), entry.clone());
+                        scheduler.writes.push(tokio::task::spawn_blocking(move || {
+                            store_on_disk(&disk, &signature, &entry, &registry)
+                        }));
+                    }
+                }
+                events.push(EventKind::NodeFinished { node: node.id.clone() });
+                scheduler.state.complete(&self.graph, index, entry);
+            }
+            Err(NodeError::Interrupted) => {
+                scheduler.stopping = true;
+                if scheduler.failure.is_none() && scheduler.interrupted_at.is_none() {
+                    scheduler.interrupted_at = Some(index);
+                }
+            }
+            Err(error) => {
+                scheduler.stopping = true;
+                self.abort.store(true, Ordering::SeqCst);
+                if scheduler.failure.is_none() {
+                    scheduler.failure = Some(ExecutionFailure {
+                        node_id: node.id.clone(),
+                        node_type: node.class_type.clone(),
+                        exception_message: error.to_string(),
+                        exception_type: error.type_name().to_string(),
+                        current_inputs: inputs.describe(),
+                        executed: scheduler.executed.clone(),
+                    });
+                }
+            }
+        }
+        events
+    }
 }
 
 /// Bookkeeping of one run: what each node waits for, who uses its outputs, and the outputs still needed.
