@@ -386,7 +386,7 @@ impl SharedRun {
                     if let (Some(disk), false) = (self.executor.cache.disk(), node.schema.output_node) {
                         let (disk, registry, entry) = (disk.clone(), self.executor.registry.clone(), entry.clone());
                         scheduler.writes.push(tokio::task::spawn_blocking(move || {
-                            store_on_disk(&disk, &signature, &entry, &registry)
+                            store_on_disk(&disk, &signature, &entry, &registry);
                         }));
                     }
                 }

@@ -136,7 +136,7 @@ impl ValidationReport {
             let _ = writeln!(text, "  - {}", self.error.explanation);
         }
         // Unknown node types are listed once per type, with the nodes that use it.
-        let mut missing: IndexMap<&str, (Vec<(&str, &NodeErrors)>, &str)> = IndexMap::new();
+        let mut missing: IndexMap<&str, MissingType<'_>> = IndexMap::new();
         for (id, node) in &self.node_errors {
             for error in &node.errors {
                 if error.error_type == ErrorType::MissingNodeType {
@@ -153,18 +153,20 @@ impl ValidationReport {
             }
         }
         for (class, (nodes, explanation)) in missing {
-            let place = match nodes.as_slice() {
-                [(id, node)] => node_label(id, node),
-                _ => {
-                    let ids: Vec<&str> = nodes.iter().map(|(id, _)| *id).collect();
-                    format!("nodes {} ({class})", ids.join(", "))
-                }
+            let place = if let [(id, node)] = nodes.as_slice() {
+                node_label(id, node)
+            } else {
+                let ids: Vec<&str> = nodes.iter().map(|(id, _)| *id).collect();
+                format!("nodes {} ({class})", ids.join(", "))
             };
             let _ = writeln!(text, "  - {place}: {explanation}");
         }
         text
     }
 }
+
+/// The nodes that use one unknown class, and the explanation to print once for all of them.
+type MissingType<'a> = (Vec<(&'a str, &'a NodeErrors)>, &'a str);
 
 fn node_label(id: &str, node: &NodeErrors) -> String {
     match &node.title {
