@@ -22,6 +22,7 @@ pub enum EventMode {
 /// Reports one run.
 pub struct Reporter {
     mode: EventMode,
+    output_dir: std::path::PathBuf,
     labels: HashMap<String, String>,
     state: Mutex<BarState>,
 }
@@ -35,8 +36,13 @@ struct BarState {
 }
 
 impl Reporter {
-    pub fn new(mode: EventMode) -> Self {
-        Reporter { mode, labels: HashMap::new(), state: Mutex::new(BarState::default()) }
+    pub fn new(mode: EventMode, output_dir: &std::path::Path) -> Self {
+        Reporter {
+            mode,
+            output_dir: output_dir.to_path_buf(),
+            labels: HashMap::new(),
+            state: Mutex::new(BarState::default()),
+        }
     }
 
     /// Knows the graph's node titles for labels.
@@ -157,7 +163,7 @@ impl Reporter {
             RunStatus::Success => {
                 if self.mode == EventMode::Bars {
                     for (node, ui) in &outcome.outputs {
-                        print_ui(&self.label(node), ui);
+                        print_ui(&self.label(node), ui, &self.output_dir);
                     }
                 }
                 eprintln!(
@@ -191,13 +197,12 @@ impl Reporter {
     }
 }
 
-fn print_ui(label: &str, ui: &Json) {
+fn print_ui(label: &str, ui: &Json, output_dir: &std::path::Path) {
     if let Some(files) = ui.get("files").and_then(Json::as_array) {
         for file in files {
             let subfolder = file["subfolder"].as_str().unwrap_or_default();
             let name = file["filename"].as_str().unwrap_or_default();
-            let path = if subfolder.is_empty() { name.to_string() } else { format!("{subfolder}/{name}") };
-            println!("{label}: wrote {path}");
+            println!("{label}: wrote {}", output_dir.join(subfolder).join(name).display());
         }
     } else if let Some(texts) = ui.get("text").and_then(Json::as_array) {
         for text in texts {

@@ -171,14 +171,22 @@ impl OutputFile {
     /// Flushes, syncs and moves the file into place. Refuses to replace an existing file.
     pub fn commit(mut self) -> Result<PathBuf, NodeError> {
         let writer = self.writer.take().expect("writer present until commit");
+        let result = Self::finish(writer, &self.temporary, &self.path);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+        result.map(|()| self.path.clone())
+    }
+
+    fn finish(writer: BufWriter<File>, temporary: &Path, path: &Path) -> Result<(), NodeError> {
         let file = writer.into_inner().map_err(|error| NodeError::other(error.into_error()))?;
         file.sync_all()?;
         drop(file);
-        if self.path.exists() {
-            return Err(NodeError::msg(format!("{} already exists; it was not overwritten", self.path.display())));
+        if path.exists() {
+            return Err(NodeError::msg(format!("{} already exists; it was not overwritten", path.display())));
         }
-        std::fs::rename(&self.temporary, &self.path)?;
-        Ok(self.path.clone())
+        std::fs::rename(temporary, path)?;
+        Ok(())
     }
 }
 
@@ -217,4 +225,42 @@ pub fn next_numbered_path(folder: &Path, prefix: &str, extension: &str) -> PathB
         }
     }
     directory.join(format!("{stem}_{:05}_.{extension}", highest + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    #[test]
+    fn an_output_file_appears_only_when_committed() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("clip.txt");
+        let mut file = OutputFile::create(&path).unwrap();
+        file.write_all(b"half").unwrap();
+        assert!(!path.exists(), "nothing under the final name while writing");
+        drop(file);
+        assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 0, "an abandoned file leaves nothing behind");
+
+        let mut file = OutputFile::create(&path).unwrap();
+        file.write_all(b"whole").unwrap();
+        assert_eq!(file.commit().unwrap(), path);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "whole");
+
+        let mut second = OutputFile::create(&path).unwrap();
+        second.write_all(b"other").unwrap();
+        assert!(second.commit().is_err(), "an existing file is never replaced");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "whole");
+        assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn numbered_paths_continue_after_the_highest_existing_number() {
+        let folder = tempfile::tempdir().unwrap();
+        assert_eq!(next_numbered_path(folder.path(), "video", "mp4"), folder.path().join("video_00001_.mp4"));
+        std::fs::write(folder.path().join("video_00007_.mp4"), b"").unwrap();
+        std::fs::write(folder.path().join("videos_00009_.mp4"), b"").unwrap();
+        assert_eq!(next_numbered_path(folder.path(), "video", "mp4"), folder.path().join("video_00008_.mp4"));
+        assert_eq!(next_numbered_path(folder.path(), "sub/clip", "mp4"), folder.path().join("sub/clip_00001_.mp4"));
+    }
 }

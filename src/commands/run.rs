@@ -35,7 +35,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> u8 {
-    let reporter = Reporter::new(args.events);
+    let reporter = Reporter::new(args.events, &args.folders.output_dir);
     let prompt = match load_workflow(&args.file, &args.overrides) {
         Ok(prompt) => prompt,
         Err(message) => {
