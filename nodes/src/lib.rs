@@ -3,6 +3,7 @@
 //! Kinograph's built-in node library. Class names, input names, defaults and ranges follow ComfyUI
 //! wherever ComfyUI has the same node, so that its workflows load unchanged.
 
+pub mod models;
 pub mod utils;
 
 use kinograph_engine::Registry;

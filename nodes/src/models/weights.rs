@@ -1,0 +1,306 @@
+//! Weights read from safetensors files over a memory map, with errors that name the file, the tensor and
+//! the expected shape.
+//!
+//! [`WeightSource`] opens one or more files (a single-file checkpoint, or the shards of a diffusers
+//! folder), checks that each is a complete safetensors file, and hands out candle `VarBuilder`s whose
+//! lookups go through [`CheckedBackend`]: a missing tensor or a wrong shape becomes a [`WeightError`],
+//! and every tensor fetched is recorded so that a loader can list the ones it did not expect.
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::VarBuilder;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A problem with a weight file, phrased for the user.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WeightError {
+    #[error("{file}: cannot open: {reason}")]
+    Open { file: String, reason: String },
+    #[error("{file}: not a valid safetensors file ({reason}); is it truncated or of another format?")]
+    Format { file: String, reason: String },
+    #[error("{files}: tensor '{tensor}' is missing (expected shape {expected:?})")]
+    Missing { files: String, tensor: String, expected: Vec<usize> },
+    #[error("{file}: tensor '{tensor}' has shape {found:?}, expected {expected:?}")]
+    Shape { file: String, tensor: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("{file}: unexpected tensor{} {}", if .tensors.len() == 1 { "" } else { "s" }, .tensors.join(", "))]
+    Unexpected { file: String, tensors: Vec<String> },
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+/// Tensors of one or more safetensors files, memory-mapped.
+pub struct WeightSource {
+    files: Vec<PathBuf>,
+    tensors: candle_core::safetensors::MmapedSafetensors,
+    /// Which file each tensor lives in.
+    location: HashMap<String, usize>,
+    /// `__metadata__` of each file.
+    metadata: Vec<HashMap<String, String>>,
+    used: Arc<Mutex<BTreeSet<String>>>,
+    /// The last lookup error, kept because candle's error type carries only its text.
+    last_error: Mutex<Option<WeightError>>,
+}
+
+impl WeightSource {
+    /// Opens and checks `files`.
+    pub fn open<P: AsRef<Path>>(files: &[P]) -> Result<Self, WeightError> {
+        let files: Vec<PathBuf> = files.iter().map(|f| f.as_ref().to_path_buf()).collect();
+        let mut location = HashMap::new();
+        let mut metadata = Vec::with_capacity(files.len());
+        for (index, file) in files.iter().enumerate() {
+            let (names, meta) = read_header(file)?;
+            for name in names {
+                location.insert(name, index);
+            }
+            metadata.push(meta);
+        }
+        // SAFETY: the files are opened read-only; kinograph never writes to a model file while it is
+        // mapped, and the headers and offsets were checked against each file's length just above.
+        #[allow(unsafe_code)]
+        let tensors = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }
+            .map_err(|error| WeightError::Format { file: describe(&files), reason: error.to_string() })?;
+        Ok(WeightSource { files, tensors, location, metadata, used: Arc::default(), last_error: Mutex::new(None) })
+    }
+
+    /// The files, in the order given.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Every tensor name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.location.keys().map(String::as_str)
+    }
+
+    /// Whether `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.location.contains_key(name)
+    }
+
+    /// The shape of `name`, if present.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors.get(name).ok().map(|view| view.shape().to_vec())
+    }
+
+    /// The stored dtype of `name`, if present.
+    pub fn dtype(&self, name: &str) -> Option<safetensors::Dtype> {
+        self.tensors.get(name).ok().map(|view| view.dtype())
+    }
+
+    /// The `__metadata__` entry `key` of the first file that has it (ComfyUI checkpoints keep their
+    /// model configuration under `config`).
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.iter().find_map(|meta| meta.get(key)).map(String::as_str)
+    }
+
+    /// The file holding `name` (or all files, for error messages).
+    pub fn file_of(&self, name: &str) -> String {
+        self.location.get(name).map_or_else(|| describe(&self.files), |&i| self.files[i].display().to_string())
+    }
+
+    /// Loads one tensor as `dtype`.
+    pub fn load(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor, WeightError> {
+        self.mark_used(name);
+        let tensor = self.tensors.load(name, device).map_err(|_| WeightError::Missing {
+            files: describe(&self.files),
+            tensor: name.to_string(),
+            expected: Vec::new(),
+        })?;
+        tensor
+            .to_dtype(dtype)
+            .map_err(|error| WeightError::Invalid { file: self.file_of(name), message: error.to_string() })
+    }
+
+    /// A `VarBuilder` over these tensors under `prefix`, converting each tensor to `dtype` as it is
+    /// fetched.
+    pub fn var_builder(self: &Arc<Self>, prefix: &str, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        let backend: Box<dyn candle_nn::var_builder::SimpleBackend> = Box::new(CheckedBackend { source: self.clone() });
+        let builder = VarBuilder::from_backend(backend, dtype, device.clone());
+        if prefix.is_empty() { builder } else { builder.pp(prefix) }
+    }
+
+    /// Names under `prefix` that were never fetched.
+    pub fn unused(&self, prefix: &str) -> Vec<String> {
+        let used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut unused: Vec<String> =
+            self.location.keys().filter(|name| name.starts_with(prefix) && !used.contains(*name)).cloned().collect();
+        unused.sort();
+        unused
+    }
+
+    /// Fails if any tensor under `prefix` was not used by the model just built.
+    pub fn reject_unused(&self, prefix: &str) -> Result<(), WeightError> {
+        let unused = self.unused(prefix);
+        if unused.is_empty() {
+            Ok(())
+        } else {
+            Err(WeightError::Unexpected { file: self.file_of(&unused[0]), tensors: unused })
+        }
+    }
+
+    /// The weight error behind a candle error raised while building a model from this source.
+    pub fn explain(&self, error: &candle_core::Error) -> WeightError {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(|| WeightError::Invalid { file: describe(&self.files), message: error.to_string() })
+    }
+
+    fn fail(&self, error: WeightError) -> candle_core::Error {
+        let wrapped = candle_core::Error::Msg(error.to_string());
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+        wrapped
+    }
+
+    fn mark_used(&self, name: &str) {
+        self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_string());
+    }
+}
+
+/// The candle backend behind [`WeightSource::var_builder`].
+pub struct CheckedBackend {
+    source: Arc<WeightSource>,
+}
+
+impl candle_nn::var_builder::SimpleBackend for CheckedBackend {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let source = &self.source;
+        if !source.contains(name) {
+            return Err(source.fail(WeightError::Missing {
+                files: describe(&source.files),
+                tensor: name.to_string(),
+                expected: shape.dims().to_vec(),
+            }));
+        }
+        let found = source.shape(name).unwrap_or_default();
+        if found != shape.dims() {
+            return Err(source.fail(WeightError::Shape {
+                file: source.file_of(name),
+                tensor: name.to_string(),
+                expected: shape.dims().to_vec(),
+                found,
+            }));
+        }
+        source.load(name, dtype, device).map_err(|error| source.fail(error))
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        self.source.load(name, dtype, device).map_err(|error| self.source.fail(error))
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.source.contains(name)
+    }
+}
+
+fn describe(files: &[PathBuf]) -> String {
+    files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Reads and checks a safetensors header: the header length, the JSON, and that every tensor's data
+/// lies inside the file. Returns the tensor names and the `__metadata__`.
+pub fn read_header(file: &Path) -> Result<(Vec<String>, HashMap<String, String>), WeightError> {
+    use std::io::Read;
+    let name = file.display().to_string();
+    let open_error = |error: std::io::Error| WeightError::Open { file: name.clone(), reason: error.to_string() };
+    let mut handle = std::fs::File::open(file).map_err(open_error)?;
+    let length = handle.metadata().map_err(open_error)?.len();
+    let format = |reason: String| WeightError::Format { file: name.clone(), reason };
+    if length < 8 {
+        return Err(format(format!("the file is {length} bytes long")));
+    }
+    let mut size = [0_u8; 8];
+    handle.read_exact(&mut size).map_err(open_error)?;
+    let header_length = u64::from_le_bytes(size);
+    if header_length > 100 << 20 || 8 + header_length > length {
+        return Err(format(format!("header of {header_length} bytes does not fit in a {length}-byte file")));
+    }
+    let mut header = vec![0_u8; header_length as usize];
+    handle.read_exact(&mut header).map_err(open_error)?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|error| format(format!("header is not JSON: {error}")))?;
+    let serde_json::Value::Object(entries) = json else { return Err(format("header is not a JSON object".into())) };
+    let data_length = length - 8 - header_length;
+    let mut names = Vec::with_capacity(entries.len());
+    let mut metadata = HashMap::new();
+    for (key, value) in entries {
+        if key == "__metadata__" {
+            if let serde_json::Value::Object(meta) = value {
+                for (k, v) in meta {
+                    metadata.insert(k, v.as_str().map_or_else(|| v.to_string(), str::to_string));
+                }
+            }
+            continue;
+        }
+        let end =
+            value["data_offsets"][1].as_u64().ok_or_else(|| format(format!("tensor '{key}' has no data offsets")))?;
+        if end > data_length {
+            return Err(format(format!(
+                "tensor '{key}' ends at byte {end} of the data but the file holds only {data_length} bytes of data (truncated?)"
+            )));
+        }
+        names.push(key);
+    }
+    Ok((names, metadata))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_file(path: &Path) {
+        let a = Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap().reshape((2, 3)).unwrap();
+        let b = Tensor::ones(4, DType::BF16, &Device::Cpu).unwrap();
+        candle_core::safetensors::save(&HashMap::from([("block.a".to_string(), a), ("block.b".to_string(), b)]), path)
+            .unwrap();
+    }
+
+    #[test]
+    fn loads_checks_shapes_and_names_the_file_and_tensor() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("model.safetensors");
+        write_file(&path);
+        let source = Arc::new(WeightSource::open(&[&path]).unwrap());
+        let builder = source.var_builder("block", DType::F32, &Device::Cpu);
+        let a = builder.get((2, 3), "a").unwrap();
+        assert_eq!(a.to_vec2::<f32>().unwrap(), vec![vec![0.0, 1.0, 2.0], vec![3.0, 4.0, 5.0]]);
+        assert_eq!(builder.get(4, "b").unwrap().dtype(), DType::F32, "bf16 is widened as it is fetched");
+
+        let wrong = source.explain(&builder.get((3, 2), "a").unwrap_err());
+        assert!(
+            matches!(&wrong, WeightError::Shape { tensor, expected, found, .. }
+            if tensor == "block.a" && expected == &vec![3, 2] && found == &vec![2, 3]),
+            "{wrong}"
+        );
+        assert!(wrong.to_string().contains("model.safetensors"));
+
+        let missing = source.explain(&builder.get(7, "c").unwrap_err());
+        assert!(missing.to_string().contains("tensor 'block.c' is missing (expected shape [7])"), "{missing}");
+        assert!(source.reject_unused("block").is_ok());
+    }
+
+    #[test]
+    fn truncated_and_foreign_files_are_refused() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("model.safetensors");
+        write_file(&path);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let error = WeightSource::open(&[&path]).err().unwrap();
+        assert!(error.to_string().contains("truncated"), "{error}");
+
+        let text = folder.path().join("notes.safetensors");
+        std::fs::write(&text, "this is not a model at all").unwrap();
+        let error = WeightSource::open(&[&text]).err().unwrap();
+        assert!(matches!(error, WeightError::Format { .. }), "{error}");
+    }
+}
