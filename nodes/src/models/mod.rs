@@ -1,3 +1,5 @@
 //! Model code: plain candle modules mirroring the reference implementations, with no engine types.
 
+pub mod ltxv;
+pub mod t5;
 pub mod weights;

@@ -1,0 +1,1 @@
+//! The LTX-Video transformer (`LTXVideoTransformer3DModel` in diffusers, `LTXVModel` in ComfyUI).
