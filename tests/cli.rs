@@ -22,14 +22,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn run_hello(output: &Path, extra: &[&str]) -> Output {
-    kinograph()
-        .arg("run")
-        .arg(hello())
-        .arg("--output-dir")
-        .arg(output)
-        .args(extra)
-        .output()
-        .expect("kinograph runs")
+    kinograph().arg("run").arg(hello()).arg("--output-dir").arg(output).args(extra).output().expect("kinograph runs")
 }
 
 fn json_lines(stdout: &[u8]) -> Vec<Json> {
@@ -41,7 +34,9 @@ fn files_in(folder: &Path) -> Vec<String> {
     if let Ok(entries) = std::fs::read_dir(folder) {
         for entry in entries.flatten() {
             if entry.path().is_dir() {
-                names.extend(files_in(&entry.path()).into_iter().map(|n| format!("{}/{n}", entry.file_name().to_string_lossy())));
+                names.extend(
+                    files_in(&entry.path()).into_iter().map(|n| format!("{}/{n}", entry.file_name().to_string_lossy())),
+                );
             } else {
                 names.push(entry.file_name().to_string_lossy().into_owned());
             }
@@ -122,7 +117,11 @@ fn the_disk_cache_lets_a_new_process_skip_unchanged_nodes() {
     };
     assert_eq!(executed(&[]), vec!["1", "2", "3", "4", "5", "6"]);
     assert_eq!(executed(&[]), vec!["4", "6"], "only output nodes re-run in a new process");
-    assert_eq!(executed(&["--set", "2.value=oil paint"]), vec!["2", "3", "4", "6"], "a changed constant re-runs its node and descendants");
+    assert_eq!(
+        executed(&["--set", "2.value=oil paint"]),
+        vec!["2", "3", "4", "6"],
+        "a changed constant re-runs its node and descendants"
+    );
     assert_eq!(files_in(&output.path().join("hello")).len(), 3, "every run wrote its own output file");
 }
 
@@ -177,7 +176,8 @@ fn validate_reports_every_error_and_exits_1() {
 fn malformed_json_is_reported_with_line_and_column() {
     let folder = tempfile::tempdir().unwrap();
     let workflow = folder.path().join("bad.json");
-    std::fs::write(&workflow, "{\n  \"1\": {\"class_type\": \"PrimitiveInt\",\n    \"inputs\": {\"value\": 3,}\n}\n").unwrap();
+    std::fs::write(&workflow, "{\n  \"1\": {\"class_type\": \"PrimitiveInt\",\n    \"inputs\": {\"value\": 3,}\n}\n")
+        .unwrap();
     let result = kinograph().arg("run").arg(&workflow).output().unwrap();
     assert_eq!(result.status.code(), Some(1));
     let stderr = text(&result.stderr);
@@ -247,7 +247,8 @@ fn ctrl_c_stops_promptly_with_exit_130_and_leaves_no_output() {
     let exit = child.wait().unwrap();
     assert!(pressed.elapsed() < Duration::from_secs(3), "stopped after {:?}", pressed.elapsed());
     assert_eq!(exit.code(), Some(130));
-    let interrupted = rest.iter().find(|e| e["type"] == "execution_interrupted").expect("an execution_interrupted event");
+    let interrupted =
+        rest.iter().find(|e| e["type"] == "execution_interrupted").expect("an execution_interrupted event");
     assert_eq!(interrupted["data"]["node_id"], "2");
     assert!(files_in(output.path()).is_empty(), "no output, partial or complete: {:?}", files_in(output.path()));
 }
