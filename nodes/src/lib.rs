@@ -4,6 +4,7 @@
 //! wherever ComfyUI has the same node, so that its workflows load unchanged.
 
 pub mod models;
+pub mod sampling;
 pub mod utils;
 
 use kinograph_engine::Registry;

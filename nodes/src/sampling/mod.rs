@@ -1,0 +1,3 @@
+//! Sampling maths: torch-compatible noise (schedules, samplers and guidance follow).
+
+pub mod noise;
