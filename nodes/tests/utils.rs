@@ -68,7 +68,7 @@ fn delay_reports_progress_and_stops_when_cancelled() {
     let outcome = run(&executor, workflow, options);
     assert_eq!(outcome.status, RunStatus::Interrupted);
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert_eq!(std::fs::read_dir(output.path()).map(Iterator::count).unwrap_or(0), 0);
+    assert_eq!(std::fs::read_dir(output.path()).map_or(0, Iterator::count), 0);
 }
 
 #[test]
