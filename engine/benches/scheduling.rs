@@ -45,7 +45,10 @@ impl Node for Sink {
 }
 
 fn node(class: &str, inputs: Json) -> Json {
-    json!({"class_type": class, "inputs": inputs})
+    let mut node = Map::new();
+    node.insert("class_type".into(), Json::String(class.to_string()));
+    node.insert("inputs".into(), inputs);
+    Json::Object(node)
 }
 
 /// Source → Increment × (N − 2) → Sink.

@@ -230,7 +230,6 @@ pub fn next_numbered_path(folder: &Path, prefix: &str, extension: &str) -> PathB
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
 
     #[test]
     fn an_output_file_appears_only_when_committed() {

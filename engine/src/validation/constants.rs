@@ -259,8 +259,10 @@ mod tests {
 
     #[test]
     fn closest_prefers_near_spellings() {
-        let options: Vec<String> =
-            ["euler", "euler_ancestral", "heun", "dpmpp_2m", "lcm"].iter().map(|s| s.to_string()).collect();
+        let options: Vec<String> = ["euler", "euler_ancestral", "heun", "dpmpp_2m", "lcm"]
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         assert_eq!(closest_options("eulr", &options, 1), vec!["euler".to_string()]);
         assert_eq!(closest_options("ancestral", &options, 1), vec!["euler_ancestral".to_string()]);
         assert_eq!(closest_options("DPMPP_2M", &options, 1), vec!["dpmpp_2m".to_string()]);

@@ -102,7 +102,7 @@ impl Node for Fail {
 #[derive(Debug)]
 pub struct Samples(pub Vec<f32>);
 impl NodeValue for Samples {
-    fn type_name(&self) -> &str {
+    fn type_name(&self) -> &'static str {
         "SAMPLES"
     }
     fn byte_size(&self) -> usize {
@@ -123,7 +123,7 @@ impl NodeValue for Samples {
 }
 
 pub fn decode_samples(stored: StoredObject) -> Result<Arc<dyn NodeValue>, String> {
-    let tensor = stored.tensors.first().ok_or("no data")?;
+    let tensor = stored.tensors.into_iter().next().ok_or("no data")?;
     let values = tensor.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     Ok(Arc::new(Samples(values)))
 }
@@ -223,7 +223,7 @@ pub fn run_with(executor: &Executor, graph: &Arc<Graph>, options: RunOptions) ->
 }
 
 pub fn strings(items: &[&str]) -> Vec<String> {
-    let mut items: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+    let mut items: Vec<String> = items.iter().map(std::string::ToString::to_string).collect();
     items.sort();
     items
 }
