@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 /// Cooperative cancellation, shared between whoever may cancel (Ctrl-C, `/interrupt`, the editor's
@@ -138,14 +138,39 @@ impl ExecutionContext {
     /// file beside it and appears under its name only on [`OutputFile::commit`]; dropped or cancelled,
     /// the temporary file is removed, so an interrupted run never leaves a half-written output.
     pub fn create_output_file(&self, relative: &Path) -> Result<OutputFile, NodeError> {
-        let path = self.env.output_dir.join(relative);
-        OutputFile::create(&path)
+        OutputFile::create(&self.env.output_dir.join(relative))
+    }
+
+    /// How UI results name a written file, as ComfyUI's savers do:
+    /// `{"filename": ..., "subfolder": <relative to the output folder>, "type": "output"}`.
+    pub fn output_file_entry(&self, written: &Path) -> Json {
+        let relative = written.strip_prefix(&self.env.output_dir).unwrap_or(written);
+        let filename = relative.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let subfolder = relative.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        serde_json::json!({"filename": filename, "subfolder": subfolder, "type": "output"})
+    }
+
+    /// Like [`Self::create_output_file`], named `<prefix>_00001_.<extension>` with the next free number
+    /// (ComfyUI's numbering). The number is taken when the file is committed, so two nodes saving
+    /// under one prefix at the same time get different numbers and neither file is overwritten.
+    /// `prefix` may contain `/` to write into a subfolder of the output folder.
+    pub fn create_numbered_output(&self, prefix: &str, extension: &str) -> Result<OutputFile, NodeError> {
+        OutputFile::numbered(&self.env.output_dir, prefix, extension)
     }
 }
 
+/// Where a committed [`OutputFile`] goes.
+enum Target {
+    Fixed(PathBuf),
+    Numbered { folder: PathBuf, prefix: String, extension: String },
+}
+
+/// Makes temporary names unique within the process, even for files with the same final name.
+static TEMPORARY_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
 /// A file being written that appears only when complete. See [`ExecutionContext::create_output_file`].
 pub struct OutputFile {
-    path: PathBuf,
+    target: Target,
     temporary: PathBuf,
     writer: Option<BufWriter<File>>,
 }
@@ -154,39 +179,81 @@ impl OutputFile {
     /// Starts writing `path` through a temporary file in the same folder (creating the folder).
     pub fn create(path: &Path) -> Result<Self, NodeError> {
         let folder = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Self::start(folder, &name, Target::Fixed(path.to_path_buf()))
+    }
+
+    /// Starts writing a file named `<prefix>_NNNNN_.<extension>` in `folder`, numbered on commit.
+    pub fn numbered(folder: &Path, prefix: &str, extension: &str) -> Result<Self, NodeError> {
+        let full = folder.join(prefix);
+        let directory = full.parent().map_or_else(|| folder.to_path_buf(), Path::to_path_buf);
+        let stem = full.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let target = Target::Numbered {
+            folder: folder.to_path_buf(),
+            prefix: prefix.to_string(),
+            extension: extension.to_string(),
+        };
+        Self::start(&directory, &stem, target)
+    }
+
+    fn start(folder: &Path, name: &str, target: Target) -> Result<Self, NodeError> {
         std::fs::create_dir_all(folder)
             .map_err(|error| NodeError::msg(format!("cannot create output folder {}: {error}", folder.display())))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temporary = folder.join(format!(".{name}.{}.partial", std::process::id()));
+        let sequence = TEMPORARY_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let temporary = folder.join(format!(".{name}.{}-{sequence}.partial", std::process::id()));
         let file = File::create(&temporary)
             .map_err(|error| NodeError::msg(format!("cannot create {}: {error}", temporary.display())))?;
-        Ok(OutputFile { path: path.to_path_buf(), temporary, writer: Some(BufWriter::new(file)) })
+        Ok(OutputFile { target, temporary, writer: Some(BufWriter::new(file)) })
     }
 
-    /// The final path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Flushes, syncs and moves the file into place. Refuses to replace an existing file.
+    /// Flushes, syncs and moves the file into place, never replacing an existing file: a fixed name
+    /// that exists is an error; a numbered file takes the next free number. Returns the final path.
     pub fn commit(mut self) -> Result<PathBuf, NodeError> {
         let writer = self.writer.take().expect("writer present until commit");
-        let result = Self::finish(writer, &self.temporary, &self.path);
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.temporary);
-        }
-        result.map(|()| self.path.clone())
+        let result = Self::finish(writer).and_then(|()| self.place());
+        let _ = std::fs::remove_file(&self.temporary);
+        result
     }
 
-    fn finish(writer: BufWriter<File>, temporary: &Path, path: &Path) -> Result<(), NodeError> {
+    fn finish(writer: BufWriter<File>) -> Result<(), NodeError> {
         let file = writer.into_inner().map_err(|error| NodeError::other(error.into_error()))?;
         file.sync_all()?;
-        drop(file);
-        if path.exists() {
-            return Err(NodeError::msg(format!("{} already exists; it was not overwritten", path.display())));
-        }
-        std::fs::rename(temporary, path)?;
         Ok(())
+    }
+
+    fn place(&self) -> Result<PathBuf, NodeError> {
+        match &self.target {
+            Target::Fixed(path) => match link_without_replacing(&self.temporary, path) {
+                Ok(()) => Ok(path.clone()),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(NodeError::msg(format!("{} already exists; it was not overwritten", path.display())))
+                }
+                Err(error) => Err(error.into()),
+            },
+            Target::Numbered { folder, prefix, extension } => {
+                // Another writer may take a number between the scan and the link: then try the next.
+                for _ in 0..10_000 {
+                    let path = next_numbered_path(folder, prefix, extension);
+                    match link_without_replacing(&self.temporary, &path) {
+                        Ok(()) => return Ok(path),
+                        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                Err(NodeError::msg(format!("no free file name for {prefix} in {}", folder.display())))
+            }
+        }
+    }
+}
+
+/// Gives `from` the name `to` unless `to` exists, atomically where the file system has hard links.
+fn link_without_replacing(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Err(error),
+        Err(_) if to.exists() => Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists)),
+        // No hard links here (some network and FAT file systems): fall back to a plain rename.
+        Err(_) => std::fs::rename(from, to),
     }
 }
 
@@ -251,6 +318,32 @@ mod tests {
         assert!(second.commit().is_err(), "an existing file is never replaced");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "whole");
         assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn concurrent_numbered_files_under_one_prefix_get_distinct_numbers() {
+        let folder = tempfile::tempdir().unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|index| {
+                let folder = folder.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let mut file = OutputFile::numbered(&folder, "clips/take", "txt").unwrap();
+                    let text = format!("{index}").repeat(100_000);
+                    file.write_all(text.as_bytes()).unwrap();
+                    (file.commit().unwrap(), text)
+                })
+            })
+            .collect();
+        let mut paths = Vec::new();
+        for writer in writers {
+            let (path, text) = writer.join().unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "each file holds exactly its own text");
+            paths.push(path);
+        }
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 8);
+        assert_eq!(std::fs::read_dir(folder.path().join("clips")).unwrap().count(), 8, "no temporary file is left");
     }
 
     #[test]

@@ -346,7 +346,7 @@ impl SharedRun {
                     .unwrap_or_else(|panic| {
                         Err(NodeError::msg(format!("the node panicked: {}", panic_message(&*panic))))
                     })
-                    .and_then(|output| check_output_count(node.schema.outputs.len(), output));
+                    .and_then(|output| check_outputs(&node.schema, output));
 
             scheduler = self.lock();
             scheduler.running.retain(|&i| i != index);
@@ -522,17 +522,28 @@ impl RunState {
     }
 }
 
-fn check_output_count(declared: usize, output: NodeOutput) -> Result<NodeOutput, NodeError> {
-    if output.values.len() == declared {
-        Ok(output)
-    } else {
-        Err(NodeError::msg(format!(
+/// A node must return one value per declared output, each of a type its output may carry.
+fn check_outputs(schema: &crate::schema::NodeSchema, output: NodeOutput) -> Result<NodeOutput, NodeError> {
+    let declared = schema.outputs.len();
+    if output.values.len() != declared {
+        return Err(NodeError::msg(format!(
             "the node returned {} value{} but declares {declared} output{}",
             output.values.len(),
             if output.values.len() == 1 { "" } else { "s" },
             if declared == 1 { "" } else { "s" }
-        )))
+        )));
     }
+    for (slot, (value, spec)) in output.values.iter().zip(&schema.outputs).enumerate() {
+        let produced = value.type_name();
+        // A constant handed through a `*` socket keeps its JSON form; anything may travel there.
+        if !crate::schema::types_compatible(produced, &spec.type_name) && produced != "*" {
+            return Err(NodeError::msg(format!(
+                "output {slot} '{}' is declared {} but the node returned a {produced} value",
+                spec.name, spec.type_name
+            )));
+        }
+    }
+    Ok(output)
 }
 
 fn store_on_disk(disk: &DiskCache, signature: &Signature, entry: &CacheEntry, registry: &Registry) {

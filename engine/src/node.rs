@@ -224,6 +224,26 @@ impl NodeInputs {
         if self.values.contains_key(name) { self.object(name).map(Some) } else { Ok(None) }
     }
 
+    /// An optional INT: `None` when not given.
+    pub fn optional_int(&self, name: &str) -> Result<Option<i64>, NodeError> {
+        if self.values.contains_key(name) { self.int(name).map(Some) } else { Ok(None) }
+    }
+
+    /// An optional FLOAT: `None` when not given.
+    pub fn optional_float(&self, name: &str) -> Result<Option<f64>, NodeError> {
+        if self.values.contains_key(name) { self.float(name).map(Some) } else { Ok(None) }
+    }
+
+    /// An optional STRING or COMBO: `None` when not given.
+    pub fn optional_string(&self, name: &str) -> Result<Option<&str>, NodeError> {
+        if self.values.contains_key(name) { self.string(name).map(Some) } else { Ok(None) }
+    }
+
+    /// An optional BOOLEAN: `None` when not given.
+    pub fn optional_boolean(&self, name: &str) -> Result<Option<bool>, NodeError> {
+        if self.values.contains_key(name) { self.boolean(name).map(Some) } else { Ok(None) }
+    }
+
     /// The inputs formatted for an error report (`current_inputs`).
     pub fn describe(&self) -> serde_json::Map<String, Json> {
         self.values.iter().map(|(name, value)| (name.clone(), Json::Array(vec![value.to_json()]))).collect()

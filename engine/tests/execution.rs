@@ -304,3 +304,44 @@ fn events_follow_comfyui_order() {
     assert_eq!(executed["data"]["output"], json!({"text": ["3"]}));
     assert!(events.iter().all(|e| e["data"]["prompt_id"] == "p1"));
 }
+
+#[test]
+fn an_output_of_the_wrong_type_is_a_runtime_error_naming_the_output() {
+    let log = Log::default();
+    let executor = executor(&log, Arc::new(Cache::default()));
+    let workflow = json!({
+        "1": {"class_type": "Liar", "inputs": {}},
+        "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}
+    });
+    let outcome = run(&executor, &graph(&executor, workflow));
+    assert_eq!(outcome.status, RunStatus::Failed);
+    let failure = outcome.failure.unwrap();
+    assert_eq!(failure.node_id, "1");
+    assert_eq!(failure.exception_message, "output 0 'number' is declared INT but the node returned a STRING value");
+}
+
+#[test]
+fn a_build_without_a_decoder_leaves_disk_entries_alone() {
+    let folder = tempfile::tempdir().unwrap();
+    let workflow = json!({
+        "1": {"class_type": "MakeSamples", "inputs": {"value": 1.0, "count": 8}},
+        "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}
+    });
+    let log = Log::default();
+    let with_decoder =
+        executor(&log, Arc::new(Cache::default().with_disk(DiskCache::open(folder.path(), "t").unwrap())));
+    run(&with_decoder, &graph(&with_decoder, workflow.clone()));
+    assert_eq!(walk(folder.path()).len(), 1);
+
+    let mut registry = kinograph_engine::Registry::new();
+    registry.register(common::MakeSamples(log.clone())).unwrap();
+    registry.register(common::Show(log.clone())).unwrap();
+    let cache = Arc::new(Cache::default().with_disk(DiskCache::open(folder.path(), "t").unwrap()));
+    let without =
+        kinograph_engine::Executor::new(Arc::new(registry), kinograph_engine::Environment::default()).with_cache(cache);
+    log.take();
+    let outcome = run(&without, &graph(&without, workflow));
+    assert_eq!(outcome.status, RunStatus::Success);
+    assert_eq!(log.take(), strings(&["1", "2"]), "the entry cannot be read here, so the node runs");
+    assert_eq!(walk(folder.path()).len(), 1, "but the entry is kept for builds that can read it");
+}

@@ -116,7 +116,11 @@ impl DiskCache {
         };
         match decode(&bytes, registry) {
             Ok(entry) => Ok(Some(entry)),
-            Err(reason) => {
+            // Written by a build with node types this one lacks: not ours to delete.
+            Err(Undecodable::Unsupported(reason)) => {
+                Err(DiskCacheError::Invalid { path: path.display().to_string(), reason })
+            }
+            Err(Undecodable::Corrupt(reason)) => {
                 let _ = std::fs::remove_file(&path);
                 Err(DiskCacheError::Invalid { path: path.display().to_string(), reason })
             }
@@ -161,16 +165,37 @@ fn encode(entry: &CacheEntry, registry: &Registry) -> Option<Encoded> {
     Some(Encoded { description, tensors })
 }
 
-fn decode(bytes: &[u8], registry: &Registry) -> Result<CacheEntry, String> {
+/// Why an entry could not be read back.
+enum Undecodable {
+    /// The file is damaged or not an entry: it is deleted.
+    Corrupt(String),
+    /// A value kind this build has no decoder for: the file is left alone.
+    Unsupported(String),
+}
+
+impl From<String> for Undecodable {
+    fn from(reason: String) -> Self {
+        Undecodable::Corrupt(reason)
+    }
+}
+
+impl From<&str> for Undecodable {
+    fn from(reason: &str) -> Self {
+        Undecodable::Corrupt(reason.to_string())
+    }
+}
+
+fn decode(bytes: &[u8], registry: &Registry) -> Result<CacheEntry, Undecodable> {
     let file = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|error| format!("not a valid safetensors file ({error})"))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|error| error.to_string())?;
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|error| Undecodable::Corrupt(error.to_string()))?;
     let metadata = header.metadata().as_ref().ok_or("no kinograph metadata")?;
     let description = metadata.get(DESCRIPTION_KEY).ok_or("no kinograph description")?;
     let expected = metadata.get(CHECKSUM_KEY).ok_or("no checksum")?;
     let parsed: Json = serde_json::from_str(description).map_err(|error| format!("bad description: {error}"))?;
     if parsed["format"].as_u64() != Some(FORMAT) {
-        return Err("written by another cache format".into());
+        return Err(Undecodable::Unsupported("written by another cache format".into()));
     }
     let outputs_json = parsed["outputs"].as_array().ok_or("description has no outputs")?;
     // Gather tensor bytes in description order, both for the checksum and for decoding.
@@ -179,7 +204,8 @@ fn decode(bytes: &[u8], registry: &Registry) -> Result<CacheEntry, String> {
         if output["type"] == "object" {
             for name in output["tensors"].as_array().ok_or("object without tensor list")? {
                 let name = name.as_str().ok_or("tensor name is not a string")?;
-                let view = file.tensor(&format!("{slot}/{name}")).map_err(|error| error.to_string())?;
+                let view =
+                    file.tensor(&format!("{slot}/{name}")).map_err(|error| Undecodable::Corrupt(error.to_string()))?;
                 let tensor = StoredTensor {
                     name: name.to_string(),
                     dtype: view.dtype(),
@@ -191,7 +217,7 @@ fn decode(bytes: &[u8], registry: &Registry) -> Result<CacheEntry, String> {
         }
     }
     if &checksum(description, tensor_data.iter().map(|(_, _, t)| &t.data[..])) != expected {
-        return Err("checksum mismatch: the file is corrupt".into());
+        return Err(Undecodable::Corrupt("checksum mismatch: the file is corrupt".into()));
     }
     let mut bytes_held = 0;
     let mut outputs = Vec::with_capacity(outputs_json.len());
@@ -207,7 +233,9 @@ fn decode(bytes: &[u8], registry: &Registry) -> Result<CacheEntry, String> {
             Some("json") => Value::Json(Arc::new(output["value"].clone())),
             Some("object") => {
                 let kind = output["kind"].as_str().ok_or("object without kind")?;
-                let decoder = registry.decoder(kind).ok_or_else(|| format!("no decoder for '{kind}'"))?;
+                let decoder = registry
+                    .decoder(kind)
+                    .ok_or_else(|| Undecodable::Unsupported(format!("no decoder for values of kind '{kind}'")))?;
                 let mut object_tensors = Vec::new();
                 while tensors.peek().is_some_and(|(s, _, _)| *s == slot) {
                     object_tensors.push(tensors.next().expect("peeked").2);
@@ -219,7 +247,7 @@ fn decode(bytes: &[u8], registry: &Registry) -> Result<CacheEntry, String> {
                 };
                 Value::Object(decoder(stored)?)
             }
-            _ => return Err(format!("unknown output type in slot {slot}")),
+            _ => return Err(Undecodable::Corrupt(format!("unknown output type in slot {slot}"))),
         };
         bytes_held += value.byte_size();
         outputs.push(value);

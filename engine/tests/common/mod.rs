@@ -98,6 +98,18 @@ impl Node for Fail {
     }
 }
 
+/// `Liar`: declares an INT output but returns a STRING.
+pub struct Liar(pub Log);
+impl Node for Liar {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("Liar").output("INT", "number")
+    }
+    fn execute(&self, _: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        self.0.record(context);
+        Ok(NodeOutput::new(vec!["seven".into()]))
+    }
+}
+
 /// A tensor-like value that can be stored on disk.
 #[derive(Debug)]
 pub struct Samples(pub Vec<f32>);
@@ -194,6 +206,7 @@ pub fn registry(log: &Log) -> Registry {
     registry.register(MakeSamples(log.clone())).unwrap();
     registry.register(SumSamples(log.clone())).unwrap();
     registry.register(Pick(log.clone())).unwrap();
+    registry.register(Liar(log.clone())).unwrap();
     registry.register_decoder("test.samples", decode_samples);
     registry
 }

@@ -1,8 +1,6 @@
 //! `SaveText`: writes a string to a numbered file in the output folder.
 
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, next_numbered_path,
-};
+use kinograph_engine::{Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema};
 use serde_json::json;
 use std::io::Write;
 use std::path::{Component, Path};
@@ -32,20 +30,10 @@ impl Node for SaveText {
                 format!("'{prefix}' must be a relative name inside the output folder"),
             ));
         }
-        let output_dir = &context.env().output_dir;
-        std::fs::create_dir_all(output_dir).map_err(|error| {
-            NodeError::msg(format!("cannot create output folder {}: {error}", output_dir.display()))
-        })?;
-        let path = next_numbered_path(output_dir, prefix, "txt");
-        let relative = path.strip_prefix(output_dir).unwrap_or(&path).to_path_buf();
-        let mut file = context.create_output_file(&relative)?;
+        let mut file = context.create_numbered_output(prefix, "txt")?;
         file.write_all(text.as_bytes())?;
         context.check_interrupted()?;
         let written = file.commit()?;
-        let filename = written.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let subfolder = relative.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(NodeOutput::new(Vec::new()).with_ui(
-            json!({"text": [text], "files": [{"filename": filename, "subfolder": subfolder, "type": "output"}]}),
-        ))
+        Ok(NodeOutput::new(Vec::new()).with_ui(json!({"text": [text], "files": [context.output_file_entry(&written)]})))
     }
 }
