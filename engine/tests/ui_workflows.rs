@@ -354,3 +354,20 @@ fn a_bypassed_subgraph_instance_passes_its_input_through() {
     assert!(!muted.nodes.contains_key("2:5"));
     assert!(!muted.nodes["3"].inputs.contains_key("images"), "an input linked to a muted node is deleted");
 }
+
+#[test]
+fn edits_of_proxied_widgets_reach_the_inner_node() {
+    let registry = ltxv_registry();
+    let env = Environment::default();
+    let (original, mut workflow) = template("image_qwen_image.json");
+    let instance = workflow.root.nodes.iter().find(|node| node.field("properties").unwrap()["proxyWidgets"].is_array());
+    let instance_id = instance.unwrap().id.clone();
+    workflow.set_widget_value(&instance_id, "text", json!("a {cat|cat}"), &registry, &env).unwrap();
+    let prompt = convert_with(&workflow, &registry).prompt;
+    assert_eq!(prompt.nodes[&format!("{instance_id}:6")].inputs["text"], InputValue::Literal(json!("a cat")));
+    let saved = workflow.to_json();
+    assert_eq!(saved["nodes"], original["nodes"], "the instance itself is unchanged");
+    assert_ne!(saved["definitions"], original["definitions"], "the inner node holds the value");
+    let error = workflow.set_widget_value(&instance_id, "nothing", json!(1), &registry, &env).unwrap_err();
+    assert!(error.to_string().contains("no promoted widget 'nothing'"), "{error}");
+}

@@ -36,6 +36,14 @@ impl UiWorkflow {
             let instance = graph.node(instance_id).ok_or_else(|| edit(format!("no node {instance_id}")))?;
             definition_id = Some(instance.type_name.clone());
         }
+        // Newer editors keep promoted values on the inner nodes and list them in `proxyWidgets`.
+        let holder = match &definition_id {
+            None => Some(&self.root),
+            Some(id) => find_definition(&self.root, id).map(|definition| &definition.graph),
+        };
+        if let Some(inner) = holder.and_then(|graph| graph.node(inner_id)).and_then(|node| proxied(node, input)) {
+            return self.set_widget_value(&format!("{node_id}:{inner}"), input, value, registry, env);
+        }
         let definitions: Vec<SubgraphDefinition> = self.all_subgraphs().into_iter().cloned().collect();
         let graph = match &definition_id {
             None => &mut self.root,
@@ -62,6 +70,24 @@ impl UiWorkflow {
         node.widgets_values = Some(Json::Array(values));
         Ok(())
     }
+}
+
+/// The inner node holding widget `input` of a subgraph instance that stores no values of its own but
+/// lists `properties.proxyWidgets` (`[[inner_id, widget_name], ...]`).
+fn proxied(instance: &UiNode, input: &str) -> Option<String> {
+    if !instance.widget_list().is_empty() {
+        return None;
+    }
+    let entries = instance.field("properties")?.get("proxyWidgets")?.as_array()?;
+    entries.iter().find_map(|entry| {
+        let (inner, name) = (entry.get(0)?, entry.get(1)?.as_str()?);
+        let inner = match inner {
+            Json::String(id) => id.clone(),
+            Json::Number(id) => id.to_string(),
+            _ => return None,
+        };
+        (name == input && !inner.starts_with('-')).then_some(inner)
+    })
 }
 
 fn set_promoted(node: &mut UiNode, definition: &SubgraphDefinition, input: &str, value: Json) -> Result<(), String> {
