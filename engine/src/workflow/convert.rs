@@ -24,8 +24,10 @@ use std::sync::Arc;
 /// Choices a caller may make about a conversion.
 #[derive(Debug, Clone, Default)]
 pub struct ConvertOptions {
-    /// Seed for `{a|b}` dynamic prompts. `None`: 0, so a file always converts to the same prompt; each
-    /// widget draws from its own generator, seeded from this seed, its node id and its input name.
+    /// Seed for `{a|b}` dynamic prompts. `None`: 0, so a file always converts to the same prompt. Each
+    /// widget draws from its own generator, seeded from this seed, its node id, its input name and its
+    /// text: the choices are derived from the workflow, and editing one widget does not reshuffle the
+    /// choices of the others.
     pub dynamic_prompt_seed: Option<u64>,
 }
 
@@ -286,7 +288,7 @@ impl<'a> Converter<'a> {
             .is_some_and(|input| matches!(&input.kind, InputKind::String(options) if options.dynamic_prompts));
         match value {
             Json::String(text) if dynamic && has_dynamic_parts(&text) => {
-                Json::String(resolve(&text, &mut Chooser::for_widget(self.seed, id, name)))
+                Json::String(resolve(&text, &mut Chooser::for_widget(self.seed, id, name, &text)))
             }
             other => other,
         }

@@ -4,7 +4,7 @@
 //! as the editor does.
 //!
 //! The editor draws options with `Math.random()`; kinograph draws them from a seeded generator so a
-//! conversion is reproducible: the same text, node, input and seed always give the same choice.
+//! conversion is reproducible: the same seed, node id, input name and text always give the same choice.
 
 /// A small deterministic generator (splitmix64).
 #[derive(Debug, Clone)]
@@ -13,13 +13,15 @@ pub struct Chooser {
 }
 
 impl Chooser {
-    /// A generator for one widget: `seed` mixed with the node id and input name.
-    pub fn for_widget(seed: u64, node_id: &str, input: &str) -> Self {
+    /// A generator for one widget: `seed` mixed with the node id, the input name and the text, so a
+    /// widget's choices change when it does, and not when another part of the workflow is edited.
+    pub fn for_widget(seed: u64, node_id: &str, input: &str, text: &str) -> Self {
         let mut hasher = blake3::Hasher::new();
         hasher.update(&seed.to_le_bytes());
-        hasher.update(node_id.as_bytes());
-        hasher.update(&[0]);
-        hasher.update(input.as_bytes());
+        for part in [node_id, input, text] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
         let digest = hasher.finalize();
         let mut bytes = [0_u8; 8];
         bytes.copy_from_slice(&digest.as_bytes()[..8]);
@@ -143,7 +145,7 @@ mod tests {
     use super::*;
 
     fn chooser() -> Chooser {
-        Chooser::for_widget(1, "6", "text")
+        Chooser::for_widget(1, "6", "text", "")
     }
 
     #[test]
@@ -163,19 +165,19 @@ mod tests {
     #[test]
     fn nested_groups_and_escapes() {
         for seed in 0..20 {
-            let mut chooser = Chooser::for_widget(seed, "1", "text");
+            let mut chooser = Chooser::for_widget(seed, "1", "text", "");
             let resolved = resolve("{x|{y|z}} \\{kept\\}", &mut chooser);
             assert!(["x \\{kept\\}", "y \\{kept\\}", "z \\{kept\\}"].contains(&resolved.as_str()), "{resolved}");
         }
         assert_eq!(resolve("{only}", &mut chooser()), "only");
-        assert!(resolve("{a|}", &mut Chooser::for_widget(3, "1", "t")).len() <= 1);
+        assert!(resolve("{a|}", &mut Chooser::for_widget(3, "1", "t", "")).len() <= 1);
     }
 
     #[test]
     fn every_option_is_reachable() {
         let mut seen = std::collections::HashSet::new();
         for seed in 0..64 {
-            seen.insert(resolve("{a|b|c}", &mut Chooser::for_widget(seed, "1", "text")));
+            seen.insert(resolve("{a|b|c}", &mut Chooser::for_widget(seed, "1", "text", "")));
         }
         assert_eq!(seen.len(), 3);
     }

@@ -434,3 +434,34 @@ fn short(json: &Json) -> String {
     let text = json.to_string();
     if text.chars().count() > 80 { format!("{}...", text.chars().take(80).collect::<String>()) } else { text }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn edited_title_mode_and_widgets_are_written_in_place() {
+        let file = json!({"nodes": [{"id": 1, "type": "A", "mode": 0, "title": "Old", "widgets_values": [1], "z": 9}],
+                          "links": [], "extra": {"ds": {"scale": 1}}});
+        let mut workflow = UiWorkflow::from_json(file.clone(), "t").unwrap();
+        assert_eq!(workflow.to_json(), file);
+        let node = workflow.root.node_mut("1").unwrap();
+        node.title = None;
+        node.mode = 4;
+        node.widgets_values = Some(json!([2]));
+        let saved = workflow.to_json();
+        assert_eq!(saved["nodes"][0], json!({"id": 1, "type": "A", "mode": 4, "widgets_values": [2], "z": 9}));
+        let keys: Vec<&String> = saved["nodes"][0].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["id", "type", "mode", "widgets_values", "z"], "key order is kept");
+    }
+
+    #[test]
+    fn string_ids_and_legacy_slot_types_are_read() {
+        let file = json!({"nodes": [{"id": "a", "type": "A", "inputs": [{"name": "x", "type": -1, "link": 3}]}],
+                          "links": [[3, "b", 0, "a", 0, "*"]]});
+        let workflow = UiWorkflow::from_json(file, "t").unwrap();
+        assert_eq!(workflow.root.nodes[0].inputs[0].type_name, "*");
+        assert_eq!(workflow.root.links[0].origin, "b");
+    }
+}
