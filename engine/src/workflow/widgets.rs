@@ -29,12 +29,16 @@ pub struct WidgetLayout<'a> {
     pub expected: usize,
     /// How many the file stores.
     pub found: usize,
+    /// Whether every value past the expected ones is `null`.
+    trailing_nulls: bool,
 }
 
 impl WidgetLayout<'_> {
-    /// True when the stored values do not fit the schema.
+    /// True when the stored values do not fit the schema, in a way that may misplace values: a node
+    /// without widget inputs has nothing to misplace, and trailing `null`s are the editor's display-only
+    /// widgets (`PreviewAny` stores three).
     pub fn mismatched(&self) -> bool {
-        self.expected != self.found
+        self.expected != 0 && self.expected != self.found && !(self.found > self.expected && self.trailing_nulls)
     }
 
     /// The index of the value of widget `name`.
@@ -99,7 +103,8 @@ pub fn layout<'a>(schema: &'a NodeSchema, values: &[Json]) -> WidgetLayout<'a> {
     // A skipped extra that was not there means the file predates the schema: report it even if the
     // counts happen to agree.
     let expected = if misfit && expected == found { expected + 1 } else { expected };
-    WidgetLayout { slots, expected, found }
+    let trailing_nulls = values.iter().skip(expected).all(Json::is_null);
+    WidgetLayout { slots, expected, found, trailing_nulls }
 }
 
 #[cfg(test)]
@@ -133,6 +138,17 @@ mod tests {
         let layout = layout(&schema, &values);
         assert_eq!(layout.index_of("cfg"), Some(2));
         assert_eq!((layout.expected, layout.found), (4, 3));
+    }
+
+    #[test]
+    fn display_only_values_are_not_a_mismatch() {
+        let preview = NodeSchema::new("PreviewAny").input(InputSpec::socket("source", "*"));
+        assert!(!layout(&preview, &[Json::Null, Json::Null, Json::Null]).mismatched());
+        let schema = sampler();
+        let values = [json!(true), json!(5), json!("fixed"), json!(3), Json::Null];
+        assert!(!layout(&schema, &values).mismatched());
+        let values = [json!(true), json!(5), json!("fixed"), json!(3), json!(0.5)];
+        assert!(layout(&schema, &values).mismatched());
     }
 
     #[test]
