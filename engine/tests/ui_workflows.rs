@@ -123,6 +123,8 @@ fn ltxv_text_to_video_converts_to_comfyuis_prompt() {
     let conversion = convert_with(&workflow, &ltxv_registry());
     assert_eq!(conversion.prompt.to_json(), expected_prompt("ltxv_text_to_video.api.json"));
     assert!(conversion.warnings.is_empty(), "{:?}", conversion.warnings);
+    let graph = kinograph_engine::validate(&conversion.prompt, &ltxv_registry(), &Environment::default());
+    assert!(graph.is_ok(), "{}", graph.err().map(|report| report.to_text()).unwrap_or_default());
 }
 
 #[test]
@@ -132,6 +134,8 @@ fn ltxv_image_to_video_converts_to_comfyuis_prompt() {
     // Positional mapping as in ComfyUI: the stored 0.15 (once image_noise_scale) lands on `strength`.
     assert_eq!(conversion.prompt.to_json(), expected_prompt("ltxv_image_to_video.api.json"));
     assert!(conversion.warnings.is_empty(), "{:?}", conversion.warnings);
+    let graph = kinograph_engine::validate(&conversion.prompt, &ltxv_registry(), &Environment::default());
+    assert!(graph.is_ok(), "{}", graph.err().map(|report| report.to_text()).unwrap_or_default());
 }
 
 #[test]
