@@ -384,3 +384,64 @@ fn edits_of_proxied_widgets_reach_the_inner_node() {
     let error = workflow.set_widget_value(&instance_id, "nothing", json!(1), &registry, &env).unwrap_err();
     assert!(error.to_string().contains("no promoted widget 'nothing'"), "{error}");
 }
+
+/// Damaged copies of every template (links to nowhere, every node bypassed or muted, widget lists cut
+/// short, subgraph inputs at the root): conversion returns a prompt or an error, never panics, and never
+/// leaves a link to a node that is not in the prompt.
+#[test]
+fn damaged_templates_never_panic() {
+    let registry = ltxv_registry();
+    let mut state = 0x2545_f491_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for path in templates() {
+        let original: Json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for round in 0..6 {
+            let mut file = original.clone();
+            let nodes = file["nodes"].as_array_mut().unwrap();
+            for node in nodes.iter_mut() {
+                match (round, next() % 4) {
+                    (0, 0) | (4, _) => node["mode"] = json!(4),
+                    (1, 0) => node["mode"] = json!(2),
+                    (2, _) => {
+                        if let Some(values) = node["widgets_values"].as_array_mut() {
+                            values.truncate((next() % 3) as usize);
+                        }
+                    }
+                    (3, 0) => {
+                        if let Some(inputs) = node["inputs"].as_array_mut() {
+                            for input in inputs {
+                                input["link"] = json!(next() % 50_000);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if round == 5
+                && let Some(links) = file["links"].as_array_mut()
+            {
+                for link in links.iter_mut().step_by(3) {
+                    link[1] = json!(-10);
+                }
+            }
+            let name = format!("{} (round {round})", path.display());
+            let Ok(workflow) = UiWorkflow::from_json(file, &name) else { continue };
+            let Ok(conversion) = convert(&workflow, &registry, &Environment::default(), &ConvertOptions::default())
+            else {
+                continue;
+            };
+            for (id, node) in &conversion.prompt.nodes {
+                for value in node.inputs.values() {
+                    if let InputValue::Link(link) = value {
+                        assert!(conversion.prompt.nodes.contains_key(&link.node), "{name}: {id} -> {link}");
+                    }
+                }
+            }
+        }
+    }
+}
