@@ -10,7 +10,7 @@
 
 use super::api::{ApiPrompt, InputValue, Link, PromptNode, WorkflowError};
 use super::dynamic_prompts::{Chooser, has_dynamic_parts, resolve};
-use super::ui::{SUBGRAPH_INPUT_NODE, SUBGRAPH_OUTPUT_NODE, SubgraphDefinition, UiGraph, UiNode, UiWorkflow};
+use super::ui::{SUBGRAPH_INPUT_NODE, SUBGRAPH_OUTPUT_NODE, SubgraphDefinition, UiGraph, UiLink, UiNode, UiWorkflow};
 use super::widgets::layout;
 use crate::node::Environment;
 use crate::registry::Registry;
@@ -85,7 +85,6 @@ pub fn convert(
     // An input linked to a node that is not in the prompt (muted, a note) is deleted, not left dangling.
     let present: HashSet<String> = nodes.keys().cloned().collect();
     for node in nodes.values_mut() {
-        let node: &mut PromptNode = node;
         node.inputs.retain(|_, value| !matches!(value, InputValue::Link(link) if !present.contains(&link.node)));
     }
     Ok(Conversion { prompt: ApiPrompt { nodes }, warnings: converter.warnings })
@@ -99,7 +98,7 @@ struct Scope<'a> {
     /// The instance this scope expands: its scope, the instance node and its definition.
     parent: Option<(usize, &'a UiNode, &'a SubgraphDefinition)>,
     nodes: HashMap<&'a str, &'a UiNode>,
-    links: HashMap<i64, &'a super::ui::UiLink>,
+    links: HashMap<i64, &'a UiLink>,
     /// Instance node id → the scope expanding it.
     children: HashMap<&'a str, usize>,
 }
