@@ -32,6 +32,10 @@ enum Command {
     ///
     /// Exit codes: 0 valid, 1 invalid.
     Validate(commands::validate::ValidateArgs),
+    /// Print the API prompt a workflow runs as (UI workflows are converted; warnings go to stderr).
+    ///
+    /// Exit codes: 0 converted, 1 the file cannot be read as a workflow.
+    Convert(commands::convert::ConvertArgs),
     /// List the node types kinograph knows.
     Nodes(commands::nodes::NodesArgs),
 }
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => commands::run::run(&args),
         Command::Validate(args) => commands::validate::run(&args),
+        Command::Convert(args) => commands::convert::run(&args),
         Command::Nodes(args) => commands::nodes::run(&args),
     };
     ExitCode::from(code)

@@ -1,6 +1,6 @@
 //! # kinograph-engine
 //!
-//! Kinograph's graph engine: it reads ComfyUI API prompts, checks them against node schemas before
+//! Kinograph's graph engine: it reads ComfyUI workflows (API prompts, and UI workflows converted to them), checks them against node schemas before
 //! anything runs, plans what must run given the cache, runs nodes concurrently on blocking threads with
 //! cooperative cancellation, and reports progress as events. It knows nothing about diffusion: values on
 //! links are primitives or opaque [`NodeValue`]s defined by node libraries.
@@ -53,7 +53,10 @@ pub use schema::{InputKind, InputSpec, NodeSchema, OutputSpec};
 pub use signature::Signature;
 pub use validation::{ErrorType, ValidationReport, validate};
 pub use value::{NodeValue, StoredObject, StoredTensor, Value};
-pub use workflow::{ApiPrompt, InputValue, Link, WorkflowError};
+pub use workflow::{
+    ApiPrompt, Conversion, ConversionWarning, ConvertOptions, InputValue, Link, UiWorkflow, WorkflowError,
+    WorkflowFile, convert,
+};
 
 /// The guide to writing nodes, compiled as a doc test so its code keeps working.
 #[cfg(doctest)]

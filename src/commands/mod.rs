@@ -1,11 +1,13 @@
 //! The subcommands, and what they share: loading a workflow and setting up the environment.
 
+pub mod convert;
 pub mod nodes;
 pub mod run;
 pub mod validate;
 
 use clap::Args;
-use kinograph_engine::{ApiPrompt, Environment, Registry};
+use kinograph_engine::{ApiPrompt, ConvertOptions, Environment, Registry, WorkflowFile};
+use serde_json::Value as Json;
 use std::path::PathBuf;
 
 /// Folder options shared by the commands that read workflows.
@@ -38,11 +40,34 @@ pub fn registry() -> Registry {
     kinograph_nodes::registry()
 }
 
-/// Loads a workflow and applies `--set` overrides; errors are ready to print.
-pub fn load_workflow(file: &std::path::Path, overrides: &[String]) -> Result<ApiPrompt, String> {
-    let mut prompt = ApiPrompt::load(file).map_err(|error| error.to_string())?;
+/// A workflow ready to validate or run.
+pub struct Loaded {
+    pub prompt: ApiPrompt,
+    /// The UI workflow it came from, if any (saved into outputs as ComfyUI does).
+    pub ui_workflow: Option<Json>,
+}
+
+/// Loads a workflow in either format (or from a PNG or MP4 that carries one), converts a UI workflow
+/// (printing its warnings on stderr) and applies `--set` overrides; errors are ready to print.
+pub fn load_workflow(
+    file: &std::path::Path,
+    overrides: &[String],
+    registry: &Registry,
+    env: &Environment,
+    options: &ConvertOptions,
+) -> Result<Loaded, String> {
+    let workflow = WorkflowFile::load(file).map_err(|error| error.to_string())?;
+    let ui_workflow = match &workflow {
+        WorkflowFile::Ui(ui) => Some(ui.to_json()),
+        WorkflowFile::Api(_) => None,
+    };
+    let conversion = workflow.into_prompt(registry, env, options).map_err(|error| error.to_string())?;
+    for warning in &conversion.warnings {
+        eprintln!("warning: {}: {warning}", file.display());
+    }
+    let mut prompt = conversion.prompt;
     for assignment in overrides {
         prompt.apply_override(assignment).map_err(|error| error.to_string())?;
     }
-    Ok(prompt)
+    Ok(Loaded { prompt, ui_workflow })
 }

@@ -5,18 +5,21 @@ use crate::progress::{EventMode, Reporter};
 use crate::size::parse_size;
 use crate::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_RUNTIME};
 use clap::Args;
-use kinograph_engine::{Cache, CancelToken, DiskCache, Executor, RunOptions, RunStatus};
+use kinograph_engine::{Cache, CancelToken, ConvertOptions, DiskCache, Executor, RunOptions, RunStatus};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The workflow file (ComfyUI API format).
+    /// The workflow: ComfyUI API prompt or UI workflow (JSON), or a PNG or MP4 that carries one.
     pub file: PathBuf,
     /// Override an input: `NODE_ID.INPUT=VALUE` (VALUE is JSON, or else a string). Repeatable.
     #[arg(long = "set", value_name = "NODE_ID.INPUT=VALUE")]
     pub overrides: Vec<String>,
+    /// Seed for `{a|b}` dynamic prompts in UI workflows (default 0: the same choice every run).
+    #[arg(long, value_name = "N")]
+    pub prompt_seed: Option<u64>,
     #[command(flatten)]
     pub folders: FolderArgs,
     /// How to report progress: bars on a terminal (plain lines otherwise), or one JSON object per line
@@ -36,8 +39,10 @@ pub struct RunArgs {
 
 pub fn run(args: &RunArgs) -> u8 {
     let reporter = Reporter::new(args.events, &args.folders.output_dir);
-    let prompt = match load_workflow(&args.file, &args.overrides) {
-        Ok(prompt) => prompt,
+    let registry = registry();
+    let options = ConvertOptions { dynamic_prompt_seed: args.prompt_seed };
+    let loaded = match load_workflow(&args.file, &args.overrides, &registry, &args.folders.environment(), &options) {
+        Ok(loaded) => loaded,
         Err(message) => {
             reporter.invalid(&json!({"error": {"type": "invalid_prompt", "message": message, "details": "", "extra_info": {}}, "node_errors": {}}), &format!("error: {message}\n"));
             return EXIT_INVALID;
@@ -53,11 +58,11 @@ pub fn run(args: &RunArgs) -> u8 {
             }
         }
     }
-    let mut executor = Executor::new(Arc::new(registry()), args.folders.environment()).with_cache(Arc::new(cache));
+    let mut executor = Executor::new(Arc::new(registry), args.folders.environment()).with_cache(Arc::new(cache));
     if let Some(jobs) = args.jobs {
         executor = executor.with_max_parallel(jobs);
     }
-    let graph = match executor.validate(&prompt) {
+    let graph = match executor.validate(&loaded.prompt) {
         Ok(graph) => Arc::new(graph),
         Err(report) => {
             reporter.invalid(&report.to_comfy_json(), &format!("error: {}: {}", args.file.display(), report.to_text()));
@@ -77,7 +82,7 @@ pub fn run(args: &RunArgs) -> u8 {
         prompt_id: prompt_id(),
         events: reporter.sink(),
         cancel: cancel.clone(),
-        extra_pnginfo: serde_json::Value::Null,
+        extra_pnginfo: loaded.ui_workflow.map_or(serde_json::Value::Null, |workflow| json!({ "workflow": workflow })),
     };
     let outcome = runtime.block_on(async {
         tokio::spawn(interrupt_on_ctrl_c(cancel));

@@ -3,12 +3,13 @@
 use super::{FolderArgs, load_workflow, registry};
 use crate::EXIT_INVALID;
 use clap::Args;
+use kinograph_engine::ConvertOptions;
 use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
-    /// The workflow file (ComfyUI API format).
+    /// The workflow: ComfyUI API prompt or UI workflow (JSON), or a PNG or MP4 that carries one.
     pub file: PathBuf,
     /// Override an input before validating: `NODE_ID.INPUT=VALUE` (VALUE is JSON, or else a string).
     #[arg(long = "set", value_name = "NODE_ID.INPUT=VALUE")]
@@ -21,8 +22,10 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: &ValidateArgs) -> u8 {
-    let prompt = match load_workflow(&args.file, &args.overrides) {
-        Ok(prompt) => prompt,
+    let registry = registry();
+    let env = args.folders.environment();
+    let prompt = match load_workflow(&args.file, &args.overrides, &registry, &env, &ConvertOptions::default()) {
+        Ok(loaded) => loaded.prompt,
         Err(message) => {
             if args.json {
                 println!(
@@ -35,8 +38,7 @@ pub fn run(args: &ValidateArgs) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let registry = registry();
-    match kinograph_engine::validate(&prompt, &registry, &args.folders.environment()) {
+    match kinograph_engine::validate(&prompt, &registry, &env) {
         Ok(graph) => {
             let outputs: Vec<&str> = graph.outputs.iter().map(|&i| graph.nodes[i].id.as_str()).collect();
             if args.json {

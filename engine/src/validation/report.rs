@@ -156,8 +156,14 @@ impl ValidationReport {
             let place = if let [(id, node)] = nodes.as_slice() {
                 node_label(id, node)
             } else {
-                let ids: Vec<&str> = nodes.iter().map(|(id, _)| *id).collect();
-                format!("nodes {} ({class})", ids.join(", "))
+                let names: Vec<String> = nodes
+                    .iter()
+                    .map(|(id, node)| match &node.title {
+                        Some(title) if title != &node.class_type => format!("{id} \"{title}\""),
+                        _ => (*id).to_string(),
+                    })
+                    .collect();
+                format!("nodes {} ({class})", names.join(", "))
             };
             let _ = writeln!(text, "  - {place}: {explanation}");
         }

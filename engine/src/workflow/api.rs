@@ -29,6 +29,12 @@ pub enum WorkflowError {
     /// `--set` or an API edit named something that is not there.
     #[error("{0}")]
     Edit(String),
+    /// A UI workflow whose structure is broken (a node without a type, a malformed link, ...).
+    #[error("{origin}: {message}")]
+    Ui { origin: String, message: String },
+    /// An image or video whose embedded workflow cannot be read.
+    #[error("{origin}: {message}")]
+    Embedded { origin: String, message: String },
 }
 
 /// A link from an input to output `slot` of node `node`.
