@@ -24,7 +24,9 @@ impl candle_nn::var_builder::SimpleBackend for RandomBackend {
         let count = shape.elem_count();
         let repeats = count.div_ceil(POOL_SIZE);
         let values = if repeats > 1 { self.pool.repeat(repeats)? } else { self.pool.clone() };
-        values.narrow(0, 0, count)?.reshape(shape)?.to_dtype(dtype)?.to_device(device)?.contiguous()
+        // A copy, so that each weight has its own memory as a loaded one would (a view of the shared pool
+        // would keep every matrix in cache and flatter the timing).
+        values.narrow(0, 0, count)?.reshape(shape)?.to_dtype(dtype)?.to_device(device)?.copy()
     }
 
     fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> Result<Tensor> {

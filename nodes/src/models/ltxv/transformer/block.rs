@@ -3,11 +3,13 @@
 
 use super::attention::Attention;
 use super::config::LtxvTransformerConfig;
+use super::cpu_ops::gelu_tanh;
 use super::embeddings::ones;
+use super::linear::Linear;
 use super::loading::WeightLayout;
 use super::rope::RopeTables;
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::VarBuilder;
 
 /// `FeedForward` with `gelu-approximate`: `net.2(GELU_tanh(net.0.proj(x)))`, hidden width 4d.
 #[derive(Debug, Clone)]
@@ -21,14 +23,14 @@ impl FeedForward {
     pub fn new(dim: usize, vb: &VarBuilder<'_>) -> Result<Self> {
         let net = vb.pp("net");
         Ok(FeedForward {
-            project_in: candle_nn::linear(dim, 4 * dim, net.pp("0").pp("proj"))?,
-            project_out: candle_nn::linear(4 * dim, dim, net.pp("2"))?,
+            project_in: Linear::new(dim, 4 * dim, &net.pp("0").pp("proj"))?,
+            project_out: Linear::new(4 * dim, dim, &net.pp("2"))?,
         })
     }
 
     /// `[B, N, d]` → `[B, N, d]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.project_out.forward(&self.project_in.forward(x)?.gelu()?)
+        self.project_out.forward(&gelu_tanh(self.project_in.forward(x)?)?)
     }
 }
 

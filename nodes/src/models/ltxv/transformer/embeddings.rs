@@ -2,8 +2,9 @@
 //! `PixArtAlphaCombinedTimestepSizeEmbeddings` → `Timesteps` + `TimestepEmbedding`) and
 //! `PixArtAlphaTextProjection`; `adaln_single` and `caption_projection` in the original code.
 
+use super::linear::Linear;
 use candle_core::{Device, Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::VarBuilder;
 
 /// Width of the timestep sinusoid.
 pub const TIMESTEP_SINUSOID_DIM: usize = 256;
@@ -45,8 +46,8 @@ impl TimestepEmbedding {
     /// `in_channels` → `out_channels` → `out_channels`.
     pub fn new(in_channels: usize, out_channels: usize, vb: &VarBuilder<'_>) -> Result<Self> {
         Ok(TimestepEmbedding {
-            linear_1: candle_nn::linear(in_channels, out_channels, vb.pp("linear_1"))?,
-            linear_2: candle_nn::linear(out_channels, out_channels, vb.pp("linear_2"))?,
+            linear_1: Linear::new(in_channels, out_channels, &vb.pp("linear_1"))?,
+            linear_2: Linear::new(out_channels, out_channels, &vb.pp("linear_2"))?,
         })
     }
 
@@ -73,7 +74,7 @@ impl AdaLayerNormSingle {
                 inner_dim,
                 &vb.pp("emb").pp("timestep_embedder"),
             )?,
-            linear: candle_nn::linear(inner_dim, 6 * inner_dim, vb.pp("linear"))?,
+            linear: Linear::new(inner_dim, 6 * inner_dim, &vb.pp("linear"))?,
         })
     }
 
@@ -98,8 +99,8 @@ impl CaptionProjection {
     /// Weights under `linear_1.*` and `linear_2.*`.
     pub fn new(caption_channels: usize, inner_dim: usize, vb: &VarBuilder<'_>) -> Result<Self> {
         Ok(CaptionProjection {
-            linear_1: candle_nn::linear(caption_channels, inner_dim, vb.pp("linear_1"))?,
-            linear_2: candle_nn::linear(inner_dim, inner_dim, vb.pp("linear_2"))?,
+            linear_1: Linear::new(caption_channels, inner_dim, &vb.pp("linear_1"))?,
+            linear_2: Linear::new(inner_dim, inner_dim, &vb.pp("linear_2"))?,
         })
     }
 

@@ -4,10 +4,11 @@
 use super::block::TransformerBlock;
 use super::config::LtxvTransformerConfig;
 use super::embeddings::{AdaLayerNormSingle, CaptionProjection, ones};
+use super::linear::Linear;
 use super::loading::WeightLayout;
 use super::rope::{RopePositions, RopeTables, RotaryPosEmbed};
 use candle_core::{DType, Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::VarBuilder;
 
 /// The LTX-Video transformer, computing in f32.
 #[derive(Debug, Clone)]
@@ -42,12 +43,12 @@ impl LtxvTransformer {
             .collect::<Result<Vec<_>>>()?;
         Ok(LtxvTransformer {
             config: config.clone(),
-            proj_in: candle_nn::linear(config.in_channels, dim, vb.pp(layout.proj_in()))?,
+            proj_in: Linear::new(config.in_channels, dim, &vb.pp(layout.proj_in()))?,
             time_embed: AdaLayerNormSingle::new(dim, &vb.pp(layout.time_embed()))?,
             caption_projection: CaptionProjection::new(config.caption_channels, dim, &vb.pp("caption_projection"))?,
             transformer_blocks,
             scale_shift_table: vb.get((2, dim), "scale_shift_table")?,
-            proj_out: candle_nn::linear(dim, config.out_channels, vb.pp("proj_out"))?,
+            proj_out: Linear::new(dim, config.out_channels, &vb.pp("proj_out"))?,
             rope: RotaryPosEmbed::new(config),
             norm_weight: ones(dim, device)?,
             norm_bias: Tensor::zeros(dim, DType::F32, device)?,
