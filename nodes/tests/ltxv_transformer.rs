@@ -345,8 +345,9 @@ fn bench_2b_forward_512x768x9() {
     let report =
         kinograph_nodes::models::ltxv::transformer::bench::bench_2b_forward(2, 16, 24, 128, 2, &Device::Cpu).unwrap();
     println!("build {:.2} s", report.build.as_secs_f64());
-    for (i, forward) in report.forwards.iter().enumerate() {
-        println!("forward {i}: {:.3} s", forward.as_secs_f64());
+    for (i, (forward, cpu)) in report.forwards.iter().zip(&report.forward_cpu).enumerate() {
+        let cpu = cpu.map_or_else(|| "unknown".to_string(), |cpu| format!("{:.2} s", cpu.as_secs_f64()));
+        println!("forward {i}: {:.3} s wall, cpu {cpu}", forward.as_secs_f64());
     }
     assert_eq!(report.output_shape, vec![1, 768, 128]);
 }

@@ -24,9 +24,11 @@ impl candle_nn::var_builder::SimpleBackend for RandomBackend {
         let count = shape.elem_count();
         let repeats = count.div_ceil(POOL_SIZE);
         let values = if repeats > 1 { self.pool.repeat(repeats)? } else { self.pool.clone() };
-        // A copy, so that each weight has its own memory as a loaded one would (a view of the shared pool
-        // would keep every matrix in cache and flatter the timing).
-        values.narrow(0, 0, count)?.reshape(shape)?.to_dtype(dtype)?.to_device(device)?.copy()
+        // Copy out exactly `count` values, so that each weight has its own memory of its own size, as a
+        // loaded one would (a view of the shared pool would keep every matrix in cache and flatter the
+        // timing, and a copy of the whole pool would waste 16 MB per bias).
+        let values = values.narrow(0, 0, count)?.to_vec1::<f32>()?;
+        Tensor::from_vec(values, shape, device)?.to_dtype(dtype)
     }
 
     fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> Result<Tensor> {
@@ -51,6 +53,8 @@ pub struct BenchReport {
     pub build: Duration,
     /// Each forward pass, in order (the first includes warm-up effects).
     pub forwards: Vec<Duration>,
+    /// CPU time (user + system, all threads) of each forward pass, where the platform reports it (Linux).
+    pub forward_cpu: Vec<Option<Duration>>,
     /// Shape of the output.
     pub output_shape: Vec<usize>,
 }
@@ -77,12 +81,24 @@ pub fn bench_2b_forward(
     let timestep = Tensor::new(&[500f32], device)?;
     let positions = RopePositions::grid(frames, height, width, 25.0);
     let mut forwards = Vec::with_capacity(runs);
+    let mut forward_cpu = Vec::with_capacity(runs);
     let mut output_shape = Vec::new();
     for _ in 0..runs {
+        let cpu_start = process_cpu_time();
         let start = Instant::now();
         let out = model.forward(&hidden, &text, Some(&mask), &timestep, &positions)?;
         output_shape = out.dims().to_vec();
         forwards.push(start.elapsed());
+        forward_cpu.push(process_cpu_time().zip(cpu_start).map(|(end, start)| end.saturating_sub(start)));
     }
-    Ok(BenchReport { build, forwards, output_shape })
+    Ok(BenchReport { build, forwards, forward_cpu, output_shape })
+}
+
+/// User + system CPU time of this process from `/proc/self/stat` (Linux; clock ticks of 10 ms), so that
+/// timings taken while other work shares the cores can still be compared.
+pub fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
