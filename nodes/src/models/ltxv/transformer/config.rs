@@ -148,3 +148,29 @@ impl LtxvTransformerConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_models_are_recovered_from_their_shapes() {
+        assert_eq!(LtxvTransformerConfig::from_shapes(2048, 128, 128, 4096, 28), LtxvTransformerConfig::ltxv_2b());
+        assert_eq!(LtxvTransformerConfig::from_shapes(4096, 128, 128, 4096, 48), LtxvTransformerConfig::ltxv_13b());
+        assert_eq!(LtxvTransformerConfig::ltxv_2b().inner_dim(), 2048);
+        assert_eq!(LtxvTransformerConfig::ltxv_13b().cross_attention_dim, 4096);
+    }
+
+    #[test]
+    fn checkpoint_config_overrides_the_head_split_and_flags() {
+        let mut config = LtxvTransformerConfig::from_shapes(32, 8, 8, 16, 2);
+        let json = serde_json::json!({
+            "num_attention_heads": 2, "attention_head_dim": 16, "causal_temporal_positioning": true,
+            "positional_embedding_max_pos": [20, 2048, 2048], "timestep_scale_multiplier": 1000
+        });
+        config.apply_json(&json);
+        assert_eq!((config.num_attention_heads, config.attention_head_dim), (2, 16));
+        assert!(config.causal_temporal_positioning);
+        assert_eq!(config.rope_base, [20.0, 2048.0, 2048.0]);
+    }
+}
