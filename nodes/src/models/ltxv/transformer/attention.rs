@@ -2,9 +2,9 @@
 //! the original code), used for self-attention (`attn1`, with `RoPE`) and text cross-attention (`attn2`,
 //! with a padding mask).
 //!
-//! q and k are RMS-normalised over the whole inner width (all heads together), the rotary embedding is applied to that
-//! full width, and only then are heads split. The softmax runs over blocks of query rows so that the
-//! score tensor stays bounded for long videos.
+//! q and k are RMS-normalised over the whole inner width (all heads together), the rotary embedding is
+//! applied to that full width, and only then are heads split. Scores are computed a few heads (or, for
+//! long videos, a block of query rows of one head) at a time, so that at most 16 MB of them exist at once.
 
 use super::config::LtxvTransformerConfig;
 use super::cpu_ops::softmax_last_dim;
