@@ -1,0 +1,168 @@
+//! Attention: diffusers' `LTXAttention` with `LTXVideoAttnProcessor` (`Attention` with RMS q/k norm in
+//! the original code), used for self-attention (`attn1`, with `RoPE`) and text cross-attention (`attn2`,
+//! with a padding mask).
+//!
+//! q and k are RMS-normalised over the whole inner width (all heads together), the rotary embedding is
+//! applied to that full width, and only then are heads split. Scores are computed a few heads (or, for
+//! long videos, a block of query rows of one head) at a time, so that at most 16 MB of them exist at once.
+
+use super::config::LtxvTransformerConfig;
+use super::cpu_ops::softmax_last_dim;
+use super::linear::Linear;
+use super::loading::WeightLayout;
+use super::rope::RopeTables;
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// Upper bound, in bytes, of one block of attention scores (f32).
+const SCORE_BLOCK_BYTES: usize = 16 << 20;
+
+/// `LTXAttention` (`attn1` or `attn2` of a block).
+#[derive(Debug, Clone)]
+pub struct Attention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    norm_q: Tensor,
+    norm_k: Tensor,
+    heads: usize,
+    eps: f32,
+}
+
+impl Attention {
+    /// Query width = inner width; key/value input width `context_dim` (the inner width for both
+    /// attentions of the released models).
+    pub fn new(
+        config: &LtxvTransformerConfig,
+        context_dim: usize,
+        layout: WeightLayout,
+        vb: &VarBuilder<'_>,
+    ) -> Result<Self> {
+        let inner = config.inner_dim();
+        Ok(Attention {
+            to_q: Linear::new(inner, inner, &vb.pp("to_q"))?,
+            to_k: Linear::new(context_dim, inner, &vb.pp("to_k"))?,
+            to_v: Linear::new(context_dim, inner, &vb.pp("to_v"))?,
+            to_out: Linear::new(inner, inner, &vb.pp("to_out").pp("0"))?,
+            norm_q: vb.pp(layout.q_norm()).get(inner, "weight")?,
+            norm_k: vb.pp(layout.k_norm()).get(inner, "weight")?,
+            heads: config.num_attention_heads,
+            eps: config.qk_norm_eps as f32,
+        })
+    }
+
+    /// `x` `[B, N, d]` attends to `context` `[B, L, c]` (to itself when `None`). `rope` rotates q and k
+    /// (self-attention); `bias` `[B, 1, L]` is added to the logits (cross-attention padding).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        rope: Option<&RopeTables>,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let context = context.unwrap_or(x);
+        let mut q = candle_nn::ops::rms_norm(&self.to_q.forward(x)?, &self.norm_q, self.eps)?;
+        let mut k = candle_nn::ops::rms_norm(&self.to_k.forward(context)?, &self.norm_k, self.eps)?;
+        let v = self.to_v.forward(context)?;
+        if let Some(rope) = rope {
+            q = rope.apply(&q)?;
+            k = rope.apply(&k)?;
+        }
+        let (b, n, d) = q.dims3()?;
+        let head_dim = d / self.heads;
+        // Fold the 1/sqrt(head_dim) scale into q: one pass over [B, N, d] instead of one over the scores.
+        let q = (split_heads(&q, self.heads)? * (1.0 / (head_dim as f64).sqrt()))?;
+        let k = split_heads(&k, self.heads)?;
+        let v = split_heads(&v, self.heads)?;
+        let bias = bias.map(|bias| bias.unsqueeze(1)).transpose()?;
+        let out = attention(&q, &k, &v, bias.as_ref())?;
+        let out = out.transpose(1, 2)?.reshape((b, n, d))?;
+        self.to_out.forward(&out)
+    }
+}
+
+/// `[B, N, heads·head_dim]` → `[B, heads, N, head_dim]`, contiguous.
+fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, n, d) = x.dims3()?;
+    x.reshape((b, n, heads, d / heads))?.transpose(1, 2)?.contiguous()
+}
+
+/// `softmax(q kᵀ + bias) v` for `q` `[B, H, N, D]` (already scaled), `k`, `v` `[B, H, L, D]`, `bias`
+/// `[B, 1, 1, L]`, computed block by block so that at most [`SCORE_BLOCK_BYTES`] of scores exist at
+/// once: several heads at a time when a head's `N × L` scores are small, else row blocks of one head.
+/// Plain matmul + softmax: on CPU at batch 1 this beats candle's flash-attention kernel. Small blocks
+/// also keep the allocator reusing memory instead of mapping fresh pages for every score tensor.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    attention_in_blocks(q, k, v, bias, SCORE_BLOCK_BYTES)
+}
+
+/// [`attention`] with at most `block_bytes` of scores at once.
+fn attention_in_blocks(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    block_bytes: usize,
+) -> Result<Tensor> {
+    let (batch, heads, n, _) = q.dims4()?;
+    let l = k.dim(2)?;
+    let head_bytes = n * l * 4;
+    let mut per_batch = Vec::with_capacity(batch);
+    for b in 0..batch {
+        let (q, k, v) = (q.get(b)?, k.get(b)?, v.get(b)?);
+        let bias = bias.map(|bias| bias.get(b)).transpose()?;
+        let block = |q: &Tensor, k: &Tensor, v: &Tensor| -> Result<Tensor> {
+            let mut scores = q.matmul(&k.t()?)?;
+            if let Some(bias) = &bias {
+                scores = scores.broadcast_add(bias)?;
+            }
+            softmax_last_dim(scores)?.matmul(v)
+        };
+        let mut blocks = Vec::new();
+        if head_bytes <= block_bytes {
+            let group = (block_bytes / head_bytes.max(1)).clamp(1, heads);
+            for start in (0..heads).step_by(group) {
+                let len = group.min(heads - start);
+                blocks.push(block(&q.narrow(0, start, len)?, &k.narrow(0, start, len)?, &v.narrow(0, start, len)?)?);
+            }
+        } else {
+            let rows = (block_bytes / (l * 4)).clamp(1, n);
+            for head in 0..heads {
+                let (q, k, v) = (q.narrow(0, head, 1)?, k.narrow(0, head, 1)?, v.narrow(0, head, 1)?);
+                let mut row_blocks = Vec::with_capacity(n.div_ceil(rows));
+                for start in (0..n).step_by(rows) {
+                    row_blocks.push(block(&q.narrow(1, start, rows.min(n - start))?, &k, &v)?);
+                }
+                blocks.push(Tensor::cat(&row_blocks, 1)?);
+            }
+        }
+        per_batch.push(Tensor::cat(&blocks, 0)?);
+    }
+    Tensor::stack(&per_batch, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn every_blocking_gives_the_same_result() {
+        let device = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (2, 3, 37, 8), &device).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (2, 3, 29, 8), &device).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (2, 3, 29, 8), &device).unwrap();
+        let mask = Tensor::randn(0f32, 1.0, (2, 1, 1, 29), &device).unwrap().ge(0.0).unwrap();
+        let bias = ((mask.to_dtype(candle_core::DType::F32).unwrap() - 1.0).unwrap() * 10_000.0).unwrap();
+        let scores = q.matmul(&k.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
+        let expected = candle_nn::ops::softmax_last_dim(&scores).unwrap().matmul(&v).unwrap();
+        // All heads at once, two heads per block, and row blocks of 5 and of 1 row.
+        for bytes in [1 << 20, 2 * 37 * 29 * 4, 5 * 29 * 4, 1] {
+            let found = attention_in_blocks(&q, &k, &v, Some(&bias), bytes).unwrap();
+            let error: f32 =
+                (found - &expected).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+            assert!(error < 1e-5, "block budget {bytes}: error {error}");
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Loading the transformer from ComfyUI / original single files (`model.diffusion_model.*`, original
+//! names) and from diffusers folders (`transformer/diffusion_pytorch_model*.safetensors` + `config.json`),
+//! ltx-video.md §6.
+//!
+//! The two layouts differ only in four module names (`patchify_proj`/`proj_in`,
+//! `adaln_single`/`time_embed`, `q_norm`/`norm_q`, `k_norm`/`norm_k`); the modules ask [`WeightLayout`]
+//! for those, so no tensor is renamed or copied. Storage may be f32, f16 or bf16; tensors are widened
+//! to f32 as they are fetched.
+
+use super::config::LtxvTransformerConfig;
+use super::model::LtxvTransformer;
+use crate::models::weights::{WeightError, WeightSource};
+use candle_core::{DType, Device};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Prefix of the transformer in ComfyUI / original single-file checkpoints.
+pub const SINGLE_FILE_PREFIX: &str = "model.diffusion_model";
+
+/// Which names the checkpoint uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// Original LTX-Video / ComfyUI names (`patchify_proj`, `adaln_single`, `q_norm`, `k_norm`).
+    Original,
+    /// diffusers names (`proj_in`, `time_embed`, `norm_q`, `norm_k`).
+    Diffusers,
+}
+
+impl WeightLayout {
+    /// The input projection.
+    pub fn proj_in(self) -> &'static str {
+        match self {
+            WeightLayout::Original => "patchify_proj",
+            WeightLayout::Diffusers => "proj_in",
+        }
+    }
+
+    /// The adaLN-single timestep embedding.
+    pub fn time_embed(self) -> &'static str {
+        match self {
+            WeightLayout::Original => "adaln_single",
+            WeightLayout::Diffusers => "time_embed",
+        }
+    }
+
+    /// The query RMS norm of an attention.
+    pub fn q_norm(self) -> &'static str {
+        match self {
+            WeightLayout::Original => "q_norm",
+            WeightLayout::Diffusers => "norm_q",
+        }
+    }
+
+    /// The key RMS norm of an attention.
+    pub fn k_norm(self) -> &'static str {
+        match self {
+            WeightLayout::Original => "k_norm",
+            WeightLayout::Diffusers => "norm_k",
+        }
+    }
+
+    /// The diffusers name of a tensor named `name` (without prefix) in this layout.
+    pub fn to_diffusers_name(self, name: &str) -> String {
+        match self {
+            WeightLayout::Diffusers => name.to_string(),
+            WeightLayout::Original => name
+                .replace("patchify_proj", "proj_in")
+                .replace("adaln_single", "time_embed")
+                .replace("q_norm", "norm_q")
+                .replace("k_norm", "norm_k"),
+        }
+    }
+}
+
+/// Where the transformer sits in a weight source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectedLayout {
+    /// The names used.
+    pub layout: WeightLayout,
+    /// The prefix before every transformer tensor name (without the trailing dot; empty for none).
+    pub prefix: String,
+}
+
+impl DetectedLayout {
+    fn name(&self, name: &str) -> String {
+        if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) }
+    }
+}
+
+/// Finds the transformer in `source`: `model.diffusion_model.patchify_proj.weight` (single file), a bare
+/// `patchify_proj.weight` (original names, no prefix) or `proj_in.weight` (diffusers).
+pub fn detect_layout(source: &WeightSource) -> Result<DetectedLayout, WeightError> {
+    let candidates = [
+        (WeightLayout::Original, SINGLE_FILE_PREFIX),
+        (WeightLayout::Original, ""),
+        (WeightLayout::Diffusers, ""),
+        (WeightLayout::Diffusers, SINGLE_FILE_PREFIX),
+    ];
+    for (layout, prefix) in candidates {
+        let detected = DetectedLayout { layout, prefix: prefix.to_string() };
+        if source.contains(&detected.name(&format!("{}.weight", layout.proj_in()))) {
+            return Ok(detected);
+        }
+    }
+    Err(WeightError::Invalid {
+        file: source.files().iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+        message: format!(
+            "no LTX-Video transformer found: expected '{SINGLE_FILE_PREFIX}.patchify_proj.weight' (single file) or \
+             'proj_in.weight' (diffusers)"
+        ),
+    })
+}
+
+/// The configuration of the transformer in `source`: sizes from the tensor shapes, then the head split
+/// and flags from the checkpoint's config (the single file's `__metadata__.config.transformer`, or the
+/// diffusers `config.json` beside the weights).
+pub fn read_config(source: &WeightSource, detected: &DetectedLayout) -> Result<LtxvTransformerConfig, WeightError> {
+    let files = || source.files().iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+    let layout = detected.layout;
+    let shape = |name: &str| -> Result<Vec<usize>, WeightError> {
+        let full = detected.name(name);
+        source.shape(&full).ok_or_else(|| WeightError::Missing { files: files(), tensor: full, expected: Vec::new() })
+    };
+    let two_dims = |name: &str| -> Result<(usize, usize), WeightError> {
+        match shape(name)?.as_slice() {
+            &[rows, columns] => Ok((rows, columns)),
+            other => Err(WeightError::Invalid {
+                file: source.file_of(&detected.name(name)),
+                message: format!("tensor '{}' has shape {other:?}, expected a matrix", detected.name(name)),
+            }),
+        }
+    };
+    let (inner_dim, in_channels) = two_dims(&format!("{}.weight", layout.proj_in()))?;
+    let (out_channels, _) = two_dims("proj_out.weight")?;
+    let (_, caption_channels) = two_dims("caption_projection.linear_1.weight")?;
+    let num_layers = (0..usize::MAX)
+        .take_while(|i| source.contains(&detected.name(&format!("transformer_blocks.{i}.scale_shift_table"))))
+        .count();
+    let mut config =
+        LtxvTransformerConfig::from_shapes(inner_dim, in_channels, out_channels, caption_channels, num_layers);
+
+    if let Some(json) = checkpoint_config(source, detected)? {
+        config.apply_json(&json);
+    }
+    if config.inner_dim() != inner_dim {
+        return Err(WeightError::Invalid {
+            file: files(),
+            message: format!(
+                "config says {} heads × {} = {} wide, but '{}' is {inner_dim} wide",
+                config.num_attention_heads,
+                config.attention_head_dim,
+                config.inner_dim(),
+                detected.name(&format!("{}.weight", layout.proj_in()))
+            ),
+        });
+    }
+    Ok(config)
+}
+
+/// The transformer section of the checkpoint's JSON config, if it has one.
+fn checkpoint_config(
+    source: &WeightSource,
+    detected: &DetectedLayout,
+) -> Result<Option<serde_json::Value>, WeightError> {
+    let invalid = |file: String, error: &dyn std::fmt::Display| WeightError::Invalid {
+        file,
+        message: format!("the model config is not valid JSON: {error}"),
+    };
+    if let Some(text) = source.metadata("config") {
+        let file = source.files().first().map(|f| f.display().to_string()).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| invalid(file, &e))?;
+        return Ok(json.get("transformer").cloned().or(Some(json)));
+    }
+    if detected.layout == WeightLayout::Diffusers
+        && let Some(path) = source.files().first().and_then(|f| f.parent()).map(|dir| dir.join("config.json"))
+        && path.is_file()
+    {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| WeightError::Open { file: name.clone(), reason: e.to_string() })?;
+        return serde_json::from_str(&text).map(Some).map_err(|e| invalid(name, &e));
+    }
+    Ok(None)
+}
+
+/// The weight files of a diffusers transformer folder: `dir/diffusion_pytorch_model*.safetensors`, or the
+/// same under `dir/transformer/` when `dir` is the pipeline folder.
+pub fn diffusers_weight_files(dir: &Path) -> Result<Vec<PathBuf>, WeightError> {
+    let folder = if dir.join("transformer").is_dir() { dir.join("transformer") } else { dir.to_path_buf() };
+    let entries = std::fs::read_dir(&folder)
+        .map_err(|e| WeightError::Open { file: folder.display().to_string(), reason: e.to_string() })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(std::result::Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name().and_then(|n| n.to_str()).is_some_and(|name| {
+                name.starts_with("diffusion_pytorch_model")
+                    && std::path::Path::new(name).extension().is_some_and(|ext| ext.eq_ignore_ascii_case("safetensors"))
+            })
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(WeightError::Open {
+            file: folder.display().to_string(),
+            reason: "no diffusion_pytorch_model*.safetensors in this folder".into(),
+        });
+    }
+    Ok(files)
+}
+
+impl LtxvTransformer {
+    /// Loads the transformer from `source`, detecting the layout; every transformer tensor must be used
+    /// and have the expected shape.
+    pub fn load(source: &Arc<WeightSource>, device: &Device) -> Result<Self, WeightError> {
+        let detected = detect_layout(source)?;
+        let config = read_config(source, &detected)?;
+        Self::load_with_config(source, &detected, &config, device)
+    }
+
+    /// Loads with an explicit layout and configuration.
+    pub fn load_with_config(
+        source: &Arc<WeightSource>,
+        detected: &DetectedLayout,
+        config: &LtxvTransformerConfig,
+        device: &Device,
+    ) -> Result<Self, WeightError> {
+        let vb = source.var_builder(&detected.prefix, DType::F32, device);
+        let model = LtxvTransformer::new(config, detected.layout, &vb).map_err(|e| source.explain(&e))?;
+        let unused_prefix = if detected.prefix.is_empty() { String::new() } else { format!("{}.", detected.prefix) };
+        source.reject_unused(&unused_prefix)?;
+        Ok(model)
+    }
+
+    /// Opens and loads a single-file checkpoint.
+    pub fn load_file(path: &Path, device: &Device) -> Result<Self, WeightError> {
+        Self::load(&Arc::new(WeightSource::open(&[path])?), device)
+    }
+
+    /// Opens and loads a diffusers transformer folder (or the pipeline folder above it).
+    pub fn load_diffusers(dir: &Path, device: &Device) -> Result<Self, WeightError> {
+        Self::load(&Arc::new(WeightSource::open(&diffusers_weight_files(dir)?)?), device)
+    }
+}
