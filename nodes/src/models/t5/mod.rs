@@ -1,1 +1,33 @@
 //! The T5 v1.1 encoder used as LTX-Video's text encoder, and its tokenizer.
+//!
+//! - [`T5Tokenizer`] turns a prompt into ids and an attention mask ([`TokenLength::AtLeast`] for
+//!   ComfyUI's padding to at least 128 without truncation, [`TokenLength::Exactly`] for diffusers').
+//! - [`T5Encoder`] mirrors transformers' `T5EncoderModel`. [`T5Encoder::open`] takes a ComfyUI file
+//!   (`t5xxl_fp16.safetensors`, optionally under a prefix such as `text_encoders.t5xxl.transformer.`) or a
+//!   diffusers `text_encoder/` folder; [`T5Encoder::load`] does the same from an open
+//!   [`WeightSource`](crate::models::weights::WeightSource); [`T5Encoder::new`] builds from any candle
+//!   `VarBuilder` and a [`T5Config`].
+//! - [`T5Encoder::forward`] takes `[batch, length]` ids and an optional mask and returns the f32
+//!   `last_hidden_state`. Weights stay in their stored dtype (bf16 T5-XXL: 9.5 GB) and are widened to
+//!   f32 one matrix at a time; arithmetic is f32 (T5-XXL overflows in fp16).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use kinograph_nodes::models::t5::{T5Encoder, T5Tokenizer, TokenLength};
+//! let device = candle_core::Device::Cpu;
+//! let encoder = T5Encoder::open(std::path::Path::new("models/text_encoders/t5xxl_fp16.safetensors"), &device)?;
+//! let tokens = T5Tokenizer::new()?.encode("a cat playing piano", TokenLength::AtLeast(128))?;
+//! let (ids, mask) = tokens.to_tensors(&device)?;
+//! let hidden = encoder.forward(&ids, Some(&mask))?; // [1, 128, 4096]
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod encoder;
+mod load;
+mod tokenizer;
+
+pub use config::{Activation, T5Config};
+pub use encoder::{T5Encoder, relative_position_bucket};
+pub use load::{COMFY_BUNDLED_PREFIX, find_prefix, storage_dtype, weight_files};
+pub use tokenizer::{COMFY_MIN_LENGTH, END_TOKEN, PAD_TOKEN, T5Tokenizer, TokenLength, TokenizerError, Tokens};

@@ -1,0 +1,328 @@
+//! The T5 text encoder and tokenizer against transformers' references (`tools/fixtures/`).
+//!
+//! Tolerances (f32, max absolute error):
+//! - tiny T5 (`ref/t5.safetensors`) with and without mask: 1e-4 (the fixture README asks 1e-5; the
+//!   outputs are RMS-normalised, so values are O(1) and f32 summation order gives ~1e-6);
+//! - the same weights from a ComfyUI-style single file, or under a bundled prefix: bit-identical;
+//! - bf16 storage against an f32 model holding the same bf16-rounded values: 1e-5 (the values are equal,
+//!   only the order of f32 operations could differ).
+
+use candle_core::{DType, Device, Tensor};
+use kinograph_nodes::models::t5::{
+    COMFY_BUNDLED_PREFIX, T5Config, T5Encoder, T5Tokenizer, TokenLength, relative_position_bucket,
+};
+use kinograph_nodes::models::weights::{WeightError, WeightSource};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(path)
+}
+
+fn text_encoder_folder() -> PathBuf {
+    data("ltxv/diffusers/text_encoder")
+}
+
+fn reference() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(data("ltxv/ref/t5.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn diffusers_tensors() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(text_encoder_folder().join("model.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn tiny_config() -> T5Config {
+    T5Config::from_json_file(&text_encoder_folder().join("config.json")).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+fn encode_reference_inputs(encoder: &T5Encoder) -> (Tensor, Tensor) {
+    let reference = reference();
+    let ids = &reference["input_ids"];
+    let mask = &reference["attention_mask"];
+    (encoder.forward(ids, Some(mask)).unwrap(), encoder.forward(ids, None).unwrap())
+}
+
+fn write(tensors: &HashMap<String, Tensor>, path: &Path) -> Arc<WeightSource> {
+    candle_core::safetensors::save(tensors, path).unwrap();
+    Arc::new(WeightSource::open(&[path]).unwrap())
+}
+
+#[test]
+fn tiny_t5_matches_transformers_with_and_without_mask() {
+    let encoder = T5Encoder::open(&text_encoder_folder(), &Device::Cpu).unwrap();
+    assert_eq!(encoder.config(), &tiny_config(), "config.json is read from a diffusers folder");
+    assert_eq!(encoder.storage_dtype(), DType::F32);
+    let reference = reference();
+    let (masked, unmasked) = encode_reference_inputs(&encoder);
+    let masked_error = max_abs_diff(&masked, &reference["last_hidden_state_masked"]);
+    let unmasked_error = max_abs_diff(&unmasked, &reference["last_hidden_state_unmasked"]);
+    println!("tiny T5 max abs error: masked {masked_error:e}, unmasked {unmasked_error:e}");
+    assert!(masked_error <= 1e-4, "masked: {masked_error}");
+    assert!(unmasked_error <= 1e-4, "unmasked: {unmasked_error}");
+    // The mask matters for the padded row: the two references differ there.
+    assert!(max_abs_diff(&masked, &unmasked) > 1e-2);
+
+    // The pipeline folder above text_encoder/ opens too.
+    let from_pipeline = T5Encoder::open(&data("ltxv/diffusers"), &Device::Cpu).unwrap();
+    assert_eq!(max_abs_diff(&from_pipeline.forward(&reference["input_ids"], None).unwrap(), &unmasked), 0.0);
+}
+
+#[test]
+fn config_from_shapes_agrees_with_config_json() {
+    let source = Arc::new(WeightSource::open(&[text_encoder_folder().join("model.safetensors")]).unwrap());
+    let inferred = T5Config::from_weights(&source, "").unwrap();
+    // Only the maximum relative distance is not visible in the shapes; T5 v1.1 uses 128.
+    let expected = T5Config { relative_attention_max_distance: 128, ..tiny_config() };
+    assert_eq!(inferred, expected);
+    assert_eq!(T5Config::v1_1_xxl().parameter_count(), 4_762_310_656, "ltx-video.md §4.1");
+}
+
+#[test]
+fn single_files_load_like_the_diffusers_folder() {
+    let folder = tempfile::tempdir().unwrap();
+    let config = tiny_config();
+    let diffusers = T5Encoder::open(&text_encoder_folder(), &Device::Cpu).unwrap();
+    let (masked, unmasked) = encode_reference_inputs(&diffusers);
+
+    // ComfyUI's t5xxl file: no prefix; try the tied embedding name in place of `shared.weight`, and both.
+    let mut tied = diffusers_tensors();
+    let shared = tied.remove("shared.weight").unwrap();
+    tied.insert("encoder.embed_tokens.weight".into(), shared.clone());
+    let mut both = tied.clone();
+    both.insert("shared.weight".into(), shared);
+    // A checkpoint bundling the text encoder under ComfyUI's prefix.
+    let bundled: HashMap<String, Tensor> = diffusers_tensors()
+        .into_iter()
+        .map(|(name, tensor)| (format!("{COMFY_BUNDLED_PREFIX}{name}"), tensor))
+        .collect();
+
+    for (file, tensors, prefix) in [
+        ("tied.safetensors", tied, ""),
+        ("both.safetensors", both, ""),
+        ("bundled.safetensors", bundled, COMFY_BUNDLED_PREFIX),
+    ] {
+        let source = write(&tensors, &folder.path().join(file));
+        assert_eq!(kinograph_nodes::models::t5::find_prefix(&source).unwrap(), prefix);
+        let encoder = T5Encoder::load_with_config(&source, prefix, &config, &Device::Cpu).unwrap();
+        let (single_masked, single_unmasked) = encode_reference_inputs(&encoder);
+        assert_eq!(max_abs_diff(&single_masked, &masked), 0.0, "{file}");
+        assert_eq!(max_abs_diff(&single_unmasked, &unmasked), 0.0, "{file}");
+
+        // Without a config.json the shapes give everything but the maximum distance.
+        let inferred = T5Encoder::load(&source, &Device::Cpu).unwrap();
+        assert_eq!(inferred.config(), &T5Config { relative_attention_max_distance: 128, ..config.clone() });
+    }
+}
+
+#[test]
+fn sharded_folders_load_like_a_single_file() {
+    let folder = tempfile::tempdir().unwrap();
+    let tensors = diffusers_tensors();
+    let (first, second): (HashMap<_, _>, HashMap<_, _>) =
+        tensors.into_iter().partition(|(name, _)| name.starts_with("encoder.block.0."));
+    let mut weight_map = serde_json::Map::new();
+    for (shard, part) in [("model-00001-of-00002.safetensors", &first), ("model-00002-of-00002.safetensors", &second)] {
+        candle_core::safetensors::save(part, folder.path().join(shard)).unwrap();
+        for name in part.keys() {
+            weight_map.insert(name.clone(), shard.into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(folder.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::copy(text_encoder_folder().join("config.json"), folder.path().join("config.json")).unwrap();
+
+    let sharded = T5Encoder::open(folder.path(), &Device::Cpu).unwrap();
+    let diffusers = T5Encoder::open(&text_encoder_folder(), &Device::Cpu).unwrap();
+    let (masked, unmasked) = encode_reference_inputs(&diffusers);
+    let (sharded_masked, sharded_unmasked) = encode_reference_inputs(&sharded);
+    assert_eq!(max_abs_diff(&sharded_masked, &masked), 0.0);
+    assert_eq!(max_abs_diff(&sharded_unmasked, &unmasked), 0.0);
+}
+
+#[test]
+fn bf16_storage_is_widened_per_matrix() {
+    let folder = tempfile::tempdir().unwrap();
+    let config = tiny_config();
+    let bf16: HashMap<String, Tensor> =
+        diffusers_tensors().into_iter().map(|(name, tensor)| (name, tensor.to_dtype(DType::BF16).unwrap())).collect();
+    let rounded: HashMap<String, Tensor> =
+        bf16.iter().map(|(name, tensor)| (name.clone(), tensor.to_dtype(DType::F32).unwrap())).collect();
+    let bf16_source = write(&bf16, &folder.path().join("t5_bf16.safetensors"));
+    let rounded_source = write(&rounded, &folder.path().join("t5_rounded_f32.safetensors"));
+
+    let encoder = T5Encoder::load_with_config(&bf16_source, "", &config, &Device::Cpu).unwrap();
+    assert_eq!(encoder.storage_dtype(), DType::BF16, "weights stay in their storage dtype");
+    let reference_model = T5Encoder::load_with_config(&rounded_source, "", &config, &Device::Cpu).unwrap();
+    assert_eq!(reference_model.storage_dtype(), DType::F32);
+
+    let (masked, unmasked) = encode_reference_inputs(&encoder);
+    assert_eq!(masked.dtype(), DType::F32, "compute is f32");
+    let (expected_masked, expected_unmasked) = encode_reference_inputs(&reference_model);
+    let masked_error = max_abs_diff(&masked, &expected_masked);
+    let unmasked_error = max_abs_diff(&unmasked, &expected_unmasked);
+    let reference = reference();
+    let rounding_effect = max_abs_diff(&unmasked, &reference["last_hidden_state_unmasked"]);
+    println!(
+        "bf16 storage vs bf16-rounded f32: masked {masked_error:e}, unmasked {unmasked_error:e}; \
+         vs the f32 transformers reference (effect of rounding the weights): {rounding_effect:e}"
+    );
+    assert!(masked_error <= 1e-5 && unmasked_error <= 1e-5);
+    // Rounding weights to bf16 (relative step 2⁻⁸) must move the normalised outputs, but only a little.
+    assert!(rounding_effect > 0.0 && rounding_effect < 0.1, "{rounding_effect}");
+
+    // f16 storage too.
+    let f16: HashMap<String, Tensor> =
+        diffusers_tensors().into_iter().map(|(name, tensor)| (name, tensor.to_dtype(DType::F16).unwrap())).collect();
+    let f16_source = write(&f16, &folder.path().join("t5_f16.safetensors"));
+    let encoder = T5Encoder::load_with_config(&f16_source, "", &config, &Device::Cpu).unwrap();
+    assert_eq!(encoder.storage_dtype(), DType::F16);
+    let (_, unmasked) = encode_reference_inputs(&encoder);
+    assert!(max_abs_diff(&unmasked, &reference["last_hidden_state_unmasked"]) < 0.02);
+}
+
+#[test]
+fn bad_files_name_the_file_and_tensor() {
+    let folder = tempfile::tempdir().unwrap();
+    let config = tiny_config();
+
+    // Truncated.
+    let bytes = std::fs::read(text_encoder_folder().join("model.safetensors")).unwrap();
+    let truncated = folder.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 100]).unwrap();
+    let error = T5Encoder::open(&truncated, &Device::Cpu).unwrap_err();
+    assert!(matches!(error, WeightError::Format { .. }), "{error}");
+    assert!(error.to_string().contains("truncated.safetensors") && error.to_string().contains("truncated?"), "{error}");
+
+    // A missing projection.
+    let mut tensors = diffusers_tensors();
+    tensors.remove("encoder.block.1.layer.1.DenseReluDense.wo.weight");
+    let source = write(&tensors, &folder.path().join("missing.safetensors"));
+    let error = T5Encoder::load_with_config(&source, "", &config, &Device::Cpu).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(&error, WeightError::Missing { tensor, expected, .. }
+            if tensor == "encoder.block.1.layer.1.DenseReluDense.wo.weight" && expected == &vec![16, 32]),
+        "{message}"
+    );
+    assert!(message.contains("missing.safetensors") && message.contains("[16, 32]"), "{message}");
+
+    // A wrong shape.
+    let mut tensors = diffusers_tensors();
+    tensors.insert(
+        "encoder.block.0.layer.0.SelfAttention.k.weight".into(),
+        Tensor::zeros((16, 8), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let source = write(&tensors, &folder.path().join("shape.safetensors"));
+    let error = T5Encoder::load_with_config(&source, "", &config, &Device::Cpu).unwrap_err();
+    assert!(
+        matches!(&error, WeightError::Shape { tensor, expected, found, .. }
+            if tensor == "encoder.block.0.layer.0.SelfAttention.k.weight" && expected == &vec![16, 16] && found == &vec![16, 8]),
+        "{error}"
+    );
+
+    // A tensor the encoder does not know (e.g. a quantisation scale).
+    let mut tensors = diffusers_tensors();
+    tensors.insert(
+        "encoder.block.0.layer.0.SelfAttention.q.scale_weight".into(),
+        Tensor::ones(1, DType::F32, &Device::Cpu).unwrap(),
+    );
+    let source = write(&tensors, &folder.path().join("extra.safetensors"));
+    let error = T5Encoder::load_with_config(&source, "", &config, &Device::Cpu).unwrap_err();
+    assert!(error.to_string().contains("encoder.block.0.layer.0.SelfAttention.q.scale_weight"), "{error}");
+
+    // Not a T5 file at all.
+    let source = write(
+        &HashMap::from([(
+            "model.diffusion_model.proj_in.weight".to_string(),
+            Tensor::ones((2, 2), DType::F32, &Device::Cpu).unwrap(),
+        )]),
+        &folder.path().join("dit.safetensors"),
+    );
+    let error = T5Encoder::load(&source, &Device::Cpu).unwrap_err();
+    assert!(error.to_string().contains("encoder.final_layer_norm.weight"), "{error}");
+
+    // A folder without weights.
+    let error = T5Encoder::open(&folder.path().join("nowhere"), &Device::Cpu).unwrap_err();
+    assert!(error.to_string().contains("nowhere"), "{error}");
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let encoder = T5Encoder::open(&text_encoder_folder(), &Device::Cpu).unwrap();
+    let device = Device::Cpu;
+    let out_of_vocabulary = Tensor::new(&[[3u32, 64]], &device).unwrap();
+    let error = encoder.forward(&out_of_vocabulary, None).unwrap_err();
+    assert!(error.to_string().contains("0..64"), "{error}");
+    let ids = Tensor::new(&[[3u32, 1]], &device).unwrap();
+    let wrong_mask = Tensor::ones((1, 3), DType::F32, &device).unwrap();
+    assert!(encoder.forward(&ids, Some(&wrong_mask)).unwrap_err().to_string().contains("mask"));
+    let flat = Tensor::new(&[3u32, 1], &device).unwrap();
+    assert!(encoder.forward(&flat, None).unwrap_err().to_string().contains("[batch, tokens]"));
+}
+
+fn tokenizer_fixture() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(data("t5/tokenizer_fixture.json")).unwrap()).unwrap()
+}
+
+fn ids(value: &serde_json::Value) -> Vec<u32> {
+    value.as_array().unwrap().iter().map(|id| id.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn tokenizer_matches_transformers() {
+    let tokenizer = T5Tokenizer::new().unwrap();
+    let fixture = tokenizer_fixture();
+    let prompts = fixture["prompts"].as_array().unwrap();
+    assert!(prompts.len() >= 10);
+    for prompt in prompts {
+        let text = prompt["text"].as_str().unwrap();
+        let expected = ids(&prompt["ids"]);
+        assert_eq!(tokenizer.token_ids(text).unwrap(), expected, "{text:?}");
+
+        // ComfyUI: the same ids, padded with 0 to at least 128, never truncated.
+        let tokens = tokenizer.encode(text, TokenLength::AtLeast(128)).unwrap();
+        assert_eq!(tokens.len(), expected.len().max(128));
+        assert_eq!(tokens.ids[..expected.len()], expected[..]);
+        assert!(tokens.ids[expected.len()..].iter().all(|&id| id == 0));
+        assert_eq!(tokens.attention_mask.iter().sum::<u32>() as usize, expected.len());
+    }
+    // The 300-character prompt is longer than 128 tokens and keeps them all.
+    let long = prompts.iter().map(|prompt| ids(&prompt["ids"])).max_by_key(Vec::len).unwrap();
+    assert!(long.len() > 128);
+
+    for case in fixture["padded"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let length = case["length"].as_u64().unwrap() as usize;
+        let tokens = tokenizer.encode(text, TokenLength::Exactly(length)).unwrap();
+        assert_eq!(tokens.ids, ids(&case["ids"]), "{text:?}");
+        assert_eq!(tokens.attention_mask, ids(&case["mask"]), "{text:?}");
+    }
+    assert!(tokenizer.encode("x", TokenLength::Exactly(0)).is_err());
+
+    let (ids, mask) = tokenizer.encode("a cat", TokenLength::AtLeast(8)).unwrap().to_tensors(&Device::Cpu).unwrap();
+    assert_eq!(ids.dims(), [1, 8]);
+    assert_eq!(mask.to_vec2::<f32>().unwrap(), vec![vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]]);
+}
+
+#[test]
+fn relative_position_buckets_match_transformers() {
+    for case in tokenizer_fixture()["buckets"].as_array().unwrap() {
+        let buckets = case["num_buckets"].as_u64().unwrap() as usize;
+        let distance = case["max_distance"].as_u64().unwrap() as usize;
+        let first = case["first"].as_i64().unwrap();
+        for (offset, expected) in case["values"].as_array().unwrap().iter().enumerate() {
+            let relative = first + offset as i64;
+            assert_eq!(
+                relative_position_bucket(relative, buckets, distance),
+                expected.as_u64().unwrap() as u32,
+                "relative position {relative}, {buckets} buckets, max distance {distance}"
+            );
+        }
+    }
+}
