@@ -326,3 +326,133 @@ fn relative_position_buckets_match_transformers() {
         }
     }
 }
+
+/// Random weights made in memory, for timing: uniform values with the spread of a trained T5
+/// (norm weights near 1, projections scaled by 1/√fan-in). Filled on all cores straight into the
+/// requested dtype, so that a bf16 T5-XXL never exists in f32.
+struct RandomWeights;
+
+impl RandomWeights {
+    fn fill<T: Copy + Send + Default>(
+        count: usize,
+        seed: u64,
+        center: f32,
+        half_width: f32,
+        convert: fn(f32) -> T,
+    ) -> Vec<T> {
+        let mut values = vec![T::default(); count];
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let chunk = count.div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            for (index, part) in values.chunks_mut(chunk).enumerate() {
+                scope.spawn(move || {
+                    let mut state = seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    for value in part {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
+                        *value = convert(center + (2.0 * unit - 1.0) * half_width);
+                    }
+                });
+            }
+        });
+        values
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for RandomWeights {
+    fn get(
+        &self,
+        shape: candle_core::Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let dims = shape.dims().to_vec();
+        let seed = name
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3));
+        // Uniform on [c − w, c + w] has standard deviation w/√3.
+        let (center, deviation) = if name.ends_with("layer_norm.weight") {
+            (1.0, 0.05)
+        } else if name.contains("relative_attention_bias") || name.ends_with("shared.weight") {
+            (0.0, if name.ends_with("shared.weight") { 1.0 } else { 0.5 })
+        } else {
+            (0.0, 1.0 / (dims[1] as f32).sqrt())
+        };
+        let half_width = deviation * 3f32.sqrt();
+        let count = shape.elem_count();
+        match dtype {
+            DType::BF16 => {
+                Tensor::from_vec(Self::fill(count, seed, center, half_width, half::bf16::from_f32), dims, device)
+            }
+            DType::F16 => {
+                Tensor::from_vec(Self::fill(count, seed, center, half_width, half::f16::from_f32), dims, device)
+            }
+            _ => Tensor::from_vec(Self::fill(count, seed, center, half_width, |value| value), dims, device)?
+                .to_dtype(dtype),
+        }
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("random weights need a shape for '{name}'")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        false
+    }
+}
+
+fn memory_status(field: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find(|line| line.starts_with(field)).map(|line| line[field.len()..].trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// T5-XXL shapes (`T5_BENCH_LAYERS` of the 24 blocks, default all), random bf16 weights in memory, f32
+/// compute, one 128-token prompt with ComfyUI's mask. Run with
+/// `cargo test --release -p kinograph-nodes --test t5 -- --ignored --nocapture t5_xxl`.
+#[test]
+#[ignore = "needs about 10 GB of memory and a minute of CPU; run explicitly in release"]
+fn t5_xxl_bf16_encode_time_and_peak_memory() {
+    let layers = std::env::var("T5_BENCH_LAYERS").ok().and_then(|value| value.parse().ok()).unwrap_or(24);
+    let config = T5Config { num_layers: layers, ..T5Config::v1_1_xxl() };
+    let device = Device::Cpu;
+    let started = std::time::Instant::now();
+    let builder = candle_nn::VarBuilder::from_backend(Box::new(RandomWeights), DType::BF16, device.clone());
+    let encoder = T5Encoder::new(&builder, &config).unwrap();
+    println!(
+        "T5-XXL shapes, {layers} layers, {:.2} B parameters in bf16: built in {:.1} s, RSS {}",
+        config.parameter_count() as f64 / 1e9,
+        started.elapsed().as_secs_f64(),
+        memory_status("VmRSS:")
+    );
+    let tokens = T5Tokenizer::new()
+        .unwrap()
+        .encode("A woman with long brown hair smiles at the camera in warm evening light.", TokenLength::AtLeast(128))
+        .unwrap();
+    let (ids, mask) = tokens.to_tensors(&device).unwrap();
+    let mut timings = Vec::new();
+    for run in 0..2 {
+        let started = std::time::Instant::now();
+        let hidden = encoder.forward(&ids, Some(&mask)).unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        assert_eq!(hidden.dims(), [1, 128, 4096]);
+        let total = hidden.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(total.is_finite());
+        println!("encode 128 tokens (run {run}): {seconds:.2} s");
+        timings.push(seconds);
+    }
+    println!(
+        "best {:.2} s for {layers} layers ({:.3} s per layer); peak RSS (VmHWM) {}, RSS now {}",
+        timings.iter().copied().fold(f64::INFINITY, f64::min),
+        timings.iter().copied().fold(f64::INFINITY, f64::min) / layers.max(1) as f64,
+        memory_status("VmHWM:"),
+        memory_status("VmRSS:")
+    );
+}
