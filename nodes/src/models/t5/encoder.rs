@@ -10,7 +10,7 @@
 //! All arithmetic is f32.
 
 use super::config::{Activation, T5Config};
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// A bias-free linear projection whose weight keeps its storage dtype.
@@ -170,7 +170,7 @@ pub fn relative_position_bucket(relative: i64, num_buckets: usize, max_distance:
     }
     let scale = ((max_distance as f64 / max_exact as f64).ln()) as f32;
     let position = (distance as f32 / max_exact as f32).ln() / scale * (half - max_exact) as f32;
-    let large = (max_exact + position as usize).min(half - 1);
+    let large = (max_exact + position as usize).min(half.saturating_sub(1));
     (offset + large) as u32
 }
 
@@ -258,6 +258,12 @@ impl T5Encoder {
     /// attention bias are read as f32. Any `VarBuilder` works, including one that makes random weights
     /// in memory (see the T5 benchmark test).
     pub fn new(vb: &VarBuilder<'_>, config: &T5Config) -> Result<Self> {
+        let dimensions = [config.vocab_size, config.d_model, config.d_kv, config.d_ff, config.num_heads];
+        if dimensions.contains(&0) || config.relative_attention_num_buckets < 2 {
+            candle_core::bail!(
+                "invalid T5 configuration (a size is zero or there are fewer than 2 buckets): {config:?}"
+            );
+        }
         let embedding_name =
             if !vb.contains_tensor("shared.weight") && vb.contains_tensor("encoder.embed_tokens.weight") {
                 "encoder.embed_tokens.weight"
@@ -348,13 +354,6 @@ impl T5Encoder {
             x = block.forward(&x, &bias)?;
         }
         self.final_layer_norm.forward(&x)
-    }
-}
-
-impl Module for T5Encoder {
-    /// The unmasked forward.
-    fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        T5Encoder::forward(self, input_ids, None)
     }
 }
 
