@@ -187,6 +187,27 @@ fn bf16_storage_is_widened_per_matrix() {
 }
 
 #[test]
+fn fp8_storage_is_widened_like_bf16() {
+    // ComfyUI's t5xxl_fp8_e4m3fn.safetensors is a plain cast of every tensor to e4m3.
+    let folder = tempfile::tempdir().unwrap();
+    let config = tiny_config();
+    let fp8: HashMap<String, Tensor> =
+        diffusers_tensors().into_iter().map(|(name, tensor)| (name, tensor.to_dtype(DType::F8E4M3).unwrap())).collect();
+    let rounded: HashMap<String, Tensor> =
+        fp8.iter().map(|(name, tensor)| (name.clone(), tensor.to_dtype(DType::F32).unwrap())).collect();
+    let fp8_source = write(&fp8, &folder.path().join("t5_fp8_e4m3fn.safetensors"));
+    let rounded_source = write(&rounded, &folder.path().join("t5_rounded_f32.safetensors"));
+    let encoder = T5Encoder::load_with_config(&fp8_source, "", &config, &Device::Cpu).unwrap();
+    assert_eq!(encoder.storage_dtype(), DType::F8E4M3);
+    let reference_model = T5Encoder::load_with_config(&rounded_source, "", &config, &Device::Cpu).unwrap();
+    let (masked, unmasked) = encode_reference_inputs(&encoder);
+    let (expected_masked, expected_unmasked) = encode_reference_inputs(&reference_model);
+    let error = max_abs_diff(&masked, &expected_masked).max(max_abs_diff(&unmasked, &expected_unmasked));
+    println!("fp8 storage vs fp8-rounded f32: {error:e}");
+    assert!(error <= 1e-5, "{error}");
+}
+
+#[test]
 fn bad_files_name_the_file_and_tensor() {
     let folder = tempfile::tempdir().unwrap();
     let config = tiny_config();
@@ -414,21 +435,28 @@ fn memory_status(field: &str) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// T5-XXL shapes (`T5_BENCH_LAYERS` of the 24 blocks, default all), random bf16 weights in memory, f32
-/// compute, one 128-token prompt with ComfyUI's mask. Run with
+/// T5-XXL shapes (`T5_BENCH_LAYERS` of the 24 blocks, default all), random weights in memory stored as
+/// `T5_BENCH_STORAGE` (bf16 by default; f16 or f32), f32 compute, one 128-token prompt with ComfyUI's
+/// mask. Run with
 /// `cargo test --release -p kinograph-nodes --test t5 -- --ignored --nocapture t5_xxl`.
 #[test]
 #[ignore = "needs about 10 GB of memory and a minute of CPU; run explicitly in release"]
 fn t5_xxl_bf16_encode_time_and_peak_memory() {
     let layers = std::env::var("T5_BENCH_LAYERS").ok().and_then(|value| value.parse().ok()).unwrap_or(24);
+    let storage = match std::env::var("T5_BENCH_STORAGE").as_deref() {
+        Ok("f32") => DType::F32,
+        Ok("f16") => DType::F16,
+        _ => DType::BF16,
+    };
     let config = T5Config { num_layers: layers, ..T5Config::v1_1_xxl() };
     let device = Device::Cpu;
     let started = std::time::Instant::now();
-    let builder = candle_nn::VarBuilder::from_backend(Box::new(RandomWeights), DType::BF16, device.clone());
+    let builder = candle_nn::VarBuilder::from_backend(Box::new(RandomWeights), storage, device.clone());
     let encoder = T5Encoder::new(&builder, &config).unwrap();
     println!(
-        "T5-XXL shapes, {layers} layers, {:.2} B parameters in bf16: built in {:.1} s, RSS {}",
+        "T5-XXL shapes, {layers} layers, {:.2} B parameters in {}: built in {:.1} s, RSS {}",
         config.parameter_count() as f64 / 1e9,
+        storage.as_str(),
         started.elapsed().as_secs_f64(),
         memory_status("VmRSS:")
     );

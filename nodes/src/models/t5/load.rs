@@ -94,8 +94,9 @@ pub fn find_prefix(source: &WeightSource) -> Result<String, WeightError> {
     }
 }
 
-/// The dtype to keep the big matrices in: the file's own when all of them share one of f32, f16 and
-/// bf16, f32 when they mix. Other dtypes (fp8, integers) are refused, naming the tensor.
+/// The dtype to keep the big matrices in: the file's own when all of them share one of f32, f16, bf16
+/// and fp8 e4m3 (ComfyUI's `t5xxl_fp8_e4m3fn.safetensors`), f32 when they mix. Other dtypes (e5m2,
+/// integers) are refused, naming the tensor.
 pub fn storage_dtype(source: &WeightSource, prefix: &str) -> Result<DType, WeightError> {
     let embedding = format!("{prefix}{}", embedding_name(source, prefix));
     let encoder = format!("{prefix}encoder.");
@@ -106,11 +107,12 @@ pub fn storage_dtype(source: &WeightSource, prefix: &str) -> Result<DType, Weigh
             safetensors::Dtype::F32 | safetensors::Dtype::F64 => DType::F32,
             safetensors::Dtype::F16 => DType::F16,
             safetensors::Dtype::BF16 => DType::BF16,
+            safetensors::Dtype::F8_E4M3 => DType::F8E4M3,
             other => {
                 return Err(WeightError::Invalid {
                     file: source.file_of(name),
                     message: format!(
-                        "tensor '{name}' is stored as {other:?}; T5 weights must be f32, f16 or bf16 (fp8 and quantised files are not supported)"
+                        "tensor '{name}' is stored as {other:?}; T5 weights must be f32, f16, bf16 or fp8 e4m3 (quantised files are not supported)"
                     ),
                 });
             }
@@ -120,6 +122,7 @@ pub fn storage_dtype(source: &WeightSource, prefix: &str) -> Result<DType, Weigh
     Ok(match found.len() {
         1 if found.contains("bf16") => DType::BF16,
         1 if found.contains("f16") => DType::F16,
+        1 if found.contains("f8e4m3") => DType::F8E4M3,
         _ => DType::F32,
     })
 }

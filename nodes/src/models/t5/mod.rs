@@ -8,8 +8,9 @@
 //!   [`WeightSource`](crate::models::weights::WeightSource); [`T5Encoder::new`] builds from any candle
 //!   `VarBuilder` and a [`T5Config`].
 //! - [`T5Encoder::forward`] takes `[batch, length]` ids and an optional mask and returns the f32
-//!   `last_hidden_state`. Weights stay in their stored dtype (bf16 T5-XXL: 9.5 GB) and are widened to
-//!   f32 one matrix at a time; arithmetic is f32 (T5-XXL overflows in fp16).
+//!   `last_hidden_state`. Weights stay in their stored dtype (T5-XXL: 9.5 GB in bf16 or f16, 4.8 GB in
+//!   ComfyUI's plain fp8 e4m3 file) and are widened to f32 a 16 MB band at a time; arithmetic is f32
+//!   (T5-XXL overflows in fp16). Scaled-fp8 and GGUF files are refused with an error.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
