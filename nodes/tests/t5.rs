@@ -311,8 +311,14 @@ fn tokenizer_matches_transformers() {
         assert_eq!(tokens.len(), expected.len().max(128));
         assert_eq!(tokens.ids[..expected.len()], expected[..]);
         assert!(tokens.ids[expected.len()..].iter().all(|&id| id == 0));
-        assert_eq!(tokens.attention_mask.iter().sum::<u32>() as usize, expected.len());
+        let first_end = expected.iter().position(|&id| id == 1).unwrap() + 1;
+        assert_eq!(tokens.attention_mask.iter().sum::<u32>() as usize, first_end, "{text:?}");
+        assert!(tokens.attention_mask[..first_end].iter().all(|&keep| keep == 1));
     }
+    // ComfyUI's mask stops at a `</s>` written in the prompt.
+    let spelled = tokenizer.encode("special </s> tokens", TokenLength::AtLeast(8)).unwrap();
+    assert_eq!(spelled.ids[..5], [534, 1, 14145, 7, 1]);
+    assert_eq!(spelled.attention_mask, [1, 1, 0, 0, 0, 0, 0, 0]);
     // The 300-character prompt is longer than 128 tokens and keeps them all.
     let long = prompts.iter().map(|prompt| ids(&prompt["ids"])).max_by_key(Vec::len).unwrap();
     assert!(long.len() > 128);

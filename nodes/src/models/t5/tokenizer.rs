@@ -49,7 +49,7 @@ pub enum TokenLength {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {
     pub ids: Vec<u32>,
-    /// 1 for the prompt's tokens and its end token, 0 for padding.
+    /// 1 for the prompt's tokens and its end token, 0 for padding (see [`T5Tokenizer::encode`]).
     pub attention_mask: Vec<u32>,
 }
 
@@ -122,7 +122,8 @@ impl T5Tokenizer {
     }
 
     /// Tokenizes `text`, appends the end token and pads (or, for [`TokenLength::Exactly`], truncates) to
-    /// the requested length.
+    /// the requested length. With [`TokenLength::AtLeast`] the mask, as ComfyUI's, ends at the first end
+    /// token, which is earlier than the appended one only if the prompt contains the text `</s>`.
     pub fn encode(&self, text: &str, length: TokenLength) -> Result<Tokens, TokenizerError> {
         let mut ids = self.token_ids(text)?;
         let target = match length {
@@ -136,7 +137,12 @@ impl T5Tokenizer {
                 exact
             }
         };
-        let real = ids.len();
+        // ComfyUI's mask (`SDClipModel`) runs up to and including the first end token, so a prompt that
+        // spells out `</s>` is cut there; diffusers' covers every token it keeps.
+        let real = match length {
+            TokenLength::AtLeast(_) => ids.iter().position(|&id| id == END_TOKEN).map_or(ids.len(), |end| end + 1),
+            TokenLength::Exactly(_) => ids.len(),
+        };
         ids.resize(target, PAD_TOKEN);
         let mut attention_mask = vec![1; real];
         attention_mask.resize(target, 0);
