@@ -5,8 +5,8 @@
 //! handled.
 //!
 //! Big matrices (the embedding and every projection) stay in the dtype of the builder they were read
-//! from, so a bf16 or f16 checkpoint keeps its size in memory; each is widened to f32 just before its
-//! matmul and dropped right after. The norms and the relative attention bias are small and read as f32.
+//! from, so a bf16, f16 or fp8 checkpoint keeps its size in memory; each is widened to f32 a band of
+//! rows at a time, just before that band's matmul, and the f32 band is dropped right after. The norms and the relative attention bias are small and read as f32.
 //! All arithmetic is f32.
 
 use super::config::{Activation, T5Config};
@@ -29,8 +29,8 @@ impl StoredLinear {
     ///
     /// A weight stored narrower than f32 is widened a band of rows at a time, each band multiplied as
     /// soon as it is widened: the f32 copy in flight stays small (16 MB), comes back from the allocator
-    /// warm instead of as fresh pages, and is still in cache for its matmul. On two cores this is about
-    /// 2.5 times faster than widening a whole T5-XXL feed-forward matrix first. The product is formed as
+    /// warm instead of as fresh pages, and is still in cache for its matmul. On two cores this made a
+    /// T5-XXL block about twice as fast as widening each whole matrix first. The product is formed as
     /// `weight @ xᵀ`, which gemm runs faster than `x @ weightᵀ` with a transposed weight.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_in_bands(x, WIDEN_BAND_ELEMENTS)

@@ -50,7 +50,7 @@ impl T5Encoder {
         config: &T5Config,
         device: &Device,
     ) -> Result<Self, WeightError> {
-        if let Some(marker) = source.names().find(|name| name.ends_with("scaled_fp8")) {
+        if let Some(marker) = source.names().find(|name| name.starts_with(prefix) && name.ends_with("scaled_fp8")) {
             return Err(WeightError::Invalid {
                 file: source.file_of(marker),
                 message: "scaled fp8 T5 weights are not supported; use the fp16 or bf16 file (t5xxl_fp16.safetensors)"
