@@ -9,7 +9,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use kinograph_nodes::models::t5::{
-    COMFY_BUNDLED_PREFIX, T5Config, T5Encoder, T5Tokenizer, TokenLength, relative_position_bucket,
+    COMFY_BUNDLED_PREFIX, T5Config, T5Encoder, T5Tokenizer, TokenLength, Tokens, relative_position_bucket,
 };
 use kinograph_nodes::models::weights::{WeightError, WeightSource};
 use std::collections::HashMap;
@@ -342,6 +342,62 @@ fn tokenizer_matches_transformers() {
     let (ids, mask) = tokenizer.encode("a cat", TokenLength::AtLeast(8)).unwrap().to_tensors(&Device::Cpu).unwrap();
     assert_eq!(ids.dims(), [1, 8]);
     assert_eq!(mask.to_vec2::<f32>().unwrap(), vec![vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]]);
+}
+
+#[test]
+fn comfy_prompt_weights_tokenize_each_run_on_its_own() {
+    let tokenizer = T5Tokenizer::new().unwrap();
+    let plain = "A woman with long brown hair smiles.";
+    assert_eq!(
+        tokenizer.encode_weighted(plain, 128).unwrap(),
+        tokenizer.encode(plain, TokenLength::AtLeast(128)).unwrap(),
+        "without brackets ComfyUI's path is the plain one"
+    );
+    let tokens = tokenizer.encode_weighted("a (red fox:1.5) in ((snow))", 16).unwrap();
+    let piece = |text: &str| {
+        let mut ids = tokenizer.token_ids(text).unwrap();
+        ids.pop();
+        ids
+    };
+    let (a, fox, in_, snow) = (piece("a "), piece("red fox"), piece(" in "), piece("snow"));
+    let expected: Vec<u32> = [&a[..], &fox[..], &in_[..], &snow[..], &[1]].concat();
+    assert_eq!(tokens.ids[..expected.len()], expected[..]);
+    assert_eq!(tokens.len(), 16);
+    let mut weights = vec![1.0_f32; a.len()];
+    weights.extend(std::iter::repeat_n(1.5, fox.len()));
+    weights.extend(std::iter::repeat_n(1.0, in_.len()));
+    weights.extend(std::iter::repeat_n((1.1_f64 * 1.1) as f32, snow.len()));
+    weights.resize(16, 1.0);
+    assert_eq!(tokens.weights, weights);
+    assert!(tokens.has_weights());
+}
+
+#[test]
+fn weighted_tokens_move_away_from_the_empty_prompt() {
+    let encoder = T5Encoder::open(&text_encoder_folder(), &Device::Cpu).unwrap();
+    let tokens = Tokens {
+        ids: vec![13, 7, 42, 5, 1, 0, 0, 0],
+        attention_mask: vec![1, 1, 1, 1, 1, 0, 0, 0],
+        weights: vec![1.0, 1.3, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0],
+    };
+    let weighted = encoder.encode_tokens(&tokens, true).unwrap();
+    let (ids, mask) = tokens.to_tensors(&Device::Cpu).unwrap();
+    let plain = encoder.forward(&ids, Some(&mask)).unwrap();
+    let empty_ids = Tensor::new(&[[1u32, 0, 0, 0, 0, 0, 0, 0]], &Device::Cpu).unwrap();
+    let empty_mask = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]], &Device::Cpu).unwrap();
+    let empty = encoder.forward(&empty_ids, Some(&empty_mask)).unwrap();
+    for position in 0..8 {
+        let got = weighted.narrow(1, position, 1).unwrap();
+        let z = plain.narrow(1, position, 1).unwrap();
+        let e = empty.narrow(1, position, 1).unwrap();
+        let weight = f64::from(tokens.weights[position]);
+        let expected = if weight == 1.0 { z } else { ((z - &e).unwrap() * weight).unwrap().add(&e).unwrap() };
+        let error = max_abs_diff(&got, &expected);
+        assert!(error <= 1e-5, "position {position}: {error}");
+    }
+    // Unweighted tokens take the plain path.
+    let unweighted = Tokens { weights: vec![1.0; 8], ..tokens };
+    assert_eq!(max_abs_diff(&encoder.encode_tokens(&unweighted, true).unwrap(), &plain), 0.0);
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! All arithmetic is f32.
 
 use super::config::{Activation, T5Config};
+use super::tokenizer::{END_TOKEN, PAD_TOKEN, Tokens};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -354,6 +355,47 @@ impl T5Encoder {
             x = block.forward(&x, &bias)?;
         }
         self.final_layer_norm.forward(&x)
+    }
+}
+
+impl T5Encoder {
+    /// Encodes one tokenized prompt as ComfyUI's `CLIPTextEncode` does for LTX-Video: with its attention
+    /// mask when `use_mask` (ComfyUI: yes), and, if any token carries a prompt weight other than 1, beside
+    /// the empty prompt (`</s>` then padding, at the same length and with its own mask), moving each
+    /// weighted token's output away from the empty prompt's at the same position:
+    /// `z = (z − empty)·weight + empty`. Tokens of weight 1 keep their output unchanged.
+    /// Returns `[1, length, d_model]`.
+    pub fn encode_tokens(&self, tokens: &Tokens, use_mask: bool) -> Result<Tensor> {
+        let length = tokens.len();
+        if tokens.attention_mask.len() != length || tokens.weights.len() != length {
+            candle_core::bail!(
+                "T5 tokens disagree in length: {} ids, {} mask values, {} weights",
+                length,
+                tokens.attention_mask.len(),
+                tokens.weights.len()
+            );
+        }
+        let (ids, mask) = tokens.to_tensors(&self.device)?;
+        if !tokens.has_weights() {
+            return self.forward(&ids, use_mask.then_some(&mask));
+        }
+        let mut empty_ids = vec![PAD_TOKEN; length];
+        let mut empty_mask = vec![0u32; length];
+        if let (Some(id), Some(keep)) = (empty_ids.first_mut(), empty_mask.first_mut()) {
+            *id = END_TOKEN;
+            *keep = 1;
+        }
+        let empty_ids = Tensor::from_vec(empty_ids, (1, length), &self.device)?;
+        let empty_mask = Tensor::from_vec(empty_mask, (1, length), &self.device)?.to_dtype(DType::F32)?;
+        let both_ids = Tensor::cat(&[&ids, &empty_ids], 0)?;
+        let both_masks = Tensor::cat(&[&mask, &empty_mask], 0)?;
+        let hidden = self.forward(&both_ids, use_mask.then_some(&both_masks))?;
+        let prompt = hidden.narrow(0, 0, 1)?;
+        let empty = hidden.narrow(0, 1, 1)?;
+        let weights = Tensor::from_slice(&tokens.weights, (1, length, 1), &self.device)?;
+        let moved = (prompt.broadcast_sub(&empty)?.broadcast_mul(&weights)? + &empty)?;
+        let weighted = weights.ne(1.0)?.broadcast_as(prompt.shape())?;
+        weighted.where_cond(&moved, &prompt)
     }
 }
 

@@ -11,9 +11,11 @@
 //!   `LTXConditionPipeline` and the original code): longer prompts are cut to `length − 1` tokens and
 //!   the end token.
 //!
-//! ComfyUI's prompt-weighting syntax (`(word:1.2)`, escaped `\(`) is not interpreted: parentheses are
-//! tokenized as the text they are, which matches ComfyUI only for prompts without them.
+//! [`T5Tokenizer::encode`] treats the prompt as plain text. [`T5Tokenizer::encode_weighted`] is ComfyUI's
+//! full path: it reads ComfyUI's prompt-weighting syntax (`(word:1.2)`, escaped `\(`) first, and the
+//! weights are applied by [`T5Encoder::encode_tokens`](super::T5Encoder::encode_tokens).
 
+use super::prompt_weights::parse_prompt_weights;
 use candle_core::{DType, Device, Tensor};
 
 static TOKENIZER_JSON: &[u8] = include_bytes!("tokenizer.json");
@@ -45,12 +47,15 @@ pub enum TokenLength {
     Exactly(usize),
 }
 
-/// Token ids and their attention mask, of equal length.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Token ids, their attention mask and their ComfyUI prompt weights, all of equal length.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tokens {
     pub ids: Vec<u32>,
     /// 1 for the prompt's tokens and its end token, 0 for padding (see [`T5Tokenizer::encode`]).
     pub attention_mask: Vec<u32>,
+    /// Each token's weight from ComfyUI's `(text:1.2)` syntax: 1 everywhere unless the tokens come from
+    /// [`T5Tokenizer::encode_weighted`]. Applied by [`T5Encoder::encode_tokens`](super::T5Encoder::encode_tokens).
+    pub weights: Vec<f32>,
 }
 
 impl Tokens {
@@ -62,6 +67,11 @@ impl Tokens {
     /// Whether there are no tokens at all (never the case for [`T5Tokenizer::encode`]'s output).
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// Whether any token has a weight other than 1.
+    pub fn has_weights(&self) -> bool {
+        self.weights.iter().any(|&weight| weight != 1.0)
     }
 
     /// The ids as a `[1, length]` u32 tensor and the mask as a `[1, length]` f32 tensor.
@@ -112,40 +122,71 @@ impl T5Tokenizer {
 
     /// The prompt's ids followed by the end token, unpadded: what `T5TokenizerFast(text).input_ids` gives.
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let encoding = self.tokenizer.encode(text, false).map_err(|error| TokenizerError::Encode {
-            excerpt: text.chars().take(40).collect(),
-            reason: error.to_string(),
-        })?;
-        let mut ids = encoding.get_ids().to_vec();
+        let mut ids = self.content_ids(text)?;
         ids.push(END_TOKEN);
         Ok(ids)
     }
 
-    /// Tokenizes `text`, appends the end token and pads (or, for [`TokenLength::Exactly`], truncates) to
-    /// the requested length. With [`TokenLength::AtLeast`] the mask, as ComfyUI's, ends at the first end
-    /// token, which is earlier than the appended one only if the prompt contains the text `</s>`.
+    /// Tokenizes `text` as plain text (parentheses are text), appends the end token and pads (or, for
+    /// [`TokenLength::Exactly`], truncates) to the requested length. With [`TokenLength::AtLeast`] the
+    /// mask, as ComfyUI's, ends at the first end token, which is earlier than the appended one only if
+    /// the prompt contains the text `</s>`.
     pub fn encode(&self, text: &str, length: TokenLength) -> Result<Tokens, TokenizerError> {
-        let mut ids = self.token_ids(text)?;
-        let target = match length {
-            TokenLength::AtLeast(minimum) => minimum.max(ids.len()),
-            TokenLength::Exactly(0) => return Err(TokenizerError::ZeroLength),
-            TokenLength::Exactly(exact) => {
-                if ids.len() > exact {
-                    ids.truncate(exact - 1);
-                    ids.push(END_TOKEN);
-                }
-                exact
-            }
-        };
-        // ComfyUI's mask (`SDClipModel`) runs up to and including the first end token, so a prompt that
-        // spells out `</s>` is cut there; diffusers' covers every token it keeps.
-        let real = match length {
-            TokenLength::AtLeast(_) => ids.iter().position(|&id| id == END_TOKEN).map_or(ids.len(), |end| end + 1),
-            TokenLength::Exactly(_) => ids.len(),
-        };
-        ids.resize(target, PAD_TOKEN);
-        let mut attention_mask = vec![1; real];
-        attention_mask.resize(target, 0);
-        Ok(Tokens { ids, attention_mask })
+        let ids = self.content_ids(text)?;
+        let weights = vec![1.0; ids.len()];
+        finish(ids, weights, length)
     }
+
+    /// ComfyUI's `CLIPTextEncode` tokenization for LTX-Video: the prompt-weight syntax is read (see
+    /// [`parse_prompt_weights`]), each weighted run is tokenized on its own and carries its weight, then
+    /// the end token and padding to at least `min_length` (128 in ComfyUI) follow, with no truncation.
+    pub fn encode_weighted(&self, text: &str, min_length: usize) -> Result<Tokens, TokenizerError> {
+        let mut ids = Vec::new();
+        let mut weights = Vec::new();
+        for run in parse_prompt_weights(text) {
+            let run_ids = self.content_ids(&run.text)?;
+            weights.extend(std::iter::repeat_n(run.weight as f32, run_ids.len()));
+            ids.extend(run_ids);
+        }
+        finish(ids, weights, TokenLength::AtLeast(min_length))
+    }
+
+    /// The ids of `text` without the end token.
+    fn content_ids(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let encoding = self.tokenizer.encode(text, false).map_err(|error| TokenizerError::Encode {
+            excerpt: text.chars().take(40).collect(),
+            reason: error.to_string(),
+        })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+}
+
+/// Appends the end token to `ids` and brings them to `length`; see [`T5Tokenizer::encode`].
+fn finish(mut ids: Vec<u32>, mut weights: Vec<f32>, length: TokenLength) -> Result<Tokens, TokenizerError> {
+    ids.push(END_TOKEN);
+    weights.push(1.0);
+    let target = match length {
+        TokenLength::AtLeast(minimum) => minimum.max(ids.len()),
+        TokenLength::Exactly(0) => return Err(TokenizerError::ZeroLength),
+        TokenLength::Exactly(exact) => {
+            if ids.len() > exact {
+                ids.truncate(exact - 1);
+                weights.truncate(exact - 1);
+                ids.push(END_TOKEN);
+                weights.push(1.0);
+            }
+            exact
+        }
+    };
+    // ComfyUI's mask (`SDClipModel`) runs up to and including the first end token, so a prompt that
+    // spells out `</s>` is cut there; diffusers' covers every token it keeps.
+    let real = match length {
+        TokenLength::AtLeast(_) => ids.iter().position(|&id| id == END_TOKEN).map_or(ids.len(), |end| end + 1),
+        TokenLength::Exactly(_) => ids.len(),
+    };
+    ids.resize(target, PAD_TOKEN);
+    weights.resize(target, 1.0);
+    let mut attention_mask = vec![1; real];
+    attention_mask.resize(target, 0);
+    Ok(Tokens { ids, attention_mask, weights })
 }
