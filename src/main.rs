@@ -38,6 +38,11 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// List the node types kinograph knows.
     Nodes(commands::nodes::NodesArgs),
+    /// Time the model code on random weights of the real shapes (built in memory); prints JSON.
+    ///
+    /// Build with `--release` for meaningful numbers. `tools/bench/compare.py` runs the PyTorch
+    /// reference on the same shapes beside it.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
         Command::Nodes(args) => commands::nodes::run(&args),
+        Command::Bench(args) => commands::bench::run(&args),
     };
     ExitCode::from(code)
 }

@@ -286,3 +286,13 @@ fn every_command_has_help() {
     let bad = kinograph().args(["run"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(1), "a usage error is an invalid command line");
 }
+
+#[test]
+fn bench_rejects_bad_sizes_before_building_anything() {
+    let bad_latent = kinograph().args(["bench", "--transformer-latent", "2,0,24"]).output().unwrap();
+    assert_eq!(bad_latent.status.code(), Some(1));
+    assert!(text(&bad_latent.stderr).contains("expected three positive numbers"), "{}", text(&bad_latent.stderr));
+    let no_runs = kinograph().args(["bench", "--runs", "0"]).output().unwrap();
+    assert_eq!(no_runs.status.code(), Some(2));
+    assert!(text(&no_runs.stderr).contains("--runs must be at least 1"));
+}

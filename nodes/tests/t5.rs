@@ -510,7 +510,7 @@ fn memory_status(field: &str) -> String {
 /// `cargo test --release -p kinograph-nodes --test t5 -- --ignored --nocapture t5_xxl`.
 ///
 /// Measured on the 2-core development machine while other builds ran (load ≈ 4): all 24 layers in
-/// 15.7 s with a peak RSS (VmHWM) of 8.94 GiB, 0.06 GiB above the RSS right after building the
+/// 15.7 s with a peak RSS (`VmHWM`) of 8.94 GiB, 0.06 GiB above the RSS right after building the
 /// 8.87 GiB of bf16 weights; 4 layers 0.65 s per layer in bf16 storage,
 /// 0.56 s with f32 storage, against 1.01 s per layer for transformers in f32 (`tools/bench/t5.py`).
 #[test]

@@ -1,5 +1,6 @@
 //! The subcommands, and what they share: loading a workflow and setting up the environment.
 
+pub mod bench;
 pub mod convert;
 pub mod nodes;
 pub mod run;

@@ -1,0 +1,152 @@
+//! `kinograph bench`: times the model code on random weights of the real shapes, built in memory (no
+//! files), and prints JSON with seconds and peak memory. `tools/bench/` times the PyTorch reference on
+//! the same shapes so both can be run side by side (`tools/bench/compare.py`).
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device};
+use clap::{Args, ValueEnum};
+use kinograph_nodes::models::bench::{peak_resident_bytes, process_cpu_time, reset_peak_resident};
+use kinograph_nodes::models::ltxv::transformer::bench::bench_2b_forward;
+use kinograph_nodes::models::t5::{T5Config, T5Encoder, T5Tokenizer, TokenLength};
+use serde_json::{Value as Json, json};
+use std::time::Instant;
+
+/// A part of the model code to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// The LTX-Video 2B transformer forward.
+    Transformer,
+    /// The T5-XXL text encoder on 128 tokens.
+    T5,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Parts to time, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Part>,
+    /// Transformer latent size FRAMES,HEIGHT,WIDTH; 2,16,24 is a 512×768 video of 9 frames (768 tokens).
+    #[arg(long, value_name = "F,H,W", default_value = "2,16,24", value_parser = parse_triple)]
+    pub transformer_latent: [usize; 3],
+    /// Text tokens given to the transformer.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub text_tokens: usize,
+    /// T5 blocks to build (24 is T5-XXL; fewer for a quick look on a small machine).
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub t5_layers: usize,
+    /// Timed runs of each part after building it (the best is reported too).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub runs: usize,
+}
+
+fn parse_triple(text: &str) -> std::result::Result<[usize; 3], String> {
+    let parts: Vec<usize> = text
+        .split(',')
+        .map(|part| part.trim().parse::<usize>().map_err(|_| format!("'{part}' is not a whole number")))
+        .collect::<std::result::Result<_, _>>()?;
+    match parts.as_slice() {
+        [a, b, c] if *a > 0 && *b > 0 && *c > 0 => Ok([*a, *b, *c]),
+        _ => Err(format!("'{text}': expected three positive numbers such as 2,16,24")),
+    }
+}
+
+pub fn run(args: &BenchArgs) -> u8 {
+    match bench(args) {
+        Ok(report) => {
+            println!("{}", serde_json::to_string_pretty(&report).expect("JSON serialises"));
+            0
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            crate::EXIT_RUNTIME
+        }
+    }
+}
+
+fn bench(args: &BenchArgs) -> Result<Json> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let device = Device::Cpu;
+    let wanted = |part: Part| args.only.is_empty() || args.only.contains(&part);
+    let mut report = serde_json::Map::new();
+    report.insert("machine".into(), json!({"threads": candle_core::utils::get_num_threads(), "avx512": avx512()}));
+    if wanted(Part::Transformer) {
+        report.insert("transformer".into(), transformer(args, &device)?);
+    }
+    if wanted(Part::T5) {
+        report.insert("t5".into(), t5(args, &device)?);
+    }
+    Ok(Json::Object(report))
+}
+
+fn transformer(args: &BenchArgs, device: &Device) -> Result<Json> {
+    let [frames, height, width] = args.transformer_latent;
+    reset_peak_resident();
+    let measured = bench_2b_forward(frames, height, width, args.text_tokens, args.runs, device)
+        .context("timing the 2B transformer")?;
+    let seconds: Vec<f64> = measured.forwards.iter().map(std::time::Duration::as_secs_f64).collect();
+    let cpu: Vec<Option<f64>> = measured.forward_cpu.iter().map(|d| d.map(|d| d.as_secs_f64())).collect();
+    Ok(json!({
+        "model": "LTX-Video 2B transformer, f32",
+        "latent": [frames, height, width],
+        "tokens": frames * height * width,
+        "text_tokens": args.text_tokens,
+        "build_seconds": measured.build.as_secs_f64(),
+        "seconds": seconds,
+        "best_seconds": best(&seconds),
+        "cpu_seconds": cpu,
+        "peak_rss_bytes": peak_resident_bytes(),
+    }))
+}
+
+fn t5(args: &BenchArgs, device: &Device) -> Result<Json> {
+    reset_peak_resident();
+    let config = T5Config { num_layers: args.t5_layers, ..T5Config::v1_1_xxl() };
+    let started = Instant::now();
+    let builder = kinograph_nodes::models::bench::random_var_builder(DType::BF16, device)?;
+    let encoder = T5Encoder::new(&builder, &config).context("building T5-XXL with random weights")?;
+    let build = started.elapsed().as_secs_f64();
+    let tokens = T5Tokenizer::new()?.encode(
+        "A woman with long brown hair smiles at the camera in warm evening light.",
+        TokenLength::AtLeast(128),
+    )?;
+    let (ids, mask) = tokens.to_tensors(device)?;
+    let mut seconds = Vec::with_capacity(args.runs);
+    let mut cpu = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        let cpu_start = process_cpu_time();
+        let started = Instant::now();
+        let hidden = encoder.forward(&ids, Some(&mask))?;
+        seconds.push(started.elapsed().as_secs_f64());
+        cpu.push(process_cpu_time().zip(cpu_start).map(|(end, start)| end.saturating_sub(start).as_secs_f64()));
+        debug_assert_eq!(hidden.dims(), [1, ids.dims()[1], config.d_model]);
+    }
+    Ok(json!({
+        "model": "T5 v1.1 XXL encoder, bf16 weights, f32 compute",
+        "layers": args.t5_layers,
+        "parameters": config.parameter_count(),
+        "tokens": ids.dims()[1],
+        "build_seconds": build,
+        "seconds": seconds,
+        "best_seconds": best(&seconds),
+        "cpu_seconds": cpu,
+        "peak_rss_bytes": peak_resident_bytes(),
+    }))
+}
+
+/// Whether this processor has AVX-512 (gemm's `x86-v4` kernels use it when present).
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn best(seconds: &[f64]) -> f64 {
+    seconds.iter().copied().fold(f64::INFINITY, f64::min)
+}

@@ -1,0 +1,67 @@
+"""Runs `kinograph bench` and the PyTorch reference scripts on the same shapes, one after the other on
+the same machine, and prints each pair of timings with the ratio kinograph / PyTorch (below 1: faster).
+
+Usage (after `cargo build --release`, with the fixture venv from tools/fixtures/requirements.txt):
+    python tools/bench/compare.py [--parts transformer,t5] [--t5-layers 4] [--runs 2]
+
+T5 runs with fewer than the 24 XXL blocks by default because PyTorch keeps T5-XXL in f32, 19 GB, which
+does not fit beside anything else on a 24 GB machine; the per-block time is what is compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(command: list[str]) -> str:
+    print("$", " ".join(command), file=sys.stderr, flush=True)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def best_of(pattern: str, text: str) -> float:
+    values = [float(v) for v in re.findall(pattern, text)]
+    if not values:
+        raise SystemExit(f"no timing found for {pattern!r} in:\n{text}")
+    return min(values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kinograph", default=str(ROOT / "target/release/kinograph"))
+    parser.add_argument("--parts", default="transformer,t5")
+    parser.add_argument("--t5-layers", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+    results = {}
+    if "transformer" in parts:
+        ours = json.loads(run([args.kinograph, "bench", "--only", "transformer", "--runs", str(args.runs)]))
+        theirs = run([sys.executable, "tools/bench/transformer.py", "--runs", str(args.runs)])
+        results["transformer 2B forward, 768 tokens, f32"] = (
+            ours["transformer"]["best_seconds"],
+            best_of(r"forward \d+: ([0-9.]+) s wall", theirs),
+        )
+    if "t5" in parts:
+        layers = str(args.t5_layers)
+        ours = json.loads(run([args.kinograph, "bench", "--only", "t5", "--t5-layers", layers, "--runs", str(args.runs)]))
+        theirs = run([sys.executable, "tools/bench/t5.py", "--layers", layers, "--runs", str(args.runs)])
+        results[f"T5-XXL encode, 128 tokens, {layers} blocks"] = (
+            ours["t5"]["best_seconds"],
+            best_of(r"encode \d+ tokens \(run \d+\): ([0-9.]+) s", theirs),
+        )
+    print(f"{'benchmark':48} {'kinograph':>10} {'PyTorch':>10} {'ratio':>7}")
+    for name, (ours, theirs) in results.items():
+        print(f"{name:48} {ours:9.2f}s {theirs:9.2f}s {ours / theirs:7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
