@@ -1,0 +1,79 @@
+//! Full-size checkpoints: the real 2B transformer, each VAE layout and T5-XXL, loaded from bf16 single
+//! files and run, with the peak resident memory of each. The files are not committed (they are 4–10 GB
+//! each); write them with `tools/fixtures/make_full_size_checkpoints.py OUT_DIR` and run
+//!
+//! ```text
+//! KINOGRAPH_FULL_SIZE_DIR=OUT_DIR cargo nextest run --release -p kinograph-nodes --test full_size \
+//!     --run-ignored ignored-only --no-capture
+//! ```
+//!
+//! nextest runs each test in its own process, so each peak is that model's alone.
+
+use candle_core::{DType, Device, Tensor};
+use kinograph_nodes::models::bench::{peak_resident_bytes, reset_peak_resident, resident_bytes};
+use kinograph_nodes::models::ltxv::transformer::{LtxvTransformer, RopePositions};
+use kinograph_nodes::models::t5::{T5Encoder, T5Tokenizer, TokenLength};
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn folder() -> PathBuf {
+    PathBuf::from(
+        std::env::var("KINOGRAPH_FULL_SIZE_DIR").expect("set KINOGRAPH_FULL_SIZE_DIR to the checkpoints folder"),
+    )
+}
+
+fn gib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "unknown".into(), |b| format!("{:.2} GiB", b as f64 / f64::from(1u32 << 30)))
+}
+
+#[test]
+#[ignore = "needs the full-size checkpoints (see the module docs) and ~10 GB of memory"]
+fn transformer_2b_loads_from_bf16_and_runs() {
+    reset_peak_resident();
+    let path = folder().join("checkpoints/ltxv-2b-random-v095.safetensors");
+    let started = Instant::now();
+    let model = LtxvTransformer::load_file(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = started.elapsed();
+    let (frames, height, width) = (2, 16, 24);
+    let device = Device::Cpu;
+    let hidden = Tensor::randn(0f32, 1.0, (1, frames * height * width, 128), &device).unwrap();
+    let text = Tensor::randn(0f32, 1.0, (1, 128, 4096), &device).unwrap();
+    let mask = Tensor::ones((1, 128), DType::F32, &device).unwrap();
+    let timestep = Tensor::new(&[500f32], &device).unwrap();
+    let started = Instant::now();
+    let out = model
+        .forward(&hidden, &text, Some(&mask), &timestep, &RopePositions::grid(frames, height, width, 25.0))
+        .unwrap();
+    assert_eq!(out.dims(), [1, frames * height * width, 128]);
+    assert!(out.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().is_finite());
+    println!(
+        "2B transformer from bf16: load {:.1} s, forward (768 tokens) {:.1} s, peak RSS {}, RSS now {}",
+        loaded.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        gib(peak_resident_bytes()),
+        gib(resident_bytes())
+    );
+}
+
+#[test]
+#[ignore = "needs the full-size checkpoints (see the module docs) and ~12 GB of memory"]
+fn t5_xxl_loads_from_bf16_and_runs() {
+    reset_peak_resident();
+    let path = folder().join("text_encoders/t5xxl-random-bf16.safetensors");
+    let started = Instant::now();
+    let encoder = T5Encoder::open(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = started.elapsed();
+    let tokens = T5Tokenizer::new().unwrap().encode("a red fox in fresh snow", TokenLength::AtLeast(128)).unwrap();
+    let (ids, mask) = tokens.to_tensors(&Device::Cpu).unwrap();
+    let started = Instant::now();
+    let hidden = encoder.forward(&ids, Some(&mask)).unwrap();
+    assert_eq!(hidden.dims(), [1, 128, 4096]);
+    println!(
+        "T5-XXL from bf16 ({:?} storage): load {:.1} s, encode 128 tokens {:.1} s, peak RSS {}, RSS now {}",
+        encoder.storage_dtype(),
+        loaded.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        gib(peak_resident_bytes()),
+        gib(resident_bytes())
+    );
+}
