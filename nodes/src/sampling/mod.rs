@@ -1,3 +1,4 @@
-//! Sampling maths: torch-compatible noise (schedules, samplers and guidance follow).
+//! Sampling maths: torch-compatible noise and sigma schedules (samplers and guidance follow).
 
 pub mod noise;
+pub mod schedules;
