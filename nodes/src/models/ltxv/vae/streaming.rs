@@ -1,0 +1,216 @@
+//! Chunked decoding with carried state: the decoder run as a stream over latent frames, so that peak
+//! memory depends on the chunk length, not on the video length, and the output equals the whole decode.
+//!
+//! Every temporal interaction in the decoder is a kernel-3 conv with replicated end frames (the depth-to-
+//! space upsamplers and all norms act frame by frame). A streaming conv keeps the last two input frames it
+//! has seen; given the next chunk it convolves `[kept frames, chunk]` without padding and emits every
+//! output frame whose right neighbour has arrived, so each conv lags its input by one frame, and the end
+//! of the stream adds the replicated last frame. Residual paths (a resnet's shortcut, an upsampler's
+//! depth-to-space residual) queue their input frames until the conv path has produced the matching
+//! output frames. The upsamplers' "drop the first frame" applies to the first frames they emit. The
+//! timestep embeddings and noise planes are prepared once per decode ([`DecodeInputs`]), so chunks share
+//! them, unlike ComfyUI's and diffusers' overlapping temporal tiles, which blend and differ from the
+//! whole decode.
+
+use super::blocks::DepthToSpaceUpsample;
+use super::conv3d::CausalConv3d;
+use super::decoder::{DecodeInputs, Decoder, UpBlock, unpatchify};
+use super::resnet::ResnetBlock3D;
+use candle_core::{Result, Tensor};
+
+/// Frames along dim 2, or none.
+type Frames = Option<Tensor>;
+
+fn join(a: Frames, b: Frames) -> Result<Frames> {
+    Ok(match (a, b) {
+        (None, b) => b,
+        (a, None) => a,
+        (Some(a), Some(b)) => Some(Tensor::cat(&[&a, &b], 2)?),
+    })
+}
+
+fn frames(x: &Frames) -> Result<usize> {
+    x.as_ref().map_or(Ok(0), |x| x.dim(2))
+}
+
+/// Splits off the first `count` frames of `queue`.
+fn take(queue: &mut Frames, count: usize) -> Result<Tensor> {
+    let all = queue.take().expect("queued frames");
+    let total = all.dim(2)?;
+    if count < total {
+        *queue = Some(all.narrow(2, count, total - count)?);
+    }
+    all.narrow(2, 0, count)
+}
+
+/// A conv over a stream of frames.
+struct StreamConv<'a> {
+    conv: &'a CausalConv3d,
+    causal: bool,
+    kept: Frames,
+    started: bool,
+}
+
+impl<'a> StreamConv<'a> {
+    fn new(conv: &'a CausalConv3d, causal: bool) -> Self {
+        Self { conv, causal, kept: None, started: false }
+    }
+
+    fn push(&mut self, x: Frames, last: bool) -> Result<Frames> {
+        let kernel = self.conv.time_kernel();
+        let (left, right) = if self.causal { (kernel - 1, 0) } else { ((kernel - 1) / 2, (kernel - 1) / 2) };
+        let mut buffer = self.kept.take();
+        if !self.started
+            && let Some(x) = &x
+        {
+            buffer = Some(x.narrow(2, 0, 1)?.repeat((1, 1, left, 1, 1))?);
+            self.started = true;
+        }
+        let mut buffer = join(buffer, x)?;
+        if last && right > 0 {
+            let Some(all) = &buffer else { return Ok(None) };
+            let end = all.narrow(2, all.dim(2)? - 1, 1)?.repeat((1, 1, right, 1, 1))?;
+            buffer = join(buffer, Some(end))?;
+        }
+        let available = frames(&buffer)?;
+        if available < kernel {
+            self.kept = buffer;
+            return Ok(None);
+        }
+        let all = buffer.expect("frames");
+        self.kept = Some(all.narrow(2, available - (kernel - 1), kernel - 1)?);
+        Ok(Some(self.conv.conv().forward(&all)?))
+    }
+}
+
+/// A resnet over a stream.
+struct StreamResnet<'a> {
+    block: &'a ResnetBlock3D,
+    modulation: Option<[Tensor; 4]>,
+    noise: Option<&'a (Tensor, Tensor)>,
+    conv1: StreamConv<'a>,
+    conv2: StreamConv<'a>,
+    residual: Frames,
+}
+
+impl<'a> StreamResnet<'a> {
+    fn new(
+        block: &'a ResnetBlock3D,
+        causal: bool,
+        embedding: Option<&Tensor>,
+        noise: Option<&'a (Tensor, Tensor)>,
+    ) -> Result<Self> {
+        Ok(Self {
+            block,
+            modulation: block.modulation(embedding)?,
+            noise,
+            conv1: StreamConv::new(block.conv1(), causal),
+            conv2: StreamConv::new(block.conv2(), causal),
+            residual: None,
+        })
+    }
+
+    fn push(&mut self, x: &Frames, last: bool) -> Result<Frames> {
+        let pair = |m: &Option<[Tensor; 4]>, shift: usize| m.as_ref().map(|m| (m[shift].clone(), m[shift + 1].clone()));
+        let first_pair = pair(&self.modulation, 0);
+        let second_pair = pair(&self.modulation, 2);
+        let input = match x {
+            Some(x) => Some(ResnetBlock3D::norm_act(x, first_pair.as_ref().map(|(a, b)| (a, b)))?),
+            None => None,
+        };
+        if let Some(x) = x {
+            self.residual = join(self.residual.take(), Some(self.block.shortcut(x)?))?;
+        }
+        let mut hidden = self.conv1.push(input, last)?;
+        if let (Some(h), Some((first, _))) = (&hidden, self.noise) {
+            hidden = Some(h.broadcast_add(first)?);
+        }
+        let hidden = match &hidden {
+            Some(h) => Some(ResnetBlock3D::norm_act(h, second_pair.as_ref().map(|(a, b)| (a, b)))?),
+            None => None,
+        };
+        let Some(mut out) = self.conv2.push(hidden, last)? else { return Ok(None) };
+        if let Some((_, second)) = self.noise {
+            out = out.broadcast_add(second)?;
+        }
+        let count = out.dim(2)?;
+        Ok(Some((out + take(&mut self.residual, count)?)?))
+    }
+}
+
+/// A depth-to-space upsampler over a stream.
+struct StreamUpsample<'a> {
+    block: &'a DepthToSpaceUpsample,
+    conv: StreamConv<'a>,
+    queue: Frames,
+    first: bool,
+}
+
+impl StreamUpsample<'_> {
+    fn push(&mut self, x: Frames, last: bool) -> Result<Frames> {
+        self.queue = join(self.queue.take(), x.clone())?;
+        let Some(convolved) = self.conv.push(x, last)? else { return Ok(None) };
+        let input = take(&mut self.queue, convolved.dim(2)?)?;
+        let out = self.block.finish(&convolved, &input, self.first)?;
+        self.first = false;
+        Ok(Some(out))
+    }
+}
+
+enum Stage<'a> {
+    Resnet(StreamResnet<'a>),
+    Upsample(StreamUpsample<'a>),
+}
+
+/// Decodes `latent` feeding `chunk` latent frames at a time.
+pub fn decode_chunked(decoder: &Decoder, latent: &Tensor, inputs: &DecodeInputs, chunk: usize) -> Result<Tensor> {
+    let causal = decoder.causal;
+    let mut conv_in = StreamConv::new(&decoder.conv_in, causal);
+    let mut stages = Vec::new();
+    for (index, block) in decoder.up_blocks.iter().enumerate() {
+        match block {
+            UpBlock::Res(block) => {
+                for (layer, resnet) in block.res_blocks().iter().enumerate() {
+                    let noise = inputs.noise[index].get(layer).and_then(Option::as_ref);
+                    stages.push(Stage::Resnet(StreamResnet::new(
+                        resnet,
+                        causal,
+                        inputs.embeddings[index].as_ref(),
+                        noise,
+                    )?));
+                }
+            }
+            UpBlock::ResChannels(resnet) => stages.push(Stage::Resnet(StreamResnet::new(resnet, causal, None, None)?)),
+            UpBlock::Upsample(block) => stages.push(Stage::Upsample(StreamUpsample {
+                block,
+                conv: StreamConv::new(block.conv(), causal),
+                queue: None,
+                first: true,
+            })),
+        }
+    }
+    let mut conv_out = StreamConv::new(&decoder.conv_out, causal);
+    let total = latent.dim(2)?;
+    let mut outputs = Vec::new();
+    let mut start = 0;
+    while start < total {
+        let count = chunk.min(total - start);
+        let last = start + count == total;
+        let mut hidden = conv_in.push(Some(latent.narrow(2, start, count)?), last)?;
+        for stage in &mut stages {
+            hidden = match stage {
+                Stage::Resnet(stage) => stage.push(&hidden, last)?,
+                Stage::Upsample(stage) => stage.push(hidden, last)?,
+            };
+        }
+        let head = match &hidden {
+            Some(h) => Some(Decoder::head(h, inputs)?),
+            None => None,
+        };
+        if let Some(out) = conv_out.push(head, last)? {
+            outputs.push(unpatchify(&out, decoder.patch_size)?);
+        }
+        start += count;
+    }
+    Tensor::cat(&outputs, 2)
+}
