@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 use kinograph_nodes::models::ltxv::vae::config::{VaeConfig, VaeVersion};
 use kinograph_nodes::models::ltxv::vae::noise::{ReplayNoise, ZeroNoise};
-use kinograph_nodes::models::ltxv::vae::{DecodeOptions, LtxvVae, names};
+use kinograph_nodes::models::ltxv::vae::{DecodeOptions, EncodeOptions, LtxvVae, names};
 use kinograph_nodes::models::weights::{WeightError, WeightSource};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -210,6 +210,24 @@ fn chunked_decode_equals_whole_decode() {
                 .decode(&latent, Some(0.05), &mut noise_for(), &DecodeOptions { temporal_chunk: Some(chunk) })
                 .unwrap();
             check(&format!("{version} chunk {chunk} vs whole"), &chunked, &whole, 1e-5);
+        }
+    }
+}
+
+/// Chunked (streaming, causal) encode against the whole encode, for every layout and chunk length.
+/// Tolerance 1e-5 (observed values printed).
+#[test]
+fn chunked_encode_equals_whole_encode() {
+    let video = Tensor::rand(-1f32, 1f32, (1, 3, 25, 32, 64), &Device::Cpu).unwrap();
+    for version in ["v090", "v091", "v095"] {
+        let vae = LtxvVae::load(&single(version), "vae", &Device::Cpu).unwrap();
+        let (mean, logvar) = vae.encode_moments(&video).unwrap();
+        assert_eq!(mean.dims(), [1, 8, 4, 1, 2]);
+        for chunk in [1, 2] {
+            let options = EncodeOptions { temporal_chunk: Some(chunk) };
+            let (chunked_mean, chunked_logvar) = vae.encode_moments_with(&video, &options).unwrap();
+            check(&format!("{version} encode chunk {chunk} vs whole: mean"), &chunked_mean, &mean, 1e-5);
+            check(&format!("{version} encode chunk {chunk} vs whole: logvar"), &chunked_logvar, &logvar, 1e-5);
         }
     }
 }

@@ -114,13 +114,28 @@ impl SpaceToDepthDownsample {
     /// Downsamples (B, C, T, H, W); a temporal stride first repeats frame 0 so that T = 1 + 8k stays causal.
     pub fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
         let x = if self.stride[0] == 2 { Tensor::cat(&[&x.narrow(2, 0, 1)?, x], 2)? } else { x.clone() };
-        let residual = space_to_depth(&x, self.stride)?;
+        self.finish(&self.conv.forward(&x, causal)?, &x)
+    }
+
+    /// Space-to-depth of a conv output plus the grouped residual of the conv's input `input` (after the
+    /// frame-0 repeat); both have a multiple of the temporal stride frames.
+    pub fn finish(&self, convolved: &Tensor, input: &Tensor) -> Result<Tensor> {
+        let residual = space_to_depth(input, self.stride)?;
         let (batch, channels, frames, height, width) = residual.dims5()?;
         let residual = residual
             .reshape(vec![batch, channels / self.group_size, self.group_size, frames, height, width])?
             .mean(2)?;
-        let hidden = space_to_depth(&self.conv.forward(&x, causal)?, self.stride)?;
-        hidden + residual
+        space_to_depth(convolved, self.stride)? + residual
+    }
+
+    /// The conv, for the chunked encoder.
+    pub fn conv(&self) -> &CausalConv3d {
+        &self.conv
+    }
+
+    /// The (t, h, w) stride.
+    pub fn stride(&self) -> [usize; 3] {
+        self.stride
     }
 }
 

@@ -73,6 +73,11 @@ impl Conv3d {
         self.weight.dim(0).unwrap_or(0)
     }
 
+    /// The (t, h, w) stride.
+    pub fn stride(&self) -> [usize; 3] {
+        self.stride
+    }
+
     /// Applies the convolution to a temporally padded `(B, C_in, T, H, W)` input.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let [kt, kh, kw] = self.kernel;

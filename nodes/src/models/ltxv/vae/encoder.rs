@@ -19,7 +19,7 @@ pub fn patchify(x: &Tensor, patch: usize) -> Result<Tensor> {
 
 /// One entry of the encoder's block list.
 #[derive(Debug, Clone)]
-enum DownBlock {
+pub(crate) enum DownBlock {
     Res(UNetMidBlock3D),
     ResChannels(ResnetBlock3D),
     Compress(CausalConv3d),
@@ -29,11 +29,11 @@ enum DownBlock {
 /// The encoder.
 #[derive(Debug, Clone)]
 pub struct Encoder {
-    patch_size: usize,
+    pub(crate) patch_size: usize,
     latent_channels: usize,
-    conv_in: CausalConv3d,
-    down_blocks: Vec<DownBlock>,
-    conv_out: CausalConv3d,
+    pub(crate) conv_in: CausalConv3d,
+    pub(crate) down_blocks: Vec<DownBlock>,
+    pub(crate) conv_out: CausalConv3d,
 }
 
 impl Encoder {

@@ -27,7 +27,9 @@
 //!   tensor names and shapes ([`config::VaeConfig::infer`]), which also gives the version.
 //! - [`LtxvVae::new`] builds from any `VarBuilder` (original names) and a [`config::VaeConfig`], e.g. the
 //!   real 0.9.5 model with random weights for benchmarks.
-//! - [`LtxvVae::encode`] returns the latent mean; [`LtxvVae::encode_moments`] also the log-variance.
+//! - [`LtxvVae::encode`] returns the latent mean; [`LtxvVae::encode_moments`] also the log-variance;
+//!   [`LtxvVae::encode_moments_with`] can stream the video through the causal encoder in chunks
+//!   ([`EncodeOptions`]), with the same result.
 //! - [`LtxvVae::decode`] takes an optional decode timestep (0.9.1+; the decoder scales it by its
 //!   `timestep_scale_multiplier`), a [`noise::NoiseSource`] for 0.9.1's noise injection, and
 //!   [`DecodeOptions`]: with `temporal_chunk`, the latent is fed a few frames at a time through a
@@ -67,6 +69,15 @@ const FILLER: [&str; 3] = [
 pub struct DecodeOptions {
     /// Latent frames fed to the streaming decoder at a time; None decodes the whole latent at once.
     /// The output is the same either way (up to float summation order).
+    pub temporal_chunk: Option<usize>,
+}
+
+/// How to run an encode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// Latent frames produced per chunk (8 video frames each, plus the first frame in the first chunk);
+    /// None encodes the whole video at once. The output is the same either way (up to float summation
+    /// order).
     pub temporal_chunk: Option<usize>,
 }
 
@@ -209,9 +220,22 @@ impl LtxvVae {
 
     /// Encodes into (mean, logvar) of the latent distribution; logvar is clamped to [−30, 20].
     pub fn encode_moments(&self, video: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.encode_moments_with(video, &EncodeOptions::default())
+    }
+
+    /// [`Self::encode_moments`] with options: `temporal_chunk` streams the video through the causal
+    /// encoder a few latent frames at a time, bounding memory (see [`streaming`]).
+    pub fn encode_moments_with(&self, video: &Tensor, options: &EncodeOptions) -> Result<(Tensor, Tensor)> {
         self.check_video(video)?;
         let video = video.to_dtype(DType::F32)?.to_device(&self.device)?;
-        let raw = self.encoder.forward(&video, None)?;
+        let (_, temporal) = self.compression();
+        let latent_frames = (video.dim(2)? - 1) / temporal + 1;
+        let raw = match options.temporal_chunk {
+            Some(chunk) if chunk < latent_frames && temporal == 8 => {
+                streaming::encode_chunked(&self.encoder, &video, chunk.max(1))?
+            }
+            _ => self.encoder.forward(&video, None)?,
+        };
         self.encoder.moments(&raw)
     }
 

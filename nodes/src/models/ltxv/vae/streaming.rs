@@ -1,5 +1,6 @@
-//! Chunked decoding with carried state: the decoder run as a stream over latent frames, so that peak
-//! memory depends on the chunk length, not on the video length, and the output equals the whole decode.
+//! Chunked decoding and encoding with carried state: the decoder (and the encoder) run as a stream over
+//! frames, so that peak memory depends on the chunk length, not on the video length, and the output
+//! equals the whole decode (encode).
 //!
 //! Every temporal interaction in the decoder is a kernel-3 conv with replicated end frames (the depth-to-
 //! space upsamplers and all norms act frame by frame). A streaming conv keeps the last two input frames it
@@ -11,11 +12,19 @@
 //! timestep embeddings and noise planes are prepared once per decode ([`DecodeInputs`]), so chunks share
 //! them, unlike ComfyUI's and diffusers' overlapping temporal tiles, which blend and differ from the
 //! whole decode.
+//!
+//! The encoder is causal, so its streaming convs do not lag: each keeps the frames after the last
+//! window it used (two frames for stride 1), and residual paths need no queue. The strided downsamplers
+//! stay aligned because every chunk after the first 1 + 8m video frames holds a multiple of 8 frames; the
+//! space-to-depth downsamplers queue an odd frame out until its partner arrives.
 
 use super::blocks::DepthToSpaceUpsample;
+use super::blocks::SpaceToDepthDownsample;
 use super::conv3d::CausalConv3d;
 use super::decoder::{DecodeInputs, Decoder, UpBlock, unpatchify};
+use super::encoder::{DownBlock, Encoder, patchify};
 use super::resnet::ResnetBlock3D;
+use super::resnet::pixel_norm;
 use candle_core::{Result, Tensor};
 
 /// Frames along dim 2, or none.
@@ -78,8 +87,12 @@ impl<'a> StreamConv<'a> {
             return Ok(None);
         }
         let all = buffer.expect("frames");
-        self.kept = Some(all.narrow(2, available - (kernel - 1), kernel - 1)?);
-        Ok(Some(self.conv.conv().forward(&all)?))
+        // With temporal stride s, n outputs consume the first n·s frames; the rest is kept.
+        let stride = self.conv.conv().stride()[0];
+        let outputs = (available - kernel) / stride + 1;
+        let consumed = outputs * stride;
+        self.kept = Some(all.narrow(2, consumed, available - consumed)?);
+        Ok(Some(self.conv.conv().forward(&all.narrow(2, 0, consumed + kernel - stride)?)?))
     }
 }
 
@@ -209,6 +222,99 @@ pub fn decode_chunked(decoder: &Decoder, latent: &Tensor, inputs: &DecodeInputs,
         };
         if let Some(out) = conv_out.push(head, last)? {
             outputs.push(unpatchify(&out, decoder.patch_size)?);
+        }
+        start += count;
+    }
+    Tensor::cat(&outputs, 2)
+}
+
+/// A space-to-depth downsampler over a causal stream.
+struct StreamSpaceToDepth<'a> {
+    block: &'a SpaceToDepthDownsample,
+    conv: StreamConv<'a>,
+    /// Inputs (after the frame-0 repeat) and conv outputs not yet grouped.
+    inputs: Frames,
+    convolved: Frames,
+    started: bool,
+}
+
+impl StreamSpaceToDepth<'_> {
+    fn push(&mut self, x: Frames, last: bool) -> Result<Frames> {
+        let stride = self.block.stride()[0];
+        let mut x = x;
+        if !self.started
+            && stride == 2
+            && let Some(first) = &x
+        {
+            x = Some(Tensor::cat(&[&first.narrow(2, 0, 1)?, first], 2)?);
+            self.started = true;
+        }
+        self.inputs = join(self.inputs.take(), x.clone())?;
+        let convolved = self.conv.push(x, last)?;
+        self.convolved = join(self.convolved.take(), convolved)?;
+        let ready = frames(&self.convolved)? / stride * stride;
+        if ready == 0 {
+            return Ok(None);
+        }
+        let input = take(&mut self.inputs, ready)?;
+        let convolved = take(&mut self.convolved, ready)?;
+        Ok(Some(self.block.finish(&convolved, &input)?))
+    }
+}
+
+enum EncodeStage<'a> {
+    Resnet(StreamResnet<'a>),
+    Conv(StreamConv<'a>),
+    SpaceToDepth(StreamSpaceToDepth<'a>),
+}
+
+/// Encodes `video` (B, 3, 1 + 8k, H, W) feeding 8·`chunk` frames at a time (the first chunk has one more)
+/// and returns the raw `conv_out` output, as [`Encoder::forward`] does.
+pub fn encode_chunked(encoder: &Encoder, video: &Tensor, chunk: usize) -> Result<Tensor> {
+    let mut conv_in = StreamConv::new(&encoder.conv_in, true);
+    let mut stages = Vec::new();
+    for block in &encoder.down_blocks {
+        match block {
+            DownBlock::Res(block) => {
+                for resnet in block.res_blocks() {
+                    stages.push(EncodeStage::Resnet(StreamResnet::new(resnet, true, None, None)?));
+                }
+            }
+            DownBlock::ResChannels(resnet) => {
+                stages.push(EncodeStage::Resnet(StreamResnet::new(resnet, true, None, None)?));
+            }
+            DownBlock::Compress(conv) => stages.push(EncodeStage::Conv(StreamConv::new(conv, true))),
+            DownBlock::SpaceToDepth(block) => stages.push(EncodeStage::SpaceToDepth(StreamSpaceToDepth {
+                block,
+                conv: StreamConv::new(block.conv(), true),
+                inputs: None,
+                convolved: None,
+                started: false,
+            })),
+        }
+    }
+    let mut conv_out = StreamConv::new(&encoder.conv_out, true);
+    let total = video.dim(2)?;
+    let mut outputs = Vec::new();
+    let mut start = 0;
+    while start < total {
+        let count = if start == 0 { 1 + 8 * chunk } else { 8 * chunk }.min(total - start);
+        let last = start + count == total;
+        let pixels = patchify(&video.narrow(2, start, count)?, encoder.patch_size)?;
+        let mut hidden = conv_in.push(Some(pixels), last)?;
+        for stage in &mut stages {
+            hidden = match stage {
+                EncodeStage::Resnet(stage) => stage.push(&hidden, last)?,
+                EncodeStage::Conv(stage) => stage.push(hidden, last)?,
+                EncodeStage::SpaceToDepth(stage) => stage.push(hidden, last)?,
+            };
+        }
+        let head = match &hidden {
+            Some(h) => Some(candle_nn::ops::silu(&pixel_norm(h)?)?),
+            None => None,
+        };
+        if let Some(out) = conv_out.push(head, last)? {
+            outputs.push(out);
         }
         start += count;
     }
