@@ -6,12 +6,12 @@
 //! encoder) works on the native (B, C, T, H, W) layout:
 //!
 //! 1. Spatially pad the temporally padded input once, then gather the kh·kw shifted copies into one
-//!    "spatial im2col" matrix of shape `(B, C·kh·kw, T_in·H·W)`. Each row is a shifted image plane, so the
-//!    gather is a handful of contiguous row copies.
-//! 2. Frame t of the output is `Σ_k W_k · columns(t + k)`, with `W_k` the `(C_out, C·kh·kw)` slice of
+//!    "spatial im2col" matrix of shape `(B, kh·kw·C, T_in·H·W)` (one strided copy). Each row is a
+//!    shifted image plane, so the gather copies whole image rows.
+//! 2. Frame t of the output is `Σ_k W_k · columns(t + k)`, with `W_k` the `(C_out, kh·kw·C)` slice of
 //!    temporal tap k. Because the frames of the im2col matrix are adjacent column blocks, tap k is a
 //!    plain column window `[k·H·W, (k + T_out)·H·W)` of the same matrix: a strided view, no copy. Each
-//!    tap is therefore **one** large GEMM over all output frames at once, `C_out × (C·kh·kw) ×
+//!    tap is therefore **one** large GEMM over all output frames at once, `C_out × (kh·kw·C) ×
 //!    (T_out·H·W)`, and the kt products are summed.
 //!
 //! The im2col matrix is built once (kh·kw times the input, not kt·kh·kw times as a per-tap conv2d or a
@@ -44,7 +44,8 @@ pub enum SpatialPadding {
 pub struct Conv3d {
     /// `(C_out, C_in, kt, kh, kw)`.
     weight: Tensor,
-    /// `(kt, C_out, C_in·kh·kw)`: the weight regrouped per temporal tap, rows matching the im2col order.
+    /// `(kt, C_out, kh·kw·C_in)`: the weight regrouped per temporal tap, columns in the im2col row
+    /// order (dy, dx, c).
     taps: Tensor,
     bias: Tensor,
     kernel: [usize; 3],
@@ -64,7 +65,11 @@ impl Conv3d {
     ) -> Result<Self> {
         let weight = vb.get((out_channels, in_channels, kernel, kernel, kernel), "weight")?;
         let bias = vb.get(out_channels, "bias")?;
-        let taps = weight.permute((2, 0, 1, 3, 4))?.reshape((kernel, out_channels, in_channels * kernel * kernel))?;
+        let taps = weight.permute((2, 0, 3, 4, 1))?.contiguous()?.reshape((
+            kernel,
+            out_channels,
+            in_channels * kernel * kernel,
+        ))?;
         Ok(Self { weight, taps, bias, kernel: [kernel; 3], stride, padding })
     }
 
@@ -129,8 +134,10 @@ impl Conv3d {
                     shifted.push(slab.narrow(3, dy, height)?.narrow(4, dx, width)?);
                 }
             }
-            // (B, C, kh·kw, T_in, H, W): row (c, dy, dx) matches the weight's (C_in, kh, kw) order.
-            let columns = Tensor::stack(&shifted, 2)?.reshape((batch, rows, input_frames * plane))?;
+            // (B, kh·kw·C, T_in, H, W), rows ordered (dy, dx, c) as the regrouped weight. Concatenating
+            // along the channel axis gathers each shifted window with one strided copy, and for B = 1
+            // the result is already contiguous, so the reshape is free.
+            let columns = Tensor::cat(&shifted, 1)?.reshape((batch, rows, input_frames * plane))?;
             drop(shifted);
             let mut sum: Option<Tensor> = None;
             for tap in 0..kt {
