@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 use kinograph_nodes::models::ltxv::vae::config::{VaeConfig, VaeVersion};
 use kinograph_nodes::models::ltxv::vae::noise::{ReplayNoise, ZeroNoise};
+use kinograph_nodes::models::ltxv::vae::tiling::{self, SpatialTiles};
 use kinograph_nodes::models::ltxv::vae::{DecodeOptions, EncodeOptions, LtxvVae, names};
 use kinograph_nodes::models::weights::{WeightError, WeightSource};
 use std::collections::HashMap;
@@ -207,7 +208,12 @@ fn chunked_decode_equals_whole_decode() {
         assert_eq!(whole.dims(), [1, 3, 33, 32, 64]);
         for chunk in [1, 2, 3] {
             let chunked = vae
-                .decode(&latent, Some(0.05), &mut noise_for(), &DecodeOptions { temporal_chunk: Some(chunk) })
+                .decode(
+                    &latent,
+                    Some(0.05),
+                    &mut noise_for(),
+                    &DecodeOptions { temporal_chunk: Some(chunk), ..Default::default() },
+                )
                 .unwrap();
             check(&format!("{version} chunk {chunk} vs whole"), &chunked, &whole, 1e-5);
         }
@@ -230,6 +236,53 @@ fn chunked_encode_equals_whole_encode() {
             check(&format!("{version} encode chunk {chunk} vs whole: logvar"), &chunked_logvar, &logvar, 1e-5);
         }
     }
+}
+
+/// The tiling arithmetic: tiles cropped from one image and blended give the image back (1e-6).
+#[test]
+fn tile_blending_reassembles_the_image() {
+    let factor = 3;
+    let image = Tensor::randn(0f32, 1f32, (1, 3, 2, 7 * factor, 10 * factor), &Device::Cpu).unwrap();
+    for (tile, overlap) in [(4, 2), (3, 1), (5, 0), (16, 2)] {
+        let tiles = SpatialTiles { tile, overlap };
+        let mut crop = |y: usize, x: usize, h: usize, w: usize| {
+            image.narrow(3, y * factor, h * factor)?.narrow(4, x * factor, w * factor)?.contiguous()
+        };
+        let blended = tiling::blend_tiles(7, 10, tiles, factor, &Device::Cpu, &mut crop).unwrap();
+        check(&format!("tile {tile} overlap {overlap} reassembly"), &blended, &image, 1e-6);
+    }
+    assert_eq!(tiling::tile_starts(10, 4, 2), [0, 2, 4, 6]);
+    assert_eq!(tiling::tile_starts(7, 4, 1), [0, 3]);
+}
+
+/// Spatially tiled decode: one tile covering the latent is the whole decode exactly; real tiles differ
+/// near the seams (not exact by design; the tiny random model's receptive field spans whole tiles). The
+/// check is loose: on an 8×12 latent in 6×6 tiles overlapping by 2, the mean error must stay below a
+/// third of the output's mean magnitude (errors are printed).
+#[test]
+fn spatially_tiled_decode() {
+    let vae = LtxvVae::load(&single("v091"), "vae", &Device::Cpu).unwrap();
+    let latent = Tensor::randn(0f32, 1f32, (1, 8, 2, 8, 12), &Device::Cpu).unwrap();
+    let mut noise = kinograph_nodes::models::ltxv::vae::noise::DeviceNoise;
+    let inputs = vae.decoder().prepare(1, 8, 12, Some(0.05), &mut noise, &Device::Cpu).unwrap();
+    let whole = vae.decoder().forward(&latent, &inputs, None).unwrap();
+    let single_tile = SpatialTiles { tile: 12, overlap: 2 };
+    let tiled = tiling::decode_tiled(vae.decoder(), &latent, &inputs, single_tile, None).unwrap();
+    assert_eq!(max_error(&tiled, &whole), 0.0);
+    for chunk in [None, Some(1)] {
+        let tiled =
+            tiling::decode_tiled(vae.decoder(), &latent, &inputs, SpatialTiles { tile: 6, overlap: 2 }, chunk).unwrap();
+        assert_eq!(tiled.dims(), whole.dims());
+        let error = max_error(&tiled, &whole);
+        let mean = (&tiled - &whole).unwrap().abs().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
+        println!("tiles 6/2, temporal chunk {chunk:?}: max abs error {error:.3e}, mean {mean:.3e}");
+        let magnitude = whole.abs().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
+        println!("  mean |whole decode| {magnitude:.3e}");
+        assert!(error.is_finite() && mean < magnitude / 3.0, "{mean} vs {magnitude}");
+    }
+    let options = DecodeOptions { temporal_chunk: Some(1), spatial_tiles: Some(SpatialTiles { tile: 3, overlap: 1 }) };
+    let mut zero = ZeroNoise;
+    assert_eq!(vae.decode(&latent, Some(0.05), &mut zero, &options).unwrap().dims(), whole.dims());
 }
 
 /// Writes `tensors` as a safetensors file.

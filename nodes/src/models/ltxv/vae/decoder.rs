@@ -44,6 +44,39 @@ pub struct DecodeInputs {
     pub(crate) last_modulation: Option<(Tensor, Tensor)>,
 }
 
+impl DecodeInputs {
+    /// The inputs for the latent tile at (`y`, `x`) of `height` × `width` out of a
+    /// `latent_height` × `latent_width` latent: embeddings as they are, noise planes cropped to the tile.
+    pub fn crop(
+        &self,
+        y: usize,
+        x: usize,
+        height: usize,
+        width: usize,
+        latent_height: usize,
+        latent_width: usize,
+    ) -> Result<Self> {
+        let crop = |plane: &Tensor| -> Result<Tensor> {
+            let (scale_y, scale_x) = (plane.dim(3)? / latent_height, plane.dim(4)? / latent_width);
+            plane.narrow(3, y * scale_y, height * scale_y)?.narrow(4, x * scale_x, width * scale_x)?.contiguous()
+        };
+        let noise = self
+            .noise
+            .iter()
+            .map(|block| {
+                block
+                    .iter()
+                    .map(|planes| match planes {
+                        Some((first, second)) => Ok(Some((crop(first)?, crop(second)?))),
+                        None => Ok(None),
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { embeddings: self.embeddings.clone(), noise, last_modulation: self.last_modulation.clone() })
+    }
+}
+
 /// The decoder.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -108,6 +141,17 @@ impl Decoder {
             conv_out,
             blocks: config.decoder_blocks.clone(),
         })
+    }
+
+    /// Output pixels per latent pixel along H and W (32 in every release).
+    pub fn spatial_factor(&self) -> usize {
+        let mut factor = self.patch_size;
+        for block in &self.blocks {
+            if let DecoderBlock::Upsample { stride, .. } = block {
+                factor *= stride[1];
+            }
+        }
+        factor
     }
 
     /// Whether the decoder takes a timestep.

@@ -16,7 +16,7 @@
 //! let source = Arc::new(WeightSource::open(&["ltx-video-2b-v0.9.5.safetensors"])?);
 //! let vae = LtxvVae::load(&source, "vae", &candle_core::Device::Cpu)?;
 //! let latent = vae.normalize(&vae.encode(video)?)?;           // (B, 128, F', H/32, W/32)
-//! let options = DecodeOptions { temporal_chunk: Some(2) };   // bounded memory, same result
+//! let options = DecodeOptions { temporal_chunk: Some(2), ..Default::default() }; // same result
 //! let video = vae.decode(&vae.denormalize(&latent)?, Some(0.05), &mut ZeroNoise, &options)?;
 //! # Ok(()) }
 //! ```
@@ -34,7 +34,8 @@
 //!   `timestep_scale_multiplier`), a [`noise::NoiseSource`] for 0.9.1's noise injection, and
 //!   [`DecodeOptions`]: with `temporal_chunk`, the latent is fed a few frames at a time through a
 //!   streaming decoder ([`streaming`]) that carries each conv's last input frames from chunk to chunk, so
-//!   the result equals the whole decode and peak memory does not grow with the frame count.
+//!   the result equals the whole decode and peak memory does not grow with the frame count; with
+//!   `spatial_tiles`, overlapping latent tiles are decoded separately and blended ([`tiling`], not exact).
 //! - [`LtxvVae::normalize`] / [`LtxvVae::denormalize`] apply the per-channel latent statistics, which the
 //!   pipelines (not the VAE) use around the transformer.
 
@@ -48,6 +49,7 @@ pub mod noise;
 pub mod resnet;
 pub mod statistics;
 pub mod streaming;
+pub mod tiling;
 
 use crate::models::weights::{WeightError, WeightSource};
 use candle_core::{DType, Device, Result, Tensor};
@@ -70,6 +72,8 @@ pub struct DecodeOptions {
     /// Latent frames fed to the streaming decoder at a time; None decodes the whole latent at once.
     /// The output is the same either way (up to float summation order).
     pub temporal_chunk: Option<usize>,
+    /// Decode in overlapping spatial tiles, blended at the seams; not exact (see [`tiling`]).
+    pub spatial_tiles: Option<tiling::SpatialTiles>,
 }
 
 /// How to run an encode.
@@ -259,8 +263,13 @@ impl LtxvVae {
         }
         let latent = latent.to_dtype(DType::F32)?.to_device(&self.device)?;
         let inputs = self.decoder.prepare(batch, height, width, timestep, noise, &self.device)?;
-        match options.temporal_chunk {
-            Some(chunk) if chunk < frames => streaming::decode_chunked(&self.decoder, &latent, &inputs, chunk.max(1)),
+        match (options.spatial_tiles, options.temporal_chunk) {
+            (Some(tiles), chunk) if tiles.tile < height.max(width) => {
+                tiling::decode_tiled(&self.decoder, &latent, &inputs, tiles, chunk)
+            }
+            (_, Some(chunk)) if chunk < frames => {
+                streaming::decode_chunked(&self.decoder, &latent, &inputs, chunk.max(1))
+            }
             _ => self.decoder.forward(&latent, &inputs, None),
         }
     }
