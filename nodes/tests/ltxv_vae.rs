@@ -344,6 +344,34 @@ fn bad_weight_files_give_errors_naming_file_tensor_and_shape() {
     assert!(matches!(error, WeightError::Missing { .. }), "{error}");
 }
 
+/// Broken configurations, in the metadata or implied by odd shapes, are errors and never panics.
+#[test]
+fn broken_configs_are_errors() {
+    let folder = tempfile::tempdir().unwrap();
+    let source = single("v095");
+    let mut config: serde_json::Value = serde_json::from_str(source.metadata("config").unwrap()).unwrap();
+    config["vae"]["decoder_blocks"][1][1]["multiplier"] = serde_json::json!(0);
+    let path = folder.path().join("zero-multiplier.safetensors");
+    let metadata = HashMap::from([("config".to_string(), config.to_string())]);
+    safetensors::serialize_to_file(tensors_of("v095"), Some(metadata), &path).unwrap();
+    let error = LtxvVae::load(&Arc::new(WeightSource::open(&[&path]).unwrap()), "vae", &Device::Cpu).err().unwrap();
+    assert!(matches!(&error, WeightError::Invalid { message, .. } if message.contains("multiplier: 0")), "{error}");
+
+    config["vae"]["decoder_blocks"] = serde_json::json!("not a list");
+    let metadata = HashMap::from([("config".to_string(), config.to_string())]);
+    safetensors::serialize_to_file(tensors_of("v095"), Some(metadata), &path).unwrap();
+    let error = LtxvVae::load(&Arc::new(WeightSource::open(&[&path]).unwrap()), "vae", &Device::Cpu).err().unwrap();
+    assert!(matches!(error, WeightError::Invalid { .. }), "{error}");
+
+    let mut tensors = tensors_of("v090");
+    let flat = tensors["vae.encoder.conv_in.conv.weight"].flatten_all().unwrap();
+    tensors.insert("vae.encoder.conv_in.conv.weight".into(), flat);
+    let path = folder.path().join("flat.safetensors");
+    write(&path, &tensors);
+    let error = LtxvVae::load(&Arc::new(WeightSource::open(&[&path]).unwrap()), "vae", &Device::Cpu).err().unwrap();
+    assert!(error.to_string().contains("encoder.conv_in.conv.weight"), "{error}");
+}
+
 #[test]
 fn half_precision_storage_is_widened() {
     let folder = tempfile::tempdir().unwrap();

@@ -94,6 +94,55 @@ impl VaeConfig {
         }
     }
 
+    /// Checks that the configuration describes a buildable model: positive sizes and widths that divide
+    /// as the blocks need.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.latent_channels == 0 || self.patch_size == 0 || self.encoder_base_channels == 0 {
+            return Err("latent channels, patch size and base widths must be positive".into());
+        }
+        if self.decoder_base_channels == 0 {
+            return Err("the decoder base width must be positive".into());
+        }
+        let widths = self.encoder_widths();
+        for (index, block) in self.encoder_blocks.iter().enumerate() {
+            let valid = match *block {
+                EncoderBlock::Res { .. } => true,
+                EncoderBlock::ResChannels { multiplier } => multiplier > 0,
+                EncoderBlock::Compress { stride } => !stride.contains(&0),
+                EncoderBlock::SpaceToDepth { stride, multiplier } => {
+                    let factor: usize = stride.iter().product();
+                    let (input, output) = (widths[index], widths[index + 1]);
+                    multiplier > 0
+                        && factor > 0
+                        && output.is_multiple_of(factor)
+                        && output <= input * factor
+                        && (input * factor).is_multiple_of(output)
+                }
+            };
+            if !valid {
+                return Err(format!("encoder block {index} ({block:?}) does not fit width {}", widths[index]));
+            }
+        }
+        for (index, block) in self.decoder_blocks.iter().enumerate() {
+            let valid = match *block {
+                DecoderBlock::Res { .. } => true,
+                DecoderBlock::ResChannels { multiplier } => multiplier > 0,
+                DecoderBlock::Upsample { stride, residual, multiplier } => {
+                    let factor: usize = stride.iter().product();
+                    multiplier > 0 && factor > 0 && (!residual || factor.is_multiple_of(multiplier))
+                }
+            };
+            if !valid {
+                return Err(format!("decoder block {index} ({block:?}) is invalid (a zero stride or multiplier?)"));
+            }
+        }
+        let decoder_widths = self.decoder_widths();
+        if decoder_widths.contains(&0) {
+            return Err("decoder widths do not divide by the blocks' multipliers".into());
+        }
+        Ok(())
+    }
+
     /// Channel widths along the encoder: the input width of each block, then the final width.
     pub fn encoder_widths(&self) -> Vec<usize> {
         let mut widths = vec![self.encoder_base_channels];
@@ -182,7 +231,13 @@ impl VaeConfig {
     /// spatial compression); a space-to-depth block's stride follows from its channel ratio, and an
     /// upsampler is residual when it reduces the width (0.9.1+), as in every release.
     pub fn infer(names: &[String], shape: &dyn Fn(&str) -> Option<Vec<usize>>) -> Result<Self, String> {
-        let dims = |name: &str| shape(name).ok_or_else(|| format!("tensor '{name}' is missing"));
+        let dims = |name: &str| -> Result<Vec<usize>, String> {
+            let dims = shape(name).ok_or_else(|| format!("tensor '{name}' is missing"))?;
+            if dims.len() < 2 && !name.ends_with("bias") {
+                return Err(format!("tensor '{name}' has shape {dims:?}, expected at least two dimensions"));
+            }
+            Ok(dims)
+        };
         let count_blocks = |prefix: &str| -> usize {
             let mut count = 0;
             while names.iter().any(|n| n.starts_with(&format!("{prefix}{count}."))) {

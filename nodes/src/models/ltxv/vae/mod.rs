@@ -98,6 +98,7 @@ pub struct LtxvVae {
 impl LtxvVae {
     /// Builds the VAE from `vb` (original names: `encoder.*`, `decoder.*`, `per_channel_statistics.*`).
     pub fn new(config: VaeConfig, vb: &VarBuilder<'_>) -> Result<Self> {
+        config.validate().map_err(|message| candle_core::Error::Msg(format!("invalid VAE config: {message}")))?;
         let encoder = encoder::Encoder::new(&config, &vb.pp("encoder"))?;
         let decoder = decoder::Decoder::new(&config, &vb.pp("decoder"))?;
         let statistics = PerChannelStatistics::new(config.latent_channels, &vb.pp("per_channel_statistics"))?;
@@ -109,6 +110,10 @@ impl LtxvVae {
     pub fn load(source: &Arc<WeightSource>, prefix: &str, device: &Device) -> std::result::Result<Self, WeightError> {
         let config = Self::detect(source, prefix)?;
         let (stem, dotted) = split_prefix(prefix);
+        config.validate().map_err(|message| WeightError::Invalid {
+            file: source.file_of(&format!("{dotted}encoder.conv_in.conv.weight")),
+            message: format!("LTX-Video VAE config: {message}"),
+        })?;
         let names = names_under(source, &dotted);
         let builder = source.var_builder(stem, DType::F32, device);
         let vb = if names::is_diffusers(&names) {
