@@ -285,6 +285,29 @@ fn spatially_tiled_decode() {
     assert_eq!(vae.decode(&latent, Some(0.05), &mut zero, &options).unwrap().dims(), whole.dims());
 }
 
+/// A batch of two gives each element's own result (1e-5).
+#[test]
+fn batches_match_single_elements() {
+    let vae = LtxvVae::load(&single("v091"), "vae", &Device::Cpu).unwrap();
+    let first = &reference("ref/vae_input.safetensors")["video"];
+    let second = Tensor::rand(-1f32, 1f32, first.shape(), &Device::Cpu).unwrap();
+    let batch = Tensor::cat(&[first, &second], 0).unwrap();
+    let latents = vae.encode(&batch).unwrap();
+    for (index, video) in [first, &second].into_iter().enumerate() {
+        let latent = vae.encode(video).unwrap();
+        check(&format!("batch encode {index}"), &latents.narrow(0, index, 1).unwrap(), &latent, 1e-5);
+    }
+    let options = DecodeOptions::default();
+    let videos = vae.decode(&latents, Some(0.05), &mut ZeroNoise, &options).unwrap();
+    for index in 0..2 {
+        let latent = latents.narrow(0, index, 1).unwrap();
+        let video = vae.decode(&latent, Some(0.05), &mut ZeroNoise, &options).unwrap();
+        check(&format!("batch decode {index}"), &videos.narrow(0, index, 1).unwrap(), &video, 1e-5);
+    }
+    let empty = Tensor::zeros((1, 3, 0, 32, 64), DType::F32, &Device::Cpu).unwrap();
+    assert!(vae.encode(&empty).is_err());
+}
+
 /// Writes `tensors` as a safetensors file.
 fn write(path: &Path, tensors: &HashMap<String, Tensor>) {
     candle_core::safetensors::save(tensors, path).unwrap();
@@ -458,4 +481,41 @@ fn benchmark_real_v095_decoder() {
     let chunked = kinograph_nodes::models::ltxv::vae::streaming::decode_chunked(&decoder, &latent, &inputs, 1).unwrap();
     println!("streaming decode, 1 latent frame per chunk: {:.3} s", start.elapsed().as_secs_f64());
     println!("chunked vs whole: max abs error {:.3e}", max_error(&chunked, &whole));
+}
+
+/// Peak resident memory (`VmHWM`) of this process in MiB, on Linux.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Peak memory of a real-size 0.9.5 decode of a (1, 128, F, 4, 6) latent, whole or streamed. F comes from
+/// `LTXV_VAE_FRAMES` (default 5) and the chunk from `LTXV_VAE_CHUNK` (0 = whole); run one configuration
+/// per process, since the peak only grows.
+#[test]
+#[ignore = "memory measurement: run with --release -- --ignored --nocapture"]
+fn peak_memory_real_v095_decode() {
+    let frames: usize = std::env::var("LTXV_VAE_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let chunk: usize = std::env::var("LTXV_VAE_CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let device = Device::Cpu;
+    let vb = VarBuilder::from_backend(Box::new(RandomWeights), DType::F32, device.clone());
+    let decoder =
+        kinograph_nodes::models::ltxv::vae::decoder::Decoder::new(&VaeConfig::v095(), &vb.pp("decoder")).unwrap();
+    let latent = Tensor::randn(0f32, 1f32, (1, 128, frames, 4, 6), &device).unwrap();
+    let inputs = decoder.prepare(1, 4, 6, Some(0.05), &mut ZeroNoise, &device).unwrap();
+    let before = peak_memory_mib().unwrap_or(0.0);
+    let start = std::time::Instant::now();
+    let video = if chunk == 0 {
+        decoder.forward(&latent, &inputs, None).unwrap()
+    } else {
+        kinograph_nodes::models::ltxv::vae::streaming::decode_chunked(&decoder, &latent, &inputs, chunk).unwrap()
+    };
+    let after = peak_memory_mib().unwrap_or(0.0);
+    println!(
+        "latent frames {frames}, chunk {chunk}: output {:?} in {:.1} s; peak RSS {before:.0} MiB after building, {after:.0} MiB after decoding",
+        video.dims(),
+        start.elapsed().as_secs_f64()
+    );
 }

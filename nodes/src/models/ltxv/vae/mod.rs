@@ -212,7 +212,14 @@ impl LtxvVae {
     fn check_video(&self, video: &Tensor) -> Result<()> {
         let (_, channels, frames, height, width) = video.dims5()?;
         let (spatial, temporal) = self.compression();
-        if channels != 3 || height % spatial != 0 || width % spatial != 0 || (frames - 1) % temporal != 0 {
+        if channels != 3
+            || frames == 0
+            || height == 0
+            || width == 0
+            || height % spatial != 0
+            || width % spatial != 0
+            || (frames - 1) % temporal != 0
+        {
             candle_core::bail!(
                 "the VAE encodes (B, 3, {temporal}k + 1, H, W) videos with H and W multiples of {spatial}, got {:?}",
                 video.dims()
