@@ -42,12 +42,11 @@ pub enum SpatialPadding {
 /// Its input must already be temporally padded; spatial padding is kernel/2 on each side.
 #[derive(Debug, Clone)]
 pub struct Conv3d {
-    /// `(C_out, C_in, kt, kh, kw)`.
-    weight: Tensor,
     /// `(kt, C_out, kh·kw·C_in)`: the weight regrouped per temporal tap, columns in the im2col row
-    /// order (dy, dx, c).
+    /// order (dy, dx, c). Only this copy is kept, so the weights occupy memory once.
     taps: Tensor,
     bias: Tensor,
+    in_channels: usize,
     kernel: [usize; 3],
     stride: [usize; 3],
     padding: SpatialPadding,
@@ -70,12 +69,12 @@ impl Conv3d {
             out_channels,
             in_channels * kernel * kernel,
         ))?;
-        Ok(Self { weight, taps, bias, kernel: [kernel; 3], stride, padding })
+        Ok(Self { taps, bias, kernel: [kernel; 3], stride, padding, in_channels })
     }
 
     /// The output channel count.
     pub fn out_channels(&self) -> usize {
-        self.weight.dim(0).unwrap_or(0)
+        self.taps.dim(1).unwrap_or(0)
     }
 
     /// The (t, h, w) stride.
@@ -99,7 +98,7 @@ impl Conv3d {
     fn forward_pointwise(&self, x: &Tensor) -> Result<Tensor> {
         let (batch, channels, frames, height, width) = x.dims5()?;
         let out_channels = self.out_channels();
-        let weight = self.weight.reshape((1, out_channels, channels))?.broadcast_as((batch, out_channels, channels))?;
+        let weight = self.taps.reshape((1, out_channels, channels))?.broadcast_as((batch, out_channels, channels))?;
         let x = x.reshape((batch, channels, frames * height * width))?;
         weight.matmul(&x)?.reshape((batch, out_channels, frames, height, width))
     }
@@ -180,7 +179,12 @@ impl Conv3d {
                 height,
                 width,
             ))?;
-            let kernel = self.weight.narrow(2, tap, 1)?.squeeze(2)?.contiguous()?;
+            let kernel = self
+                .taps
+                .get(tap)?
+                .reshape((self.out_channels(), kh, self.kernel[2], self.in_channels))?
+                .permute((0, 3, 1, 2))?
+                .contiguous()?;
             let product = candle_nn::Conv2d::new(kernel, None, config).forward(&selected)?;
             sum = Some(match sum {
                 None => product,
