@@ -203,29 +203,58 @@ pub fn decode_chunked(decoder: &Decoder, latent: &Tensor, inputs: &DecodeInputs,
         }
     }
     let mut conv_out = StreamConv::new(&decoder.conv_out, causal);
-    let total = latent.dim(2)?;
     let mut outputs = Vec::new();
+    let total = latent.dim(2)?;
     let mut start = 0;
     while start < total {
         let count = chunk.min(total - start);
-        let last = start + count == total;
-        let mut hidden = conv_in.push(Some(latent.narrow(2, start, count)?), last)?;
-        for stage in &mut stages {
-            hidden = match stage {
-                Stage::Resnet(stage) => stage.push(&hidden, last)?,
-                Stage::Upsample(stage) => stage.push(hidden, last)?,
-            };
-        }
-        let head = match &hidden {
-            Some(h) => Some(Decoder::head(h, inputs)?),
-            None => None,
-        };
-        if let Some(out) = conv_out.push(head, last)? {
-            outputs.push(unpatchify(&out, decoder.patch_size)?);
-        }
+        let hidden = conv_in.push(Some(latent.narrow(2, start, count)?), false)?;
+        run_stages(&mut stages, 0, hidden, &mut conv_out, decoder, inputs, &mut outputs)?;
         start += count;
     }
+    // The end of the stream is flushed one stage at a time: each stage's tail (its lag, a frame or two)
+    // goes through the later stages before they are flushed in turn, so no step handles more frames
+    // than a chunk plus a few, however long the video.
+    let tail = conv_in.push(None, true)?;
+    run_stages(&mut stages, 0, tail, &mut conv_out, decoder, inputs, &mut outputs)?;
+    for index in 0..stages.len() {
+        let tail = match &mut stages[index] {
+            Stage::Resnet(stage) => stage.push(&None, true)?,
+            Stage::Upsample(stage) => stage.push(None, true)?,
+        };
+        run_stages(&mut stages, index + 1, tail, &mut conv_out, decoder, inputs, &mut outputs)?;
+    }
+    if let Some(out) = conv_out.push(None, true)? {
+        outputs.push(unpatchify(&out, decoder.patch_size)?);
+    }
     Tensor::cat(&outputs, 2)
+}
+
+/// Pushes `hidden` through `stages[first..]`, the head and `conv_out` (none of them at their end), and
+/// collects the frames that come out.
+fn run_stages(
+    stages: &mut [Stage<'_>],
+    first: usize,
+    mut hidden: Frames,
+    conv_out: &mut StreamConv<'_>,
+    decoder: &Decoder,
+    inputs: &DecodeInputs,
+    outputs: &mut Vec<Tensor>,
+) -> Result<()> {
+    for stage in &mut stages[first..] {
+        if hidden.is_none() {
+            return Ok(());
+        }
+        hidden = match stage {
+            Stage::Resnet(stage) => stage.push(&hidden, false)?,
+            Stage::Upsample(stage) => stage.push(hidden, false)?,
+        };
+    }
+    let Some(hidden) = hidden else { return Ok(()) };
+    if let Some(out) = conv_out.push(Some(Decoder::head(&hidden, inputs)?), false)? {
+        outputs.push(unpatchify(&out, decoder.patch_size)?);
+    }
+    Ok(())
 }
 
 /// A space-to-depth downsampler over a causal stream.
