@@ -308,6 +308,21 @@ fn batches_match_single_elements() {
     assert!(vae.encode(&empty).is_err());
 }
 
+/// The fused CPU pixel norm + modulation + `SiLU` against the separate candle ops (1e-6).
+#[test]
+fn fused_norm_modulate_silu_matches_separate_ops() {
+    use kinograph_nodes::models::ltxv::vae::{fused, resnet};
+    let x = Tensor::randn(0f32, 2f32, (2, 5, 3, 4, 7), &Device::Cpu).unwrap();
+    let shift = Tensor::randn(0f32, 1f32, (2, 5), &Device::Cpu).unwrap();
+    let scale = Tensor::randn(0f32, 1f32, (2, 5), &Device::Cpu).unwrap();
+    let normed = resnet::pixel_norm(&x).unwrap();
+    let expected = candle_nn::ops::silu(&resnet::modulate(&normed, &shift, &scale).unwrap()).unwrap();
+    let fused = fused::norm_modulate_silu(&x, Some((&shift, &scale))).unwrap();
+    check("fused norm/modulate/SiLU", &fused, &expected, 1e-6);
+    let plain = fused::norm_modulate_silu(&x, None).unwrap();
+    check("fused norm/SiLU", &plain, &candle_nn::ops::silu(&normed).unwrap(), 1e-6);
+}
+
 /// Writes `tensors` as a safetensors file.
 fn write(path: &Path, tensors: &HashMap<String, Tensor>) {
     candle_core::safetensors::save(tensors, path).unwrap();

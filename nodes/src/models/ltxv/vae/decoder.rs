@@ -7,7 +7,7 @@ use super::blocks::{BlockNoise, DepthToSpaceUpsample, UNetMidBlock3D};
 use super::config::{DecoderBlock, VaeConfig};
 use super::conv3d::CausalConv3d;
 use super::noise::NoiseSource;
-use super::resnet::{ResnetBlock3D, ResnetOptions, TimestepEmbedder, modulate, pixel_norm};
+use super::resnet::{ResnetBlock3D, ResnetOptions, TimestepEmbedder};
 use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -221,11 +221,7 @@ impl Decoder {
 
     /// The final norm, modulation and `SiLU` before `conv_out`.
     pub(crate) fn head(x: &Tensor, inputs: &DecodeInputs) -> Result<Tensor> {
-        let mut hidden = pixel_norm(x)?;
-        if let Some((shift, scale)) = &inputs.last_modulation {
-            hidden = modulate(&hidden, shift, scale)?;
-        }
-        candle_nn::ops::silu(&hidden)
+        super::fused::norm_modulate_silu(x, inputs.last_modulation.as_ref().map(|(shift, scale)| (shift, scale)))
     }
 
     /// Decodes a whole (B, C, T', H', W') latent into (B, 3, 8(T' − 1) + 1, 32H', 32W'). `stages`

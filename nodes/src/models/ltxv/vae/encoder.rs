@@ -5,7 +5,8 @@
 use super::blocks::{SpaceToDepthDownsample, UNetMidBlock3D};
 use super::config::{EncoderBlock, VaeConfig};
 use super::conv3d::CausalConv3d;
-use super::resnet::{ResnetBlock3D, ResnetOptions, pixel_norm};
+use super::fused::norm_modulate_silu;
+use super::resnet::{ResnetBlock3D, ResnetOptions};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -91,7 +92,7 @@ impl Encoder {
                 stages.push(hidden.clone());
             }
         }
-        let hidden = candle_nn::ops::silu(&pixel_norm(&hidden)?)?;
+        let hidden = norm_modulate_silu(&hidden, None)?;
         self.conv_out.forward(&hidden, true)
     }
 

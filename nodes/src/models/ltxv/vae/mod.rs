@@ -44,6 +44,7 @@ pub mod config;
 pub mod conv3d;
 pub mod decoder;
 pub mod encoder;
+pub mod fused;
 pub mod names;
 pub mod noise;
 pub mod resnet;

@@ -133,11 +133,7 @@ impl ResnetBlock3D {
 
     /// Pixel norm, then the optional (shift, scale), then `SiLU`: what precedes each conv. Framewise.
     pub fn norm_act(x: &Tensor, shift_scale: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
-        let mut hidden = pixel_norm(x)?;
-        if let Some((shift, scale)) = shift_scale {
-            hidden = modulate(&hidden, shift, scale)?;
-        }
-        candle_nn::ops::silu(&hidden)
+        super::fused::norm_modulate_silu(x, shift_scale)
     }
 
     /// The shortcut path: identity, or `norm3` and the 1×1×1 `conv_shortcut`. Framewise.

@@ -31,7 +31,8 @@ use super::blocks::{DepthToSpaceUpsample, SpaceToDepthDownsample};
 use super::conv3d::CausalConv3d;
 use super::decoder::{DecodeInputs, Decoder, UpBlock, unpatchify};
 use super::encoder::{DownBlock, Encoder, patchify};
-use super::resnet::{ResnetBlock3D, pixel_norm};
+use super::fused::norm_modulate_silu;
+use super::resnet::ResnetBlock3D;
 use candle_core::{Result, Tensor};
 
 /// Frames along dim 2, or none.
@@ -346,7 +347,7 @@ pub fn encode_chunked(encoder: &Encoder, video: &Tensor, chunk: usize) -> Result
             };
         }
         let head = match &hidden {
-            Some(h) => Some(candle_nn::ops::silu(&pixel_norm(h)?)?),
+            Some(h) => Some(norm_modulate_silu(h, None)?),
             None => None,
         };
         if let Some(out) = conv_out.push(head, last)? {
