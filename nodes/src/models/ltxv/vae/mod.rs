@@ -34,7 +34,8 @@
 //!   `timestep_scale_multiplier`), a [`noise::NoiseSource`] for 0.9.1's noise injection, and
 //!   [`DecodeOptions`]: with `temporal_chunk`, the latent is fed a few frames at a time through a
 //!   streaming decoder ([`streaming`]) that carries each conv's last input frames from chunk to chunk, so
-//!   the result equals the whole decode and peak memory does not grow with the frame count; with
+//!   the result equals the whole decode and peak memory grows far more slowly with the frame count
+//!   (measurements in [`streaming`]); with
 //!   `spatial_tiles`, overlapping latent tiles are decoded separately and blended ([`tiling`], not exact).
 //! - [`LtxvVae::normalize`] / [`LtxvVae::denormalize`] apply the per-channel latent statistics, which the
 //!   pipelines (not the VAE) use around the transformer.
