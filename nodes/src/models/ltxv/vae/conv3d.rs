@@ -87,12 +87,35 @@ impl Conv3d {
         let [kt, kh, kw] = self.kernel;
         let out = if kt == 1 && kh == 1 && kw == 1 && self.stride == [1, 1, 1] {
             self.forward_pointwise(x)?
+        } else if self.has_cpu_kernel(x) {
+            return self.forward_time_padded(x, 0, 0);
         } else if self.stride == [1, 1, 1] {
             self.forward_im2col(x)?
         } else {
             self.forward_per_tap(x)?
         };
         out.broadcast_add(&self.bias.reshape((1, (), 1, 1, 1))?)
+    }
+
+    fn has_cpu_kernel(&self, x: &Tensor) -> bool {
+        self.stride == [1, 1, 1]
+            && x.device().is_cpu()
+            && x.dtype() == candle_core::DType::F32
+            && self.padding == SpatialPadding::Zeros
+    }
+
+    /// Applies the convolution to `x` with `before` / `after` replicated frames around it: folded into
+    /// the CPU kernel when it applies, otherwise padded first.
+    pub fn forward_time_padded(&self, x: &Tensor, before: usize, after: usize) -> Result<Tensor> {
+        if self.has_cpu_kernel(x) && self.kernel != [1, 1, 1] {
+            let kernel = super::conv3d_cpu::Im2colConv3d {
+                kernel: self.kernel,
+                time_padding: [before, after],
+                budget_bytes: IM2COL_BUDGET_BYTES,
+            };
+            return x.contiguous()?.apply_op3_no_bwd(&self.taps, &self.bias, &kernel);
+        }
+        if before == 0 && after == 0 { self.forward(x) } else { self.forward(&x.pad_with_same(2, before, after)?) }
     }
 
     fn forward_pointwise(&self, x: &Tensor) -> Result<Tensor> {
@@ -241,8 +264,9 @@ impl CausalConv3d {
 
     /// Pads time as the reference does and convolves. `x` is (B, C, T, H, W).
     pub fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
-        let padded = self.pad_time(x, causal)?;
-        self.conv.forward(&padded)
+        let k = self.time_kernel;
+        let (before, after) = if causal { (k - 1, 0) } else { ((k - 1) / 2, (k - 1) / 2) };
+        self.conv.forward_time_padded(x, before, after)
     }
 
     /// The temporally padded input.

@@ -43,6 +43,7 @@
 pub mod blocks;
 pub mod config;
 pub mod conv3d;
+mod conv3d_cpu;
 pub mod decoder;
 pub mod encoder;
 pub mod fused;
