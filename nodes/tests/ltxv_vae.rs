@@ -494,7 +494,7 @@ impl candle_nn::var_builder::SimpleBackend for RandomWeights {
 
 /// Builds the real 0.9.5 decoder (552.8M parameters) with random weights and times a decode of a
 /// 3×4×6 latent (128 channels) to 17×128×192 frames in f32. Compare with `tools/bench/vae.py`.
-/// Measured on the shared 2-core machine (load about 3): 5.2 – 5.4 s here against 2.85 s for diffusers.
+/// Measured on the shared 2-core machine (load 1 – 3): 4.4 – 4.9 s here against 2.85 – 3.2 s for diffusers.
 #[test]
 #[ignore = "benchmark: run with --release -- --ignored --nocapture"]
 fn benchmark_real_v095_decoder() {

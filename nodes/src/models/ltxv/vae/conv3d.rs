@@ -19,6 +19,10 @@
 //! processed in groups, each with its kt − 1 frames of temporal halo. The output already has the
 //! `(B, C_out, T, H, W)` layout, so no permutes are needed between layers.
 //!
+//! On the CPU with f32 and zero padding, `conv3d_cpu.rs` runs this scheme as one custom op: the spatial
+//! and temporal padding are folded into the gather, the output starts as the bias and every tap's GEMM
+//! accumulates into it. Elsewhere (other devices, reflect padding) it is built from candle ops.
+//!
 //! Strided convs (the 0.9.0/0.9.1 encoder downsamplers only) take the simple route: one candle
 //! `conv2d` per temporal tap over a `(B·T_out, C, H, W)` batch of the selected frames.
 
