@@ -1,1 +1,319 @@
-//! The LTX-Video causal video VAE (`AutoencoderKLLTXVideo` in diffusers), layouts 0.9.0, 0.9.1 and 0.9.5.
+//! The LTX-Video causal video VAE (`CausalVideoAutoencoder` in the original code,
+//! `AutoencoderKLLTXVideo` in diffusers), layouts 0.9.0, 0.9.1 and 0.9.5 (the last also covers 0.9.6 –
+//! 0.9.8).
+//!
+//! The module tree mirrors the original code, whose names the ComfyUI single-file checkpoints carry:
+//! [`encoder::Encoder`] and [`decoder::Decoder`] run flat block lists ([`config::EncoderBlock`],
+//! [`config::DecoderBlock`]) of [`blocks::UNetMidBlock3D`], [`resnet::ResnetBlock3D`],
+//! [`blocks::SpaceToDepthDownsample`] and [`blocks::DepthToSpaceUpsample`], all built on
+//! [`conv3d::CausalConv3d`] (a conv3d made of im2col + GEMM, see that module). diffusers folders are
+//! renamed onto these names ([`names`]).
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use kinograph_nodes::models::{weights::WeightSource, ltxv::vae::{LtxvVae, DecodeOptions, noise::ZeroNoise}};
+//! # fn run(video: &candle_core::Tensor) -> Result<(), Box<dyn std::error::Error>> {
+//! let source = Arc::new(WeightSource::open(&["ltx-video-2b-v0.9.5.safetensors"])?);
+//! let vae = LtxvVae::load(&source, "vae", &candle_core::Device::Cpu)?;
+//! let latent = vae.normalize(&vae.encode(video)?)?;           // (B, 128, F', H/32, W/32)
+//! let options = DecodeOptions { temporal_chunk: Some(2), ..Default::default() }; // same result
+//! let video = vae.decode(&vae.denormalize(&latent)?, Some(0.05), &mut ZeroNoise, &options)?;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`LtxvVae::load`] reads either layout from a [`WeightSource`] under a prefix (`vae` for a single
+//!   file, `""` for a diffusers `vae/` folder), stored as f32, f16 or bf16, widened to f32. The
+//!   configuration comes from the single file's `__metadata__.config` when present, otherwise from the
+//!   tensor names and shapes ([`config::VaeConfig::infer`]), which also gives the version.
+//! - [`LtxvVae::new`] builds from any `VarBuilder` (original names) and a [`config::VaeConfig`], e.g. the
+//!   real 0.9.5 model with random weights for benchmarks.
+//! - [`LtxvVae::encode`] returns the latent mean; [`LtxvVae::encode_moments`] also the log-variance;
+//!   [`LtxvVae::encode_moments_with`] can stream the video through the causal encoder in chunks
+//!   ([`EncodeOptions`]), with the same result.
+//! - [`LtxvVae::decode`] takes an optional decode timestep (0.9.1+; the decoder scales it by its
+//!   `timestep_scale_multiplier`), a [`noise::NoiseSource`] for 0.9.1's noise injection, and
+//!   [`DecodeOptions`]: with `temporal_chunk`, the latent is fed a few frames at a time through a
+//!   streaming decoder ([`streaming`]) that carries each conv's last input frames from chunk to chunk, so
+//!   the result equals the whole decode and peak memory grows far more slowly with the frame count
+//!   (measurements in [`streaming`]); with
+//!   `spatial_tiles`, overlapping latent tiles are decoded separately and blended ([`tiling`], not exact).
+//! - [`LtxvVae::normalize`] / [`LtxvVae::denormalize`] apply the per-channel latent statistics, which the
+//!   pipelines (not the VAE) use around the transformer.
+
+pub mod blocks;
+pub mod config;
+pub mod conv3d;
+mod conv3d_cpu;
+pub mod decoder;
+pub mod encoder;
+pub mod fused;
+pub mod names;
+pub mod noise;
+pub mod resnet;
+pub mod statistics;
+pub mod streaming;
+pub mod tiling;
+
+use crate::models::weights::{WeightError, WeightSource};
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+use config::{DecoderBlock, EncoderBlock, VaeConfig, VaeVersion};
+use noise::NoiseSource;
+use statistics::PerChannelStatistics;
+use std::sync::Arc;
+
+/// Single-file tensors that real checkpoints carry and the model does not use.
+const FILLER: [&str; 3] = [
+    "per_channel_statistics.channel",
+    "per_channel_statistics.mean-of-stds",
+    "per_channel_statistics.mean-of-stds_over_std-of-means",
+];
+
+/// How to run a decode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Latent frames fed to the streaming decoder at a time; None decodes the whole latent at once.
+    /// The output is the same either way (up to float summation order).
+    pub temporal_chunk: Option<usize>,
+    /// Decode in overlapping spatial tiles, blended at the seams; not exact (see [`tiling`]).
+    pub spatial_tiles: Option<tiling::SpatialTiles>,
+}
+
+/// How to run an encode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// Latent frames produced per chunk (8 video frames each, plus the first frame in the first chunk);
+    /// None encodes the whole video at once. The output is the same either way (up to float summation
+    /// order).
+    pub temporal_chunk: Option<usize>,
+}
+
+/// The LTX-Video VAE.
+#[derive(Debug, Clone)]
+pub struct LtxvVae {
+    config: VaeConfig,
+    encoder: encoder::Encoder,
+    decoder: decoder::Decoder,
+    statistics: PerChannelStatistics,
+    device: Device,
+}
+
+impl LtxvVae {
+    /// Builds the VAE from `vb` (original names: `encoder.*`, `decoder.*`, `per_channel_statistics.*`).
+    pub fn new(config: VaeConfig, vb: &VarBuilder<'_>) -> Result<Self> {
+        config.validate().map_err(|message| candle_core::Error::Msg(format!("invalid VAE config: {message}")))?;
+        let encoder = encoder::Encoder::new(&config, &vb.pp("encoder"))?;
+        let decoder = decoder::Decoder::new(&config, &vb.pp("decoder"))?;
+        let statistics = PerChannelStatistics::new(config.latent_channels, &vb.pp("per_channel_statistics"))?;
+        Ok(Self { config, encoder, decoder, statistics, device: vb.device().clone() })
+    }
+
+    /// Loads the VAE under `prefix` (`"vae"` or `"vae."` for single files, `""` for a diffusers folder)
+    /// onto `device`, as f32.
+    pub fn load(source: &Arc<WeightSource>, prefix: &str, device: &Device) -> std::result::Result<Self, WeightError> {
+        let config = Self::detect(source, prefix)?;
+        let (stem, dotted) = split_prefix(prefix);
+        config.validate().map_err(|message| WeightError::Invalid {
+            file: source.file_of(&format!("{dotted}encoder.conv_in.conv.weight")),
+            message: format!("LTX-Video VAE config: {message}"),
+        })?;
+        let names = names_under(source, &dotted);
+        let builder = source.var_builder(stem, DType::F32, device);
+        let vb = if names::is_diffusers(&names) {
+            let renamed = names::RenamedBackend { inner: builder, names: names::diffusers_to_original(&names) };
+            VarBuilder::from_backend(Box::new(renamed), DType::F32, device.clone())
+        } else {
+            builder
+        };
+        let vae = Self::new(config, &vb).map_err(|error| source.explain(&error))?;
+        let unused: Vec<String> = source
+            .unused(&dotted)
+            .into_iter()
+            .filter(|name| !FILLER.iter().any(|filler| name.strip_prefix(dotted.as_str()) == Some(*filler)))
+            .collect();
+        if !unused.is_empty() {
+            return Err(WeightError::Unexpected { file: source.file_of(&unused[0]), tensors: unused });
+        }
+        Ok(vae)
+    }
+
+    /// The configuration of the VAE under `prefix`: from the single file's metadata config when it has
+    /// a `vae` entry, otherwise from tensor names and shapes.
+    pub fn detect(source: &WeightSource, prefix: &str) -> std::result::Result<VaeConfig, WeightError> {
+        let (_, dotted) = split_prefix(prefix);
+        let names = names_under(source, &dotted);
+        let files = source.files().iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+        if names.is_empty() {
+            return Err(WeightError::Missing {
+                files,
+                tensor: format!("{dotted}encoder.conv_in.conv.weight"),
+                expected: Vec::new(),
+            });
+        }
+        let invalid = |message: String| WeightError::Invalid { file: files.clone(), message };
+        if names::is_diffusers(&names) {
+            let map = names::diffusers_to_original(&names);
+            let original: Vec<String> = map.keys().cloned().collect();
+            let shape = |name: &str| map.get(name).and_then(|stored| source.shape(&format!("{dotted}{stored}")));
+            return VaeConfig::infer(&original, &shape)
+                .map_err(|e| invalid(format!("LTX-Video VAE under '{dotted}': {e}")));
+        }
+        if let Some(text) = source.metadata("config") {
+            let json: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| invalid(format!("metadata config is not JSON: {e}")))?;
+            if let Some(vae) = json.get("vae") {
+                return VaeConfig::from_original_json(vae).map_err(|e| invalid(format!("metadata config: {e}")));
+            }
+        }
+        let shape = |name: &str| source.shape(&format!("{dotted}{name}"));
+        VaeConfig::infer(&names, &shape).map_err(|e| invalid(format!("LTX-Video VAE under '{dotted}': {e}")))
+    }
+
+    /// The detected version.
+    pub fn version(&self) -> VaeVersion {
+        self.config.version()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VaeConfig {
+        &self.config
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &encoder::Encoder {
+        &self.encoder
+    }
+
+    /// The decoder.
+    pub fn decoder(&self) -> &decoder::Decoder {
+        &self.decoder
+    }
+
+    /// The per-channel latent statistics.
+    pub fn statistics(&self) -> &PerChannelStatistics {
+        &self.statistics
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Spatial and temporal compression factors (32 and 8 for every release).
+    pub fn compression(&self) -> (usize, usize) {
+        let mut spatial = self.config.patch_size;
+        let mut temporal = 1;
+        for block in &self.config.encoder_blocks {
+            if let EncoderBlock::Compress { stride } | EncoderBlock::SpaceToDepth { stride, .. } = block {
+                spatial *= stride[1];
+                temporal *= stride[0];
+            }
+        }
+        (spatial, temporal)
+    }
+
+    fn check_video(&self, video: &Tensor) -> Result<()> {
+        let (_, channels, frames, height, width) = video.dims5()?;
+        let (spatial, temporal) = self.compression();
+        if channels != 3
+            || frames == 0
+            || height == 0
+            || width == 0
+            || height % spatial != 0
+            || width % spatial != 0
+            || (frames - 1) % temporal != 0
+        {
+            candle_core::bail!(
+                "the VAE encodes (B, 3, {temporal}k + 1, H, W) videos with H and W multiples of {spatial}, got {:?}",
+                video.dims()
+            );
+        }
+        Ok(())
+    }
+
+    /// Encodes a (B, 3, F, H, W) video in [−1, 1] (F = 8k + 1, H and W multiples of 32) into the latent
+    /// mean (B, 128, k + 1, H/32, W/32). The result is not normalised.
+    pub fn encode(&self, video: &Tensor) -> Result<Tensor> {
+        Ok(self.encode_moments(video)?.0)
+    }
+
+    /// Encodes into (mean, logvar) of the latent distribution; logvar is clamped to [−30, 20].
+    pub fn encode_moments(&self, video: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.encode_moments_with(video, &EncodeOptions::default())
+    }
+
+    /// [`Self::encode_moments`] with options: `temporal_chunk` streams the video through the causal
+    /// encoder a few latent frames at a time, bounding memory (see [`streaming`]).
+    pub fn encode_moments_with(&self, video: &Tensor, options: &EncodeOptions) -> Result<(Tensor, Tensor)> {
+        self.check_video(video)?;
+        let video = video.to_dtype(DType::F32)?.to_device(&self.device)?;
+        let (_, temporal) = self.compression();
+        let latent_frames = (video.dim(2)? - 1) / temporal + 1;
+        let raw = match options.temporal_chunk {
+            Some(chunk) if chunk < latent_frames && temporal == 8 => {
+                streaming::encode_chunked(&self.encoder, &video, chunk.max(1))?
+            }
+            _ => self.encoder.forward(&video, None)?,
+        };
+        self.encoder.moments(&raw)
+    }
+
+    /// Decodes a (B, C, F', H', W') latent (not normalised) into a (B, 3, 8(F' − 1) + 1, 32H', 32W')
+    /// video in about [−1, 1]. `timestep` is the decode timestep for conditioned decoders (0.9.1+;
+    /// 0.05 is usual; None means 0) and is ignored by 0.9.0. `noise` feeds 0.9.1's noise injection.
+    pub fn decode(
+        &self,
+        latent: &Tensor,
+        timestep: Option<f64>,
+        noise: &mut dyn NoiseSource,
+        options: &DecodeOptions,
+    ) -> Result<Tensor> {
+        let (batch, channels, frames, height, width) = latent.dims5()?;
+        if channels != self.config.latent_channels || frames == 0 {
+            candle_core::bail!(
+                "the VAE decodes (B, {}, F, H, W) latents, got {:?}",
+                self.config.latent_channels,
+                latent.dims()
+            );
+        }
+        let latent = latent.to_dtype(DType::F32)?.to_device(&self.device)?;
+        let inputs = self.decoder.prepare(batch, height, width, timestep, noise, &self.device)?;
+        match (options.spatial_tiles, options.temporal_chunk) {
+            (Some(tiles), chunk) if tiles.tile < height.max(width) => {
+                tiling::decode_tiled(&self.decoder, &latent, &inputs, tiles, chunk)
+            }
+            (_, Some(chunk)) if chunk < frames => {
+                streaming::decode_chunked(&self.decoder, &latent, &inputs, chunk.max(1))
+            }
+            _ => self.decoder.forward(&latent, &inputs, None),
+        }
+    }
+
+    /// `(z − mean) / std` per channel.
+    pub fn normalize(&self, latent: &Tensor) -> Result<Tensor> {
+        self.statistics.normalize(latent)
+    }
+
+    /// `z · std + mean` per channel.
+    pub fn denormalize(&self, latent: &Tensor) -> Result<Tensor> {
+        self.statistics.denormalize(latent)
+    }
+
+    /// Whether the decoder injects noise (0.9.1).
+    pub fn injects_noise(&self) -> bool {
+        self.config.decoder_blocks.iter().any(|b| matches!(b, DecoderBlock::Res { inject_noise: true, .. }))
+    }
+}
+
+/// `("vae", "vae.")` from `"vae"` or `"vae."`; `("", "")` from `""`.
+fn split_prefix(prefix: &str) -> (&str, String) {
+    let stem = prefix.trim_end_matches('.');
+    let dotted = if stem.is_empty() { String::new() } else { format!("{stem}.") };
+    (stem, dotted)
+}
+
+fn names_under(source: &WeightSource, dotted: &str) -> Vec<String> {
+    let mut names: Vec<String> = source.names().filter_map(|n| n.strip_prefix(dotted)).map(str::to_string).collect();
+    names.sort();
+    names
+}

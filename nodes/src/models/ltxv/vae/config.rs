@@ -1,0 +1,485 @@
+//! The VAE configuration in the original LTX-Video form (`CausalVideoAutoencoder` config: flat
+//! `encoder_blocks` / `decoder_blocks` lists), version detection, and the real 0.9.0 / 0.9.1 / 0.9.5
+//! configurations.
+//!
+//! The flat block lists are what the single-file checkpoints index by (`encoder.down_blocks.{k}`,
+//! `decoder.up_blocks.{k}`), so the model is built from them; diffusers folders are renamed onto them
+//! (see `names.rs`). A configuration comes from the checkpoint's `__metadata__.config` when present, and
+//! otherwise from tensor names and shapes alone ([`VaeConfig::infer`]). diffusers tells 0.9.5 apart only by
+//! a 2048-wide encoder; here the version follows from the structure (space-to-depth encoder blocks mean
+//! 0.9.5, a timestep-conditioned decoder without them means 0.9.1), so tiny models are detected too.
+
+use super::conv3d::SpatialPadding;
+use serde_json::Value;
+
+/// Which VAE generation a checkpoint belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VaeVersion {
+    /// 0.9.0: strided-conv encoder, plain decoder.
+    V090,
+    /// 0.9.1: 0.9.0 encoder; timestep-conditioned decoder with noise injection and residual upsamplers.
+    V091,
+    /// 0.9.5 (also 0.9.6 – 0.9.8): space-to-depth encoder, timestep-conditioned decoder.
+    V095,
+}
+
+impl std::fmt::Display for VaeVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VaeVersion::V090 => "0.9.0",
+            VaeVersion::V091 => "0.9.1",
+            VaeVersion::V095 => "0.9.5",
+        })
+    }
+}
+
+/// One entry of the encoder's flat block list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderBlock {
+    /// `res_x`: `layers` resnets at constant width (a `UNetMidBlock3D`).
+    Res { layers: usize },
+    /// `res_x_y`: one resnet multiplying the width by `multiplier`.
+    ResChannels { multiplier: usize },
+    /// `compress_all` / `compress_time` / `compress_space`: a strided causal conv.
+    Compress { stride: [usize; 3] },
+    /// `compress_*_res` (0.9.5): space-to-depth downsampler multiplying the width by `multiplier`.
+    SpaceToDepth { stride: [usize; 3], multiplier: usize },
+}
+
+/// One entry of the decoder's flat block list, in forward order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderBlock {
+    /// `res_x`: `layers` resnets, with spatial noise injection when `inject_noise`.
+    Res { layers: usize, inject_noise: bool },
+    /// `res_x_y`: one resnet dividing the width by `multiplier`.
+    ResChannels { multiplier: usize },
+    /// `compress_*`: depth-to-space upsampler dividing the width by `multiplier`.
+    Upsample { stride: [usize; 3], residual: bool, multiplier: usize },
+}
+
+/// Everything needed to build the VAE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VaeConfig {
+    /// Latent channels (128 in every release).
+    pub latent_channels: usize,
+    /// Spatial patch size of the pixel (un)patchify (4).
+    pub patch_size: usize,
+    /// Width after the encoder's `conv_in`.
+    pub encoder_base_channels: usize,
+    /// Width before the decoder's `conv_out`.
+    pub decoder_base_channels: usize,
+    /// The encoder's flat block list.
+    pub encoder_blocks: Vec<EncoderBlock>,
+    /// The decoder's flat block list in forward order (the reverse of the config's `decoder_blocks`).
+    pub decoder_blocks: Vec<DecoderBlock>,
+    /// Whether the decoder takes a timestep (0.9.1+).
+    pub timestep_conditioning: bool,
+    /// Spatial padding of every conv.
+    pub spatial_padding: SpatialPadding,
+    /// Whether the decoder's convs are causal (false in every release).
+    pub causal_decoder: bool,
+    /// Epsilon of the resnet shortcut `LayerNorm`.
+    pub norm_eps: f64,
+}
+
+impl VaeConfig {
+    /// The version implied by the structure.
+    pub fn version(&self) -> VaeVersion {
+        if self.encoder_blocks.iter().any(|b| matches!(b, EncoderBlock::SpaceToDepth { .. })) {
+            VaeVersion::V095
+        } else if self.timestep_conditioning {
+            VaeVersion::V091
+        } else {
+            VaeVersion::V090
+        }
+    }
+
+    /// Checks that the configuration describes a buildable model: positive sizes and widths that divide
+    /// as the blocks need.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.latent_channels == 0 || self.patch_size == 0 || self.encoder_base_channels == 0 {
+            return Err("latent channels, patch size and base widths must be positive".into());
+        }
+        if self.decoder_base_channels == 0 {
+            return Err("the decoder base width must be positive".into());
+        }
+        let widths = self.encoder_widths();
+        for (index, block) in self.encoder_blocks.iter().enumerate() {
+            let valid = match *block {
+                EncoderBlock::Res { .. } => true,
+                EncoderBlock::ResChannels { multiplier } => multiplier > 0,
+                EncoderBlock::Compress { stride } => !stride.contains(&0),
+                EncoderBlock::SpaceToDepth { stride, multiplier } => {
+                    let factor: usize = stride.iter().product();
+                    let (input, output) = (widths[index], widths[index + 1]);
+                    multiplier > 0
+                        && factor > 0
+                        && output.is_multiple_of(factor)
+                        && output <= input * factor
+                        && (input * factor).is_multiple_of(output)
+                }
+            };
+            if !valid {
+                return Err(format!("encoder block {index} ({block:?}) does not fit width {}", widths[index]));
+            }
+        }
+        for (index, block) in self.decoder_blocks.iter().enumerate() {
+            let valid = match *block {
+                DecoderBlock::Res { .. } => true,
+                DecoderBlock::ResChannels { multiplier } => multiplier > 0,
+                DecoderBlock::Upsample { stride, residual, multiplier } => {
+                    let factor: usize = stride.iter().product();
+                    multiplier > 0 && factor > 0 && (!residual || factor.is_multiple_of(multiplier))
+                }
+            };
+            if !valid {
+                return Err(format!("decoder block {index} ({block:?}) is invalid (a zero stride or multiplier?)"));
+            }
+        }
+        let decoder_widths = self.decoder_widths();
+        if decoder_widths.contains(&0) {
+            return Err("decoder widths do not divide by the blocks' multipliers".into());
+        }
+        Ok(())
+    }
+
+    /// Channel widths along the encoder: the input width of each block, then the final width.
+    pub fn encoder_widths(&self) -> Vec<usize> {
+        let mut widths = vec![self.encoder_base_channels];
+        let mut width = self.encoder_base_channels;
+        for block in &self.encoder_blocks {
+            width = match *block {
+                EncoderBlock::Res { .. } | EncoderBlock::Compress { .. } => width,
+                EncoderBlock::ResChannels { multiplier } | EncoderBlock::SpaceToDepth { multiplier, .. } => {
+                    width * multiplier
+                }
+            };
+            widths.push(width);
+        }
+        widths
+    }
+
+    /// Channel widths along the decoder: the width after `conv_in`, then after each block.
+    pub fn decoder_widths(&self) -> Vec<usize> {
+        let mut width = self.decoder_base_channels;
+        for block in &self.decoder_blocks {
+            if let DecoderBlock::ResChannels { multiplier } | DecoderBlock::Upsample { multiplier, .. } = *block {
+                width *= multiplier;
+            }
+        }
+        let mut widths = vec![width];
+        for block in &self.decoder_blocks {
+            if let DecoderBlock::ResChannels { multiplier } | DecoderBlock::Upsample { multiplier, .. } = *block {
+                width /= multiplier;
+            }
+            widths.push(width);
+        }
+        widths
+    }
+
+    /// Reads the original `CausalVideoAutoencoder` config (the `vae` object of a single file's
+    /// `__metadata__.config`).
+    pub fn from_original_json(vae: &Value) -> Result<Self, String> {
+        let number = |key: &str, default: usize| -> usize {
+            vae.get(key).and_then(Value::as_u64).map_or(default, |v| v as usize)
+        };
+        let (encoder_list, decoder_list) =
+            if let (Some(encoder), Some(decoder)) = (vae.get("encoder_blocks"), vae.get("decoder_blocks")) {
+                (encoder, decoder)
+            } else {
+                let blocks = vae.get("blocks").ok_or("the VAE config has neither `blocks` nor `encoder_blocks`")?;
+                (blocks, blocks)
+            };
+        let encoder_blocks = parse_list(encoder_list)?
+            .into_iter()
+            .map(|(name, params)| parse_encoder_block(&name, &params))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut decoder_blocks = parse_list(decoder_list)?
+            .into_iter()
+            .map(|(name, params)| parse_decoder_block(&name, &params))
+            .collect::<Result<Vec<_>, _>>()?;
+        decoder_blocks.reverse();
+        let spatial_padding = match vae.get("spatial_padding_mode").and_then(Value::as_str) {
+            None | Some("zeros") => SpatialPadding::Zeros,
+            Some("reflect") => SpatialPadding::Reflect,
+            Some(other) => return Err(format!("unsupported spatial_padding_mode '{other}'")),
+        };
+        if let Some(kind) = vae.get("latent_log_var").and_then(Value::as_str)
+            && kind != "uniform"
+        {
+            return Err(format!("unsupported latent_log_var '{kind}' (only 'uniform' is used by LTX-Video)"));
+        }
+        Ok(Self {
+            latent_channels: number("latent_channels", 128),
+            patch_size: number("patch_size", 4),
+            encoder_base_channels: number("encoder_base_channels", 128),
+            decoder_base_channels: number("decoder_base_channels", 128),
+            encoder_blocks,
+            decoder_blocks,
+            timestep_conditioning: vae.get("timestep_conditioning").and_then(Value::as_bool).unwrap_or(false),
+            spatial_padding,
+            causal_decoder: vae.get("causal_decoder").and_then(Value::as_bool).unwrap_or(false),
+            norm_eps: 1e-6,
+        })
+    }
+
+    /// Infers the configuration from tensor names and shapes in the original naming (no prefix).
+    /// `shape(name)` returns the shape of a tensor if it exists.
+    ///
+    /// Strides cannot be seen in weights: strided encoder convs and decoder upsamplers are taken as
+    /// (2, 2, 2), as in every release (three of them give the 8× temporal and, with the patch, 32×
+    /// spatial compression); a space-to-depth block's stride follows from its channel ratio, and an
+    /// upsampler is residual when it reduces the width (0.9.1+), as in every release.
+    pub fn infer(names: &[String], shape: &dyn Fn(&str) -> Option<Vec<usize>>) -> Result<Self, String> {
+        let dims = |name: &str| -> Result<Vec<usize>, String> {
+            let dims = shape(name).ok_or_else(|| format!("tensor '{name}' is missing"))?;
+            if dims.len() < 2 && !name.ends_with("bias") {
+                return Err(format!("tensor '{name}' has shape {dims:?}, expected at least two dimensions"));
+            }
+            Ok(dims)
+        };
+        let count_blocks = |prefix: &str| -> usize {
+            let mut count = 0;
+            while names.iter().any(|n| n.starts_with(&format!("{prefix}{count}."))) {
+                count += 1;
+            }
+            count
+        };
+        let count_layers = |prefix: &str| -> usize {
+            let mut count = 0;
+            while names.iter().any(|n| n.starts_with(&format!("{prefix}res_blocks.{count}."))) {
+                count += 1;
+            }
+            count
+        };
+        let has = |name: String| names.contains(&name);
+
+        let conv_in = dims("encoder.conv_in.conv.weight")?;
+        let encoder_base_channels = conv_in[0];
+        let patch_area = conv_in[1] / 3;
+        let patch_size = (1..=16).find(|p| p * p == patch_area).ok_or("encoder.conv_in has an odd input width")?;
+        let encoder_count = count_blocks("encoder.down_blocks.");
+        let block_input = |k: usize| -> Result<usize, String> {
+            let prefix = format!("encoder.down_blocks.{k}.");
+            if k == encoder_count {
+                return Ok(dims("encoder.conv_out.conv.weight")?[1]);
+            }
+            if has(format!("{prefix}res_blocks.0.conv1.conv.weight")) {
+                Ok(dims(&format!("{prefix}res_blocks.0.conv1.conv.weight"))?[1])
+            } else if has(format!("{prefix}conv1.conv.weight")) {
+                Ok(dims(&format!("{prefix}conv1.conv.weight"))?[1])
+            } else if has(format!("{prefix}conv.conv.weight")) {
+                Ok(dims(&format!("{prefix}conv.conv.weight"))?[1])
+            } else {
+                Ok(dims(&format!("{prefix}conv.weight"))?[1])
+            }
+        };
+        let mut encoder_blocks = Vec::with_capacity(encoder_count);
+        for k in 0..encoder_count {
+            let prefix = format!("encoder.down_blocks.{k}.");
+            let input = block_input(k)?;
+            let output = block_input(k + 1)?;
+            let block = if has(format!("{prefix}res_blocks.0.conv1.conv.weight")) {
+                EncoderBlock::Res { layers: count_layers(&prefix) }
+            } else if has(format!("{prefix}conv1.conv.weight")) {
+                EncoderBlock::ResChannels { multiplier: ratio(output, input, &prefix)? }
+            } else if has(format!("{prefix}conv.conv.weight")) {
+                let conv_out = dims(&format!("{prefix}conv.conv.weight"))?[0];
+                let stride = match ratio(output, conv_out, &prefix)? {
+                    2 => [2, 1, 1],
+                    4 => [1, 2, 2],
+                    8 => [2, 2, 2],
+                    other => return Err(format!("{prefix}conv: unexpected space-to-depth factor {other}")),
+                };
+                EncoderBlock::SpaceToDepth { stride, multiplier: ratio(output, input, &prefix)? }
+            } else {
+                EncoderBlock::Compress { stride: [2, 2, 2] }
+            };
+            encoder_blocks.push(block);
+        }
+
+        let decoder_base_channels = dims("decoder.conv_out.conv.weight")?[1];
+        let decoder_count = count_blocks("decoder.up_blocks.");
+        let mut decoder_blocks = Vec::with_capacity(decoder_count);
+        for k in 0..decoder_count {
+            let prefix = format!("decoder.up_blocks.{k}.");
+            let block = if has(format!("{prefix}res_blocks.0.conv1.conv.weight")) {
+                DecoderBlock::Res {
+                    layers: count_layers(&prefix),
+                    inject_noise: has(format!("{prefix}res_blocks.0.per_channel_scale1")),
+                }
+            } else if has(format!("{prefix}conv1.conv.weight")) {
+                let conv1 = dims(&format!("{prefix}conv1.conv.weight"))?;
+                DecoderBlock::ResChannels { multiplier: ratio(conv1[1], conv1[0], &prefix)? }
+            } else {
+                let conv = dims(&format!("{prefix}conv.conv.weight"))?;
+                let multiplier = ratio(conv[1] * 8, conv[0], &prefix)?;
+                DecoderBlock::Upsample { stride: [2, 2, 2], residual: multiplier > 1, multiplier }
+            };
+            decoder_blocks.push(block);
+        }
+        Ok(Self {
+            latent_channels: dims("decoder.conv_in.conv.weight")?[1],
+            patch_size,
+            encoder_base_channels,
+            decoder_base_channels,
+            encoder_blocks,
+            decoder_blocks,
+            timestep_conditioning: has("decoder.timestep_scale_multiplier".into()),
+            spatial_padding: SpatialPadding::Zeros,
+            causal_decoder: false,
+            norm_eps: 1e-6,
+        })
+    }
+
+    /// The released 0.9.0 VAE (`ltx-video-2b-v0.9`).
+    pub fn v090() -> Self {
+        use DecoderBlock as Dec;
+        use EncoderBlock as E;
+        let encoder_blocks = vec![
+            E::Res { layers: 4 },
+            E::Compress { stride: [2, 2, 2] },
+            E::ResChannels { multiplier: 2 },
+            E::Res { layers: 3 },
+            E::Compress { stride: [2, 2, 2] },
+            E::ResChannels { multiplier: 2 },
+            E::Res { layers: 3 },
+            E::Compress { stride: [2, 2, 2] },
+            E::Res { layers: 3 },
+            E::Res { layers: 4 },
+        ];
+        let upsample = Dec::Upsample { stride: [2, 2, 2], residual: false, multiplier: 1 };
+        let decoder_blocks = vec![
+            Dec::Res { layers: 4, inject_noise: false },
+            Dec::Res { layers: 3, inject_noise: false },
+            upsample,
+            Dec::Res { layers: 3, inject_noise: false },
+            Dec::ResChannels { multiplier: 2 },
+            upsample,
+            Dec::Res { layers: 3, inject_noise: false },
+            Dec::ResChannels { multiplier: 2 },
+            upsample,
+            Dec::Res { layers: 4, inject_noise: false },
+        ];
+        Self::released(encoder_blocks, decoder_blocks, false)
+    }
+
+    /// The released 0.9.1 VAE.
+    pub fn v091() -> Self {
+        let encoder_blocks = Self::v090().encoder_blocks;
+        let decoder_blocks = residual_decoder(&[(8, false), (7, true), (6, true), (5, true)]);
+        Self::released(encoder_blocks, decoder_blocks, true)
+    }
+
+    /// The released 0.9.5 VAE (identical for 0.9.6 – 0.9.8).
+    pub fn v095() -> Self {
+        use EncoderBlock as E;
+        let encoder_blocks = vec![
+            E::Res { layers: 4 },
+            E::SpaceToDepth { stride: [1, 2, 2], multiplier: 2 },
+            E::Res { layers: 6 },
+            E::SpaceToDepth { stride: [2, 1, 1], multiplier: 2 },
+            E::Res { layers: 6 },
+            E::SpaceToDepth { stride: [2, 2, 2], multiplier: 2 },
+            E::Res { layers: 2 },
+            E::SpaceToDepth { stride: [2, 2, 2], multiplier: 2 },
+            E::Res { layers: 2 },
+        ];
+        let decoder_blocks = residual_decoder(&[(5, false), (5, false), (5, false), (5, false)]);
+        Self::released(encoder_blocks, decoder_blocks, true)
+    }
+
+    fn released(encoder_blocks: Vec<EncoderBlock>, decoder_blocks: Vec<DecoderBlock>, conditioned: bool) -> Self {
+        Self {
+            latent_channels: 128,
+            patch_size: 4,
+            encoder_base_channels: 128,
+            decoder_base_channels: 128,
+            encoder_blocks,
+            decoder_blocks,
+            timestep_conditioning: conditioned,
+            spatial_padding: SpatialPadding::Zeros,
+            causal_decoder: false,
+            norm_eps: 1e-6,
+        }
+    }
+}
+
+/// A 0.9.1-style decoder: `(layers, inject_noise)` per res block, with residual ×2 upsamplers between.
+fn residual_decoder(levels: &[(usize, bool)]) -> Vec<DecoderBlock> {
+    let mut blocks = Vec::new();
+    for (index, &(layers, inject_noise)) in levels.iter().enumerate() {
+        if index > 0 {
+            blocks.push(DecoderBlock::Upsample { stride: [2, 2, 2], residual: true, multiplier: 2 });
+        }
+        blocks.push(DecoderBlock::Res { layers, inject_noise });
+    }
+    blocks
+}
+
+fn ratio(numerator: usize, denominator: usize, what: &str) -> Result<usize, String> {
+    if denominator == 0 || !numerator.is_multiple_of(denominator) {
+        return Err(format!("{what}: widths {numerator} and {denominator} are not a whole multiple"));
+    }
+    Ok(numerator / denominator)
+}
+
+/// `[[name, params], ...]` with params an object, a number (layer count) or absent.
+fn parse_list(list: &Value) -> Result<Vec<(String, Value)>, String> {
+    let entries = list.as_array().ok_or("a VAE block list is not an array")?;
+    entries
+        .iter()
+        .map(|entry| {
+            let name = entry.get(0).and_then(Value::as_str).ok_or("a VAE block has no name")?;
+            let params = match entry.get(1) {
+                Some(Value::Number(n)) => serde_json::json!({ "num_layers": n }),
+                Some(object @ Value::Object(_)) => object.clone(),
+                _ => serde_json::json!({}),
+            };
+            Ok((name.to_string(), params))
+        })
+        .collect()
+}
+
+fn param(params: &Value, key: &str, default: usize) -> usize {
+    params.get(key).and_then(Value::as_u64).map_or(default, |v| v as usize)
+}
+
+fn parse_encoder_block(name: &str, params: &Value) -> Result<EncoderBlock, String> {
+    Ok(match name {
+        "res_x" => EncoderBlock::Res { layers: param(params, "num_layers", 1) },
+        "res_x_y" => EncoderBlock::ResChannels { multiplier: param(params, "multiplier", 2) },
+        "compress_all" => EncoderBlock::Compress { stride: [2, 2, 2] },
+        "compress_time" => EncoderBlock::Compress { stride: [2, 1, 1] },
+        "compress_space" => EncoderBlock::Compress { stride: [1, 2, 2] },
+        "compress_all_res" => {
+            EncoderBlock::SpaceToDepth { stride: [2, 2, 2], multiplier: param(params, "multiplier", 2) }
+        }
+        "compress_time_res" => {
+            EncoderBlock::SpaceToDepth { stride: [2, 1, 1], multiplier: param(params, "multiplier", 2) }
+        }
+        "compress_space_res" => {
+            EncoderBlock::SpaceToDepth { stride: [1, 2, 2], multiplier: param(params, "multiplier", 2) }
+        }
+        other => return Err(format!("unsupported encoder block '{other}'")),
+    })
+}
+
+fn parse_decoder_block(name: &str, params: &Value) -> Result<DecoderBlock, String> {
+    let upsample = |stride| DecoderBlock::Upsample {
+        stride,
+        residual: params.get("residual").and_then(Value::as_bool).unwrap_or(false),
+        multiplier: param(params, "multiplier", 1),
+    };
+    Ok(match name {
+        "res_x" => DecoderBlock::Res {
+            layers: param(params, "num_layers", 1),
+            inject_noise: params.get("inject_noise").and_then(Value::as_bool).unwrap_or(false),
+        },
+        "res_x_y" => DecoderBlock::ResChannels { multiplier: param(params, "multiplier", 2) },
+        "compress_all" => upsample([2, 2, 2]),
+        "compress_time" => upsample([2, 1, 1]),
+        "compress_space" => upsample([1, 2, 2]),
+        other => return Err(format!("unsupported decoder block '{other}'")),
+    })
+}

@@ -1,0 +1,187 @@
+//! The CPU kernel behind the stride-1 [`super::conv3d::Conv3d`]: the same im2col + per-tap GEMM scheme as
+//! the generic path (see `conv3d.rs`), done in one custom op so that the zero padding is folded into the
+//! gather (no padded copy), the output starts as the bias, and each tap's GEMM accumulates straight into
+//! it (no temporaries and no extra passes for sums and bias).
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape};
+
+/// Stride-1 conv3d with zero spatial padding of kernel/2, on a temporally padded f32 input.
+pub struct Im2colConv3d {
+    /// (kt, kh, kw).
+    pub kernel: [usize; 3],
+    /// Frames replicated before the first and after the last input frame (the causal conv's temporal
+    /// padding, folded into the gather instead of copied).
+    pub time_padding: [usize; 2],
+    /// Bytes allowed for the im2col buffer before output frames are processed in groups.
+    pub budget_bytes: usize,
+}
+
+fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else { candle_core::bail!("conv3d: {what} must be f32") };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("conv3d: {what} must be contiguous")
+    };
+    Ok(&data[start..end])
+}
+
+impl CustomOp3 for Im2colConv3d {
+    fn name(&self) -> &'static str {
+        "ltxv-im2col-conv3d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        input: &CpuStorage,
+        input_layout: &Layout,
+        taps: &CpuStorage,
+        taps_layout: &Layout,
+        bias: &CpuStorage,
+        bias_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let input = contiguous(input, input_layout, "input")?;
+        let taps = contiguous(taps, taps_layout, "weight")?;
+        let bias = contiguous(bias, bias_layout, "bias")?;
+        let &[batch, channels, frames, height, width] = input_layout.shape().dims() else {
+            candle_core::bail!("conv3d: input must be (B, C, T, H, W)")
+        };
+        let [kt, kh, kw] = self.kernel;
+        let &[taps_kt, out_channels, rows] = taps_layout.shape().dims() else {
+            candle_core::bail!("conv3d: weight must be (kt, C_out, kh·kw·C)")
+        };
+        let [before, after] = self.time_padding;
+        let padded_frames = frames + before + after;
+        if taps_kt != kt
+            || rows != kh * kw * channels
+            || bias.len() != out_channels
+            || padded_frames < kt
+            || frames == 0
+        {
+            candle_core::bail!("conv3d: weight {:?} does not fit input {:?}", taps_layout.dims(), input_layout.dims());
+        }
+        let out_frames = padded_frames + 1 - kt;
+        let plane = height * width;
+        let bytes_per_frame = rows * plane * 4;
+        let group = (self.budget_bytes / bytes_per_frame.max(1)).saturating_sub(kt - 1).max(1).min(out_frames);
+        let threads = candle_core::utils::get_num_threads().max(1);
+
+        let mut output = vec![0f32; batch * out_channels * out_frames * plane];
+        for (row, &value) in output.chunks_mut(out_frames * plane).zip(bias.iter().cycle()) {
+            row.fill(value);
+        }
+        let mut columns = vec![0f32; rows * (group + kt - 1) * plane];
+        for b in 0..batch {
+            let sample = &input[b * channels * frames * plane..(b + 1) * channels * frames * plane];
+            let mut start = 0;
+            while start < out_frames {
+                let count = group.min(out_frames - start);
+                let input_frames = count + kt - 1;
+                let span = input_frames * plane;
+                let window = Window { start, frames: input_frames, before };
+                gather(
+                    &mut columns[..rows * span],
+                    sample,
+                    [channels, frames, height, width],
+                    window,
+                    [kh, kw],
+                    threads,
+                );
+                let out_offset = b * out_channels * out_frames * plane + start * plane;
+                let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+                for tap in 0..kt {
+                    // SAFETY: all three matrices lie inside their buffers. The destination is
+                    // out_channels rows of count·plane values at stride out_frames·plane, starting at
+                    // frame `start` of sample `b`, and start + count <= out_frames. The left operand is
+                    // tap `tap` of the (kt, out_channels, rows) weight. The right operand is rows rows of
+                    // count·plane values at stride span, starting at column tap·plane, and
+                    // tap·plane + count·plane <= span because tap <= kt − 1. The buffers are not aliased.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        gemm::gemm(
+                            out_channels,
+                            count * plane,
+                            rows,
+                            output.as_mut_ptr().add(out_offset),
+                            1,
+                            (out_frames * plane) as isize,
+                            true,
+                            taps.as_ptr().add(tap * out_channels * rows),
+                            1,
+                            rows as isize,
+                            columns.as_ptr().add(tap * plane),
+                            1,
+                            span as isize,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            parallelism,
+                        );
+                    }
+                }
+                start += count;
+            }
+        }
+        Ok((CpuStorage::F32(output), Shape::from((batch, out_channels, out_frames, height, width))))
+    }
+}
+
+/// Frames `start .. start + frames` of the temporally padded sequence, which has `before` copies of the
+/// first frame in front (and copies of the last frame after the end).
+#[derive(Clone, Copy)]
+struct Window {
+    start: usize,
+    frames: usize,
+    before: usize,
+}
+
+/// Fills `columns` (rows (dy, dx, c), each `window.frames` shifted planes) from one sample, zero outside
+/// the image and replicated outside the sequence.
+fn gather(
+    columns: &mut [f32],
+    sample: &[f32],
+    [channels, frames, height, width]: [usize; 4],
+    window: Window,
+    [kh, kw]: [usize; 2],
+    threads: usize,
+) {
+    let input_frames = window.frames;
+    let plane = height * width;
+    let span = input_frames * plane;
+    let rows = columns.len() / span;
+    let per_thread = rows.div_ceil(threads).max(1);
+    let (ph, pw) = ((kh / 2) as isize, (kw / 2) as isize);
+    std::thread::scope(|scope| {
+        for (index, block) in columns.chunks_mut(per_thread * span).enumerate() {
+            scope.spawn(move || {
+                for (offset, row) in block.chunks_mut(span).enumerate() {
+                    let r = index * per_thread + offset;
+                    let (shift, c) = (r / channels, r % channels);
+                    let (dy, dx) = ((shift / kw) as isize - ph, (shift % kw) as isize - pw);
+                    for t in 0..input_frames {
+                        let frame = (window.start + t).saturating_sub(window.before).min(frames - 1);
+                        let source = &sample[(c * frames + frame) * plane..(c * frames + frame + 1) * plane];
+                        for y in 0..height {
+                            let target = &mut row[t * plane + y * width..t * plane + (y + 1) * width];
+                            let sy = y as isize + dy;
+                            if sy < 0 || sy >= height as isize {
+                                target.fill(0.0);
+                                continue;
+                            }
+                            let line = &source[sy as usize * width..(sy as usize + 1) * width];
+                            // x + dx in [0, width): copy the overlap, zero the rest.
+                            let first = (-dx).max(0) as usize;
+                            let last = (width as isize - dx).min(width as isize).max(0) as usize;
+                            target[..first.min(width)].fill(0.0);
+                            if first < last {
+                                let from = (first as isize + dx) as usize;
+                                target[first..last].copy_from_slice(&line[from..from + (last - first)]);
+                            }
+                            target[last.max(first).min(width)..].fill(0.0);
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
