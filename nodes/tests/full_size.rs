@@ -12,8 +12,12 @@
 use candle_core::{DType, Device, Tensor};
 use kinograph_nodes::models::bench::{peak_resident_bytes, reset_peak_resident, resident_bytes};
 use kinograph_nodes::models::ltxv::transformer::{LtxvTransformer, RopePositions};
+use kinograph_nodes::models::ltxv::vae::noise::ZeroNoise;
+use kinograph_nodes::models::ltxv::vae::{DecodeOptions, LtxvVae};
 use kinograph_nodes::models::t5::{T5Encoder, T5Tokenizer, TokenLength};
+use kinograph_nodes::models::weights::WeightSource;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 fn folder() -> PathBuf {
@@ -76,4 +80,47 @@ fn t5_xxl_loads_from_bf16_and_runs() {
         gib(peak_resident_bytes()),
         gib(resident_bytes())
     );
+}
+
+fn vae_loads_from_bf16_and_runs(version: &str) {
+    reset_peak_resident();
+    let path = folder().join(format!("checkpoints/ltxv-2b-random-{version}.safetensors"));
+    let started = Instant::now();
+    let source = Arc::new(WeightSource::open(&[&path]).unwrap_or_else(|e| panic!("{e}")));
+    let vae = LtxvVae::load(&source, "vae", &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = started.elapsed();
+    drop(source);
+    let video = Tensor::randn(0f32, 0.5, (1, 3, 9, 64, 96), &Device::Cpu).unwrap();
+    let started = Instant::now();
+    let latent = vae.encode(&video).unwrap();
+    assert_eq!(latent.dims(), [1, 128, 2, 2, 3]);
+    let options = DecodeOptions { temporal_chunk: Some(1), spatial_tiles: None };
+    let decoded = vae.decode(&latent, Some(0.05), &mut ZeroNoise, &options).unwrap();
+    assert_eq!(decoded.dims(), [1, 3, 9, 64, 96]);
+    println!(
+        "VAE {version} ({:?}) from bf16: load {:.1} s, encode + streamed decode of 9×64×96 {:.1} s, peak RSS {}, RSS now {}",
+        vae.version(),
+        loaded.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        gib(peak_resident_bytes()),
+        gib(resident_bytes())
+    );
+}
+
+#[test]
+#[ignore = "needs the full-size checkpoints (see the module docs)"]
+fn vae_v090_loads_from_bf16_and_runs() {
+    vae_loads_from_bf16_and_runs("v090");
+}
+
+#[test]
+#[ignore = "needs the full-size checkpoints (see the module docs)"]
+fn vae_v091_loads_from_bf16_and_runs() {
+    vae_loads_from_bf16_and_runs("v091");
+}
+
+#[test]
+#[ignore = "needs the full-size checkpoints (see the module docs)"]
+fn vae_v095_loads_from_bf16_and_runs() {
+    vae_loads_from_bf16_and_runs("v095");
 }

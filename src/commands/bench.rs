@@ -3,10 +3,13 @@
 //! the same shapes so both can be run side by side (`tools/bench/compare.py`).
 
 use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use clap::{Args, ValueEnum};
 use kinograph_nodes::models::bench::{peak_resident_bytes, process_cpu_time, reset_peak_resident};
 use kinograph_nodes::models::ltxv::transformer::bench::bench_2b_forward;
+use kinograph_nodes::models::ltxv::vae::config::VaeConfig;
+use kinograph_nodes::models::ltxv::vae::decoder::Decoder;
+use kinograph_nodes::models::ltxv::vae::noise::ZeroNoise;
 use kinograph_nodes::models::t5::{T5Config, T5Encoder, T5Tokenizer, TokenLength};
 use serde_json::{Value as Json, json};
 use std::time::Instant;
@@ -18,6 +21,8 @@ pub enum Part {
     Transformer,
     /// The T5-XXL text encoder on 128 tokens.
     T5,
+    /// The 0.9.5 VAE decoder.
+    Vae,
 }
 
 #[derive(Args, Debug)]
@@ -31,6 +36,9 @@ pub struct BenchArgs {
     /// Text tokens given to the transformer.
     #[arg(long, value_name = "N", default_value_t = 128)]
     pub text_tokens: usize,
+    /// VAE latent size FRAMES,HEIGHT,WIDTH for the 0.9.5 decoder (3,4,6 decodes to 17×128×192).
+    #[arg(long, value_name = "F,H,W", default_value = "3,4,6", value_parser = parse_triple)]
+    pub vae_latent: [usize; 3],
     /// T5 blocks to build (24 is T5-XXL; fewer for a quick look on a small machine).
     #[arg(long, value_name = "N", default_value_t = 24)]
     pub t5_layers: usize,
@@ -74,6 +82,9 @@ fn bench(args: &BenchArgs) -> Result<Json> {
     if wanted(Part::Transformer) {
         report.insert("transformer".into(), transformer(args, &device)?);
     }
+    if wanted(Part::Vae) {
+        report.insert("vae".into(), vae(args, &device)?);
+    }
     if wanted(Part::T5) {
         report.insert("t5".into(), t5(args, &device)?);
     }
@@ -93,6 +104,39 @@ fn transformer(args: &BenchArgs, device: &Device) -> Result<Json> {
         "tokens": frames * height * width,
         "text_tokens": args.text_tokens,
         "build_seconds": measured.build.as_secs_f64(),
+        "seconds": seconds,
+        "best_seconds": best(&seconds),
+        "cpu_seconds": cpu,
+        "peak_rss_bytes": peak_resident_bytes(),
+    }))
+}
+
+fn vae(args: &BenchArgs, device: &Device) -> Result<Json> {
+    let [frames, height, width] = args.vae_latent;
+    reset_peak_resident();
+    let started = Instant::now();
+    let builder = kinograph_nodes::models::bench::random_var_builder(DType::F32, device)?;
+    let config = VaeConfig::v095();
+    let decoder = Decoder::new(&config, &builder.pp("decoder")).context("building the 0.9.5 decoder")?;
+    let build = started.elapsed().as_secs_f64();
+    let latent = Tensor::randn(0f32, 1f32, (1, 128, frames, height, width), device)?;
+    let inputs = decoder.prepare(1, height, width, Some(0.05), &mut ZeroNoise, device)?;
+    let mut seconds = Vec::with_capacity(args.runs);
+    let mut cpu = Vec::with_capacity(args.runs);
+    let mut video_shape = Vec::new();
+    for _ in 0..args.runs {
+        let cpu_start = process_cpu_time();
+        let started = Instant::now();
+        let video = decoder.forward(&latent, &inputs, None)?;
+        seconds.push(started.elapsed().as_secs_f64());
+        cpu.push(process_cpu_time().zip(cpu_start).map(|(end, start)| end.saturating_sub(start).as_secs_f64()));
+        video_shape = video.dims().to_vec();
+    }
+    Ok(json!({
+        "model": "LTX-Video 0.9.5 VAE decoder, f32, decode timestep 0.05",
+        "latent": [frames, height, width],
+        "video": video_shape,
+        "build_seconds": build,
         "seconds": seconds,
         "best_seconds": best(&seconds),
         "cpu_seconds": cpu,

@@ -2,7 +2,7 @@
 the same machine, and prints each pair of timings with the ratio kinograph / PyTorch (below 1: faster).
 
 Usage (after `cargo build --release`, with the fixture venv from tools/fixtures/requirements.txt):
-    python tools/bench/compare.py [--parts transformer,t5] [--t5-layers 4] [--runs 2]
+    python tools/bench/compare.py [--parts transformer,vae,t5] [--t5-layers 4] [--runs 2]
 
 T5 runs with fewer than the 24 XXL blocks by default because PyTorch keeps T5-XXL in f32, 19 GB, which
 does not fit beside anything else on a 24 GB machine; the per-block time is what is compared.
@@ -36,7 +36,7 @@ def best_of(pattern: str, text: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinograph", default=str(ROOT / "target/release/kinograph"))
-    parser.add_argument("--parts", default="transformer,t5")
+    parser.add_argument("--parts", default="transformer,vae,t5")
     parser.add_argument("--t5-layers", type=int, default=4)
     parser.add_argument("--runs", type=int, default=2)
     args = parser.parse_args()
@@ -48,6 +48,13 @@ def main() -> int:
         results["transformer 2B forward, 768 tokens, f32"] = (
             ours["transformer"]["best_seconds"],
             best_of(r"forward \d+: ([0-9.]+) s wall", theirs),
+        )
+    if "vae" in parts:
+        ours = json.loads(run([args.kinograph, "bench", "--only", "vae", "--runs", str(args.runs)]))
+        theirs = run([sys.executable, "tools/bench/vae.py"])
+        results["VAE 0.9.5 decode, latent 3x4x6, f32"] = (
+            ours["vae"]["best_seconds"],
+            best_of(r"decode \d+: \([^)]*\) in ([0-9.]+) s", theirs),
         )
     if "t5" in parts:
         layers = str(args.t5_layers)
