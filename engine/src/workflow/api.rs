@@ -123,15 +123,13 @@ pub struct ApiPrompt {
 impl ApiPrompt {
     /// Reads a prompt file.
     pub fn load(path: &Path) -> Result<Self, WorkflowError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| WorkflowError::Io { path: path.display().to_string(), source })?;
-        Self::parse(&text, &path.display().to_string())
+        let (text, origin) = read_text(path)?;
+        Self::parse(&text, &origin)
     }
 
     /// Parses prompt text; `origin` names it in errors (a file name, or "request body").
     pub fn parse(text: &str, origin: &str) -> Result<Self, WorkflowError> {
-        let json: Json = serde_json::from_str(text).map_err(|error| json_error(&error, origin))?;
-        Self::from_json(json, origin)
+        Self::from_json(parse_json(text, origin)?, origin)
     }
 
     /// Builds a prompt from parsed JSON. Accepts a bare prompt or a POST /prompt body (`{"prompt": {...}}`).
@@ -222,6 +220,18 @@ pub fn json_kind(value: &Json) -> &'static str {
         Json::Array(_) => "a list",
         Json::Object(_) => "an object",
     }
+}
+
+/// Reads a text file, naming it in the error; returns the text and the name to use as `origin`.
+pub fn read_text(path: &Path) -> Result<(String, String), WorkflowError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| WorkflowError::Io { path: origin.clone(), source })?;
+    Ok((text, origin))
+}
+
+/// Parses JSON text; a syntax error names `origin`, the line and the column.
+pub fn parse_json(text: &str, origin: &str) -> Result<Json, WorkflowError> {
+    serde_json::from_str(text).map_err(|error| json_error(&error, origin))
 }
 
 /// Converts a `serde_json` error into one that names the line and column.

@@ -12,7 +12,7 @@ pub mod embedded;
 mod ui;
 pub mod widgets;
 
-pub use api::{ApiPrompt, InputValue, Link, PromptNode, WorkflowError, json_error, json_kind};
+pub use api::{ApiPrompt, InputValue, Link, PromptNode, WorkflowError, json_error, json_kind, parse_json, read_text};
 pub use convert::{Conversion, ConversionWarning, ConvertOptions, convert};
 pub use embedded::EmbeddedWorkflow;
 pub use ui::{
@@ -63,8 +63,7 @@ impl WorkflowFile {
 
     /// Parses JSON text in either format.
     pub fn parse(text: &str, origin: &str) -> Result<Self, WorkflowError> {
-        let json: Json = serde_json::from_str(text).map_err(|error| json_error(&error, origin))?;
-        Self::from_json(json, origin)
+        Self::from_json(parse_json(text, origin)?, origin)
     }
 
     /// Tells the formats apart: a UI workflow has a `nodes` list.

@@ -5,7 +5,7 @@
 //! (`widgets_values`, `mode`, `title`) put in place, so a file loaded and saved without edits is equal to
 //! the original as JSON, unknown fields and all.
 
-use super::api::{WorkflowError, json_error, json_kind};
+use super::api::{WorkflowError, json_kind, parse_json, read_text};
 use serde_json::{Map, Value as Json};
 use std::path::Path;
 
@@ -101,15 +101,13 @@ pub struct UiLink {
 impl UiWorkflow {
     /// Reads a UI workflow file.
     pub fn load(path: &Path) -> Result<Self, WorkflowError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| WorkflowError::Io { path: path.display().to_string(), source })?;
-        Self::parse(&text, &path.display().to_string())
+        let (text, origin) = read_text(path)?;
+        Self::parse(&text, &origin)
     }
 
     /// Parses UI workflow text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, WorkflowError> {
-        let json: Json = serde_json::from_str(text).map_err(|error| json_error(&error, origin))?;
-        Self::from_json(json, origin)
+        Self::from_json(parse_json(text, origin)?, origin)
     }
 
     /// Builds the model from parsed JSON.
