@@ -6,6 +6,7 @@
 pub mod models;
 pub mod sampling;
 pub mod utils;
+pub mod values;
 
 use kinograph_engine::Registry;
 
@@ -19,4 +20,5 @@ pub fn registry() -> Registry {
 /// Adds every built-in node to `registry`.
 pub fn register_all(registry: &mut Registry) {
     utils::register(registry);
+    values::register_decoders(registry);
 }
