@@ -65,6 +65,7 @@ impl Latent {
     }
 
     /// Decoder for [`Latent::to_stored`].
+    #[allow(clippy::needless_pass_by_value)] // the decoder signature the registry expects
     pub fn from_stored(stored: StoredObject) -> Result<Arc<dyn NodeValue>, String> {
         let mut samples = None;
         let mut noise_mask = None;
@@ -93,7 +94,7 @@ impl Latent {
 pub const LATENT_KIND: &str = "kinograph.latent";
 
 impl NodeValue for Latent {
-    fn type_name(&self) -> &str {
+    fn type_name(&self) -> &'static str {
         "LATENT"
     }
     fn byte_size(&self) -> usize {
@@ -134,6 +135,7 @@ impl Image {
     }
 
     /// Decoder for [`Image::to_stored`].
+    #[allow(clippy::needless_pass_by_value)] // the decoder signature the registry expects
     pub fn from_stored(stored: StoredObject) -> Result<Arc<dyn NodeValue>, String> {
         let tensor = stored.tensors.first().ok_or("a stored image has no tensor")?;
         Ok(Arc::new(Image { pixels: restore_tensor(tensor)? }))
@@ -160,7 +162,7 @@ impl Image {
 }
 
 impl NodeValue for Image {
-    fn type_name(&self) -> &str {
+    fn type_name(&self) -> &'static str {
         "IMAGE"
     }
     fn byte_size(&self) -> usize {
@@ -185,7 +187,7 @@ pub struct Mask {
 }
 
 impl NodeValue for Mask {
-    fn type_name(&self) -> &str {
+    fn type_name(&self) -> &'static str {
         "MASK"
     }
     fn byte_size(&self) -> usize {
@@ -205,7 +207,7 @@ pub struct Video {
 }
 
 impl NodeValue for Video {
-    fn type_name(&self) -> &str {
+    fn type_name(&self) -> &'static str {
         "VIDEO"
     }
     fn byte_size(&self) -> usize {
@@ -234,7 +236,7 @@ pub struct Conditioning {
 }
 
 impl NodeValue for Conditioning {
-    fn type_name(&self) -> &str {
+    fn type_name(&self) -> &'static str {
         "CONDITIONING"
     }
     fn byte_size(&self) -> usize {
@@ -256,7 +258,7 @@ pub struct Sigmas {
 }
 
 impl NodeValue for Sigmas {
-    fn type_name(&self) -> &str {
+    fn type_name(&self) -> &'static str {
         "SIGMAS"
     }
     fn byte_size(&self) -> usize {
@@ -300,7 +302,7 @@ impl Noise {
 }
 
 impl NodeValue for Noise {
-    fn type_name(&self) -> &str {
+    fn type_name(&self) -> &'static str {
         "NOISE"
     }
     fn byte_size(&self) -> usize {
