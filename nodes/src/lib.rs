@@ -3,6 +3,10 @@
 //! Kinograph's built-in node library. Class names, input names, defaults and ranges follow ComfyUI
 //! wherever ComfyUI has the same node, so that its workflows load unchanged.
 
+pub mod conditioning;
+pub mod diffusion;
+pub mod latent;
+pub mod loaders;
 pub mod models;
 pub mod sampling;
 pub mod utils;
@@ -20,5 +24,8 @@ pub fn registry() -> Registry {
 /// Adds every built-in node to `registry`.
 pub fn register_all(registry: &mut Registry) {
     utils::register(registry);
+    loaders::register(registry);
+    conditioning::register(registry);
+    latent::register(registry);
     values::register_decoders(registry);
 }

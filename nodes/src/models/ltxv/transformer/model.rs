@@ -7,7 +7,7 @@ use super::embeddings::{AdaLayerNormSingle, CaptionProjection, ones};
 use super::linear::Linear;
 use super::loading::WeightLayout;
 use super::rope::{RopePositions, RopeTables, RotaryPosEmbed};
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// The LTX-Video transformer, computing in f32.
@@ -53,6 +53,11 @@ impl LtxvTransformer {
             norm_weight: ones(dim, device)?,
             norm_bias: Tensor::zeros(dim, DType::F32, device)?,
         })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.norm_weight.device()
     }
 
     /// The configuration the model was built with.

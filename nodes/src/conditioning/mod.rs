@@ -1,0 +1,111 @@
+//! Conditioning nodes: `CLIPTextEncode`, `ConditioningZeroOut` and `LTXVConditioning`.
+
+use crate::loaders::TextEncoder;
+use crate::values::{CondEntry, Conditioning, tensor_error};
+use kinograph_engine::{
+    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Registry, Value,
+};
+use std::sync::Arc;
+
+/// The shortest token sequence ComfyUI's LTX-Video tokenizer pads to.
+const MIN_TOKENS: usize = crate::models::t5::COMFY_MIN_LENGTH;
+
+/// `CLIPTextEncode`: a prompt through T5, with ComfyUI's `(text:1.2)` weights and its attention mask.
+pub struct ClipTextEncode;
+
+impl Node for ClipTextEncode {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("CLIPTextEncode")
+            .display_name("CLIP Text Encode (Prompt)")
+            .category("conditioning")
+            .description("Encodes a text prompt with the text encoder into the conditioning a sampler follows.")
+            .input(InputSpec::multiline("text", "").dynamic_prompts().tooltip("The text to be encoded."))
+            .input(InputSpec::socket("clip", "CLIP").tooltip("The text encoder used to encode the text."))
+            .output("CONDITIONING", "CONDITIONING")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let text = inputs.string("text")?;
+        let clip = inputs.object::<TextEncoder>("clip")?;
+        let encoder = clip.encoder()?;
+        let tokens = clip.tokenizer.encode_weighted(text, MIN_TOKENS).map_err(|e| NodeError::input("text", e))?;
+        context.check_interrupted()?;
+        let context_tensor = encoder.encode_tokens(&tokens, true).map_err(|e| tensor_error("T5 encode", &e))?;
+        let (_, mask) =
+            tokens.to_tensors(&candle_core::Device::Cpu).map_err(|e| tensor_error("T5 attention mask", &e))?;
+        let context_tensor =
+            context_tensor.to_device(&candle_core::Device::Cpu).map_err(|e| tensor_error("T5 output", &e))?;
+        let conditioning = Conditioning {
+            entries: vec![CondEntry { context: context_tensor, attention_mask: Some(mask), frame_rate: None }],
+        };
+        Ok(NodeOutput::new(vec![Value::from(Arc::new(conditioning))]))
+    }
+}
+
+/// `ConditioningZeroOut`: the same conditioning with zeroed embeddings (masks and options kept).
+pub struct ConditioningZeroOut;
+
+impl Node for ConditioningZeroOut {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("ConditioningZeroOut")
+            .category("advanced/conditioning")
+            .input(InputSpec::socket("conditioning", "CONDITIONING"))
+            .output("CONDITIONING", "CONDITIONING")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let conditioning = inputs.object::<Conditioning>("conditioning")?;
+        let entries = conditioning
+            .entries
+            .iter()
+            .map(|entry| {
+                Ok(CondEntry {
+                    context: entry.context.zeros_like().map_err(|e| tensor_error("zeroing", &e))?,
+                    ..entry.clone()
+                })
+            })
+            .collect::<Result<Vec<_>, NodeError>>()?;
+        Ok(NodeOutput::new(vec![Value::from(Arc::new(Conditioning { entries }))]))
+    }
+}
+
+/// `LTXVConditioning`: sets the frame rate the model's positions use on both conditionings.
+pub struct LtxvConditioning;
+
+impl Node for LtxvConditioning {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("LTXVConditioning")
+            .category("conditioning/video_models")
+            .input(InputSpec::socket("positive", "CONDITIONING"))
+            .input(InputSpec::socket("negative", "CONDITIONING"))
+            .input(InputSpec::float("frame_rate", 25.0).min(0.0).max(1000.0).step(0.01))
+            .output("CONDITIONING", "positive")
+            .output("CONDITIONING", "negative")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let frame_rate = inputs.float("frame_rate")?;
+        if frame_rate <= 0.0 {
+            return Err(NodeError::input("frame_rate", "must be above 0: positions are divided by it"));
+        }
+        let with_rate = |name: &str| -> Result<Value, NodeError> {
+            let conditioning = inputs.object::<Conditioning>(name)?;
+            let entries = conditioning
+                .entries
+                .iter()
+                .map(|entry| CondEntry { frame_rate: Some(frame_rate), ..entry.clone() })
+                .collect();
+            Ok(Value::from(Arc::new(Conditioning { entries })))
+        };
+        Ok(NodeOutput::new(vec![with_rate("positive")?, with_rate("negative")?]))
+    }
+}
+
+/// Registers the conditioning nodes.
+pub fn register(registry: &mut Registry) {
+    let nodes: [Arc<dyn Node>; 3] =
+        [Arc::new(ClipTextEncode), Arc::new(ConditioningZeroOut), Arc::new(LtxvConditioning)];
+    for node in nodes {
+        registry.register_arc(node).expect("built-in node names are unique");
+    }
+}

@@ -1,0 +1,92 @@
+//! The MODEL, CLIP and VAE values the loaders produce.
+
+use crate::models::ltxv::transformer::LtxvTransformer;
+use crate::models::ltxv::vae::LtxvVae;
+use crate::models::t5::{T5Encoder, T5Tokenizer};
+use kinograph_engine::{NodeError, NodeValue};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// MODEL: an LTX-Video transformer and the file it came from.
+#[derive(Debug, Clone)]
+pub struct DiffusionModel {
+    pub transformer: Arc<LtxvTransformer>,
+    pub file: PathBuf,
+    /// The model's built-in flow shift (`ModelSamplingFlux`), which ComfyUI's own schedulers use: 2.37
+    /// for LTX-Video.
+    pub shift: f64,
+    /// Bytes of the weights in memory.
+    pub bytes: usize,
+}
+
+impl NodeValue for DiffusionModel {
+    fn type_name(&self) -> &'static str {
+        "MODEL"
+    }
+    fn byte_size(&self) -> usize {
+        self.bytes
+    }
+    fn describe(&self) -> String {
+        format!("MODEL LTX-Video ({} blocks) from {}", self.transformer.blocks().len(), self.file.display())
+    }
+}
+
+/// CLIP: the T5 text encoder and its tokenizer. A checkpoint without a text encoder gives one without an
+/// encoder, which fails only if something tries to encode with it (as in ComfyUI).
+#[derive(Debug, Clone)]
+pub struct TextEncoder {
+    pub encoder: Option<Arc<T5Encoder>>,
+    pub tokenizer: Arc<T5Tokenizer>,
+    pub file: PathBuf,
+    pub bytes: usize,
+}
+
+impl TextEncoder {
+    /// The encoder, or an error saying where to get one.
+    pub fn encoder(&self) -> Result<&Arc<T5Encoder>, NodeError> {
+        self.encoder.as_ref().ok_or_else(|| {
+            NodeError::input(
+                "clip",
+                format!(
+                    "the checkpoint {} carries no text encoder; load T5 with CLIPLoader (type ltxv) and connect that",
+                    self.file.display()
+                ),
+            )
+        })
+    }
+}
+
+impl NodeValue for TextEncoder {
+    fn type_name(&self) -> &'static str {
+        "CLIP"
+    }
+    fn byte_size(&self) -> usize {
+        self.bytes
+    }
+    fn describe(&self) -> String {
+        match &self.encoder {
+            Some(encoder) => format!("CLIP T5 ({} blocks) from {}", encoder.config().num_layers, self.file.display()),
+            None => format!("CLIP (none: {} has no text encoder)", self.file.display()),
+        }
+    }
+}
+
+/// VAE: the LTX-Video video VAE.
+#[derive(Debug, Clone)]
+pub struct VideoVae {
+    pub vae: Arc<LtxvVae>,
+    pub file: PathBuf,
+    pub bytes: usize,
+}
+
+impl NodeValue for VideoVae {
+    fn type_name(&self) -> &'static str {
+        "VAE"
+    }
+    fn byte_size(&self) -> usize {
+        self.bytes
+    }
+    fn describe(&self) -> String {
+        format!("VAE LTX-Video {:?} from {}", self.vae.version(), self.file.display())
+    }
+}

@@ -1,0 +1,39 @@
+//! Loader nodes: `CheckpointLoaderSimple`, `UNETLoader`, `VAELoader` and `CLIPLoader`, reading model files
+//! from ComfyUI's folders into the MODEL, CLIP and VAE values the other nodes use.
+
+pub mod folders;
+pub mod handles;
+mod nodes;
+pub mod shared;
+
+pub use handles::{DiffusionModel, TextEncoder, VideoVae};
+pub use nodes::{
+    Checkpoint, CheckpointLoaderSimple, ClipLoader, UnetLoader, VaeLoader, load_checkpoint, load_text_encoder,
+};
+
+use candle_core::Device;
+use kinograph_engine::Registry;
+use std::sync::Arc;
+
+/// The device models compute on: the first CUDA or Metal device when kinograph is built with that feature
+/// and one is present, else the CPU.
+pub fn compute_device() -> Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(device) = Device::new_cuda(0) {
+        return device;
+    }
+    #[cfg(feature = "metal")]
+    if let Ok(device) = Device::new_metal(0) {
+        return device;
+    }
+    Device::Cpu
+}
+
+/// Registers the loader nodes.
+pub fn register(registry: &mut Registry) {
+    let nodes: [Arc<dyn kinograph_engine::Node>; 4] =
+        [Arc::new(CheckpointLoaderSimple), Arc::new(UnetLoader), Arc::new(VaeLoader), Arc::new(ClipLoader)];
+    for node in nodes {
+        registry.register_arc(node).expect("built-in node names are unique");
+    }
+}

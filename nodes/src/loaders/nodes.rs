@@ -1,0 +1,238 @@
+//! The loader nodes themselves.
+
+use super::folders::{model_input, model_path};
+use super::handles::{DiffusionModel, TextEncoder, VideoVae};
+use super::shared::load_shared;
+use crate::models::ltxv::transformer::LtxvTransformer;
+use crate::models::ltxv::vae::LtxvVae;
+use crate::models::t5::{COMFY_BUNDLED_PREFIX, T5Encoder, T5Tokenizer};
+use crate::models::weights::{WeightError, WeightSource};
+use kinograph_engine::{
+    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// LTX-Video's built-in flow shift (ComfyUI `supported_models.LTXV.sampling_settings["shift"]`).
+const LTXV_SHIFT: f64 = 2.37;
+
+/// The CLIP types ComfyUI's `CLIPLoader` lists; kinograph runs `ltxv` (T5-XXL).
+const CLIP_TYPES: [&str; 16] = [
+    "stable_diffusion",
+    "stable_cascade",
+    "sd3",
+    "stable_audio",
+    "mochi",
+    "ltxv",
+    "pixart",
+    "cosmos",
+    "lumina2",
+    "wan",
+    "hidream",
+    "chroma",
+    "ace",
+    "omnigen2",
+    "qwen_image",
+    "hunyuan_image",
+];
+
+fn load_error(input: &str, file: &Path, error: &WeightError) -> NodeError {
+    NodeError::input(input, format!("cannot load {}: {error}", file.display()))
+}
+
+/// Bytes of f32 weights under `prefix` in `source` (what loading them costs in memory).
+fn f32_bytes(source: &WeightSource, prefix: &str) -> usize {
+    source
+        .names()
+        .filter(|name| name.starts_with(prefix))
+        .filter_map(|name| source.shape(name))
+        .map(|shape| shape.iter().product::<usize>() * 4)
+        .sum()
+}
+
+fn open(input: &str, path: &Path) -> Result<Arc<WeightSource>, NodeError> {
+    WeightSource::open(&[path]).map(Arc::new).map_err(|e| load_error(input, path, &e))
+}
+
+fn load_model(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Arc<DiffusionModel>, NodeError> {
+    load_shared("ltxv-transformer", path, || {
+        let device = super::compute_device();
+        let transformer = LtxvTransformer::load(source, &device).map_err(|e| load_error(input, path, &e))?;
+        let prefix = crate::models::ltxv::transformer::detect_layout(source).map(|d| d.prefix).unwrap_or_default();
+        Ok(DiffusionModel {
+            transformer: Arc::new(transformer),
+            file: path.to_path_buf(),
+            shift: LTXV_SHIFT,
+            bytes: f32_bytes(source, &prefix),
+        })
+    })
+}
+
+fn load_vae(input: &str, path: &Path, source: &Arc<WeightSource>, prefix: &str) -> Result<Arc<VideoVae>, NodeError> {
+    load_shared("ltxv-vae", path, || {
+        let device = super::compute_device();
+        let vae = LtxvVae::load(source, prefix, &device).map_err(|e| load_error(input, path, &e))?;
+        Ok(VideoVae { vae: Arc::new(vae), file: path.to_path_buf(), bytes: f32_bytes(source, prefix) })
+    })
+}
+
+fn tokenizer() -> Result<Arc<T5Tokenizer>, NodeError> {
+    T5Tokenizer::new().map(Arc::new).map_err(NodeError::other)
+}
+
+/// Loads the T5 encoder in `path` (a text-encoder file, or a checkpoint that bundles one).
+pub fn load_text_encoder(input: &str, path: &Path) -> Result<Arc<TextEncoder>, NodeError> {
+    load_shared("t5", path, || {
+        let source = open(input, path)?;
+        let device = super::compute_device();
+        let encoder = T5Encoder::load(&source, &device).map_err(|e| load_error(input, path, &e))?;
+        let bytes = encoder.config().parameter_count() * 4;
+        Ok(TextEncoder { encoder: Some(Arc::new(encoder)), tokenizer: tokenizer()?, file: path.to_path_buf(), bytes })
+    })
+}
+
+/// What a single-file checkpoint holds.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub model: Arc<DiffusionModel>,
+    pub clip: Arc<TextEncoder>,
+    pub vae: Arc<VideoVae>,
+}
+
+/// Loads a ComfyUI single-file LTX-Video checkpoint: the transformer, the VAE, and the T5 encoder if the
+/// file bundles one.
+pub fn load_checkpoint(input: &str, path: &Path) -> Result<Checkpoint, NodeError> {
+    let source = open(input, path)?;
+    let model = load_model(input, path, &source)?;
+    let vae = load_vae(input, path, &source, "vae")?;
+    let clip = if source.names().any(|name| name.starts_with(COMFY_BUNDLED_PREFIX)) {
+        load_text_encoder(input, path)?
+    } else {
+        Arc::new(TextEncoder { encoder: None, tokenizer: tokenizer()?, file: path.to_path_buf(), bytes: 0 })
+    };
+    Ok(Checkpoint { model, clip, vae })
+}
+
+fn resolve(env: &Environment, kind: &str, inputs: &NodeInputs, input: &str) -> Result<PathBuf, NodeError> {
+    model_path(env, kind, input, inputs.string(input)?)
+}
+
+/// A fingerprint of a chosen model file (length and modification time), so that replacing the file
+/// re-runs the loader.
+fn file_fingerprint(env: &Environment, kind: &str, constants: &NodeInputs, input: &str) -> Option<Vec<u8>> {
+    let path = resolve(env, kind, constants, input).ok()?;
+    let metadata = std::fs::metadata(path).ok()?;
+    let modified = metadata.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    Some(format!("{}:{modified}", metadata.len()).into_bytes())
+}
+
+/// `CheckpointLoaderSimple`: MODEL, CLIP and VAE from one checkpoint in `models/checkpoints`.
+pub struct CheckpointLoaderSimple;
+
+impl Node for CheckpointLoaderSimple {
+    fn schema(&self, env: &Environment) -> NodeSchema {
+        NodeSchema::new("CheckpointLoaderSimple")
+            .display_name("Load Checkpoint")
+            .category("loaders")
+            .description("Loads an LTX-Video single-file checkpoint (transformer and VAE, and T5 if bundled).")
+            .input(model_input("ckpt_name", "checkpoints", env).tooltip("The checkpoint (model) to load."))
+            .output("MODEL", "MODEL")
+            .output("CLIP", "CLIP")
+            .output("VAE", "VAE")
+    }
+
+    fn fingerprint(&self, constants: &NodeInputs, env: &Environment) -> Option<Vec<u8>> {
+        file_fingerprint(env, "checkpoints", constants, "ckpt_name")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let path = resolve(context.env(), "checkpoints", inputs, "ckpt_name")?;
+        let Checkpoint { model, clip, vae } = load_checkpoint("ckpt_name", &path)?;
+        Ok(NodeOutput::new(vec![Value::from(model), Value::from(clip), Value::from(vae)]))
+    }
+}
+
+/// `UNETLoader`: the transformer alone, from `models/diffusion_models`.
+pub struct UnetLoader;
+
+impl Node for UnetLoader {
+    fn schema(&self, env: &Environment) -> NodeSchema {
+        NodeSchema::new("UNETLoader")
+            .display_name("Load Diffusion Model")
+            .category("advanced/loaders")
+            .input(model_input("unet_name", "diffusion_models", env))
+            .input(
+                InputSpec::combo("weight_dtype", ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"])
+                    .tooltip("Kinograph computes in f32 on the CPU whatever is chosen here."),
+            )
+            .output("MODEL", "MODEL")
+    }
+
+    fn fingerprint(&self, constants: &NodeInputs, env: &Environment) -> Option<Vec<u8>> {
+        file_fingerprint(env, "diffusion_models", constants, "unet_name")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let path = resolve(context.env(), "diffusion_models", inputs, "unet_name")?;
+        let source = open("unet_name", &path)?;
+        Ok(NodeOutput::new(vec![Value::from(load_model("unet_name", &path, &source)?)]))
+    }
+}
+
+/// `VAELoader`: a VAE from `models/vae` (a VAE file, or a checkpoint with `vae.*` tensors).
+pub struct VaeLoader;
+
+impl Node for VaeLoader {
+    fn schema(&self, env: &Environment) -> NodeSchema {
+        NodeSchema::new("VAELoader")
+            .display_name("Load VAE")
+            .category("loaders")
+            .input(model_input("vae_name", "vae", env))
+            .output("VAE", "VAE")
+    }
+
+    fn fingerprint(&self, constants: &NodeInputs, env: &Environment) -> Option<Vec<u8>> {
+        file_fingerprint(env, "vae", constants, "vae_name")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let path = resolve(context.env(), "vae", inputs, "vae_name")?;
+        let source = open("vae_name", &path)?;
+        let prefix = if source.names().any(|name| name.starts_with("vae.")) { "vae" } else { "" };
+        Ok(NodeOutput::new(vec![Value::from(load_vae("vae_name", &path, &source, prefix)?)]))
+    }
+}
+
+/// `CLIPLoader`: a text encoder from `models/text_encoders`; type `ltxv` is T5-XXL.
+pub struct ClipLoader;
+
+impl Node for ClipLoader {
+    fn schema(&self, env: &Environment) -> NodeSchema {
+        NodeSchema::new("CLIPLoader")
+            .display_name("Load CLIP")
+            .category("advanced/loaders")
+            .input(model_input("clip_name", "text_encoders", env))
+            .input(InputSpec::combo("type", CLIP_TYPES))
+            .input(InputSpec::combo("device", ["default", "cpu"]).optional())
+            .output("CLIP", "CLIP")
+    }
+
+    fn validate(&self, constants: &NodeInputs, _: &Environment) -> Vec<(String, String)> {
+        match constants.optional_string("type") {
+            Ok(Some(kind)) if kind != "ltxv" => vec![(
+                "type".to_string(),
+                format!("kinograph runs the T5-XXL text encoder of LTX-Video: type must be 'ltxv', not '{kind}'"),
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn fingerprint(&self, constants: &NodeInputs, env: &Environment) -> Option<Vec<u8>> {
+        file_fingerprint(env, "text_encoders", constants, "clip_name")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let path = resolve(context.env(), "text_encoders", inputs, "clip_name")?;
+        Ok(NodeOutput::new(vec![Value::from(load_text_encoder("clip_name", &path)?)]))
+    }
+}
