@@ -58,3 +58,35 @@ fn linspace_matches_torch_at_the_ends() {
     assert_eq!(linspace_f32(1.0, 0.0, 1), vec![1.0]);
     assert!(linspace_f32(1.0, 0.0, 0).is_empty());
 }
+
+/// `BasicScheduler` / `KSampler` schedules over LTX-Video's flow sigma table (shift 2.37), against
+/// ComfyUI's scheduler functions run in torch float32. Tolerance: 1e-6 absolute.
+#[test]
+fn named_schedulers_match_comfyui_float32() {
+    use kinograph_nodes::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES, schedule_with_denoise};
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sampling/model_schedules.json"))
+            .unwrap();
+    let fixture: Value = serde_json::from_str(&text).unwrap();
+    let sampling = FlowSampling::new(fixture["shift"].as_f64().unwrap());
+    let cases = fixture["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), SCHEDULER_NAMES.len() * 4 - 1);
+    for case in cases {
+        let name = case["scheduler"].as_str().unwrap();
+        let steps = case["steps"].as_u64().unwrap() as usize;
+        let denoise = case["denoise"].as_f64().unwrap();
+        let ours = schedule_with_denoise(&sampling, name, steps, denoise).unwrap();
+        let theirs: Vec<f64> = case["sigmas"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(ours.len(), theirs.len(), "{name} steps {steps} denoise {denoise}: {ours:?} vs {theirs:?}");
+        for (index, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert!(
+                (f64::from(*a) - b).abs() <= 1e-6,
+                "{name} steps {steps} denoise {denoise}: sigma {index} is {a}, torch gives {b}"
+            );
+        }
+    }
+    assert!(schedule_with_denoise(&sampling, "no_such", 4, 1.0).is_none());
+    assert_eq!(schedule_with_denoise(&sampling, "simple", 4, 0.0), Some(Vec::new()));
+    let single = schedule_with_denoise(&sampling, "kl_optimal", 1, 1.0).unwrap();
+    assert_eq!(single, vec![sampling.sigma_max(), 0.0]);
+}
