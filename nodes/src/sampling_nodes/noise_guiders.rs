@@ -1,0 +1,96 @@
+//! NOISE and GUIDER nodes: `RandomNoise`, `DisableNoise`, `CFGGuider`, `BasicGuider`.
+
+use crate::diffusion::Guider;
+use crate::loaders::DiffusionModel;
+use crate::values::{Conditioning, Noise};
+use kinograph_engine::{
+    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
+};
+use std::sync::Arc;
+
+/// The noise seed input ComfyUI's samplers share: 0 to 2^64 − 1, changed after each run by the editor.
+pub fn seed_input(name: &str) -> InputSpec {
+    InputSpec::int(name, 0).min(0).max(u64::MAX).control_after_generate()
+}
+
+/// `RandomNoise`.
+pub struct RandomNoise;
+
+impl Node for RandomNoise {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("RandomNoise")
+            .category("sampling/custom_sampling/noise")
+            .input(seed_input("noise_seed"))
+            .output("NOISE", "NOISE")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        Ok(NodeOutput::new(vec![Value::from(Arc::new(Noise::Random { seed: inputs.int_wide("noise_seed")? }))]))
+    }
+}
+
+/// `DisableNoise`.
+pub struct DisableNoise;
+
+impl Node for DisableNoise {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("DisableNoise").category("sampling/custom_sampling/noise").output("NOISE", "NOISE")
+    }
+
+    fn execute(&self, _: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        Ok(NodeOutput::new(vec![Value::from(Arc::new(Noise::Disabled))]))
+    }
+}
+
+/// The CFG scale input: 0 to 100, step 0.1, rounded to 0.01.
+pub fn cfg_input(default: f64) -> InputSpec {
+    InputSpec::float("cfg", default).min(0.0).max(100.0).step(0.1).round(0.01)
+}
+
+/// `CFGGuider`.
+pub struct CfgGuider;
+
+impl Node for CfgGuider {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("CFGGuider")
+            .category("sampling/custom_sampling/guiders")
+            .input(InputSpec::socket("model", "MODEL"))
+            .input(InputSpec::socket("positive", "CONDITIONING"))
+            .input(InputSpec::socket("negative", "CONDITIONING"))
+            .input(cfg_input(8.0))
+            .output("GUIDER", "GUIDER")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let guider = Guider {
+            model: inputs.object::<DiffusionModel>("model")?,
+            positive: inputs.object::<Conditioning>("positive")?,
+            negative: Some(inputs.object::<Conditioning>("negative")?),
+            cfg: inputs.float("cfg")?,
+        };
+        Ok(NodeOutput::new(vec![Value::from(Arc::new(guider))]))
+    }
+}
+
+/// `BasicGuider`: the positive prediction alone.
+pub struct BasicGuider;
+
+impl Node for BasicGuider {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("BasicGuider")
+            .category("sampling/custom_sampling/guiders")
+            .input(InputSpec::socket("model", "MODEL"))
+            .input(InputSpec::socket("conditioning", "CONDITIONING"))
+            .output("GUIDER", "GUIDER")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let guider = Guider {
+            model: inputs.object::<DiffusionModel>("model")?,
+            positive: inputs.object::<Conditioning>("conditioning")?,
+            negative: None,
+            cfg: 1.0,
+        };
+        Ok(NodeOutput::new(vec![Value::from(Arc::new(guider))]))
+    }
+}
