@@ -1,4 +1,5 @@
-//! Sampling maths: torch-compatible noise and sigma schedules (samplers and guidance follow).
+//! Sampling maths: torch-compatible noise, sigma schedules and the samplers (guidance follows).
 
 pub mod noise;
+pub mod samplers;
 pub mod schedules;
