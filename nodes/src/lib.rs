@@ -9,10 +9,13 @@ pub mod latent;
 pub mod loaders;
 pub mod models;
 pub mod sampling;
+pub mod sampling_nodes;
 pub mod utils;
 pub mod values;
 
 use kinograph_engine::Registry;
+use sampling::samplers::SamplerRegistry;
+use std::sync::Arc;
 
 /// A registry holding every built-in node.
 pub fn registry() -> Registry {
@@ -21,11 +24,25 @@ pub fn registry() -> Registry {
     registry
 }
 
-/// Adds every built-in node to `registry`.
+/// A registry holding every built-in node, with `samplers` (the built-in ones plus any custom sampler
+/// registered into it) offered by `KSamplerSelect` and `KSampler`.
+pub fn registry_with_samplers(samplers: SamplerRegistry) -> Registry {
+    let mut registry = Registry::new();
+    register_all_with_samplers(&mut registry, samplers);
+    registry
+}
+
+/// Adds every built-in node to `registry`, with the built-in samplers.
 pub fn register_all(registry: &mut Registry) {
+    register_all_with_samplers(registry, SamplerRegistry::builtin());
+}
+
+/// Adds every built-in node to `registry`, offering `samplers` for selection.
+pub fn register_all_with_samplers(registry: &mut Registry, samplers: SamplerRegistry) {
     utils::register(registry);
     loaders::register(registry);
     conditioning::register(registry);
     latent::register(registry);
+    sampling_nodes::register(registry, &Arc::new(samplers));
     values::register_decoders(registry);
 }

@@ -1,6 +1,6 @@
 //! One LTX-Video model evaluation as ComfyUI makes it for flow (CONST) sampling: the denoised latent
-//! `x − v·σ`, where `v` is the transformer's output for the latent tokens at timestep `σ` (per token
-//! `mask·σ` when a noise mask marks conditioning frames), with the positions of the latent grid in pixel
+//! `x − v·σ`, where `v` is the transformer's output for the latent tokens at timestep `σ·1000` (per token
+//! `mask·σ·1000` when a noise mask marks conditioning frames), with the positions of the latent grid in pixel
 //! units and time in seconds at the conditioning's frame rate.
 
 use crate::loaders::DiffusionModel;
@@ -26,12 +26,14 @@ pub fn predict_denoised(
     let device = transformer.device().clone();
     let (batch, _, frames, height, width) = x.dims5()?;
     let sigma32 = sigma as f32;
+    let config = transformer.config();
+    let multiplier = config.timestep_scale_multiplier as f32;
     let timestep = match denoise_mask {
-        None => Tensor::full(sigma32 * 1000.0, batch, &device)?,
+        None => Tensor::full(sigma32 * multiplier, batch, &device)?,
         Some(mask) => {
             let mask = mask.narrow(1, 0, 1)?.to_dtype(DType::F32)?;
             let mask = mask.broadcast_as((mask.dim(0)?, 1, frames, height, width))?.contiguous()?;
-            let per_token = (mask * f64::from(sigma32))?.affine(1000.0, 0.0)?;
+            let per_token = (mask * f64::from(sigma32))?.affine(f64::from(multiplier), 0.0)?;
             let per_token = per_token.reshape((per_token.dim(0)?, frames * height * width))?;
             let per_token = if per_token.dim(0)? == batch {
                 per_token
@@ -42,7 +44,8 @@ pub fn predict_denoised(
         }
     };
     let frame_rate = cond.frame_rate.unwrap_or(DEFAULT_FRAME_RATE) as f32;
-    let coords = pixel_video_coords(batch, frames, height, width, frame_rate, false, &device)?;
+    let causal_fix = config.causal_temporal_positioning;
+    let coords = pixel_video_coords(batch, frames, height, width, frame_rate, causal_fix, &device)?;
     let positions = RopePositions::Coords(coords);
     let context = repeat_batch(&cond.context, batch)?.to_device(&device)?;
     let mask =

@@ -1,0 +1,183 @@
+//! SAMPLER and sampling nodes: `KSamplerSelect`, `SamplerCustom`, `SamplerCustomAdvanced`, `KSampler`.
+
+use super::noise_guiders::{cfg_input, seed_input};
+use super::run::run_sampling;
+use crate::diffusion::Guider;
+use crate::loaders::DiffusionModel;
+use crate::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES};
+use crate::sampling::samplers::{Sampler, SamplerRegistry};
+use crate::values::{Conditioning, Latent, Noise, Sigmas};
+use kinograph_engine::{
+    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, NodeValue, Value,
+};
+use std::sync::Arc;
+
+/// SAMPLER: a sampling algorithm chosen by name.
+#[derive(Clone)]
+pub struct SamplerChoice {
+    pub sampler: Arc<dyn Sampler>,
+}
+
+impl std::fmt::Debug for SamplerChoice {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("SamplerChoice").field("name", &self.sampler.name()).finish()
+    }
+}
+
+impl NodeValue for SamplerChoice {
+    fn type_name(&self) -> &'static str {
+        "SAMPLER"
+    }
+    fn byte_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+    fn describe(&self) -> String {
+        format!("SAMPLER {}", self.sampler.name())
+    }
+}
+
+fn find_sampler(samplers: &SamplerRegistry, name: &str) -> Result<Arc<dyn Sampler>, NodeError> {
+    samplers.get(name).ok_or_else(|| {
+        NodeError::input("sampler_name", format!("unknown sampler '{name}'; known: {}", samplers.names().join(", ")))
+    })
+}
+
+fn latent_output(latent: Latent) -> Value {
+    Value::from(Arc::new(latent))
+}
+
+/// `KSamplerSelect`: lists every registered sampler, custom ones included.
+pub struct KSamplerSelect {
+    pub samplers: Arc<SamplerRegistry>,
+}
+
+impl Node for KSamplerSelect {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("KSamplerSelect")
+            .category("sampling/custom_sampling/samplers")
+            .input(InputSpec::combo("sampler_name", self.samplers.names()))
+            .output("SAMPLER", "SAMPLER")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let sampler = find_sampler(&self.samplers, inputs.string("sampler_name")?)?;
+        Ok(NodeOutput::new(vec![Value::from(Arc::new(SamplerChoice { sampler }))]))
+    }
+}
+
+/// `SamplerCustom`: CFG guidance, a seed, and a chosen sampler and sigmas.
+pub struct SamplerCustom;
+
+impl Node for SamplerCustom {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("SamplerCustom")
+            .category("sampling/custom_sampling")
+            .input(InputSpec::socket("model", "MODEL"))
+            .input(InputSpec::boolean("add_noise", true))
+            .input(seed_input("noise_seed"))
+            .input(cfg_input(8.0))
+            .input(InputSpec::socket("positive", "CONDITIONING"))
+            .input(InputSpec::socket("negative", "CONDITIONING"))
+            .input(InputSpec::socket("sampler", "SAMPLER"))
+            .input(InputSpec::socket("sigmas", "SIGMAS"))
+            .input(InputSpec::socket("latent_image", "LATENT"))
+            .output("LATENT", "output")
+            .output("LATENT", "denoised_output")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let guider = Guider {
+            model: inputs.object::<DiffusionModel>("model")?,
+            positive: inputs.object::<Conditioning>("positive")?,
+            negative: Some(inputs.object::<Conditioning>("negative")?),
+            cfg: inputs.float("cfg")?,
+        };
+        let noise =
+            if inputs.boolean("add_noise")? { Noise::Random { seed: inputs.int_wide("noise_seed")? } } else { Noise::Disabled };
+        let sampler = inputs.object::<SamplerChoice>("sampler")?;
+        let sigmas = inputs.object::<Sigmas>("sigmas")?;
+        let latent = inputs.object::<Latent>("latent_image")?;
+        let sampled = run_sampling(context, &guider, sampler.sampler.as_ref(), &sigmas.values, &latent, &noise)?;
+        Ok(NodeOutput::new(vec![latent_output(sampled.output), latent_output(sampled.denoised)]))
+    }
+}
+
+/// `SamplerCustomAdvanced`: noise, guider, sampler and sigmas each from their own node.
+pub struct SamplerCustomAdvanced;
+
+impl Node for SamplerCustomAdvanced {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("SamplerCustomAdvanced")
+            .category("sampling/custom_sampling")
+            .input(InputSpec::socket("noise", "NOISE"))
+            .input(InputSpec::socket("guider", "GUIDER"))
+            .input(InputSpec::socket("sampler", "SAMPLER"))
+            .input(InputSpec::socket("sigmas", "SIGMAS"))
+            .input(InputSpec::socket("latent_image", "LATENT"))
+            .output("LATENT", "output")
+            .output("LATENT", "denoised_output")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let noise = inputs.object::<Noise>("noise")?;
+        let guider = inputs.object::<Guider>("guider")?;
+        let sampler = inputs.object::<SamplerChoice>("sampler")?;
+        let sigmas = inputs.object::<Sigmas>("sigmas")?;
+        let latent = inputs.object::<Latent>("latent_image")?;
+        let sampled = run_sampling(context, &guider, sampler.sampler.as_ref(), &sigmas.values, &latent, &noise)?;
+        Ok(NodeOutput::new(vec![latent_output(sampled.output), latent_output(sampled.denoised)]))
+    }
+}
+
+/// `KSampler`: everything in one node, sigmas from a named scheduler over the model's sigma table.
+pub struct KSampler {
+    pub samplers: Arc<SamplerRegistry>,
+}
+
+impl Node for KSampler {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("KSampler")
+            .category("sampling")
+            .description("Uses the provided model, positive and negative conditioning to denoise the latent image.")
+            .input(InputSpec::socket("model", "MODEL"))
+            .input(seed_input("seed"))
+            .input(InputSpec::int("steps", 20).min(1).max(10_000))
+            .input(cfg_input(8.0))
+            .input(InputSpec::combo("sampler_name", self.samplers.names()))
+            .input(InputSpec::combo("scheduler", SCHEDULER_NAMES))
+            .input(InputSpec::socket("positive", "CONDITIONING"))
+            .input(InputSpec::socket("negative", "CONDITIONING"))
+            .input(InputSpec::socket("latent_image", "LATENT"))
+            .input(InputSpec::float("denoise", 1.0).min(0.0).max(1.0).step(0.01))
+            .output("LATENT", "LATENT")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let model = inputs.object::<DiffusionModel>("model")?;
+        let steps = inputs.int("steps")?.max(1) as usize;
+        let scheduler = inputs.string("scheduler")?;
+        let denoise = inputs.float("denoise")?;
+        let sampling = FlowSampling::new(model.shift);
+        // ComfyUI's KSampler: a longer schedule's tail when denoise is below 0.9999; no steps at 0.
+        let sigmas = if denoise <= 0.0 {
+            Vec::new()
+        } else {
+            let total = if denoise > 0.9999 { steps } else { (steps as f64 / denoise) as usize };
+            let all = sampling
+                .sigmas(scheduler, total)
+                .ok_or_else(|| NodeError::input("scheduler", format!("unknown scheduler '{scheduler}'")))?;
+            all[all.len().saturating_sub(steps + 1)..].to_vec()
+        };
+        let guider = Guider {
+            model,
+            positive: inputs.object::<Conditioning>("positive")?,
+            negative: Some(inputs.object::<Conditioning>("negative")?),
+            cfg: inputs.float("cfg")?,
+        };
+        let sampler = find_sampler(&self.samplers, inputs.string("sampler_name")?)?;
+        let latent = inputs.object::<Latent>("latent_image")?;
+        let noise = Noise::Random { seed: inputs.int_wide("seed")? };
+        let sampled = run_sampling(context, &guider, sampler.as_ref(), &sigmas, &latent, &noise)?;
+        Ok(NodeOutput::new(vec![latent_output(sampled.output)]))
+    }
+}
