@@ -4,6 +4,7 @@
 //! wherever ComfyUI has the same node, so that its workflows load unchanged.
 
 pub mod conditioning;
+pub mod demo;
 pub mod diffusion;
 pub mod latent;
 pub mod loaders;

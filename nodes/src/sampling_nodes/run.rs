@@ -34,7 +34,9 @@ fn fit_empty_latent(latent: &Latent, channels: usize) -> Result<Latent, NodeErro
     if dims.len() != 5 {
         return Err(NodeError::input(
             "latent_image",
-            format!("LTX-Video samples latents of shape [B, {channels}, T, H, W]; got {dims:?} (use EmptyLTXVLatentVideo or LTXVImgToVideo)"),
+            format!(
+                "LTX-Video samples latents of shape [B, {channels}, T, H, W]; got {dims:?} (use EmptyLTXVLatentVideo or LTXVImgToVideo)"
+            ),
         ));
     }
     if dims[1] == channels {
@@ -53,8 +55,9 @@ fn fit_empty_latent(latent: &Latent, channels: usize) -> Result<Latent, NodeErro
             format!("the latent has {} channels but the model works on {channels}", dims[1]),
         ));
     }
-    let samples = Tensor::zeros((dims[0], channels, dims[2], dims[3], dims[4]), candle_core::DType::F32, latent.samples.device())
-        .map_err(|e| tensor_error("latent", &e))?;
+    let samples =
+        Tensor::zeros((dims[0], channels, dims[2], dims[3], dims[4]), candle_core::DType::F32, latent.samples.device())
+            .map_err(|e| tensor_error("latent", &e))?;
     Ok(latent.with_samples(samples))
 }
 

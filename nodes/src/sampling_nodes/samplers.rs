@@ -92,8 +92,11 @@ impl Node for SamplerCustom {
             negative: Some(inputs.object::<Conditioning>("negative")?),
             cfg: inputs.float("cfg")?,
         };
-        let noise =
-            if inputs.boolean("add_noise")? { Noise::Random { seed: inputs.int_wide("noise_seed")? } } else { Noise::Disabled };
+        let noise = if inputs.boolean("add_noise")? {
+            Noise::Random { seed: inputs.int_wide("noise_seed")? }
+        } else {
+            Noise::Disabled
+        };
         let sampler = inputs.object::<SamplerChoice>("sampler")?;
         let sigmas = inputs.object::<Sigmas>("sigmas")?;
         let latent = inputs.object::<Latent>("latent_image")?;

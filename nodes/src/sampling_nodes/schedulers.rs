@@ -23,10 +23,7 @@ impl Node for LtxvScheduler {
             .input(InputSpec::int("steps", 20).min(1).max(10_000))
             .input(InputSpec::float("max_shift", 2.05).min(0.0).max(100.0).step(0.01))
             .input(InputSpec::float("base_shift", 0.95).min(0.0).max(100.0).step(0.01))
-            .input(
-                InputSpec::boolean("stretch", true)
-                    .tooltip("Stretch the sigmas to be in the range [terminal, 1]."),
-            )
+            .input(InputSpec::boolean("stretch", true).tooltip("Stretch the sigmas to be in the range [terminal, 1]."))
             .input(
                 InputSpec::float("terminal", 0.1)
                     .min(0.0)
@@ -46,7 +43,8 @@ impl Node for LtxvScheduler {
             stretch: inputs.boolean("stretch")?,
             terminal: inputs.float("terminal")?,
         };
-        let tokens = inputs.optional_object::<Latent>("latent")?.map(|latent| latent.samples.dims()[2..].iter().product());
+        let tokens =
+            inputs.optional_object::<Latent>("latent")?.map(|latent| latent.samples.dims()[2..].iter().product());
         Ok(sigmas_output(schedule.sigmas(tokens)))
     }
 }
@@ -103,7 +101,10 @@ pub fn parse_sigmas(text: &str) -> Vec<f32> {
                 // `\d*\.*\d+` allows several dots in a row ("1..5"); Python's float() rejects those, and
                 // ComfyUI fails on them. Kinograph reads the first dot as the decimal point.
                 let mut seen_dot = false;
-                token.chars().filter(|c| if *c == '.' { !std::mem::replace(&mut seen_dot, true) } else { true }).collect()
+                token
+                    .chars()
+                    .filter(|c| if *c == '.' { !std::mem::replace(&mut seen_dot, true) } else { true })
+                    .collect()
             };
             if let Ok(value) = cleaned.parse::<f64>() {
                 values.push(value as f32);
