@@ -107,7 +107,7 @@ fn impossible_sizes_and_missing_models_are_validation_errors() {
     prompt["70"]["inputs"]["width"] = json!(100);
     prompt["38"]["inputs"]["clip_name"] = json!("t5xxl_fp16.safetensors");
     let (result, _) = run(env, &prompt);
-    let report = result.err().expect("validation fails");
+    let Err(report) = result else { panic!("validation should fail") };
     let text = report.to_text();
     assert!(text.contains("length 10 is not 8k + 1"), "{text}");
     assert!(text.contains("width 100 is not a multiple of 32"), "{text}");
