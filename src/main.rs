@@ -24,6 +24,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run LTX-Video text-to-video on tiny built-in models (no download) and write an MP4.
+    ///
+    /// Writes the demo models into the models folder first. Exit codes as for `run`.
+    Demo(commands::demo::DemoArgs),
     /// Run a workflow headless.
     ///
     /// Exit codes: 0 success, 1 invalid workflow, 2 a node failed, 130 interrupted.
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     let code = match cli.command {
+        Command::Demo(args) => commands::demo::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Validate(args) => commands::validate::run(&args),
         Command::Convert(args) => commands::convert::run(&args),

@@ -1,11 +1,11 @@
 //! `kinograph run FILE`: validate, then run with progress (bars, or JSON events), Ctrl-C to stop.
 
-use super::{FolderArgs, load_workflow, registry};
+use super::{FolderArgs, Loaded, load_workflow, registry};
 use crate::progress::{EventMode, Reporter};
 use crate::size::parse_size;
 use crate::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_RUNTIME};
 use clap::Args;
-use kinograph_engine::{Cache, CancelToken, ConvertOptions, DiskCache, Executor, RunOptions, RunStatus};
+use kinograph_engine::{Cache, CancelToken, ConvertOptions, DiskCache, Executor, Registry, RunOptions, RunStatus};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,16 +38,21 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> u8 {
-    let reporter = Reporter::new(args.events, &args.folders.output_dir);
     let registry = registry();
     let options = ConvertOptions { dynamic_prompt_seed: args.prompt_seed };
-    let loaded = match load_workflow(&args.file, &args.overrides, &registry, &args.folders.environment(), &options) {
-        Ok(loaded) => loaded,
+    match load_workflow(&args.file, &args.overrides, &registry, &args.folders.environment(), &options) {
+        Ok(loaded) => run_loaded(loaded, registry, args),
         Err(message) => {
+            let reporter = Reporter::new(args.events, &args.folders.output_dir);
             reporter.invalid(&json!({"error": {"type": "invalid_prompt", "message": message, "details": "", "extra_info": {}}, "node_errors": {}}), &format!("error: {message}\n"));
-            return EXIT_INVALID;
+            EXIT_INVALID
         }
-    };
+    }
+}
+
+/// Validates and runs a loaded workflow with the settings in `args` (its `file` names it in messages).
+pub fn run_loaded(loaded: Loaded, registry: Registry, args: &RunArgs) -> u8 {
+    let reporter = Reporter::new(args.events, &args.folders.output_dir);
     let mut cache = Cache::new(args.cache_ram);
     if let Some(folder) = &args.cache_dir {
         match DiskCache::open(folder, env!("CARGO_PKG_VERSION")) {

@@ -1,0 +1,83 @@
+//! `kinograph demo`: the built-in default. Writes tiny random LTX-Video models of the real structure
+//! into the models folder (no download), then runs the text-to-video workflow (or image-to-video) on
+//! them and writes an MP4.
+
+use super::run::{RunArgs, run_loaded};
+use super::{FolderArgs, Loaded, registry};
+use crate::EXIT_INVALID;
+use crate::progress::EventMode;
+use clap::Args;
+use kinograph_engine::ApiPrompt;
+use kinograph_nodes::demo::{DEMO_CHECKPOINT, DEMO_TEXT_ENCODER, write_demo_models};
+use std::path::PathBuf;
+
+const TEXT_TO_VIDEO: &str = include_str!("../../workflows/ltxv_text_to_video.json");
+const IMAGE_TO_VIDEO: &str = include_str!("../../workflows/ltxv_image_to_video.json");
+/// The input image the image-to-video demo writes and loads.
+const DEMO_IMAGE: &str = "kinograph-demo.png";
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Run image-to-video (from a generated picture) instead of text-to-video.
+    #[arg(long)]
+    pub image_to_video: bool,
+    /// Sampler steps.
+    #[arg(long, default_value_t = 8)]
+    pub steps: u32,
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    /// How to report progress (as for `kinograph run`).
+    #[arg(long, value_enum, default_value_t = EventMode::Bars)]
+    pub events: EventMode,
+}
+
+pub fn run(args: &DemoArgs) -> u8 {
+    match prepare(args) {
+        Ok((loaded, run_args)) => run_loaded(loaded, registry(), &run_args),
+        Err(message) => {
+            eprintln!("error: {message}");
+            EXIT_INVALID
+        }
+    }
+}
+
+fn prepare(args: &DemoArgs) -> Result<(Loaded, RunArgs), String> {
+    let models = write_demo_models(&args.folders.models_dir)?;
+    eprintln!("demo models: {} and {}", models.checkpoint.display(), models.text_encoder.display());
+    let (source, name) = if args.image_to_video {
+        let image = args.folders.input_dir.join(DEMO_IMAGE);
+        kinograph_nodes::demo::write_demo_image(&image)?;
+        (IMAGE_TO_VIDEO, "ltxv_image_to_video.json")
+    } else {
+        (TEXT_TO_VIDEO, "ltxv_text_to_video.json")
+    };
+    let mut prompt = ApiPrompt::parse(source, name).map_err(|e| e.to_string())?;
+    let (sizer, prefix) = if args.image_to_video { ("77", "video/demo_i2v") } else { ("70", "video/demo_t2v") };
+    let overrides = [
+        format!("44.ckpt_name={DEMO_CHECKPOINT}"),
+        format!("38.clip_name={DEMO_TEXT_ENCODER}"),
+        format!("{sizer}.width=256"),
+        format!("{sizer}.height=192"),
+        format!("{sizer}.length=25"),
+        format!("71.steps={}", args.steps),
+        format!("81.filename_prefix={prefix}"),
+        "78.image=kinograph-demo.png".to_string(),
+    ];
+    for assignment in &overrides {
+        if assignment.starts_with("78.") && !args.image_to_video {
+            continue;
+        }
+        prompt.apply_override(assignment).map_err(|e| e.to_string())?;
+    }
+    let run_args = RunArgs {
+        file: PathBuf::from(format!("built-in demo ({name})")),
+        overrides: Vec::new(),
+        prompt_seed: None,
+        folders: args.folders.clone(),
+        events: args.events,
+        cache_ram: 1 << 30,
+        cache_dir: None,
+        jobs: None,
+    };
+    Ok((Loaded { prompt, ui_workflow: None }, run_args))
+}
