@@ -457,6 +457,9 @@ fn save_animated_webp_writes_every_frame() {
         ("quality", Value::Int(80)),
         ("method", Value::String("fastest".into())),
     ]);
+    let schema = node("SaveAnimatedWEBP").schema(&folders.env);
+    let lossless = schema.input_spec("lossless").unwrap();
+    assert_eq!(lossless.kind, kinograph_engine::InputSpec::boolean("lossless", true).kind, "ComfyUI's default");
     let ui = node("SaveAnimatedWEBP").execute(&values, &context).unwrap().ui.unwrap();
     assert_eq!(ui["animated"], json!([true]));
     let path = folders.env.output_dir.join("ComfyUI_00001_.webp");

@@ -21,7 +21,7 @@ impl Node for SaveAnimatedWEBP {
             .input(InputSpec::socket("images", "IMAGE"))
             .input(InputSpec::string("filename_prefix", "ComfyUI"))
             .input(InputSpec::float("fps", 6.0).min(0.01).max(1000.0).step(0.01))
-            .input(InputSpec::boolean("lossless", false))
+            .input(InputSpec::boolean("lossless", true))
             .input(InputSpec::int("quality", 80).min(0).max(100))
             .input(InputSpec::combo("method", ["default", "fastest", "slowest"]))
             .output_node()
