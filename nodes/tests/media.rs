@@ -392,6 +392,7 @@ fn a_workflow_run_saves_a_video_carrying_its_prompt_and_workflow() {
         "1": {"class_type": "LoadImage", "inputs": {"image": "start.png"}},
         "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 25.0}},
         "3": {"class_type": "SaveVideo", "inputs": {"video": ["2", 0], "filename_prefix": "video/run", "format": "mp4", "codec": "auto"}},
+        "4": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["1", 0], "filename_prefix": "anim", "fps": 6.0, "lossless": false, "quality": 80, "method": "default"}},
     });
     let workflow = json!({"nodes": [{"id": 1, "type": "LoadImage"}], "links": []});
     let executor = Executor::new(Arc::new(kinograph_nodes::registry()), folders.env.clone());
@@ -406,6 +407,13 @@ fn a_workflow_run_saves_a_video_carrying_its_prompt_and_workflow() {
     assert_eq!(serde_json::from_str::<Json>(embedded.workflow.as_deref().unwrap()).unwrap(), workflow);
     let saved_prompt: Json = serde_json::from_str(embedded.prompt.as_deref().unwrap()).unwrap();
     assert_eq!(saved_prompt["3"]["class_type"], "SaveVideo");
+    // The WebP carries the workflow in its EXIF as `workflow:<JSON>`, as ComfyUI writes it.
+    let webp = std::fs::read(folders.env.output_dir.join("anim_00001_.webp")).unwrap();
+    let mut decoder = image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(webp)).unwrap();
+    let exif = image::ImageDecoder::exif_metadata(&mut decoder).unwrap().expect("an EXIF chunk");
+    let exif_text = String::from_utf8_lossy(&exif);
+    assert!(exif_text.contains(&format!("workflow:{workflow}")), "{exif_text}");
+    assert!(exif_text.contains("prompt:{"));
     if ffprobe_available() {
         let probe = ffprobe(&path);
         assert_eq!(probe["streams"][0]["nb_read_frames"], "1");

@@ -1,16 +1,15 @@
 //! `SaveAnimatedWEBP`: the image batch as one animated WebP in the output folder.
 
+use super::output_metadata;
 use super::{check_prefix, media_error};
-use crate::media::webp::{WebpSettings, encode_animation};
+use crate::media::webp::{WebpSettings, add_exif, encode_animation, workflow_exif};
 use crate::values::Image;
 use kinograph_engine::{Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema};
 use serde_json::json;
 use std::io::Write;
 
-/// Saves the batch as `<prefix>_00001_.webp`, one frame per image.
-///
-/// ComfyUI also stores the workflow in the WebP's EXIF; the WebP muxer used here writes no EXIF, so
-/// these files carry no workflow.
+/// Saves the batch as `<prefix>_00001_.webp`, one frame per image, with the prompt and workflow in its
+/// EXIF as ComfyUI stores them.
 pub struct SaveAnimatedWEBP;
 
 impl Node for SaveAnimatedWEBP {
@@ -54,6 +53,11 @@ impl Node for SaveAnimatedWEBP {
         let bytes = encode_animation(frames, width, height, settings).map_err(|error| {
             if context.is_interrupted() { NodeError::Interrupted } else { media_error("encoding the WebP", &error) }
         })?;
+        let bytes = match workflow_exif(&output_metadata(context)) {
+            Some(exif) => add_exif(&bytes, &exif, width, height)
+                .map_err(|error| media_error("adding EXIF to the WebP", &error))?,
+            None => bytes,
+        };
         let mut file = context.create_numbered_output(prefix, "webp")?;
         file.write_all(&bytes)?;
         let written = file.commit()?;

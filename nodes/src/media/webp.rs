@@ -4,6 +4,7 @@
 //! whole milliseconds), looping forever.
 
 use super::MediaError;
+use std::fmt::Write as _;
 use webp_animation::{ColorMode, Encoder, EncoderOptions, EncodingConfig, EncodingType, LossyEncodingConfig};
 
 /// Encoding settings.
@@ -50,4 +51,166 @@ pub fn encode_animation<'a>(
     }
     let data = encoder.finalize(timestamp).map_err(codec)?;
     Ok(data.to_vec())
+}
+
+/// EXIF holding a workflow the way ComfyUI's WebP savers store it: tag 0x0110 (`Model`) holds
+/// `prompt:<JSON>`, and each other metadata key takes the next tag down from 0x010F (`Make`) as
+/// `<key>:<JSON>`, stopping above 0x0100. Values are ASCII strings, non-ASCII characters escaped as
+/// `\uXXXX` as Python's `json.dumps` does. Returns TIFF bytes (little-endian), without the `Exif\0\0`
+/// prefix that WebP files leave out; `None` when there is nothing to store.
+pub fn workflow_exif(metadata: &[(String, String)]) -> Option<Vec<u8>> {
+    let mut entries: Vec<(u16, Vec<u8>)> = Vec::new();
+    let mut next_tag = 0x010f_u16;
+    for (key, value) in metadata {
+        let tag = if key == "prompt" {
+            0x0110
+        } else if next_tag >= 0x0100 {
+            let tag = next_tag;
+            next_tag -= 1;
+            tag
+        } else {
+            continue;
+        };
+        let mut text = ascii_json(&format!("{key}:{value}")).into_bytes();
+        text.push(0);
+        entries.push((tag, text));
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    entries.sort_by_key(|(tag, _)| *tag);
+    let mut tiff = b"II*\0".to_vec();
+    tiff.extend_from_slice(&8_u32.to_le_bytes());
+    tiff.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    // Values follow the directory: 12 bytes per entry, 4 for the next-directory offset.
+    let mut value_offset = 8 + 2 + 12 * entries.len() + 4;
+    for (tag, text) in &entries {
+        tiff.extend_from_slice(&tag.to_le_bytes());
+        tiff.extend_from_slice(&2_u16.to_le_bytes()); // ASCII
+        tiff.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        if text.len() <= 4 {
+            let mut inline = [0_u8; 4];
+            inline[..text.len()].copy_from_slice(text);
+            tiff.extend_from_slice(&inline);
+        } else {
+            tiff.extend_from_slice(&(value_offset as u32).to_le_bytes());
+            value_offset += text.len() + text.len() % 2;
+        }
+    }
+    tiff.extend_from_slice(&0_u32.to_le_bytes());
+    for (_, text) in entries.iter().filter(|(_, text)| text.len() > 4) {
+        tiff.extend_from_slice(text);
+        if text.len() % 2 == 1 {
+            tiff.push(0); // values start on word boundaries
+        }
+    }
+    Some(tiff)
+}
+
+/// `text` with every non-ASCII character written as a JSON `\uXXXX` escape (UTF-16 units). Only valid
+/// where those characters sit inside JSON strings, as in serialised JSON.
+fn ascii_json(text: &str) -> String {
+    let mut ascii = String::with_capacity(text.len());
+    for character in text.chars() {
+        if character.is_ascii() {
+            ascii.push(character);
+        } else {
+            let mut units = [0_u16; 2];
+            for unit in character.encode_utf16(&mut units) {
+                let _ = write!(ascii, "\\u{unit:04x}"); // writing to a String cannot fail
+            }
+        }
+    }
+    ascii
+}
+
+/// Adds an `EXIF` chunk to a WebP file of `width × height` and flags it in the `VP8X` header. A simple
+/// (single-frame) file, which has no `VP8X` header, gets one first, as the extended format requires.
+pub fn add_exif(webp: &[u8], exif: &[u8], width: usize, height: usize) -> Result<Vec<u8>, MediaError> {
+    if webp.len() < 20 || &webp[..4] != b"RIFF" || &webp[8..12] != b"WEBP" {
+        return Err(MediaError::Format("the WebP encoder's output has no RIFF/WEBP header".into()));
+    }
+    let mut out = webp[..12].to_vec();
+    match &webp[12..16] {
+        b"VP8X" => out.extend_from_slice(&webp[12..]),
+        b"VP8 " | b"VP8L" => {
+            if width == 0 || height == 0 || width > 1 << 24 || height > 1 << 24 {
+                return Err(MediaError::Format(format!("{width}x{height} is not a WebP canvas size")));
+            }
+            out.extend_from_slice(b"VP8X");
+            out.extend_from_slice(&10_u32.to_le_bytes());
+            out.extend_from_slice(&[0; 4]); // flags (set below) and reserved bytes
+            out.extend_from_slice(&((width - 1) as u32).to_le_bytes()[..3]);
+            out.extend_from_slice(&((height - 1) as u32).to_le_bytes()[..3]);
+            out.extend_from_slice(&webp[12..]);
+        }
+        other => {
+            return Err(MediaError::Format(format!(
+                "unexpected first WebP chunk '{}'",
+                String::from_utf8_lossy(other)
+            )));
+        }
+    }
+    out[20] |= 0x08; // VP8X flags: EXIF present
+    out.extend_from_slice(b"EXIF");
+    let length = u32::try_from(exif.len()).map_err(|_| MediaError::Format("EXIF metadata over 4 GiB".into()))?;
+    out.extend_from_slice(&length.to_le_bytes());
+    out.extend_from_slice(exif);
+    if exif.len() % 2 == 1 {
+        out.push(0);
+    }
+    let riff_size = u32::try_from(out.len() - 8).map_err(|_| MediaError::Format("WebP file over 4 GiB".into()))?;
+    out[4..8].copy_from_slice(&riff_size.to_le_bytes());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exif_orders_tags_and_escapes_non_ascii() {
+        let metadata = vec![
+            ("prompt".to_string(), r#"{"a":"é"}"#.to_string()),
+            ("workflow".to_string(), "{}".to_string()),
+            ("extra".to_string(), "1".to_string()),
+        ];
+        let tiff = workflow_exif(&metadata).unwrap();
+        assert_eq!(&tiff[..8], b"II*\0\x08\0\0\0");
+        assert_eq!(u16::from_le_bytes([tiff[8], tiff[9]]), 3);
+        let tags: Vec<u16> = (0..3).map(|i| u16::from_le_bytes([tiff[10 + 12 * i], tiff[11 + 12 * i]])).collect();
+        assert_eq!(tags, [0x010e, 0x010f, 0x0110]);
+        let text = String::from_utf8_lossy(&tiff);
+        assert!(text.contains(r#"prompt:{"a":"\u00e9"}"#), "{text}");
+        assert!(text.contains("workflow:{}") && text.contains("extra:1"));
+        assert!(workflow_exif(&[]).is_none());
+        assert_eq!(ascii_json("😀"), "\\ud83d\\ude00");
+    }
+
+    #[test]
+    fn an_exif_chunk_is_read_back_and_the_animation_still_decodes() {
+        use image::{AnimationDecoder, ImageDecoder};
+        let settings = WebpSettings { fps: 4.0, lossless: false, quality: 80.0, method: 0 };
+        let frames = (0..2).map(|i| Ok(vec![i * 100; 8 * 6 * 3]));
+        let webp = encode_animation(frames, 8, 6, settings).unwrap();
+        let exif = workflow_exif(&[("workflow".into(), "{\"nodes\":[]}".into())]).unwrap();
+        let tagged = add_exif(&webp, &exif, 8, 6).unwrap();
+        let mut decoder = image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(&tagged)).unwrap();
+        assert_eq!(decoder.exif_metadata().unwrap(), Some(exif.clone()));
+        assert!(decoder.has_animation());
+        assert_eq!(decoder.into_frames().collect_frames().unwrap().len(), 2);
+        assert!(add_exif(b"RIFF\0\0\0\0WEBPXXXX\0\0\0\0", b"x", 8, 6).is_err());
+
+        // One frame comes out as a simple WebP; it gains a VP8X header.
+        for lossless in [false, true] {
+            let settings = WebpSettings { lossless, ..settings };
+            let single = encode_animation([Ok(vec![90; 7 * 5 * 3])], 7, 5, settings).unwrap();
+            let tagged = add_exif(&single, &exif, 7, 5).unwrap();
+            let mut decoder = image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(&tagged)).unwrap();
+            assert_eq!(decoder.dimensions(), (7, 5));
+            assert_eq!(decoder.exif_metadata().unwrap(), Some(exif.clone()));
+            let image = image::DynamicImage::from_decoder(decoder).unwrap().into_rgb8();
+            assert!(image.pixels().all(|p| p.0.iter().all(|&v| v.abs_diff(90) <= 3)));
+        }
+    }
 }
