@@ -5,7 +5,7 @@ use crate::events::{Event, EventKind, EventSink, Preview};
 use crate::node::{Environment, NodeError};
 use serde_json::Value as Json;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -263,6 +263,13 @@ impl Write for OutputFile {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer.as_mut().expect("writer present until commit").flush()
+    }
+}
+
+/// Seeking lets container writers patch sizes they learn at the end (an MP4's `mdat`).
+impl Seek for OutputFile {
+    fn seek(&mut self, position: SeekFrom) -> std::io::Result<u64> {
+        self.writer.as_mut().expect("writer present until commit").seek(position)
     }
 }
 

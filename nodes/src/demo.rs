@@ -185,3 +185,32 @@ fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<
     std::fs::write(&temporary, data).map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
     std::fs::rename(&temporary, path).map_err(|e| format!("cannot move {} into place: {e}", path.display()))
 }
+
+/// Writes the picture the image-to-video demo starts from: a 320×240 PNG of a sun over hills, drawn
+/// from a few shapes so that no file has to ship.
+pub fn write_demo_image(path: &Path) -> Result<(), String> {
+    let (width, height) = (320usize, 240usize);
+    let mut rgb = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
+            let hill = 0.62 + 0.08 * (fx * 9.0).sin() + 0.05 * (fx * 23.0).cos();
+            let sun = ((fx - 0.7).powi(2) + (fy - 0.3).powi(2)).sqrt() < 0.09;
+            let pixel: [f32; 3] = if sun {
+                [1.0, 0.85, 0.3]
+            } else if fy > hill {
+                [0.15 + 0.2 * fy, 0.45 + 0.1 * (fx * 40.0).sin(), 0.2]
+            } else {
+                [0.35 + 0.3 * fy, 0.55 + 0.3 * fy, 0.95]
+            };
+            rgb.extend(pixel.iter().map(|c| (c.clamp(0.0, 1.0) * 255.0) as u8));
+        }
+    }
+    let folder = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    let mut encoded = Vec::new();
+    crate::media::png::write_png(&mut encoded, &rgb, width, height, &[]).map_err(|e| e.to_string())?;
+    let temporary = folder.join(".kinograph-demo-image.partial");
+    std::fs::write(&temporary, encoded).map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
+    std::fs::rename(&temporary, path).map_err(|e| format!("cannot move {} into place: {e}", path.display()))
+}

@@ -6,13 +6,16 @@
 pub mod conditioning;
 pub mod demo;
 pub mod diffusion;
+pub mod image;
 pub mod latent;
 pub mod loaders;
+pub mod media;
 pub mod models;
 pub mod sampling;
 pub mod sampling_nodes;
 pub mod utils;
 pub mod values;
+pub mod video;
 
 use kinograph_engine::Registry;
 use sampling::samplers::SamplerRegistry;
@@ -45,5 +48,7 @@ pub fn register_all_with_samplers(registry: &mut Registry, samplers: SamplerRegi
     conditioning::register(registry);
     latent::register(registry);
     sampling_nodes::register(registry, &Arc::new(samplers));
+    image::register(registry);
+    video::register(registry);
     values::register_decoders(registry);
 }

@@ -1,0 +1,66 @@
+//! Image nodes: `LoadImage`, `SaveImage`, `PreviewImage`, `SaveAnimatedWEBP` and `LTXVPreprocess`,
+//! with ComfyUI's class names, inputs and UI results.
+
+mod load;
+mod preprocess;
+mod save;
+mod webp;
+
+pub use load::LoadImage;
+pub use preprocess::LTXVPreprocess;
+pub use save::{PreviewImage, SaveImage};
+pub use webp::SaveAnimatedWEBP;
+
+use kinograph_engine::{Environment, ExecutionContext, NodeError, Registry};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+/// Registers the image nodes.
+pub fn register(registry: &mut Registry) {
+    let nodes: [Arc<dyn kinograph_engine::Node>; 5] = [
+        Arc::new(LoadImage),
+        Arc::new(SaveImage),
+        Arc::new(PreviewImage),
+        Arc::new(SaveAnimatedWEBP),
+        Arc::new(LTXVPreprocess),
+    ];
+    for node in nodes {
+        registry.register_arc(node).expect("built-in node names are unique");
+    }
+}
+
+/// Where previews go: `temp/` beside the output folder, as ComfyUI lays out `output/` and `temp/`.
+pub fn temp_dir(env: &Environment) -> PathBuf {
+    env.output_dir.parent().unwrap_or(Path::new("")).join("temp")
+}
+
+/// Checks that a `filename_prefix` stays inside the output folder.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), NodeError> {
+    if prefix.is_empty() || Path::new(prefix).components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(NodeError::input(
+            "filename_prefix",
+            format!("'{prefix}' must be a relative name inside the output folder (no '..', not absolute)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The metadata ComfyUI embeds in outputs: `prompt` (the API prompt) and each key of the client's extra
+/// PNG info (usually `workflow`), as JSON text.
+pub(crate) fn output_metadata(context: &ExecutionContext) -> Vec<(String, String)> {
+    let mut metadata = Vec::new();
+    if !context.prompt().is_null() {
+        metadata.push(("prompt".to_string(), context.prompt().to_string()));
+    }
+    if let Some(extra) = context.extra_pnginfo().as_object() {
+        for (key, value) in extra {
+            metadata.push((key.clone(), value.to_string()));
+        }
+    }
+    metadata
+}
+
+/// A media error on the running node, naming what it was doing.
+pub(crate) fn media_error(what: &str, error: &crate::media::MediaError) -> NodeError {
+    NodeError::msg(format!("{what}: {error}"))
+}
