@@ -7,8 +7,9 @@ use super::{FolderArgs, Loaded, registry};
 use crate::EXIT_INVALID;
 use crate::progress::EventMode;
 use clap::Args;
-use kinograph_engine::ApiPrompt;
+use kinograph_engine::{ApiPrompt, InputValue};
 use kinograph_nodes::demo::{DEMO_CHECKPOINT, DEMO_TEXT_ENCODER, write_demo_models};
+use serde_json::{Value as Json, json};
 use std::path::PathBuf;
 
 const TEXT_TO_VIDEO: &str = include_str!("../../workflows/ltxv_text_to_video.json");
@@ -52,22 +53,21 @@ fn prepare(args: &DemoArgs) -> Result<(Loaded, RunArgs), String> {
         (TEXT_TO_VIDEO, "ltxv_text_to_video.json")
     };
     let mut prompt = ApiPrompt::parse(source, name).map_err(|e| e.to_string())?;
-    let (sizer, prefix) = if args.image_to_video { ("77", "video/demo_i2v") } else { ("70", "video/demo_t2v") };
-    let overrides = [
-        format!("44.ckpt_name={DEMO_CHECKPOINT}"),
-        format!("38.clip_name={DEMO_TEXT_ENCODER}"),
-        format!("{sizer}.width=256"),
-        format!("{sizer}.height=192"),
-        format!("{sizer}.length=25"),
-        format!("71.steps={}", args.steps),
-        format!("81.filename_prefix={prefix}"),
-        "78.image=kinograph-demo.png".to_string(),
+    let prefix = if args.image_to_video { "video/demo_i2v" } else { "video/demo_t2v" };
+    let settings: [(&str, &str, Json); 8] = [
+        ("CheckpointLoaderSimple", "ckpt_name", json!(DEMO_CHECKPOINT)),
+        ("CLIPLoader", "clip_name", json!(DEMO_TEXT_ENCODER)),
+        (if args.image_to_video { "LTXVImgToVideo" } else { "EmptyLTXVLatentVideo" }, "width", json!(256)),
+        (if args.image_to_video { "LTXVImgToVideo" } else { "EmptyLTXVLatentVideo" }, "height", json!(192)),
+        (if args.image_to_video { "LTXVImgToVideo" } else { "EmptyLTXVLatentVideo" }, "length", json!(25)),
+        ("LTXVScheduler", "steps", json!(args.steps)),
+        ("SaveVideo", "filename_prefix", json!(prefix)),
+        ("LoadImage", "image", json!(DEMO_IMAGE)),
     ];
-    for assignment in &overrides {
-        if assignment.starts_with("78.") && !args.image_to_video {
-            continue;
+    for (class_type, input, value) in settings {
+        for node in prompt.nodes.values_mut().filter(|node| node.class_type.as_deref() == Some(class_type)) {
+            node.inputs.insert(input.to_string(), InputValue::Literal(value.clone()));
         }
-        prompt.apply_override(assignment).map_err(|e| e.to_string())?;
     }
     let run_args = RunArgs {
         file: PathBuf::from(format!("built-in demo ({name})")),
