@@ -252,3 +252,18 @@ impl BrownianNoise {
         Ok(noise.to_dtype(self.like.dtype())?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::round_time;
+
+    #[test]
+    fn times_round_like_python() {
+        // Exact binary ties go to the even digit, as Python's `round(x, 6)` does.
+        assert_eq!(round_time(0.007_812_5), 0.007_812);
+        assert_eq!(round_time(0.148_437_5), 0.148_438);
+        assert_eq!(round_time(0.600_000_023_841_857_9), 0.6);
+        assert_eq!(round_time(0.999_990_642_070_770_3), 0.999_991);
+        assert_eq!(round_time(1.0), 1.0);
+    }
+}
