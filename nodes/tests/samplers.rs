@@ -135,6 +135,22 @@ fn brownian_noise_matches_torchsde() {
 }
 
 #[test]
+fn brownian_noise_does_not_depend_on_the_query_order() {
+    let like = Tensor::zeros((1, 4, 2, 3, 3), DType::F32, &Device::Cpu).unwrap();
+    let sigmas = [1.0, 0.95, 0.9, 0.8, 0.7, 0.55, 0.4, 0.3, 0.2, 0.15, 0.1];
+    let steps: Vec<(f64, f64)> = sigmas.windows(2).map(|pair| (pair[0], pair[1])).collect();
+    let noise = BrownianNoise::new(0.1, 1.0, 9, &like);
+    let forward: Vec<Vec<f32>> = steps.iter().map(|&(a, b)| values(&noise.draw(a, b).unwrap())).collect();
+    let backward = BrownianNoise::new(0.1, 1.0, 9, &like);
+    let mut reversed: Vec<Vec<f32>> = steps.iter().rev().map(|&(a, b)| values(&backward.draw(a, b).unwrap())).collect();
+    reversed.reverse();
+    assert_eq!(forward, reversed);
+    let fresh = BrownianNoise::new(0.1, 1.0, 9, &like);
+    assert_eq!(values(&fresh.draw(0.55, 0.4).unwrap()), forward[5]);
+    assert_ne!(forward[0], forward[1]);
+}
+
+#[test]
 fn the_callback_can_cancel_sampling() {
     let shape = [1, 4, 2, 3, 3];
     let noise = tensor(prepare_noise(3, &shape, None), &shape);

@@ -16,7 +16,8 @@ pub const MASK_SHAPES: &str = "a mask with the latent's rank whose every dimensi
 /// 3. the sampler runs from `x` down the `sigmas`;
 /// 4. the result is divided by `1 − σ_last` (CONST `inverse_noise_scaling`; no-op when `σ_last = 0`).
 ///
-/// `noise` and `latent` have the same shape. ComfyUI resamples any mask to the latent with
+/// `noise` and `latent` have the same shape; ComfyUI samples in float32, and so should callers that want its
+/// results (the latent is converted to the noise's dtype). ComfyUI resamples any mask to the latent with
 /// `comfy.utils.reshape_mask` (trilinear); kinograph accepts the masks for which that is a broadcast:
 /// see [`MASK_SHAPES`]. Resampling a mask of another size is the node layer's job.
 pub fn sample_flow(

@@ -25,7 +25,7 @@ mod registry;
 use candle_core::Tensor;
 
 pub use dpmpp_2m::DpmPp2m;
-pub use dpmpp_2m_sde::DpmPp2mSde;
+pub use dpmpp_2m_sde::{DpmPp2mSde, flux_percent_to_sigma};
 pub use euler::Euler;
 pub use euler_ancestral::EulerAncestral;
 pub use flow::{MASK_SHAPES, sample_flow};
@@ -33,8 +33,8 @@ pub use heun::Heun;
 pub use lcm::Lcm;
 pub use registry::SamplerRegistry;
 
-/// The shift of LTX-Video's model sampling (`ModelSamplingFlux`, `supported_models.LTXV`), the default
-/// for [`SampleOptions::flow_shift`].
+/// The shift of LTX-Video's model sampling (`ModelSamplingFlux`, `supported_models.LTXV`): the
+/// [`SampleOptions::flow_shift`] for LTX-Video models.
 pub const LTXV_FLOW_SHIFT: f64 = 2.37;
 
 /// Why sampling stopped.

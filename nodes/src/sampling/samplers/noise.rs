@@ -1,11 +1,9 @@
-//! The extra noise of ComfyUI's ancestral samplers (`default_noise_sampler`): a torch CPU generator
-//! seeded with the sampler seed plus one (ComfyUI offsets the seed when the latent is on the CPU, so that
-//! this noise differs from the starting noise), one `torch.randn(x.shape)` per draw, the stream continuing
-//! from draw to draw.
+//! The extra noise of ComfyUI's ancestral samplers (`default_noise_sampler`): a torch generator seeded
+//! with the sampler seed, one `torch.randn(x.shape)` per draw, the stream continuing from draw to draw.
 //!
-//! Where ComfyUI samples on a GPU it draws this noise from the GPU's generator instead, which gives other
-//! numbers for the same seed; kinograph always follows the CPU path. For the largest seed, 2^64 − 1,
-//! ComfyUI's `manual_seed(seed + 1)` fails with an overflow; kinograph wraps it to 0.
+//! This is ComfyUI 0.3.64 on the CPU. Where ComfyUI samples on a GPU it draws this noise from the GPU's
+//! generator, which gives other numbers for the same seed; later ComfyUI versions seed a CPU generator with
+//! `seed + 1` (so that this noise differs from the starting noise). kinograph follows the CPU path of 0.3.64.
 
 use candle_core::{Shape, Tensor};
 
@@ -21,7 +19,7 @@ pub struct AncestralNoise {
 impl AncestralNoise {
     /// The noise source ComfyUI's ancestral samplers create for `seed`, for latents shaped like `like`.
     pub fn new(seed: u64, like: &Tensor) -> Self {
-        AncestralNoise { generator: TorchGenerator::from_seed(i128::from(seed) + 1), like: like.clone() }
+        AncestralNoise { generator: TorchGenerator::new(seed), like: like.clone() }
     }
 
     /// The next `torch.randn(x.shape)` draw, on the latent's device and in its dtype.
