@@ -7,7 +7,7 @@ pub mod run;
 pub mod validate;
 
 use clap::Args;
-use kinograph_engine::{ApiPrompt, ConvertOptions, Environment, Registry, WorkflowFile};
+use kinograph_engine::{ApiPrompt, ConvertOptions, Environment, ModelFolders, Registry, WorkflowFile};
 use serde_json::Value as Json;
 use std::path::PathBuf;
 
@@ -31,7 +31,7 @@ impl FolderArgs {
         Environment {
             output_dir: self.output_dir.clone(),
             input_dir: self.input_dir.clone(),
-            model_roots: vec![self.models_dir.clone()],
+            models: ModelFolders::new(&self.models_dir),
         }
     }
 }
