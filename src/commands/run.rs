@@ -41,7 +41,11 @@ pub fn run(args: &RunArgs) -> u8 {
     let reporter = Reporter::new(args.events, &args.folders.output_dir);
     let registry = registry();
     let options = ConvertOptions { dynamic_prompt_seed: args.prompt_seed };
-    let loaded = match load_workflow(&args.file, &args.overrides, &registry, &args.folders.environment(), &options) {
+    let loaded = args
+        .folders
+        .environment()
+        .and_then(|env| Ok((load_workflow(&args.file, &args.overrides, &registry, &env, &options)?, env)));
+    let (loaded, env) = match loaded {
         Ok(loaded) => loaded,
         Err(message) => {
             reporter.invalid(&json!({"error": {"type": "invalid_prompt", "message": message, "details": "", "extra_info": {}}, "node_errors": {}}), &format!("error: {message}\n"));
@@ -58,7 +62,7 @@ pub fn run(args: &RunArgs) -> u8 {
             }
         }
     }
-    let mut executor = Executor::new(Arc::new(registry), args.folders.environment()).with_cache(Arc::new(cache));
+    let mut executor = Executor::new(Arc::new(registry), env).with_cache(Arc::new(cache));
     if let Some(jobs) = args.jobs {
         executor = executor.with_max_parallel(jobs);
     }
