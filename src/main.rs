@@ -42,6 +42,8 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// List the node types kinograph knows.
     Nodes(commands::nodes::NodesArgs),
+    /// List the model files found in the model folders, or download one from Hugging Face.
+    Models(commands::models::ModelsArgs),
     /// Time the model code on random weights of the real shapes (built in memory); prints JSON.
     ///
     /// Build with `--release` for meaningful numbers. `tools/bench/compare.py` runs the PyTorch
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
         Command::Nodes(args) => commands::nodes::run(&args),
+        Command::Models(args) => commands::models::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
     };
     ExitCode::from(code)

@@ -1,6 +1,7 @@
 //! The [`Node`] trait: what a custom node implements, and the types its `execute` sees.
 
 use crate::context::ExecutionContext;
+use crate::folders::ModelFolders;
 use crate::schema::NodeSchema;
 use crate::value::{NodeValue, Value};
 use indexmap::IndexMap;
@@ -15,8 +16,8 @@ pub struct Environment {
     pub output_dir: PathBuf,
     /// Where input files (images to load) are looked up.
     pub input_dir: PathBuf,
-    /// Model roots in ComfyUI's layout (`checkpoints/`, `vae/`, ...), searched in order.
-    pub model_roots: Vec<PathBuf>,
+    /// Model folders in ComfyUI's layout (`checkpoints/`, `vae/`, ...), with any extra search paths.
+    pub models: ModelFolders,
 }
 
 impl Default for Environment {
@@ -24,7 +25,7 @@ impl Default for Environment {
         Environment {
             output_dir: PathBuf::from("output"),
             input_dir: PathBuf::from("input"),
-            model_roots: vec![PathBuf::from("models")],
+            models: ModelFolders::new("models"),
         }
     }
 }

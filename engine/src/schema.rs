@@ -3,7 +3,9 @@
 //! A schema is what validation checks a workflow against, what the editor draws, and what
 //! `/object_info` prints (see [`NodeSchema::object_info`]).
 
+use crate::node::Environment;
 use serde_json::{Map, Value as Json, json};
+use std::path::PathBuf;
 
 /// A number bound or step given to [`InputSpec::min`], [`InputSpec::max`] or [`InputSpec::step`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,6 +87,20 @@ pub struct ComboOptions {
     /// The UI shows an upload button (ComfyUI's `image_upload`), and stores an extra widget value.
     pub image_upload: bool,
     pub control_after_generate: bool,
+    /// Set for a combo of model files ([`InputSpec::model_file`]): where the options came from, so
+    /// that a missing file is reported with the folders searched.
+    pub model_folder: Option<ModelFolderSource>,
+}
+
+/// Where the options of a model file combo were found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFolderSource {
+    /// The folder kind (`checkpoints`, `text_encoders`, ...), as the node named it.
+    pub kind: String,
+    /// Whether it is a known folder kind.
+    pub known_kind: bool,
+    /// The folders searched, in order.
+    pub searched: Vec<PathBuf>,
 }
 
 /// What kind of value an input takes.
@@ -187,6 +203,22 @@ impl InputSpec {
             name,
             InputKind::Combo(ComboOptions { default: options.first().cloned(), options, ..ComboOptions::default() }),
         )
+    }
+
+    /// A COMBO of the model files of folder kind `folder` (`checkpoints`, `vae`, `text_encoders`, ...)
+    /// found in `env`'s model folders, as [`crate::ModelFolders::list`] names them; the default is the
+    /// first. `/object_info` shows it as a plain combo; a workflow naming a file that is not there
+    /// fails validation with the folders searched and the files found.
+    pub fn model_file(name: &str, folder: &str, env: &Environment) -> Self {
+        let mut spec = Self::combo(name, env.models.list(folder));
+        if let InputKind::Combo(options) = &mut spec.kind {
+            options.model_folder = Some(ModelFolderSource {
+                kind: folder.to_string(),
+                known_kind: env.models.is_known(folder),
+                searched: env.models.search_paths(folder),
+            });
+        }
+        spec
     }
 
     /// A socket of `type_name` (`MODEL`, `LATENT`, `*`, ...).

@@ -16,7 +16,7 @@ fn environment(root: &Path) -> Environment {
     Environment {
         output_dir: root.join("output"),
         input_dir: root.join("input"),
-        model_roots: vec![root.join("models")],
+        models: kinograph_engine::ModelFolders::new(root.join("models")),
     }
 }
 

@@ -198,7 +198,7 @@ fn folders() -> Folders {
     let env = Environment {
         output_dir: root.path().join("output"),
         input_dir: root.path().join("input"),
-        model_roots: vec![root.path().join("models")],
+        models: kinograph_engine::ModelFolders::new(root.path().join("models")),
     };
     std::fs::create_dir_all(&env.input_dir).unwrap();
     Folders { _root: root, env }

@@ -19,8 +19,11 @@ pub struct ConvertArgs {
 
 pub fn run(args: &ConvertArgs) -> u8 {
     let options = ConvertOptions { dynamic_prompt_seed: args.prompt_seed };
-    let conversion = WorkflowFile::load(&args.file)
-        .and_then(|workflow| workflow.into_prompt(&registry(), &args.folders.environment(), &options));
+    let conversion = args.folders.environment().and_then(|env| {
+        WorkflowFile::load(&args.file)
+            .and_then(|workflow| workflow.into_prompt(&registry(), &env, &options))
+            .map_err(|error| error.to_string())
+    });
     match conversion {
         Ok(conversion) => {
             for warning in &conversion.warnings {

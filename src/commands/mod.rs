@@ -3,14 +3,37 @@
 pub mod bench;
 pub mod convert;
 pub mod demo;
+pub mod models;
 pub mod nodes;
 pub mod run;
 pub mod validate;
 
 use clap::Args;
-use kinograph_engine::{ApiPrompt, ConvertOptions, Environment, Registry, WorkflowFile};
+use kinograph_engine::{ApiPrompt, ConvertOptions, Environment, ModelFolders, Registry, WorkflowFile};
 use serde_json::Value as Json;
 use std::path::PathBuf;
+
+/// Where model files are looked for: options shared by every command that reads models.
+#[derive(Args, Debug, Clone)]
+pub struct ModelFolderArgs {
+    /// Model folder in ComfyUI's layout (checkpoints/, vae/, `text_encoders`/, ...).
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Extra model search paths, in the format of ComfyUI's `extra_model_paths.yaml`. Repeatable.
+    #[arg(long = "extra-model-paths", value_name = "FILE")]
+    pub extra_model_paths: Vec<PathBuf>,
+}
+
+impl ModelFolderArgs {
+    /// The model folders these options describe; the error is ready to print.
+    pub fn model_folders(&self) -> Result<ModelFolders, String> {
+        let mut folders = ModelFolders::new(&self.models_dir);
+        for file in &self.extra_model_paths {
+            folders.load_extra_paths(file).map_err(|error| error.to_string())?;
+        }
+        Ok(folders)
+    }
+}
 
 /// Folder options shared by the commands that read workflows.
 #[derive(Args, Debug, Clone)]
@@ -21,19 +44,18 @@ pub struct FolderArgs {
     /// Folder for input files (images to load).
     #[arg(long, value_name = "DIR", default_value = "input")]
     pub input_dir: PathBuf,
-    /// Model folder in ComfyUI's layout (checkpoints/, vae/, `text_encoders`/, ...).
-    #[arg(long, value_name = "DIR", default_value = "models")]
-    pub models_dir: PathBuf,
+    #[command(flatten)]
+    pub models: ModelFolderArgs,
 }
 
 impl FolderArgs {
-    /// The run environment these options describe.
-    pub fn environment(&self) -> Environment {
-        Environment {
+    /// The run environment these options describe; fails when an extra model paths file cannot be used.
+    pub fn environment(&self) -> Result<Environment, String> {
+        Ok(Environment {
             output_dir: self.output_dir.clone(),
             input_dir: self.input_dir.clone(),
-            model_roots: vec![self.models_dir.clone()],
-        }
+            models: self.models.model_folders()?,
+        })
     }
 }
 

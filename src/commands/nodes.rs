@@ -18,7 +18,13 @@ pub struct NodesArgs {
 
 pub fn run(args: &NodesArgs) -> u8 {
     let registry = registry();
-    let env = args.folders.environment();
+    let env = match args.folders.environment() {
+        Ok(env) => env,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_INVALID;
+        }
+    };
     let Json::Object(mut all) = registry.object_info(&env) else { unreachable!("object_info is an object") };
     if !args.classes.is_empty() {
         let unknown: Vec<&String> = args.classes.iter().filter(|c| !all.contains_key(c.as_str())).collect();

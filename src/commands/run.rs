@@ -5,7 +5,9 @@ use crate::progress::{EventMode, Reporter};
 use crate::size::parse_size;
 use crate::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_RUNTIME};
 use clap::Args;
-use kinograph_engine::{Cache, CancelToken, ConvertOptions, DiskCache, Executor, Registry, RunOptions, RunStatus};
+use kinograph_engine::{
+    Cache, CancelToken, ConvertOptions, DiskCache, Environment, Executor, Registry, RunOptions, RunStatus,
+};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,8 +42,12 @@ pub struct RunArgs {
 pub fn run(args: &RunArgs) -> u8 {
     let registry = registry();
     let options = ConvertOptions { dynamic_prompt_seed: args.prompt_seed };
-    match load_workflow(&args.file, &args.overrides, &registry, &args.folders.environment(), &options) {
-        Ok(loaded) => run_loaded(loaded, registry, args),
+    let loaded = args
+        .folders
+        .environment()
+        .and_then(|env| Ok((load_workflow(&args.file, &args.overrides, &registry, &env, &options)?, env)));
+    match loaded {
+        Ok((loaded, env)) => run_loaded(loaded, registry, env, args),
         Err(message) => {
             let reporter = Reporter::new(args.events, &args.folders.output_dir);
             reporter.invalid(&json!({"error": {"type": "invalid_prompt", "message": message, "details": "", "extra_info": {}}, "node_errors": {}}), &format!("error: {message}\n"));
@@ -51,7 +57,7 @@ pub fn run(args: &RunArgs) -> u8 {
 }
 
 /// Validates and runs a loaded workflow with the settings in `args` (its `file` names it in messages).
-pub fn run_loaded(loaded: Loaded, registry: Registry, args: &RunArgs) -> u8 {
+pub fn run_loaded(loaded: Loaded, registry: Registry, env: Environment, args: &RunArgs) -> u8 {
     let reporter = Reporter::new(args.events, &args.folders.output_dir);
     let mut cache = Cache::new(args.cache_ram);
     if let Some(folder) = &args.cache_dir {
@@ -63,7 +69,7 @@ pub fn run_loaded(loaded: Loaded, registry: Registry, args: &RunArgs) -> u8 {
             }
         }
     }
-    let mut executor = Executor::new(Arc::new(registry), args.folders.environment()).with_cache(Arc::new(cache));
+    let mut executor = Executor::new(Arc::new(registry), env).with_cache(Arc::new(cache));
     if let Some(jobs) = args.jobs {
         executor = executor.with_max_parallel(jobs);
     }

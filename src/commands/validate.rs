@@ -23,9 +23,11 @@ pub struct ValidateArgs {
 
 pub fn run(args: &ValidateArgs) -> u8 {
     let registry = registry();
-    let env = args.folders.environment();
-    let prompt = match load_workflow(&args.file, &args.overrides, &registry, &env, &ConvertOptions::default()) {
-        Ok(loaded) => loaded.prompt,
+    let prompt = args.folders.environment().and_then(|env| {
+        Ok((load_workflow(&args.file, &args.overrides, &registry, &env, &ConvertOptions::default())?, env))
+    });
+    let (prompt, env) = match prompt {
+        Ok((loaded, env)) => (loaded.prompt, env),
         Err(message) => {
             if args.json {
                 println!(

@@ -1,7 +1,8 @@
 //! Checking constant inputs against their widget: type coercion, ranges and combo membership.
 
 use super::report::{ErrorType, ValidationError};
-use crate::schema::{InputKind, InputSpec};
+use crate::folders::MissingModel;
+use crate::schema::{InputKind, InputSpec, ModelFolderSource};
 use crate::value::Value;
 use crate::workflow::json_kind;
 use serde_json::{Map, Value as Json, json};
@@ -85,9 +86,15 @@ pub fn check_constant(spec: &InputSpec, raw: &Json) -> Result<Value, ValidationE
                 _ => return Err(invalid_type(spec, raw, "one of the listed options (a string)")),
             };
             if options.options.iter().any(|option| option == &text) {
-                Ok(Value::String(text.into()))
-            } else {
-                Err(not_in_list(spec, &text, &options.options))
+                return Ok(Value::String(text.into()));
+            }
+            match &options.model_folder {
+                // Workflows saved on Windows name files in subfolders with `\`; listings use `/`.
+                Some(_) if text.contains('\\') && options.options.contains(&text.replace('\\', "/")) => {
+                    Ok(Value::String(text.into()))
+                }
+                Some(source) => Err(missing_model(spec, &text, &options.options, source)),
+                None => Err(not_in_list(spec, &text, &options.options)),
             }
         }
         InputKind::Socket(type_name) if type_name == "*" => Ok(Value::from_json(raw)),
@@ -214,6 +221,28 @@ fn not_in_list(spec: &InputSpec, value: &str, options: &[String]) -> ValidationE
         input: Some(spec.name.clone()),
         explanation,
     }
+}
+
+/// A model file combo whose file is not in any of its folders: ComfyUI's `value_not_in_list`, with the
+/// folders searched and the files found in the explanation and in `extra_info`.
+fn missing_model(spec: &InputSpec, value: &str, options: &[String], source: &ModelFolderSource) -> ValidationError {
+    let mut error = not_in_list(spec, value, options);
+    let missing = MissingModel {
+        folder: source.kind.clone(),
+        name: value.to_string(),
+        searched: source.searched.clone(),
+        found: options.to_vec(),
+        known_kind: source.known_kind,
+    };
+    let closest = closest_options(value, options, 3);
+    error.explanation =
+        if closest.is_empty() { missing.to_string() } else { format!("{missing}; closest: {}", quote_all(&closest)) };
+    error.extra_info.insert("model_folder".into(), json!(source.kind));
+    error.extra_info.insert(
+        "searched_paths".into(),
+        json!(source.searched.iter().map(|path| path.display().to_string()).collect::<Vec<_>>()),
+    );
+    error
 }
 
 fn quote_all(values: &[String]) -> String {
