@@ -82,24 +82,38 @@ fn validation_errors_name_the_title_the_user_sees() {
 
 #[test]
 fn missing_node_types_of_a_template_are_reported() {
-    let template = Path::new(TEMPLATES).join("ltxv_text_to_video.json");
-    let result = kinograph().arg("validate").arg(&template).arg("--json").output().unwrap();
+    let template = Path::new(TEMPLATES).join("hunyuan_video_text_to_video.json");
+    let folder = tempfile::tempdir().unwrap();
+    let result = kinograph().current_dir(folder.path()).arg("validate").arg(&template).arg("--json").output().unwrap();
     assert_eq!(result.status.code(), Some(1));
     let body: Json = serde_json::from_slice(&result.stdout).unwrap();
-    assert_eq!(body["node_errors"]["72"]["errors"][0]["type"], "missing_node_type");
-    assert_eq!(body["node_errors"]["72"]["class_type"], "SamplerCustom");
-    assert!(body["node_errors"].get("76").is_none(), "notes are not nodes");
+    assert_eq!(body["node_errors"]["26"]["errors"][0]["type"], "missing_node_type");
+    assert_eq!(body["node_errors"]["26"]["class_type"], "FluxGuidance");
+    assert_eq!(body["node_errors"]["11"]["class_type"], "DualCLIPLoader");
 
-    let readable = kinograph().arg("validate").arg(&template).output().unwrap();
+    let readable = kinograph().current_dir(folder.path()).arg("validate").arg(&template).output().unwrap();
+    assert_eq!(readable.status.code(), Some(1));
+    let stderr = text(&readable.stderr);
+    assert!(stderr.contains("node 26 (FluxGuidance): unknown node type 'FluxGuidance'"), "{stderr}");
+    assert!(stderr.contains("unknown node type 'EmptyHunyuanLatentVideo'"), "{stderr}");
+    assert!(stderr.contains("similar: 'EmptyLTXVLatentVideo'"), "{stderr}");
+}
+
+#[test]
+fn missing_models_of_a_template_name_the_folders_searched() {
+    let template = Path::new(TEMPLATES).join("ltxv_text_to_video.json");
+    let folder = tempfile::tempdir().unwrap();
+    let readable = kinograph().current_dir(folder.path()).arg("validate").arg(&template).output().unwrap();
     assert_eq!(readable.status.code(), Some(1));
     let stderr = text(&readable.stderr);
     assert!(
         stderr.contains(
-            "nodes 7 \"CLIP Text Encode (Negative Prompt)\", 6 \"CLIP Text Encode (Positive Prompt)\" (CLIPTextEncode)"
+            "node 44 \"Load Checkpoint\" (CheckpointLoaderSimple), input 'ckpt_name': model file 'ltx-video-2b-v0.9.safetensors' not found in folder kind 'checkpoints'; searched: models/checkpoints"
         ),
         "{stderr}"
     );
-    assert!(stderr.contains("unknown node type 'SamplerCustom'"), "{stderr}");
+    assert!(stderr.contains("'t5xxl_fp16.safetensors' not found in folder kind 'text_encoders'"), "{stderr}");
+    assert!(!stderr.contains("\"Note\""), "notes are not nodes: {stderr}");
 }
 
 #[test]

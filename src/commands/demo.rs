@@ -7,7 +7,7 @@ use super::{FolderArgs, Loaded, registry};
 use crate::EXIT_INVALID;
 use crate::progress::EventMode;
 use clap::Args;
-use kinograph_engine::{ApiPrompt, InputValue};
+use kinograph_engine::{ApiPrompt, Environment, InputValue};
 use kinograph_nodes::demo::{DEMO_CHECKPOINT, DEMO_TEXT_ENCODER, write_demo_models};
 use serde_json::{Value as Json, json};
 use std::path::PathBuf;
@@ -34,7 +34,7 @@ pub struct DemoArgs {
 
 pub fn run(args: &DemoArgs) -> u8 {
     match prepare(args) {
-        Ok((loaded, run_args)) => run_loaded(loaded, registry(), &run_args),
+        Ok((loaded, env, run_args)) => run_loaded(loaded, registry(), env, &run_args),
         Err(message) => {
             eprintln!("error: {message}");
             EXIT_INVALID
@@ -42,8 +42,9 @@ pub fn run(args: &DemoArgs) -> u8 {
     }
 }
 
-fn prepare(args: &DemoArgs) -> Result<(Loaded, RunArgs), String> {
-    let models = write_demo_models(&args.folders.models_dir)?;
+fn prepare(args: &DemoArgs) -> Result<(Loaded, Environment, RunArgs), String> {
+    let env = args.folders.environment()?;
+    let models = write_demo_models(env.models.models_dir())?;
     eprintln!("demo models: {} and {}", models.checkpoint.display(), models.text_encoder.display());
     let (source, name) = if args.image_to_video {
         let image = args.folders.input_dir.join(DEMO_IMAGE);
@@ -79,5 +80,5 @@ fn prepare(args: &DemoArgs) -> Result<(Loaded, RunArgs), String> {
         cache_dir: None,
         jobs: None,
     };
-    Ok((Loaded { prompt, ui_workflow: None }, run_args))
+    Ok((Loaded { prompt, ui_workflow: None }, env, run_args))
 }
