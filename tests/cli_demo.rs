@@ -47,6 +47,10 @@ fn check_video(path: &Path, loader: &str) {
     let classes: Vec<&str> =
         prompt.as_object().unwrap().values().filter_map(|node| node["class_type"].as_str()).collect();
     assert!(classes.contains(&"SaveVideo") && classes.contains(&loader), "{classes:?}");
+    // And the same graph in the UI format, for node editors.
+    let workflow: Json =
+        serde_json::from_str(probe["format"]["tags"]["workflow"].as_str().expect("workflow tag")).unwrap();
+    assert_eq!(workflow["nodes"].as_array().map(Vec::len), Some(classes.len()));
 }
 
 #[test]

@@ -57,7 +57,7 @@ pub use validation::{ErrorType, ValidationReport, validate};
 pub use value::{NodeValue, StoredObject, StoredTensor, Value};
 pub use workflow::{
     ApiPrompt, Conversion, ConversionWarning, ConvertOptions, InputValue, Link, UiWorkflow, WorkflowError,
-    WorkflowFile, convert,
+    WorkflowFile, convert, ui_from_prompt,
 };
 
 /// The guide to writing nodes, compiled as a doc test so its code keeps working.

@@ -80,5 +80,6 @@ fn prepare(args: &DemoArgs) -> Result<(Loaded, Environment, RunArgs), String> {
         cache_dir: None,
         jobs: None,
     };
-    Ok((Loaded { prompt, ui_workflow: None }, env, run_args))
+    let ui_workflow = kinograph_engine::ui_from_prompt(&prompt, &registry(), &env).ok().map(|ui| ui.to_json());
+    Ok((Loaded { prompt, ui_workflow }, env, run_args))
 }

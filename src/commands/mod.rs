@@ -9,7 +9,7 @@ pub mod run;
 pub mod validate;
 
 use clap::Args;
-use kinograph_engine::{ApiPrompt, ConvertOptions, Environment, ModelFolders, Registry, WorkflowFile};
+use kinograph_engine::{ApiPrompt, ConvertOptions, Environment, ModelFolders, Registry, WorkflowFile, ui_from_prompt};
 use serde_json::Value as Json;
 use std::path::PathBuf;
 
@@ -93,5 +93,7 @@ pub fn load_workflow(
     for assignment in overrides {
         prompt.apply_override(assignment).map_err(|error| error.to_string())?;
     }
+    // An API prompt is stored in outputs beside a UI layout of it, so they open in a node editor too.
+    let ui_workflow = ui_workflow.or_else(|| ui_from_prompt(&prompt, registry, env).ok().map(|ui| ui.to_json()));
     Ok(Loaded { prompt, ui_workflow })
 }

@@ -9,12 +9,14 @@ mod convert;
 pub mod dynamic_prompts;
 mod edit;
 pub mod embedded;
+mod layout;
 mod ui;
 pub mod widgets;
 
 pub use api::{ApiPrompt, InputValue, Link, PromptNode, WorkflowError, json_error, json_kind, parse_json, read_text};
 pub use convert::{Conversion, ConversionWarning, ConvertOptions, convert};
 pub use embedded::EmbeddedWorkflow;
+pub use layout::ui_from_prompt;
 pub use ui::{
     SUBGRAPH_INPUT_NODE, SUBGRAPH_OUTPUT_NODE, SubgraphDefinition, SubgraphSlot, UiGraph, UiInput, UiLink, UiNode,
     UiOutput, UiWorkflow,
