@@ -42,6 +42,16 @@ fn find_sampler(samplers: &SamplerRegistry, name: &str) -> Result<Arc<dyn Sample
     })
 }
 
+/// CFG guidance from the node's `positive`, `negative` and `cfg` inputs.
+fn cfg_guider(inputs: &NodeInputs, model: Arc<DiffusionModel>) -> Result<Guider, NodeError> {
+    Ok(Guider {
+        model,
+        positive: inputs.object::<Conditioning>("positive")?,
+        negative: Some(inputs.object::<Conditioning>("negative")?),
+        cfg: inputs.float("cfg")?,
+    })
+}
+
 fn latent_output(latent: Latent) -> Value {
     Value::from(Arc::new(latent))
 }
@@ -86,12 +96,7 @@ impl Node for SamplerCustom {
     }
 
     fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
-        let guider = Guider {
-            model: inputs.object::<DiffusionModel>("model")?,
-            positive: inputs.object::<Conditioning>("positive")?,
-            negative: Some(inputs.object::<Conditioning>("negative")?),
-            cfg: inputs.float("cfg")?,
-        };
+        let guider = cfg_guider(inputs, inputs.object::<DiffusionModel>("model")?)?;
         let noise = if inputs.boolean("add_noise")? {
             Noise::Random { seed: inputs.int_wide("noise_seed")? }
         } else {
@@ -171,12 +176,7 @@ impl Node for KSampler {
                 .ok_or_else(|| NodeError::input("scheduler", format!("unknown scheduler '{scheduler}'")))?;
             all[all.len().saturating_sub(steps + 1)..].to_vec()
         };
-        let guider = Guider {
-            model,
-            positive: inputs.object::<Conditioning>("positive")?,
-            negative: Some(inputs.object::<Conditioning>("negative")?),
-            cfg: inputs.float("cfg")?,
-        };
+        let guider = cfg_guider(inputs, model)?;
         let sampler = find_sampler(&self.samplers, inputs.string("sampler_name")?)?;
         let latent = inputs.object::<Latent>("latent_image")?;
         let noise = Noise::Random { seed: inputs.int_wide("seed")? };
