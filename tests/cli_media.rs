@@ -57,4 +57,27 @@ fn saved_pngs_and_videos_carry_a_workflow_that_runs_again() {
         assert!(output.join(path).is_file(), "{path} was written");
     }
     assert_eq!(std::fs::read(output.join("stills/frame_00003_.png")).unwrap(), std::fs::read(&still).unwrap());
+
+    // A saved image can be loaded back from the output folder by its annotated name.
+    let reload = json!({
+        "1": {"class_type": "LoadImage", "inputs": {"image": "stills/frame_00001_.png [output]"}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    });
+    std::fs::write(&file, reload.to_string()).unwrap();
+    let result = run(&file, &input, &output);
+    check(&result);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(stdout.contains("wrote") && stdout.contains("ComfyUI_temp_00001_.png"), "{stdout}");
+    assert!(folder.path().join("temp/ComfyUI_temp_00001_.png").is_file());
+
+    // A missing file is a validation error that names it.
+    let missing = json!({
+        "1": {"class_type": "LoadImage", "inputs": {"image": "nowhere.png"}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    });
+    std::fs::write(&file, missing.to_string()).unwrap();
+    let result = run(&file, &input, &output);
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("Invalid image file: nowhere.png") && stderr.contains("does not exist"), "{stderr}");
 }

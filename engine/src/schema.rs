@@ -85,6 +85,10 @@ pub struct ComboOptions {
     /// The UI shows an upload button (ComfyUI's `image_upload`), and stores an extra widget value.
     pub image_upload: bool,
     pub control_after_generate: bool,
+    /// Values outside `options` pass validation and are left to the node's own
+    /// [`crate::Node::validate`], as ComfyUI skips its list check for an input that a node's
+    /// `VALIDATE_INPUTS` takes (`LoadImage` accepts `name.png [output]` and files in subfolders).
+    pub node_validated: bool,
 }
 
 /// What kind of value an input takes.
@@ -279,6 +283,14 @@ impl InputSpec {
     pub fn image_upload(mut self) -> Self {
         if let InputKind::Combo(options) = &mut self.kind {
             options.image_upload = true;
+        }
+        self
+    }
+
+    /// Lets a COMBO take values outside its options, which the node's `validate` then checks.
+    pub fn node_validated(mut self) -> Self {
+        if let InputKind::Combo(options) = &mut self.kind {
+            options.node_validated = true;
         }
         self
     }
