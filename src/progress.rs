@@ -198,11 +198,14 @@ impl Reporter {
 }
 
 fn print_ui(label: &str, ui: &Json, output_dir: &std::path::Path) {
-    if let Some(files) = ui.get("files").and_then(Json::as_array) {
+    // Savers list what they wrote under `files`, and images and videos under `images`.
+    if let Some(files) = ui.get("files").or_else(|| ui.get("images")).and_then(Json::as_array) {
+        let temp_dir = kinograph_nodes::image::temp_dir_beside(output_dir);
         for file in files {
+            let folder = if file["type"] == "temp" { &temp_dir } else { output_dir };
             let subfolder = file["subfolder"].as_str().unwrap_or_default();
             let name = file["filename"].as_str().unwrap_or_default();
-            println!("{label}: wrote {}", output_dir.join(subfolder).join(name).display());
+            println!("{label}: wrote {}", folder.join(subfolder).join(name).display());
         }
     } else if let Some(texts) = ui.get("text").and_then(Json::as_array) {
         for text in texts {

@@ -87,6 +87,10 @@ pub struct ComboOptions {
     /// The UI shows an upload button (ComfyUI's `image_upload`), and stores an extra widget value.
     pub image_upload: bool,
     pub control_after_generate: bool,
+    /// Values outside `options` pass validation and are left to the node's own
+    /// [`crate::Node::validate`], as ComfyUI skips its list check for an input that a node's
+    /// `VALIDATE_INPUTS` takes (`LoadImage` accepts `name.png [output]` and files in subfolders).
+    pub node_validated: bool,
     /// Set for a combo of model files ([`InputSpec::model_file`]): where the options came from, so
     /// that a missing file is reported with the folders searched.
     pub model_folder: Option<ModelFolderSource>,
@@ -311,6 +315,14 @@ impl InputSpec {
     pub fn image_upload(mut self) -> Self {
         if let InputKind::Combo(options) = &mut self.kind {
             options.image_upload = true;
+        }
+        self
+    }
+
+    /// Lets a COMBO take values outside its options, which the node's `validate` then checks.
+    pub fn node_validated(mut self) -> Self {
+        if let InputKind::Combo(options) = &mut self.kind {
+            options.node_validated = true;
         }
         self
     }

@@ -300,7 +300,7 @@ fn load_image_without_alpha_gives_a_blank_mask_and_checks_its_file() {
     let schema = loader.schema(&folders.env);
     assert_eq!(
         schema.input_spec("image").unwrap().kind,
-        kinograph_engine::InputSpec::combo("image", ["plain.jpg"]).image_upload().kind,
+        kinograph_engine::InputSpec::combo("image", ["plain.jpg"]).image_upload().node_validated().kind,
         "the combo lists the input folder's images"
     );
     let context = ExecutionContext::detached("1", "LoadImage", folders.env.clone());

@@ -85,7 +85,7 @@ pub fn check_constant(spec: &InputSpec, raw: &Json) -> Result<Value, ValidationE
                 Json::Number(number) => number.to_string(),
                 _ => return Err(invalid_type(spec, raw, "one of the listed options (a string)")),
             };
-            if options.options.iter().any(|option| option == &text) {
+            if options.node_validated || options.options.iter().any(|option| option == &text) {
                 return Ok(Value::String(text.into()));
             }
             match &options.model_folder {

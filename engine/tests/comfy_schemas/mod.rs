@@ -121,7 +121,8 @@ pub fn ltxv_schemas() -> Vec<NodeSchema> {
             .output_node(),
         NodeSchema::new("LoadImage")
             .display_name("Load Image")
-            .input(InputSpec::combo("image", ["ltxv_image_to_video_input_image.jpg"]).image_upload())
+            // `VALIDATE_INPUTS(image)` checks the file itself, so ComfyUI skips the list check.
+            .input(InputSpec::combo("image", ["ltxv_image_to_video_input_image.jpg"]).image_upload().node_validated())
             .output("IMAGE", "IMAGE")
             .output("MASK", "MASK"),
         NodeSchema::new("LTXVImgToVideo")

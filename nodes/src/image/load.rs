@@ -22,7 +22,7 @@ impl Node for LoadImage {
         NodeSchema::new("LoadImage")
             .display_name("Load Image")
             .category("image")
-            .input(InputSpec::combo("image", input_images(&env.input_dir)).image_upload())
+            .input(InputSpec::combo("image", input_images(&env.input_dir)).image_upload().node_validated())
             .output("IMAGE", "IMAGE")
             .output("MASK", "MASK")
     }

@@ -31,7 +31,12 @@ pub fn register(registry: &mut Registry) {
 
 /// Where previews go: `temp/` beside the output folder, as ComfyUI lays out `output/` and `temp/`.
 pub fn temp_dir(env: &Environment) -> PathBuf {
-    env.output_dir.parent().unwrap_or(Path::new("")).join("temp")
+    temp_dir_beside(&env.output_dir)
+}
+
+/// The `temp/` folder beside `output_dir`.
+pub fn temp_dir_beside(output_dir: &Path) -> PathBuf {
+    output_dir.parent().unwrap_or(Path::new("")).join("temp")
 }
 
 /// Checks that a `filename_prefix` stays inside the output folder.

@@ -24,6 +24,9 @@ use openh264::formats::{YUVSlices, YUVSource};
 /// The quantiser used for saved videos, at least as good as x264's default CRF 23 (see above).
 pub const DEFAULT_QP: u8 = 28;
 
+/// The best quantiser openh264's rate control accepts (it raises anything lower to 12).
+pub const MIN_QP: u8 = 12;
+
 /// Key frame interval, as x264's default `keyint=250`.
 const KEY_FRAME_INTERVAL: u32 = 250;
 
@@ -54,14 +57,19 @@ pub struct H264Encoder {
 
 impl H264Encoder {
     /// An encoder for `width × height` frames (both even, at most 3840×2160 either way) at `fps`,
-    /// coding every frame at quantiser `qp` (0 = best, 51 = smallest).
+    /// coding every frame at quantiser `qp`, clamped to [`MIN_QP`] (best) ..= 51 (smallest).
     pub fn new(width: usize, height: usize, fps: f64, qp: u8) -> Result<Self, MediaError> {
         if width < 2 || height < 2 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(MediaError::Format(format!(
                 "H.264 in yuv420p needs an even size of at least 2x2, got {width}x{height}"
             )));
         }
-        let qp = qp.min(51);
+        if width.max(height) > 3840 || width.min(height) > 2160 {
+            return Err(MediaError::Format(format!(
+                "openh264 encodes at most 3840x2160 (or 2160x3840); {width}x{height} is larger"
+            )));
+        }
+        let qp = qp.clamp(MIN_QP, 51);
         // With the QP pinned the bitrate cannot be met by raising the QP, only by skipping frames; a
         // target of uncompressed size (24 bits a pixel) is never exceeded, so no frame is skipped. (With
         // skipping disabled instead, openh264 prints a warning on every start.)
@@ -161,4 +169,36 @@ fn frame_to_rgb(frame: &impl YUVSource, width: usize, height: usize) -> Result<V
     }
     let (y_stride, u_stride, v_stride) = frame.strides();
     Ok(yuv420_to_rgb([frame.y(), frame.u(), frame.v()], [y_stride, u_stride, v_stride], width, height))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_the_encoder_cannot_take_are_refused_up_front() {
+        assert!(H264Encoder::new(64, 48, 24.0, 28).is_ok());
+        for (width, height) in [(0, 0), (63, 48), (64, 47), (4096, 2160), (3840, 2162)] {
+            let error = H264Encoder::new(width, height, 24.0, 28).err().expect("refused").to_string();
+            assert!(error.contains(&format!("{width}x{height}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_compressed_frame_differs_from_the_plain_yuv_round_trip_by_the_quantiser_only() {
+        let rgb: Vec<u8> = (0..32 * 16).flat_map(|i| [(i % 32 * 8) as u8, (i / 32 * 16) as u8, 128]).collect();
+        // Chroma subsampling alone moves these steep ramps by a few levels; measure the codec beyond it.
+        let yuv = rgb_to_yuv420(&rgb, 32, 16);
+        let reference = yuv420_to_rgb([&yuv.y, &yuv.u, &yuv.v], [32, 16, 16], 32, 16);
+        let mut means = Vec::new();
+        for qp in [MIN_QP, 24, 40] {
+            let back = compress_frame(&rgb, 32, 16, qp).unwrap();
+            assert_eq!(back.len(), rgb.len());
+            let mean =
+                reference.iter().zip(&back).map(|(a, b)| f64::from(a.abs_diff(*b))).sum::<f64>() / rgb.len() as f64;
+            means.push(mean);
+        }
+        assert!(means[0] < 1.0 && means[1] < 4.0 && means[2] < 8.0, "{means:?}");
+        assert!(means[0] < means[1] && means[1] < means[2], "{means:?}");
+    }
 }

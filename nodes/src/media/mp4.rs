@@ -67,7 +67,8 @@ impl<W: Write + Seek> Mp4Writer<W> {
         Self::with_qp(writer, width, height, fps, DEFAULT_QP, metadata)
     }
 
-    /// Like [`Self::new`], coding every frame at quantiser `qp` (0 = best, 51 = smallest).
+    /// Like [`Self::new`], coding every frame at quantiser `qp` (12 = best, 51 = smallest; see
+    /// [`super::h264::MIN_QP`]).
     pub fn with_qp(
         mut writer: W,
         width: usize,
