@@ -80,6 +80,13 @@ pub fn load_workflow(
     env: &Environment,
     options: &ConvertOptions,
 ) -> Result<Loaded, String> {
+    if let Some(loaded) = load_output_file(file)? {
+        let mut prompt = loaded.prompt;
+        for assignment in overrides {
+            prompt.apply_override(assignment).map_err(|error| error.to_string())?;
+        }
+        return Ok(Loaded { prompt, ui_workflow: loaded.ui_workflow });
+    }
     let workflow = WorkflowFile::load(file).map_err(|error| error.to_string())?;
     let ui_workflow = match &workflow {
         WorkflowFile::Ui(ui) => Some(ui.to_json()),
@@ -96,4 +103,20 @@ pub fn load_workflow(
     // An API prompt is stored in outputs beside a UI layout of it, so they open in a node editor too.
     let ui_workflow = ui_workflow.or_else(|| ui_from_prompt(&prompt, registry, env).ok().map(|ui| ui.to_json()));
     Ok(Loaded { prompt, ui_workflow })
+}
+
+/// A PNG or MP4 output that carries the API prompt it was made with: that prompt runs again exactly as it
+/// ran, and the UI workflow beside it is passed on to the new outputs. `None` for other files, and for
+/// outputs with only a UI workflow (those are converted like a UI file).
+fn load_output_file(file: &std::path::Path) -> Result<Option<Loaded>, String> {
+    use kinograph_engine::workflow::embedded::{container, extract};
+    let Ok(bytes) = std::fs::read(file) else { return Ok(None) };
+    if container(&bytes).is_none() {
+        return Ok(None);
+    }
+    let found = extract(&bytes).map_err(|message| format!("{}: {message}", file.display()))?;
+    let Some(prompt_text) = found.prompt else { return Ok(None) };
+    let prompt = ApiPrompt::parse(&prompt_text, &format!("{} (prompt)", file.display())).map_err(|e| e.to_string())?;
+    let ui_workflow = found.workflow.and_then(|text| serde_json::from_str::<Json>(&text).ok());
+    Ok(Some(Loaded { prompt, ui_workflow }))
 }
