@@ -131,3 +131,53 @@ fn a_truncated_checkpoint_is_a_clear_error_naming_the_file() {
     assert!(failure.exception_message.contains("truncated.safetensors"), "{}", failure.exception_message);
     assert!(!root.path().join("output/latents").exists(), "nothing saved");
 }
+
+/// The rest of ComfyUI's sampling node set on one graph: loaders of single parts, `BasicScheduler`,
+/// `RandomNoise`, `CFGGuider`, `SamplerCustomAdvanced`, `KSampler`, `ConditioningZeroOut`,
+/// `DisableNoise`, `BasicGuider`, `ManualSigmas`, `VAEDecodeTiled`, `VAEEncode`, `SaveLatent`. `KSampler`
+/// and `SamplerCustomAdvanced` with the same scheduler, seed and CFG give the same latent.
+#[test]
+fn the_whole_sampling_node_set_agrees_with_itself() {
+    let root = tempfile::tempdir().unwrap();
+    let env = environment(root.path());
+    let checkpoint = root.path().join("models/checkpoints").join(DEMO_CHECKPOINT);
+    for folder in ["diffusion_models", "vae"] {
+        std::fs::create_dir_all(root.path().join("models").join(folder)).unwrap();
+        std::fs::copy(&checkpoint, root.path().join("models").join(folder).join(DEMO_CHECKPOINT)).unwrap();
+    }
+    let prompt = json!({
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": DEMO_CHECKPOINT, "weight_dtype": "default"}},
+        "2": {"class_type": "VAELoader", "inputs": {"vae_name": DEMO_CHECKPOINT}},
+        "3": {"class_type": "CLIPLoader", "inputs": {"clip_name": DEMO_TEXT_ENCODER, "type": "ltxv"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "waves on a beach", "clip": ["3", 0]}},
+        "5": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["4", 0]}},
+        "6": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 64, "height": 64, "length": 9, "batch_size": 1}},
+        "7": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "simple", "steps": 3, "denoise": 1.0}},
+        "8": {"class_type": "RandomNoise", "inputs": {"noise_seed": 123}},
+        "9": {"class_type": "CFGGuider", "inputs": {"model": ["1", 0], "positive": ["4", 0], "negative": ["5", 0], "cfg": 2.5}},
+        "10": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "heun"}},
+        "11": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["8", 0], "guider": ["9", 0], "sampler": ["10", 0], "sigmas": ["7", 0], "latent_image": ["6", 0]}},
+        "12": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": 123, "steps": 3, "cfg": 2.5, "sampler_name": "heun", "scheduler": "simple",
+            "positive": ["4", 0], "negative": ["5", 0], "latent_image": ["6", 0], "denoise": 1.0}},
+        "13": {"class_type": "SaveLatent", "inputs": {"samples": ["11", 0], "filename_prefix": "advanced"}},
+        "14": {"class_type": "SaveLatent", "inputs": {"samples": ["12", 0], "filename_prefix": "ksampler"}},
+        "15": {"class_type": "VAEDecodeTiled", "inputs": {"samples": ["11", 0], "vae": ["2", 0], "tile_size": 64, "overlap": 32, "temporal_size": 8, "temporal_overlap": 4}},
+        "16": {"class_type": "VAEEncode", "inputs": {"pixels": ["15", 0], "vae": ["2", 0]}},
+        "17": {"class_type": "DisableNoise", "inputs": {}},
+        "18": {"class_type": "BasicGuider", "inputs": {"model": ["1", 0], "conditioning": ["4", 0]}},
+        "19": {"class_type": "ManualSigmas", "inputs": {"sigmas": "0.5, 0.25, 0"}},
+        "20": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["17", 0], "guider": ["18", 0], "sampler": ["10", 0], "sigmas": ["19", 0], "latent_image": ["16", 0]}},
+        "21": {"class_type": "SaveLatent", "inputs": {"samples": ["20", 1], "filename_prefix": "refined"}}
+    });
+    let (outcome, _) = run(env, &prompt);
+    let outcome = outcome.unwrap();
+    assert_eq!(outcome.status, RunStatus::Success, "{:?}", outcome.failure);
+    let read =
+        |name: &str| read_latent_file(&root.path().join("output").join(format!("{name}_00001_.latent"))).unwrap();
+    let (advanced, ksampler, refined) = (read("advanced"), read("ksampler"), read("refined"));
+    assert_eq!(advanced.dims(), &[1, 128, 2, 2, 2]);
+    let difference: f32 =
+        (&advanced - &ksampler).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+    assert_eq!(difference, 0.0, "KSampler and SamplerCustomAdvanced sample identically");
+    assert_eq!(refined.dims(), advanced.dims(), "encode of the tiled decode gives the latent shape back");
+}
