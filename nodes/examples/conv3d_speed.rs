@@ -13,7 +13,12 @@ fn main() -> candle_core::Result<()> {
     let vb = random_var_builder(DType::F32, &device)?;
     let shapes = [(128, [17, 32, 48]), (256, [9, 16, 24]), (512, [5, 8, 12]), (1024, [3, 4, 6])];
     let mut total = 0.0;
+    // `CONV_CHANNELS=128` times only that layer (for `perf stat`).
+    let only: Option<usize> = std::env::var("CONV_CHANNELS").ok().and_then(|v| v.parse().ok());
     for (index, (channels, [frames, height, width])) in shapes.into_iter().enumerate() {
+        if only.is_some_and(|only| only != channels) {
+            continue;
+        }
         let conv = CausalConv3d::new(channels, channels, 3, [1, 1, 1], SpatialPadding::Zeros, &vb.pp(index))?;
         let x = Tensor::randn(0f32, 1f32, (1, channels, frames, height, width), &device)?;
         conv.forward(&x, false)?;

@@ -135,49 +135,56 @@ pub(super) fn conv_tiled(
 /// Fills `block` (rows (dt, dy, dx, c), one value per position) for output frame `frame`, positions
 /// `first .. first + block.len() / depth` of the frame: zero outside the image, replicated frames
 /// outside the sequence.
+///
+/// For one row the source positions are the tile's positions moved by `sy·W + sx` (the spatial
+/// offset of the tap), a contiguous run of the source plane: one copy, then zeros where the run leaves
+/// the plane (rows above or below the image) and where it wrapped around a row end (columns left or
+/// right of the image).
 fn gather_tile(block: &mut [f32], sample: &[f32], shape: &ConvShape, frame: usize, first: usize) {
     let [kt, kh, kw] = shape.kernel;
-    let (channels, height, width) = (shape.channels, shape.height, shape.width);
-    let plane = height * width;
+    let (channels, width) = (shape.channels, shape.width);
+    let plane = shape.height * width;
     let count = block.len() / (kt * kh * kw * channels);
-    let (ph, pw) = (kh / 2, kw / 2);
+    let (ph, pw) = ((kh / 2) as isize, (kw / 2) as isize);
     for (index, row) in block.chunks_mut(count).enumerate() {
         let (tap, c) = (index / channels, index % channels);
         let (dt, dy, dx) = (tap / (kh * kw), tap / kw % kh, tap % kw);
         let source_frame = (frame + dt).saturating_sub(shape.before).min(shape.frames - 1);
         let source = &sample[(c * shape.frames + source_frame) * plane..][..plane];
-        let shift = dx as isize - pw as isize;
-        // Walk the image rows the tile touches; each contributes the part of the row inside the tile.
-        let mut position = first;
-        let mut row = row;
-        while !row.is_empty() {
-            let (y, x) = (position / width, position % width);
-            let length = (width - x).min(row.len());
-            let (target, rest) = row.split_at_mut(length);
-            match (y + dy).checked_sub(ph).filter(|&sy| sy < height) {
-                Some(sy) => shifted_segment(target, &source[sy * width..][..width], x, shift),
-                None => target.fill(0.0),
-            }
-            row = rest;
-            position += length;
+        let shift_x = dx as isize - pw;
+        let begin = first as isize + (dy as isize - ph) * width as isize + shift_x;
+        // Positions i of the tile whose source begin + i lies inside the plane.
+        let lead = (-begin).clamp(0, count as isize) as usize;
+        let end = (plane as isize - begin).clamp(lead as isize, count as isize) as usize;
+        row[..lead].fill(0.0);
+        if lead < end {
+            let from = (begin + lead as isize) as usize;
+            row[lead..end].copy_from_slice(&source[from..from + (end - lead)]);
+        }
+        row[end..].fill(0.0);
+        if shift_x != 0 {
+            clear_wrapped_columns(row, first % width, width, shift_x);
         }
     }
 }
 
-/// `target[i] = line[x + i + shift]`, zero where that index falls outside the line.
-fn shifted_segment(target: &mut [f32], line: &[f32], x: usize, shift: isize) {
-    let width = line.len() as isize;
-    let begin = x as isize + shift;
-    let end = begin + target.len() as isize;
-    // The part of [begin, end) inside [0, width), as offsets into `target`.
-    let inside_begin = begin.clamp(0, width);
-    let inside_end = end.clamp(0, width);
-    let lead = (inside_begin - begin) as usize;
-    let length = (inside_end - inside_begin).max(0) as usize;
-    let total = target.len();
-    target[..lead.min(total)].fill(0.0);
-    if length > 0 {
-        target[lead..lead + length].copy_from_slice(&line[inside_begin as usize..inside_end as usize]);
+/// Zeroes the values of `row` (consecutive positions starting at column `x0` of an image row of
+/// `width`) whose column plus `shift` falls outside the image: the columns a shifted plain copy took
+/// from the neighbouring image row.
+fn clear_wrapped_columns(row: &mut [f32], x0: usize, width: usize, shift: isize) {
+    let reach = shift.unsigned_abs().min(width);
+    // Columns x with x + shift outside [0, width): x < reach for a left shift, x >= width − reach for
+    // a right one. The first such column of the tile, then one run of `reach` every `width` positions.
+    let first_bad = if shift < 0 { 0 } else { width - reach };
+    let mut start = (first_bad + width - x0) % width;
+    // A run that begins before the tile (the tile starts inside it) is cut at the tile's start.
+    let len = row.len();
+    if x0 > first_bad && x0 < first_bad + reach {
+        let head = first_bad + reach - x0;
+        row[..head.min(len)].fill(0.0);
     }
-    target[(lead + length).min(total)..].fill(0.0);
+    while start < len {
+        row[start..(start + reach).min(len)].fill(0.0);
+        start += width;
+    }
 }
