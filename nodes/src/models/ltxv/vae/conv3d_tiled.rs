@@ -1,21 +1,24 @@
 //! The tiled CPU conv3d for layers whose weights fit in cache (see `conv3d_cpu.rs` for when it is used).
 //!
-//! The output `(C_out, T_out, H, W)` of one sample is cut into tiles: runs of consecutive positions of
-//! one frame, a multiple of [`POSITION_BLOCK`] long where the frame allows. For each tile a worker
-//! gathers the full 3D im2col block, `kt·kh·kw·C` rows (ordered (dt, dy, dx, c) like the weight's
-//! columns) of one value per position, with the zero spatial padding and the replicated temporal
-//! padding folded in, then runs one single-threaded GEMM `C_out × (kt·kh·kw·C) × positions` that
-//! accumulates into the tile's part of the output, which starts as the bias.
+//! Each frame of the output `(C_out, T_out, H, W)` of one sample is cut into runs of consecutive
+//! positions, a multiple of [`POSITION_BLOCK`] long where the frame allows; a tile is one run of one
+//! frame. Workers take one run at a time and go through its frames in order. For each input frame the
+//! run needs, the worker gathers the run's im2col rows of that frame, `kh·kw·C` rows (ordered (dy, dx,
+//! c) like the weight's columns within a temporal tap) of one value per position, with the zero
+//! spatial padding and the replicated temporal padding folded in. It keeps the last kt of them, so
+//! that each input frame is gathered once per run rather than once per temporal tap. The output tile
+//! starts as the bias and each temporal tap adds one single-threaded GEMM `C_out × (kh·kw·C) ×
+//! positions` of its weight columns and its frame's rows.
 //!
-//! Compared with one im2col matrix for the whole sequence, the block stays in cache between the gather
-//! and the GEMM (the whole-sequence matrix is kh·kw times the input and goes through memory), the
-//! GEMM's inner dimension is kt times longer, and the workers need no synchronisation besides taking
-//! the next tile, so every core stays busy. The cost is that every tile reads the whole weight, which
-//! is why large weights take the whole-sequence path instead.
+//! Compared with one im2col matrix for the whole sequence, the gathered rows stay in cache between the
+//! gather and the GEMMs (the whole-sequence matrix is kh·kw times the input and goes through memory),
+//! and the workers need no synchronisation besides taking the next run, so every core stays busy. The
+//! cost is that every tile reads the whole weight, which is why large weights take the whole-sequence
+//! path instead.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Bytes of one tile's im2col block: small enough to stay in the cache of a core next to the weight.
+/// Bytes of the kt gathered frames of one run: small enough to stay in the cache of a core.
 const TILE_BYTES: usize = 3 << 20;
 
 /// Tiles are a multiple of this many positions: the GEMM's micro-kernel covers 64 positions at a time
@@ -60,71 +63,52 @@ pub(super) fn conv_tiled(
     threads: usize,
 ) {
     let [kt, kh, kw] = shape.kernel;
-    let (height, width) = (shape.height, shape.width);
-    let plane = height * width;
-    let depth = kt * kh * kw * shape.channels;
+    let plane = shape.height * shape.width;
+    let tap_depth = kh * kw * shape.channels;
+    let depth = kt * tap_depth;
     let out_frames = output.len() / (shape.out_channels * plane);
     // As many positions as the byte budget allows, rounded to whole micro-kernel blocks, then spread
-    // evenly over the tiles a frame needs.
+    // evenly over the runs a frame needs.
     let most = (TILE_BYTES / (depth * 4) / POSITION_BLOCK).max(1) * POSITION_BLOCK;
-    let tiles_per_frame = plane.div_ceil(most);
-    let tile_len = plane.div_ceil(tiles_per_frame).next_multiple_of(POSITION_BLOCK).min(plane);
-    let tiles_per_frame = plane.div_ceil(tile_len);
-    let tiles = out_frames * tiles_per_frame;
+    let runs = plane.div_ceil(most);
+    let run_len = plane.div_ceil(runs).next_multiple_of(POSITION_BLOCK).min(plane);
+    let runs = plane.div_ceil(run_len);
     let next = AtomicUsize::new(0);
     let target = TileOutput { data: output.as_mut_ptr(), len: output.len() };
     let (next, target) = (&next, &target);
     std::thread::scope(|scope| {
-        for _ in 0..threads.min(tiles) {
+        for _ in 0..threads.min(runs) {
             scope.spawn(move || {
-                let mut block = vec![0f32; depth * tile_len];
+                // Slot j holds the gathered rows of the padded input frame p with p % kt == j.
+                let mut slots = vec![0f32; depth * run_len];
                 loop {
-                    let tile = next.fetch_add(1, Ordering::Relaxed);
-                    if tile >= tiles {
+                    let run = next.fetch_add(1, Ordering::Relaxed);
+                    if run >= runs {
                         break;
                     }
-                    let frame = tile / tiles_per_frame;
-                    let first = (tile % tiles_per_frame) * tile_len;
-                    let count = tile_len.min(plane - first);
-                    let block = &mut block[..depth * count];
-                    gather_tile(block, sample, shape, frame, first);
-                    let start = frame * plane + first;
-                    let stride = out_frames * plane;
-                    debug_assert!((shape.out_channels - 1) * stride + start + count <= target.len);
-                    for (channel, &value) in bias.iter().enumerate() {
-                        // SAFETY: `first + count <= plane`, so the range lies inside row
-                        // `channel` of the output, and it belongs to this tile only.
-                        #[allow(unsafe_code)]
-                        unsafe { std::slice::from_raw_parts_mut(target.data.add(channel * stride + start), count) }
-                            .fill(value);
-                    }
-                    // SAFETY: the destination is out_channels rows of `count` values at stride
-                    // `stride`, starting at `start`: inside the output and owned by this tile (see
-                    // above). The left operand is the whole (out_channels, depth) weight, the right one
-                    // the (depth, count) block, both contiguous; nothing is aliased.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        gemm::gemm(
-                            shape.out_channels,
+                    let first = run * run_len;
+                    let count = run_len.min(plane - first);
+                    let mut held = vec![usize::MAX; kt];
+                    for frame in 0..out_frames {
+                        for padded in frame..frame + kt {
+                            if held[padded % kt] != padded {
+                                let slot = &mut slots[padded % kt * tap_depth * count..][..tap_depth * count];
+                                gather_frame(slot, sample, shape, padded, first);
+                                held[padded % kt] = padded;
+                            }
+                        }
+                        let tile = Tile {
+                            out_channels: shape.out_channels,
+                            start: frame * plane + first,
                             count,
-                            depth,
-                            target.data.add(start),
-                            1,
-                            stride as isize,
-                            true,
-                            weight.as_ptr(),
-                            1,
-                            depth as isize,
-                            block.as_ptr(),
-                            1,
-                            count as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
+                            stride: out_frames * plane,
+                        };
+                        debug_assert!((shape.out_channels - 1) * tile.stride + tile.start + count <= target.len);
+                        tile.fill_bias(target, bias);
+                        for tap in 0..kt {
+                            let slot = &slots[(frame + tap) % kt * tap_depth * count..][..tap_depth * count];
+                            tile.accumulate(target, &weight[tap * tap_depth..], depth, slot, tap_depth);
+                        }
                     }
                 }
             });
@@ -132,24 +116,81 @@ pub(super) fn conv_tiled(
     });
 }
 
-/// Fills `block` (rows (dt, dy, dx, c), one value per position) for output frame `frame`, positions
-/// `first .. first + block.len() / depth` of the frame: zero outside the image, replicated frames
-/// outside the sequence.
+/// The positions `start .. start + count` of every output channel row (rows `stride` apart): the part
+/// of the output one worker owns while it computes one frame of its run.
+struct Tile {
+    out_channels: usize,
+    start: usize,
+    count: usize,
+    stride: usize,
+}
+
+impl Tile {
+    fn fill_bias(&self, target: &TileOutput, bias: &[f32]) {
+        for (channel, &value) in bias.iter().enumerate() {
+            // SAFETY: `start + count` stays inside the frame, so the range lies inside row `channel`
+            // of the output, and it belongs to this tile only.
+            #[allow(unsafe_code)]
+            unsafe { std::slice::from_raw_parts_mut(target.data.add(channel * self.stride + self.start), self.count) }
+                .fill(value);
+        }
+    }
+
+    /// `tile += weight · block`: `weight` holds `out_channels` rows of `depth` values at stride
+    /// `weight_stride`, `block` is `(depth, count)`, contiguous.
+    fn accumulate(&self, target: &TileOutput, weight: &[f32], weight_stride: usize, block: &[f32], depth: usize) {
+        let out_channels = self.out_channels;
+        debug_assert!(weight.len() >= (out_channels - 1) * weight_stride + depth);
+        debug_assert_eq!(block.len(), depth * self.count);
+        // SAFETY: the destination is out_channels rows of `count` values at stride `stride`, starting
+        // at `start`: inside the output and owned by this tile (see `fill_bias`). The left operand is
+        // out_channels rows of `depth` values at stride `weight_stride` inside `weight`, the right one
+        // the contiguous (depth, count) block; nothing is aliased.
+        #[allow(unsafe_code)]
+        unsafe {
+            gemm::gemm(
+                out_channels,
+                self.count,
+                depth,
+                target.data.add(self.start),
+                1,
+                self.stride as isize,
+                true,
+                weight.as_ptr(),
+                1,
+                weight_stride as isize,
+                block.as_ptr(),
+                1,
+                self.count as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+}
+
+/// Fills `block` (rows (dy, dx, c), one value per position) from frame `padded` of the temporally
+/// padded input, positions `first .. first + block.len() / (kh·kw·C)` of the frame: zero outside the
+/// image, replicated frames outside the sequence.
 ///
 /// For one row the source positions are the tile's positions moved by `sy·W + sx` (the spatial
 /// offset of the tap), a contiguous run of the source plane: one copy, then zeros where the run leaves
 /// the plane (rows above or below the image) and where it wrapped around a row end (columns left or
 /// right of the image).
-fn gather_tile(block: &mut [f32], sample: &[f32], shape: &ConvShape, frame: usize, first: usize) {
-    let [kt, kh, kw] = shape.kernel;
+fn gather_frame(block: &mut [f32], sample: &[f32], shape: &ConvShape, padded: usize, first: usize) {
+    let [_, kh, kw] = shape.kernel;
     let (channels, width) = (shape.channels, shape.width);
     let plane = shape.height * width;
-    let count = block.len() / (kt * kh * kw * channels);
+    let count = block.len() / (kh * kw * channels);
     let (ph, pw) = ((kh / 2) as isize, (kw / 2) as isize);
+    let source_frame = padded.saturating_sub(shape.before).min(shape.frames - 1);
     for (index, row) in block.chunks_mut(count).enumerate() {
         let (tap, c) = (index / channels, index % channels);
-        let (dt, dy, dx) = (tap / (kh * kw), tap / kw % kh, tap % kw);
-        let source_frame = (frame + dt).saturating_sub(shape.before).min(shape.frames - 1);
+        let (dy, dx) = (tap / kw, tap % kw);
         let source = &sample[(c * shape.frames + source_frame) * plane..][..plane];
         let shift_x = dx as isize - pw;
         let begin = first as isize + (dy as isize - ph) * width as isize + shift_x;
