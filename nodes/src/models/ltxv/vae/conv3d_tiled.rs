@@ -16,14 +16,15 @@
 //! cost is that every tile reads the whole weight, which is why large weights take the whole-sequence
 //! path instead.
 
+use super::conv3d_kernel::{KernelCall, STRIP, applies};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Bytes of the kt gathered frames of one run: small enough to stay in the cache of a core.
 const TILE_BYTES: usize = 3 << 20;
 
-/// Tiles are a multiple of this many positions: the GEMM's micro-kernel covers 64 positions at a time
-/// with AVX-512, so other lengths leave part of every tile to slower edge kernels.
-const POSITION_BLOCK: usize = 64;
+/// Runs are a multiple of this many positions, the strip the micro-kernel covers at a time, so that
+/// only a frame's last run can end in a partial strip.
+const POSITION_BLOCK: usize = STRIP;
 
 /// The geometry of one conv: the input `(channels, frames, height, width)` of one sample before
 /// temporal padding, the output width, the kernel and the replicated frames in front.
@@ -73,6 +74,7 @@ pub(super) fn conv_tiled(
     let runs = plane.div_ceil(most);
     let run_len = plane.div_ceil(runs).next_multiple_of(POSITION_BLOCK).min(plane);
     let runs = plane.div_ceil(run_len);
+    let use_kernel = applies(shape.out_channels);
     let next = AtomicUsize::new(0);
     let target = TileOutput { data: output.as_mut_ptr(), len: output.len() };
     let (next, target) = (&next, &target);
@@ -80,7 +82,7 @@ pub(super) fn conv_tiled(
         for _ in 0..threads.min(runs) {
             scope.spawn(move || {
                 // Slot j holds the gathered rows of the padded input frame p with p % kt == j.
-                let mut slots = vec![0f32; depth * run_len];
+                let mut slots = vec![0f32; depth * run_len.next_multiple_of(STRIP)];
                 loop {
                     let run = next.fetch_add(1, Ordering::Relaxed);
                     if run >= runs {
@@ -88,12 +90,15 @@ pub(super) fn conv_tiled(
                     }
                     let first = run * run_len;
                     let count = run_len.min(plane - first);
+                    // Rows of gathered positions are padded to whole strips for the micro-kernel.
+                    let row_stride = count.next_multiple_of(STRIP);
+                    let slot_len = tap_depth * row_stride;
                     let mut held = vec![usize::MAX; kt];
                     for frame in 0..out_frames {
                         for padded in frame..frame + kt {
                             if held[padded % kt] != padded {
-                                let slot = &mut slots[padded % kt * tap_depth * count..][..tap_depth * count];
-                                gather_frame(slot, sample, shape, padded, first);
+                                let slot = &mut slots[padded % kt * slot_len..][..slot_len];
+                                gather_frame(slot, row_stride, count, sample, shape, padded, first);
                                 held[padded % kt] = padded;
                             }
                         }
@@ -106,8 +111,13 @@ pub(super) fn conv_tiled(
                         debug_assert!((shape.out_channels - 1) * tile.stride + tile.start + count <= target.len);
                         tile.fill_bias(target, bias);
                         for tap in 0..kt {
-                            let slot = &slots[(frame + tap) % kt * tap_depth * count..][..tap_depth * count];
-                            tile.accumulate(target, &weight[tap * tap_depth..], depth, slot, tap_depth);
+                            let slot = &slots[(frame + tap) % kt * slot_len..][..slot_len];
+                            let rows = tap * tap_depth..(tap + 1) * tap_depth;
+                            if use_kernel {
+                                tile.accumulate_kernel(target, &weight[rows.start..], depth, slot, row_stride);
+                            } else {
+                                tile.accumulate(target, &weight[rows.start..], depth, slot, row_stride);
+                            }
                         }
                     }
                 }
@@ -136,12 +146,40 @@ impl Tile {
         }
     }
 
-    /// `tile += weight · block`: `weight` holds `out_channels` rows of `depth` values at stride
-    /// `weight_stride`, `block` is `(depth, count)`, contiguous.
-    fn accumulate(&self, target: &TileOutput, weight: &[f32], weight_stride: usize, block: &[f32], depth: usize) {
+    /// [`Self::accumulate`] with the AVX-512 micro-kernel (where [`applies`] says it runs).
+    fn accumulate_kernel(
+        &self,
+        target: &TileOutput,
+        weight: &[f32],
+        weight_stride: usize,
+        block: &[f32],
+        row_stride: usize,
+    ) {
+        let call = KernelCall {
+            dst: target.data.wrapping_add(self.start),
+            stride: self.stride,
+            count: self.count,
+            out_channels: self.out_channels,
+            weight,
+            weight_stride,
+            rows: block.len() / row_stride,
+            block,
+            row_stride,
+        };
+        // SAFETY: called only where `applies` found AVX-512F and a multiple of PANEL output channels;
+        // the destination rows are this tile's (see `fill_bias`).
+        #[allow(unsafe_code)]
+        unsafe {
+            call.run();
+        }
+    }
+
+    /// `tile += weight · block` with a general GEMM: `weight` holds `out_channels` rows of `depth`
+    /// values at stride `weight_stride`, `block` has `depth` rows of `row_stride` values.
+    fn accumulate(&self, target: &TileOutput, weight: &[f32], weight_stride: usize, block: &[f32], row_stride: usize) {
         let out_channels = self.out_channels;
+        let depth = block.len() / row_stride;
         debug_assert!(weight.len() >= (out_channels - 1) * weight_stride + depth);
-        debug_assert_eq!(block.len(), depth * self.count);
         // SAFETY: the destination is out_channels rows of `count` values at stride `stride`, starting
         // at `start`: inside the output and owned by this tile (see `fill_bias`). The left operand is
         // out_channels rows of `depth` values at stride `weight_stride` inside `weight`, the right one
@@ -161,7 +199,7 @@ impl Tile {
                 weight_stride as isize,
                 block.as_ptr(),
                 1,
-                self.count as isize,
+                row_stride as isize,
                 1.0,
                 1.0,
                 false,
@@ -173,22 +211,30 @@ impl Tile {
     }
 }
 
-/// Fills `block` (rows (dy, dx, c), one value per position) from frame `padded` of the temporally
-/// padded input, positions `first .. first + block.len() / (kh·kw·C)` of the frame: zero outside the
+/// Fills `block` (rows (dy, dx, c) of `row_stride` values, the first `count` used) from frame `padded`
+/// of the temporally padded input, positions `first .. first + count` of the frame: zero outside the
 /// image, replicated frames outside the sequence.
 ///
 /// For one row the source positions are the tile's positions moved by `sy·W + sx` (the spatial
 /// offset of the tap), a contiguous run of the source plane: one copy, then zeros where the run leaves
 /// the plane (rows above or below the image) and where it wrapped around a row end (columns left or
 /// right of the image).
-fn gather_frame(block: &mut [f32], sample: &[f32], shape: &ConvShape, padded: usize, first: usize) {
+fn gather_frame(
+    block: &mut [f32],
+    row_stride: usize,
+    count: usize,
+    sample: &[f32],
+    shape: &ConvShape,
+    padded: usize,
+    first: usize,
+) {
     let [_, kh, kw] = shape.kernel;
     let (channels, width) = (shape.channels, shape.width);
     let plane = shape.height * width;
-    let count = block.len() / (kh * kw * channels);
     let (ph, pw) = ((kh / 2) as isize, (kw / 2) as isize);
     let source_frame = padded.saturating_sub(shape.before).min(shape.frames - 1);
-    for (index, row) in block.chunks_mut(count).enumerate() {
+    for (index, row) in block.chunks_mut(row_stride).enumerate() {
+        let row = &mut row[..count];
         let (tap, c) = (index / channels, index % channels);
         let (dy, dx) = (tap / kw, tap % kw);
         let source = &sample[(c * shape.frames + source_frame) * plane..][..plane];
