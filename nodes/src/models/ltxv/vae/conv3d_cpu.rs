@@ -1,21 +1,30 @@
 //! The CPU kernel behind the stride-1 [`super::conv3d::Conv3d`], one custom op with two strategies:
 //!
-//! - Small weights (up to [`TILED_WEIGHT_BYTES`], the wide high-resolution layers that take most of a
-//!   decode): the tiled kernel of `conv3d_tiled.rs`, a full 3D im2col per tile of output rows built in
-//!   cache, one GEMM per tile, tiles shared among the threads.
-//! - Large weights (the narrow low-resolution layers, where the weights outweigh the activations): the
-//!   same im2col + per-tap GEMM scheme as the generic path (see `conv3d.rs`), where the weights are read
+//! - The tiled kernel of `conv3d_tiled.rs`: the im2col rows of a run of output positions gathered in
+//!   cache, frame by frame, and multiplied there, runs shared among the threads. It takes every conv
+//!   whose weights fit in cache ([`TILED_WEIGHT_BYTES`]), and with the AVX-512 micro-kernel also larger
+//!   ones, as long as the image planes fill the kernel's strips of positions (then the weights stream
+//!   from memory once per tile at a rate the memory sustains).
+//! - The same im2col + per-tap GEMM scheme as the generic path (see `conv3d.rs`) for the rest: large
+//!   weights on small images (the 4 × 6 latent planes of the widest layers), where the weights are read
 //!   once per conv instead of once per tile.
 //!
 //! Either way the zero padding is folded into the gather (no padded copy), the output starts as the
 //! bias, and the GEMMs accumulate straight into it (no temporaries and no extra passes for sums and bias).
 
+use super::conv3d_kernel::{STRIP, applies};
 use super::conv3d_tiled::{ConvShape, conv_tiled};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape};
 
-/// Weights up to this size take the tiled kernel: they stay in cache while every tile reads them. Past
-/// it, re-reading them from memory for every tile costs more than the whole-sequence im2col saves.
+/// Weights up to this size always take the tiled kernel: they stay in cache while every tile reads
+/// them. Past it, the general GEMM's per-call packing makes re-reading them for every tile cost more
+/// than the whole-sequence im2col saves, and only the micro-kernel (which reads them in place) can.
 pub const TILED_WEIGHT_BYTES: usize = 8 << 20;
+
+/// Whether an image plane of `plane` positions fills the micro-kernel's strips to at least 7/8.
+fn fills_strips(plane: usize) -> bool {
+    plane.next_multiple_of(STRIP) * 7 <= plane * 8
+}
 
 /// Stride-1 conv3d with zero spatial padding of kernel/2, on a temporally padded f32 input.
 pub struct Im2colConv3d {
@@ -73,7 +82,7 @@ impl CustomOp3 for Im2colConv3d {
         let out_frames = padded_frames + 1 - kt;
         let plane = height * width;
         let threads = candle_core::utils::get_num_threads().max(1);
-        if out_channels * weight_width * 4 <= TILED_WEIGHT_BYTES {
+        if out_channels * weight_width * 4 <= TILED_WEIGHT_BYTES || (applies(out_channels) && fills_strips(plane)) {
             let mut output = vec![0f32; batch * out_channels * out_frames * plane];
             let shape = ConvShape { channels, frames, height, width, out_channels, kernel: self.kernel, before };
             for (sample, out) in
