@@ -1,11 +1,18 @@
-//! Times the decoder's 3×3×3 convs at the 0.9.5 decoder's shapes (latent 3×4×6), and the raw GEMM
-//! behind them, so that kernel changes can be compared without a whole decode.
+//! Times the 3×3×3 convs at the 0.9.5 decoder's shapes (latent 3×4×6), so that kernel changes can be
+//! compared without a whole decode, then decodes a 3×4×6 latent with the 0.9.0, 0.9.1 and 0.9.5
+//! decoders (random weights). Prints wall time and process CPU time (the latter is steadier when other
+//! work shares the cores).
 //!
 //!     cargo run --release -p kinograph-nodes --example conv3d_speed
+//!
+//! `CONV_CHANNELS=128` times only that conv layer; `DECODERS=0` skips the decodes.
 
 use candle_core::{DType, Device, Tensor};
 use kinograph_nodes::models::bench::{process_cpu_time, random_var_builder};
+use kinograph_nodes::models::ltxv::vae::config::VaeConfig;
 use kinograph_nodes::models::ltxv::vae::conv3d::{CausalConv3d, SpatialPadding};
+use kinograph_nodes::models::ltxv::vae::decoder::Decoder;
+use kinograph_nodes::models::ltxv::vae::noise::ZeroNoise;
 use std::time::Instant;
 
 fn main() -> candle_core::Result<()> {
@@ -42,5 +49,35 @@ fn main() -> candle_core::Result<()> {
         );
     }
     println!("ten convs per stage: {total:.3} s");
+    if std::env::var("DECODERS").as_deref() != Ok("0") {
+        for (name, config) in [("0.9.0", VaeConfig::v090()), ("0.9.1", VaeConfig::v091()), ("0.9.5", VaeConfig::v095())]
+        {
+            time_decoder(name, &config, &vb)?;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a random 3×4×6 latent twice and prints the faster run.
+fn time_decoder(name: &str, config: &VaeConfig, vb: &candle_nn::VarBuilder<'_>) -> candle_core::Result<()> {
+    let device = Device::Cpu;
+    let decoder = Decoder::new(config, &vb.pp(name).pp("decoder"))?;
+    let latent = Tensor::randn(0f32, 1f32, (1, config.latent_channels, 3, 4, 6), &device)?;
+    let inputs = decoder.prepare(1, 4, 6, Some(0.05), &mut ZeroNoise, &device)?;
+    let mut best = (f64::INFINITY, f64::NAN);
+    for _ in 0..2 {
+        let cpu = process_cpu_time();
+        let start = Instant::now();
+        decoder.forward(&latent, &inputs, None)?;
+        let wall = start.elapsed().as_secs_f64();
+        let cpu = match (process_cpu_time(), cpu) {
+            (Some(end), Some(start)) => end.saturating_sub(start).as_secs_f64(),
+            _ => f64::NAN,
+        };
+        if wall < best.0 {
+            best = (wall, cpu);
+        }
+    }
+    println!("decoder {name}, latent 3x4x6: {:.3} s wall, cpu {:.2} s", best.0, best.1);
     Ok(())
 }
