@@ -19,8 +19,10 @@
 use super::conv3d_kernel::{KernelCall, STRIP, applies};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Bytes of the kt gathered frames of one run: small enough to stay in the cache of a core.
-const TILE_BYTES: usize = 3 << 20;
+/// Bytes of the kt gathered frames of one run: small enough to stay in a core's L2 cache. Short runs
+/// also make many of them, so the threads finish together even when other work takes turns on the
+/// cores (a run costs no more to gather than its share of a long one: positions need no halo).
+const TILE_BYTES: usize = 1 << 20;
 
 /// Runs are a multiple of this many positions, the strip the micro-kernel covers at a time, so that
 /// only a frame's last run can end in a partial strip.
