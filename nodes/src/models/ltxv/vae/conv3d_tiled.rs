@@ -1,4 +1,4 @@
-//! The tiled CPU conv3d for layers whose weights fit in cache (see `conv3d_cpu.rs` for when it is used).
+//! The tiled CPU conv3d, used for most layers (see `conv3d_cpu.rs` for which).
 //!
 //! Each frame of the output `(C_out, T_out, H, W)` of one sample is cut into runs of consecutive
 //! positions, a multiple of [`POSITION_BLOCK`] long where the frame allows; a tile is one run of one
@@ -7,14 +7,15 @@
 //! c) like the weight's columns within a temporal tap) of one value per position, with the zero
 //! spatial padding and the replicated temporal padding folded in. It keeps the last kt of them, so
 //! that each input frame is gathered once per run rather than once per temporal tap. The output tile
-//! starts as the bias and each temporal tap adds one single-threaded GEMM `C_out × (kh·kw·C) ×
-//! positions` of its weight columns and its frame's rows.
+//! starts as the bias and each temporal tap adds one single-threaded product `C_out × (kh·kw·C) ×
+//! positions` of its weight columns and its frame's rows: the AVX-512 micro-kernel of
+//! `conv3d_kernel.rs` where it runs, a general GEMM elsewhere.
 //!
 //! Compared with one im2col matrix for the whole sequence, the gathered rows stay in cache between the
 //! gather and the GEMMs (the whole-sequence matrix is kh·kw times the input and goes through memory),
 //! and the workers need no synchronisation besides taking the next run, so every core stays busy. The
-//! cost is that every tile reads the whole weight, which is why large weights take the whole-sequence
-//! path instead.
+//! cost is that every tile reads the whole weight, which is why large weights on small images take the
+//! whole-sequence path instead.
 
 use super::conv3d_kernel::{KernelCall, STRIP, applies};
 use std::sync::atomic::{AtomicUsize, Ordering};
