@@ -19,9 +19,11 @@
 //! processed in groups, each with its kt − 1 frames of temporal halo. The output already has the
 //! `(B, C_out, T, H, W)` layout, so no permutes are needed between layers.
 //!
-//! On the CPU with f32 and zero padding, `conv3d_cpu.rs` runs this scheme as one custom op: the spatial
-//! and temporal padding are folded into the gather, the output starts as the bias and every tap's GEMM
-//! accumulates into it. Elsewhere (other devices, reflect padding) it is built from candle ops.
+//! On the CPU with f32 and zero padding, `conv3d_cpu.rs` runs the convolution as one custom op: this
+//! scheme for large weights, and for small ones a tiled variant that builds the full 3D im2col of a few
+//! output rows at a time in cache (`conv3d_tiled.rs`). Either way the spatial and temporal padding are
+//! folded into the gather, the output starts as the bias and the GEMMs accumulate into it. Elsewhere
+//! (other devices, reflect padding) the scheme above is built from candle ops.
 //!
 //! Strided convs (the 0.9.0/0.9.1 encoder downsamplers only) take the simple route: one candle
 //! `conv2d` per temporal tap over a `(B·T_out, C, H, W)` batch of the selected frames.
@@ -46,9 +48,10 @@ pub enum SpatialPadding {
 /// Its input must already be temporally padded; spatial padding is kernel/2 on each side.
 #[derive(Debug, Clone)]
 pub struct Conv3d {
-    /// `(kt, C_out, kh·kw·C_in)`: the weight regrouped per temporal tap, columns in the im2col row
-    /// order (dy, dx, c). Only this copy is kept, so the weights occupy memory once.
-    taps: Tensor,
+    /// `(C_out, kt·kh·kw·C_in)`: the weight with its columns in the im2col row order (dt, dy, dx, c), so
+    /// that temporal tap k is the column block `[k·kh·kw·C_in, (k + 1)·kh·kw·C_in)`. Only this copy is
+    /// kept, so the weights occupy memory once.
+    weight: Tensor,
     bias: Tensor,
     in_channels: usize,
     kernel: [usize; 3],
@@ -68,17 +71,16 @@ impl Conv3d {
     ) -> Result<Self> {
         let weight = vb.get((out_channels, in_channels, kernel, kernel, kernel), "weight")?;
         let bias = vb.get(out_channels, "bias")?;
-        let taps = weight.permute((2, 0, 3, 4, 1))?.contiguous()?.reshape((
-            kernel,
-            out_channels,
-            in_channels * kernel * kernel,
-        ))?;
-        Ok(Self { taps, bias, kernel: [kernel; 3], stride, padding, in_channels })
+        let weight = weight
+            .permute((0, 2, 3, 4, 1))?
+            .contiguous()?
+            .reshape((out_channels, in_channels * kernel * kernel * kernel))?;
+        Ok(Self { weight, bias, kernel: [kernel; 3], stride, padding, in_channels })
     }
 
     /// The output channel count.
     pub fn out_channels(&self) -> usize {
-        self.taps.dim(1).unwrap_or(0)
+        self.weight.dim(0).unwrap_or(0)
     }
 
     /// The (t, h, w) stride.
@@ -117,7 +119,7 @@ impl Conv3d {
                 time_padding: [before, after],
                 budget_bytes: IM2COL_BUDGET_BYTES,
             };
-            return x.contiguous()?.apply_op3_no_bwd(&self.taps, &self.bias, &kernel);
+            return x.contiguous()?.apply_op3_no_bwd(&self.weight, &self.bias, &kernel);
         }
         if before == 0 && after == 0 { self.forward(x) } else { self.forward(&x.pad_with_same(2, before, after)?) }
     }
@@ -125,9 +127,15 @@ impl Conv3d {
     fn forward_pointwise(&self, x: &Tensor) -> Result<Tensor> {
         let (batch, channels, frames, height, width) = x.dims5()?;
         let out_channels = self.out_channels();
-        let weight = self.taps.reshape((1, out_channels, channels))?.broadcast_as((batch, out_channels, channels))?;
+        let weight = self.weight.reshape((1, out_channels, channels))?.broadcast_as((batch, out_channels, channels))?;
         let x = x.reshape((batch, channels, frames * height * width))?;
         weight.matmul(&x)?.reshape((batch, out_channels, frames, height, width))
+    }
+
+    /// The `(C_out, kh·kw·C_in)` weight of temporal tap `tap`, columns (dy, dx, c).
+    fn tap(&self, tap: usize) -> Result<Tensor> {
+        let columns = self.weight.dim(1)? / self.kernel[0];
+        self.weight.narrow(1, tap * columns, columns)?.contiguous()
     }
 
     fn pad_spatial(&self, x: &Tensor) -> Result<Tensor> {
@@ -167,7 +175,7 @@ impl Conv3d {
             drop(shifted);
             let mut sum: Option<Tensor> = None;
             for tap in 0..kt {
-                let weight = self.taps.get(tap)?.unsqueeze(0)?.broadcast_as((batch, out_channels, rows))?;
+                let weight = self.tap(tap)?.unsqueeze(0)?.broadcast_as((batch, out_channels, rows))?;
                 let window = columns.narrow(2, tap * plane, count * plane)?;
                 let product = weight.matmul(&window)?;
                 sum = Some(match sum {
@@ -207,8 +215,7 @@ impl Conv3d {
                 width,
             ))?;
             let kernel = self
-                .taps
-                .get(tap)?
+                .tap(tap)?
                 .reshape((self.out_channels(), kh, self.kernel[2], self.in_channels))?
                 .permute((0, 3, 1, 2))?
                 .contiguous()?;

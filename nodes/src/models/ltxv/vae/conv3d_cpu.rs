@@ -1,9 +1,30 @@
-//! The CPU kernel behind the stride-1 [`super::conv3d::Conv3d`]: the same im2col + per-tap GEMM scheme as
-//! the generic path (see `conv3d.rs`), done in one custom op so that the zero padding is folded into the
-//! gather (no padded copy), the output starts as the bias, and each tap's GEMM accumulates straight into
-//! it (no temporaries and no extra passes for sums and bias).
+//! The CPU kernel behind the stride-1 [`super::conv3d::Conv3d`], one custom op with two strategies:
+//!
+//! - The tiled kernel of `conv3d_tiled.rs`: the im2col rows of a run of output positions gathered in
+//!   cache, frame by frame, and multiplied there, runs shared among the threads. It takes every conv
+//!   whose weights fit in cache ([`TILED_WEIGHT_BYTES`]), and with the AVX-512 micro-kernel also larger
+//!   ones, as long as the image planes fill the kernel's strips of positions (then the weights stream
+//!   from memory once per tile at a rate the memory sustains).
+//! - The same im2col + per-tap GEMM scheme as the generic path (see `conv3d.rs`) for the rest: large
+//!   weights on small images (the 4 × 6 latent planes of the widest layers), where the weights are read
+//!   once per conv instead of once per tile.
+//!
+//! Either way the zero padding is folded into the gather (no padded copy), the output starts as the
+//! bias, and the GEMMs accumulate straight into it (no temporaries and no extra passes for sums and bias).
 
+use super::conv3d_kernel::{STRIP, applies};
+use super::conv3d_tiled::{ConvShape, conv_tiled};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape};
+
+/// Weights up to this size always take the tiled kernel: they stay in cache while every tile reads
+/// them. Past it, the general GEMM's per-call packing makes re-reading them for every tile cost more
+/// than the whole-sequence im2col saves, and only the micro-kernel (which reads them in place) can.
+pub const TILED_WEIGHT_BYTES: usize = 8 << 20;
+
+/// Whether an image plane of `plane` positions fills the micro-kernel's strips to at least 7/8.
+fn fills_strips(plane: usize) -> bool {
+    plane.next_multiple_of(STRIP) * 7 <= plane * 8
+}
 
 /// Stride-1 conv3d with zero spatial padding of kernel/2, on a temporally padded f32 input.
 pub struct Im2colConv3d {
@@ -33,36 +54,46 @@ impl CustomOp3 for Im2colConv3d {
         &self,
         input: &CpuStorage,
         input_layout: &Layout,
-        taps: &CpuStorage,
-        taps_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
         bias: &CpuStorage,
         bias_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let input = contiguous(input, input_layout, "input")?;
-        let taps = contiguous(taps, taps_layout, "weight")?;
+        let weight = contiguous(weight, weight_layout, "weight")?;
         let bias = contiguous(bias, bias_layout, "bias")?;
         let &[batch, channels, frames, height, width] = input_layout.shape().dims() else {
             candle_core::bail!("conv3d: input must be (B, C, T, H, W)")
         };
         let [kt, kh, kw] = self.kernel;
-        let &[taps_kt, out_channels, rows] = taps_layout.shape().dims() else {
-            candle_core::bail!("conv3d: weight must be (kt, C_out, kh·kw·C)")
+        let &[out_channels, weight_width] = weight_layout.shape().dims() else {
+            candle_core::bail!("conv3d: weight must be (C_out, kt·kh·kw·C)")
         };
+        let rows = kh * kw * channels;
         let [before, after] = self.time_padding;
         let padded_frames = frames + before + after;
-        if taps_kt != kt
-            || rows != kh * kw * channels
-            || bias.len() != out_channels
-            || padded_frames < kt
-            || frames == 0
-        {
-            candle_core::bail!("conv3d: weight {:?} does not fit input {:?}", taps_layout.dims(), input_layout.dims());
+        if weight_width != kt * rows || bias.len() != out_channels || padded_frames < kt || frames == 0 {
+            candle_core::bail!(
+                "conv3d: weight {:?} does not fit input {:?}",
+                weight_layout.dims(),
+                input_layout.dims()
+            );
         }
         let out_frames = padded_frames + 1 - kt;
         let plane = height * width;
+        let threads = candle_core::utils::get_num_threads().max(1);
+        if out_channels * weight_width * 4 <= TILED_WEIGHT_BYTES || (applies(out_channels) && fills_strips(plane)) {
+            let mut output = vec![0f32; batch * out_channels * out_frames * plane];
+            let shape = ConvShape { channels, frames, height, width, out_channels, kernel: self.kernel, before };
+            for (sample, out) in
+                input.chunks(channels * frames * plane).zip(output.chunks_mut(out_channels * out_frames * plane))
+            {
+                conv_tiled(out, sample, weight, bias, &shape, threads);
+            }
+            return Ok((CpuStorage::F32(output), Shape::from((batch, out_channels, out_frames, height, width))));
+        }
         let bytes_per_frame = rows * plane * 4;
         let group = (self.budget_bytes / bytes_per_frame.max(1)).saturating_sub(kt - 1).max(1).min(out_frames);
-        let threads = candle_core::utils::get_num_threads().max(1);
 
         let mut output = vec![0f32; batch * out_channels * out_frames * plane];
         for (row, &value) in output.chunks_mut(out_frames * plane).zip(bias.iter().cycle()) {
@@ -91,7 +122,8 @@ impl CustomOp3 for Im2colConv3d {
                     // SAFETY: all three matrices lie inside their buffers. The destination is
                     // out_channels rows of count·plane values at stride out_frames·plane, starting at
                     // frame `start` of sample `b`, and start + count <= out_frames. The left operand is
-                    // tap `tap` of the (kt, out_channels, rows) weight. The right operand is rows rows of
+                    // the column block of tap `tap` in the (out_channels, kt·rows) weight: out_channels
+                    // rows of `rows` values at stride kt·rows, starting at tap·rows. The right operand is rows rows of
                     // count·plane values at stride span, starting at column tap·plane, and
                     // tap·plane + count·plane <= span because tap <= kt − 1. The buffers are not aliased.
                     #[allow(unsafe_code)]
@@ -104,9 +136,9 @@ impl CustomOp3 for Im2colConv3d {
                             1,
                             (out_frames * plane) as isize,
                             true,
-                            taps.as_ptr().add(tap * out_channels * rows),
+                            weight.as_ptr().add(tap * rows),
                             1,
-                            rows as isize,
+                            weight_width as isize,
                             columns.as_ptr().add(tap * plane),
                             1,
                             span as isize,

@@ -1,0 +1,280 @@
+//! The tiled CPU conv3d, used for most layers (see `conv3d_cpu.rs` for which).
+//!
+//! Each frame of the output `(C_out, T_out, H, W)` of one sample is cut into runs of consecutive
+//! positions, a multiple of [`POSITION_BLOCK`] long where the frame allows; a tile is one run of one
+//! frame. Workers take one run at a time and go through its frames in order. For each input frame the
+//! run needs, the worker gathers the run's im2col rows of that frame, `kh·kw·C` rows (ordered (dy, dx,
+//! c) like the weight's columns within a temporal tap) of one value per position, with the zero
+//! spatial padding and the replicated temporal padding folded in. It keeps the last kt of them, so
+//! that each input frame is gathered once per run rather than once per temporal tap. The output tile
+//! starts as the bias and each temporal tap adds one single-threaded product `C_out × (kh·kw·C) ×
+//! positions` of its weight columns and its frame's rows: the AVX-512 micro-kernel of
+//! `conv3d_kernel.rs` where it runs, a general GEMM elsewhere.
+//!
+//! Compared with one im2col matrix for the whole sequence, the gathered rows stay in cache between the
+//! gather and the GEMMs (the whole-sequence matrix is kh·kw times the input and goes through memory),
+//! and the workers need no synchronisation besides taking the next run, so every core stays busy. The
+//! cost is that every tile reads the whole weight, which is why large weights on small images take the
+//! whole-sequence path instead.
+
+use super::conv3d_kernel::{KernelCall, STRIP, applies};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes of the kt gathered frames of one run: small enough to stay in a core's L2 cache. Short runs
+/// also make many of them, so the threads finish together even when other work takes turns on the
+/// cores (a run costs no more to gather than its share of a long one: positions need no halo).
+const TILE_BYTES: usize = 1 << 20;
+
+/// Runs are a multiple of this many positions, the strip the micro-kernel covers at a time, so that
+/// only a frame's last run can end in a partial strip.
+const POSITION_BLOCK: usize = STRIP;
+
+/// The geometry of one conv: the input `(channels, frames, height, width)` of one sample before
+/// temporal padding, the output width, the kernel and the replicated frames in front.
+pub(super) struct ConvShape {
+    pub channels: usize,
+    pub frames: usize,
+    pub height: usize,
+    pub width: usize,
+    pub out_channels: usize,
+    /// (kt, kh, kw).
+    pub kernel: [usize; 3],
+    /// Copies of the first frame before the sequence (the rest of the temporal padding, after it,
+    /// follows from the output length).
+    pub before: usize,
+}
+
+/// The output `(C_out, T_out, H, W)` of one sample, written tile by tile from several threads. Each
+/// tile covers its own positions of every output channel, so no two writers touch the same element.
+struct TileOutput {
+    data: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the pointer is only used for writes to disjoint tiles (see `TileOutput`), and the buffer
+// outlives the scoped threads that use it.
+#[allow(unsafe_code)]
+unsafe impl Sync for TileOutput {}
+
+/// Convolves one sample: `output` is `(C_out, T_out, H, W)`, `sample` is `(C, T, H, W)`, `weight` is
+/// `(C_out, kt·kh·kw·C)` with columns (dt, dy, dx, c), `bias` is `(C_out)`.
+pub(super) fn conv_tiled(
+    output: &mut [f32],
+    sample: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    shape: &ConvShape,
+    threads: usize,
+) {
+    let [kt, kh, kw] = shape.kernel;
+    let plane = shape.height * shape.width;
+    let tap_depth = kh * kw * shape.channels;
+    let depth = kt * tap_depth;
+    let out_frames = output.len() / (shape.out_channels * plane);
+    // As many positions as the byte budget allows, rounded to whole micro-kernel blocks, then spread
+    // evenly over the runs a frame needs.
+    let most = (TILE_BYTES / (depth * 4) / POSITION_BLOCK).max(1) * POSITION_BLOCK;
+    let runs = plane.div_ceil(most);
+    let run_len = plane.div_ceil(runs).next_multiple_of(POSITION_BLOCK).min(plane);
+    let runs = plane.div_ceil(run_len);
+    let use_kernel = applies(shape.out_channels);
+    let next = AtomicUsize::new(0);
+    let target = TileOutput { data: output.as_mut_ptr(), len: output.len() };
+    let (next, target) = (&next, &target);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(runs) {
+            scope.spawn(move || {
+                // Slot j holds the gathered rows of the padded input frame p with p % kt == j.
+                let mut slots = vec![0f32; depth * run_len.next_multiple_of(STRIP)];
+                loop {
+                    let run = next.fetch_add(1, Ordering::Relaxed);
+                    if run >= runs {
+                        break;
+                    }
+                    let first = run * run_len;
+                    let count = run_len.min(plane - first);
+                    // Rows of gathered positions are padded to whole strips for the micro-kernel.
+                    let row_stride = count.next_multiple_of(STRIP);
+                    let slot_len = tap_depth * row_stride;
+                    let mut held = vec![usize::MAX; kt];
+                    for frame in 0..out_frames {
+                        for padded in frame..frame + kt {
+                            if held[padded % kt] != padded {
+                                let slot = &mut slots[padded % kt * slot_len..][..slot_len];
+                                gather_frame(slot, row_stride, count, sample, shape, padded, first);
+                                held[padded % kt] = padded;
+                            }
+                        }
+                        let tile = Tile {
+                            out_channels: shape.out_channels,
+                            start: frame * plane + first,
+                            count,
+                            stride: out_frames * plane,
+                        };
+                        debug_assert!((shape.out_channels - 1) * tile.stride + tile.start + count <= target.len);
+                        tile.fill_bias(target, bias);
+                        for tap in 0..kt {
+                            let slot = &slots[(frame + tap) % kt * slot_len..][..slot_len];
+                            let rows = tap * tap_depth..(tap + 1) * tap_depth;
+                            if use_kernel {
+                                tile.accumulate_kernel(target, &weight[rows.start..], depth, slot, row_stride);
+                            } else {
+                                tile.accumulate(target, &weight[rows.start..], depth, slot, row_stride);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// The positions `start .. start + count` of every output channel row (rows `stride` apart): the part
+/// of the output one worker owns while it computes one frame of its run.
+struct Tile {
+    out_channels: usize,
+    start: usize,
+    count: usize,
+    stride: usize,
+}
+
+impl Tile {
+    fn fill_bias(&self, target: &TileOutput, bias: &[f32]) {
+        for (channel, &value) in bias.iter().enumerate() {
+            // SAFETY: `start + count` stays inside the frame, so the range lies inside row `channel`
+            // of the output, and it belongs to this tile only.
+            #[allow(unsafe_code)]
+            unsafe { std::slice::from_raw_parts_mut(target.data.add(channel * self.stride + self.start), self.count) }
+                .fill(value);
+        }
+    }
+
+    /// [`Self::accumulate`] with the AVX-512 micro-kernel (where [`applies`] says it runs).
+    fn accumulate_kernel(
+        &self,
+        target: &TileOutput,
+        weight: &[f32],
+        weight_stride: usize,
+        block: &[f32],
+        row_stride: usize,
+    ) {
+        let call = KernelCall {
+            dst: target.data.wrapping_add(self.start),
+            stride: self.stride,
+            count: self.count,
+            out_channels: self.out_channels,
+            weight,
+            weight_stride,
+            rows: block.len() / row_stride,
+            block,
+            row_stride,
+        };
+        // SAFETY: called only where `applies` found AVX-512F and a multiple of PANEL output channels;
+        // the destination rows are this tile's (see `fill_bias`).
+        #[allow(unsafe_code)]
+        unsafe {
+            call.run();
+        }
+    }
+
+    /// `tile += weight · block` with a general GEMM: `weight` holds `out_channels` rows of `depth`
+    /// values at stride `weight_stride`, `block` has `depth` rows of `row_stride` values.
+    fn accumulate(&self, target: &TileOutput, weight: &[f32], weight_stride: usize, block: &[f32], row_stride: usize) {
+        let out_channels = self.out_channels;
+        let depth = block.len() / row_stride;
+        debug_assert!(weight.len() >= (out_channels - 1) * weight_stride + depth);
+        // SAFETY: the destination is out_channels rows of `count` values at stride `stride`, starting
+        // at `start`: inside the output and owned by this tile (see `fill_bias`). The left operand is
+        // out_channels rows of `depth` values at stride `weight_stride` inside `weight`, the right one
+        // the contiguous (depth, count) block; nothing is aliased.
+        #[allow(unsafe_code)]
+        unsafe {
+            gemm::gemm(
+                out_channels,
+                self.count,
+                depth,
+                target.data.add(self.start),
+                1,
+                self.stride as isize,
+                true,
+                weight.as_ptr(),
+                1,
+                weight_stride as isize,
+                block.as_ptr(),
+                1,
+                row_stride as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+}
+
+/// Fills `block` (rows (dy, dx, c) of `row_stride` values, the first `count` used) from frame `padded`
+/// of the temporally padded input, positions `first .. first + count` of the frame: zero outside the
+/// image, replicated frames outside the sequence.
+///
+/// For one row the source positions are the tile's positions moved by `sy·W + sx` (the spatial
+/// offset of the tap), a contiguous run of the source plane: one copy, then zeros where the run leaves
+/// the plane (rows above or below the image) and where it wrapped around a row end (columns left or
+/// right of the image).
+fn gather_frame(
+    block: &mut [f32],
+    row_stride: usize,
+    count: usize,
+    sample: &[f32],
+    shape: &ConvShape,
+    padded: usize,
+    first: usize,
+) {
+    let [_, kh, kw] = shape.kernel;
+    let (channels, width) = (shape.channels, shape.width);
+    let plane = shape.height * width;
+    let (ph, pw) = ((kh / 2) as isize, (kw / 2) as isize);
+    let source_frame = padded.saturating_sub(shape.before).min(shape.frames - 1);
+    for (index, row) in block.chunks_mut(row_stride).enumerate() {
+        let row = &mut row[..count];
+        let (tap, c) = (index / channels, index % channels);
+        let (dy, dx) = (tap / kw, tap % kw);
+        let source = &sample[(c * shape.frames + source_frame) * plane..][..plane];
+        let shift_x = dx as isize - pw;
+        let begin = first as isize + (dy as isize - ph) * width as isize + shift_x;
+        // Positions i of the tile whose source begin + i lies inside the plane.
+        let lead = (-begin).clamp(0, count as isize) as usize;
+        let end = (plane as isize - begin).clamp(lead as isize, count as isize) as usize;
+        row[..lead].fill(0.0);
+        if lead < end {
+            let from = (begin + lead as isize) as usize;
+            row[lead..end].copy_from_slice(&source[from..from + (end - lead)]);
+        }
+        row[end..].fill(0.0);
+        if shift_x != 0 {
+            clear_wrapped_columns(row, first % width, width, shift_x);
+        }
+    }
+}
+
+/// Zeroes the values of `row` (consecutive positions starting at column `x0` of an image row of
+/// `width`) whose column plus `shift` falls outside the image: the columns a shifted plain copy took
+/// from the neighbouring image row.
+fn clear_wrapped_columns(row: &mut [f32], x0: usize, width: usize, shift: isize) {
+    let reach = shift.unsigned_abs().min(width);
+    // Columns x with x + shift outside [0, width): x < reach for a left shift, x >= width − reach for
+    // a right one. The first such column of the tile, then one run of `reach` every `width` positions.
+    let first_bad = if shift < 0 { 0 } else { width - reach };
+    let mut start = (first_bad + width - x0) % width;
+    // A run that begins before the tile (the tile starts inside it) is cut at the tile's start.
+    let len = row.len();
+    if x0 > first_bad && x0 < first_bad + reach {
+        let head = first_bad + reach - x0;
+        row[..head.min(len)].fill(0.0);
+    }
+    while start < len {
+        row[start..(start + reach).min(len)].fill(0.0);
+        start += width;
+    }
+}
