@@ -308,19 +308,27 @@ fn batches_match_single_elements() {
     assert!(vae.encode(&empty).is_err());
 }
 
-/// The fused CPU pixel norm + modulation + `SiLU` against the separate candle ops (1e-6).
+/// The fused CPU pixel norm + modulation + `SiLU` against the separate candle ops, on seeded inputs (1e-5: the
+/// same maths summed in another order, on outputs up to about 10).
 #[test]
 fn fused_norm_modulate_silu_matches_separate_ops() {
     use kinograph_nodes::models::ltxv::vae::{fused, resnet};
-    let x = Tensor::randn(0f32, 2f32, (2, 5, 3, 4, 7), &Device::Cpu).unwrap();
-    let shift = Tensor::randn(0f32, 1f32, (2, 5), &Device::Cpu).unwrap();
-    let scale = Tensor::randn(0f32, 1f32, (2, 5), &Device::Cpu).unwrap();
+    // Seeded inputs, so the test sees the same values on every run.
+    let mut generator = kinograph_nodes::sampling::noise::TorchGenerator::new(11);
+    let mut normal = |shape: &[usize], scale: f32| {
+        let count = shape.iter().product();
+        let values: Vec<f32> = generator.randn(count).into_iter().map(|v| v * scale).collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+    };
+    let x = normal(&[2, 5, 3, 4, 7], 2.0);
+    let shift = normal(&[2, 5], 1.0);
+    let scale = normal(&[2, 5], 1.0);
     let normed = resnet::pixel_norm(&x).unwrap();
     let expected = candle_nn::ops::silu(&resnet::modulate(&normed, &shift, &scale).unwrap()).unwrap();
     let fused = fused::norm_modulate_silu(&x, Some((&shift, &scale))).unwrap();
-    check("fused norm/modulate/SiLU", &fused, &expected, 1e-6);
+    check("fused norm/modulate/SiLU", &fused, &expected, 1e-5);
     let plain = fused::norm_modulate_silu(&x, None).unwrap();
-    check("fused norm/SiLU", &plain, &candle_nn::ops::silu(&normed).unwrap(), 1e-6);
+    check("fused norm/SiLU", &plain, &candle_nn::ops::silu(&normed).unwrap(), 1e-5);
 }
 
 /// The CPU conv kernels (f32) against the generic candle-op path (taken for f64), with causal and
