@@ -1,0 +1,143 @@
+//! The node classes the editor offers: schemas read once from the registry, searchable by name and
+//! grouped by category, and new node instances built from them with the schema's defaults.
+
+use super::node::{NodeInstance, NodeMode, Point, Socket};
+use kinograph_engine::workflow::widgets::widget_inputs;
+use kinograph_engine::{Environment, InputKind, InputSpec, NodeSchema, Registry};
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The schemas of every registered node class, with the registry and environment they came from.
+pub struct Catalog {
+    registry: Arc<Registry>,
+    environment: Environment,
+    schemas: BTreeMap<String, NodeSchema>,
+}
+
+impl Catalog {
+    /// Reads the schema of every class in `registry`, computed for `environment` (model file lists).
+    pub fn new(registry: Arc<Registry>, environment: Environment) -> Self {
+        let schemas = registry
+            .class_types()
+            .filter_map(|class| registry.get(class).map(|node| (class.to_string(), node.schema(&environment))))
+            .collect();
+        Catalog { registry, environment, schemas }
+    }
+
+    /// The registry the schemas came from.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The environment the schemas were computed for.
+    pub fn environment(&self) -> &Environment {
+        &self.environment
+    }
+
+    /// The schema of `class_type`.
+    pub fn schema(&self, class_type: &str) -> Option<&NodeSchema> {
+        self.schemas.get(class_type)
+    }
+
+    /// Every schema, by class name.
+    pub fn schemas(&self) -> impl Iterator<Item = &NodeSchema> {
+        self.schemas.values()
+    }
+
+    /// The schemas whose display name, class or category contains every word of `query` (any case),
+    /// grouped by category and sorted by display name within it. Deprecated classes are left out.
+    pub fn search(&self, query: &str) -> Vec<&NodeSchema> {
+        let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+        let mut found: Vec<&NodeSchema> = self
+            .schemas
+            .values()
+            .filter(|schema| !schema.deprecated)
+            .filter(|schema| {
+                let text = format!("{} {} {}", schema.display_name, schema.class_type, schema.category).to_lowercase();
+                words.iter().all(|word| text.contains(word.as_str()))
+            })
+            .collect();
+        found.sort_by(|a, b| (&a.category, &a.display_name).cmp(&(&b.category, &b.display_name)));
+        found
+    }
+
+    /// A new instance of `class_type` at `pos`: sockets and widget defaults from its schema. The id is
+    /// left at 0 for the graph to assign.
+    pub fn instantiate(&self, class_type: &str, pos: Point) -> Option<NodeInstance> {
+        let schema = self.schema(class_type)?;
+        let inputs: Vec<Socket> = schema
+            .inputs
+            .iter()
+            .filter(|input| !input.kind.is_widget() || input.force_input)
+            .map(|input| Socket::new(&input.name, input.kind.type_name()))
+            .collect();
+        let outputs: Vec<Socket> =
+            schema.outputs.iter().map(|output| Socket::new(&output.name, &output.type_name)).collect();
+        let values: Vec<Json> = widget_inputs(schema).flat_map(default_values).collect();
+        let rows = inputs.len().max(outputs.len()) + widget_inputs(schema).count();
+        Some(NodeInstance {
+            id: 0,
+            class_type: class_type.to_string(),
+            title: None,
+            pos,
+            size: [NODE_WIDTH, 12.0 + ROW_HEIGHT * rows as f32],
+            mode: NodeMode::Normal,
+            inputs,
+            outputs,
+            widgets_values: (!values.is_empty()).then_some(Json::Array(values)),
+            fields: Map::new(),
+        })
+    }
+
+    /// A note: a node of the frontend-only class `Note` holding `text`.
+    pub fn note(text: &str, pos: Point) -> NodeInstance {
+        NodeInstance {
+            id: 0,
+            class_type: "Note".into(),
+            title: None,
+            pos,
+            size: [NODE_WIDTH, 120.0],
+            mode: NodeMode::Normal,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            widgets_values: Some(Json::Array(vec![Json::String(text.to_string())])),
+            fields: Map::new(),
+        }
+    }
+}
+
+/// The width of a new node, in canvas units.
+pub const NODE_WIDTH: f32 = 260.0;
+/// The height of one socket or widget row, in canvas units.
+pub const ROW_HEIGHT: f32 = 24.0;
+
+/// The values a new widget stores: its default, then the extras ComfyUI's frontend stores after it
+/// (a seed's control keyword, a combo's control keyword and filter, an upload button's value).
+fn default_values(input: &InputSpec) -> Vec<Json> {
+    match &input.kind {
+        InputKind::Int(options) => {
+            let value = i64::try_from(options.default).map_or_else(|_| Json::from(options.default as f64), Json::from);
+            if options.control_after_generate || input.name == "seed" || input.name == "noise_seed" {
+                vec![value, Json::from("randomize")]
+            } else {
+                vec![value]
+            }
+        }
+        InputKind::Float(options) => vec![Json::from(options.default)],
+        InputKind::String(options) => vec![Json::from(options.default.clone())],
+        InputKind::Boolean(options) => vec![Json::from(options.default)],
+        InputKind::Combo(options) => {
+            let value = options.default.clone().or_else(|| options.options.first().cloned());
+            let mut values = vec![value.map_or(Json::Null, Json::String)];
+            if options.control_after_generate {
+                values.extend([Json::from("fixed"), Json::from("")]);
+            }
+            if options.image_upload {
+                values.push(Json::from("image"));
+            }
+            values
+        }
+        InputKind::Socket(_) => Vec::new(),
+    }
+}

@@ -1,0 +1,381 @@
+//! The editor's state as a whole: the document, the graph, selection, clipboard and history. Every
+//! edit goes through here so that it can be undone; nothing here draws.
+
+use super::catalog::Catalog;
+use super::document::{self, Document, DocumentError};
+use super::graph::{EditError, EditorGraph, Group, LinkId};
+use super::history::History;
+use super::node::{NodeId, NodeInstance, NodeMode, Point};
+use super::widgets::{SeedControl, SeedRandom, apply_seed_controls, has_seed_control, widget_index};
+use kinograph_engine::Conversion;
+use serde_json::Value as Json;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How far a pasted or duplicated copy sits from the original, in canvas units.
+const PASTE_OFFSET: Point = [30.0, 30.0];
+
+/// One open workflow and everything the user does to it.
+pub struct Editor {
+    pub catalog: Arc<Catalog>,
+    pub document: Document,
+    graph: EditorGraph,
+    history: History,
+    /// The selected nodes.
+    pub selection: BTreeSet<NodeId>,
+    clipboard: Option<EditorGraph>,
+    /// Where the workflow was opened from or last saved to.
+    pub path: Option<PathBuf>,
+    /// Whether there are edits not saved.
+    pub modified: bool,
+    random: SeedRandom,
+    /// The graph when the current gesture began.
+    gesture: Option<EditorGraph>,
+}
+
+impl Editor {
+    /// An empty workflow.
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        let graph = EditorGraph { next_node_id: 1, next_link_id: 1, ..EditorGraph::default() };
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        Editor {
+            catalog,
+            document: Document::default(),
+            graph,
+            history: History::default(),
+            selection: BTreeSet::new(),
+            clipboard: None,
+            path: None,
+            modified: false,
+            random: SeedRandom::new(seed),
+            gesture: None,
+        }
+    }
+
+    /// Opens UI workflow text in place of the current graph.
+    pub fn open_text(&mut self, text: &str, origin: &str) -> Result<(), DocumentError> {
+        let (document, graph) = document::parse(text, origin)?;
+        self.replace(document, graph, None);
+        Ok(())
+    }
+
+    /// Opens a UI workflow file in place of the current graph.
+    pub fn open(&mut self, path: &Path) -> Result<(), DocumentError> {
+        let (document, graph) = document::load(path)?;
+        self.replace(document, graph, Some(path.to_path_buf()));
+        Ok(())
+    }
+
+    fn replace(&mut self, document: Document, graph: EditorGraph, path: Option<PathBuf>) {
+        self.document = document;
+        self.graph = graph;
+        self.history.clear();
+        self.gesture = None;
+        self.selection.clear();
+        self.path = path;
+        self.modified = false;
+    }
+
+    /// Saves to `path` in the UI format and remembers it as the file's place.
+    pub fn save(&mut self, path: &Path) -> Result<(), DocumentError> {
+        document::save(&self.document, &self.graph, path)?;
+        self.path = Some(path.to_path_buf());
+        self.modified = false;
+        Ok(())
+    }
+
+    /// The workflow as UI-format JSON.
+    pub fn to_json(&self) -> Json {
+        document::to_json(&self.document, &self.graph)
+    }
+
+    /// The API prompt the engine would run.
+    pub fn to_prompt(&self) -> Result<Conversion, DocumentError> {
+        document::to_prompt(&self.document, &self.graph, &self.catalog)
+    }
+
+    /// The graph as it is now.
+    pub fn graph(&self) -> &EditorGraph {
+        &self.graph
+    }
+
+    /// Runs one edit, recording the graph before it for undo; a refused edit records nothing.
+    pub fn edit<T, E>(&mut self, change: impl FnOnce(&mut EditorGraph) -> Result<T, E>) -> Result<T, E> {
+        let before = self.graph.clone();
+        let result = change(&mut self.graph)?;
+        if self.graph != before {
+            if self.gesture.is_none() {
+                self.history.record(before);
+            }
+            self.modified = true;
+        }
+        Ok(result)
+    }
+
+    /// Undoes the last edit; returns whether there was one.
+    pub fn undo(&mut self) -> bool {
+        self.end_gesture();
+        let Some(previous) = self.history.undo(&self.graph) else { return false };
+        self.graph = previous;
+        self.forget_missing_selection();
+        self.modified = true;
+        true
+    }
+
+    /// Redoes the last undone edit; returns whether there was one.
+    pub fn redo(&mut self) -> bool {
+        let Some(next) = self.history.redo(&self.graph) else { return false };
+        self.graph = next;
+        self.forget_missing_selection();
+        self.modified = true;
+        true
+    }
+
+    /// Whether [`Editor::undo`] would do something.
+    pub fn can_undo(&self) -> bool {
+        self.history.can_undo()
+    }
+
+    /// Whether [`Editor::redo`] would do something.
+    pub fn can_redo(&self) -> bool {
+        self.history.can_redo()
+    }
+
+    fn forget_missing_selection(&mut self) {
+        let graph = &self.graph;
+        self.selection.retain(|id| graph.node(*id).is_some());
+    }
+
+    /// Adds a node of `class_type` at `pos` with its schema's defaults, selects it and returns its id.
+    pub fn add_node(&mut self, class_type: &str, pos: Point) -> Option<NodeId> {
+        let node = self.catalog.instantiate(class_type, pos)?;
+        let id = self.edit(|graph| Ok::<_, EditError>(graph.add_node(node))).ok()?;
+        self.selection = BTreeSet::from([id]);
+        Some(id)
+    }
+
+    /// Adds a note holding `text` at `pos`.
+    pub fn add_note(&mut self, text: &str, pos: Point) -> NodeId {
+        let note = Catalog::note(text, pos);
+        self.edit(|graph| Ok::<_, EditError>(graph.add_node(note))).unwrap_or_default()
+    }
+
+    /// Links an output to an input (see [`EditorGraph::connect`]).
+    pub fn connect(&mut self, from: NodeId, from_slot: usize, to: NodeId, to_slot: usize) -> Result<LinkId, EditError> {
+        self.edit(|graph| graph.connect(from, from_slot, to, to_slot))
+    }
+
+    /// Removes the link into an input; returns whether there was one.
+    pub fn disconnect(&mut self, node: NodeId, slot: usize) -> bool {
+        self.edit(|graph| Ok::<_, EditError>(graph.disconnect(node, slot))).unwrap_or(false)
+    }
+
+    /// Deletes the selected nodes and their links.
+    pub fn delete_selection(&mut self) -> usize {
+        let selected = std::mem::take(&mut self.selection);
+        self.edit(|graph| Ok::<_, EditError>(graph.delete(&selected))).unwrap_or(0)
+    }
+
+    /// Moves the selected nodes by `delta`.
+    pub fn move_selection(&mut self, delta: Point) {
+        let selected = self.selection.clone();
+        let _ = self.edit(|graph| {
+            graph.move_by(&selected, delta);
+            Ok::<_, EditError>(())
+        });
+    }
+
+    /// Starts a gesture (a drag, a text being typed): edits until [`Editor::end_gesture`] become one undo
+    /// step instead of one per frame or keystroke.
+    pub fn begin_gesture(&mut self) {
+        if self.gesture.is_none() {
+            self.gesture = Some(self.graph.clone());
+        }
+    }
+
+    /// Ends the gesture begun by [`Editor::begin_gesture`], recording it if it changed anything.
+    pub fn end_gesture(&mut self) {
+        if let Some(start) = self.gesture.take()
+            && start != self.graph
+        {
+            self.history.record(start);
+        }
+    }
+
+    /// Selects only `node`.
+    pub fn select(&mut self, node: NodeId) {
+        self.selection = BTreeSet::from([node]);
+    }
+
+    /// Adds `node` to the selection or takes it out (shift-click).
+    pub fn toggle_selected(&mut self, node: NodeId) {
+        if !self.selection.remove(&node) {
+            self.selection.insert(node);
+        }
+    }
+
+    /// Selects the nodes overlapping the box between two canvas corners; `add` keeps the current selection.
+    pub fn select_box(&mut self, corner: Point, other: Point, add: bool) {
+        let inside = self.graph.nodes_in_box(corner, other);
+        if add {
+            self.selection.extend(inside);
+        } else {
+            self.selection = inside;
+        }
+    }
+
+    /// Copies the selected nodes and the links among them.
+    pub fn copy(&mut self) -> usize {
+        let part = self.graph.extract(&self.selection);
+        let count = part.nodes.len();
+        if count > 0 {
+            self.clipboard = Some(part);
+        }
+        count
+    }
+
+    /// Pastes the clipboard beside where it was copied from and selects the copies.
+    pub fn paste(&mut self) -> BTreeSet<NodeId> {
+        let Some(part) = self.clipboard.clone() else { return BTreeSet::new() };
+        let added = self.edit(|graph| Ok::<_, EditError>(graph.insert(&part, PASTE_OFFSET))).unwrap_or_default();
+        self.selection.clone_from(&added);
+        added
+    }
+
+    /// Copies and pastes the selection in one step, leaving the clipboard as it was.
+    pub fn duplicate(&mut self) -> BTreeSet<NodeId> {
+        let part = self.graph.extract(&self.selection);
+        let added = self.edit(|graph| Ok::<_, EditError>(graph.insert(&part, PASTE_OFFSET))).unwrap_or_default();
+        self.selection.clone_from(&added);
+        added
+    }
+
+    /// Sets a node's title; an empty title goes back to the class's display name.
+    pub fn set_title(&mut self, node: NodeId, title: &str) -> Result<(), EditError> {
+        self.edit(|graph| {
+            let node = graph.node_mut(node).ok_or(EditError::NoSuchNode(node))?;
+            node.title = (!title.is_empty()).then(|| title.to_string());
+            Ok(())
+        })
+    }
+
+    /// Sets the selected nodes to `mode`, or back to normal when they all have it already (the toggle of
+    /// Ctrl+B and Ctrl+M).
+    pub fn toggle_mode(&mut self, mode: NodeMode) {
+        let selected = self.selection.clone();
+        let _ = self.edit(|graph| {
+            let all = graph.nodes.iter().filter(|n| selected.contains(&n.id)).all(|n| n.mode == mode);
+            let target = if all { NodeMode::Normal } else { mode };
+            for node in graph.nodes.iter_mut().filter(|n| selected.contains(&n.id)) {
+                node.mode = target;
+            }
+            Ok::<_, EditError>(())
+        });
+    }
+
+    /// Sets the value of widget `name` on `node`. Nodes without a schema (notes) take a position instead:
+    /// `name` is then the index as text.
+    pub fn set_widget(&mut self, node: NodeId, name: &str, value: Json) -> Result<(), WidgetError> {
+        let index = self.widget_slot(node, name)?;
+        self.edit(|graph| {
+            let node = graph.node_mut(node).ok_or(EditError::NoSuchNode(node))?;
+            if let Some(Json::Array(values)) = node.widgets_values.as_mut() {
+                values[index] = value;
+            }
+            Ok::<_, EditError>(())
+        })?;
+        Ok(())
+    }
+
+    /// The value of widget `name` on `node`.
+    pub fn widget(&self, node: NodeId, name: &str) -> Option<&Json> {
+        let index = self.widget_slot(node, name).ok()?;
+        self.graph.node(node)?.widget_list().get(index)
+    }
+
+    fn widget_slot(&self, node_id: NodeId, name: &str) -> Result<usize, WidgetError> {
+        let node = self.graph.node(node_id).ok_or(WidgetError::Edit(EditError::NoSuchNode(node_id)))?;
+        let index = match self.catalog.schema(&node.class_type) {
+            Some(schema) => widget_index(schema, node, name),
+            None => name.parse().ok(),
+        };
+        index.filter(|index| *index < node.widget_list().len()).ok_or_else(|| WidgetError::NoWidget {
+            node: node_id,
+            class_type: node.class_type.clone(),
+            name: name.to_string(),
+        })
+    }
+
+    /// Sets the control mode of seed widget `name`.
+    pub fn set_seed_control(&mut self, node: NodeId, name: &str, control: SeedControl) -> Result<(), WidgetError> {
+        let class_type = self.graph.node(node).map(|n| n.class_type.clone()).unwrap_or_default();
+        let has_control = self.catalog.schema(&class_type).is_some_and(|schema| has_seed_control(schema, name));
+        let index = self.widget_slot(node, name)?;
+        let stored = self.graph.node(node).is_some_and(|n| n.widget_list().get(index + 1).is_some_and(Json::is_string));
+        if !has_control || !stored {
+            return Err(WidgetError::NoWidget { node, class_type, name: format!("{name} (control after generate)") });
+        }
+        let keyword = Json::from(control.keyword());
+        self.edit(|graph| {
+            if let Some(Json::Array(values)) = graph.node_mut(node).and_then(|n| n.widgets_values.as_mut()) {
+                values[index + 1] = keyword;
+            }
+            Ok::<_, EditError>(())
+        })?;
+        Ok(())
+    }
+
+    /// Applies the seeds' control modes after a run was queued (one undoable edit).
+    pub fn after_queue(&mut self) -> usize {
+        let catalog = Arc::clone(&self.catalog);
+        let mut random = self.random.clone();
+        let changed = self
+            .edit(|graph| Ok::<_, EditError>(apply_seed_controls(graph, &catalog, &mut || random.next_u64())))
+            .unwrap_or(0);
+        self.random = random;
+        changed
+    }
+
+    /// Uses `state` for the random seeds that follow (tests make them reproducible this way).
+    pub fn seed_random(&mut self, state: u64) {
+        self.random = SeedRandom::new(state);
+    }
+
+    /// Adds a group around the selected nodes (or an empty one at the origin) titled `title`.
+    pub fn group_selection(&mut self, title: &str) -> usize {
+        let bounds: Vec<(Point, Point)> =
+            self.graph.nodes.iter().filter(|n| self.selection.contains(&n.id)).map(NodeInstance::bounds).collect();
+        let margin = 10.0;
+        let bounding = if bounds.is_empty() {
+            [0.0, 0.0, 300.0, 200.0]
+        } else {
+            let left = bounds.iter().map(|b| b.0[0]).fold(f32::INFINITY, f32::min) - margin;
+            let top = bounds.iter().map(|b| b.0[1]).fold(f32::INFINITY, f32::min) - margin - 30.0;
+            let right = bounds.iter().map(|b| b.1[0]).fold(f32::NEG_INFINITY, f32::max) + margin;
+            let bottom = bounds.iter().map(|b| b.1[1]).fold(f32::NEG_INFINITY, f32::max) + margin;
+            [left, top, right - left, bottom - top]
+        };
+        let group = Group { title: title.to_string(), bounding, fields: serde_json::Map::new() };
+        self.edit(|graph| {
+            graph.groups.push(group);
+            Ok::<_, EditError>(graph.groups.len() - 1)
+        })
+        .unwrap_or_default()
+    }
+
+    /// Renames group `index`.
+    pub fn rename_group(&mut self, index: usize, title: &str) -> Result<(), EditError> {
+        self.edit(|graph| graph.rename_group(index, title))
+    }
+}
+
+/// Why a widget could not be read or set.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WidgetError {
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    #[error("node {node} ({class_type}) has no widget '{name}'")]
+    NoWidget { node: NodeId, class_type: String, name: String },
+}

@@ -1,0 +1,18 @@
+//! The editor's model: the graph being edited and every edit on it, with no drawing. The window in
+//! [`crate::app`] shows it and turns clicks into calls here; tests drive it directly.
+
+pub mod catalog;
+pub mod document;
+mod editor;
+pub mod graph;
+mod history;
+pub mod node;
+pub mod widgets;
+
+pub use catalog::Catalog;
+pub use document::{Document, DocumentError};
+pub use editor::{Editor, WidgetError};
+pub use graph::{EditError, EditorGraph, Group, Link, LinkId};
+pub use history::History;
+pub use node::{NodeId, NodeInstance, NodeMode, Point, Socket};
+pub use widgets::SeedControl;
