@@ -28,6 +28,10 @@ enum Command {
     ///
     /// Writes the demo models into the models folder first. Exit codes as for `run`.
     Demo(commands::demo::DemoArgs),
+    /// Open the node editor window on a UI workflow, or on an empty graph.
+    ///
+    /// Needs a display (X11 or Wayland). Exit codes: 0 closed, 1 no display or the file cannot be opened.
+    Edit(commands::edit::EditArgs),
     /// Run a workflow headless.
     ///
     /// Exit codes: 0 success, 1 invalid workflow, 2 a node failed, 130 interrupted.
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         .init();
     let code = match cli.command {
         Command::Demo(args) => commands::demo::run(&args),
+        Command::Edit(args) => commands::edit::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Validate(args) => commands::validate::run(&args),
         Command::Convert(args) => commands::convert::run(&args),

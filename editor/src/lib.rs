@@ -4,4 +4,56 @@
 //! format and converted to the API prompts the engine runs. The [`model`] holds the graph and every edit
 //! (undoable, testable without a window); the [`app`] draws it with egui.
 
+pub mod app;
 pub mod model;
+
+use app::EditorApp;
+use kinograph_engine::Environment;
+use model::recent::RecentFiles;
+use model::{Catalog, Editor};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why the editor window could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EditorError {
+    #[error(
+        "no display to open the editor window on: set DISPLAY (X11) or WAYLAND_DISPLAY (Wayland), \
+         or run it under a desktop session"
+    )]
+    NoDisplay,
+    #[error("{path}: {source}")]
+    Open { path: String, source: model::DocumentError },
+    #[error("the editor window failed: {0}")]
+    Window(String),
+}
+
+/// Whether a window system is reachable, judged from the environment as winit does.
+pub fn display_available() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    cfg!(any(target_os = "windows", target_os = "macos")) || set("DISPLAY") || set("WAYLAND_DISPLAY")
+}
+
+/// Opens the editor window on `file` (a UI workflow) or on an empty graph, with the built-in nodes and
+/// `environment`'s model folders; returns when the window closes.
+pub fn run(file: Option<&Path>, environment: Environment) -> Result<(), EditorError> {
+    if !display_available() {
+        return Err(EditorError::NoDisplay);
+    }
+    let catalog = Arc::new(Catalog::new(Arc::new(kinograph_nodes::registry()), environment));
+    let mut editor = Editor::new(catalog);
+    if let Some(path) = file {
+        editor.open(path).map_err(|source| EditorError::Open { path: path.display().to_string(), source })?;
+    }
+    let mut recent = RecentFiles::load(RecentFiles::default_store());
+    if let Some(path) = file {
+        let _ = recent.add(path);
+    }
+    let app = EditorApp::new(editor, recent);
+    let options = eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default().with_title("Kinograph").with_inner_size([1400.0, 900.0]),
+        ..eframe::NativeOptions::default()
+    };
+    eframe::run_native("Kinograph", options, Box::new(|_| Ok(Box::new(app))))
+        .map_err(|error| EditorError::Window(error.to_string()))
+}

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod convert;
 pub mod demo;
+pub mod edit;
 pub mod models;
 pub mod nodes;
 pub mod run;

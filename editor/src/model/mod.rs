@@ -7,6 +7,7 @@ mod editor;
 pub mod graph;
 mod history;
 pub mod node;
+pub mod recent;
 pub mod widgets;
 
 pub use catalog::Catalog;

@@ -1,0 +1,210 @@
+//! The canvas: pan and zoom (egui's `Scene`), groups, links as bezier curves, nodes, wiring pin to pin,
+//! box selection, and the double-click that opens the palette.
+
+use super::node_view::{SocketPlace, show_node};
+use super::palette::Palette;
+use super::style;
+use crate::model::catalog::ROW_HEIGHT;
+use crate::model::{Editor, NodeId, NodeInstance};
+use eframe::egui::{self, Color32, Pos2, Rect, Stroke, Vec2};
+use std::collections::BTreeSet;
+
+/// Pan, zoom and the gesture in progress.
+pub struct Canvas {
+    /// The part of the canvas in view (egui's `Scene` keeps it).
+    pub view: Rect,
+    /// A wire being dragged out of this socket.
+    wire: Option<SocketPlace>,
+    /// The canvas corner where a box selection began.
+    box_start: Option<Pos2>,
+}
+
+impl Default for Canvas {
+    fn default() -> Self {
+        Canvas {
+            view: Rect::from_min_size(Pos2::new(-50.0, -100.0), Vec2::new(1400.0, 900.0)),
+            wire: None,
+            box_start: None,
+        }
+    }
+}
+
+/// Where a socket sits on the canvas.
+pub fn socket_center(node: &NodeInstance, output: bool, slot: usize) -> Pos2 {
+    let x = if output { node.pos[0] + node.size[0] } else { node.pos[0] };
+    Pos2::new(x, node.pos[1] + 6.0 + ROW_HEIGHT * (slot as f32 + 0.5))
+}
+
+fn bezier(painter: &egui::Painter, from: Pos2, to: Pos2, color: Color32) {
+    let pull = ((to.x - from.x).abs() * 0.5).max(40.0);
+    let points = [from, from + Vec2::new(pull, 0.0), to - Vec2::new(pull, 0.0), to];
+    painter.add(egui::epaint::CubicBezierShape::from_points_stroke(
+        points,
+        false,
+        Color32::TRANSPARENT,
+        Stroke::new(3.0, color),
+    ));
+}
+
+impl Canvas {
+    /// Draws the canvas and handles its gestures; returns a message for the status line (a refused
+    /// connection and its reason).
+    pub fn show(
+        &mut self,
+        ui: &mut egui::Ui,
+        editor: &mut Editor,
+        palette: &mut Option<Palette>,
+        faulty: &BTreeSet<NodeId>,
+    ) -> Option<String> {
+        let mut message = None;
+        let mut scene_layer = None;
+        let scene = egui::Scene::new()
+            .zoom_range(0.1..=2.0)
+            .drag_pan_buttons(egui::DragPanButtons::SECONDARY | egui::DragPanButtons::MIDDLE);
+        let mut view = self.view;
+        let background = scene
+            .show(ui, &mut view, |ui| {
+                scene_layer = Some(ui.layer_id());
+                Self::draw_groups(ui, editor);
+                Self::draw_links(ui, editor);
+                let mut sockets = Vec::new();
+                let ids: Vec<NodeId> = editor.graph().nodes.iter().map(|node| node.id).collect();
+                for id in ids {
+                    let events = show_node(ui, editor, id, faulty.contains(&id), &mut sockets);
+                    if let Some(shift) = events.clicked {
+                        if shift {
+                            editor.toggle_selected(id);
+                        } else if !editor.selection.contains(&id) {
+                            editor.select(id);
+                        }
+                    }
+                    if events.drag_started {
+                        editor.begin_gesture();
+                    }
+                    if let Some(delta) = events.dragged {
+                        editor.move_selection([delta.x, delta.y]);
+                    }
+                    if events.drag_stopped {
+                        editor.end_gesture();
+                    }
+                    if let Some(start) = events.wire_from {
+                        self.wire = Some(Self::start_wire(editor, start));
+                    }
+                }
+                message = self.finish_wire(ui, editor, &sockets);
+            })
+            .response;
+        self.view = view;
+        let to_canvas = |pos: Pos2| {
+            scene_layer.and_then(|layer| ui.ctx().layer_transform_from_global(layer)).map_or(pos, |t| t * pos)
+        };
+        if background.double_clicked()
+            && let Some(pointer) = background.interact_pointer_pos()
+        {
+            let at = to_canvas(pointer);
+            *palette = Some(Palette::new([at.x, at.y], pointer));
+        } else if background.clicked() {
+            editor.selection.clear();
+        }
+        if background.drag_started_by(egui::PointerButton::Primary) {
+            self.box_start = background.interact_pointer_pos().map(to_canvas);
+        }
+        if let (Some(start), Some(pointer)) = (self.box_start, ui.ctx().pointer_latest_pos()) {
+            let end = to_canvas(pointer);
+            if background.drag_stopped() {
+                let add = ui.input(|i| i.modifiers.shift);
+                editor.select_box([start.x, start.y], [end.x, end.y], add);
+                self.box_start = None;
+            } else if let Some(layer) = scene_layer {
+                let painter = ui.ctx().layer_painter(layer);
+                let rect = Rect::from_two_pos(start, end);
+                painter.rect(
+                    rect,
+                    0.0,
+                    Color32::from_white_alpha(12),
+                    Stroke::new(1.0, Color32::WHITE),
+                    egui::StrokeKind::Inside,
+                );
+            }
+        }
+        message
+    }
+
+    fn draw_groups(ui: &egui::Ui, editor: &Editor) {
+        let painter = ui.painter();
+        for group in &editor.graph().groups {
+            let [left, top, width, height] = group.bounding;
+            let rect = Rect::from_min_size(Pos2::new(left, top), Vec2::new(width, height));
+            let color = group
+                .fields
+                .get("color")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|hex| Color32::from_hex(hex).ok())
+                .unwrap_or(Color32::from_rgb(0x3f, 0x78, 0x9e));
+            painter.rect_filled(rect, 4.0, color.gamma_multiply(0.25));
+            painter.rect_stroke(rect, 4.0, Stroke::new(1.0, color), egui::StrokeKind::Inside);
+            painter.text(
+                rect.min + Vec2::new(8.0, 6.0),
+                egui::Align2::LEFT_TOP,
+                &group.title,
+                egui::FontId::proportional(20.0),
+                Color32::from_gray(0xdd),
+            );
+        }
+    }
+
+    fn draw_links(ui: &egui::Ui, editor: &Editor) {
+        let painter = ui.painter();
+        let graph = editor.graph();
+        for link in &graph.links {
+            let (Some(from), Some(to)) = (graph.node(link.from_node), graph.node(link.to_node)) else { continue };
+            bezier(
+                painter,
+                socket_center(from, true, link.from_slot),
+                socket_center(to, false, link.to_slot),
+                style::type_color(&link.type_name),
+            );
+        }
+    }
+
+    /// A wire starts at the socket pressed; pressing a linked input lifts its link off, to be dropped
+    /// on another input or let go to remove it.
+    fn start_wire(editor: &mut Editor, start: SocketPlace) -> SocketPlace {
+        if start.output {
+            return start;
+        }
+        let Some(link) = editor.graph().link_into(start.node, start.slot).cloned() else { return start };
+        editor.disconnect(start.node, start.slot);
+        let source =
+            editor.graph().node(link.from_node).map_or(start.center, |node| socket_center(node, true, link.from_slot));
+        SocketPlace { node: link.from_node, slot: link.from_slot, output: true, center: source }
+    }
+
+    /// Draws the wire being dragged and connects it where it is dropped.
+    fn finish_wire(&mut self, ui: &egui::Ui, editor: &mut Editor, sockets: &[SocketPlace]) -> Option<String> {
+        let wire = self.wire?;
+        let pointer = ui.ctx().pointer_latest_pos()?;
+        let pointer = ui.ctx().layer_transform_from_global(ui.layer_id()).map_or(pointer, |t| t * pointer);
+        let color = editor
+            .graph()
+            .node(wire.node)
+            .and_then(|node| if wire.output { node.outputs.get(wire.slot) } else { node.inputs.get(wire.slot) })
+            .map_or(Color32::GRAY, |socket| style::type_color(&socket.type_name));
+        let (from, to) = if wire.output { (wire.center, pointer) } else { (pointer, wire.center) };
+        bezier(ui.painter(), from, to, color);
+        if !ui.input(|i| i.pointer.any_released()) {
+            return None;
+        }
+        self.wire = None;
+        let target = sockets
+            .iter()
+            .filter(|socket| socket.output != wire.output)
+            .min_by(|a, b| a.center.distance(pointer).total_cmp(&b.center.distance(pointer)))
+            .filter(|socket| socket.center.distance(pointer) < 14.0)?;
+        let (output, input) = if wire.output { (wire, *target) } else { (*target, wire) };
+        match editor.connect(output.node, output.slot, input.node, input.slot) {
+            Ok(_) => None,
+            Err(error) => Some(format!("Not connected: {error}")),
+        }
+    }
+}

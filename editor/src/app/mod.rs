@@ -1,0 +1,223 @@
+//! The editor window: a menu bar (open, save, recent files, undo, redo, check), the canvas, and a
+//! status line. Everything it changes goes through [`crate::model::Editor`].
+
+mod canvas;
+mod node_view;
+mod palette;
+mod style;
+
+use crate::model::recent::RecentFiles;
+use crate::model::{Editor, NodeId, NodeMode};
+use canvas::Canvas;
+use eframe::egui;
+use palette::{Palette, PaletteAction};
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The editor's window state around the model.
+pub struct EditorApp {
+    pub editor: Editor,
+    canvas: Canvas,
+    palette: Option<Palette>,
+    /// The last message for the user (a saved file, an error and its reason).
+    pub status: String,
+    /// The path typed in the menu bar for Open and Save.
+    pub path_text: String,
+    recent: RecentFiles,
+    /// Nodes the last check found fault with.
+    faulty: BTreeSet<NodeId>,
+}
+
+impl EditorApp {
+    /// The window over `editor`, remembering files in `recent`.
+    pub fn new(editor: Editor, recent: RecentFiles) -> Self {
+        let path_text = editor.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        EditorApp {
+            editor,
+            canvas: Canvas::default(),
+            palette: None,
+            status: String::new(),
+            path_text,
+            recent,
+            faulty: BTreeSet::new(),
+        }
+    }
+
+    /// Opens a UI workflow file, reporting the outcome on the status line.
+    pub fn open(&mut self, path: &Path) {
+        match self.editor.open(path) {
+            Ok(()) => {
+                self.status = format!("Opened {}", path.display());
+                self.path_text = path.display().to_string();
+                self.faulty.clear();
+                if let Err(error) = self.recent.add(path) {
+                    let _ = write!(self.status, " (recent files not saved: {error})");
+                }
+            }
+            Err(error) => self.status = format!("Could not open: {error}"),
+        }
+    }
+
+    fn save(&mut self) {
+        let path = PathBuf::from(self.path_text.trim());
+        if path.as_os_str().is_empty() {
+            self.status = "Type a file path to save to.".into();
+            return;
+        }
+        match self.editor.save(&path) {
+            Ok(()) => {
+                self.status = format!("Saved {}", path.display());
+                let _ = self.recent.add(&path);
+            }
+            Err(error) => self.status = format!("Could not save: {error}"),
+        }
+    }
+
+    /// Checks the graph as the engine would before a run, outlining the nodes at fault.
+    fn check(&mut self) {
+        self.faulty.clear();
+        let conversion = match self.editor.to_prompt() {
+            Ok(conversion) => conversion,
+            Err(error) => {
+                self.status = format!("Cannot convert: {error}");
+                return;
+            }
+        };
+        let catalog = &self.editor.catalog;
+        match kinograph_engine::validate(&conversion.prompt, catalog.registry(), catalog.environment()) {
+            Ok(_) => self.status = "The graph is ready to run.".into(),
+            Err(report) => {
+                self.faulty = report.node_errors.keys().filter_map(|id| id.parse().ok()).collect();
+                let first = report.node_errors.iter().find_map(|(id, errors)| {
+                    errors.errors.first().map(|error| format!("node {id} ({}): {}", errors.class_type, error.message))
+                });
+                self.status = format!(
+                    "{} problem(s){}",
+                    report.error_count(),
+                    first.map_or_else(|| format!(": {}", report.error.message), |f| format!("; {f}"))
+                );
+            }
+        }
+    }
+
+    fn menu_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label("File");
+            ui.add(egui::TextEdit::singleline(&mut self.path_text).hint_text("workflow.json").desired_width(280.0));
+            if ui.button("Open").clicked() {
+                self.open(&PathBuf::from(self.path_text.trim()));
+            }
+            if ui.button("Save").clicked() {
+                self.save();
+            }
+            ui.menu_button("Recent", |ui| {
+                if self.recent.paths.is_empty() {
+                    ui.label("No recent files");
+                }
+                for path in self.recent.paths.clone() {
+                    if ui.button(path.display().to_string()).clicked() {
+                        self.open(&path);
+                        ui.close();
+                    }
+                }
+            });
+            ui.separator();
+            if ui.add_enabled(self.editor.can_undo(), egui::Button::new("Undo")).clicked() {
+                self.editor.undo();
+            }
+            if ui.add_enabled(self.editor.can_redo(), egui::Button::new("Redo")).clicked() {
+                self.editor.redo();
+            }
+            if ui.button("Add node").clicked() {
+                let center = self.canvas.view.center();
+                self.palette = Some(Palette::new([center.x, center.y], ui.ctx().content_rect().center()));
+            }
+            if ui.button("Check").clicked() {
+                self.check();
+            }
+        });
+    }
+
+    /// Keyboard shortcuts, unless a text field has the keyboard.
+    fn shortcuts(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let command = |key| ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, key));
+        let redo = ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND | egui::Modifiers::SHIFT, egui::Key::Z));
+        if redo || command(egui::Key::Y) {
+            self.editor.redo();
+        } else if command(egui::Key::Z) {
+            self.editor.undo();
+        }
+        if command(egui::Key::D) {
+            self.editor.duplicate();
+        }
+        if command(egui::Key::B) {
+            self.editor.toggle_mode(NodeMode::Bypassed);
+        }
+        if command(egui::Key::M) {
+            self.editor.toggle_mode(NodeMode::Muted);
+        }
+        if command(egui::Key::S) {
+            self.save();
+        }
+        let (copy, paste, delete) = ctx.input(|i| {
+            let copy = i.events.iter().any(|e| matches!(e, egui::Event::Copy));
+            let paste = i.events.iter().any(|e| matches!(e, egui::Event::Paste(_)))
+                || i.key_pressed(egui::Key::V) && i.modifiers.command;
+            let delete = i.key_pressed(egui::Key::Delete) || i.key_pressed(egui::Key::Backspace);
+            (copy || i.key_pressed(egui::Key::C) && i.modifiers.command, paste, delete)
+        });
+        if copy {
+            let count = self.editor.copy();
+            self.status = format!("Copied {count} node(s)");
+        }
+        if paste {
+            self.editor.paste();
+        }
+        if delete {
+            self.editor.delete_selection();
+        }
+    }
+
+    /// Draws the whole window into `ui`.
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
+        egui::Panel::bottom("status").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                let name = self.editor.path.as_ref().map_or("untitled".into(), |p| p.display().to_string());
+                ui.label(format!("{name}{}", if self.editor.modified { " (modified)" } else { "" }));
+                ui.separator();
+                ui.label(&self.status);
+            });
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            if let Some(message) = self.canvas.show(ui, &mut self.editor, &mut self.palette, &self.faulty) {
+                self.status = message;
+            }
+        });
+        if let Some(palette) = &mut self.palette {
+            match palette.show(&ctx, &self.editor.catalog) {
+                PaletteAction::None => {}
+                PaletteAction::Close => self.palette = None,
+                PaletteAction::Add(class_type) => {
+                    let at = palette.at;
+                    self.palette = None;
+                    if self.editor.add_node(&class_type, at).is_none() {
+                        self.status = format!("No node class {class_type}");
+                    }
+                }
+            }
+        }
+        self.shortcuts(&ctx);
+    }
+}
+
+impl eframe::App for EditorApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+    }
+}

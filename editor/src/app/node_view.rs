@@ -1,0 +1,312 @@
+//! One node on the canvas: title bar, sockets coloured by type, and a widget for each widget input,
+//! drawn from the node's schema. Edits go straight to the model; pointer gestures are reported back to
+//! the canvas, which owns dragging and wiring.
+
+use super::style;
+use crate::model::catalog::ROW_HEIGHT;
+use crate::model::node::TITLE_HEIGHT;
+use crate::model::widgets::{SeedControl, has_seed_control, seed_control};
+use crate::model::{Editor, NodeId, NodeInstance, NodeMode};
+use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
+use kinograph_engine::workflow::widgets::widget_inputs;
+use kinograph_engine::{InputKind, InputSpec};
+use serde_json::Value as Json;
+
+/// A socket's place on screen this frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SocketPlace {
+    pub node: NodeId,
+    pub slot: usize,
+    pub output: bool,
+    pub center: Pos2,
+}
+
+/// What the user did to a node this frame.
+#[derive(Debug, Default)]
+pub struct NodeEvents {
+    /// The node was pressed (selection); `shift` toggles.
+    pub clicked: Option<bool>,
+    /// The node is being dragged by this much (canvas units).
+    pub dragged: Option<Vec2>,
+    pub drag_started: bool,
+    pub drag_stopped: bool,
+    /// A wire drag began on this socket.
+    pub wire_from: Option<SocketPlace>,
+}
+
+/// Draws node `id` and its widgets; pushes its sockets' places into `sockets`.
+pub fn show_node(
+    ui: &mut egui::Ui,
+    editor: &mut Editor,
+    id: NodeId,
+    faulty: bool,
+    sockets: &mut Vec<SocketPlace>,
+) -> NodeEvents {
+    let mut events = NodeEvents::default();
+    let Some(node) = editor.graph().node(id).cloned() else { return events };
+    let catalog = std::sync::Arc::clone(&editor.catalog);
+    let schema = catalog.schema(&node.class_type);
+    let widgets: Vec<&InputSpec> = schema.map(|s| widget_inputs(s).collect()).unwrap_or_default();
+    let socket_rows = node.inputs.len().max(node.outputs.len());
+    let widget_rows: usize = if node.is_note() { 4 } else { widgets.iter().map(|w| rows_of(w)).sum() };
+    let body_height = (6.0 + ROW_HEIGHT * (socket_rows + widget_rows) as f32).max(node.size[1]);
+    let top_left = Pos2::new(node.pos[0], node.pos[1] - TITLE_HEIGHT);
+    let rect = Rect::from_min_size(top_left, Vec2::new(node.size[0], TITLE_HEIGHT + body_height));
+    let title_rect = Rect::from_min_size(top_left, Vec2::new(node.size[0], TITLE_HEIGHT));
+
+    let body = ui.interact(rect, ui.id().with(("node", id)), Sense::click_and_drag());
+    let (title_color, body_color) = match node.mode {
+        NodeMode::Bypassed => (style::BYPASSED, style::BYPASSED.gamma_multiply(0.6)),
+        NodeMode::Muted => (style::MUTED, style::MUTED),
+        _ if node.is_note() => (style::NOTE, style::NOTE),
+        _ => (style::TITLE, style::BODY),
+    };
+    let painter = ui.painter();
+    painter.rect_filled(rect, 6.0, body_color);
+    painter.rect_filled(title_rect, egui::CornerRadius { nw: 6, ne: 6, sw: 0, se: 0 }, title_color);
+    let outline = if faulty {
+        Stroke::new(2.5, style::ERROR)
+    } else if editor.selection.contains(&id) {
+        Stroke::new(2.0, style::SELECTED)
+    } else {
+        Stroke::new(1.0, Color32::from_gray(0x10))
+    };
+    painter.rect_stroke(rect, 6.0, outline, egui::StrokeKind::Outside);
+    let title =
+        node.title.clone().or_else(|| schema.map(|s| s.display_name.clone())).unwrap_or(node.class_type.clone());
+    let text_color = if node.mode == NodeMode::Muted { Color32::GRAY } else { Color32::from_gray(0xee) };
+    painter.text(
+        title_rect.left_center() + Vec2::new(10.0, 0.0),
+        egui::Align2::LEFT_CENTER,
+        &title,
+        egui::FontId::proportional(14.0),
+        text_color,
+    );
+
+    if body.clicked() || body.drag_started() {
+        events.clicked = Some(ui.input(|i| i.modifiers.shift));
+    }
+    events.drag_started = body.drag_started();
+    if body.dragged() {
+        events.dragged = Some(body.drag_delta());
+    }
+    events.drag_stopped = body.drag_stopped();
+    body.context_menu(|ui| node_menu(ui, editor, &node, &title));
+
+    let mut row_y = node.pos[1] + 6.0 + ROW_HEIGHT / 2.0;
+    for slot in 0..socket_rows {
+        for (output, socket) in [(false, node.inputs.get(slot)), (true, node.outputs.get(slot))] {
+            let Some(socket) = socket else { continue };
+            let x = if output { rect.right() } else { rect.left() };
+            let center = Pos2::new(x, row_y);
+            let place = SocketPlace { node: id, slot, output, center };
+            let linked = if output {
+                editor.graph().links.iter().any(|l| l.from_node == id && l.from_slot == slot)
+            } else {
+                editor.graph().link_into(id, slot).is_some()
+            };
+            let color = style::type_color(&socket.type_name);
+            let handle = ui.interact(
+                Rect::from_center_size(center, Vec2::splat(16.0)),
+                ui.id().with(("socket", id, output, slot)),
+                Sense::drag(),
+            );
+            let painter = ui.painter();
+            if linked {
+                painter.circle_filled(center, 5.0, color);
+            } else {
+                painter.circle_stroke(center, 4.5, Stroke::new(2.0, color));
+            }
+            let (anchor, offset) =
+                if output { (egui::Align2::RIGHT_CENTER, -12.0) } else { (egui::Align2::LEFT_CENTER, 12.0) };
+            painter.text(
+                center + Vec2::new(offset, 0.0),
+                anchor,
+                &socket.name,
+                egui::FontId::proportional(12.0),
+                Color32::from_gray(0xbb),
+            );
+            let handle = handle.on_hover_text(&socket.type_name);
+            if handle.drag_started() {
+                events.wire_from = Some(place);
+            }
+            sockets.push(place);
+        }
+        row_y += ROW_HEIGHT;
+    }
+
+    let mut widget_top = node.pos[1] + 6.0 + ROW_HEIGHT * socket_rows as f32;
+    let width = node.size[0] - 20.0;
+    if node.is_note() {
+        let area =
+            Rect::from_min_size(Pos2::new(rect.left() + 10.0, widget_top), Vec2::new(width, ROW_HEIGHT * 4.0 - 4.0));
+        let mut text = node.widget_list().first().and_then(Json::as_str).unwrap_or_default().to_string();
+        let response = ui.put(area, egui::TextEdit::multiline(&mut text).desired_rows(4).id_salt(("note", id)));
+        track(editor, &response);
+        if response.changed() {
+            let _ = editor.set_widget(id, "0", Json::String(text));
+        }
+        return events;
+    }
+    for input in widgets {
+        let height = ROW_HEIGHT * rows_of(input) as f32;
+        let area = Rect::from_min_size(Pos2::new(rect.left() + 10.0, widget_top + 2.0), Vec2::new(width, height - 4.0));
+        widget_top += height;
+        let linked = node.inputs.iter().enumerate().any(|(slot, socket)| {
+            socket.widget.as_deref() == Some(input.name.as_str()) && editor.graph().link_into(id, slot).is_some()
+        });
+        let mut child = ui
+            .new_child(egui::UiBuilder::new().max_rect(area).layout(egui::Layout::left_to_right(egui::Align::Center)));
+        child.set_clip_rect(area.intersect(ui.clip_rect()));
+        if linked {
+            child.label(format!("{} (linked)", input.name));
+            continue;
+        }
+        widget_row(&mut child, editor, &node, input);
+    }
+    events
+}
+
+/// How many rows a widget takes.
+fn rows_of(input: &InputSpec) -> usize {
+    match &input.kind {
+        InputKind::String(options) if options.multiline => 4,
+        _ => 1,
+    }
+}
+
+/// Begins or ends an undo gesture around a widget's drag or focus.
+fn track(editor: &mut Editor, response: &egui::Response) {
+    if response.drag_started() || response.gained_focus() {
+        editor.begin_gesture();
+    }
+    if response.drag_stopped() || response.lost_focus() {
+        editor.end_gesture();
+    }
+}
+
+/// The widget for one input, labelled with its name; AccessKit reads the label.
+fn widget_row(ui: &mut egui::Ui, editor: &mut Editor, node: &NodeInstance, input: &InputSpec) {
+    let id = node.id;
+    let Some(current) = editor.widget(id, &input.name).cloned() else {
+        ui.label(format!("{}: no stored value", input.name));
+        return;
+    };
+    let name = input.name.as_str();
+    let label = ui.label(name);
+    let mut value: Option<Json> = None;
+    match &input.kind {
+        InputKind::Int(options) => {
+            let mut number = current.as_i64().unwrap_or(options.default as i64);
+            let low = options.min.map_or(i64::MIN, |m| i64::try_from(m).unwrap_or(i64::MIN));
+            let high = options.max.map_or(i64::MAX, |m| i64::try_from(m).unwrap_or(i64::MAX));
+            let step = options.step.unwrap_or(1).max(1) as f64;
+            let response =
+                ui.add(egui::DragValue::new(&mut number).range(low..=high).speed(step)).labelled_by(label.id);
+            track(editor, &response);
+            if response.changed() {
+                value = Some(Json::from(number));
+            }
+            if has_seed_control(editor.catalog.schema(&node.class_type).expect("widgets come from a schema"), name) {
+                let schema = editor.catalog.schema(&node.class_type).expect("widgets come from a schema");
+                if let Some(mut control) = seed_control(schema, node, name) {
+                    let before = control;
+                    egui::ComboBox::from_id_salt(("seed-control", id, name)).selected_text(control.keyword()).show_ui(
+                        ui,
+                        |ui| {
+                            for mode in SeedControl::ALL {
+                                ui.selectable_value(&mut control, mode, mode.keyword());
+                            }
+                        },
+                    );
+                    if control != before {
+                        let _ = editor.set_seed_control(id, name, control);
+                    }
+                }
+            }
+        }
+        InputKind::Float(options) => {
+            let mut number = current.as_f64().unwrap_or(options.default);
+            let range = options.min.unwrap_or(f64::MIN)..=options.max.unwrap_or(f64::MAX);
+            let step = options.step.unwrap_or(0.01);
+            let response = if options.slider && options.min.is_some() && options.max.is_some() {
+                ui.add(egui::Slider::new(&mut number, range).step_by(step))
+            } else {
+                ui.add(egui::DragValue::new(&mut number).range(range).speed(step).max_decimals(4))
+            };
+            let response = response.labelled_by(label.id);
+            track(editor, &response);
+            if response.changed() {
+                value = Some(Json::from(number));
+            }
+        }
+        InputKind::String(options) => {
+            let mut text = current.as_str().unwrap_or_default().to_string();
+            let edit = if options.multiline {
+                egui::TextEdit::multiline(&mut text).desired_rows(3)
+            } else {
+                egui::TextEdit::singleline(&mut text)
+            };
+            let response = ui.add(edit.id_salt(("text", id, name))).labelled_by(label.id);
+            track(editor, &response);
+            if response.changed() {
+                value = Some(Json::String(text));
+            }
+        }
+        InputKind::Boolean(options) => {
+            let mut on = current.as_bool().unwrap_or(options.default);
+            let text = if on { options.label_on.as_deref() } else { options.label_off.as_deref() }.unwrap_or("");
+            if ui.checkbox(&mut on, text).labelled_by(label.id).changed() {
+                value = Some(Json::Bool(on));
+            }
+        }
+        InputKind::Combo(options) => {
+            let mut chosen = current.as_str().unwrap_or_default().to_string();
+            let before = chosen.clone();
+            egui::ComboBox::from_id_salt(("combo", id, name)).selected_text(&chosen).show_ui(ui, |ui| {
+                for option in &options.options {
+                    ui.selectable_value(&mut chosen, option.clone(), option);
+                }
+            });
+            if chosen != before {
+                value = Some(Json::String(chosen));
+            }
+        }
+        InputKind::Socket(_) => {}
+    }
+    if let Some(value) = value {
+        let _ = editor.set_widget(id, name, value);
+    }
+}
+
+/// The right-click menu of a node: title, run mode, duplicate, delete.
+fn node_menu(ui: &mut egui::Ui, editor: &mut Editor, node: &NodeInstance, title: &str) {
+    if !editor.selection.contains(&node.id) {
+        editor.select(node.id);
+    }
+    let mut text = title.to_string();
+    ui.horizontal(|ui| {
+        ui.label("Title");
+        let response = ui.text_edit_singleline(&mut text);
+        track(editor, &response);
+        if response.changed() {
+            let _ = editor.set_title(node.id, &text);
+        }
+    });
+    if ui.button(if node.mode == NodeMode::Bypassed { "Stop bypassing" } else { "Bypass" }).clicked() {
+        editor.toggle_mode(NodeMode::Bypassed);
+        ui.close();
+    }
+    if ui.button(if node.mode == NodeMode::Muted { "Unmute" } else { "Mute" }).clicked() {
+        editor.toggle_mode(NodeMode::Muted);
+        ui.close();
+    }
+    if ui.button("Duplicate").clicked() {
+        editor.duplicate();
+        ui.close();
+    }
+    if ui.button("Delete").clicked() {
+        editor.delete_selection();
+        ui.close();
+    }
+}

@@ -1,0 +1,98 @@
+//! The editor window driven as a user would, through egui's AccessKit tree (no renderer, no display):
+//! open the palette, add a node, edit its widgets, undo and redo, and see a refused connection explained.
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use kinograph_editor::app::EditorApp;
+use kinograph_editor::model::recent::RecentFiles;
+use kinograph_editor::model::{Catalog, Editor};
+use kinograph_engine::Environment;
+use serde_json::json;
+use std::sync::{Arc, OnceLock};
+
+fn catalog() -> Arc<Catalog> {
+    static CATALOG: OnceLock<Arc<Catalog>> = OnceLock::new();
+    Arc::clone(
+        CATALOG.get_or_init(|| Arc::new(Catalog::new(Arc::new(kinograph_nodes::registry()), Environment::default()))),
+    )
+}
+
+fn harness(app: EditorApp) -> Harness<'static, EditorApp> {
+    Harness::builder().with_size([1400.0, 900.0]).build_ui_state(|ui, app: &mut EditorApp| app.show(ui), app)
+}
+
+fn empty_app() -> EditorApp {
+    EditorApp::new(Editor::new(catalog()), RecentFiles::load(None))
+}
+
+/// Opens the palette from the menu bar, searches and picks `display_name`.
+fn add_through_palette(harness: &mut Harness<'_, EditorApp>, query: &str, display_name: &str) {
+    harness.get_by_label("Add node").click();
+    harness.run();
+    harness.get_by_label("Search").type_text(query);
+    harness.run();
+    harness.get_by_label(display_name).click();
+    harness.run();
+}
+
+#[test]
+fn palette_adds_a_node_and_its_widgets_edit_and_undo() {
+    let mut harness = harness(empty_app());
+    add_through_palette(&mut harness, "empty ltxv latent", "EmptyLTXVLatentVideo");
+    assert_eq!(harness.state().editor.graph().nodes.len(), 1);
+    let id = harness.state().editor.graph().nodes[0].id;
+    assert!(harness.query_by_label("Search").is_none(), "the palette closes after adding");
+
+    // The width widget shows the schema default; focusing it selects the text, typing replaces it.
+    let width = harness.get_by_label("width");
+    assert_eq!(width.value().as_deref(), Some("768"));
+    width.focus();
+    harness.run();
+    harness.get_by_label("width").type_text("1024");
+    harness.key_press(eframe::egui::Key::Enter);
+    harness.run();
+    assert_eq!(harness.state().editor.widget(id, "width"), Some(&json!(1024)));
+
+    harness.get_by_label("Undo").click();
+    harness.run();
+    assert_eq!(harness.state().editor.widget(id, "width"), Some(&json!(768)));
+    harness.get_by_label("Redo").click();
+    harness.run();
+    assert_eq!(harness.state().editor.widget(id, "width"), Some(&json!(1024)));
+    // Undo twice more: the width edit, then the node itself.
+    harness.get_by_label("Undo").click();
+    harness.run();
+    harness.get_by_label("Undo").click();
+    harness.run();
+    assert!(harness.state().editor.graph().nodes.is_empty());
+}
+
+#[test]
+fn a_text_widget_takes_typing_as_one_undo_step() {
+    let mut harness = harness(empty_app());
+    add_through_palette(&mut harness, "clip text encode", "CLIP Text Encode (Prompt)");
+    let id = harness.state().editor.graph().nodes[0].id;
+    harness.get_by_label("text").focus();
+    harness.run();
+    harness.get_by_label("text").type_text("a red fox");
+    harness.run();
+    harness.get_by_label("text").type_text(" at dusk");
+    harness.run();
+    // Clicking elsewhere ends the typing.
+    harness.get_by_label("Check").click();
+    harness.run();
+    assert_eq!(harness.state().editor.widget(id, "text"), Some(&json!("a red fox at dusk")));
+    harness.get_by_label("Undo").click();
+    harness.run();
+    assert_eq!(harness.state().editor.widget(id, "text"), Some(&json!("")));
+}
+
+#[test]
+fn check_reports_what_is_missing() {
+    let mut harness = harness(empty_app());
+    add_through_palette(&mut harness, "vae decode", "VAE Decode");
+    harness.get_by_label("Check").click();
+    harness.run();
+    let status = harness.state().status.clone();
+    assert!(status.contains("problem"), "{status}");
+}

@@ -1,0 +1,31 @@
+//! `kinograph edit [FILE]`: the node editor window.
+
+use super::FolderArgs;
+use crate::EXIT_INVALID;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    /// A UI workflow (ComfyUI's editor format) to open; without it the editor starts on an empty graph.
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: FolderArgs,
+}
+
+pub fn run(args: &EditArgs) -> u8 {
+    let environment = match args.folders.environment() {
+        Ok(environment) => environment,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_INVALID;
+        }
+    };
+    match kinograph_editor::run(args.file.as_deref(), environment) {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("error: {error}");
+            EXIT_INVALID
+        }
+    }
+}
