@@ -47,6 +47,22 @@ fn bezier(painter: &egui::Painter, from: Pos2, to: Pos2, color: Color32) {
 }
 
 impl Canvas {
+    /// Frames every node and group, with a margin; an empty graph keeps the current view.
+    pub fn fit(&mut self, editor: &Editor) {
+        let graph = editor.graph();
+        let nodes = graph.nodes.iter().map(|node| {
+            let (min, max) = node.bounds();
+            Rect::from_min_max(Pos2::new(min[0], min[1]), Pos2::new(max[0], max[1]))
+        });
+        let groups = graph.groups.iter().map(|group| {
+            let [left, top, width, height] = group.bounding;
+            Rect::from_min_size(Pos2::new(left, top), Vec2::new(width, height))
+        });
+        if let Some(bounds) = nodes.chain(groups).reduce(|a, b| a.union(b)) {
+            self.view = bounds.expand(40.0);
+        }
+    }
+
     /// Draws the canvas and handles its gestures; returns a message for the status line (a refused
     /// connection and its reason).
     pub fn show(

@@ -33,15 +33,9 @@ impl EditorApp {
     /// The window over `editor`, remembering files in `recent`.
     pub fn new(editor: Editor, recent: RecentFiles) -> Self {
         let path_text = editor.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-        EditorApp {
-            editor,
-            canvas: Canvas::default(),
-            palette: None,
-            status: String::new(),
-            path_text,
-            recent,
-            faulty: BTreeSet::new(),
-        }
+        let mut canvas = Canvas::default();
+        canvas.fit(&editor);
+        EditorApp { editor, canvas, palette: None, status: String::new(), path_text, recent, faulty: BTreeSet::new() }
     }
 
     /// Opens a UI workflow file, reporting the outcome on the status line.
@@ -51,6 +45,7 @@ impl EditorApp {
                 self.status = format!("Opened {}", path.display());
                 self.path_text = path.display().to_string();
                 self.faulty.clear();
+                self.canvas.fit(&self.editor);
                 if let Err(error) = self.recent.add(path) {
                     let _ = write!(self.status, " (recent files not saved: {error})");
                 }
