@@ -58,7 +58,7 @@ impl Canvas {
             let [left, top, width, height] = group.bounding;
             Rect::from_min_size(Pos2::new(left, top), Vec2::new(width, height))
         });
-        if let Some(bounds) = nodes.chain(groups).reduce(|a, b| a.union(b)) {
+        if let Some(bounds) = nodes.chain(groups).reduce(Rect::union) {
             self.view = bounds.expand(40.0);
         }
     }
