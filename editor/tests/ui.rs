@@ -96,3 +96,14 @@ fn check_reports_what_is_missing() {
     let status = harness.state().status.clone();
     assert!(status.contains("problem"), "{status}");
 }
+
+#[test]
+fn queueing_an_unready_graph_says_why_and_runs_nothing() {
+    let mut harness = harness(empty_app());
+    add_through_palette(&mut harness, "vae decode", "VAE Decode");
+    harness.get_by_label("Queue").click();
+    harness.run();
+    let status = harness.state().status.clone();
+    assert!(status.starts_with("Not queued: the graph is not ready to run"), "{status}");
+    assert!(harness.query_by_label("Queue").is_some());
+}

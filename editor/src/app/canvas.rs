@@ -1,10 +1,11 @@
 //! The canvas: pan and zoom (egui's `Scene`), groups, links as bezier curves, nodes, wiring pin to pin,
 //! box selection, and the double-click that opens the palette.
 
-use super::node_view::{SocketPlace, show_node};
+use super::node_view::{NodeDecor, SocketPlace, show_node};
 use super::palette::Palette;
 use super::style;
 use crate::model::catalog::ROW_HEIGHT;
+use crate::model::run::RunView;
 use crate::model::{Editor, NodeId, NodeInstance};
 use eframe::egui::{self, Color32, Pos2, Rect, Stroke, Vec2};
 use std::collections::BTreeSet;
@@ -71,6 +72,8 @@ impl Canvas {
         editor: &mut Editor,
         palette: &mut Option<Palette>,
         faulty: &BTreeSet<NodeId>,
+        run: &RunView,
+        preview: Option<&(String, egui::TextureHandle)>,
     ) -> Option<String> {
         let mut message = None;
         let mut scene_layer = None;
@@ -86,7 +89,13 @@ impl Canvas {
                 let mut sockets = Vec::new();
                 let ids: Vec<NodeId> = editor.graph().nodes.iter().map(|node| node.id).collect();
                 for id in ids {
-                    let events = show_node(ui, editor, id, faulty.contains(&id), &mut sockets);
+                    let key = id.to_string();
+                    let decor = NodeDecor {
+                        faulty: faulty.contains(&id),
+                        run: run.nodes.get(&key),
+                        preview: preview.filter(|(node, _)| *node == key).map(|(_, texture)| texture),
+                    };
+                    let events = show_node(ui, editor, id, &decor, &mut sockets);
                     if let Some(shift) = events.clicked {
                         if shift {
                             editor.toggle_selected(id);

@@ -7,6 +7,7 @@ mod palette;
 mod style;
 
 use crate::model::recent::RecentFiles;
+use crate::model::run::Runner;
 use crate::model::{Editor, NodeId, NodeMode};
 use canvas::Canvas;
 use eframe::egui;
@@ -27,6 +28,9 @@ pub struct EditorApp {
     recent: RecentFiles,
     /// Nodes the last check found fault with.
     faulty: BTreeSet<NodeId>,
+    runner: Runner,
+    /// The latest preview as a texture, and the node that sent it.
+    preview: Option<(String, egui::TextureHandle)>,
 }
 
 impl EditorApp {
@@ -35,7 +39,18 @@ impl EditorApp {
         let path_text = editor.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         let mut canvas = Canvas::default();
         canvas.fit(&editor);
-        EditorApp { editor, canvas, palette: None, status: String::new(), path_text, recent, faulty: BTreeSet::new() }
+        let runner = Runner::new(&editor);
+        EditorApp {
+            editor,
+            canvas,
+            palette: None,
+            status: String::new(),
+            path_text,
+            recent,
+            faulty: BTreeSet::new(),
+            runner,
+            preview: None,
+        }
     }
 
     /// Opens a UI workflow file, reporting the outcome on the status line.
@@ -96,6 +111,39 @@ impl EditorApp {
         }
     }
 
+    /// Starts a run of the graph on the engine's thread.
+    fn queue(&mut self, ctx: &egui::Context) {
+        let ctx = ctx.clone();
+        match self.runner.queue(&mut self.editor, std::sync::Arc::new(move || ctx.request_repaint())) {
+            Ok(()) => {
+                self.faulty.clear();
+                self.status = "Running...".into();
+            }
+            Err(error) => self.status = format!("Not queued: {error}"),
+        }
+    }
+
+    /// Takes in what the run reported since the last frame.
+    fn follow_run(&mut self, ctx: &egui::Context) {
+        let was_running = self.runner.view.running;
+        if !self.runner.poll() {
+            return;
+        }
+        if let Some((node, preview)) = &self.runner.view.preview {
+            let image = egui::ColorImage::from_rgb([preview.width as usize, preview.height as usize], &preview.rgb);
+            match &mut self.preview {
+                Some((shown, texture)) if shown == node => texture.set(image, egui::TextureOptions::LINEAR),
+                _ => {
+                    self.preview =
+                        Some((node.clone(), ctx.load_texture("preview", image, egui::TextureOptions::LINEAR)));
+                }
+            }
+        }
+        if was_running && !self.runner.view.running {
+            self.status = self.runner.view.outcome.clone().unwrap_or_default();
+        }
+    }
+
     fn menu_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.label("File");
@@ -131,6 +179,14 @@ impl EditorApp {
             if ui.button("Check").clicked() {
                 self.check();
             }
+            ui.separator();
+            let running = self.runner.view.running;
+            if ui.add_enabled(!running, egui::Button::new("Queue")).clicked() {
+                self.queue(ui.ctx());
+            }
+            if ui.add_enabled(running, egui::Button::new("Stop")).clicked() {
+                self.runner.stop();
+            }
         });
     }
 
@@ -158,6 +214,9 @@ impl EditorApp {
         if command(egui::Key::S) {
             self.save();
         }
+        if command(egui::Key::Enter) {
+            self.queue(ctx);
+        }
         let (copy, paste, delete) = ctx.input(|i| {
             let copy = i.events.iter().any(|e| matches!(e, egui::Event::Copy));
             let paste = i.events.iter().any(|e| matches!(e, egui::Event::Paste(_)))
@@ -180,6 +239,7 @@ impl EditorApp {
     /// Draws the whole window into `ui`.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
+        self.follow_run(&ctx);
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.horizontal(|ui| {
@@ -190,7 +250,15 @@ impl EditorApp {
             });
         });
         egui::CentralPanel::default().show(ui, |ui| {
-            if let Some(message) = self.canvas.show(ui, &mut self.editor, &mut self.palette, &self.faulty) {
+            let shown = self.canvas.show(
+                ui,
+                &mut self.editor,
+                &mut self.palette,
+                &self.faulty,
+                &self.runner.view,
+                self.preview.as_ref(),
+            );
+            if let Some(message) = shown {
                 self.status = message;
             }
         });

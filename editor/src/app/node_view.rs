@@ -5,6 +5,7 @@
 use super::style;
 use crate::model::catalog::ROW_HEIGHT;
 use crate::model::node::TITLE_HEIGHT;
+use crate::model::run::NodeRunState;
 use crate::model::widgets::{SeedControl, has_seed_control, seed_control};
 use crate::model::{Editor, NodeId, NodeInstance, NodeMode};
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
@@ -34,12 +35,22 @@ pub struct NodeEvents {
     pub wire_from: Option<SocketPlace>,
 }
 
+/// How a node looks beyond its own contents: what the last check and the current run say of it.
+#[derive(Default)]
+pub struct NodeDecor<'a> {
+    /// The last check found fault with it.
+    pub faulty: bool,
+    pub run: Option<&'a NodeRunState>,
+    /// The latest preview it sent.
+    pub preview: Option<&'a egui::TextureHandle>,
+}
+
 /// Draws node `id` and its widgets; pushes its sockets' places into `sockets`.
 pub fn show_node(
     ui: &mut egui::Ui,
     editor: &mut Editor,
     id: NodeId,
-    faulty: bool,
+    decor: &NodeDecor<'_>,
     sockets: &mut Vec<SocketPlace>,
 ) -> NodeEvents {
     let mut events = NodeEvents::default();
@@ -64,10 +75,12 @@ pub fn show_node(
     let painter = ui.painter();
     painter.rect_filled(rect, 6.0, body_color);
     painter.rect_filled(title_rect, egui::CornerRadius { nw: 6, ne: 6, sw: 0, se: 0 }, title_color);
-    let outline = if faulty {
+    let outline = if decor.faulty || matches!(decor.run, Some(NodeRunState::Failed(_))) {
         Stroke::new(2.5, style::ERROR)
     } else if editor.selection.contains(&id) {
         Stroke::new(2.0, style::SELECTED)
+    } else if matches!(decor.run, Some(NodeRunState::Running { .. })) {
+        Stroke::new(2.5, style::RUNNING)
     } else {
         Stroke::new(1.0, Color32::from_gray(0x10))
     };
@@ -82,6 +95,8 @@ pub fn show_node(
         egui::FontId::proportional(14.0),
         text_color,
     );
+
+    draw_run_state(ui, title_rect, rect, decor);
 
     if body.clicked() || body.drag_started() {
         events.clicked = Some(ui.input(|i| i.modifiers.shift));
@@ -165,6 +180,45 @@ pub fn show_node(
         widget_row(&mut child, editor, &node, input);
     }
     events
+}
+
+/// The run's mark on a node: a progress bar along the title's foot, a word for its state, and the
+/// latest preview under the node.
+fn draw_run_state(ui: &egui::Ui, title_rect: Rect, rect: Rect, decor: &NodeDecor<'_>) {
+    let painter = ui.painter();
+    let word = match decor.run {
+        Some(NodeRunState::Running { value, max }) if *max > 0 => {
+            let fraction = *value as f32 / *max as f32;
+            let bar = Rect::from_min_size(
+                title_rect.left_bottom() - Vec2::new(0.0, 3.0),
+                Vec2::new(title_rect.width() * fraction, 3.0),
+            );
+            painter.rect_filled(bar, 0.0, style::RUNNING);
+            Some(format!("{value}/{max}"))
+        }
+        Some(NodeRunState::Running { .. }) => Some("running".into()),
+        Some(NodeRunState::Cached) => Some("cached".into()),
+        Some(NodeRunState::Queued) => Some("queued".into()),
+        Some(NodeRunState::Failed(message)) => Some(format!("failed: {message}")),
+        Some(NodeRunState::Done) | None => None,
+    };
+    if let Some(word) = word {
+        let color =
+            if matches!(decor.run, Some(NodeRunState::Failed(_))) { style::ERROR } else { Color32::from_gray(0x99) };
+        painter.text(
+            title_rect.right_center() - Vec2::new(8.0, 0.0),
+            egui::Align2::RIGHT_CENTER,
+            word,
+            egui::FontId::proportional(11.0),
+            color,
+        );
+    }
+    if let Some(texture) = decor.preview {
+        let size = texture.size_vec2();
+        let height = rect.width() * size.y / size.x.max(1.0);
+        let area = Rect::from_min_size(rect.left_bottom() + Vec2::new(0.0, 6.0), Vec2::new(rect.width(), height));
+        painter.image(texture.id(), area, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
+    }
 }
 
 /// How many rows a widget takes.

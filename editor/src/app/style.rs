@@ -41,5 +41,7 @@ pub const MUTED: Color32 = Color32::from_rgb(0x20, 0x20, 0x20);
 pub const SELECTED: Color32 = Color32::WHITE;
 /// Outline of a node the last check found fault with.
 pub const ERROR: Color32 = Color32::from_rgb(0xff, 0x40, 0x40);
+/// Outline and progress of a running node.
+pub const RUNNING: Color32 = Color32::from_rgb(0x40, 0xd0, 0x60);
 /// A note's body.
 pub const NOTE: Color32 = Color32::from_rgb(0x43, 0x3f, 0x2a);

@@ -30,6 +30,11 @@ impl Catalog {
         &self.registry
     }
 
+    /// The registry, shared (for an executor).
+    pub fn shared_registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
+    }
+
     /// The environment the schemas were computed for.
     pub fn environment(&self) -> &Environment {
         &self.environment

@@ -8,6 +8,7 @@ pub mod graph;
 mod history;
 pub mod node;
 pub mod recent;
+pub mod run;
 pub mod widgets;
 
 pub use catalog::Catalog;

@@ -1,0 +1,181 @@
+//! Running the graph from the editor: the engine runs in-process on a thread of its own, and its events
+//! come back through a channel that the window drains each frame, so the window never waits on a run.
+
+use super::document::DocumentError;
+use super::editor::Editor;
+use kinograph_engine::{CancelToken, Event, EventKind, Executor, Preview, RunOptions, ValidationReport, validate};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use thiserror::Error;
+
+/// How far one node has got in the current run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeRunState {
+    /// Waiting for its inputs.
+    Queued,
+    /// Running; `value` of `max` steps when it reports progress.
+    Running {
+        value: u64,
+        max: u64,
+    },
+    /// Taken from the cache.
+    Cached,
+    Done,
+    /// Failed with this message.
+    Failed(String),
+}
+
+/// What the window shows of the current or last run, built from the engine's events.
+#[derive(Debug, Clone, Default)]
+pub struct RunView {
+    /// By node id as the prompt names it.
+    pub nodes: HashMap<String, NodeRunState>,
+    /// The latest preview a node sent, and which node.
+    pub preview: Option<(String, Arc<Preview>)>,
+    /// Whether a run is in progress.
+    pub running: bool,
+    /// How the last run ended, for the status line.
+    pub outcome: Option<String>,
+}
+
+impl RunView {
+    /// Folds one event into the view.
+    pub fn apply(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::ExecutionStart => {
+                self.running = true;
+                self.outcome = None;
+            }
+            EventKind::ExecutionCached { nodes } => {
+                for node in nodes {
+                    self.nodes.insert(node.clone(), NodeRunState::Cached);
+                }
+            }
+            EventKind::Executing { node } => {
+                self.nodes.insert(node.clone(), NodeRunState::Running { value: 0, max: 0 });
+            }
+            EventKind::Progress { node, value, max, preview } => {
+                self.nodes.insert(node.clone(), NodeRunState::Running { value: *value, max: *max });
+                if let Some(preview) = preview {
+                    self.preview = Some((node.clone(), Arc::clone(preview)));
+                }
+            }
+            EventKind::Executed { .. } => {}
+            EventKind::NodeFinished { node } => {
+                self.nodes.insert(node.clone(), NodeRunState::Done);
+            }
+            EventKind::ExecutionSuccess => self.outcome = Some("The run finished.".into()),
+            EventKind::ExecutionError(failure) => {
+                let message = format!("{} ({}): {}", failure.node_id, failure.node_type, failure.exception_message);
+                self.nodes.insert(failure.node_id.clone(), NodeRunState::Failed(failure.exception_message.clone()));
+                self.outcome = Some(format!("The run failed at node {message}"));
+            }
+            EventKind::ExecutionInterrupted { .. } => self.outcome = Some("The run was stopped.".into()),
+            EventKind::Finished => self.running = false,
+        }
+    }
+}
+
+/// Why a run could not be queued.
+#[derive(Debug, Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error("the graph is not ready to run: {}", summary(.0))]
+    Invalid(Box<ValidationReport>),
+    #[error("a run is already in progress")]
+    Busy,
+    #[error("could not start the engine: {0}")]
+    Runtime(std::io::Error),
+}
+
+fn summary(report: &ValidationReport) -> String {
+    let first = report.node_errors.iter().find_map(|(id, errors)| {
+        errors
+            .errors
+            .first()
+            .map(|error| format!("node {id} ({}): {}: {}", errors.class_type, error.message, error.details))
+    });
+    first.unwrap_or_else(|| report.error.message.clone())
+}
+
+/// Runs graphs from the editor, one at a time, keeping the engine's cache between runs.
+pub struct Runner {
+    executor: Arc<Executor>,
+    events: Option<Receiver<Event>>,
+    cancel: CancelToken,
+    /// What the window shows.
+    pub view: RunView,
+    runs: u64,
+}
+
+impl Runner {
+    /// A runner for the editor's node classes and folders.
+    pub fn new(editor: &Editor) -> Self {
+        let catalog = &editor.catalog;
+        let executor = Executor::new(catalog.shared_registry(), catalog.environment().clone());
+        Runner {
+            executor: Arc::new(executor),
+            events: None,
+            cancel: CancelToken::new(),
+            view: RunView::default(),
+            runs: 0,
+        }
+    }
+
+    /// Converts and validates the graph, starts it on a thread of its own, then applies the seeds'
+    /// control modes (as ComfyUI does after queueing). `wake` is called after each event, from the
+    /// engine's threads: the window passes its repaint request.
+    pub fn queue(&mut self, editor: &mut Editor, wake: Arc<dyn Fn() + Send + Sync>) -> Result<(), QueueError> {
+        if self.view.running {
+            return Err(QueueError::Busy);
+        }
+        let workflow = editor.to_json();
+        let prompt = editor.to_prompt()?.prompt;
+        let catalog = Arc::clone(&editor.catalog);
+        let graph = validate(&prompt, catalog.registry(), catalog.environment())
+            .map_err(|report| QueueError::Invalid(Box::new(report)))?;
+        let runtime = tokio::runtime::Runtime::new().map_err(QueueError::Runtime)?;
+        let (sender, receiver): (Sender<Event>, Receiver<Event>) = channel();
+        self.runs += 1;
+        self.cancel = CancelToken::new();
+        let options = RunOptions {
+            prompt_id: format!("editor-{}", self.runs),
+            events: Arc::new(move |event: &Event| {
+                let _ = sender.send(event.clone());
+                wake();
+            }),
+            cancel: self.cancel.clone(),
+            extra_pnginfo: serde_json::json!({ "workflow": workflow }),
+        };
+        let executor = Arc::clone(&self.executor);
+        std::thread::Builder::new()
+            .name("kinograph-run".into())
+            .spawn(move || runtime.block_on(executor.run(Arc::new(graph), options)))
+            .map_err(QueueError::Runtime)?;
+        self.events = Some(receiver);
+        self.view = RunView { running: true, ..RunView::default() };
+        for id in prompt.nodes.keys() {
+            self.view.nodes.insert(id.clone(), NodeRunState::Queued);
+        }
+        editor.after_queue();
+        Ok(())
+    }
+
+    /// Applies the events that arrived since the last call; returns whether any did.
+    pub fn poll(&mut self) -> bool {
+        let Some(events) = &self.events else { return false };
+        let mut any = false;
+        while let Ok(event) = events.try_recv() {
+            self.view.apply(&event);
+            any = true;
+        }
+        any
+    }
+
+    /// Asks the current run to stop at the next point a node checks.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+}
