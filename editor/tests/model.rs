@@ -304,3 +304,25 @@ fn non_numeric_node_ids_are_refused_with_the_file_named() {
     let error = editor.open_text(r#"{"nodes": [{"id": "a", "type": "Note"}], "links": []}"#, "odd.json").unwrap_err();
     assert!(error.to_string().contains("odd.json: node id a is not a number"), "{error}");
 }
+
+#[test]
+fn recent_files_put_the_newest_first_without_repeats_and_persist() {
+    use kinograph_editor::model::recent::RecentFiles;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("config/kinograph/recent-files");
+    let files: Vec<PathBuf> = (0..12).map(|i| dir.path().join(format!("w{i}.json"))).collect();
+    for file in &files {
+        std::fs::write(file, "{}").unwrap();
+    }
+    let mut recent = RecentFiles::load(Some(store.clone()));
+    assert!(recent.paths.is_empty(), "a missing list is empty");
+    for file in &files {
+        recent.add(file).unwrap();
+    }
+    recent.add(&files[5]).unwrap();
+    assert_eq!(recent.paths.len(), 10);
+    assert!(recent.paths[0].ends_with("w5.json"));
+    assert!(recent.paths[1].ends_with("w11.json"));
+    assert_eq!(recent.paths.iter().filter(|p| p.ends_with("w5.json")).count(), 1);
+    assert_eq!(RecentFiles::load(Some(store)).paths, recent.paths);
+}
