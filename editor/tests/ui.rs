@@ -18,7 +18,10 @@ fn catalog() -> Arc<Catalog> {
 }
 
 fn harness(app: EditorApp) -> Harness<'static, EditorApp> {
-    Harness::builder().with_size([1400.0, 900.0]).build_ui_state(|ui, app: &mut EditorApp| app.show(ui), app)
+    Harness::builder()
+        .with_size([1400.0, 900.0])
+        .with_step_dt(1.0 / 60.0)
+        .build_ui_state(|ui, app: &mut EditorApp| app.show(ui), app)
 }
 
 fn empty_app() -> EditorApp {
@@ -106,4 +109,43 @@ fn queueing_an_unready_graph_says_why_and_runs_nothing() {
     let status = harness.state().status.clone();
     assert!(status.starts_with("Not queued: the graph is not ready to run"), "{status}");
     assert!(harness.query_by_label("Queue").is_some());
+}
+
+/// Double-clicks the empty canvas at `spot` and picks the LTX-Video scheduler from the palette.
+fn add_by_double_click(spot: eframe::egui::Pos2) -> Harness<'static, EditorApp> {
+    use eframe::egui::{Event, Modifiers, PointerButton};
+    let mut harness = harness(empty_app());
+    harness.hover_at(spot);
+    harness.step();
+    for pressed in [true, false, true, false] {
+        harness.event(Event::PointerButton {
+            pos: spot,
+            button: PointerButton::Primary,
+            pressed,
+            modifiers: Modifiers::NONE,
+        });
+        harness.step();
+    }
+    harness.run();
+    harness.get_by_label("Search").type_text("ltxv scheduler");
+    harness.run();
+    harness.get_by_label("LTXVScheduler").click();
+    harness.run();
+    harness
+}
+
+#[test]
+fn double_clicking_the_canvas_opens_the_palette_there() {
+    use eframe::egui::Pos2;
+    let left = add_by_double_click(Pos2::new(400.0, 500.0));
+    let right = add_by_double_click(Pos2::new(900.0, 300.0));
+    let (left, right) = (&left.state().editor.graph().nodes, &right.state().editor.graph().nodes);
+    assert_eq!((left.len(), right.len()), (1, 1));
+    // The node lands where the canvas was clicked.
+    assert!(
+        left[0].pos[0] < right[0].pos[0] && left[0].pos[1] > right[0].pos[1],
+        "{:?} {:?}",
+        left[0].pos,
+        right[0].pos
+    );
 }
