@@ -326,3 +326,11 @@ fn recent_files_put_the_newest_first_without_repeats_and_persist() {
     assert_eq!(recent.paths.iter().filter(|p| p.ends_with("w5.json")).count(), 1);
     assert_eq!(RecentFiles::load(Some(store)).paths, recent.paths);
 }
+
+#[test]
+fn a_file_without_version_or_links_keeps_its_shape() {
+    let text = r#"{"nodes": [{"id": 3, "type": "Note", "pos": [0, 0], "size": [200, 80], "widgets_values": ["hi"]}]}"#;
+    let mut editor = Editor::new(catalog());
+    editor.open_text(text, "bare.json").unwrap();
+    assert_eq!(editor.to_json(), serde_json::from_str::<Json>(text).unwrap());
+}

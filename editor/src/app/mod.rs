@@ -214,6 +214,9 @@ impl EditorApp {
         if command(egui::Key::S) {
             self.save();
         }
+        if command(egui::Key::G) && !self.editor.selection.is_empty() {
+            self.editor.group_selection("Group");
+        }
         if command(egui::Key::Enter) {
             self.queue(ctx);
         }
@@ -266,6 +269,11 @@ impl EditorApp {
             match palette.show(&ctx, &self.editor.catalog) {
                 PaletteAction::None => {}
                 PaletteAction::Close => self.palette = None,
+                PaletteAction::AddNote => {
+                    let at = palette.at;
+                    self.palette = None;
+                    self.editor.add_note("", at);
+                }
                 PaletteAction::Add(class_type) => {
                     let at = palette.at;
                     self.palette = None;

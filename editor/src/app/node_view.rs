@@ -355,6 +355,10 @@ fn node_menu(ui: &mut egui::Ui, editor: &mut Editor, node: &NodeInstance, title:
         editor.toggle_mode(NodeMode::Muted);
         ui.close();
     }
+    if ui.button("Group").on_hover_text("Put the selected nodes in a new group (Ctrl+G)").clicked() {
+        editor.group_selection("Group");
+        ui.close();
+    }
     if ui.button("Duplicate").clicked() {
         editor.duplicate();
         ui.close();

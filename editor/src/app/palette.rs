@@ -22,6 +22,8 @@ pub enum PaletteAction {
     Close,
     /// Add a node of this class.
     Add(String),
+    /// Add a note.
+    AddNote,
 }
 
 impl Palette {
@@ -64,6 +66,9 @@ impl Palette {
                     by_category.entry(category).or_default().push(*schema);
                 }
                 let searching = !self.query.trim().is_empty();
+                if !searching && ui.button("Note").on_hover_text("Text on the canvas; never runs").clicked() {
+                    action = PaletteAction::AddNote;
+                }
                 egui::ScrollArea::vertical().max_height(320.0).show(ui, |ui| {
                     for (category, schemas) in by_category {
                         egui::CollapsingHeader::new(category).open(searching.then_some(true)).show(ui, |ui| {

@@ -145,10 +145,13 @@ fn put(fields: &mut Map<String, Json>, key: &str, value: Json, same: impl Fn(Opt
 /// The whole workflow as JSON: the stored fields with the edited graph written in.
 pub fn to_json(document: &Document, graph: &EditorGraph) -> Json {
     let mut fields = document.fields.clone();
+    let fresh = fields.is_empty();
     let nodes = graph.nodes.iter().map(|node| node_json(node, graph)).collect();
     fields.insert("nodes".into(), Json::Array(nodes));
-    let links = graph.links.iter().map(|link| link_json(link, document.link_objects)).collect();
-    fields.insert("links".into(), Json::Array(links));
+    if fresh || fields.contains_key("links") || !graph.links.is_empty() {
+        let links = graph.links.iter().map(|link| link_json(link, document.link_objects)).collect();
+        fields.insert("links".into(), Json::Array(links));
+    }
     if fields.contains_key("groups") || !graph.groups.is_empty() {
         let groups = graph.groups.iter().enumerate().map(|(index, group)| group_json(index, group)).collect();
         fields.insert("groups".into(), Json::Array(groups));
@@ -156,21 +159,23 @@ pub fn to_json(document: &Document, graph: &EditorGraph) -> Json {
     let last_node = graph.nodes.iter().map(|n| n.id).max().unwrap_or(0);
     let last_link = graph.links.iter().map(|l| l.id).max().unwrap_or(0);
     if let Some(Json::Object(state)) = fields.get_mut("state") {
-        raise(state, "lastNodeId", last_node);
-        raise(state, "lastLinkId", last_link);
+        raise(state, "lastNodeId", last_node, fresh);
+        raise(state, "lastLinkId", last_link, fresh);
     } else {
-        raise(&mut fields, "last_node_id", last_node);
-        raise(&mut fields, "last_link_id", last_link);
+        raise(&mut fields, "last_node_id", last_node, fresh);
+        raise(&mut fields, "last_link_id", last_link, fresh);
     }
-    if !fields.contains_key("version") {
+    if fresh {
         fields.insert("version".into(), json!(0.4));
     }
     Json::Object(fields)
 }
 
-/// Sets a "last id" counter to `value` when it is missing or lower.
-fn raise(fields: &mut Map<String, Json>, key: &str, value: i64) {
-    if fields.get(key).and_then(Json::as_i64).is_none_or(|stored| stored < value) {
+/// Raises a "last id" counter to `value` when it is lower; a file without the counter is left without
+/// it (readers compute it from the ids), a new file gets it.
+fn raise(fields: &mut Map<String, Json>, key: &str, value: i64, fresh: bool) {
+    let stored = fields.get(key).and_then(Json::as_i64);
+    if stored.is_some_and(|stored| stored < value) || (stored.is_none() && fresh) {
         fields.insert(key.to_string(), Json::from(value));
     }
 }
