@@ -61,6 +61,11 @@ impl EditorApp {
                 self.path_text = path.display().to_string();
                 self.faulty.clear();
                 self.canvas.fit(&self.editor);
+                // The last run's node states and preview belong to the graph that was open.
+                if !self.runner.view.running {
+                    self.runner.view = crate::model::run::RunView::default();
+                    self.preview = None;
+                }
                 if let Err(error) = self.recent.add(path) {
                     let _ = write!(self.status, " (recent files not saved: {error})");
                 }
