@@ -6,7 +6,7 @@ mod preprocess;
 mod save;
 mod webp;
 
-pub use load::LoadImage;
+pub use load::{LoadImage, resolve_image};
 pub use preprocess::LTXVPreprocess;
 pub use save::{PreviewImage, SaveImage};
 pub use webp::SaveAnimatedWEBP;

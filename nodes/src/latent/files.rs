@@ -81,17 +81,10 @@ fn latent_files(env: &Environment) -> Vec<String> {
     names
 }
 
+/// The file a `latent` value names (` [input]`/` [output]`/` [temp]` annotations, subfolders), which must exist.
 fn latent_path(env: &Environment, name: &str) -> Result<PathBuf, String> {
-    let plain = name.strip_suffix(" [input]").unwrap_or(name);
-    if plain.is_empty() || Path::new(plain).components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(format!("'{name}' is not a file name inside the input folder"));
-    }
-    let path = env.input_dir.join(plain);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!("latent file '{plain}' does not exist in {}", env.input_dir.display()))
-    }
+    let path = crate::image::resolve_image(name, env)?;
+    if path.is_file() { Ok(path) } else { Err(format!("latent file '{name}' does not exist ({})", path.display())) }
 }
 
 /// Reads a `.latent` file.

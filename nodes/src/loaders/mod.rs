@@ -1,7 +1,6 @@
 //! Loader nodes: `CheckpointLoaderSimple`, `UNETLoader`, `VAELoader` and `CLIPLoader`, reading model files
-//! from ComfyUI's folders into the MODEL, CLIP and VAE values the other nodes use.
+//! from ComfyUI's folders (`kinograph_engine::ModelFolders`) into the MODEL, CLIP and VAE values the other nodes use.
 
-pub mod folders;
 pub mod handles;
 mod nodes;
 pub mod shared;

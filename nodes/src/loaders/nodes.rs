@@ -1,6 +1,5 @@
 //! The loader nodes themselves.
 
-use super::folders::{model_input, model_path};
 use super::handles::{DiffusionModel, TextEncoder, VideoVae};
 use super::shared::load_shared;
 use crate::models::ltxv::transformer::LtxvTransformer;
@@ -114,7 +113,7 @@ pub fn load_checkpoint(input: &str, path: &Path) -> Result<Checkpoint, NodeError
 }
 
 fn resolve(env: &Environment, kind: &str, inputs: &NodeInputs, input: &str) -> Result<PathBuf, NodeError> {
-    model_path(env, kind, input, inputs.string(input)?)
+    env.models.resolve(kind, inputs.string(input)?).map_err(|missing| NodeError::input(input, missing))
 }
 
 /// A fingerprint of a chosen model file (length and modification time), so that replacing the file
@@ -135,7 +134,7 @@ impl Node for CheckpointLoaderSimple {
             .display_name("Load Checkpoint")
             .category("loaders")
             .description("Loads an LTX-Video single-file checkpoint (transformer and VAE, and T5 if bundled).")
-            .input(model_input("ckpt_name", "checkpoints", env).tooltip("The checkpoint (model) to load."))
+            .input(InputSpec::model_file("ckpt_name", "checkpoints", env).tooltip("The checkpoint (model) to load."))
             .output("MODEL", "MODEL")
             .output("CLIP", "CLIP")
             .output("VAE", "VAE")
@@ -160,7 +159,7 @@ impl Node for UnetLoader {
         NodeSchema::new("UNETLoader")
             .display_name("Load Diffusion Model")
             .category("advanced/loaders")
-            .input(model_input("unet_name", "diffusion_models", env))
+            .input(InputSpec::model_file("unet_name", "diffusion_models", env))
             .input(
                 InputSpec::combo("weight_dtype", ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"])
                     .tooltip("Kinograph computes in f32 on the CPU whatever is chosen here."),
@@ -187,7 +186,7 @@ impl Node for VaeLoader {
         NodeSchema::new("VAELoader")
             .display_name("Load VAE")
             .category("loaders")
-            .input(model_input("vae_name", "vae", env))
+            .input(InputSpec::model_file("vae_name", "vae", env))
             .output("VAE", "VAE")
     }
 
@@ -211,7 +210,7 @@ impl Node for ClipLoader {
         NodeSchema::new("CLIPLoader")
             .display_name("Load CLIP")
             .category("advanced/loaders")
-            .input(model_input("clip_name", "text_encoders", env))
+            .input(InputSpec::model_file("clip_name", "text_encoders", env))
             .input(InputSpec::combo("type", CLIP_TYPES))
             .input(InputSpec::combo("device", ["default", "cpu"]).optional())
             .output("CLIP", "CLIP")
