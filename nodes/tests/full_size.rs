@@ -3,8 +3,8 @@
 //! each); write them with `tools/fixtures/make_full_size_checkpoints.py OUT_DIR` and run
 //!
 //! ```text
-//! KINOGRAPH_FULL_SIZE_DIR=OUT_DIR cargo nextest run --release -p kinograph-nodes --test full_size \
-//!     --run-ignored ignored-only --no-capture
+//! KINOGRAPH_FULL_SIZE_DIR=OUT_DIR cargo nextest run --release -p kinograph-nodes \
+//!     -E 'test(/^full_size::/)' --run-ignored ignored-only --no-capture
 //! ```
 //!
 //! nextest runs each test in its own process, so each peak is that model's alone.

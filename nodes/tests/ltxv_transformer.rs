@@ -338,7 +338,7 @@ fn bad_weight_files_give_precise_errors() {
     assert_close("bf16 storage output", &out, &reference["output"], 0.05);
 }
 
-/// `cargo test --release -p kinograph-nodes --test ltxv_transformer -- --ignored bench --nocapture`
+/// `cargo test --release -p kinograph-nodes --test integration -- --ignored ltxv_transformer::bench --nocapture`
 #[test]
 #[ignore = "builds the 2B model (7.7 GB in f32) and takes tens of seconds"]
 fn bench_2b_forward_512x768x9() {

@@ -507,7 +507,7 @@ fn memory_status(field: &str) -> String {
 /// T5-XXL shapes (`T5_BENCH_LAYERS` of the 24 blocks, default all), random weights in memory stored as
 /// `T5_BENCH_STORAGE` (bf16 by default; f16 or f32), f32 compute, one 128-token prompt with ComfyUI's
 /// mask. Run with
-/// `cargo test --release -p kinograph-nodes --test t5 -- --ignored --nocapture t5_xxl`.
+/// `cargo test --release -p kinograph-nodes --test integration -- --ignored --nocapture t5::t5_xxl`.
 ///
 /// Measured on the 2-core development machine while other builds ran (load ≈ 4): all 24 layers in
 /// 15.7 s with a peak RSS (`VmHWM`) of 8.94 GiB, 0.06 GiB above the RSS right after building the
