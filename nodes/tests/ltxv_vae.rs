@@ -333,13 +333,14 @@ fn fused_norm_modulate_silu_matches_separate_ops() {
 
 /// The CPU conv kernels (f32) against the generic candle-op path (taken for f64), with causal and
 /// symmetric temporal padding, for a batch of two (1e-5): small weights take the tiled kernel (128 input
-/// channels on 9 × 23 give two tiles per frame, the first ending inside an image row), 256 → 512
-/// channels (14 MiB of weights) the whole-sequence one.
+/// channels on 9 × 23 give two tiles per frame, the first ending inside an image row; at the ends of the
+/// sequence it sums the weights of the taps that read the same replicated frame, all three of them for a
+/// single frame), 256 → 512 channels (14 MiB of weights) the whole-sequence one.
 #[test]
 fn cpu_conv_kernels_match_generic_path() {
     use kinograph_nodes::models::ltxv::vae::conv3d::{CausalConv3d, SpatialPadding};
     for (in_channels, out_channels, [frames, height, width]) in
-        [(3, 4, [5, 6, 7]), (128, 16, [3, 9, 23]), (256, 512, [3, 4, 5])]
+        [(3, 4, [5, 6, 7]), (128, 16, [3, 9, 23]), (128, 16, [1, 9, 23]), (256, 512, [3, 4, 5])]
     {
         let weight = Tensor::randn(0f32, 0.2f32, (out_channels, in_channels, 3, 3, 3), &Device::Cpu).unwrap();
         let weight = (weight / (in_channels as f64).sqrt()).unwrap();

@@ -17,6 +17,8 @@ pub(super) const PANEL: usize = 8;
 /// additions round less (the sums then reach the output in a few hundred-term partial sums, as in a
 /// blocked GEMM), at the cost of one load and store of the outputs per chunk.
 const CHUNK_ROWS: usize = 256;
+/// The most tap blocks one call sums (the temporal kernel size of every LTX-Video conv).
+pub(super) const MAX_TAPS: usize = 3;
 
 /// Whether the kernel can run here, for a conv with `out_channels` outputs.
 pub(super) fn applies(out_channels: usize) -> bool {
@@ -32,15 +34,23 @@ pub(super) fn applies(out_channels: usize) -> bool {
 }
 
 /// One call of the kernel: `count` positions of `out_channels` output rows `stride` apart starting at
-/// `dst`, plus the product of `weight` (`out_channels` rows of `rows` values, `weight_stride` apart)
-/// with `block` (`rows` rows of positions, `row_stride` apart). The kernel reads whole strips, so
-/// `block` must hold `count` rounded up to [`STRIP`] values after the start of its last row.
+/// `dst`, plus the product of the weight (`out_channels` rows of `rows` values, `weight_stride` apart,
+/// the sum of the blocks at `taps` in `weight`) with `block` (`rows` rows of positions, `row_stride`
+/// apart). The kernel reads whole strips, so `block` must hold `count` rounded up to [`STRIP`] values
+/// after the start of its last row.
+///
+/// Several taps are summed where they read the same input frame: at the ends of the sequence, whose
+/// replicated padding frames are copies of the first or last frame. Adding their weights as they are
+/// broadcast costs vector additions, which run beside the multiply-adds, instead of a whole extra
+/// product per tap.
 pub(super) struct KernelCall<'a> {
     pub dst: *mut f32,
     pub stride: usize,
     pub count: usize,
     pub out_channels: usize,
     pub weight: &'a [f32],
+    /// Offsets in `weight` of the tap blocks summed: one to [`MAX_TAPS`].
+    pub taps: &'a [usize],
     pub weight_stride: usize,
     pub rows: usize,
     pub block: &'a [f32],
@@ -59,24 +69,33 @@ impl KernelCall<'_> {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded from the caller.
         unsafe {
-            self.run_avx512();
+            match self.taps.len() {
+                1 => self.run_avx512::<1>(),
+                2 => self.run_avx512::<2>(),
+                3 => self.run_avx512::<3>(),
+                n => panic!("the conv kernel sums 1 to {MAX_TAPS} taps, not {n}"),
+            }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     #[allow(unsafe_code)]
-    unsafe fn run_avx512(&self) {
+    unsafe fn run_avx512<const TAPS: usize>(&self) {
         use std::arch::x86_64::{
             __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
             _mm512_set1_ps, _mm512_setzero_ps,
         };
         let strips = self.count.next_multiple_of(STRIP);
         assert!(self.rows > 0 && self.block.len() >= (self.rows - 1) * self.row_stride + strips);
-        assert!(self.weight.len() >= (self.out_channels - 1) * self.weight_stride + self.rows);
+        let taps: [usize; TAPS] = std::array::from_fn(|n| self.taps[n]);
+        for &tap in &taps {
+            assert!(self.weight.len() >= tap + (self.out_channels - 1) * self.weight_stride + self.rows);
+        }
         for panel in 0..self.out_channels / PANEL {
-            let weights: [&[f32]; PANEL] =
-                std::array::from_fn(|j| &self.weight[(panel * PANEL + j) * self.weight_stride..][..self.rows]);
+            let weights: [[&[f32]; TAPS]; PANEL] = std::array::from_fn(|j| {
+                std::array::from_fn(|n| &self.weight[taps[n] + (panel * PANEL + j) * self.weight_stride..][..self.rows])
+            });
             let mut strip = 0;
             while strip < self.count {
                 let valid = (self.count - strip).min(STRIP);
@@ -97,9 +116,12 @@ impl KernelCall<'_> {
                         let a: [__m512; 3] = std::array::from_fn(|i| unsafe {
                             _mm512_loadu_ps(column.add(k * self.row_stride + 16 * i))
                         });
-                        for (j, row) in weights.iter().enumerate() {
-                            // SAFETY: k < rows = row.len().
-                            let w = _mm512_set1_ps(unsafe { *row.get_unchecked(k) });
+                        for (j, rows) in weights.iter().enumerate() {
+                            // SAFETY: k < rows = row.len() for every tap's row.
+                            let mut w = _mm512_set1_ps(unsafe { *rows[0].get_unchecked(k) });
+                            for row in &rows[1..] {
+                                w = _mm512_add_ps(w, _mm512_set1_ps(unsafe { *row.get_unchecked(k) }));
+                            }
                             for i in 0..3 {
                                 acc[j][i] = _mm512_fmadd_ps(a[i], w, acc[j][i]);
                             }

@@ -9,7 +9,9 @@
 //! that each input frame is gathered once per run rather than once per temporal tap. The output tile
 //! starts as the bias and each temporal tap adds one single-threaded product `C_out × (kh·kw·C) ×
 //! positions` of its weight columns and its frame's rows: the AVX-512 micro-kernel of
-//! `conv3d_kernel.rs` where it runs, a general GEMM elsewhere.
+//! `conv3d_kernel.rs` where it runs, a general GEMM elsewhere. The kernel takes the taps that read the
+//! same source frame (at the ends, where the padding replicates the first or last frame) in one
+//! product with their weights summed: for the 3-frame kernels on T frames that saves 2 of 3T products.
 //!
 //! Compared with one im2col matrix for the whole sequence, the gathered rows stay in cache between the
 //! gather and the GEMMs (the whole-sequence matrix is kh·kw times the input and goes through memory),
@@ -17,7 +19,7 @@
 //! cost is that every tile reads the whole weight, which is why large weights on small images take the
 //! whole-sequence path instead.
 
-use super::conv3d_kernel::{KernelCall, STRIP, applies};
+use super::conv3d_kernel::{KernelCall, MAX_TAPS, STRIP, applies};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Bytes of the kt gathered frames of one run: small enough to stay in a core's L2 cache. Short runs
@@ -42,6 +44,13 @@ pub(super) struct ConvShape {
     /// Copies of the first frame before the sequence (the rest of the temporal padding, after it,
     /// follows from the output length).
     pub before: usize,
+}
+
+impl ConvShape {
+    /// The input frame that frame `padded` of the temporally padded sequence copies.
+    fn source_frame(&self, padded: usize) -> usize {
+        padded.saturating_sub(self.before).min(self.frames - 1)
+    }
 }
 
 /// The output `(C_out, T_out, H, W)` of one sample, written tile by tile from several threads. Each
@@ -113,13 +122,26 @@ pub(super) fn conv_tiled(
                         };
                         debug_assert!((shape.out_channels - 1) * tile.stride + tile.start + count <= target.len);
                         tile.fill_bias(target, bias);
-                        for tap in 0..kt {
-                            let slot = &slots[(frame + tap) % kt * slot_len..][..slot_len];
-                            let rows = tap * tap_depth..(tap + 1) * tap_depth;
-                            if use_kernel {
-                                tile.accumulate_kernel(target, &weight[rows.start..], depth, slot, row_stride);
-                            } else {
-                                tile.accumulate(target, &weight[rows.start..], depth, slot, row_stride);
+                        if use_kernel {
+                            // Taps that read the same source frame (the replicated padding at either
+                            // end) go through the kernel together, their weights summed.
+                            let mut tap = 0;
+                            while tap < kt {
+                                let source = shape.source_frame(frame + tap);
+                                let mut offsets = [0; MAX_TAPS];
+                                let mut merged = 0;
+                                while tap < kt && shape.source_frame(frame + tap) == source && merged < MAX_TAPS {
+                                    offsets[merged] = tap * tap_depth;
+                                    merged += 1;
+                                    tap += 1;
+                                }
+                                let slot = &slots[(frame + tap - 1) % kt * slot_len..][..slot_len];
+                                tile.accumulate_kernel(target, weight, &offsets[..merged], depth, slot, row_stride);
+                            }
+                        } else {
+                            for tap in 0..kt {
+                                let slot = &slots[(frame + tap) % kt * slot_len..][..slot_len];
+                                tile.accumulate(target, &weight[tap * tap_depth..], depth, slot, row_stride);
                             }
                         }
                     }
@@ -149,11 +171,13 @@ impl Tile {
         }
     }
 
-    /// [`Self::accumulate`] with the AVX-512 micro-kernel (where [`applies`] says it runs).
+    /// [`Self::accumulate`] with the AVX-512 micro-kernel (where [`applies`] says it runs), for the sum
+    /// of the weight blocks at `taps` in `weight`.
     fn accumulate_kernel(
         &self,
         target: &TileOutput,
         weight: &[f32],
+        taps: &[usize],
         weight_stride: usize,
         block: &[f32],
         row_stride: usize,
@@ -164,6 +188,7 @@ impl Tile {
             count: self.count,
             out_channels: self.out_channels,
             weight,
+            taps,
             weight_stride,
             rows: block.len() / row_stride,
             block,
@@ -235,7 +260,7 @@ fn gather_frame(
     let (channels, width) = (shape.channels, shape.width);
     let plane = shape.height * width;
     let (ph, pw) = ((kh / 2) as isize, (kw / 2) as isize);
-    let source_frame = padded.saturating_sub(shape.before).min(shape.frames - 1);
+    let source_frame = shape.source_frame(padded);
     for (index, row) in block.chunks_mut(row_stride).enumerate() {
         let row = &mut row[..count];
         let (tap, c) = (index / channels, index % channels);
