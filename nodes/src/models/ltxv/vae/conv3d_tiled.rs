@@ -93,7 +93,7 @@ pub(super) fn conv_tiled(
     std::thread::scope(|scope| {
         for _ in 0..threads.min(runs) {
             scope.spawn(move || {
-                // Slot j holds the gathered rows of the padded input frame p with p % kt == j.
+                // Slot j holds the gathered rows of the input frame s with s % kt == j.
                 let mut slots = vec![0f32; depth * run_len.next_multiple_of(STRIP)];
                 loop {
                     let run = next.fetch_add(1, Ordering::Relaxed);
@@ -107,11 +107,15 @@ pub(super) fn conv_tiled(
                     let slot_len = tap_depth * row_stride;
                     let mut held = vec![usize::MAX; kt];
                     for frame in 0..out_frames {
+                        // A source frame is gathered once per run, into slot `source % kt`: the
+                        // sources of one output frame are at most kt consecutive frames, so they never
+                        // share a slot, and a replicated end frame is not gathered twice.
                         for padded in frame..frame + kt {
-                            if held[padded % kt] != padded {
-                                let slot = &mut slots[padded % kt * slot_len..][..slot_len];
+                            let source = shape.source_frame(padded);
+                            if held[source % kt] != source {
+                                let slot = &mut slots[source % kt * slot_len..][..slot_len];
                                 gather_frame(slot, row_stride, count, sample, shape, padded, first);
-                                held[padded % kt] = padded;
+                                held[source % kt] = source;
                             }
                         }
                         let tile = Tile {
@@ -135,12 +139,13 @@ pub(super) fn conv_tiled(
                                     merged += 1;
                                     tap += 1;
                                 }
-                                let slot = &slots[(frame + tap - 1) % kt * slot_len..][..slot_len];
+                                let slot = &slots[source % kt * slot_len..][..slot_len];
                                 tile.accumulate_kernel(target, weight, &offsets[..merged], depth, slot, row_stride);
                             }
                         } else {
                             for tap in 0..kt {
-                                let slot = &slots[(frame + tap) % kt * slot_len..][..slot_len];
+                                let source = shape.source_frame(frame + tap);
+                                let slot = &slots[source % kt * slot_len..][..slot_len];
                                 tile.accumulate(target, &weight[tap * tap_depth..], depth, slot, row_stride);
                             }
                         }
