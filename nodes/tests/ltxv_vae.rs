@@ -335,7 +335,8 @@ fn fused_norm_modulate_silu_matches_separate_ops() {
 /// symmetric temporal padding, for a batch of two (1e-5): small weights take the tiled kernel (128 input
 /// channels on 9 × 23 give two tiles per frame, the first ending inside an image row; at the ends of the
 /// sequence it sums the weights of the taps that read the same replicated frame, all three of them for a
-/// single frame), 256 → 512 channels (14 MiB of weights) the whole-sequence one.
+/// single frame), 256 → 512 channels (14 MiB of weights) the whole-sequence one. Each also with a
+/// residual added as the output starts, against a separate addition.
 #[test]
 fn cpu_conv_kernels_match_generic_path() {
     use kinograph_nodes::models::ltxv::vae::conv3d::{CausalConv3d, SpatialPadding};
@@ -362,6 +363,10 @@ fn cpu_conv_kernels_match_generic_path() {
                 &reference,
                 1e-5,
             );
+            // The resnet's shortcut added as the kernel starts its output.
+            let residual = Tensor::randn(0f32, 1f32, ours.dims(), &Device::Cpu).unwrap();
+            let plus = fast.forward_plus(&x, causal, &residual).unwrap();
+            check("conv kernel plus residual", &plus, &(&ours + &residual).unwrap(), 1e-5);
         }
     }
 }

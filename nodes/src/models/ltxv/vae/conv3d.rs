@@ -113,15 +113,38 @@ impl Conv3d {
     /// Applies the convolution to `x` with `before` / `after` replicated frames around it: folded into
     /// the CPU kernel when it applies, otherwise padded first.
     pub fn forward_time_padded(&self, x: &Tensor, before: usize, after: usize) -> Result<Tensor> {
+        self.forward_time_padded_plus(x, before, after, None)
+    }
+
+    /// [`Self::forward_time_padded`] plus `residual` (shaped like the output): added as the CPU kernel
+    /// starts its output where it applies, in a separate pass elsewhere.
+    pub fn forward_time_padded_plus(
+        &self,
+        x: &Tensor,
+        before: usize,
+        after: usize,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         if self.has_cpu_kernel(x) && self.kernel != [1, 1, 1] {
             let kernel = super::conv3d_cpu::Im2colConv3d {
                 kernel: self.kernel,
                 time_padding: [before, after],
                 budget_bytes: IM2COL_BUDGET_BYTES,
+                residual: residual
+                    .map(|r| r.to_dtype(candle_core::DType::F32).and_then(|r| r.contiguous()))
+                    .transpose()?,
             };
             return x.contiguous()?.apply_op3_no_bwd(&self.weight, &self.bias, &kernel);
         }
-        if before == 0 && after == 0 { self.forward(x) } else { self.forward(&x.pad_with_same(2, before, after)?) }
+        let out = if before == 0 && after == 0 {
+            self.forward(x)?
+        } else {
+            self.forward(&x.pad_with_same(2, before, after)?)?
+        };
+        match residual {
+            Some(residual) => out + residual,
+            None => Ok(out),
+        }
     }
 
     fn forward_pointwise(&self, x: &Tensor) -> Result<Tensor> {
@@ -278,6 +301,14 @@ impl CausalConv3d {
         let k = self.time_kernel;
         let (before, after) = if causal { (k - 1, 0) } else { ((k - 1) / 2, (k - 1) / 2) };
         self.conv.forward_time_padded(x, before, after)
+    }
+
+    /// [`Self::forward`] plus `residual`, shaped like the output (see
+    /// [`Conv3d::forward_time_padded_plus`]).
+    pub fn forward_plus(&self, x: &Tensor, causal: bool, residual: &Tensor) -> Result<Tensor> {
+        let k = self.time_kernel;
+        let (before, after) = if causal { (k - 1, 0) } else { ((k - 1) / 2, (k - 1) / 2) };
+        self.conv.forward_time_padded_plus(x, before, after, Some(residual))
     }
 
     /// The temporally padded input.

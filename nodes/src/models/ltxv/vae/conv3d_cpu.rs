@@ -14,7 +14,7 @@
 
 use super::conv3d_kernel::{STRIP, applies};
 use super::conv3d_tiled::{ConvShape, conv_tiled};
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
 /// Weights up to this size always take the tiled kernel: they stay in cache while every tile reads
 /// them. Past it, the general GEMM's per-call packing makes re-reading them for every tile cost more
@@ -35,6 +35,9 @@ pub struct Im2colConv3d {
     pub time_padding: [usize; 2],
     /// Bytes allowed for the im2col buffer before output frames are processed in groups.
     pub budget_bytes: usize,
+    /// A contiguous f32 tensor shaped like the output, added to it as the output is started (the
+    /// resnet's shortcut, without a separate pass over the activations).
+    pub residual: Option<Tensor>,
 }
 
 fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -82,22 +85,44 @@ impl CustomOp3 for Im2colConv3d {
         let out_frames = padded_frames + 1 - kt;
         let plane = height * width;
         let threads = candle_core::utils::get_num_threads().max(1);
+        let out_len = batch * out_channels * out_frames * plane;
+        let residual_storage = self.residual.as_ref().map(Tensor::storage_and_layout);
+        let residual = match &residual_storage {
+            None => None,
+            Some((storage, layout)) => {
+                let Storage::Cpu(storage) = &**storage else {
+                    candle_core::bail!("conv3d: residual must be on the CPU")
+                };
+                let residual = contiguous(storage, layout, "residual")?;
+                if residual.len() != out_len {
+                    candle_core::bail!("conv3d: residual {:?} does not match the output", layout.dims());
+                }
+                Some(residual)
+            }
+        };
         if out_channels * weight_width * 4 <= TILED_WEIGHT_BYTES || (applies(out_channels) && fills_strips(plane)) {
-            let mut output = vec![0f32; batch * out_channels * out_frames * plane];
+            let mut output = vec![0f32; out_len];
             let shape = ConvShape { channels, frames, height, width, out_channels, kernel: self.kernel, before };
-            for (sample, out) in
-                input.chunks(channels * frames * plane).zip(output.chunks_mut(out_channels * out_frames * plane))
+            let per_sample = out_channels * out_frames * plane;
+            for (index, (sample, out)) in
+                input.chunks(channels * frames * plane).zip(output.chunks_mut(per_sample)).enumerate()
             {
-                conv_tiled(out, sample, weight, bias, &shape, threads);
+                let residual = residual.map(|r| &r[index * per_sample..(index + 1) * per_sample]);
+                conv_tiled(out, sample, weight, bias, residual, &shape, threads);
             }
             return Ok((CpuStorage::F32(output), Shape::from((batch, out_channels, out_frames, height, width))));
         }
         let bytes_per_frame = rows * plane * 4;
         let group = (self.budget_bytes / bytes_per_frame.max(1)).saturating_sub(kt - 1).max(1).min(out_frames);
 
-        let mut output = vec![0f32; batch * out_channels * out_frames * plane];
+        let mut output = vec![0f32; out_len];
         for (row, &value) in output.chunks_mut(out_frames * plane).zip(bias.iter().cycle()) {
             row.fill(value);
+        }
+        if let Some(residual) = residual {
+            for (out, &r) in output.iter_mut().zip(residual) {
+                *out += r;
+            }
         }
         let mut columns = vec![0f32; rows * (group + kt - 1) * plane];
         for b in 0..batch {

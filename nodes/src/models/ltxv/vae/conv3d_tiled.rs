@@ -66,12 +66,14 @@ struct TileOutput {
 unsafe impl Sync for TileOutput {}
 
 /// Convolves one sample: `output` is `(C_out, T_out, H, W)`, `sample` is `(C, T, H, W)`, `weight` is
-/// `(C_out, kt·kh·kw·C)` with columns (dt, dy, dx, c), `bias` is `(C_out)`.
+/// `(C_out, kt·kh·kw·C)` with columns (dt, dy, dx, c), `bias` is `(C_out)`; `residual`, shaped like the
+/// output, is added to it.
 pub(super) fn conv_tiled(
     output: &mut [f32],
     sample: &[f32],
     weight: &[f32],
     bias: &[f32],
+    residual: Option<&[f32]>,
     shape: &ConvShape,
     threads: usize,
 ) {
@@ -125,7 +127,7 @@ pub(super) fn conv_tiled(
                             stride: out_frames * plane,
                         };
                         debug_assert!((shape.out_channels - 1) * tile.stride + tile.start + count <= target.len);
-                        tile.fill_bias(target, bias);
+                        tile.fill_start(target, bias, residual);
                         if use_kernel {
                             // Taps that read the same source frame (the replicated padding at either
                             // end) go through the kernel together, their weights summed.
@@ -166,13 +168,22 @@ struct Tile {
 }
 
 impl Tile {
-    fn fill_bias(&self, target: &TileOutput, bias: &[f32]) {
+    /// Starts the tile as the bias, plus the residual's values at the same places if there is one.
+    fn fill_start(&self, target: &TileOutput, bias: &[f32], residual: Option<&[f32]>) {
         for (channel, &value) in bias.iter().enumerate() {
+            let offset = channel * self.stride + self.start;
             // SAFETY: `start + count` stays inside the frame, so the range lies inside row `channel`
             // of the output, and it belongs to this tile only.
             #[allow(unsafe_code)]
-            unsafe { std::slice::from_raw_parts_mut(target.data.add(channel * self.stride + self.start), self.count) }
-                .fill(value);
+            let row = unsafe { std::slice::from_raw_parts_mut(target.data.add(offset), self.count) };
+            match residual {
+                Some(residual) => {
+                    for (out, &r) in row.iter_mut().zip(&residual[offset..offset + self.count]) {
+                        *out = r + value;
+                    }
+                }
+                None => row.fill(value),
+            }
         }
     }
 
@@ -200,7 +211,7 @@ impl Tile {
             row_stride,
         };
         // SAFETY: called only where `applies` found AVX-512F and a multiple of PANEL output channels;
-        // the destination rows are this tile's (see `fill_bias`).
+        // the destination rows are this tile's (see `fill_start`).
         #[allow(unsafe_code)]
         unsafe {
             call.run();
@@ -214,7 +225,7 @@ impl Tile {
         let depth = block.len() / row_stride;
         debug_assert!(weight.len() >= (out_channels - 1) * weight_stride + depth);
         // SAFETY: the destination is out_channels rows of `count` values at stride `stride`, starting
-        // at `start`: inside the output and owned by this tile (see `fill_bias`). The left operand is
+        // at `start`: inside the output and owned by this tile (see `fill_start`). The left operand is
         // out_channels rows of `depth` values at stride `weight_stride` inside `weight`, the right one
         // the contiguous (depth, count) block; nothing is aliased.
         #[allow(unsafe_code)]

@@ -196,10 +196,11 @@ impl ResnetBlock3D {
         if let Some((first, _)) = noise {
             hidden = hidden.broadcast_add(first)?;
         }
-        hidden = self.conv2.forward(&Self::norm_act(&hidden, pair(2))?, causal)?;
-        if let Some((_, second)) = noise {
-            hidden = hidden.broadcast_add(second)?;
+        let normed = Self::norm_act(&hidden, pair(2))?;
+        match noise {
+            Some((_, second)) => self.conv2.forward(&normed, causal)?.broadcast_add(second)? + self.shortcut(x)?,
+            // The shortcut goes in as conv2 starts its output.
+            None => self.conv2.forward_plus(&normed, causal, &self.shortcut(x)?),
         }
-        hidden + self.shortcut(x)?
     }
 }
