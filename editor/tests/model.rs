@@ -1,7 +1,7 @@
 //! The editor's model without a window: opening and saving ComfyUI's LTX-Video template, edits, their
 //! refusals, selection, clipboard, undo and redo, conversion to an API prompt and seed control.
 
-use kinograph_editor::model::{Catalog, EditError, Editor, NodeMode, SeedControl};
+use kinograph_editor::model::{Catalog, EditError, Editor, MIN_GROUP_SIZE, NodeMode, SeedControl};
 use kinograph_engine::{Environment, InputValue};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeSet;
@@ -333,4 +333,39 @@ fn a_file_without_version_or_links_keeps_its_shape() {
     let mut editor = Editor::new(catalog());
     editor.open_text(text, "bare.json").unwrap();
     assert_eq!(editor.to_json(), serde_json::from_str::<Json>(text).unwrap());
+}
+
+#[test]
+fn a_group_moves_with_its_nodes_resizes_and_goes_away_in_undoable_steps() {
+    let mut editor = template();
+    let inside = editor.graph().nodes_in_group(0).unwrap();
+    assert!(inside.contains(&38) && inside.contains(&44), "the model loaders sit in Step1: {inside:?}");
+    assert!(!inside.contains(&70), "the latent is in Step2");
+    let position = |editor: &Editor, id| editor.graph().node(id).unwrap().pos;
+    let (loader, latent) = (position(&editor, 44), position(&editor, 70));
+    let corner = editor.graph().groups[0].bounding;
+
+    // A drag over several frames is one undo step.
+    editor.begin_gesture();
+    for _ in 0..3 {
+        editor.move_group(0, [10.0, -5.0]).unwrap();
+    }
+    editor.end_gesture();
+    assert_eq!(position(&editor, 44), [loader[0] + 30.0, loader[1] - 15.0]);
+    assert_eq!(position(&editor, 70), latent, "nodes outside the group stay");
+    assert_eq!(editor.graph().groups[0].bounding[..2], [corner[0] + 30.0, corner[1] - 15.0]);
+    editor.undo();
+    assert_eq!(position(&editor, 44), loader);
+    assert_eq!(editor.graph().groups[0].bounding, corner);
+
+    editor.resize_group(0, [10.0, 500.0]).unwrap();
+    assert_eq!(editor.graph().groups[0].bounding[2..], [MIN_GROUP_SIZE[0], 500.0]);
+    assert_eq!(editor.graph().groups[0].bounding[..2], corner[..2], "the top-left corner stays");
+    assert!(matches!(editor.move_group(9, [1.0, 1.0]), Err(EditError::NoSuchGroup(9))));
+
+    editor.delete_group(0).unwrap();
+    assert_eq!(editor.graph().groups.len(), 3);
+    assert_eq!(position(&editor, 44), loader, "the nodes of a deleted group stay");
+    editor.undo();
+    assert_eq!(editor.graph().groups.len(), 4);
 }

@@ -369,6 +369,22 @@ impl Editor {
     pub fn rename_group(&mut self, index: usize, title: &str) -> Result<(), EditError> {
         self.edit(|graph| graph.rename_group(index, title))
     }
+
+    /// Moves group `index` and the nodes wholly inside it by `delta` (a drag of its title bar: wrap the
+    /// frames in a gesture to make them one undo step).
+    pub fn move_group(&mut self, index: usize, delta: Point) -> Result<(), EditError> {
+        self.edit(|graph| graph.move_group(index, delta))
+    }
+
+    /// Resizes group `index` to `size` (width, height), keeping its top-left corner.
+    pub fn resize_group(&mut self, index: usize, size: Point) -> Result<(), EditError> {
+        self.edit(|graph| graph.resize_group(index, size))
+    }
+
+    /// Removes group `index`, leaving its nodes.
+    pub fn delete_group(&mut self, index: usize) -> Result<(), EditError> {
+        self.edit(|graph| graph.delete_group(index))
+    }
 }
 
 /// Why a widget could not be read or set.

@@ -34,6 +34,9 @@ pub struct Group {
     pub fields: Map<String, Json>,
 }
 
+/// The smallest width and height a group is resized to: room for its title.
+pub const MIN_GROUP_SIZE: Point = [140.0, 80.0];
+
 /// Why a connection or an edit was refused.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum EditError {
@@ -204,6 +207,47 @@ impl EditorGraph {
     pub fn rename_group(&mut self, index: usize, title: &str) -> Result<(), EditError> {
         let group = self.groups.get_mut(index).ok_or(EditError::NoSuchGroup(index))?;
         group.title = title.to_string();
+        Ok(())
+    }
+
+    /// The nodes lying wholly inside group `index`: the ones that move with it.
+    pub fn nodes_in_group(&self, index: usize) -> Result<BTreeSet<NodeId>, EditError> {
+        let [left, top, width, height] = self.groups.get(index).ok_or(EditError::NoSuchGroup(index))?.bounding;
+        Ok(self
+            .nodes
+            .iter()
+            .filter(|node| {
+                let (min, max) = node.bounds();
+                min[0] >= left && min[1] >= top && max[0] <= left + width && max[1] <= top + height
+            })
+            .map(|node| node.id)
+            .collect())
+    }
+
+    /// Moves group `index` by `delta`, and with it the nodes inside it.
+    pub fn move_group(&mut self, index: usize, delta: Point) -> Result<(), EditError> {
+        let inside = self.nodes_in_group(index)?;
+        self.move_by(&inside, delta);
+        let bounding = &mut self.groups[index].bounding;
+        bounding[0] += delta[0];
+        bounding[1] += delta[1];
+        Ok(())
+    }
+
+    /// Sets the width and height of group `index`, no smaller than [`MIN_GROUP_SIZE`]; its corner stays.
+    pub fn resize_group(&mut self, index: usize, size: Point) -> Result<(), EditError> {
+        let group = self.groups.get_mut(index).ok_or(EditError::NoSuchGroup(index))?;
+        group.bounding[2] = size[0].max(MIN_GROUP_SIZE[0]);
+        group.bounding[3] = size[1].max(MIN_GROUP_SIZE[1]);
+        Ok(())
+    }
+
+    /// Removes group `index`; its nodes stay where they are.
+    pub fn delete_group(&mut self, index: usize) -> Result<(), EditError> {
+        if index >= self.groups.len() {
+            return Err(EditError::NoSuchGroup(index));
+        }
+        self.groups.remove(index);
         Ok(())
     }
 
