@@ -53,6 +53,16 @@ impl EditorApp {
         }
     }
 
+    /// The part of the canvas in view, in canvas units.
+    pub fn view(&self) -> egui::Rect {
+        self.canvas.view
+    }
+
+    /// Shows `view` (canvas units) in the canvas from the next frame on.
+    pub fn set_view(&mut self, view: egui::Rect) {
+        self.canvas.view = view;
+    }
+
     /// Opens a UI workflow file, reporting the outcome on the status line.
     pub fn open(&mut self, path: &Path) {
         match self.editor.open(path) {
