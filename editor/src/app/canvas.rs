@@ -6,7 +6,7 @@ use super::palette::Palette;
 use super::style;
 use crate::model::catalog::ROW_HEIGHT;
 use crate::model::run::RunView;
-use crate::model::{Editor, NodeId, NodeInstance};
+use crate::model::{Editor, NodeId, NodeInstance, Pin};
 use eframe::egui::{self, Color32, Pos2, Rect, Stroke, Vec2};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -23,8 +23,13 @@ pub struct Canvas {
     pub view: Rect,
     /// A wire being dragged out of this socket.
     wire: Option<SocketPlace>,
+    /// Whether that wire is a link lifted off an input (let go in empty space, it is removed) rather
+    /// than one drawn fresh from a pin (let go in empty space, the palette offers what it can feed).
+    lifted: bool,
     /// The canvas corner where a box selection began.
     box_start: Option<Pos2>,
+    /// The paint layer the canvas is drawn on, whose transform maps canvas units to the screen.
+    pub layer: Option<egui::LayerId>,
 }
 
 impl Default for Canvas {
@@ -32,7 +37,9 @@ impl Default for Canvas {
         Canvas {
             view: Rect::from_min_size(Pos2::new(-50.0, -100.0), Vec2::new(1400.0, 900.0)),
             wire: None,
+            lifted: false,
             box_start: None,
+            layer: None,
         }
     }
 }
@@ -151,13 +158,16 @@ impl Canvas {
                         editor.end_gesture();
                     }
                     if let Some(start) = events.wire_from {
-                        self.wire = Some(Self::start_wire(editor, start));
+                        let wire = Self::start_wire(editor, start);
+                        self.lifted = wire != start;
+                        self.wire = Some(wire);
                     }
                 }
-                message = self.finish_wire(ui, editor, &sockets);
+                message = self.finish_wire(ui, editor, &sockets, palette);
             })
             .response;
         self.view = view;
+        self.layer = scene_layer;
         let to_canvas = |pos: Pos2| {
             scene_layer.and_then(|layer| ui.ctx().layer_transform_from_global(layer)).map_or(pos, |t| t * pos)
         };
@@ -249,15 +259,24 @@ impl Canvas {
     }
 
     /// Draws the wire being dragged and connects it where it is dropped.
-    fn finish_wire(&mut self, ui: &egui::Ui, editor: &mut Editor, sockets: &[SocketPlace]) -> Option<String> {
+    /// Let go away from any socket, a wire drawn fresh from a pin opens the palette there, offering
+    /// the classes with a socket it could join.
+    fn finish_wire(
+        &mut self,
+        ui: &egui::Ui,
+        editor: &mut Editor,
+        sockets: &[SocketPlace],
+        palette: &mut Option<Palette>,
+    ) -> Option<String> {
         let wire = self.wire?;
-        let pointer = ui.ctx().pointer_latest_pos()?;
-        let pointer = ui.ctx().layer_transform_from_global(ui.layer_id()).map_or(pointer, |t| t * pointer);
-        let color = editor
+        let screen = ui.ctx().pointer_latest_pos()?;
+        let pointer = ui.ctx().layer_transform_from_global(ui.layer_id()).map_or(screen, |t| t * screen);
+        let type_name = editor
             .graph()
             .node(wire.node)
             .and_then(|node| if wire.output { node.outputs.get(wire.slot) } else { node.inputs.get(wire.slot) })
-            .map_or(Color32::GRAY, |socket| style::type_color(&socket.type_name));
+            .map(|socket| socket.type_name.clone());
+        let color = type_name.as_deref().map_or(Color32::GRAY, style::type_color);
         let (from, to) = if wire.output { (wire.center, pointer) } else { (pointer, wire.center) };
         bezier(ui.painter(), from, to, color);
         if !ui.input(|i| i.pointer.any_released()) {
@@ -268,7 +287,17 @@ impl Canvas {
             .iter()
             .filter(|socket| socket.output != wire.output)
             .min_by(|a, b| a.center.distance(pointer).total_cmp(&b.center.distance(pointer)))
-            .filter(|socket| socket.center.distance(pointer) < 14.0)?;
+            .filter(|socket| socket.center.distance(pointer) < 14.0);
+        let Some(target) = target else {
+            if !self.lifted
+                && let Some(type_name) = type_name
+                && editor.graph().node_at([pointer.x, pointer.y]).is_none()
+            {
+                let pin = Pin { node: wire.node, output: wire.output, slot: wire.slot };
+                *palette = Some(Palette::for_pin([pointer.x, pointer.y], screen, pin, &type_name, &editor.catalog));
+            }
+            return None;
+        };
         let (output, input) = if wire.output { (wire, *target) } else { (*target, wire) };
         match editor.connect(output.node, output.slot, input.node, input.slot) {
             Ok(_) => None,

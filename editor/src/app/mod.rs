@@ -8,7 +8,7 @@ mod style;
 
 use crate::model::recent::RecentFiles;
 use crate::model::run::Runner;
-use crate::model::{Editor, NodeId, NodeMode};
+use crate::model::{Editor, NodeId, NodeMode, Pin};
 use canvas::Canvas;
 use eframe::egui;
 use palette::{Palette, PaletteAction};
@@ -61,6 +61,18 @@ impl EditorApp {
     /// Shows `view` (canvas units) in the canvas from the next frame on.
     pub fn set_view(&mut self, view: egui::Rect) {
         self.canvas.view = view;
+    }
+
+    /// Where canvas point `point` was on screen in the last frame drawn (`None` before the first).
+    pub fn canvas_to_screen(&self, ctx: &egui::Context, point: egui::Pos2) -> Option<egui::Pos2> {
+        let transform = ctx.layer_transform_to_global(self.canvas.layer?)?;
+        Some(transform * point)
+    }
+
+    /// Where `pin`'s socket was on screen in the last frame drawn.
+    pub fn pin_on_screen(&self, ctx: &egui::Context, pin: Pin) -> Option<egui::Pos2> {
+        let node = self.editor.graph().node(pin.node)?;
+        self.canvas_to_screen(ctx, canvas::socket_center(node, pin.output, pin.slot))
     }
 
     /// Opens a UI workflow file, reporting the outcome on the status line.
@@ -291,8 +303,13 @@ impl EditorApp {
                 }
                 PaletteAction::Add(class_type) => {
                     let at = palette.at;
+                    let pin = palette.from.as_ref().map(|(pin, _, _)| *pin);
                     self.palette = None;
-                    if self.editor.add_node(&class_type, at).is_none() {
+                    if let Some(pin) = pin {
+                        if let Err(error) = self.editor.add_connected(&class_type, at, pin) {
+                            self.status = format!("Not added: {error}");
+                        }
+                    } else if self.editor.add_node(&class_type, at).is_none() {
                         self.status = format!("No node class {class_type}");
                     }
                 }

@@ -14,7 +14,7 @@ pub mod widgets;
 pub use catalog::Catalog;
 pub use document::{Document, DocumentError};
 pub use editor::{Editor, WidgetError};
-pub use graph::{EditError, EditorGraph, Group, Link, LinkId};
+pub use graph::{EditError, EditorGraph, Group, Link, LinkId, Pin};
 pub use history::History;
 pub use node::{NodeId, NodeInstance, NodeMode, Point, Socket};
 pub use widgets::SeedControl;
