@@ -142,9 +142,13 @@ impl EditorApp {
     fn queue(&mut self, ctx: &egui::Context) {
         let ctx = ctx.clone();
         match self.runner.queue(&mut self.editor, std::sync::Arc::new(move || ctx.request_repaint())) {
-            Ok(()) => {
+            Ok(0) => {
                 self.faulty.clear();
                 self.status = "Running...".into();
+            }
+            Ok(ahead) => {
+                self.faulty.clear();
+                self.status = format!("Queued behind {ahead} run(s).");
             }
             Err(error) => self.status = format!("Not queued: {error}"),
         }
@@ -152,7 +156,7 @@ impl EditorApp {
 
     /// Takes in what the run reported since the last frame.
     fn follow_run(&mut self, ctx: &egui::Context) {
-        let was_running = self.runner.view.running;
+        let finished = self.runner.finished;
         if !self.runner.poll() {
             return;
         }
@@ -166,8 +170,12 @@ impl EditorApp {
                 }
             }
         }
-        if was_running && !self.runner.view.running {
+        if self.runner.finished != finished {
             self.status = self.runner.view.outcome.clone().unwrap_or_default();
+            let pending = self.runner.pending();
+            if pending > 0 {
+                let _ = write!(self.status, " {pending} more queued.");
+            }
         }
     }
 
@@ -207,12 +215,19 @@ impl EditorApp {
                 self.check();
             }
             ui.separator();
-            let running = self.runner.view.running;
-            if ui.add_enabled(!running, egui::Button::new("Queue")).clicked() {
+            if ui.button("Queue").clicked() {
                 self.queue(ui.ctx());
             }
-            if ui.add_enabled(running, egui::Button::new("Stop")).clicked() {
+            let pending = self.runner.pending();
+            if pending > 0 {
+                ui.label(format!("{pending} queued"));
+            }
+            if ui.add_enabled(self.runner.view.running, egui::Button::new("Stop")).clicked() {
                 self.runner.stop();
+            }
+            if ui.add_enabled(pending > 0, egui::Button::new("Clear queue")).clicked() {
+                let dropped = self.runner.clear_queue();
+                self.status = format!("Dropped {dropped} queued run(s).");
             }
         });
     }
