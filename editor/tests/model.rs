@@ -369,3 +369,64 @@ fn a_group_moves_with_its_nodes_resizes_and_goes_away_in_undoable_steps() {
     editor.undo();
     assert_eq!(editor.graph().groups.len(), 4);
 }
+
+#[test]
+fn classes_offered_for_a_pin_are_those_with_a_socket_of_its_type() {
+    let catalog = catalog();
+    let names = |schemas: Vec<&kinograph_engine::NodeSchema>| -> BTreeSet<String> {
+        schemas.into_iter().map(|schema| schema.class_type.clone()).collect()
+    };
+    let taking_latent = names(catalog.compatible_classes("LATENT", true));
+    let giving_vae = names(catalog.compatible_classes("VAE", false));
+    for class in ["VAEDecode", "SamplerCustom", "KSampler"] {
+        assert!(taking_latent.contains(class), "{class} takes LATENT: {taking_latent:?}");
+    }
+    for class in ["CLIPTextEncode", "CheckpointLoaderSimple", "EmptyLTXVLatentVideo"] {
+        assert!(!taking_latent.contains(class), "{class} has no LATENT input");
+    }
+    assert!(giving_vae.contains("CheckpointLoaderSimple") && !giving_vae.contains("VAEDecode"), "{giving_vae:?}");
+    // Checked against the sockets of each class's new instance, every class either way.
+    for schema in catalog.search("") {
+        let node = catalog.instantiate(&schema.class_type, [0.0, 0.0]).expect("a listed class");
+        let takes = node.inputs.iter().any(|input| input.type_name == "LATENT" || input.type_name == "*");
+        assert_eq!(takes, taking_latent.contains(&schema.class_type), "{}", schema.class_type);
+        let gives = node.outputs.iter().any(|output| output.type_name == "VAE" || output.type_name == "*");
+        assert_eq!(gives, giving_vae.contains(&schema.class_type), "{}", schema.class_type);
+    }
+}
+
+#[test]
+fn adding_a_node_from_a_pin_connects_it_in_one_undo_step() {
+    use kinograph_editor::model::Pin;
+    let mut editor = Editor::new(catalog());
+    let latent = editor.add_node("EmptyLTXVLatentVideo", [0.0, 0.0]).expect("a built-in class");
+    let pin = Pin { node: latent, output: true, slot: 0 };
+    let (decode, link) = editor.add_connected("VAEDecode", [400.0, 0.0], pin).expect("VAEDecode takes LATENT");
+    let graph = editor.graph();
+    let link = graph.links.iter().find(|l| l.id == link).expect("the new link");
+    assert_eq!((link.from_node, link.from_slot, link.to_node), (latent, 0, decode));
+    assert_eq!(graph.node(decode).expect("added").inputs[link.to_slot].name, "samples");
+    assert_eq!(graph.node(decode).expect("added").pos, [400.0, 0.0]);
+    assert_eq!(editor.selection, BTreeSet::from([decode]));
+
+    // From an input pin: the new node's first output of that type feeds it.
+    let vae_input = Pin { node: decode, output: false, slot: 1 };
+    let (loader, _) = editor.add_connected("CheckpointLoaderSimple", [-400.0, 0.0], vae_input).expect("gives VAE");
+    let into_vae = editor.graph().link_into(decode, 1).expect("linked").clone();
+    assert_eq!((into_vae.from_node, into_vae.from_slot, into_vae.type_name.as_str()), (loader, 2, "VAE"));
+
+    // A class without a socket of the pin's type is refused and changes nothing.
+    let before = editor.graph().clone();
+    let refused = editor.add_connected("CLIPTextEncode", [0.0, 400.0], pin);
+    assert!(matches!(refused, Err(EditError::NoCompatibleSocket { side: "input", .. })), "{refused:?}");
+    assert_eq!(editor.graph(), &before);
+
+    // One undo takes away the loader and its link together, the next the decoder and its link.
+    assert!(editor.undo());
+    assert!(editor.graph().node(loader).is_none() && editor.graph().link_into(decode, 1).is_none());
+    assert!(editor.undo());
+    assert_eq!(editor.graph().nodes.len(), 1);
+    assert!(editor.graph().links.is_empty());
+    assert!(editor.redo());
+    assert_eq!(editor.graph().links.len(), 1);
+}

@@ -29,9 +29,10 @@ fn editor_in(root: &std::path::Path) -> Editor {
     editor
 }
 
+/// Waits until every queued run has ended.
 fn wait(runner: &mut Runner) {
     let start = Instant::now();
-    while runner.view.running || runner.view.outcome.is_none() {
+    while runner.busy() || runner.view.outcome.is_none() {
         runner.poll();
         assert!(start.elapsed() < Duration::from_mins(5), "the run did not finish: {:?}", runner.view);
         std::thread::sleep(Duration::from_millis(20));
@@ -67,10 +68,28 @@ fn the_template_runs_on_the_demo_models_from_the_editor() {
             }),
         )
         .unwrap();
-    assert_ne!(editor.widget(72, "noise_seed").cloned(), seed_before, "randomize applies after queueing");
-    assert!(matches!(runner.queue(&mut editor, Arc::new(|| {})), Err(QueueError::Busy)));
-    wait(&mut runner);
-    assert_eq!(runner.view.outcome.as_deref(), Some("The run finished."), "{:?}", runner.view);
+    let seed_queued = editor.widget(72, "noise_seed").cloned();
+    assert_ne!(seed_queued, seed_before, "randomize applies after queueing");
+    // A second run queues behind the first, with the seed that moved on.
+    assert_eq!(runner.queue(&mut editor, Arc::new(|| {})).unwrap(), 1);
+    assert_eq!(runner.pending(), 1);
+    assert_ne!(editor.widget(72, "noise_seed").cloned(), seed_queued, "each queued run has its own seed");
+    let mut outcomes = Vec::new();
+    let start = Instant::now();
+    while runner.busy() || runner.finished < 2 {
+        let finished = runner.finished;
+        runner.poll();
+        if runner.finished != finished {
+            // The first run's view stays until the second starts.
+            outcomes.push((runner.view.outcome.clone(), runner.view.nodes.get("72").cloned()));
+        }
+        assert!(start.elapsed() < Duration::from_mins(5), "the runs did not finish: {:?}", runner.view);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(runner.finished, 2);
+    // Both ran the sampler: the second run's seed differs, so it is not taken from the cache.
+    let done = (Some("The run finished.".to_string()), Some(NodeRunState::Done));
+    assert_eq!(outcomes, vec![done.clone(), done], "{:?}", runner.view);
     for id in ["72", "8", "79"] {
         assert_eq!(runner.view.nodes.get(id), Some(&NodeRunState::Done), "node {id}: {:?}", runner.view.nodes);
     }
@@ -78,7 +97,7 @@ fn the_template_runs_on_the_demo_models_from_the_editor() {
     let videos: Vec<_> = walk(&root.path().join("output"));
     assert!(videos.iter().any(|p| p.extension().is_some_and(|e| e == "mp4")), "{videos:?}");
 
-    // Queued again with the seed fixed, nothing changed: every node comes from the cache.
+    // Queued again as the second run was, nothing changed: every node comes from the cache.
     editor.undo();
     runner.queue(&mut editor, Arc::new(|| {})).unwrap();
     wait(&mut runner);
@@ -93,4 +112,27 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
         if path.is_dir() { found.extend(walk(&path)) } else { found.push(path) }
     }
     found
+}
+
+#[test]
+fn clear_queue_drops_the_waiting_runs_and_stop_ends_the_running_one() {
+    let root = tempfile::tempdir().unwrap();
+    let mut editor = editor_in(root.path());
+    editor.set_widget(44, "ckpt_name", json!(DEMO_CHECKPOINT)).unwrap();
+    editor.set_widget(38, "clip_name", json!(DEMO_TEXT_ENCODER)).unwrap();
+    for (input, value) in [("width", 64), ("height", 64), ("length", 9)] {
+        editor.set_widget(70, input, json!(value)).unwrap();
+    }
+    let mut runner = Runner::new(&editor);
+    for ahead in 0..3 {
+        assert_eq!(runner.queue(&mut editor, Arc::new(|| {})).unwrap(), ahead);
+    }
+    assert_eq!(runner.clear_queue(), 2);
+    assert_eq!(runner.pending(), 0);
+    // Stopped before its first node ends, the one run in progress reports that, and nothing follows it.
+    runner.stop();
+    wait(&mut runner);
+    assert_eq!(runner.view.outcome.as_deref(), Some("The run was stopped."), "{:?}", runner.view);
+    assert_eq!(runner.finished, 1);
+    assert!(!walk(&root.path().join("output")).iter().any(|p| p.extension().is_some_and(|e| e == "mp4")));
 }

@@ -149,3 +149,61 @@ fn double_clicking_the_canvas_opens_the_palette_there() {
         right[0].pos
     );
 }
+
+/// Drags with the primary button from `from` to `to` (screen points), as a pointer would move.
+fn drag(harness: &mut Harness<'_, EditorApp>, from: eframe::egui::Pos2, to: eframe::egui::Pos2) {
+    use eframe::egui::{Event, Modifiers, PointerButton};
+    harness.hover_at(from);
+    harness.step();
+    harness.event(Event::PointerButton {
+        pos: from,
+        button: PointerButton::Primary,
+        pressed: true,
+        modifiers: Modifiers::NONE,
+    });
+    harness.step();
+    for step in 1..=8 {
+        harness.hover_at(from + (to - from) * (step as f32 / 8.0));
+        harness.step();
+    }
+    harness.event(Event::PointerButton {
+        pos: to,
+        button: PointerButton::Primary,
+        pressed: false,
+        modifiers: Modifiers::NONE,
+    });
+    harness.step();
+    harness.run();
+}
+
+#[test]
+fn letting_go_of_a_wire_in_empty_space_offers_the_nodes_that_take_its_type() {
+    use kinograph_editor::model::Pin;
+    let mut harness = harness(empty_app());
+    add_through_palette(&mut harness, "empty ltxv latent", "EmptyLTXVLatentVideo");
+    let latent = harness.state().editor.graph().nodes[0].id;
+    let pin = Pin { node: latent, output: true, slot: 0 };
+    let from = harness.state().pin_on_screen(&harness.ctx, pin).expect("drawn");
+    let to = from + eframe::egui::vec2(250.0, 60.0);
+    drag(&mut harness, from, to);
+
+    assert!(harness.query_by_label("Add node taking LATENT").is_some(), "the palette opens for the pin's type");
+    assert!(harness.query_by_label("VAE Decode").is_some());
+    assert!(harness.query_by_label("CLIP Text Encode (Prompt)").is_none(), "no LATENT input, not offered");
+    harness.get_by_label("VAE Decode").click();
+    harness.run();
+
+    let graph = harness.state().editor.graph();
+    assert_eq!(graph.nodes.len(), 2);
+    let decode = graph.nodes.iter().find(|node| node.class_type == "VAEDecode").expect("added");
+    let link = graph.link_into(decode.id, 0).expect("linked to the pin");
+    assert_eq!((link.from_node, link.from_slot), (latent, 0));
+    // The node lands where the wire was let go.
+    let placed = harness.state().canvas_to_screen(&harness.ctx, eframe::egui::pos2(decode.pos[0], decode.pos[1]));
+    assert!(placed.expect("drawn").distance(to) < 2.0, "{placed:?} vs {to:?}");
+    // One undo removes the node and its link.
+    harness.get_by_label("Undo").click();
+    harness.run();
+    assert_eq!(harness.state().editor.graph().nodes.len(), 1);
+    assert!(harness.state().editor.graph().links.is_empty());
+}

@@ -1,14 +1,21 @@
 //! The canvas: pan and zoom (egui's `Scene`), groups, links as bezier curves, nodes, wiring pin to pin,
 //! box selection, and the double-click that opens the palette.
 
-use super::node_view::{NodeDecor, SocketPlace, show_node};
+use super::node_view::{NodeDecor, SocketPlace, node_rect, show_node};
 use super::palette::Palette;
 use super::style;
 use crate::model::catalog::ROW_HEIGHT;
 use crate::model::run::RunView;
-use crate::model::{Editor, NodeId, NodeInstance};
+use crate::model::{Editor, NodeId, NodeInstance, Pin};
 use eframe::egui::{self, Color32, Pos2, Rect, Stroke, Vec2};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// How far past a node's rectangle its sockets, outline and labels reach, in canvas units.
+const SOCKET_REACH: f32 = 12.0;
+
+/// Below this zoom, text is a few pixels high: nodes are drawn without text or widgets, which is also
+/// what keeps a frame cheap when hundreds of nodes are in view.
+const SIMPLIFIED_BELOW: f32 = 0.4;
 
 /// Pan, zoom and the gesture in progress.
 pub struct Canvas {
@@ -16,8 +23,13 @@ pub struct Canvas {
     pub view: Rect,
     /// A wire being dragged out of this socket.
     wire: Option<SocketPlace>,
+    /// Whether that wire is a link lifted off an input (let go in empty space, it is removed) rather
+    /// than one drawn fresh from a pin (let go in empty space, the palette offers what it can feed).
+    lifted: bool,
     /// The canvas corner where a box selection began.
     box_start: Option<Pos2>,
+    /// The paint layer the canvas is drawn on, whose transform maps canvas units to the screen.
+    pub layer: Option<egui::LayerId>,
 }
 
 impl Default for Canvas {
@@ -25,7 +37,9 @@ impl Default for Canvas {
         Canvas {
             view: Rect::from_min_size(Pos2::new(-50.0, -100.0), Vec2::new(1400.0, 900.0)),
             wire: None,
+            lifted: false,
             box_start: None,
+            layer: None,
         }
     }
 }
@@ -36,8 +50,13 @@ pub fn socket_center(node: &NodeInstance, output: bool, slot: usize) -> Pos2 {
     Pos2::new(x, node.pos[1] + 6.0 + ROW_HEIGHT * (slot as f32 + 0.5))
 }
 
+/// How far a link's curve reaches out sideways from its ends.
+fn pull(from: Pos2, to: Pos2) -> f32 {
+    ((to.x - from.x).abs() * 0.5).max(40.0)
+}
+
 fn bezier(painter: &egui::Painter, from: Pos2, to: Pos2, color: Color32) {
-    let pull = ((to.x - from.x).abs() * 0.5).max(40.0);
+    let pull = pull(from, to);
     let points = [from, from + Vec2::new(pull, 0.0), to - Vec2::new(pull, 0.0), to];
     painter.add(egui::epaint::CubicBezierShape::from_points_stroke(
         points,
@@ -84,16 +103,42 @@ impl Canvas {
         let background = scene
             .show(ui, &mut view, |ui| {
                 scene_layer = Some(ui.layer_id());
-                Self::draw_groups(ui, editor);
-                Self::draw_links(ui, editor);
+                // What lies wholly outside the view is neither laid out nor drawn: with hundreds of nodes
+                // open, most of them usually are.
+                let visible = ui.clip_rect();
+                let scale = ui.ctx().layer_transform_to_global(ui.layer_id()).map_or(1.0, |t| t.scaling);
+                let simplified = scale < SIMPLIFIED_BELOW;
+                Self::draw_groups(ui, editor, visible);
+                Self::draw_links(ui, editor, visible);
                 let mut sockets = Vec::new();
-                let ids: Vec<NodeId> = editor.graph().nodes.iter().map(|node| node.id).collect();
-                for id in ids {
+                let linked: HashSet<(NodeId, bool, usize)> = editor
+                    .graph()
+                    .links
+                    .iter()
+                    .flat_map(|link| [(link.from_node, true, link.from_slot), (link.to_node, false, link.to_slot)])
+                    .collect();
+                let shown: Vec<NodeId> = editor
+                    .graph()
+                    .nodes
+                    .iter()
+                    .filter(|node| {
+                        let key = node.id.to_string();
+                        // A preview hangs below the node, outside its rectangle.
+                        preview.is_some_and(|(sender, _)| *sender == key)
+                            || visible.intersects(
+                                node_rect(node, editor.catalog.schema(&node.class_type)).expand(SOCKET_REACH),
+                            )
+                    })
+                    .map(|node| node.id)
+                    .collect();
+                for id in shown {
                     let key = id.to_string();
                     let decor = NodeDecor {
                         faulty: faulty.contains(&id),
                         run: run.nodes.get(&key),
                         preview: preview.filter(|(node, _)| *node == key).map(|(_, texture)| texture),
+                        linked: Some(&linked),
+                        simplified,
                     };
                     let events = show_node(ui, editor, id, &decor, &mut sockets);
                     if let Some(shift) = events.clicked {
@@ -113,13 +158,16 @@ impl Canvas {
                         editor.end_gesture();
                     }
                     if let Some(start) = events.wire_from {
-                        self.wire = Some(Self::start_wire(editor, start));
+                        let wire = Self::start_wire(editor, start);
+                        self.lifted = wire != start;
+                        self.wire = Some(wire);
                     }
                 }
-                message = self.finish_wire(ui, editor, &sockets);
+                message = self.finish_wire(ui, editor, &sockets, palette);
             })
             .response;
         self.view = view;
+        self.layer = scene_layer;
         let to_canvas = |pos: Pos2| {
             scene_layer.and_then(|layer| ui.ctx().layer_transform_from_global(layer)).map_or(pos, |t| t * pos)
         };
@@ -155,11 +203,14 @@ impl Canvas {
         message
     }
 
-    fn draw_groups(ui: &egui::Ui, editor: &Editor) {
+    fn draw_groups(ui: &egui::Ui, editor: &Editor, visible: Rect) {
         let painter = ui.painter();
         for group in &editor.graph().groups {
             let [left, top, width, height] = group.bounding;
             let rect = Rect::from_min_size(Pos2::new(left, top), Vec2::new(width, height));
+            if !visible.intersects(rect) {
+                continue;
+            }
             let color = group
                 .fields
                 .get("color")
@@ -178,17 +229,19 @@ impl Canvas {
         }
     }
 
-    fn draw_links(ui: &egui::Ui, editor: &Editor) {
+    fn draw_links(ui: &egui::Ui, editor: &Editor, visible: Rect) {
         let painter = ui.painter();
         let graph = editor.graph();
+        let nodes: HashMap<NodeId, &NodeInstance> = graph.nodes.iter().map(|node| (node.id, node)).collect();
         for link in &graph.links {
-            let (Some(from), Some(to)) = (graph.node(link.from_node), graph.node(link.to_node)) else { continue };
-            bezier(
-                painter,
-                socket_center(from, true, link.from_slot),
-                socket_center(to, false, link.to_slot),
-                style::type_color(&link.type_name),
-            );
+            let (Some(from), Some(to)) = (nodes.get(&link.from_node), nodes.get(&link.to_node)) else { continue };
+            let (start, end) = (socket_center(from, true, link.from_slot), socket_center(to, false, link.to_slot));
+            // The curve stays inside the box of its control points.
+            let reach = pull(start, end) + 2.0;
+            if !visible.intersects(Rect::from_two_pos(start, end).expand2(Vec2::new(reach, 2.0))) {
+                continue;
+            }
+            bezier(painter, start, end, style::type_color(&link.type_name));
         }
     }
 
@@ -206,15 +259,24 @@ impl Canvas {
     }
 
     /// Draws the wire being dragged and connects it where it is dropped.
-    fn finish_wire(&mut self, ui: &egui::Ui, editor: &mut Editor, sockets: &[SocketPlace]) -> Option<String> {
+    /// Let go away from any socket, a wire drawn fresh from a pin opens the palette there, offering
+    /// the classes with a socket it could join.
+    fn finish_wire(
+        &mut self,
+        ui: &egui::Ui,
+        editor: &mut Editor,
+        sockets: &[SocketPlace],
+        palette: &mut Option<Palette>,
+    ) -> Option<String> {
         let wire = self.wire?;
-        let pointer = ui.ctx().pointer_latest_pos()?;
-        let pointer = ui.ctx().layer_transform_from_global(ui.layer_id()).map_or(pointer, |t| t * pointer);
-        let color = editor
+        let screen = ui.ctx().pointer_latest_pos()?;
+        let pointer = ui.ctx().layer_transform_from_global(ui.layer_id()).map_or(screen, |t| t * screen);
+        let type_name = editor
             .graph()
             .node(wire.node)
             .and_then(|node| if wire.output { node.outputs.get(wire.slot) } else { node.inputs.get(wire.slot) })
-            .map_or(Color32::GRAY, |socket| style::type_color(&socket.type_name));
+            .map(|socket| socket.type_name.clone());
+        let color = type_name.as_deref().map_or(Color32::GRAY, style::type_color);
         let (from, to) = if wire.output { (wire.center, pointer) } else { (pointer, wire.center) };
         bezier(ui.painter(), from, to, color);
         if !ui.input(|i| i.pointer.any_released()) {
@@ -225,7 +287,17 @@ impl Canvas {
             .iter()
             .filter(|socket| socket.output != wire.output)
             .min_by(|a, b| a.center.distance(pointer).total_cmp(&b.center.distance(pointer)))
-            .filter(|socket| socket.center.distance(pointer) < 14.0)?;
+            .filter(|socket| socket.center.distance(pointer) < 14.0);
+        let Some(target) = target else {
+            if !self.lifted
+                && let Some(type_name) = type_name
+                && editor.graph().node_at([pointer.x, pointer.y]).is_none()
+            {
+                let pin = Pin { node: wire.node, output: wire.output, slot: wire.slot };
+                *palette = Some(Palette::for_pin([pointer.x, pointer.y], screen, pin, &type_name, &editor.catalog));
+            }
+            return None;
+        };
         let (output, input) = if wire.output { (wire, *target) } else { (*target, wire) };
         match editor.connect(output.node, output.slot, input.node, input.slot) {
             Ok(_) => None,

@@ -8,7 +8,7 @@ mod style;
 
 use crate::model::recent::RecentFiles;
 use crate::model::run::Runner;
-use crate::model::{Editor, NodeId, NodeMode};
+use crate::model::{Editor, NodeId, NodeMode, Pin};
 use canvas::Canvas;
 use eframe::egui;
 use palette::{Palette, PaletteAction};
@@ -51,6 +51,28 @@ impl EditorApp {
             runner,
             preview: None,
         }
+    }
+
+    /// The part of the canvas in view, in canvas units.
+    pub fn view(&self) -> egui::Rect {
+        self.canvas.view
+    }
+
+    /// Shows `view` (canvas units) in the canvas from the next frame on.
+    pub fn set_view(&mut self, view: egui::Rect) {
+        self.canvas.view = view;
+    }
+
+    /// Where canvas point `point` was on screen in the last frame drawn (`None` before the first).
+    pub fn canvas_to_screen(&self, ctx: &egui::Context, point: egui::Pos2) -> Option<egui::Pos2> {
+        let transform = ctx.layer_transform_to_global(self.canvas.layer?)?;
+        Some(transform * point)
+    }
+
+    /// Where `pin`'s socket was on screen in the last frame drawn.
+    pub fn pin_on_screen(&self, ctx: &egui::Context, pin: Pin) -> Option<egui::Pos2> {
+        let node = self.editor.graph().node(pin.node)?;
+        self.canvas_to_screen(ctx, canvas::socket_center(node, pin.output, pin.slot))
     }
 
     /// Opens a UI workflow file, reporting the outcome on the status line.
@@ -120,9 +142,13 @@ impl EditorApp {
     fn queue(&mut self, ctx: &egui::Context) {
         let ctx = ctx.clone();
         match self.runner.queue(&mut self.editor, std::sync::Arc::new(move || ctx.request_repaint())) {
-            Ok(()) => {
+            Ok(0) => {
                 self.faulty.clear();
                 self.status = "Running...".into();
+            }
+            Ok(ahead) => {
+                self.faulty.clear();
+                self.status = format!("Queued behind {ahead} run(s).");
             }
             Err(error) => self.status = format!("Not queued: {error}"),
         }
@@ -130,7 +156,7 @@ impl EditorApp {
 
     /// Takes in what the run reported since the last frame.
     fn follow_run(&mut self, ctx: &egui::Context) {
-        let was_running = self.runner.view.running;
+        let finished = self.runner.finished;
         if !self.runner.poll() {
             return;
         }
@@ -144,8 +170,12 @@ impl EditorApp {
                 }
             }
         }
-        if was_running && !self.runner.view.running {
+        if self.runner.finished != finished {
             self.status = self.runner.view.outcome.clone().unwrap_or_default();
+            let pending = self.runner.pending();
+            if pending > 0 {
+                let _ = write!(self.status, " {pending} more queued.");
+            }
         }
     }
 
@@ -185,12 +215,19 @@ impl EditorApp {
                 self.check();
             }
             ui.separator();
-            let running = self.runner.view.running;
-            if ui.add_enabled(!running, egui::Button::new("Queue")).clicked() {
+            if ui.button("Queue").clicked() {
                 self.queue(ui.ctx());
             }
-            if ui.add_enabled(running, egui::Button::new("Stop")).clicked() {
+            let pending = self.runner.pending();
+            if pending > 0 {
+                ui.label(format!("{pending} queued"));
+            }
+            if ui.add_enabled(self.runner.view.running, egui::Button::new("Stop")).clicked() {
                 self.runner.stop();
+            }
+            if ui.add_enabled(pending > 0, egui::Button::new("Clear queue")).clicked() {
+                let dropped = self.runner.clear_queue();
+                self.status = format!("Dropped {dropped} queued run(s).");
             }
         });
     }
@@ -281,8 +318,13 @@ impl EditorApp {
                 }
                 PaletteAction::Add(class_type) => {
                     let at = palette.at;
+                    let pin = palette.from.as_ref().map(|(pin, _, _)| *pin);
                     self.palette = None;
-                    if self.editor.add_node(&class_type, at).is_none() {
+                    if let Some(pin) = pin {
+                        if let Err(error) = self.editor.add_connected(&class_type, at, pin) {
+                            self.status = format!("Not added: {error}");
+                        }
+                    } else if self.editor.add_node(&class_type, at).is_none() {
                         self.status = format!("No node class {class_type}");
                     }
                 }

@@ -10,8 +10,9 @@ use crate::model::widgets::{SeedControl, has_seed_control, seed_control};
 use crate::model::{Editor, NodeId, NodeInstance, NodeMode};
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
 use kinograph_engine::workflow::widgets::widget_inputs;
-use kinograph_engine::{InputKind, InputSpec};
+use kinograph_engine::{InputKind, InputSpec, NodeSchema};
 use serde_json::Value as Json;
+use std::collections::HashSet;
 
 /// A socket's place on screen this frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,6 +44,22 @@ pub struct NodeDecor<'a> {
     pub run: Option<&'a NodeRunState>,
     /// The latest preview it sent.
     pub preview: Option<&'a egui::TextureHandle>,
+    /// Every socket with a link on it, as (node, output, slot): gathered once a frame for all nodes.
+    pub linked: Option<&'a HashSet<(NodeId, bool, usize)>>,
+    /// Zoomed out too far for text to be read: draw the node's shape, sockets and run state only, and
+    /// none of its text or widgets.
+    pub simplified: bool,
+}
+
+/// The rectangle node `node` is drawn in, title bar included: its stored size, or taller when its
+/// sockets and widgets need more rows.
+pub fn node_rect(node: &NodeInstance, schema: Option<&NodeSchema>) -> Rect {
+    let socket_rows = node.inputs.len().max(node.outputs.len());
+    let widget_rows: usize =
+        if node.is_note() { 4 } else { schema.map_or(0, |schema| widget_inputs(schema).map(rows_of).sum()) };
+    let body_height = (6.0 + ROW_HEIGHT * (socket_rows + widget_rows) as f32).max(node.size[1]);
+    let top_left = Pos2::new(node.pos[0], node.pos[1] - TITLE_HEIGHT);
+    Rect::from_min_size(top_left, Vec2::new(node.size[0], TITLE_HEIGHT + body_height))
 }
 
 /// Draws node `id` and its widgets; pushes its sockets' places into `sockets`.
@@ -59,11 +76,8 @@ pub fn show_node(
     let schema = catalog.schema(&node.class_type);
     let widgets: Vec<&InputSpec> = schema.map(|s| widget_inputs(s).collect()).unwrap_or_default();
     let socket_rows = node.inputs.len().max(node.outputs.len());
-    let widget_rows: usize = if node.is_note() { 4 } else { widgets.iter().map(|w| rows_of(w)).sum() };
-    let body_height = (6.0 + ROW_HEIGHT * (socket_rows + widget_rows) as f32).max(node.size[1]);
-    let top_left = Pos2::new(node.pos[0], node.pos[1] - TITLE_HEIGHT);
-    let rect = Rect::from_min_size(top_left, Vec2::new(node.size[0], TITLE_HEIGHT + body_height));
-    let title_rect = Rect::from_min_size(top_left, Vec2::new(node.size[0], TITLE_HEIGHT));
+    let rect = node_rect(&node, schema);
+    let title_rect = Rect::from_min_size(rect.min, Vec2::new(node.size[0], TITLE_HEIGHT));
 
     let body = ui.interact(rect, ui.id().with(("node", id)), Sense::click_and_drag());
     let (title_color, body_color) = match node.mode {
@@ -87,14 +101,16 @@ pub fn show_node(
     painter.rect_stroke(rect, 6.0, outline, egui::StrokeKind::Outside);
     let title =
         node.title.clone().or_else(|| schema.map(|s| s.display_name.clone())).unwrap_or(node.class_type.clone());
-    let text_color = if node.mode == NodeMode::Muted { Color32::GRAY } else { Color32::from_gray(0xee) };
-    painter.text(
-        title_rect.left_center() + Vec2::new(10.0, 0.0),
-        egui::Align2::LEFT_CENTER,
-        &title,
-        egui::FontId::proportional(14.0),
-        text_color,
-    );
+    if !decor.simplified {
+        let text_color = if node.mode == NodeMode::Muted { Color32::GRAY } else { Color32::from_gray(0xee) };
+        painter.text(
+            title_rect.left_center() + Vec2::new(10.0, 0.0),
+            egui::Align2::LEFT_CENTER,
+            &title,
+            egui::FontId::proportional(14.0),
+            text_color,
+        );
+    }
 
     draw_run_state(ui, title_rect, rect, decor);
 
@@ -115,11 +131,7 @@ pub fn show_node(
             let x = if output { rect.right() } else { rect.left() };
             let center = Pos2::new(x, row_y);
             let place = SocketPlace { node: id, slot, output, center };
-            let linked = if output {
-                editor.graph().links.iter().any(|l| l.from_node == id && l.from_slot == slot)
-            } else {
-                editor.graph().link_into(id, slot).is_some()
-            };
+            let linked = decor.linked.is_some_and(|linked| linked.contains(&(id, output, slot)));
             let color = style::type_color(&socket.type_name);
             let handle = ui.interact(
                 Rect::from_center_size(center, Vec2::splat(16.0)),
@@ -132,15 +144,17 @@ pub fn show_node(
             } else {
                 painter.circle_stroke(center, 4.5, Stroke::new(2.0, color));
             }
-            let (anchor, offset) =
-                if output { (egui::Align2::RIGHT_CENTER, -12.0) } else { (egui::Align2::LEFT_CENTER, 12.0) };
-            painter.text(
-                center + Vec2::new(offset, 0.0),
-                anchor,
-                &socket.name,
-                egui::FontId::proportional(12.0),
-                Color32::from_gray(0xbb),
-            );
+            if !decor.simplified {
+                let (anchor, offset) =
+                    if output { (egui::Align2::RIGHT_CENTER, -12.0) } else { (egui::Align2::LEFT_CENTER, 12.0) };
+                painter.text(
+                    center + Vec2::new(offset, 0.0),
+                    anchor,
+                    &socket.name,
+                    egui::FontId::proportional(12.0),
+                    Color32::from_gray(0xbb),
+                );
+            }
             let handle = handle.on_hover_text(&socket.type_name);
             if handle.drag_started() {
                 events.wire_from = Some(place);
@@ -150,6 +164,9 @@ pub fn show_node(
         row_y += ROW_HEIGHT;
     }
 
+    if decor.simplified {
+        return events;
+    }
     let mut widget_top = node.pos[1] + 6.0 + ROW_HEIGHT * socket_rows as f32;
     let width = node.size[0] - 20.0;
     if node.is_note() {
@@ -202,7 +219,7 @@ fn draw_run_state(ui: &egui::Ui, title_rect: Rect, rect: Rect, decor: &NodeDecor
         Some(NodeRunState::Failed(message)) => Some(format!("failed: {message}")),
         Some(NodeRunState::Done) | None => None,
     };
-    if let Some(word) = word {
+    if let Some(word) = word.filter(|_| !decor.simplified) {
         let color =
             if matches!(decor.run, Some(NodeRunState::Failed(_))) { style::ERROR } else { Color32::from_gray(0x99) };
         painter.text(

@@ -2,6 +2,7 @@
 //! grouped by category, and new node instances built from them with the schema's defaults.
 
 use super::node::{NodeInstance, NodeMode, Point, Socket};
+use kinograph_engine::schema::types_compatible;
 use kinograph_engine::workflow::widgets::widget_inputs;
 use kinograph_engine::{Environment, InputKind, InputSpec, NodeSchema, Registry};
 use serde_json::{Map, Value as Json};
@@ -65,6 +66,28 @@ impl Catalog {
             .collect();
         found.sort_by(|a, b| (&a.category, &a.display_name).cmp(&(&b.category, &b.display_name)));
         found
+    }
+
+    /// The slot of the first socket on a new `class_type` node that a link could join to a pin of type
+    /// `type_name`: an input accepting it when `pin_is_output` (the pin gives the value), else an output
+    /// giving it. The sockets are those [`Catalog::instantiate`] makes; `*` on either side matches all.
+    pub fn compatible_slot(&self, class_type: &str, type_name: &str, pin_is_output: bool) -> Option<usize> {
+        let node = self.instantiate(class_type, [0.0, 0.0])?;
+        if pin_is_output {
+            node.inputs.iter().position(|input| types_compatible(type_name, &input.type_name))
+        } else {
+            node.outputs.iter().position(|output| types_compatible(&output.type_name, type_name))
+        }
+    }
+
+    /// The classes (not deprecated) a link from a pin of type `type_name` could reach, ordered as
+    /// [`Catalog::search`] orders them: for an output pin, those with an input accepting the type; for
+    /// an input pin, those with an output giving it.
+    pub fn compatible_classes(&self, type_name: &str, pin_is_output: bool) -> Vec<&NodeSchema> {
+        self.search("")
+            .into_iter()
+            .filter(|schema| self.compatible_slot(&schema.class_type, type_name, pin_is_output).is_some())
+            .collect()
     }
 
     /// A new instance of `class_type` at `pos`: sockets and widget defaults from its schema. The id is

@@ -3,7 +3,7 @@
 
 use super::catalog::Catalog;
 use super::document::{self, Document, DocumentError};
-use super::graph::{EditError, EditorGraph, Group, LinkId};
+use super::graph::{EditError, EditorGraph, Group, LinkId, Pin};
 use super::history::History;
 use super::node::{NodeId, NodeInstance, NodeMode, Point};
 use super::widgets::{SeedControl, SeedRandom, apply_seed_controls, has_seed_control, widget_index};
@@ -154,6 +154,45 @@ impl Editor {
         let id = self.edit(|graph| Ok::<_, EditError>(graph.add_node(node))).ok()?;
         self.selection = BTreeSet::from([id]);
         Some(id)
+    }
+
+    /// Adds a node of `class_type` at `pos` and links it to `pin` through its first compatible socket
+    /// (see [`Catalog::compatible_slot`]), as one undo step; selects the new node. Refused, with nothing
+    /// changed, when the class is unknown, has no such socket, or the link would be refused.
+    pub fn add_connected(&mut self, class_type: &str, pos: Point, pin: Pin) -> Result<(NodeId, LinkId), EditError> {
+        let node =
+            self.catalog.instantiate(class_type, pos).ok_or_else(|| EditError::NoSuchClass(class_type.into()))?;
+        let type_name = {
+            let owner = self.graph.node(pin.node).ok_or(EditError::NoSuchNode(pin.node))?;
+            let sockets = if pin.output { &owner.outputs } else { &owner.inputs };
+            let socket = sockets.get(pin.slot).ok_or(if pin.output {
+                EditError::NoSuchOutput { node: pin.node, slot: pin.slot }
+            } else {
+                EditError::NoSuchInput { node: pin.node, slot: pin.slot }
+            })?;
+            socket.type_name.clone()
+        };
+        let slot = self.catalog.compatible_slot(class_type, &type_name, pin.output).ok_or_else(|| {
+            EditError::NoCompatibleSocket {
+                class_type: class_type.into(),
+                side: if pin.output { "input" } else { "output" },
+                type_name: type_name.clone(),
+            }
+        })?;
+        let (id, link) = self.edit(|graph| {
+            // Both or neither: a refused link leaves no new node behind.
+            let mut changed = graph.clone();
+            let id = changed.add_node(node);
+            let link = if pin.output {
+                changed.connect(pin.node, pin.slot, id, slot)
+            } else {
+                changed.connect(id, slot, pin.node, pin.slot)
+            }?;
+            *graph = changed;
+            Ok::<_, EditError>((id, link))
+        })?;
+        self.selection = BTreeSet::from([id]);
+        Ok((id, link))
     }
 
     /// Adds a note holding `text` at `pos`.

@@ -56,6 +56,18 @@ pub enum EditError {
     Cycle { from: NodeId, to: NodeId },
     #[error("there is no group {0}")]
     NoSuchGroup(usize),
+    #[error("there is no node class {0}")]
+    NoSuchClass(String),
+    #[error("node class {class_type} has no {side} of type {type_name}")]
+    NoCompatibleSocket { class_type: String, side: &'static str, type_name: String },
+}
+
+/// One socket of a node on the canvas: an output or an input, by slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    pub node: NodeId,
+    pub output: bool,
+    pub slot: usize,
 }
 
 /// Nodes, links and groups, in drawing order.

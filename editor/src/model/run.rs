@@ -3,8 +3,10 @@
 
 use super::document::DocumentError;
 use super::editor::Editor;
-use kinograph_engine::{CancelToken, Event, EventKind, Executor, Preview, RunOptions, ValidationReport, validate};
-use std::collections::HashMap;
+use kinograph_engine::{
+    CancelToken, Event, EventKind, Executor, Graph, Preview, RunOptions, ValidationReport, validate,
+};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use thiserror::Error;
@@ -84,8 +86,6 @@ pub enum QueueError {
     Document(#[from] DocumentError),
     #[error("the graph is not ready to run: {}", summary(.0))]
     Invalid(Box<ValidationReport>),
-    #[error("a run is already in progress")]
-    Busy,
     #[error("could not start the engine: {0}")]
     Runtime(std::io::Error),
 }
@@ -100,14 +100,27 @@ fn summary(report: &ValidationReport) -> String {
     first.unwrap_or_else(|| report.error.message.clone())
 }
 
-/// Runs graphs from the editor, one at a time, keeping the engine's cache between runs.
+/// A validated prompt waiting for its turn, with the workflow it came from (embedded in its outputs).
+struct QueuedRun {
+    graph: Arc<Graph>,
+    node_ids: Vec<String>,
+    workflow: serde_json::Value,
+}
+
+/// Runs graphs from the editor, one at a time in the order queued, keeping the engine's cache between
+/// runs.
 pub struct Runner {
     executor: Arc<Executor>,
     events: Option<Receiver<Event>>,
     cancel: CancelToken,
-    /// What the window shows.
+    /// What the window shows of the run in progress, or of the last one.
     pub view: RunView,
+    /// Runs queued behind the one in progress, first in first out.
+    pending: VecDeque<QueuedRun>,
+    wake: Arc<dyn Fn() + Send + Sync>,
     runs: u64,
+    /// How many runs have ended (finished, failed or stopped).
+    pub finished: u64,
 }
 
 impl Runner {
@@ -120,26 +133,44 @@ impl Runner {
             events: None,
             cancel: CancelToken::new(),
             view: RunView::default(),
+            pending: VecDeque::new(),
+            wake: Arc::new(|| {}),
             runs: 0,
+            finished: 0,
         }
     }
 
-    /// Converts and validates the graph, starts it on a thread of its own, then applies the seeds'
-    /// control modes (as ComfyUI does after queueing). `wake` is called after each event, from the
-    /// engine's threads: the window passes its repaint request.
-    pub fn queue(&mut self, editor: &mut Editor, wake: Arc<dyn Fn() + Send + Sync>) -> Result<(), QueueError> {
-        if self.view.running {
-            return Err(QueueError::Busy);
-        }
+    /// Converts and validates the graph and queues it: it starts at once when nothing is running, else
+    /// after the runs queued before it. Then applies the seeds' control modes (as ComfyUI does after
+    /// queueing), so that each queued run has its own seed. `wake` is called after each event, from the
+    /// engine's threads: the window passes its repaint request. Returns how many runs are ahead of this
+    /// one (0: it started).
+    pub fn queue(&mut self, editor: &mut Editor, wake: Arc<dyn Fn() + Send + Sync>) -> Result<usize, QueueError> {
         let workflow = editor.to_json();
         let prompt = editor.to_prompt()?.prompt;
         let catalog = Arc::clone(&editor.catalog);
         let graph = validate(&prompt, catalog.registry(), catalog.environment())
             .map_err(|report| QueueError::Invalid(Box::new(report)))?;
+        self.wake = wake;
+        let run = QueuedRun { graph: Arc::new(graph), node_ids: prompt.nodes.keys().cloned().collect(), workflow };
+        let ahead = if self.view.running {
+            self.pending.push_back(run);
+            self.pending.len()
+        } else {
+            self.start(run)?;
+            0
+        };
+        editor.after_queue();
+        Ok(ahead)
+    }
+
+    /// Starts `run` on a thread of its own, with a fresh view and cancel token.
+    fn start(&mut self, run: QueuedRun) -> Result<(), QueueError> {
         let runtime = tokio::runtime::Runtime::new().map_err(QueueError::Runtime)?;
         let (sender, receiver): (Sender<Event>, Receiver<Event>) = channel();
         self.runs += 1;
         self.cancel = CancelToken::new();
+        let wake = Arc::clone(&self.wake);
         let options = RunOptions {
             prompt_id: format!("editor-{}", self.runs),
             events: Arc::new(move |event: &Event| {
@@ -147,35 +178,69 @@ impl Runner {
                 wake();
             }),
             cancel: self.cancel.clone(),
-            extra_pnginfo: serde_json::json!({ "workflow": workflow }),
+            extra_pnginfo: serde_json::json!({ "workflow": run.workflow }),
         };
         let executor = Arc::clone(&self.executor);
+        let graph = run.graph;
         std::thread::Builder::new()
             .name("kinograph-run".into())
-            .spawn(move || runtime.block_on(executor.run(Arc::new(graph), options)))
+            .spawn(move || runtime.block_on(executor.run(graph, options)))
             .map_err(QueueError::Runtime)?;
         self.events = Some(receiver);
         self.view = RunView { running: true, ..RunView::default() };
-        for id in prompt.nodes.keys() {
-            self.view.nodes.insert(id.clone(), NodeRunState::Queued);
+        for id in run.node_ids {
+            self.view.nodes.insert(id, NodeRunState::Queued);
         }
-        editor.after_queue();
         Ok(())
     }
 
-    /// Applies the events that arrived since the last call; returns whether any did.
+    /// Applies the events that arrived since the last call, and starts the next queued run when one
+    /// ended; returns whether anything changed. The view of an ended run stays until the next starts,
+    /// which happens on a later call, so that the window sees every run's outcome.
     pub fn poll(&mut self) -> bool {
-        let Some(events) = &self.events else { return false };
         let mut any = false;
+        if !self.view.running
+            && let Some(next) = self.pending.pop_front()
+        {
+            if let Err(error) = self.start(next) {
+                self.view.outcome = Some(format!("The next queued run did not start: {error}"));
+                self.finished += 1;
+            }
+            any = true;
+        }
+        let Some(events) = &self.events else { return any };
         while let Ok(event) = events.try_recv() {
             self.view.apply(&event);
             any = true;
+            if matches!(event.kind, EventKind::Finished) {
+                self.finished += 1;
+                self.events = None;
+                (self.wake)();
+                break;
+            }
         }
         any
     }
 
-    /// Asks the current run to stop at the next point a node checks.
+    /// How many runs wait behind the one in progress.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether a run is in progress or waiting.
+    pub fn busy(&self) -> bool {
+        self.view.running || !self.pending.is_empty()
+    }
+
+    /// Asks the run in progress to stop at the next point a node checks; queued runs still follow.
     pub fn stop(&self) {
         self.cancel.cancel();
+    }
+
+    /// Drops the runs waiting behind the one in progress; returns how many there were.
+    pub fn clear_queue(&mut self) -> usize {
+        let count = self.pending.len();
+        self.pending.clear();
+        count
     }
 }
