@@ -207,3 +207,75 @@ fn letting_go_of_a_wire_in_empty_space_offers_the_nodes_that_take_its_type() {
     assert_eq!(harness.state().editor.graph().nodes.len(), 1);
     assert!(harness.state().editor.graph().links.is_empty());
 }
+
+#[test]
+fn dragging_a_group_title_moves_the_group_with_its_nodes_and_its_corner_resizes_it() {
+    use eframe::egui::{Pos2, Vec2};
+    let template = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/comfy-templates/ltxv_text_to_video.json");
+    let mut editor = Editor::new(catalog());
+    editor.open(&template).unwrap();
+    let mut harness = harness(EditorApp::new(editor, RecentFiles::load(None)));
+    harness.run();
+    let [left, top, width, height] = harness.state().editor.graph().groups[0].bounding;
+    let node = |harness: &Harness<'_, EditorApp>, id| harness.state().editor.graph().node(id).unwrap().pos;
+    let (loader, latent) = (node(&harness, 44), node(&harness, 70));
+    let screen = |harness: &Harness<'_, EditorApp>, point: Pos2| {
+        harness.state().canvas_to_screen(&harness.ctx, point).expect("the canvas has been drawn")
+    };
+    let scale = (screen(&harness, Pos2::new(100.0, 0.0)) - screen(&harness, Pos2::ZERO)).x;
+
+    let grip = screen(&harness, Pos2::new(left + width / 2.0, top + 12.0));
+    drag(&mut harness, grip, grip + Vec2::new(120.0, 60.0));
+    let moved = harness.state().editor.graph().groups[0].bounding;
+    let delta = [(moved[0] - left) * scale / 100.0, (moved[1] - top) * scale / 100.0];
+    assert!((delta[0] - 120.0).abs() < 1.0 && (delta[1] - 60.0).abs() < 1.0, "moved {delta:?} on screen");
+    let loader_moved = node(&harness, 44);
+    assert!((loader_moved[0] - loader[0] - (moved[0] - left)).abs() < 1e-3, "the loader moves with its group");
+    assert!((loader_moved[1] - loader[1] - (moved[1] - top)).abs() < 1e-3);
+    assert_eq!(node(&harness, 70), latent, "a node of another group stays");
+
+    // The whole drag is one undo step.
+    harness.get_by_label("Undo").click();
+    harness.run();
+    assert_eq!(harness.state().editor.graph().groups[0].bounding, [left, top, width, height]);
+    assert_eq!(node(&harness, 44), loader);
+
+    let corner = screen(&harness, Pos2::new(left + width - 4.0, top + height - 4.0));
+    drag(&mut harness, corner, corner + Vec2::new(80.0, 40.0));
+    let resized = harness.state().editor.graph().groups[0].bounding;
+    assert_eq!(resized[..2], [left, top], "the corner opposite the handle stays");
+    assert!((resized[2] - width - 80.0 * 100.0 / scale).abs() < 1.0, "{resized:?}");
+    assert!((resized[3] - height - 40.0 * 100.0 / scale).abs() < 1.0, "{resized:?}");
+    assert_eq!(node(&harness, 44), loader, "resizing moves no node");
+
+    // The title's menu renames the group, and deletes it leaving its nodes.
+    let right_click = |harness: &mut Harness<'_, EditorApp>, at: Pos2| {
+        use eframe::egui::{Event, Modifiers, PointerButton};
+        harness.hover_at(at);
+        harness.step();
+        for pressed in [true, false] {
+            harness.event(Event::PointerButton {
+                pos: at,
+                button: PointerButton::Secondary,
+                pressed,
+                modifiers: Modifiers::NONE,
+            });
+            harness.step();
+        }
+        harness.run();
+    };
+    right_click(&mut harness, grip);
+    harness.get_by_label("Group title").focus();
+    harness.run();
+    harness.get_by_label("Group title").type_text(" (fp16)");
+    harness.run();
+    harness.get_by_label("Rename group").click();
+    harness.run();
+    assert_eq!(harness.state().editor.graph().groups[0].title, "Step1 - Load models (fp16)");
+    right_click(&mut harness, grip);
+    harness.get_by_label("Delete group (keep its nodes)").click();
+    harness.run();
+    assert_eq!(harness.state().editor.graph().groups.len(), 3);
+    assert_eq!(node(&harness, 44), loader);
+}

@@ -1,5 +1,6 @@
-//! The canvas: pan and zoom (egui's `Scene`), groups, links as bezier curves, nodes, wiring pin to pin,
-//! box selection, and the double-click that opens the palette.
+//! The canvas: pan and zoom (egui's `Scene`), groups (moved by their title bar with the nodes inside,
+//! resized by their corner, renamed or deleted from their title's menu), links as bezier curves, nodes,
+//! wiring pin to pin, box selection, and the double-click that opens the palette.
 
 use super::node_view::{NodeDecor, SocketPlace, node_rect, show_node};
 use super::palette::Palette;
@@ -17,6 +18,11 @@ const SOCKET_REACH: f32 = 12.0;
 /// what keeps a frame cheap when hundreds of nodes are in view.
 const SIMPLIFIED_BELOW: f32 = 0.4;
 
+/// Height of a group's title bar, the part that drags the group.
+const GROUP_TITLE_HEIGHT: f32 = 34.0;
+/// Side of the square handle at a group's bottom-right corner that resizes it.
+const GROUP_HANDLE: f32 = 16.0;
+
 /// Pan, zoom and the gesture in progress.
 pub struct Canvas {
     /// The part of the canvas in view (egui's `Scene` keeps it).
@@ -30,6 +36,8 @@ pub struct Canvas {
     box_start: Option<Pos2>,
     /// The paint layer the canvas is drawn on, whose transform maps canvas units to the screen.
     pub layer: Option<egui::LayerId>,
+    /// The group whose title is being edited in its menu, and the text typed so far.
+    group_title: Option<(usize, String)>,
 }
 
 impl Default for Canvas {
@@ -40,6 +48,7 @@ impl Default for Canvas {
             lifted: false,
             box_start: None,
             layer: None,
+            group_title: None,
         }
     }
 }
@@ -108,7 +117,7 @@ impl Canvas {
                 let visible = ui.clip_rect();
                 let scale = ui.ctx().layer_transform_to_global(ui.layer_id()).map_or(1.0, |t| t.scaling);
                 let simplified = scale < SIMPLIFIED_BELOW;
-                Self::draw_groups(ui, editor, visible);
+                self.show_groups(ui, editor, visible);
                 Self::draw_links(ui, editor, visible);
                 let mut sockets = Vec::new();
                 let linked: HashSet<(NodeId, bool, usize)> = editor
@@ -203,9 +212,13 @@ impl Canvas {
         message
     }
 
-    fn draw_groups(ui: &egui::Ui, editor: &Editor, visible: Rect) {
-        let painter = ui.painter();
-        for group in &editor.graph().groups {
+    /// Draws the groups in view and handles their gestures: dragging the title bar moves the group and
+    /// the nodes inside it, dragging the corner handle resizes it (each drag one undo step), and the
+    /// title's context menu renames or deletes it.
+    fn show_groups(&mut self, ui: &egui::Ui, editor: &mut Editor, visible: Rect) {
+        for index in 0..editor.graph().groups.len() {
+            // A group deleted from its menu shortens the list while it is walked.
+            let Some(group) = editor.graph().groups.get(index) else { break };
             let [left, top, width, height] = group.bounding;
             let rect = Rect::from_min_size(Pos2::new(left, top), Vec2::new(width, height));
             if !visible.intersects(rect) {
@@ -217,15 +230,79 @@ impl Canvas {
                 .and_then(serde_json::Value::as_str)
                 .and_then(|hex| Color32::from_hex(hex).ok())
                 .unwrap_or(Color32::from_rgb(0x3f, 0x78, 0x9e));
+            let title = group.title.clone();
+            let painter = ui.painter();
             painter.rect_filled(rect, 4.0, color.gamma_multiply(0.25));
             painter.rect_stroke(rect, 4.0, Stroke::new(1.0, color), egui::StrokeKind::Inside);
             painter.text(
                 rect.min + Vec2::new(8.0, 6.0),
                 egui::Align2::LEFT_TOP,
-                &group.title,
+                &title,
                 egui::FontId::proportional(20.0),
                 Color32::from_gray(0xdd),
             );
+            let handle = Rect::from_min_max(rect.max - Vec2::splat(GROUP_HANDLE), rect.max);
+            painter.add(egui::Shape::convex_polygon(
+                vec![handle.right_top(), handle.right_bottom(), handle.left_bottom()],
+                color.gamma_multiply(0.8),
+                Stroke::NONE,
+            ));
+
+            let bar = Rect::from_min_size(rect.min, Vec2::new(width, GROUP_TITLE_HEIGHT.min(height)));
+            let bar = ui
+                .interact(bar, ui.id().with(("group title", index)), egui::Sense::click_and_drag())
+                .on_hover_cursor(egui::CursorIcon::Grab);
+            bar.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Other, true, format!("group {title}")));
+            if bar.drag_started() {
+                editor.begin_gesture();
+            }
+            if bar.dragged() {
+                let delta = bar.drag_delta();
+                let _ = editor.move_group(index, [delta.x, delta.y]);
+            }
+            if bar.drag_stopped() {
+                editor.end_gesture();
+            }
+            bar.context_menu(|ui| {
+                let (_, text) = self.group_title.get_or_insert_with(|| (index, title.clone()));
+                let field = ui
+                    .horizontal(|ui| {
+                        let label = ui.label("Group title");
+                        ui.text_edit_singleline(text).labelled_by(label.id)
+                    })
+                    .inner;
+                let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if ui.button("Rename group").clicked() || enter {
+                    let _ = editor.rename_group(index, text.trim());
+                    self.group_title = None;
+                    ui.close();
+                }
+                if ui.button("Delete group (keep its nodes)").clicked() {
+                    let _ = editor.delete_group(index);
+                    self.group_title = None;
+                    ui.close();
+                }
+            });
+            if !bar.context_menu_opened() && self.group_title.as_ref().is_some_and(|(open, _)| *open == index) {
+                self.group_title = None;
+            }
+
+            let corner = ui
+                .interact(handle, ui.id().with(("group corner", index)), egui::Sense::drag())
+                .on_hover_cursor(egui::CursorIcon::ResizeNwSe);
+            if corner.drag_started() {
+                editor.begin_gesture();
+            }
+            if corner.dragged()
+                && let Some(group) = editor.graph().groups.get(index)
+            {
+                let delta = corner.drag_delta();
+                let size = [group.bounding[2] + delta.x, group.bounding[3] + delta.y];
+                let _ = editor.resize_group(index, size);
+            }
+            if corner.drag_stopped() {
+                editor.end_gesture();
+            }
         }
     }
 
