@@ -279,3 +279,36 @@ fn dragging_a_group_title_moves_the_group_with_its_nodes_and_its_corner_resizes_
     assert_eq!(harness.state().editor.graph().groups.len(), 3);
     assert_eq!(node(&harness, 44), loader);
 }
+
+#[test]
+fn check_marks_the_inputs_at_fault_on_their_nodes() {
+    let template = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/comfy-templates/ltxv_text_to_video.json");
+    let mut editor = Editor::new(catalog());
+    editor.open(&template).unwrap();
+    let mut harness = harness(EditorApp::new(editor, RecentFiles::load(None)));
+    harness.run();
+    harness.get_by_label("Check").click();
+    harness.run();
+    // No model folders here: the checkpoint and the text encoder are not found.
+    let faults = harness.state().faults().clone();
+    let inputs = |id| faults[&id].iter().map(|fault| fault.input.clone()).collect::<Vec<_>>();
+    assert_eq!(inputs(44), [Some("ckpt_name".to_string())], "{faults:?}");
+    assert_eq!(inputs(38), [Some("clip_name".to_string())], "{faults:?}");
+    assert!(faults[&44][0].message.contains("ltx-video-2b-v0.9.safetensors"), "{faults:?}");
+    // Each shows under its node, naming the input.
+    assert!(harness.query_by_label_contains("ckpt_name: ").is_some());
+    assert!(harness.query_by_label_contains("clip_name: ").is_some());
+
+    // With the checkpoint loader deleted and checked again, its mark goes and the inputs it fed are
+    // marked instead.
+    harness.state_mut().editor.select(44);
+    harness.state_mut().editor.delete_selection();
+    harness.get_by_label("Check").click();
+    harness.run();
+    let faults = harness.state().faults();
+    assert!(!faults.contains_key(&44), "{faults:?}");
+    let missing_model = faults.values().flatten().filter(|fault| fault.input.as_deref() == Some("model")).count();
+    assert!(missing_model > 0, "{faults:?}");
+    assert!(harness.query_by_label_contains("model: ").is_some());
+}

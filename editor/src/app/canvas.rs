@@ -6,10 +6,11 @@ use super::node_view::{NodeDecor, SocketPlace, node_rect, show_node};
 use super::palette::Palette;
 use super::style;
 use crate::model::catalog::ROW_HEIGHT;
+use crate::model::faults::Faults;
 use crate::model::run::RunView;
 use crate::model::{Editor, NodeId, NodeInstance, Pin};
 use eframe::egui::{self, Color32, Pos2, Rect, Stroke, Vec2};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 /// How far past a node's rectangle its sockets, outline and labels reach, in canvas units.
 const SOCKET_REACH: f32 = 12.0;
@@ -99,7 +100,7 @@ impl Canvas {
         ui: &mut egui::Ui,
         editor: &mut Editor,
         palette: &mut Option<Palette>,
-        faulty: &BTreeSet<NodeId>,
+        faults: &Faults,
         run: &RunView,
         preview: Option<&(String, egui::TextureHandle)>,
     ) -> Option<String> {
@@ -143,7 +144,7 @@ impl Canvas {
                 for id in shown {
                     let key = id.to_string();
                     let decor = NodeDecor {
-                        faulty: faulty.contains(&id),
+                        faults: faults.get(&id).map_or(&[], Vec::as_slice),
                         run: run.nodes.get(&key),
                         preview: preview.filter(|(node, _)| *node == key).map(|(_, texture)| texture),
                         linked: Some(&linked),

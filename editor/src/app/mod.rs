@@ -6,13 +6,13 @@ mod node_view;
 mod palette;
 mod style;
 
+use crate::model::faults::{self, Faults};
 use crate::model::recent::RecentFiles;
-use crate::model::run::Runner;
-use crate::model::{Editor, NodeId, NodeMode, Pin};
+use crate::model::run::{QueueError, Runner};
+use crate::model::{Editor, NodeMode, Pin};
 use canvas::Canvas;
 use eframe::egui;
 use palette::{Palette, PaletteAction};
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -26,8 +26,8 @@ pub struct EditorApp {
     /// The path typed in the menu bar for Open and Save.
     pub path_text: String,
     recent: RecentFiles,
-    /// Nodes the last check found fault with.
-    faulty: BTreeSet<NodeId>,
+    /// What the last check (or refused queue) found wrong, by node and input.
+    faults: Faults,
     runner: Runner,
     /// The latest preview as a texture, and the node that sent it.
     preview: Option<(String, egui::TextureHandle)>,
@@ -47,7 +47,7 @@ impl EditorApp {
             status: String::new(),
             path_text,
             recent,
-            faulty: BTreeSet::new(),
+            faults: Faults::new(),
             runner,
             preview: None,
         }
@@ -61,6 +61,11 @@ impl EditorApp {
     /// Shows `view` (canvas units) in the canvas from the next frame on.
     pub fn set_view(&mut self, view: egui::Rect) {
         self.canvas.view = view;
+    }
+
+    /// What the last check or refused queue found wrong, by node and input.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// Where canvas point `point` was on screen in the last frame drawn (`None` before the first).
@@ -81,7 +86,7 @@ impl EditorApp {
             Ok(()) => {
                 self.status = format!("Opened {}", path.display());
                 self.path_text = path.display().to_string();
-                self.faulty.clear();
+                self.faults.clear();
                 self.canvas.fit(&self.editor);
                 // The last run's node states and preview belong to the graph that was open.
                 if !self.runner.view.running {
@@ -113,7 +118,7 @@ impl EditorApp {
 
     /// Checks the graph as the engine would before a run, outlining the nodes at fault.
     fn check(&mut self) {
-        self.faulty.clear();
+        self.faults.clear();
         let conversion = match self.editor.to_prompt() {
             Ok(conversion) => conversion,
             Err(error) => {
@@ -125,7 +130,7 @@ impl EditorApp {
         match kinograph_engine::validate(&conversion.prompt, catalog.registry(), catalog.environment()) {
             Ok(_) => self.status = "The graph is ready to run.".into(),
             Err(report) => {
-                self.faulty = report.node_errors.keys().filter_map(|id| id.parse().ok()).collect();
+                self.faults = faults::from_report(&report);
                 let first = report.node_errors.iter().find_map(|(id, errors)| {
                     errors.errors.first().map(|error| format!("node {id} ({}): {}", errors.class_type, error.message))
                 });
@@ -143,14 +148,19 @@ impl EditorApp {
         let ctx = ctx.clone();
         match self.runner.queue(&mut self.editor, std::sync::Arc::new(move || ctx.request_repaint())) {
             Ok(0) => {
-                self.faulty.clear();
+                self.faults.clear();
                 self.status = "Running...".into();
             }
             Ok(ahead) => {
-                self.faulty.clear();
+                self.faults.clear();
                 self.status = format!("Queued behind {ahead} run(s).");
             }
-            Err(error) => self.status = format!("Not queued: {error}"),
+            Err(error) => {
+                if let QueueError::Invalid(report) = &error {
+                    self.faults = faults::from_report(report);
+                }
+                self.status = format!("Not queued: {error}");
+            }
         }
     }
 
@@ -299,7 +309,7 @@ impl EditorApp {
                 ui,
                 &mut self.editor,
                 &mut self.palette,
-                &self.faulty,
+                &self.faults,
                 &self.runner.view,
                 self.preview.as_ref(),
             );

@@ -4,6 +4,7 @@
 
 use super::style;
 use crate::model::catalog::ROW_HEIGHT;
+use crate::model::faults::{self, NodeFault};
 use crate::model::node::TITLE_HEIGHT;
 use crate::model::run::NodeRunState;
 use crate::model::widgets::{SeedControl, has_seed_control, seed_control};
@@ -39,8 +40,8 @@ pub struct NodeEvents {
 /// How a node looks beyond its own contents: what the last check and the current run say of it.
 #[derive(Default)]
 pub struct NodeDecor<'a> {
-    /// The last check found fault with it.
-    pub faulty: bool,
+    /// What the last check found wrong with it (empty when nothing).
+    pub faults: &'a [NodeFault],
     pub run: Option<&'a NodeRunState>,
     /// The latest preview it sent.
     pub preview: Option<&'a egui::TextureHandle>,
@@ -89,7 +90,7 @@ pub fn show_node(
     let painter = ui.painter();
     painter.rect_filled(rect, 6.0, body_color);
     painter.rect_filled(title_rect, egui::CornerRadius { nw: 6, ne: 6, sw: 0, se: 0 }, title_color);
-    let outline = if decor.faulty || matches!(decor.run, Some(NodeRunState::Failed(_))) {
+    let outline = if !decor.faults.is_empty() || matches!(decor.run, Some(NodeRunState::Failed(_))) {
         Stroke::new(2.5, style::ERROR)
     } else if editor.selection.contains(&id) {
         Stroke::new(2.0, style::SELECTED)
@@ -144,6 +145,7 @@ pub fn show_node(
             } else {
                 painter.circle_stroke(center, 4.5, Stroke::new(2.0, color));
             }
+            let fault = if output { None } else { faults::on_input(decor.faults, &socket.name) };
             if !decor.simplified {
                 let (anchor, offset) =
                     if output { (egui::Align2::RIGHT_CENTER, -12.0) } else { (egui::Align2::LEFT_CENTER, 12.0) };
@@ -152,10 +154,13 @@ pub fn show_node(
                     anchor,
                     &socket.name,
                     egui::FontId::proportional(12.0),
-                    Color32::from_gray(0xbb),
+                    if fault.is_some() { style::ERROR } else { Color32::from_gray(0xbb) },
                 );
             }
-            let handle = handle.on_hover_text(&socket.type_name);
+            let handle = match fault {
+                Some(fault) => handle.on_hover_text(format!("{}: {}", socket.type_name, fault.message)),
+                None => handle.on_hover_text(&socket.type_name),
+            };
             if handle.drag_started() {
                 events.wire_from = Some(place);
             }
@@ -167,6 +172,7 @@ pub fn show_node(
     if decor.simplified {
         return events;
     }
+    show_faults(ui, rect, decor);
     let mut widget_top = node.pos[1] + 6.0 + ROW_HEIGHT * socket_rows as f32;
     let width = node.size[0] - 20.0;
     if node.is_note() {
@@ -190,13 +196,37 @@ pub fn show_node(
         let mut child = ui
             .new_child(egui::UiBuilder::new().max_rect(area).layout(egui::Layout::left_to_right(egui::Align::Center)));
         child.set_clip_rect(area.intersect(ui.clip_rect()));
+        let fault = faults::on_input(decor.faults, &input.name);
         if linked {
-            child.label(format!("{} (linked)", input.name));
+            let label = child.label(format!("{} (linked)", input.name));
+            if let Some(fault) = fault {
+                label.on_hover_text(&fault.message);
+            }
             continue;
         }
-        widget_row(&mut child, editor, &node, input);
+        widget_row(&mut child, editor, &node, input, fault);
     }
     events
+}
+
+/// The faults of a node, one line each under its rectangle, prefixed by the input at fault.
+fn show_faults(ui: &mut egui::Ui, rect: Rect, decor: &NodeDecor<'_>) {
+    if decor.faults.is_empty() {
+        return;
+    }
+    let text = decor
+        .faults
+        .iter()
+        .map(|fault| match &fault.input {
+            Some(input) => format!("{input}: {}", fault.message),
+            None => fault.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let area = Rect::from_min_size(rect.left_bottom() + Vec2::new(0.0, 4.0), Vec2::new(rect.width(), 200.0));
+    let mut child =
+        ui.new_child(egui::UiBuilder::new().max_rect(area).layout(egui::Layout::top_down(egui::Align::Min)));
+    child.add(egui::Label::new(egui::RichText::new(text).color(style::ERROR).size(11.0)).wrap());
 }
 
 /// The run's mark on a node: a progress bar along the title's foot, a word for its state, and the
@@ -257,14 +287,24 @@ fn track(editor: &mut Editor, response: &egui::Response) {
 }
 
 /// The widget for one input, labelled with its name; AccessKit reads the label.
-fn widget_row(ui: &mut egui::Ui, editor: &mut Editor, node: &NodeInstance, input: &InputSpec) {
+/// A fault on the input colours its label and explains itself on hover.
+fn widget_row(
+    ui: &mut egui::Ui,
+    editor: &mut Editor,
+    node: &NodeInstance,
+    input: &InputSpec,
+    fault: Option<&NodeFault>,
+) {
     let id = node.id;
     let Some(current) = editor.widget(id, &input.name).cloned() else {
         ui.label(format!("{}: no stored value", input.name));
         return;
     };
     let name = input.name.as_str();
-    let label = ui.label(name);
+    let label = match fault {
+        Some(fault) => ui.label(egui::RichText::new(name).color(style::ERROR)).on_hover_text(&fault.message),
+        None => ui.label(name),
+    };
     let mut value: Option<Json> = None;
     match &input.kind {
         InputKind::Int(options) => {

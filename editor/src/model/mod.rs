@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod document;
 mod editor;
+pub mod faults;
 pub mod graph;
 mod history;
 pub mod node;
