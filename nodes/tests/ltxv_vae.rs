@@ -336,7 +336,8 @@ fn fused_norm_modulate_silu_matches_separate_ops() {
 /// channels on 9 × 23 give two tiles per frame, the first ending inside an image row; at the ends of the
 /// sequence it sums the weights of the taps that read the same replicated frame, all three of them for a
 /// single frame), 256 → 512 channels (14 MiB of weights) the whole-sequence one. Each also with a
-/// residual added as the output starts, against a separate addition.
+/// residual added as the output starts, against a separate addition, and with the first half of the
+/// first frame's channels left out (what an upsampler drops), the rest exactly as before.
 #[test]
 fn cpu_conv_kernels_match_generic_path() {
     use kinograph_nodes::models::ltxv::vae::conv3d::{CausalConv3d, SpatialPadding};
@@ -367,6 +368,17 @@ fn cpu_conv_kernels_match_generic_path() {
             let residual = Tensor::randn(0f32, 1f32, ours.dims(), &Device::Cpu).unwrap();
             let plus = fast.forward_plus(&x, causal, &residual).unwrap();
             check("conv kernel plus residual", &plus, &(&ours + &residual).unwrap(), 1e-5);
+            // An upsampler drops the first half of the channels of frame 0: they are left out, the rest
+            // is unchanged.
+            let half = out_channels / 2;
+            let partial = fast.forward_unused_first(&x, causal, half).unwrap();
+            let frames_out = ours.dim(2).unwrap();
+            let kept = |t: &Tensor| t.narrow(1, half, half).unwrap().narrow(2, 0, 1).unwrap();
+            check("conv kernel, unused first channels", &kept(&partial), &kept(&ours), 0.0);
+            if frames_out > 1 {
+                let later = |t: &Tensor| t.narrow(2, 1, frames_out - 1).unwrap();
+                check("conv kernel, frames after the first", &later(&partial), &later(&ours), 0.0);
+            }
         }
     }
 }

@@ -139,8 +139,24 @@ impl SpaceToDepthDownsample {
     }
 }
 
+/// [`depth_to_space`] of channels ordered time-major, `((i·C + c)·sh + j)·sw + k`: the layout of an
+/// upsampler conv whose outputs were reordered so that the sub-frames dropped at the start of the video
+/// are one block of channels.
+fn depth_to_space_time_major(x: &Tensor, stride: [usize; 3]) -> Result<Tensor> {
+    let (batch, channels, frames, height, width) = x.dims5()?;
+    let [st, sh, sw] = stride;
+    let out_channels = channels / (st * sh * sw);
+    x.reshape(vec![batch, st, out_channels, sh, sw, frames, height, width])?
+        .permute(vec![0, 2, 5, 1, 6, 3, 7, 4])?
+        .reshape((batch, out_channels, frames * st, height * sh, width * sw))
+}
+
 /// `DepthToSpaceUpsample`: conv to ∏s·C/multiplier channels, depth-to-space, drop the first frame (the
 /// causal duplicate); when `residual`, add the depth-to-space of the input tiled over channels.
+///
+/// With a temporal stride, the conv's output channels are kept time-major (reordered once at load):
+/// the sub-frames dropped at the start are then the first block of channels of the first frame, which
+/// the CPU conv does not compute.
 #[derive(Debug, Clone)]
 pub struct DepthToSpaceUpsample {
     conv: CausalConv3d,
@@ -160,22 +176,39 @@ impl DepthToSpaceUpsample {
         vb: &VarBuilder<'_>,
     ) -> Result<Self> {
         let factor = stride.iter().product::<usize>();
-        let conv =
-            CausalConv3d::new(in_channels, factor * in_channels / multiplier, 3, [1, 1, 1], padding, &vb.pp("conv"))?;
+        let out_channels = factor * in_channels / multiplier;
+        let mut conv = CausalConv3d::new(in_channels, out_channels, 3, [1, 1, 1], padding, &vb.pp("conv"))?;
+        if stride[0] > 1 {
+            // Stored channel ((c·st + i)·sh + j)·sw + k becomes ((i·C + c)·sh + j)·sw + k.
+            let [st, spatial] = [stride[0], stride[1] * stride[2]];
+            let per_frame = out_channels / st;
+            let order: Vec<u32> = (0..out_channels)
+                .map(|p| {
+                    let (i, rest) = (p / per_frame, p % per_frame);
+                    let (c, within) = (rest / spatial, rest % spatial);
+                    u32::try_from((c * st + i) * spatial + within).expect("channel counts fit in u32")
+                })
+                .collect();
+            conv = conv.reorder_outputs(&order)?;
+        }
         Ok(Self { conv, stride, residual, multiplier })
     }
 
     /// Upsamples (B, C, T, H, W) to (B, C/multiplier, st·T − (st − 1), sh·H, sw·W).
     pub fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
-        let hidden = self.finish(&self.conv.forward(x, causal)?, x, true)?;
-        Ok(hidden)
+        let dropped = (self.stride[0] - 1) * self.conv.out_channels() / self.stride[0];
+        self.finish(&self.conv.forward_unused_first(x, causal, dropped)?, x, true)
     }
 
     /// Depth-to-space of a conv output `convolved` whose frames match `input`'s; drops the leading
     /// st − 1 frames when `first` (the start of the video).
     pub fn finish(&self, convolved: &Tensor, input: &Tensor, first: bool) -> Result<Tensor> {
         let drop = if first { self.stride[0] - 1 } else { 0 };
-        let hidden = depth_to_space(convolved, self.stride)?;
+        let hidden = if self.stride[0] > 1 {
+            depth_to_space_time_major(convolved, self.stride)?
+        } else {
+            depth_to_space(convolved, self.stride)?
+        };
         let frames = hidden.dim(2)?;
         let hidden = hidden.narrow(2, drop, frames - drop)?;
         if !self.residual {

@@ -83,6 +83,17 @@ impl Conv3d {
         self.weight.dim(0).unwrap_or(0)
     }
 
+    /// The same conv with its output channels reordered: output channel `i` of the result is output
+    /// channel `order[i]` of this one.
+    pub fn reorder_outputs(&self, order: &[u32]) -> Result<Self> {
+        let order = Tensor::new(order, self.weight.device())?;
+        Ok(Self {
+            weight: self.weight.index_select(&order, 0)?,
+            bias: self.bias.index_select(&order, 0)?,
+            ..self.clone()
+        })
+    }
+
     /// The (t, h, w) stride.
     pub fn stride(&self) -> [usize; 3] {
         self.stride
@@ -125,6 +136,29 @@ impl Conv3d {
         after: usize,
         residual: Option<&Tensor>,
     ) -> Result<Tensor> {
+        self.forward_with(x, [before, after], residual, 0)
+    }
+
+    /// [`Self::forward_time_padded`] for a caller that discards output channels `0 .. unused` of the
+    /// first output frame: the CPU kernel may leave them unset (zero or the bias); elsewhere they are
+    /// computed as usual.
+    pub fn forward_time_padded_unused_first(
+        &self,
+        x: &Tensor,
+        before: usize,
+        after: usize,
+        unused: usize,
+    ) -> Result<Tensor> {
+        self.forward_with(x, [before, after], None, unused)
+    }
+
+    fn forward_with(
+        &self,
+        x: &Tensor,
+        [before, after]: [usize; 2],
+        residual: Option<&Tensor>,
+        unused_first: usize,
+    ) -> Result<Tensor> {
         if self.has_cpu_kernel(x) && self.kernel != [1, 1, 1] {
             let kernel = super::conv3d_cpu::Im2colConv3d {
                 kernel: self.kernel,
@@ -133,6 +167,7 @@ impl Conv3d {
                 residual: residual
                     .map(|r| r.to_dtype(candle_core::DType::F32).and_then(|r| r.contiguous()))
                     .transpose()?,
+                unused_first,
             };
             return x.contiguous()?.apply_op3_no_bwd(&self.weight, &self.bias, &kernel);
         }
@@ -309,6 +344,19 @@ impl CausalConv3d {
         let k = self.time_kernel;
         let (before, after) = if causal { (k - 1, 0) } else { ((k - 1) / 2, (k - 1) / 2) };
         self.conv.forward_time_padded_plus(x, before, after, Some(residual))
+    }
+
+    /// [`Self::forward`] for a caller that discards output channels `0 .. unused` of the first output
+    /// frame (see [`Conv3d::forward_time_padded_unused_first`]).
+    pub fn forward_unused_first(&self, x: &Tensor, causal: bool, unused: usize) -> Result<Tensor> {
+        let k = self.time_kernel;
+        let (before, after) = if causal { (k - 1, 0) } else { ((k - 1) / 2, (k - 1) / 2) };
+        self.conv.forward_time_padded_unused_first(x, before, after, unused)
+    }
+
+    /// The same conv with its output channels reordered (see [`Conv3d::reorder_outputs`]).
+    pub fn reorder_outputs(&self, order: &[u32]) -> Result<Self> {
+        Ok(Self { conv: self.conv.reorder_outputs(order)?, time_kernel: self.time_kernel })
     }
 
     /// The temporally padded input.

@@ -38,6 +38,9 @@ pub struct Im2colConv3d {
     /// A contiguous f32 tensor shaped like the output, added to it as the output is started (the
     /// resnet's shortcut, without a separate pass over the activations).
     pub residual: Option<Tensor>,
+    /// Output channels `0 .. unused_first` of the first output frame are discarded by the caller (an
+    /// upsampler's duplicate of the causal frame): they are not computed.
+    pub unused_first: usize,
 }
 
 fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -102,7 +105,16 @@ impl CustomOp3 for Im2colConv3d {
         };
         if out_channels * weight_width * 4 <= TILED_WEIGHT_BYTES || (applies(out_channels) && fills_strips(plane)) {
             let mut output = vec![0f32; out_len];
-            let shape = ConvShape { channels, frames, height, width, out_channels, kernel: self.kernel, before };
+            let shape = ConvShape {
+                channels,
+                frames,
+                height,
+                width,
+                out_channels,
+                kernel: self.kernel,
+                before,
+                unused_first: self.unused_first.min(out_channels),
+            };
             let per_sample = out_channels * out_frames * plane;
             for (index, (sample, out)) in
                 input.chunks(channels * frames * plane).zip(output.chunks_mut(per_sample)).enumerate()
@@ -143,37 +155,45 @@ impl CustomOp3 for Im2colConv3d {
                 );
                 let out_offset = b * out_channels * out_frames * plane + start * plane;
                 let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-                for tap in 0..kt {
-                    // SAFETY: all three matrices lie inside their buffers. The destination is
-                    // out_channels rows of count·plane values at stride out_frames·plane, starting at
-                    // frame `start` of sample `b`, and start + count <= out_frames. The left operand is
-                    // the column block of tap `tap` in the (out_channels, kt·rows) weight: out_channels
-                    // rows of `rows` values at stride kt·rows, starting at tap·rows. The right operand is rows rows of
-                    // count·plane values at stride span, starting at column tap·plane, and
-                    // tap·plane + count·plane <= span because tap <= kt − 1. The buffers are not aliased.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        gemm::gemm(
-                            out_channels,
-                            count * plane,
-                            rows,
-                            output.as_mut_ptr().add(out_offset),
-                            1,
-                            (out_frames * plane) as isize,
-                            true,
-                            weight.as_ptr().add(tap * rows),
-                            1,
-                            weight_width as isize,
-                            columns.as_ptr().add(tap * plane),
-                            1,
-                            span as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            parallelism,
-                        );
+                // Frame 0 without its unused channels, then the rest of the group.
+                let skip = if start == 0 { self.unused_first.min(out_channels) } else { 0 };
+                let parts = [(0, 1, skip), (1, count, 0)];
+                let parts: &[(usize, usize, usize)] = if skip > 0 { &parts } else { &[(0, count, 0)] };
+                for &(first, end, skip) in parts.iter().filter(|(first, end, _)| first < end) {
+                    for tap in 0..kt {
+                        // SAFETY: all three matrices lie inside their buffers. The destination is
+                        // out_channels − skip rows of (end − first)·plane values at stride
+                        // out_frames·plane, starting at channel `skip` and frame start + first of sample
+                        // `b`, with start + end <= out_frames. The left operand is the column block of
+                        // tap `tap` in the (out_channels, kt·rows) weight from row `skip`: rows of `rows`
+                        // values at stride kt·rows, starting at tap·rows. The right operand is rows rows of
+                        // (end − first)·plane values at stride span, starting at column (first + tap)·plane,
+                        // and (end + tap)·plane <= span because end <= count and tap <= kt − 1. The
+                        // buffers are not aliased.
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            gemm::gemm(
+                                out_channels - skip,
+                                (end - first) * plane,
+                                rows,
+                                output.as_mut_ptr().add(out_offset + skip * out_frames * plane + first * plane),
+                                1,
+                                (out_frames * plane) as isize,
+                                true,
+                                weight.as_ptr().add(skip * weight_width + tap * rows),
+                                1,
+                                weight_width as isize,
+                                columns.as_ptr().add((first + tap) * plane),
+                                1,
+                                span as isize,
+                                1.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                parallelism,
+                            );
+                        }
                     }
                 }
                 start += count;

@@ -19,7 +19,7 @@
 //! cost is that every tile reads the whole weight, which is why large weights on small images take the
 //! whole-sequence path instead.
 
-use super::conv3d_kernel::{KernelCall, MAX_TAPS, STRIP, applies};
+use super::conv3d_kernel::{KernelCall, MAX_TAPS, PANEL, STRIP, applies};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Bytes of the kt gathered frames of one run: small enough to stay in a core's L2 cache. Short runs
@@ -44,6 +44,8 @@ pub(super) struct ConvShape {
     /// Copies of the first frame before the sequence (the rest of the temporal padding, after it,
     /// follows from the output length).
     pub before: usize,
+    /// Output channels at the start of the first output frame that are not computed.
+    pub unused_first: usize,
 }
 
 impl ConvShape {
@@ -120,13 +122,24 @@ pub(super) fn conv_tiled(
                                 held[source % kt] = source;
                             }
                         }
-                        let tile = Tile {
-                            out_channels: shape.out_channels,
-                            start: frame * plane + first,
-                            count,
-                            stride: out_frames * plane,
+                        // The first frame's unused channels are left out (the kernel needs whole panels).
+                        let skip = if frame == 0 && (!use_kernel || shape.unused_first.is_multiple_of(PANEL)) {
+                            shape.unused_first
+                        } else {
+                            0
                         };
-                        debug_assert!((shape.out_channels - 1) * tile.stride + tile.start + count <= target.len);
+                        if skip == shape.out_channels {
+                            continue;
+                        }
+                        let stride = out_frames * plane;
+                        let tile = Tile {
+                            out_channels: shape.out_channels - skip,
+                            start: skip * stride + frame * plane + first,
+                            count,
+                            stride,
+                        };
+                        debug_assert!((tile.out_channels - 1) * tile.stride + tile.start + count <= target.len);
+                        let (bias, weight) = (&bias[skip..], &weight[skip * depth..]);
                         tile.fill_start(target, bias, residual);
                         if use_kernel {
                             // Taps that read the same source frame (the replicated padding at either
