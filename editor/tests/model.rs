@@ -395,3 +395,46 @@ fn adding_a_node_from_a_pin_connects_it_in_one_undo_step() {
     assert!(editor.redo());
     assert_eq!(editor.graph().links.len(), 1);
 }
+
+#[test]
+fn output_thumbnails_are_scaled_to_the_node_and_capped_in_frames() {
+    use kinograph_editor::model::media::{downscale, load_thumbnails};
+    use kinograph_nodes::media::mp4::Mp4Writer;
+    let dir = tempfile::tempdir().unwrap();
+    let (width, height) = (96, 64);
+    // Frame `index` is flat grey at 10 + 10·index, so each kept frame says which one it was.
+    let frame = |index: usize| vec![(10 + 10 * index) as u8; width * height * 3];
+    let video = dir.path().join("clip.mp4");
+    let mut writer = Mp4Writer::create(&video, width, height, 24.0, &[]).unwrap();
+    for index in 0..20 {
+        writer.write_frame(&frame(index)).unwrap();
+    }
+    writer.finish().unwrap();
+
+    let thumbnails = load_thumbnails(&video, 48, 8).unwrap();
+    // 20 frames capped at 8: every third is kept (7 of them), played at a third of the rate.
+    assert_eq!((thumbnails.width, thumbnails.height, thumbnails.frames.len()), (48, 32, 7));
+    assert!((thumbnails.fps - 8.0).abs() < 1e-9, "{}", thumbnails.fps);
+    for (kept, rgb) in thumbnails.frames.iter().enumerate() {
+        assert_eq!(rgb.len(), 48 * 32 * 3);
+        let mean = rgb.iter().map(|v| f64::from(*v)).sum::<f64>() / rgb.len() as f64;
+        let expected = (10 + 30 * kept) as f64;
+        // A flat frame survives H.264 at QP 28 within a couple of levels.
+        assert!((mean - expected).abs() < 3.0, "kept frame {kept}: mean {mean}, expected {expected}");
+    }
+
+    // A still image: one frame, scaled to the width with its shape kept; the average of each block.
+    let still = dir.path().join("still.png");
+    let pixels: Vec<u8> = (0..100 * 50).flat_map(|i| if i % 100 < 50 { [0, 0, 0] } else { [200, 100, 50] }).collect();
+    image::RgbImage::from_raw(100, 50, pixels.clone()).unwrap().save(&still).unwrap();
+    let thumbnails = load_thumbnails(&still, 40, 8).unwrap();
+    assert_eq!((thumbnails.width, thumbnails.height, thumbnails.frames.len(), thumbnails.fps), (40, 20, 1, 0.0));
+    assert_eq!(thumbnails.frames[0], downscale(&pixels, 100, 50, 40, 20));
+    assert_eq!(&thumbnails.frames[0][..3], &[0, 0, 0]);
+    assert_eq!(&thumbnails.frames[0][39 * 3..40 * 3], &[200, 100, 50]);
+
+    let error = load_thumbnails(&dir.path().join("notes.txt"), 40, 8).unwrap_err();
+    assert!(error.contains("notes.txt") && error.contains("MP4"), "{error}");
+    let error = load_thumbnails(&dir.path().join("missing.mp4"), 40, 8).unwrap_err();
+    assert!(error.contains("missing.mp4"), "{error}");
+}

@@ -1,7 +1,8 @@
 //! The canvas: pan and zoom (egui's `Scene`), groups, links as bezier curves, nodes, wiring pin to pin,
 //! box selection, and the double-click that opens the palette.
 
-use super::node_view::{NodeDecor, SocketPlace, node_rect, show_node};
+use super::Playback;
+use super::node_view::{NodeDecor, ShownOutput, SocketPlace, node_rect, show_node};
 use super::palette::Palette;
 use super::style;
 use crate::model::catalog::ROW_HEIGHT;
@@ -16,6 +17,14 @@ const SOCKET_REACH: f32 = 12.0;
 /// Below this zoom, text is a few pixels high: nodes are drawn without text or widgets, which is also
 /// what keeps a frame cheap when hundreds of nodes are in view.
 const SIMPLIFIED_BELOW: f32 = 0.4;
+
+/// What the runs put on the canvas: node states, the latest preview (and its node), the outputs.
+#[derive(Clone, Copy)]
+pub struct RunShown<'a> {
+    pub run: &'a RunView,
+    pub preview: Option<&'a (String, egui::TextureHandle)>,
+    pub outputs: &'a HashMap<String, Playback>,
+}
 
 /// Pan, zoom and the gesture in progress.
 pub struct Canvas {
@@ -91,9 +100,10 @@ impl Canvas {
         editor: &mut Editor,
         palette: &mut Option<Palette>,
         faulty: &BTreeSet<NodeId>,
-        run: &RunView,
-        preview: Option<&(String, egui::TextureHandle)>,
+        shown: &RunShown<'_>,
     ) -> Option<String> {
+        let RunShown { run, preview, outputs } = *shown;
+        let now = ui.input(|i| i.time);
         let mut message = None;
         let mut scene_layer = None;
         let scene = egui::Scene::new()
@@ -123,8 +133,9 @@ impl Canvas {
                     .iter()
                     .filter(|node| {
                         let key = node.id.to_string();
-                        // A preview hangs below the node, outside its rectangle.
+                        // A preview or an output hangs below the node, outside its rectangle.
                         preview.is_some_and(|(sender, _)| *sender == key)
+                            || outputs.contains_key(&key)
                             || visible.intersects(
                                 node_rect(node, editor.catalog.schema(&node.class_type)).expand(SOCKET_REACH),
                             )
@@ -139,6 +150,14 @@ impl Canvas {
                         preview: preview.filter(|(node, _)| *node == key).map(|(_, texture)| texture),
                         linked: Some(&linked),
                         simplified,
+                        output: outputs.get(&key).and_then(|playback| {
+                            let frame = playback.frame_at(now);
+                            playback.frames.get(frame).map(|texture| ShownOutput {
+                                texture,
+                                frames: playback.frames.len(),
+                                file_name: playback.file.file_name().map(|n| n.to_string_lossy().into_owned()),
+                            })
+                        }),
                     };
                     let events = show_node(ui, editor, id, &decor, &mut sockets);
                     if let Some(shift) = events.clicked {

@@ -6,6 +6,7 @@ pub mod document;
 mod editor;
 pub mod graph;
 mod history;
+pub mod media;
 pub mod node;
 pub mod recent;
 pub mod run;
