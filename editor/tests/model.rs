@@ -438,3 +438,31 @@ fn output_thumbnails_are_scaled_to_the_node_and_capped_in_frames() {
     let error = load_thumbnails(&dir.path().join("missing.mp4"), 40, 8).unwrap_err();
     assert!(error.contains("missing.mp4"), "{error}");
 }
+
+#[test]
+fn an_api_prompt_opens_laid_out_as_a_graph_and_untitled() {
+    let prompt = template().to_prompt().unwrap().prompt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.json");
+    std::fs::write(&path, prompt.to_json().to_string()).unwrap();
+    let mut editor = Editor::new(catalog());
+    editor.open_any(&path).unwrap();
+    // Same classes as the prompt, one node each; Save must not write UI JSON over the API file.
+    let mut classes: Vec<String> = editor.graph().nodes.iter().map(|node| node.class_type.clone()).collect();
+    let mut expected: Vec<String> = prompt.nodes.values().filter_map(|node| node.class_type.clone()).collect();
+    classes.sort();
+    expected.sort();
+    assert_eq!(classes, expected);
+    assert_eq!(editor.path, None);
+    assert_eq!(editor.graph().links.len(), template().graph().links.len());
+    // And it converts back to the same prompt, values and links alike.
+    let again = editor.to_prompt().unwrap().prompt;
+    assert_eq!(again.nodes.len(), prompt.nodes.len());
+
+    // A UI file keeps its place.
+    let mut editor = Editor::new(catalog());
+    editor.open_any(&template_path()).unwrap();
+    assert_eq!(editor.path.as_deref(), Some(template_path().as_path()));
+    let error = editor.open_any(&dir.path().join("missing.json")).unwrap_err().to_string();
+    assert!(error.contains("missing.json"), "{error}");
+}

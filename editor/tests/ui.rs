@@ -24,6 +24,10 @@ fn harness(app: EditorApp) -> Harness<'static, EditorApp> {
         .build_ui_state(|ui, app: &mut EditorApp| app.show(ui), app)
 }
 
+fn harness_on(app: EditorApp) -> Harness<'static, EditorApp> {
+    harness(app)
+}
+
 fn empty_app() -> EditorApp {
     EditorApp::new(Editor::new(catalog()), RecentFiles::load(None))
 }
@@ -259,4 +263,64 @@ fn the_save_node_plays_the_video_its_run_wrote() {
     assert_eq!(frames, 9);
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     assert!(harness.query_by_label(&format!("Output {name}: video, 9 frames")).is_some());
+
+    // Dropped on a new window, the video opens the workflow it carries: the graph that made it, edits
+    // included, untitled.
+    let made = harness.state().editor.graph().clone();
+    let mut other = harness_on(empty_app());
+    drop_file(&mut other, &file);
+    assert!(other.state().status.starts_with("Opened"), "{}", other.state().status);
+    assert_eq!(other.state().editor.path, None);
+    let graph = other.state().editor.graph();
+    assert_eq!(graph.nodes.len(), made.nodes.len());
+    assert_eq!(graph.links.len(), made.links.len());
+    assert_eq!(other.state().editor.widget(70, "width"), Some(&json!(64)));
+}
+
+/// A file dropped on the window from a file manager.
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl eframe::egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|error| error.to_string())
+    }
+}
+
+fn drop_file(harness: &mut Harness<'_, EditorApp>, path: &std::path::Path) {
+    harness.input_mut().dropped_files.push(Arc::new(Dropped(path.to_path_buf())));
+    harness.run();
+}
+
+#[test]
+fn dropping_a_workflow_opens_it_and_other_files_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/comfy-templates/ltxv_text_to_video.json");
+    let copy = dir.path().join("mine.json");
+    std::fs::copy(&template, &copy).unwrap();
+    let mut harness = harness_on(empty_app());
+    drop_file(&mut harness, &copy);
+    assert_eq!(harness.state().editor.graph().nodes.len(), 14, "{}", harness.state().status);
+    assert_eq!(harness.state().editor.path.as_deref(), Some(copy.as_path()));
+    assert_eq!(harness.state().path_text, copy.display().to_string());
+
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a workflow").unwrap();
+    drop_file(&mut harness, &notes);
+    let status = harness.state().status.clone();
+    assert!(status.contains("notes.txt") && status.contains("drop a workflow .json"), "{status}");
+    assert_eq!(harness.state().editor.graph().nodes.len(), 14, "the open graph stays");
+
+    // A PNG without a workflow in it is refused by what it lacks.
+    let plain = dir.path().join("plain.png");
+    image::RgbImage::new(4, 4).save(&plain).unwrap();
+    drop_file(&mut harness, &plain);
+    let status = harness.state().status.clone();
+    assert!(status.starts_with("Could not open") && status.contains("plain.png"), "{status}");
+    assert_eq!(harness.state().editor.graph().nodes.len(), 14);
 }

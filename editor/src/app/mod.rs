@@ -103,12 +103,16 @@ impl EditorApp {
         self.canvas_to_screen(ctx, canvas::socket_center(node, pin.output, pin.slot))
     }
 
-    /// Opens a UI workflow file, reporting the outcome on the status line.
+    /// Opens a workflow (UI or API JSON, or a PNG or MP4 that carries one), reporting the outcome on the
+    /// status line.
     pub fn open(&mut self, path: &Path) {
-        match self.editor.open(path) {
+        match self.editor.open_any(path) {
             Ok(()) => {
                 self.status = format!("Opened {}", path.display());
-                self.path_text = path.display().to_string();
+                if self.editor.path.is_none() {
+                    self.status.push_str(" (untitled: Save asks for a .json path)");
+                }
+                self.path_text = self.editor.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
                 self.faulty.clear();
                 self.canvas.fit(&self.editor);
                 // The last run's node states and preview belong to the graph that was open.
@@ -354,9 +358,30 @@ impl EditorApp {
         self.outputs.get(node).map(|playback| (playback.file.as_path(), playback.frames.len()))
     }
 
+    /// Opens a file dropped on the window: a workflow `.json`, or a `.png` or `.mp4` output carrying
+    /// one. Anything else is refused on the status line.
+    pub fn open_dropped(&mut self, path: &Path) {
+        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+        if matches!(extension.as_str(), "json" | "png" | "mp4") {
+            self.open(path);
+        } else {
+            self.status = format!(
+                "Cannot open {}: drop a workflow .json, or a .png or .mp4 output that carries one.",
+                path.display()
+            );
+        }
+    }
+
     /// Draws the whole window into `ui`.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
+        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
+        if let Some(first) = dropped.first() {
+            self.open_dropped(first);
+            if dropped.len() > 1 {
+                let _ = write!(self.status, " ({} other dropped file(s) not opened: one at a time)", dropped.len() - 1);
+            }
+        }
         self.follow_run(&ctx);
         self.follow_outputs(&ctx);
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
