@@ -34,13 +34,14 @@ pub fn display_available() -> bool {
     cfg!(any(target_os = "windows", target_os = "macos")) || set("DISPLAY") || set("WAYLAND_DISPLAY")
 }
 
-/// Opens the editor window on `file` (a UI workflow) or on an empty graph, with the built-in nodes and
+/// Opens the editor window on `file` (UI or API JSON, or a PNG or MP4 carrying a workflow) or on an
+/// empty graph, with the built-in nodes and
 /// `environment`'s model folders; returns when the window closes.
 pub fn run(file: Option<&Path>, environment: Environment) -> Result<(), EditorError> {
     let catalog = Arc::new(Catalog::new(Arc::new(kinograph_nodes::registry()), environment));
     let mut editor = Editor::new(catalog);
     if let Some(path) = file {
-        editor.open(path).map_err(|source| EditorError::Open { path: path.display().to_string(), source })?;
+        editor.open_any(path).map_err(|source| EditorError::Open { path: path.display().to_string(), source })?;
     }
     // The file is read first, so that a wrong path is reported even where no window can open.
     if !display_available() {

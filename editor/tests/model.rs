@@ -430,3 +430,74 @@ fn adding_a_node_from_a_pin_connects_it_in_one_undo_step() {
     assert!(editor.redo());
     assert_eq!(editor.graph().links.len(), 1);
 }
+
+#[test]
+fn output_thumbnails_are_scaled_to_the_node_and_capped_in_frames() {
+    use kinograph_editor::model::media::{downscale, load_thumbnails};
+    use kinograph_nodes::media::mp4::Mp4Writer;
+    let dir = tempfile::tempdir().unwrap();
+    let (width, height) = (96, 64);
+    // Frame `index` is flat grey at 10 + 10·index, so each kept frame says which one it was.
+    let frame = |index: usize| vec![(10 + 10 * index) as u8; width * height * 3];
+    let video = dir.path().join("clip.mp4");
+    let mut writer = Mp4Writer::create(&video, width, height, 24.0, &[]).unwrap();
+    for index in 0..20 {
+        writer.write_frame(&frame(index)).unwrap();
+    }
+    writer.finish().unwrap();
+
+    let thumbnails = load_thumbnails(&video, 48, 8).unwrap();
+    // 20 frames capped at 8: every third is kept (7 of them), played at a third of the rate.
+    assert_eq!((thumbnails.width, thumbnails.height, thumbnails.frames.len()), (48, 32, 7));
+    assert!((thumbnails.fps - 8.0).abs() < 1e-9, "{}", thumbnails.fps);
+    for (kept, rgb) in thumbnails.frames.iter().enumerate() {
+        assert_eq!(rgb.len(), 48 * 32 * 3);
+        let mean = rgb.iter().map(|v| f64::from(*v)).sum::<f64>() / rgb.len() as f64;
+        let expected = (10 + 30 * kept) as f64;
+        // A flat frame survives H.264 at QP 28 within a couple of levels.
+        assert!((mean - expected).abs() < 3.0, "kept frame {kept}: mean {mean}, expected {expected}");
+    }
+
+    // A still image: one frame, scaled to the width with its shape kept; the average of each block.
+    let still = dir.path().join("still.png");
+    let pixels: Vec<u8> = (0..100 * 50).flat_map(|i| if i % 100 < 50 { [0, 0, 0] } else { [200, 100, 50] }).collect();
+    image::RgbImage::from_raw(100, 50, pixels.clone()).unwrap().save(&still).unwrap();
+    let thumbnails = load_thumbnails(&still, 40, 8).unwrap();
+    assert_eq!((thumbnails.width, thumbnails.height, thumbnails.frames.len(), thumbnails.fps), (40, 20, 1, 0.0));
+    assert_eq!(thumbnails.frames[0], downscale(&pixels, 100, 50, 40, 20));
+    assert_eq!(&thumbnails.frames[0][..3], &[0, 0, 0]);
+    assert_eq!(&thumbnails.frames[0][39 * 3..40 * 3], &[200, 100, 50]);
+
+    let error = load_thumbnails(&dir.path().join("notes.txt"), 40, 8).unwrap_err();
+    assert!(error.contains("notes.txt") && error.contains("MP4"), "{error}");
+    let error = load_thumbnails(&dir.path().join("missing.mp4"), 40, 8).unwrap_err();
+    assert!(error.contains("missing.mp4"), "{error}");
+}
+
+#[test]
+fn an_api_prompt_opens_laid_out_as_a_graph_and_untitled() {
+    let prompt = template().to_prompt().unwrap().prompt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.json");
+    std::fs::write(&path, prompt.to_json().to_string()).unwrap();
+    let mut editor = Editor::new(catalog());
+    editor.open_any(&path).unwrap();
+    // Same classes as the prompt, one node each; Save must not write UI JSON over the API file.
+    let mut classes: Vec<String> = editor.graph().nodes.iter().map(|node| node.class_type.clone()).collect();
+    let mut expected: Vec<String> = prompt.nodes.values().filter_map(|node| node.class_type.clone()).collect();
+    classes.sort();
+    expected.sort();
+    assert_eq!(classes, expected);
+    assert_eq!(editor.path, None);
+    assert_eq!(editor.graph().links.len(), template().graph().links.len());
+    // And it converts back to the same prompt, values and links alike.
+    let again = editor.to_prompt().unwrap().prompt;
+    assert_eq!(again.nodes.len(), prompt.nodes.len());
+
+    // A UI file keeps its place.
+    let mut editor = Editor::new(catalog());
+    editor.open_any(&template_path()).unwrap();
+    assert_eq!(editor.path.as_deref(), Some(template_path().as_path()));
+    let error = editor.open_any(&dir.path().join("missing.json")).unwrap_err().to_string();
+    assert!(error.contains("missing.json"), "{error}");
+}

@@ -24,6 +24,10 @@ fn harness(app: EditorApp) -> Harness<'static, EditorApp> {
         .build_ui_state(|ui, app: &mut EditorApp| app.show(ui), app)
 }
 
+fn harness_on(app: EditorApp) -> Harness<'static, EditorApp> {
+    harness(app)
+}
+
 fn empty_app() -> EditorApp {
     EditorApp::new(Editor::new(catalog()), RecentFiles::load(None))
 }
@@ -311,4 +315,117 @@ fn check_marks_the_inputs_at_fault_on_their_nodes() {
     let missing_model = faults.values().flatten().filter(|fault| fault.input.as_deref() == Some("model")).count();
     assert!(missing_model > 0, "{faults:?}");
     assert!(harness.query_by_label_contains("model: ").is_some());
+}
+
+/// An environment whose model folders hold the tiny demo models, with outputs under `root`.
+fn demo_environment(root: &std::path::Path) -> Environment {
+    let models = root.join("models");
+    kinograph_nodes::demo::write_demo_models(&models).unwrap();
+    Environment {
+        output_dir: root.join("output"),
+        input_dir: root.join("input"),
+        models: kinograph_engine::ModelFolders::new(&models),
+    }
+}
+
+/// Steps the window (as a user's would, 60 frames a second) until `done` holds, for at most five minutes.
+fn step_until(harness: &mut Harness<'_, EditorApp>, what: &str, done: impl Fn(&EditorApp) -> bool) {
+    let start = std::time::Instant::now();
+    while !done(harness.state()) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_mins(5),
+            "{what} did not happen; status: {}",
+            harness.state().status
+        );
+        harness.step();
+        std::thread::sleep(std::time::Duration::from_millis(16));
+    }
+}
+
+#[test]
+fn the_save_node_plays_the_video_its_run_wrote() {
+    use kinograph_nodes::demo::{DEMO_CHECKPOINT, DEMO_TEXT_ENCODER};
+    let root = tempfile::tempdir().unwrap();
+    let catalog = Arc::new(Catalog::new(Arc::new(kinograph_nodes::registry()), demo_environment(root.path())));
+    let mut editor = Editor::new(catalog);
+    let template = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/comfy-templates/ltxv_text_to_video.json");
+    editor.open(&template).unwrap();
+    editor.set_widget(44, "ckpt_name", json!(DEMO_CHECKPOINT)).unwrap();
+    editor.set_widget(38, "clip_name", json!(DEMO_TEXT_ENCODER)).unwrap();
+    for (input, value) in [("width", 64), ("height", 64), ("length", 9)] {
+        editor.set_widget(70, input, json!(value)).unwrap();
+    }
+    editor.set_widget(71, "steps", json!(2)).unwrap();
+    let mut harness = harness(EditorApp::new(editor, RecentFiles::load(None)));
+    harness.get_by_label("Queue").click();
+    step_until(&mut harness, "the save node showing its video", |app| app.shown_output("79").is_some());
+
+    let (file, frames) = harness.state().shown_output("79").map(|(f, n)| (f.to_path_buf(), n)).unwrap();
+    assert!(file.starts_with(root.path().join("output")) && file.extension().is_some_and(|e| e == "mp4"), "{file:?}");
+    assert!(file.is_file());
+    // 9 frames asked for, all kept (under the cap).
+    assert_eq!(frames, 9);
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(harness.query_by_label(&format!("Output {name}: video, 9 frames")).is_some());
+
+    // Dropped on a new window, the video opens the workflow it carries: the graph that made it, edits
+    // included, untitled.
+    let made = harness.state().editor.graph().clone();
+    let mut other = harness_on(empty_app());
+    drop_file(&mut other, &file);
+    assert!(other.state().status.starts_with("Opened"), "{}", other.state().status);
+    assert_eq!(other.state().editor.path, None);
+    let graph = other.state().editor.graph();
+    assert_eq!(graph.nodes.len(), made.nodes.len());
+    assert_eq!(graph.links.len(), made.links.len());
+    assert_eq!(other.state().editor.widget(70, "width"), Some(&json!(64)));
+}
+
+/// A file dropped on the window from a file manager.
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl eframe::egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|error| error.to_string())
+    }
+}
+
+fn drop_file(harness: &mut Harness<'_, EditorApp>, path: &std::path::Path) {
+    harness.input_mut().dropped_files.push(Arc::new(Dropped(path.to_path_buf())));
+    harness.run();
+}
+
+#[test]
+fn dropping_a_workflow_opens_it_and_other_files_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/comfy-templates/ltxv_text_to_video.json");
+    let copy = dir.path().join("mine.json");
+    std::fs::copy(&template, &copy).unwrap();
+    let mut harness = harness_on(empty_app());
+    drop_file(&mut harness, &copy);
+    assert_eq!(harness.state().editor.graph().nodes.len(), 14, "{}", harness.state().status);
+    assert_eq!(harness.state().editor.path.as_deref(), Some(copy.as_path()));
+    assert_eq!(harness.state().path_text, copy.display().to_string());
+
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a workflow").unwrap();
+    drop_file(&mut harness, &notes);
+    let status = harness.state().status.clone();
+    assert!(status.contains("notes.txt") && status.contains("drop a workflow .json"), "{status}");
+    assert_eq!(harness.state().editor.graph().nodes.len(), 14, "the open graph stays");
+
+    // A PNG without a workflow in it is refused by what it lacks.
+    let plain = dir.path().join("plain.png");
+    image::RgbImage::new(4, 4).save(&plain).unwrap();
+    drop_file(&mut harness, &plain);
+    let status = harness.state().status.clone();
+    assert!(status.starts_with("Could not open") && status.contains("plain.png"), "{status}");
+    assert_eq!(harness.state().editor.graph().nodes.len(), 14);
 }

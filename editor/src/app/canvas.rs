@@ -2,7 +2,8 @@
 //! resized by their corner, renamed or deleted from their title's menu), links as bezier curves, nodes,
 //! wiring pin to pin, box selection, and the double-click that opens the palette.
 
-use super::node_view::{NodeDecor, SocketPlace, node_rect, show_node};
+use super::Playback;
+use super::node_view::{NodeDecor, ShownOutput, SocketPlace, node_rect, show_node};
 use super::palette::Palette;
 use super::style;
 use crate::model::catalog::ROW_HEIGHT;
@@ -23,6 +24,14 @@ const SIMPLIFIED_BELOW: f32 = 0.4;
 const GROUP_TITLE_HEIGHT: f32 = 34.0;
 /// Side of the square handle at a group's bottom-right corner that resizes it.
 const GROUP_HANDLE: f32 = 16.0;
+
+/// What the runs put on the canvas: node states, the latest preview (and its node), the outputs.
+#[derive(Clone, Copy)]
+pub struct RunShown<'a> {
+    pub run: &'a RunView,
+    pub preview: Option<&'a (String, egui::TextureHandle)>,
+    pub outputs: &'a HashMap<String, Playback>,
+}
 
 /// Pan, zoom and the gesture in progress.
 pub struct Canvas {
@@ -101,9 +110,10 @@ impl Canvas {
         editor: &mut Editor,
         palette: &mut Option<Palette>,
         faults: &Faults,
-        run: &RunView,
-        preview: Option<&(String, egui::TextureHandle)>,
+        shown: &RunShown<'_>,
     ) -> Option<String> {
+        let RunShown { run, preview, outputs } = *shown;
+        let now = ui.input(|i| i.time);
         let mut message = None;
         let mut scene_layer = None;
         let scene = egui::Scene::new()
@@ -133,8 +143,9 @@ impl Canvas {
                     .iter()
                     .filter(|node| {
                         let key = node.id.to_string();
-                        // A preview hangs below the node, outside its rectangle.
+                        // A preview or an output hangs below the node, outside its rectangle.
                         preview.is_some_and(|(sender, _)| *sender == key)
+                            || outputs.contains_key(&key)
                             || visible.intersects(
                                 node_rect(node, editor.catalog.schema(&node.class_type)).expand(SOCKET_REACH),
                             )
@@ -149,6 +160,14 @@ impl Canvas {
                         preview: preview.filter(|(node, _)| *node == key).map(|(_, texture)| texture),
                         linked: Some(&linked),
                         simplified,
+                        output: outputs.get(&key).and_then(|playback| {
+                            let frame = playback.frame_at(now);
+                            playback.frames.get(frame).map(|texture| ShownOutput {
+                                texture,
+                                frames: playback.frames.len(),
+                                file_name: playback.file.file_name().map(|n| n.to_string_lossy().into_owned()),
+                            })
+                        }),
                     };
                     let events = show_node(ui, editor, id, &decor, &mut sockets);
                     if let Some(shift) = events.clicked {

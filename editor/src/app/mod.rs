@@ -6,13 +6,16 @@ mod node_view;
 mod palette;
 mod style;
 
+use crate::model::catalog::NODE_WIDTH;
 use crate::model::faults::{self, Faults};
+use crate::model::media::ThumbnailLoader;
 use crate::model::recent::RecentFiles;
 use crate::model::run::{QueueError, Runner};
 use crate::model::{Editor, NodeMode, Pin};
-use canvas::Canvas;
+use canvas::{Canvas, RunShown};
 use eframe::egui;
 use palette::{Palette, PaletteAction};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +34,29 @@ pub struct EditorApp {
     runner: Runner,
     /// The latest preview as a texture, and the node that sent it.
     preview: Option<(String, egui::TextureHandle)>,
+    thumbnails: ThumbnailLoader,
+    /// The output file last asked of the loader, by node.
+    requested: HashMap<String, PathBuf>,
+    /// Each output node's file as frames, playing in a loop under the node.
+    outputs: HashMap<String, Playback>,
+}
+
+/// An output file's frames on the GPU, and when it began to play.
+pub struct Playback {
+    pub file: PathBuf,
+    pub frames: Vec<egui::TextureHandle>,
+    pub fps: f64,
+    started: f64,
+}
+
+impl Playback {
+    /// The frame to show at time `now` (seconds, the window's clock).
+    fn frame_at(&self, now: f64) -> usize {
+        if self.fps <= 0.0 || self.frames.len() < 2 {
+            return 0;
+        }
+        ((now - self.started).max(0.0) * self.fps) as usize % self.frames.len()
+    }
 }
 
 impl EditorApp {
@@ -50,6 +76,9 @@ impl EditorApp {
             faults: Faults::new(),
             runner,
             preview: None,
+            thumbnails: ThumbnailLoader::default(),
+            requested: HashMap::new(),
+            outputs: HashMap::new(),
         }
     }
 
@@ -80,18 +109,24 @@ impl EditorApp {
         self.canvas_to_screen(ctx, canvas::socket_center(node, pin.output, pin.slot))
     }
 
-    /// Opens a UI workflow file, reporting the outcome on the status line.
+    /// Opens a workflow (UI or API JSON, or a PNG or MP4 that carries one), reporting the outcome on the
+    /// status line.
     pub fn open(&mut self, path: &Path) {
-        match self.editor.open(path) {
+        match self.editor.open_any(path) {
             Ok(()) => {
                 self.status = format!("Opened {}", path.display());
-                self.path_text = path.display().to_string();
+                if self.editor.path.is_none() {
+                    self.status.push_str(" (untitled: Save asks for a .json path)");
+                }
+                self.path_text = self.editor.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
                 self.faults.clear();
                 self.canvas.fit(&self.editor);
                 // The last run's node states and preview belong to the graph that was open.
                 if !self.runner.view.running {
                     self.runner.view = crate::model::run::RunView::default();
                     self.preview = None;
+                    self.outputs.clear();
+                    self.requested.clear();
                 }
                 if let Err(error) = self.recent.add(path) {
                     let _ = write!(self.status, " (recent files not saved: {error})");
@@ -291,10 +326,75 @@ impl EditorApp {
         }
     }
 
+    /// Asks for the frames of output files nodes reported, and uploads those read since the last frame.
+    fn follow_outputs(&mut self, ctx: &egui::Context) {
+        for (node, files) in &self.runner.view.outputs {
+            let Some(file) = files.first() else { continue };
+            if self.requested.get(node) != Some(file) {
+                self.requested.insert(node.clone(), file.clone());
+                let waker = ctx.clone();
+                self.thumbnails.request(node, file, NODE_WIDTH as usize, move || waker.request_repaint());
+            }
+        }
+        for (node, file, loaded) in self.thumbnails.poll() {
+            if self.requested.get(&node) != Some(&file) {
+                continue; // a newer file for this node is on its way
+            }
+            match loaded {
+                Ok(thumbnails) => {
+                    let size = [thumbnails.width, thumbnails.height];
+                    let frames = thumbnails
+                        .frames
+                        .iter()
+                        .enumerate()
+                        .map(|(index, rgb)| {
+                            let image = egui::ColorImage::from_rgb(size, rgb);
+                            ctx.load_texture(format!("output-{node}-{index}"), image, egui::TextureOptions::LINEAR)
+                        })
+                        .collect();
+                    let started = ctx.input(|i| i.time);
+                    self.outputs.insert(node, Playback { file, frames, fps: thumbnails.fps, started });
+                }
+                Err(message) => self.status = format!("Cannot show the output: {message}"),
+            }
+        }
+        let fastest = self.outputs.values().filter(|p| p.frames.len() > 1).map(|p| p.fps).fold(0.0, f64::max);
+        if fastest > 0.0 {
+            ctx.request_repaint_after(std::time::Duration::from_secs_f64(1.0 / fastest));
+        }
+    }
+
+    /// The output shown in node `node` (as the prompt names it): its file, and how many frames.
+    pub fn shown_output(&self, node: &str) -> Option<(&Path, usize)> {
+        self.outputs.get(node).map(|playback| (playback.file.as_path(), playback.frames.len()))
+    }
+
+    /// Opens a file dropped on the window: a workflow `.json`, or a `.png` or `.mp4` output carrying
+    /// one. Anything else is refused on the status line.
+    pub fn open_dropped(&mut self, path: &Path) {
+        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+        if matches!(extension.as_str(), "json" | "png" | "mp4") {
+            self.open(path);
+        } else {
+            self.status = format!(
+                "Cannot open {}: drop a workflow .json, or a .png or .mp4 output that carries one.",
+                path.display()
+            );
+        }
+    }
+
     /// Draws the whole window into `ui`.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
+        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
+        if let Some(first) = dropped.first() {
+            self.open_dropped(first);
+            if dropped.len() > 1 {
+                let _ = write!(self.status, " ({} other dropped file(s) not opened: one at a time)", dropped.len() - 1);
+            }
+        }
         self.follow_run(&ctx);
+        self.follow_outputs(&ctx);
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.horizontal(|ui| {
@@ -310,8 +410,7 @@ impl EditorApp {
                 &mut self.editor,
                 &mut self.palette,
                 &self.faults,
-                &self.runner.view,
-                self.preview.as_ref(),
+                &RunShown { run: &self.runner.view, preview: self.preview.as_ref(), outputs: &self.outputs },
             );
             if let Some(message) = shown {
                 self.status = message;

@@ -50,6 +50,16 @@ pub struct NodeDecor<'a> {
     /// Zoomed out too far for text to be read: draw the node's shape, sockets and run state only, and
     /// none of its text or widgets.
     pub simplified: bool,
+    /// The frame of its output file to show now.
+    pub output: Option<ShownOutput<'a>>,
+}
+
+/// One frame of an output file playing under its node.
+pub struct ShownOutput<'a> {
+    pub texture: &'a egui::TextureHandle,
+    /// How many frames the output has.
+    pub frames: usize,
+    pub file_name: Option<String>,
 }
 
 /// The rectangle node `node` is drawn in, title bar included: its stored size, or taller when its
@@ -114,6 +124,9 @@ pub fn show_node(
     }
 
     draw_run_state(ui, title_rect, rect, decor);
+    if let Some(output) = &decor.output {
+        draw_output(ui, rect, output, decor.simplified);
+    }
 
     if body.clicked() || body.drag_started() {
         events.clicked = Some(ui.input(|i| i.modifiers.shift));
@@ -266,6 +279,25 @@ fn draw_run_state(ui: &egui::Ui, title_rect: Rect, rect: Rect, decor: &NodeDecor
         let area = Rect::from_min_size(rect.left_bottom() + Vec2::new(0.0, 6.0), Vec2::new(rect.width(), height));
         painter.image(texture.id(), area, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
     }
+}
+
+/// The output file under the node: a line naming it (what screen readers and tests find), then the
+/// current frame.
+fn draw_output(ui: &mut egui::Ui, rect: Rect, output: &ShownOutput<'_>, simplified: bool) {
+    let line = Rect::from_min_size(rect.left_bottom() + Vec2::new(0.0, 4.0), Vec2::new(rect.width(), ROW_HEIGHT));
+    if !simplified {
+        let name = output.file_name.as_deref().unwrap_or("output");
+        let text = if output.frames > 1 {
+            format!("Output {name}: video, {} frames", output.frames)
+        } else {
+            format!("Output {name}: image")
+        };
+        ui.put(line, egui::Label::new(egui::RichText::new(text).size(12.0).color(Color32::from_gray(0xbb))));
+    }
+    let size = output.texture.size_vec2();
+    let height = rect.width() * size.y / size.x.max(1.0);
+    let area = Rect::from_min_size(line.left_bottom(), Vec2::new(rect.width(), height));
+    ui.painter().image(output.texture.id(), area, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
 }
 
 /// How many rows a widget takes.

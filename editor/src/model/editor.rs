@@ -7,7 +7,7 @@ use super::graph::{EditError, EditorGraph, Group, LinkId, Pin};
 use super::history::History;
 use super::node::{NodeId, NodeInstance, NodeMode, Point};
 use super::widgets::{SeedControl, SeedRandom, apply_seed_controls, has_seed_control, widget_index};
-use kinograph_engine::Conversion;
+use kinograph_engine::{Conversion, WorkflowError, WorkflowFile, ui_from_prompt};
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -65,6 +65,26 @@ impl Editor {
     pub fn open(&mut self, path: &Path) -> Result<(), DocumentError> {
         let (document, graph) = document::load(path)?;
         self.replace(document, graph, Some(path.to_path_buf()));
+        Ok(())
+    }
+
+    /// Opens a workflow in any form `kinograph run` reads: UI or API JSON, or a PNG or MP4 output that
+    /// carries one (its UI workflow where it has one, else its API prompt laid out as a graph). Only a
+    /// UI JSON file becomes the place Save writes to; anything else opens untitled, so that saving never
+    /// writes UI JSON over an image, a video or an API prompt.
+    pub fn open_any(&mut self, path: &Path) -> Result<(), DocumentError> {
+        let origin = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| WorkflowError::Io { path: origin.clone(), source })?;
+        let carried = kinograph_engine::workflow::embedded::container(&bytes).is_some();
+        let (workflow, is_ui) = match WorkflowFile::load(path)? {
+            WorkflowFile::Ui(workflow) => (workflow, true),
+            WorkflowFile::Api(prompt) => {
+                (ui_from_prompt(&prompt, self.catalog.registry(), self.catalog.environment())?, false)
+            }
+        };
+        let (document, graph) = document::from_workflow(&workflow, &origin)?;
+        let place = (is_ui && !carried).then(|| path.to_path_buf());
+        self.replace(document, graph, place);
         Ok(())
     }
 

@@ -7,6 +7,7 @@ mod editor;
 pub mod faults;
 pub mod graph;
 mod history;
+pub mod media;
 pub mod node;
 pub mod recent;
 pub mod run;

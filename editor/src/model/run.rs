@@ -7,6 +7,7 @@ use kinograph_engine::{
     CancelToken, Event, EventKind, Executor, Graph, Preview, RunOptions, ValidationReport, validate,
 };
 use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use thiserror::Error;
@@ -39,6 +40,8 @@ pub struct RunView {
     pub running: bool,
     /// How the last run ended, for the status line.
     pub outcome: Option<String>,
+    /// The image and video files each output node reported, in the order reported.
+    pub outputs: HashMap<String, Vec<PathBuf>>,
 }
 
 impl RunView {
@@ -121,6 +124,26 @@ pub struct Runner {
     runs: u64,
     /// How many runs have ended (finished, failed or stopped).
     pub finished: u64,
+    /// Where "output" files are; "temp" files are in `temp/` beside it.
+    output_dir: PathBuf,
+}
+
+/// The files of a node's UI result (`{"images": [{"filename", "subfolder", "type"}, ...]}`, as the
+/// image and video savers report them), as paths under the output or temp folder.
+pub fn output_files(output: &serde_json::Value, output_dir: &Path) -> Vec<PathBuf> {
+    let entries = output.get("images").and_then(serde_json::Value::as_array).map_or(&[][..], Vec::as_slice);
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let filename = entry.get("filename")?.as_str()?;
+            let subfolder = entry.get("subfolder").and_then(serde_json::Value::as_str).unwrap_or_default();
+            let folder = match entry.get("type").and_then(serde_json::Value::as_str) {
+                Some("temp") => kinograph_nodes::image::temp_dir_beside(output_dir),
+                _ => output_dir.to_path_buf(),
+            };
+            Some(folder.join(subfolder).join(filename))
+        })
+        .collect()
 }
 
 impl Runner {
@@ -137,6 +160,7 @@ impl Runner {
             wake: Arc::new(|| {}),
             runs: 0,
             finished: 0,
+            output_dir: catalog.environment().output_dir.clone(),
         }
     }
 
@@ -211,6 +235,12 @@ impl Runner {
         let Some(events) = &self.events else { return any };
         while let Ok(event) = events.try_recv() {
             self.view.apply(&event);
+            if let EventKind::Executed { node, output } = &event.kind {
+                let files = output_files(output, &self.output_dir);
+                if !files.is_empty() {
+                    self.view.outputs.insert(node.clone(), files);
+                }
+            }
             any = true;
             if matches!(event.kind, EventKind::Finished) {
                 self.finished += 1;

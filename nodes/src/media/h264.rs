@@ -160,6 +160,36 @@ pub fn compress_frame(rgb: &[u8], width: usize, height: usize, qp: u8) -> Result
     frame_to_rgb(&frame, width, height)
 }
 
+/// Decodes an H.264 stream one access unit at a time, to RGB.
+pub struct H264Decoder {
+    decoder: Decoder,
+    width: usize,
+    height: usize,
+}
+
+impl H264Decoder {
+    /// A decoder for pictures of `width × height`; others are refused as they come.
+    pub fn new(width: usize, height: usize) -> Result<Self, MediaError> {
+        let decoder = Decoder::new().map_err(|error| MediaError::codec("starting the H.264 decoder", error))?;
+        Ok(H264Decoder { decoder, width, height })
+    }
+
+    /// Decodes one access unit in Annex B form (start codes before each NAL unit); `None` when the
+    /// decoder holds the picture back for now.
+    pub fn decode(&mut self, annex_b: &[u8]) -> Result<Option<Vec<u8>>, MediaError> {
+        let decoded =
+            self.decoder.decode(annex_b).map_err(|error| MediaError::codec("decoding an H.264 frame", error))?;
+        decoded.map(|frame| frame_to_rgb(&frame, self.width, self.height)).transpose()
+    }
+
+    /// The pictures the decoder still holds, in order.
+    pub fn flush(&mut self) -> Result<Vec<Vec<u8>>, MediaError> {
+        let remaining =
+            self.decoder.flush_remaining().map_err(|error| MediaError::codec("decoding an H.264 frame", error))?;
+        remaining.iter().map(|frame| frame_to_rgb(frame, self.width, self.height)).collect()
+    }
+}
+
 fn frame_to_rgb(frame: &impl YUVSource, width: usize, height: usize) -> Result<Vec<u8>, MediaError> {
     if frame.dimensions() != (width, height) {
         return Err(MediaError::codec(
