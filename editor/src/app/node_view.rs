@@ -258,9 +258,10 @@ fn draw_run_state(ui: &egui::Ui, title_rect: Rect, rect: Rect, decor: &NodeDecor
         }
         Some(NodeRunState::Running { .. }) => Some("running".into()),
         Some(NodeRunState::Cached) => Some("cached".into()),
-        Some(NodeRunState::Queued) => Some("queued".into()),
+        Some(NodeRunState::Queued) => Some("waiting".into()),
         Some(NodeRunState::Failed(message)) => Some(format!("failed: {message}")),
-        Some(NodeRunState::Done) | None => None,
+        Some(NodeRunState::Done) => Some("done".into()),
+        None => None,
     };
     if let Some(word) = word.filter(|_| !decor.simplified) {
         let color =
