@@ -507,3 +507,33 @@ fn a_user_builds_the_text_to_video_graph_runs_it_and_sees_the_video() {
     assert!(harness.query_by_label(&format!("Output {name}: video, 9 frames")).is_some());
     step_until(&mut harness, "the run's outcome on the status line", |app| app.status == "The run finished.");
 }
+
+#[test]
+fn nodes_out_of_view_are_not_laid_out_and_far_out_nodes_lose_their_widgets() {
+    use eframe::egui::{Rect, pos2, vec2};
+    let mut editor = Editor::new(catalog());
+    let near = editor.add_node("EmptyLTXVLatentVideo", [0.0, 0.0]).unwrap();
+    let far = editor.add_node("LTXVScheduler", [5000.0, 0.0]).unwrap();
+    let mut app = EditorApp::new(editor, RecentFiles::load(None));
+    app.set_view(Rect::from_min_size(pos2(-100.0, -100.0), vec2(1400.0, 900.0)));
+    let mut harness = harness_on(app);
+    harness.run();
+    // Only the node in view has its widgets in the tree.
+    assert!(harness.query_by_label("width").is_some());
+    assert!(harness.query_by_label("steps").is_none(), "node {far} is out of view");
+
+    // Panned over to the other node, the first one's widgets go and the second's come.
+    harness.state_mut().set_view(Rect::from_min_size(pos2(4900.0, -100.0), vec2(1400.0, 900.0)));
+    harness.run();
+    assert!(harness.query_by_label("steps").is_some());
+    assert!(harness.query_by_label("width").is_none(), "node {near} is out of view");
+
+    // Both in view but zoomed out to a fifth: shapes and sockets only, no widgets.
+    harness.state_mut().set_view(Rect::from_min_size(pos2(-500.0, -2000.0), vec2(7000.0, 4500.0)));
+    harness.run();
+    assert!(harness.query_by_label("steps").is_none() && harness.query_by_label("width").is_none());
+    // Zoomed back in to a half, they are drawn in full again.
+    harness.state_mut().set_view(Rect::from_min_size(pos2(-100.0, -100.0), vec2(2800.0, 1800.0)));
+    harness.run();
+    assert!(harness.query_by_label("width").is_some());
+}
