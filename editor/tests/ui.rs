@@ -256,6 +256,17 @@ fn the_save_node_plays_the_video_its_run_wrote() {
     editor.set_widget(71, "steps", json!(2)).unwrap();
     let mut harness = harness(EditorApp::new(editor, RecentFiles::load(None)));
     harness.get_by_label("Queue").click();
+    harness.step();
+    // Queued again while the first runs: it waits, the menu bar counts it, and Clear queue drops it.
+    harness.get_by_label("Queue").click();
+    harness.step();
+    assert_eq!(harness.state().status, "Queued behind 1 run(s).");
+    assert!(harness.query_by_label("1 queued").is_some());
+    harness.get_by_label("Clear queue").click();
+    harness.step();
+    assert_eq!(harness.state().status, "Dropped 1 queued run(s).");
+    harness.step();
+    assert!(harness.query_by_label("1 queued").is_none());
     step_until(&mut harness, "the save node showing its video", |app| app.shown_output("79").is_some());
 
     let (file, frames) = harness.state().shown_output("79").map(|(f, n)| (f.to_path_buf(), n)).unwrap();
