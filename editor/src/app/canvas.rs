@@ -200,16 +200,17 @@ impl Canvas {
         let to_canvas = |pos: Pos2| {
             scene_layer.and_then(|layer| ui.ctx().layer_transform_from_global(layer)).map_or(pos, |t| t * pos)
         };
+        // The background belongs to the canvas layer, so its pointer positions are in canvas units
+        // already; the context's pointer is on screen.
         if background.double_clicked()
-            && let Some(pointer) = background.interact_pointer_pos()
+            && let (Some(at), Some(screen)) = (background.interact_pointer_pos(), ui.ctx().pointer_latest_pos())
         {
-            let at = to_canvas(pointer);
-            *palette = Some(Palette::new([at.x, at.y], pointer));
+            *palette = Some(Palette::new([at.x, at.y], screen));
         } else if background.clicked() {
             editor.selection.clear();
         }
         if background.drag_started_by(egui::PointerButton::Primary) {
-            self.box_start = background.interact_pointer_pos().map(to_canvas);
+            self.box_start = background.interact_pointer_pos();
         }
         if let (Some(start), Some(pointer)) = (self.box_start, ui.ctx().pointer_latest_pos()) {
             let end = to_canvas(pointer);

@@ -226,8 +226,9 @@ impl EditorApp {
 
     fn menu_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            ui.label("File");
-            ui.add(egui::TextEdit::singleline(&mut self.path_text).hint_text("workflow.json").desired_width(280.0));
+            let label = ui.label("File");
+            ui.add(egui::TextEdit::singleline(&mut self.path_text).hint_text("workflow.json").desired_width(280.0))
+                .labelled_by(label.id);
             if ui.button("Open").clicked() {
                 self.open(&PathBuf::from(self.path_text.trim()));
             }

@@ -407,11 +407,12 @@ fn widget_row(
         InputKind::Combo(options) => {
             let mut chosen = current.as_str().unwrap_or_default().to_string();
             let before = chosen.clone();
-            egui::ComboBox::from_id_salt(("combo", id, name)).selected_text(&chosen).show_ui(ui, |ui| {
+            let combo = egui::ComboBox::from_id_salt(("combo", id, name)).selected_text(&chosen).show_ui(ui, |ui| {
                 for option in &options.options {
                     ui.selectable_value(&mut chosen, option.clone(), option);
                 }
             });
+            let _ = combo.response.labelled_by(label.id);
             if chosen != before {
                 value = Some(Json::String(chosen));
             }
