@@ -2,11 +2,12 @@
 `benchmark_real_v095_decoder` in `nodes/tests/ltxv_vae.rs`.
 
 Random weights (diffusers' default initialisation), a random 3x4x6 latent with 128 channels, decode
-timestep 0.05, f32, two threads. Decodes twice and prints each time.
+timestep 0.05, f32, two threads. Decodes `--runs` times (two by default) and prints each time.
 
-    /work/venv-fixtures/bin/python tools/bench/vae.py
+    /work/venv-fixtures/bin/python tools/bench/vae.py [--runs 2]
 """
 
+import argparse
 import time
 
 import torch
@@ -44,6 +45,9 @@ CONFIG = dict(
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
     start = time.perf_counter()
     vae = AutoencoderKLLTXVideo(**CONFIG).eval()
     decoder = vae.decoder
@@ -52,7 +56,7 @@ def main():
     latent = torch.randn(1, 128, 3, 4, 6)
     temb = torch.tensor([0.05])
     with torch.no_grad():
-        for run in range(2):
+        for run in range(args.runs):
             start = time.perf_counter()
             video = decoder(latent, temb)
             print(f"decode {run}: {tuple(video.shape)} in {time.perf_counter() - start:.3f} s")

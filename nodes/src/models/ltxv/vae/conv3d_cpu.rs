@@ -7,7 +7,9 @@
 //!   from memory once per tile at a rate the memory sustains).
 //! - The same im2col + per-tap GEMM scheme as the generic path (see `conv3d.rs`) for the rest: large
 //!   weights on small images (the 4 × 6 latent planes of the widest layers), where the weights are read
-//!   once per conv instead of once per tile.
+//!   once per conv instead of once per tile. The threads split the output channels, each running its
+//!   own single-threaded products over every tap: with the few positions of these planes, a GEMM
+//!   parallelised inside spent a sixth of its time waiting.
 //!
 //! Either way the zero padding is folded into the gather (no padded copy), the output starts as the
 //! bias, and the GEMMs accumulate straight into it (no temporaries and no extra passes for sums and bias).
@@ -154,48 +156,61 @@ impl CustomOp3 for Im2colConv3d {
                     threads,
                 );
                 let out_offset = b * out_channels * out_frames * plane + start * plane;
-                let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
                 // Frame 0 without its unused channels, then the rest of the group.
                 let skip = if start == 0 { self.unused_first.min(out_channels) } else { 0 };
                 let parts = [(0, 1, skip), (1, count, 0)];
                 let parts: &[(usize, usize, usize)] = if skip > 0 { &parts } else { &[(0, count, 0)] };
-                for &(first, end, skip) in parts.iter().filter(|(first, end, _)| first < end) {
-                    for tap in 0..kt {
-                        // SAFETY: all three matrices lie inside their buffers. The destination is
-                        // out_channels − skip rows of (end − first)·plane values at stride
-                        // out_frames·plane, starting at channel `skip` and frame start + first of sample
-                        // `b`, with start + end <= out_frames. The left operand is the column block of
-                        // tap `tap` in the (out_channels, kt·rows) weight from row `skip`: rows of `rows`
-                        // values at stride kt·rows, starting at tap·rows. The right operand is rows rows of
-                        // (end − first)·plane values at stride span, starting at column (first + tap)·plane,
-                        // and (end + tap)·plane <= span because end <= count and tap <= kt − 1. The
-                        // buffers are not aliased.
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            gemm::gemm(
-                                out_channels - skip,
-                                (end - first) * plane,
-                                rows,
-                                output.as_mut_ptr().add(out_offset + skip * out_frames * plane + first * plane),
-                                1,
-                                (out_frames * plane) as isize,
-                                true,
-                                weight.as_ptr().add(skip * weight_width + tap * rows),
-                                1,
-                                weight_width as isize,
-                                columns.as_ptr().add((first + tap) * plane),
-                                1,
-                                span as isize,
-                                1.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                parallelism,
-                            );
+                // Each thread takes its own block of output channels through every tap: its share of
+                // the weights, read once, and no synchronisation inside the products.
+                let (dst, lhs, rhs) =
+                    (output.as_mut_ptr() as usize, weight.as_ptr() as usize, columns.as_ptr() as usize);
+                std::thread::scope(|scope| {
+                    for &(first, end, skip) in parts.iter().filter(|(first, end, _)| first < end) {
+                        let share = (out_channels - skip).div_ceil(threads).next_multiple_of(16);
+                        for low in (skip..out_channels).step_by(share) {
+                            let high = (low + share).min(out_channels);
+                            scope.spawn(move || {
+                                for tap in 0..kt {
+                                    // SAFETY: all three matrices lie inside their buffers. The
+                                    // destination is rows low..high (disjoint between the threads) of
+                                    // (end − first)·plane values at stride out_frames·plane, from frame
+                                    // start + first of sample `b`, with start + end <= out_frames. The
+                                    // left operand is the column block of tap `tap` in the
+                                    // (out_channels, kt·rows) weight, rows low..high: `rows` values at
+                                    // stride kt·rows, starting at tap·rows. The right operand is rows
+                                    // rows of (end − first)·plane values at stride span, starting at
+                                    // column (first + tap)·plane, and (end + tap)·plane <= span because
+                                    // end <= count and tap <= kt − 1. Only the destination is written.
+                                    #[allow(unsafe_code)]
+                                    unsafe {
+                                        gemm::gemm(
+                                            high - low,
+                                            (end - first) * plane,
+                                            rows,
+                                            (dst as *mut f32)
+                                                .add(out_offset + low * out_frames * plane + first * plane),
+                                            1,
+                                            (out_frames * plane) as isize,
+                                            true,
+                                            (lhs as *const f32).add(low * weight_width + tap * rows),
+                                            1,
+                                            weight_width as isize,
+                                            (rhs as *const f32).add((first + tap) * plane),
+                                            1,
+                                            span as isize,
+                                            1.0,
+                                            1.0,
+                                            false,
+                                            false,
+                                            false,
+                                            gemm::Parallelism::None,
+                                        );
+                                    }
+                                }
+                            });
                         }
                     }
-                }
+                });
                 start += count;
             }
         }
