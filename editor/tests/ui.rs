@@ -115,22 +115,33 @@ fn queueing_an_unready_graph_says_why_and_runs_nothing() {
     assert!(harness.query_by_label("Queue").is_some());
 }
 
+/// Presses and releases `button` at `spot` `times` times, a frame apart, then lets the UI settle.
+fn click_at(
+    harness: &mut Harness<'_, EditorApp>,
+    spot: eframe::egui::Pos2,
+    button: eframe::egui::PointerButton,
+    times: usize,
+) {
+    for _ in 0..times {
+        for pressed in [true, false] {
+            harness.event(eframe::egui::Event::PointerButton {
+                pos: spot,
+                button,
+                pressed,
+                modifiers: eframe::egui::Modifiers::NONE,
+            });
+            harness.step();
+        }
+    }
+    harness.run();
+}
+
 /// Double-clicks the empty canvas at `spot` and picks the LTX-Video scheduler from the palette.
 fn add_by_double_click(spot: eframe::egui::Pos2) -> Harness<'static, EditorApp> {
-    use eframe::egui::{Event, Modifiers, PointerButton};
     let mut harness = harness(empty_app());
     harness.hover_at(spot);
     harness.step();
-    for pressed in [true, false, true, false] {
-        harness.event(Event::PointerButton {
-            pos: spot,
-            button: PointerButton::Primary,
-            pressed,
-            modifiers: Modifiers::NONE,
-        });
-        harness.step();
-    }
-    harness.run();
+    click_at(&mut harness, spot, eframe::egui::PointerButton::Primary, 2);
     harness.get_by_label("Search").type_text("ltxv scheduler");
     harness.run();
     harness.get_by_label("LTXVScheduler").click();
@@ -257,19 +268,9 @@ fn dragging_a_group_title_moves_the_group_with_its_nodes_and_its_corner_resizes_
 
     // The title's menu renames the group, and deletes it leaving its nodes.
     let right_click = |harness: &mut Harness<'_, EditorApp>, at: Pos2| {
-        use eframe::egui::{Event, Modifiers, PointerButton};
         harness.hover_at(at);
         harness.step();
-        for pressed in [true, false] {
-            harness.event(Event::PointerButton {
-                pos: at,
-                button: PointerButton::Secondary,
-                pressed,
-                modifiers: Modifiers::NONE,
-            });
-            harness.step();
-        }
-        harness.run();
+        click_at(harness, at, eframe::egui::PointerButton::Secondary, 1);
     };
     right_click(&mut harness, grip);
     harness.get_by_label("Group title").focus();
@@ -446,23 +447,13 @@ fn dropping_a_workflow_opens_it_and_other_files_are_refused_with_the_reason() {
 /// Double-clicks the empty canvas at canvas point `at`, searches the palette for `class_type` and
 /// picks it; returns the new node's id.
 fn add_at(harness: &mut Harness<'_, EditorApp>, class_type: &str, at: eframe::egui::Pos2) -> i64 {
-    use eframe::egui::{Event, Modifiers, PointerButton};
     let spot = harness.state().canvas_to_screen(&harness.ctx, at).expect("the canvas was drawn");
     harness.hover_at(spot);
     // Half a second from the last click, so that these two make a double-click of their own.
     for _ in 0..30 {
         harness.step();
     }
-    for pressed in [true, false, true, false] {
-        harness.event(Event::PointerButton {
-            pos: spot,
-            button: PointerButton::Primary,
-            pressed,
-            modifiers: Modifiers::NONE,
-        });
-        harness.step();
-    }
-    harness.run();
+    click_at(harness, spot, eframe::egui::PointerButton::Primary, 2);
     assert!(harness.query_by_label("Search").is_some(), "no palette for {class_type} at {at:?} ({spot:?})");
     harness.get_by_label("Search").type_text(class_type);
     harness.run();

@@ -17,16 +17,7 @@ use std::path::{Path, PathBuf};
 pub struct Mp4Reader {
     path: PathBuf,
     file: BufReader<File>,
-    width: usize,
-    height: usize,
-    /// Where each frame's bytes are: offset and size.
-    samples: Vec<(u64, u32)>,
-    /// Bytes of each NAL unit's length prefix (1, 2 or 4).
-    length_size: usize,
-    /// SPS and PPS units in Annex B form, sent before the first frame.
-    parameter_sets: Vec<u8>,
-    /// Ticks per second and ticks per frame of the first sample (`stts`), when the track states them.
-    timing: Option<(u32, u32)>,
+    track: VideoTrack,
     decoder: H264Decoder,
     next_sample: usize,
     /// Pictures the decoder gave back after the last sample.
@@ -52,12 +43,7 @@ impl Mp4Reader {
         Ok(Mp4Reader {
             path: path.to_path_buf(),
             file,
-            width: track.width,
-            height: track.height,
-            samples: track.samples,
-            length_size: track.length_size,
-            parameter_sets: track.parameter_sets,
-            timing: track.timing,
+            track,
             decoder,
             next_sample: 0,
             flushed: std::collections::VecDeque::new(),
@@ -67,22 +53,22 @@ impl Mp4Reader {
 
     /// Width and height of the frames.
     pub fn size(&self) -> (usize, usize) {
-        (self.width, self.height)
+        (self.track.width, self.track.height)
     }
 
     /// How many frames the track holds.
     pub fn frame_count(&self) -> usize {
-        self.samples.len()
+        self.track.samples.len()
     }
 
     /// Frames per second, from the track's first sample duration.
     pub fn fps(&self) -> Option<f64> {
-        self.timing.filter(|(_, ticks)| *ticks > 0).map(|(scale, ticks)| f64::from(scale) / f64::from(ticks))
+        self.track.timing.filter(|(_, ticks)| *ticks > 0).map(|(scale, ticks)| f64::from(scale) / f64::from(ticks))
     }
 
     /// The next frame as `width × height` RGB bytes, or `None` after the last.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, MediaError> {
-        while let Some(&(offset, size)) = self.samples.get(self.next_sample) {
+        while let Some(&(offset, size)) = self.track.samples.get(self.next_sample) {
             let mut sample = vec![0; size as usize];
             self.file.seek(SeekFrom::Start(offset))?;
             self.file.read_exact(&mut sample).map_err(|error| {
@@ -92,8 +78,8 @@ impl Mp4Reader {
                     self.next_sample
                 ))
             })?;
-            let mut annex_b = if self.next_sample == 0 { self.parameter_sets.clone() } else { Vec::new() };
-            length_prefixed_to_annex_b(&sample, self.length_size, &mut annex_b).map_err(|message| {
+            let mut annex_b = if self.next_sample == 0 { self.track.parameter_sets.clone() } else { Vec::new() };
+            length_prefixed_to_annex_b(&sample, self.track.length_size, &mut annex_b).map_err(|message| {
                 MediaError::Format(format!("{}: frame {}: {message}", self.path.display(), self.next_sample))
             })?;
             self.next_sample += 1;
@@ -113,9 +99,13 @@ impl Mp4Reader {
 struct VideoTrack {
     width: usize,
     height: usize,
+    /// Where each frame's bytes are: offset and size.
     samples: Vec<(u64, u32)>,
+    /// Bytes of each NAL unit's length prefix (1, 2 or 4).
     length_size: usize,
+    /// SPS and PPS units in Annex B form, sent before the first frame.
     parameter_sets: Vec<u8>,
+    /// Ticks per second and ticks per frame of the first sample (`stts`), when the track states them.
     timing: Option<(u32, u32)>,
 }
 
