@@ -225,15 +225,21 @@ fn letting_go_of_a_wire_in_empty_space_offers_the_nodes_that_take_its_type() {
     assert!(harness.state().editor.graph().links.is_empty());
 }
 
-#[test]
-fn dragging_a_group_title_moves_the_group_with_its_nodes_and_its_corner_resizes_it() {
-    use eframe::egui::{Pos2, Vec2};
+/// The window with ComfyUI's LTX-Video text-to-video template open, drawn once.
+fn template_harness() -> Harness<'static, EditorApp> {
     let template = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/comfy-templates/ltxv_text_to_video.json");
     let mut editor = Editor::new(catalog());
     editor.open(&template).unwrap();
     let mut harness = harness(EditorApp::new(editor, RecentFiles::load(None)));
     harness.run();
+    harness
+}
+
+#[test]
+fn dragging_a_group_title_moves_the_group_with_its_nodes_and_its_corner_resizes_it() {
+    use eframe::egui::{Pos2, Vec2};
+    let mut harness = template_harness();
     let [left, top, width, height] = harness.state().editor.graph().groups[0].bounding;
     let node = |harness: &Harness<'_, EditorApp>, id| harness.state().editor.graph().node(id).unwrap().pos;
     let (loader, latent) = (node(&harness, 44), node(&harness, 70));
@@ -289,12 +295,7 @@ fn dragging_a_group_title_moves_the_group_with_its_nodes_and_its_corner_resizes_
 
 #[test]
 fn check_marks_the_inputs_at_fault_on_their_nodes() {
-    let template = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/comfy-templates/ltxv_text_to_video.json");
-    let mut editor = Editor::new(catalog());
-    editor.open(&template).unwrap();
-    let mut harness = harness(EditorApp::new(editor, RecentFiles::load(None)));
-    harness.run();
+    let mut harness = template_harness();
     harness.get_by_label("Check").click();
     harness.run();
     // No model folders here: the checkpoint and the text encoder are not found.
