@@ -1,7 +1,8 @@
 //! Times the 3×3×3 convs at the 0.9.5 decoder's shapes (latent 3×4×6), so that kernel changes can be
 //! compared without a whole decode, then decodes a 3×4×6 latent with the 0.9.0, 0.9.1 and 0.9.5
-//! decoders (random weights). Prints wall time and process CPU time (the latter is steadier when other
-//! work shares the cores).
+//! decoders (random weights), whole and streamed one or two latent frames at a time (as the VAEDecode
+//! node does for longer latents). Prints wall time and process CPU time (the latter is steadier when
+//! other work shares the cores).
 //!
 //!     cargo run --release -p kinograph-nodes --example conv3d_speed
 //!
@@ -13,6 +14,7 @@ use kinograph_nodes::models::ltxv::vae::config::VaeConfig;
 use kinograph_nodes::models::ltxv::vae::conv3d::{CausalConv3d, SpatialPadding};
 use kinograph_nodes::models::ltxv::vae::decoder::Decoder;
 use kinograph_nodes::models::ltxv::vae::noise::ZeroNoise;
+use kinograph_nodes::models::ltxv::vae::streaming;
 use std::time::Instant;
 
 fn main() -> candle_core::Result<()> {
@@ -79,5 +81,11 @@ fn time_decoder(name: &str, config: &VaeConfig, vb: &candle_nn::VarBuilder<'_>) 
         }
     }
     println!("decoder {name}, latent 3x4x6: {:.3} s wall, cpu {:.2} s", best.0, best.1);
+    // The VAEDecode node streams the latent through the decoder a few frames at a time.
+    for chunk in [1, 2] {
+        let start = Instant::now();
+        streaming::decode_chunked(&decoder, &latent, &inputs, chunk)?;
+        println!("  streamed {chunk} latent frame(s) at a time: {:.3} s wall", start.elapsed().as_secs_f64());
+    }
     Ok(())
 }
