@@ -1,6 +1,6 @@
 //! Times the 3×3×3 convs at the 0.9.5 decoder's shapes (latent 3×4×6), so that kernel changes can be
 //! compared without a whole decode, then decodes a 3×4×6 latent with the 0.9.0, 0.9.1 and 0.9.5
-//! decoders (random weights), whole and streamed one or two latent frames at a time (as the VAEDecode
+//! decoders (random weights), whole and streamed one or two latent frames at a time (as the `VAEDecode`
 //! node does for longer latents). Prints wall time and process CPU time (the latter is steadier when
 //! other work shares the cores).
 //!
