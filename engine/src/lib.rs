@@ -35,6 +35,7 @@ pub mod events;
 pub mod executor;
 pub mod folders;
 pub mod graph;
+pub mod mp4;
 pub mod node;
 pub mod registry;
 pub mod schema;

@@ -7,6 +7,8 @@
 //! `data` atoms with the values. Both readers check every length against the bytes they have and never
 //! index past them.
 
+use crate::mp4::{be32, boxes, child};
+
 /// The workflow texts found in a file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EmbeddedWorkflow {
@@ -63,18 +65,6 @@ pub fn extract(bytes: &[u8]) -> Result<EmbeddedWorkflow, String> {
     Ok(found)
 }
 
-fn be32(bytes: &[u8], at: usize) -> Option<u32> {
-    let slice = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([slice[0], slice[1], slice[2], slice[3]]))
-}
-
-fn be64(bytes: &[u8], at: usize) -> Option<u64> {
-    let slice = bytes.get(at..at.checked_add(8)?)?;
-    let mut array = [0_u8; 8];
-    array.copy_from_slice(slice);
-    Some(u64::from_be_bytes(array))
-}
-
 fn png_texts(bytes: &[u8]) -> Result<EmbeddedWorkflow, String> {
     let mut found = EmbeddedWorkflow::default();
     let mut at = PNG_SIGNATURE.len();
@@ -129,40 +119,6 @@ fn itxt(data: &[u8]) -> Result<Option<(String, String)>, String> {
     }
     let text = data.get(at..).unwrap_or_default();
     Ok(Some((key, String::from_utf8_lossy(text).into_owned())))
-}
-
-/// One box: its type and its payload (after the header).
-struct Mp4Box<'a> {
-    kind: [u8; 4],
-    body: &'a [u8],
-}
-
-/// The boxes laid end to end in `bytes`.
-fn boxes(bytes: &[u8]) -> Result<Vec<Mp4Box<'_>>, String> {
-    let mut found = Vec::new();
-    let mut at = 0;
-    while at + 8 <= bytes.len() {
-        let size = be32(bytes, at).ok_or("truncated box header")? as u64;
-        let mut kind = [0_u8; 4];
-        kind.copy_from_slice(&bytes[at + 4..at + 8]);
-        let (header, size) = match size {
-            0 => (8, (bytes.len() - at) as u64),
-            1 => (16, be64(bytes, at + 8).ok_or("truncated 64-bit box size")?),
-            size => (8, size),
-        };
-        let end = usize::try_from(size)
-            .ok()
-            .and_then(|size| at.checked_add(size))
-            .filter(|&end| end <= bytes.len() && end >= at + header)
-            .ok_or_else(|| format!("box '{}' has an impossible size {size}", String::from_utf8_lossy(&kind)))?;
-        found.push(Mp4Box { kind, body: &bytes[at + header..end] });
-        at = end;
-    }
-    Ok(found)
-}
-
-fn child(parent: &[u8], kind: [u8; 4]) -> Result<Option<&[u8]>, String> {
-    Ok(boxes(parent)?.into_iter().find(|b| b.kind == kind).map(|b| b.body))
 }
 
 fn mp4_texts(bytes: &[u8]) -> Result<EmbeddedWorkflow, String> {

@@ -9,6 +9,7 @@
 
 use super::MediaError;
 use super::h264::H264Decoder;
+use kinograph_engine::mp4::{Mp4Box, boxes, child, read_top_level_box};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -35,8 +36,10 @@ impl Mp4Reader {
             .map_err(|error| fail(format!("cannot read: {error}")))?
             .ok_or_else(|| fail("no `moov` box: not an MP4 file, or one cut short".into()))?;
         let track = boxes(&moov)
-            .filter(|(kind, _)| kind == b"trak")
-            .find_map(|(_, trak)| VideoTrack::parse(trak).transpose())
+            .map_err(&fail)?
+            .into_iter()
+            .filter(|found| &found.kind == b"trak")
+            .find_map(|trak| VideoTrack::parse(trak.body).transpose())
             .ok_or_else(|| fail("no H.264 (`avc1`) video track".into()))?
             .map_err(fail)?;
         let decoder = H264Decoder::new(track.width, track.height)?;
@@ -112,24 +115,27 @@ struct VideoTrack {
 impl VideoTrack {
     /// The track in `trak`, or `None` when it is not H.264 video.
     fn parse(trak: &[u8]) -> Result<Option<Self>, String> {
-        let Some(mdia) = child(trak, *b"mdia") else { return Ok(None) };
-        let Some(stbl) = child(mdia, *b"minf").and_then(|minf| child(minf, *b"stbl")) else { return Ok(None) };
-        let Some(stsd) = child(stbl, *b"stsd") else { return Ok(None) };
+        let Some(mdia) = child(trak, *b"mdia")? else { return Ok(None) };
+        let Some(minf) = child(mdia, *b"minf")? else { return Ok(None) };
+        let Some(stbl) = child(minf, *b"stbl")? else { return Ok(None) };
+        let Some(stsd) = child(stbl, *b"stsd")? else { return Ok(None) };
         // Full box header and entry count, then the first sample entry.
-        let Some((kind, entry)) = stsd.get(8..).and_then(|entries| boxes(entries).next()) else { return Ok(None) };
+        let Some(Mp4Box { kind, body: entry }) = boxes(stsd.get(8..).unwrap_or_default())?.first().copied() else {
+            return Ok(None);
+        };
         if &kind != b"avc1" && &kind != b"avc3" {
             return Ok(None);
         }
         // The visual sample entry's fixed fields take 78 bytes; its child boxes follow.
         let width = usize::from(read_u16(entry, 24)?);
         let height = usize::from(read_u16(entry, 26)?);
-        let avcc = entry.get(78..).and_then(|children| child(children, *b"avcC")).ok_or("no `avcC` box")?;
+        let avcc = child(entry.get(78..).unwrap_or_default(), *b"avcC")?.ok_or("no `avcC` box")?;
         let (length_size, parameter_sets) = parse_avcc(avcc)?;
-        let timescale = child(mdia, *b"mdhd").map(|mdhd| match mdhd.first() {
+        let timescale = child(mdia, *b"mdhd")?.map(|mdhd| match mdhd.first() {
             Some(1) => read_u32(mdhd, 20),
             _ => read_u32(mdhd, 12),
         });
-        let first_duration = child(stbl, *b"stts").map(|stts| read_u32(stts, 12));
+        let first_duration = child(stbl, *b"stts")?.map(|stts| read_u32(stts, 12));
         let timing = match (timescale, first_duration) {
             (Some(Ok(scale)), Some(Ok(ticks))) => Some((scale, ticks)),
             _ => None,
@@ -141,7 +147,7 @@ impl VideoTrack {
 
 /// Each sample's offset and size, from `stsz`, `stsc` and `stco` or `co64`.
 fn sample_places(stbl: &[u8]) -> Result<Vec<(u64, u32)>, String> {
-    let stsz = child(stbl, *b"stsz").ok_or("no `stsz` box")?;
+    let stsz = child(stbl, *b"stsz")?.ok_or("no `stsz` box")?;
     let uniform = read_u32(stsz, 4)?;
     let count = read_u32(stsz, 8)? as usize;
     let sizes: Vec<u32> = if uniform == 0 {
@@ -149,15 +155,15 @@ fn sample_places(stbl: &[u8]) -> Result<Vec<(u64, u32)>, String> {
     } else {
         vec![uniform; count]
     };
-    let offsets: Vec<u64> = if let Some(stco) = child(stbl, *b"stco") {
+    let offsets: Vec<u64> = if let Some(stco) = child(stbl, *b"stco")? {
         let chunks = read_u32(stco, 4)? as usize;
         (0..chunks).map(|index| read_u32(stco, 8 + 4 * index).map(u64::from)).collect::<Result<_, _>>()?
     } else {
-        let co64 = child(stbl, *b"co64").ok_or("no `stco` or `co64` box")?;
+        let co64 = child(stbl, *b"co64")?.ok_or("no `stco` or `co64` box")?;
         let chunks = read_u32(co64, 4)? as usize;
         (0..chunks).map(|index| read_u64(co64, 8 + 8 * index)).collect::<Result<_, _>>()?
     };
-    let stsc = child(stbl, *b"stsc").ok_or("no `stsc` box")?;
+    let stsc = child(stbl, *b"stsc")?.ok_or("no `stsc` box")?;
     let runs = read_u32(stsc, 4)? as usize;
     // (first chunk, counted from 1; samples in each chunk from there on)
     let runs: Vec<(usize, usize)> = (0..runs)
@@ -211,64 +217,6 @@ fn length_prefixed_to_annex_b(sample: &[u8], length_size: usize, annex_b: &mut V
         at += length_size + length;
     }
     Ok(())
-}
-
-/// Reads the top-level box of type `kind` from `file`, seeking past the others (`mdat` can be large).
-fn read_top_level_box(file: &mut BufReader<File>, kind: [u8; 4]) -> std::io::Result<Option<Vec<u8>>> {
-    let end = file.seek(SeekFrom::End(0))?;
-    let mut at = 0;
-    while at + 8 <= end {
-        file.seek(SeekFrom::Start(at))?;
-        let mut header = [0; 8];
-        file.read_exact(&mut header)?;
-        let mut size = u64::from(u32::from_be_bytes([header[0], header[1], header[2], header[3]]));
-        let mut header_size = 8;
-        if size == 1 {
-            let mut large = [0; 8];
-            file.read_exact(&mut large)?;
-            size = u64::from_be_bytes(large);
-            header_size = 16;
-        } else if size == 0 {
-            size = end - at;
-        }
-        if size < header_size || at + size > end {
-            return Ok(None);
-        }
-        if header[4..8] == kind {
-            let mut body = vec![0; (size - header_size) as usize];
-            file.read_exact(&mut body)?;
-            return Ok(Some(body));
-        }
-        at += size;
-    }
-    Ok(None)
-}
-
-/// The boxes one after another in `data`: type and body. Stops at a box whose size does not fit.
-fn boxes(data: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let header = data.get(at..at + 8)?;
-        let size = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let kind = [header[4], header[5], header[6], header[7]];
-        let (start, end) = match size {
-            0 => (at + 8, data.len()),
-            1 => {
-                let large = data.get(at + 8..at + 16)?;
-                let size = usize::try_from(u64::from_be_bytes(large.try_into().ok()?)).ok()?;
-                (at + 16, at.checked_add(size)?)
-            }
-            size => (at + 8, at.checked_add(size)?),
-        };
-        let body = data.get(start..end)?;
-        at = end;
-        Some((kind, body))
-    })
-}
-
-/// The body of the first child box of type `kind`.
-fn child(data: &[u8], kind: [u8; 4]) -> Option<&[u8]> {
-    boxes(data).find(|(found, _)| *found == kind).map(|(_, body)| body)
 }
 
 fn read_u16(data: &[u8], at: usize) -> Result<u16, String> {
