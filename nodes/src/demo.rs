@@ -4,13 +4,13 @@
 //! weights. They load through the same code as the released models. What they generate is structured
 //! noise: they show the pipeline working end to end without a download.
 
-use crate::models::ltxv::transformer::{LtxvTransformer, LtxvTransformerConfig, WeightLayout};
-use crate::models::ltxv::vae::LtxvVae;
-use crate::models::ltxv::vae::config::{DecoderBlock, EncoderBlock, VaeConfig};
-use crate::models::t5::{Activation, T5Config, T5Encoder};
-use crate::sampling::noise::TorchGenerator;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use kinograph_models::ltxv::transformer::{LtxvTransformer, LtxvTransformerConfig, WeightLayout};
+use kinograph_models::ltxv::vae::LtxvVae;
+use kinograph_models::ltxv::vae::config::{DecoderBlock, EncoderBlock, VaeConfig};
+use kinograph_models::sampling::noise::TorchGenerator;
+use kinograph_models::t5::{Activation, T5Config, T5Encoder};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 

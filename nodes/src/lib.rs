@@ -10,15 +10,13 @@ pub mod image;
 pub mod latent;
 pub mod loaders;
 pub mod media;
-pub mod models;
-pub mod sampling;
 pub mod sampling_nodes;
 pub mod utils;
 pub mod values;
 pub mod video;
 
 use kinograph_engine::Registry;
-use sampling::samplers::SamplerRegistry;
+use kinograph_models::sampling::samplers::SamplerRegistry;
 use std::sync::Arc;
 
 /// A registry holding every built-in node.

@@ -293,7 +293,7 @@ impl Noise {
         let shape = latent.samples.dims().to_vec();
         let values = match self {
             Noise::Random { seed } => {
-                crate::sampling::noise::prepare_noise(*seed, &shape, latent.batch_index.as_deref())
+                kinograph_models::sampling::noise::prepare_noise(*seed, &shape, latent.batch_index.as_deref())
             }
             Noise::Disabled => vec![0.0; shape.iter().product()],
         };

@@ -4,14 +4,6 @@
 //! rather than once per file (each link is over 100 MB of test binary). nextest still runs every test in
 //! its own process. Run one file's tests with `cargo nextest run -p PACKAGE -E 'test(/^MODULE::/)'`.
 
-mod full_size;
 mod ltxv_nodes;
-mod ltxv_transformer;
-mod ltxv_vae;
 mod media;
-mod noise;
-mod pipeline_fixture;
-mod samplers;
-mod schedules;
-mod t5;
 mod utils;

@@ -26,7 +26,7 @@ import torch
 from transformers import T5Config, T5EncoderModel, T5TokenizerFast
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKENIZER = ROOT / "nodes/src/models/t5/tokenizer.json"
+TOKENIZER = ROOT / "models/src/t5/tokenizer.json"
 PROMPT = "A woman with long brown hair smiles at the camera in warm evening light."
 
 

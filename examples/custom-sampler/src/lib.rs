@@ -9,7 +9,9 @@
 
 use candle_core::Tensor;
 use kinograph_engine::Registry;
-use kinograph_nodes::sampling::samplers::{Denoiser, SampleOptions, Sampler, SamplerRegistry, SamplingError, StepInfo};
+use kinograph_models::sampling::samplers::{
+    Denoiser, SampleOptions, Sampler, SamplerRegistry, SamplingError, StepInfo,
+};
 use std::sync::Arc;
 
 /// The explicit midpoint method in σ.
@@ -27,7 +29,7 @@ impl Sampler for EulerMidpoint {
         sigmas: &[f64],
         options: &mut SampleOptions<'_>,
     ) -> Result<Tensor, SamplingError> {
-        kinograph_nodes::sampling::samplers::check_sigmas(sigmas)?;
+        kinograph_models::sampling::samplers::check_sigmas(sigmas)?;
         let total = sigmas.len() - 1;
         for step in 0..total {
             let (sigma, sigma_next) = (sigmas[step], sigmas[step + 1]);

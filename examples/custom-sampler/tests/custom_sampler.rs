@@ -4,8 +4,8 @@
 use candle_core::{Device, Tensor};
 use kinograph_engine::{ApiPrompt, Environment, Executor, ModelFolders, RunOptions, RunStatus};
 use kinograph_example_custom_sampler::{EulerMidpoint, registry};
+use kinograph_models::sampling::samplers::{Denoiser, SampleOptions, Sampler, SamplingError};
 use kinograph_nodes::demo::{DEMO_CHECKPOINT, DEMO_TEXT_ENCODER, write_demo_models};
-use kinograph_nodes::sampling::samplers::{Denoiser, SampleOptions, Sampler, SamplingError};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ fn the_midpoint_method_follows_the_flow_exactly_for_a_constant_prediction() {
     let x = Tensor::new(&[1.0f32, 1.0, 1.0], &Device::Cpu).unwrap();
     let mut model = Constant { target: target.clone(), calls: Vec::new() };
     let mut steps = 0;
-    let mut callback = |_: &kinograph_nodes::sampling::samplers::StepInfo<'_>| {
+    let mut callback = |_: &kinograph_models::sampling::samplers::StepInfo<'_>| {
         steps += 1;
         Ok(())
     };

@@ -8,7 +8,7 @@ use kinograph_engine::{
 use std::sync::Arc;
 
 /// The shortest token sequence ComfyUI's LTX-Video tokenizer pads to.
-const MIN_TOKENS: usize = crate::models::t5::COMFY_MIN_LENGTH;
+const MIN_TOKENS: usize = kinograph_models::t5::COMFY_MIN_LENGTH;
 
 /// `CLIPTextEncode`: a prompt through T5, with ComfyUI's `(text:1.2)` weights and its attention mask.
 pub struct ClipTextEncode;

@@ -4,9 +4,9 @@
 //! units and time in seconds at the conditioning's frame rate.
 
 use crate::loaders::DiffusionModel;
-use crate::models::ltxv::transformer::{RopePositions, pack_latents, pixel_video_coords, unpack_latents};
 use crate::values::CondEntry;
 use candle_core::{DType, Result, Tensor};
+use kinograph_models::ltxv::transformer::{RopePositions, pack_latents, pixel_video_coords, unpack_latents};
 
 /// The frame rate ComfyUI assumes when no `LTXVConditioning` set one.
 pub const DEFAULT_FRAME_RATE: f64 = 25.0;

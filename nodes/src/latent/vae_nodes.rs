@@ -1,15 +1,15 @@
 //! `VAEDecode`, `VAEDecodeTiled` and `VAEEncode`.
 
 use crate::loaders::VideoVae;
-use crate::models::ltxv::vae::noise::NoiseSource;
-use crate::models::ltxv::vae::tiling::SpatialTiles;
-use crate::models::ltxv::vae::{DecodeOptions, LtxvVae};
-use crate::sampling::noise::TorchGenerator;
 use crate::values::{Image, Latent, tensor_error};
 use candle_core::{DType, Device, Tensor};
 use kinograph_engine::{
     Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
 };
+use kinograph_models::ltxv::vae::noise::NoiseSource;
+use kinograph_models::ltxv::vae::tiling::SpatialTiles;
+use kinograph_models::ltxv::vae::{DecodeOptions, LtxvVae};
+use kinograph_models::sampling::noise::TorchGenerator;
 use std::sync::Arc;
 
 /// The decode timestep ComfyUI uses for timestep-conditioned decoders (0.9.1+).

@@ -1,9 +1,9 @@
 //! The MODEL, CLIP and VAE values the loaders produce.
 
-use crate::models::ltxv::transformer::LtxvTransformer;
-use crate::models::ltxv::vae::LtxvVae;
-use crate::models::t5::{T5Encoder, T5Tokenizer};
 use kinograph_engine::{NodeError, NodeValue};
+use kinograph_models::ltxv::transformer::LtxvTransformer;
+use kinograph_models::ltxv::vae::LtxvVae;
+use kinograph_models::t5::{T5Encoder, T5Tokenizer};
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -2,13 +2,13 @@
 
 use super::handles::{DiffusionModel, TextEncoder, VideoVae};
 use super::shared::load_shared;
-use crate::models::ltxv::transformer::LtxvTransformer;
-use crate::models::ltxv::vae::LtxvVae;
-use crate::models::t5::{COMFY_BUNDLED_PREFIX, T5Encoder, T5Tokenizer};
-use crate::models::weights::{WeightError, WeightSource};
 use kinograph_engine::{
     Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
 };
+use kinograph_models::ltxv::transformer::LtxvTransformer;
+use kinograph_models::ltxv::vae::LtxvVae;
+use kinograph_models::t5::{COMFY_BUNDLED_PREFIX, T5Encoder, T5Tokenizer};
+use kinograph_models::weights::{WeightError, WeightSource};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,7 +57,7 @@ fn load_model(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Ar
     load_shared("ltxv-transformer", path, || {
         let device = super::compute_device();
         let transformer = LtxvTransformer::load(source, &device).map_err(|e| load_error(input, path, &e))?;
-        let prefix = crate::models::ltxv::transformer::detect_layout(source).map(|d| d.prefix).unwrap_or_default();
+        let prefix = kinograph_models::ltxv::transformer::detect_layout(source).map(|d| d.prefix).unwrap_or_default();
         Ok(DiffusionModel {
             transformer: Arc::new(transformer),
             file: path.to_path_buf(),

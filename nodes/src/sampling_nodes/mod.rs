@@ -11,8 +11,8 @@ pub use run::{Sampled, run_sampling};
 pub use samplers::{KSampler, KSamplerSelect, SamplerChoice, SamplerCustom, SamplerCustomAdvanced};
 pub use schedulers::{BasicScheduler, LtxvScheduler, ManualSigmas, parse_sigmas};
 
-use crate::sampling::samplers::SamplerRegistry;
 use kinograph_engine::{Node, Registry};
+use kinograph_models::sampling::samplers::SamplerRegistry;
 use std::sync::Arc;
 
 /// Registers the sampling nodes; `KSamplerSelect` and `KSampler` offer the samplers in `samplers`.

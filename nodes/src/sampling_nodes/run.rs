@@ -3,10 +3,10 @@
 //! a latent preview after every step, and cancellation between steps.
 
 use crate::diffusion::{Guider, latent_preview};
-use crate::sampling::samplers::{Denoiser, SampleOptions, Sampler, SamplingError, StepInfo, sample_flow};
 use crate::values::{Latent, Noise, tensor_error};
 use candle_core::Tensor;
 use kinograph_engine::{ExecutionContext, NodeError};
+use kinograph_models::sampling::samplers::{Denoiser, SampleOptions, Sampler, SamplingError, StepInfo, sample_flow};
 
 /// The guider seen as a sampler's denoiser.
 struct GuiderDenoiser<'a> {

@@ -4,12 +4,12 @@ use super::noise_guiders::{cfg_input, seed_input};
 use super::run::run_sampling;
 use crate::diffusion::Guider;
 use crate::loaders::DiffusionModel;
-use crate::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES};
-use crate::sampling::samplers::{Sampler, SamplerRegistry};
 use crate::values::{Conditioning, Latent, Noise, Sigmas};
 use kinograph_engine::{
     Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, NodeValue, Value,
 };
+use kinograph_models::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES};
+use kinograph_models::sampling::samplers::{Sampler, SamplerRegistry};
 use std::sync::Arc;
 
 /// SAMPLER: a sampling algorithm chosen by name.

@@ -1,12 +1,12 @@
 //! SIGMAS nodes: `LTXVScheduler`, `BasicScheduler` and `ManualSigmas`.
 
 use crate::loaders::DiffusionModel;
-use crate::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES, schedule_with_denoise};
-use crate::sampling::schedules::LtxvSchedule;
 use crate::values::{Latent, Sigmas};
 use kinograph_engine::{
     Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
 };
+use kinograph_models::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES, schedule_with_denoise};
+use kinograph_models::sampling::schedules::LtxvSchedule;
 use std::sync::Arc;
 
 fn sigmas_output(values: Vec<f32>) -> NodeOutput {

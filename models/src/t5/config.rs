@@ -2,7 +2,7 @@
 //! otherwise inferred from the tensor shapes, so that the tiny fixture model and T5-XXL load through the
 //! same code.
 
-use crate::models::weights::{WeightError, WeightSource};
+use crate::weights::{WeightError, WeightSource};
 use std::path::Path;
 
 /// The activation inside the gated feed-forward block (`wo(act(wi_0 x) * wi_1 x)`).

@@ -4,11 +4,11 @@
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
-use kinograph_nodes::models::ltxv::vae::config::{VaeConfig, VaeVersion};
-use kinograph_nodes::models::ltxv::vae::noise::{ReplayNoise, ZeroNoise};
-use kinograph_nodes::models::ltxv::vae::tiling::{self, SpatialTiles};
-use kinograph_nodes::models::ltxv::vae::{DecodeOptions, EncodeOptions, LtxvVae, names};
-use kinograph_nodes::models::weights::{WeightError, WeightSource};
+use kinograph_models::ltxv::vae::config::{VaeConfig, VaeVersion};
+use kinograph_models::ltxv::vae::noise::{ReplayNoise, ZeroNoise};
+use kinograph_models::ltxv::vae::tiling::{self, SpatialTiles};
+use kinograph_models::ltxv::vae::{DecodeOptions, EncodeOptions, LtxvVae, names};
+use kinograph_models::weights::{WeightError, WeightSource};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -199,7 +199,7 @@ fn chunked_decode_equals_whole_decode() {
     // Seeded inputs, so the test sees the same values on every run: the whole decode sums the weights of
     // the taps on replicated end frames while the streamed one multiplies the copies, so the two agree to
     // rounding, not bit for bit.
-    let mut generator = kinograph_nodes::sampling::noise::TorchGenerator::new(5);
+    let mut generator = kinograph_models::sampling::noise::TorchGenerator::new(5);
     let mut normal = |shape: &[usize]| {
         let values: Vec<f32> = generator.randn(shape.iter().product());
         Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
@@ -270,7 +270,7 @@ fn tile_blending_reassembles_the_image() {
 fn spatially_tiled_decode() {
     let vae = LtxvVae::load(&single("v091"), "vae", &Device::Cpu).unwrap();
     let latent = Tensor::randn(0f32, 1f32, (1, 8, 2, 8, 12), &Device::Cpu).unwrap();
-    let mut noise = kinograph_nodes::models::ltxv::vae::noise::DeviceNoise;
+    let mut noise = kinograph_models::ltxv::vae::noise::DeviceNoise;
     let inputs = vae.decoder().prepare(1, 8, 12, Some(0.05), &mut noise, &Device::Cpu).unwrap();
     let whole = vae.decoder().forward(&latent, &inputs, None).unwrap();
     let single_tile = SpatialTiles { tile: 12, overlap: 2 };
@@ -319,9 +319,9 @@ fn batches_match_single_elements() {
 /// same maths summed in another order, on outputs up to about 10).
 #[test]
 fn fused_norm_modulate_silu_matches_separate_ops() {
-    use kinograph_nodes::models::ltxv::vae::{fused, resnet};
+    use kinograph_models::ltxv::vae::{fused, resnet};
     // Seeded inputs, so the test sees the same values on every run.
-    let mut generator = kinograph_nodes::sampling::noise::TorchGenerator::new(11);
+    let mut generator = kinograph_models::sampling::noise::TorchGenerator::new(11);
     let mut normal = |shape: &[usize], scale: f32| {
         let count = shape.iter().product();
         let values: Vec<f32> = generator.randn(count).into_iter().map(|v| v * scale).collect();
@@ -347,7 +347,7 @@ fn fused_norm_modulate_silu_matches_separate_ops() {
 /// first frame's channels left out (what an upsampler drops), the rest exactly as before.
 #[test]
 fn cpu_conv_kernels_match_generic_path() {
-    use kinograph_nodes::models::ltxv::vae::conv3d::{CausalConv3d, SpatialPadding};
+    use kinograph_models::ltxv::vae::conv3d::{CausalConv3d, SpatialPadding};
     for (in_channels, out_channels, [frames, height, width]) in
         [(3, 4, [5, 6, 7]), (128, 16, [3, 9, 23]), (128, 16, [1, 9, 23]), (256, 512, [3, 4, 5])]
     {
@@ -550,7 +550,7 @@ fn benchmark_real_v095_decoder() {
     let config = VaeConfig::v095();
     let vb = VarBuilder::from_backend(Box::new(RandomWeights), DType::F32, device.clone());
     let start = std::time::Instant::now();
-    let decoder = kinograph_nodes::models::ltxv::vae::decoder::Decoder::new(&config, &vb.pp("decoder")).unwrap();
+    let decoder = kinograph_models::ltxv::vae::decoder::Decoder::new(&config, &vb.pp("decoder")).unwrap();
     println!("built the 0.9.5 decoder with random weights in {:.2} s", start.elapsed().as_secs_f64());
     let latent = Tensor::randn(0f32, 1f32, (1, 128, 3, 4, 6), &device).unwrap();
     let inputs = decoder.prepare(1, 4, 6, Some(0.05), &mut ZeroNoise, &device).unwrap();
@@ -564,7 +564,7 @@ fn benchmark_real_v095_decoder() {
     let whole = whole.unwrap();
     assert_eq!(whole.dims(), [1, 3, 17, 128, 192]);
     let start = std::time::Instant::now();
-    let chunked = kinograph_nodes::models::ltxv::vae::streaming::decode_chunked(&decoder, &latent, &inputs, 1).unwrap();
+    let chunked = kinograph_models::ltxv::vae::streaming::decode_chunked(&decoder, &latent, &inputs, 1).unwrap();
     println!("streaming decode, 1 latent frame per chunk: {:.3} s", start.elapsed().as_secs_f64());
     println!("chunked vs whole: max abs error {:.3e}", max_error(&chunked, &whole));
 }
@@ -587,8 +587,7 @@ fn peak_memory_real_v095_decode() {
     let chunk: usize = std::env::var("LTXV_VAE_CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let device = Device::Cpu;
     let vb = VarBuilder::from_backend(Box::new(RandomWeights), DType::F32, device.clone());
-    let decoder =
-        kinograph_nodes::models::ltxv::vae::decoder::Decoder::new(&VaeConfig::v095(), &vb.pp("decoder")).unwrap();
+    let decoder = kinograph_models::ltxv::vae::decoder::Decoder::new(&VaeConfig::v095(), &vb.pp("decoder")).unwrap();
     let latent = Tensor::randn(0f32, 1f32, (1, 128, frames, 4, 6), &device).unwrap();
     let inputs = decoder.prepare(1, 4, 6, Some(0.05), &mut ZeroNoise, &device).unwrap();
     let before = peak_memory_mib().unwrap_or(0.0);
@@ -596,7 +595,7 @@ fn peak_memory_real_v095_decode() {
     let video = if chunk == 0 {
         decoder.forward(&latent, &inputs, None).unwrap()
     } else {
-        kinograph_nodes::models::ltxv::vae::streaming::decode_chunked(&decoder, &latent, &inputs, chunk).unwrap()
+        kinograph_models::ltxv::vae::streaming::decode_chunked(&decoder, &latent, &inputs, chunk).unwrap()
     };
     let after = peak_memory_mib().unwrap_or(0.0);
     println!(

@@ -8,7 +8,7 @@
 
 use super::config::{T5Config, embedding_name};
 use super::encoder::T5Encoder;
-use crate::models::weights::{WeightError, WeightSource};
+use crate::weights::{WeightError, WeightSource};
 use candle_core::{DType, Device};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

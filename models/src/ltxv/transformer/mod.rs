@@ -18,7 +18,7 @@
 //! Use:
 //!
 //! ```no_run
-//! # use kinograph_nodes::models::ltxv::transformer::*;
+//! # use kinograph_models::ltxv::transformer::*;
 //! # use candle_core::{Device, Tensor};
 //! # fn run(latents: &Tensor, text: &Tensor, mask: &Tensor, sigma: f64) -> candle_core::Result<()> {
 //! let device = Device::Cpu;

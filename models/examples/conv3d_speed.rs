@@ -4,17 +4,17 @@
 //! node does for longer latents). Prints wall time and process CPU time (the latter is steadier when
 //! other work shares the cores).
 //!
-//!     cargo run --release -p kinograph-nodes --example conv3d_speed
+//!     cargo run --release -p kinograph-models --example conv3d_speed
 //!
 //! `CONV_CHANNELS=128` times only that conv layer; `DECODERS=0` skips the decodes.
 
 use candle_core::{DType, Device, Tensor};
-use kinograph_nodes::models::bench::{process_cpu_time, random_var_builder};
-use kinograph_nodes::models::ltxv::vae::config::VaeConfig;
-use kinograph_nodes::models::ltxv::vae::conv3d::{CausalConv3d, SpatialPadding};
-use kinograph_nodes::models::ltxv::vae::decoder::Decoder;
-use kinograph_nodes::models::ltxv::vae::noise::ZeroNoise;
-use kinograph_nodes::models::ltxv::vae::streaming;
+use kinograph_models::bench::{process_cpu_time, random_var_builder};
+use kinograph_models::ltxv::vae::config::VaeConfig;
+use kinograph_models::ltxv::vae::conv3d::{CausalConv3d, SpatialPadding};
+use kinograph_models::ltxv::vae::decoder::Decoder;
+use kinograph_models::ltxv::vae::noise::ZeroNoise;
+use kinograph_models::ltxv::vae::streaming;
 use std::time::Instant;
 
 fn main() -> candle_core::Result<()> {

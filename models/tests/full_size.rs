@@ -3,19 +3,19 @@
 //! each); write them with `tools/fixtures/make_full_size_checkpoints.py OUT_DIR` and run
 //!
 //! ```text
-//! KINOGRAPH_FULL_SIZE_DIR=OUT_DIR cargo nextest run --release -p kinograph-nodes \
+//! KINOGRAPH_FULL_SIZE_DIR=OUT_DIR cargo nextest run --release -p kinograph-models \
 //!     -E 'test(/^full_size::/)' --run-ignored ignored-only --no-capture
 //! ```
 //!
 //! nextest runs each test in its own process, so each peak is that model's alone.
 
 use candle_core::{DType, Device, Tensor};
-use kinograph_nodes::models::bench::{peak_resident_bytes, reset_peak_resident, resident_bytes};
-use kinograph_nodes::models::ltxv::transformer::{LtxvTransformer, RopePositions};
-use kinograph_nodes::models::ltxv::vae::noise::ZeroNoise;
-use kinograph_nodes::models::ltxv::vae::{DecodeOptions, LtxvVae};
-use kinograph_nodes::models::t5::{T5Encoder, T5Tokenizer, TokenLength};
-use kinograph_nodes::models::weights::WeightSource;
+use kinograph_models::bench::{peak_resident_bytes, reset_peak_resident, resident_bytes};
+use kinograph_models::ltxv::transformer::{LtxvTransformer, RopePositions};
+use kinograph_models::ltxv::vae::noise::ZeroNoise;
+use kinograph_models::ltxv::vae::{DecodeOptions, LtxvVae};
+use kinograph_models::t5::{T5Encoder, T5Tokenizer, TokenLength};
+use kinograph_models::weights::WeightSource;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;

@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
-use kinograph_nodes::sampling::noise::prepare_noise;
-use kinograph_nodes::sampling::samplers::brownian::{BrownianNoise, SeedSequence};
-use kinograph_nodes::sampling::samplers::{
+use kinograph_models::sampling::noise::prepare_noise;
+use kinograph_models::sampling::samplers::brownian::{BrownianNoise, SeedSequence};
+use kinograph_models::sampling::samplers::{
     Denoiser, Euler, LTXV_FLOW_SHIFT, SampleOptions, Sampler, SamplerRegistry, SamplingError, StepInfo, sample_flow,
 };
 use serde_json::Value;

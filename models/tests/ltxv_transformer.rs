@@ -4,11 +4,11 @@
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
-use kinograph_nodes::models::ltxv::transformer::{
+use kinograph_models::ltxv::transformer::{
     LtxvTransformer, RopePositions, RopeTables, RotaryPosEmbed, WeightLayout, detect_layout, pack_latents,
     pixel_video_coords, read_config, text_bias, unpack_latents,
 };
-use kinograph_nodes::models::weights::{WeightError, WeightSource};
+use kinograph_models::weights::{WeightError, WeightSource};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -72,7 +72,7 @@ fn timestep_embedding_matches_diffusers() {
     let reference = reference("timestep_embedding");
     let model = tiny_model();
     let timestep = &reference["timestep"];
-    let sinusoid = kinograph_nodes::models::ltxv::transformer::embeddings::timestep_sinusoid(timestep, 256).unwrap();
+    let sinusoid = kinograph_models::ltxv::transformer::embeddings::timestep_sinusoid(timestep, 256).unwrap();
     assert_close("sinusoid", &sinusoid, &reference["sinusoid"], 3e-5);
     let small = |t: &Tensor| t.narrow(0, 0, 3).unwrap();
     assert_close("sinusoid, t <= 25.5", &small(&sinusoid), &small(&reference["sinusoid"]), 1e-6);
@@ -260,7 +260,7 @@ fn single_file_and_diffusers_layouts_load_identical_parameters() {
 fn edited_copy(dir: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> PathBuf {
     let mut tensors = candle_core::safetensors::load(single_file(), &Device::Cpu).unwrap();
     edit(&mut tensors);
-    let (_, metadata) = kinograph_nodes::models::weights::read_header(&single_file()).unwrap();
+    let (_, metadata) = kinograph_models::weights::read_header(&single_file()).unwrap();
     let path = dir.join("edited.safetensors");
     safetensors::serialize_to_file(tensors.iter().map(|(k, v)| (k.clone(), v)), Some(metadata), &path).unwrap();
     path
@@ -338,12 +338,11 @@ fn bad_weight_files_give_precise_errors() {
     assert_close("bf16 storage output", &out, &reference["output"], 0.05);
 }
 
-/// `cargo test --release -p kinograph-nodes --test integration -- --ignored ltxv_transformer::bench --nocapture`
+/// `cargo test --release -p kinograph-models --test integration -- --ignored ltxv_transformer::bench --nocapture`
 #[test]
 #[ignore = "builds the 2B model (7.7 GB in f32) and takes tens of seconds"]
 fn bench_2b_forward_512x768x9() {
-    let report =
-        kinograph_nodes::models::ltxv::transformer::bench::bench_2b_forward(2, 16, 24, 128, 2, &Device::Cpu).unwrap();
+    let report = kinograph_models::ltxv::transformer::bench::bench_2b_forward(2, 16, 24, 128, 2, &Device::Cpu).unwrap();
     println!("build {:.2} s", report.build.as_secs_f64());
     for (i, (forward, cpu)) in report.forwards.iter().zip(&report.forward_cpu).enumerate() {
         let cpu = cpu.map_or_else(|| "unknown".to_string(), |cpu| format!("{:.2} s", cpu.as_secs_f64()));

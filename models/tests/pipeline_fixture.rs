@@ -9,13 +9,13 @@
 //! - encoded image latent and decoded frames (0..1): 1e-4.
 
 use candle_core::{DType, Device, Tensor};
-use kinograph_nodes::models::ltxv::transformer::{
+use kinograph_models::ltxv::transformer::{
     LtxvTransformer, RopePositions, pack_latents, pixel_video_coords, unpack_latents,
 };
-use kinograph_nodes::models::ltxv::vae::noise::ZeroNoise;
-use kinograph_nodes::models::ltxv::vae::{DecodeOptions, LtxvVae};
-use kinograph_nodes::models::t5::{COMFY_MIN_LENGTH, T5Encoder, T5Tokenizer};
-use kinograph_nodes::models::weights::WeightSource;
+use kinograph_models::ltxv::vae::noise::ZeroNoise;
+use kinograph_models::ltxv::vae::{DecodeOptions, LtxvVae};
+use kinograph_models::t5::{COMFY_MIN_LENGTH, T5Encoder, T5Tokenizer};
+use kinograph_models::weights::WeightSource;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Sigma schedules against torch float32 (fixtures from `tools/fixtures/make_sampling_fixtures.py`,
 //! which follows ComfyUI's `LTXVScheduler` op for op). Tolerance: 1e-6 absolute.
 
-use kinograph_nodes::sampling::schedules::{LtxvSchedule, linspace_f32};
+use kinograph_models::sampling::schedules::{LtxvSchedule, linspace_f32};
 use serde_json::Value;
 
 #[test]
@@ -63,7 +63,7 @@ fn linspace_matches_torch_at_the_ends() {
 /// ComfyUI's scheduler functions run in torch float32. Tolerance: 1e-6 absolute.
 #[test]
 fn named_schedulers_match_comfyui_float32() {
-    use kinograph_nodes::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES, schedule_with_denoise};
+    use kinograph_models::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES, schedule_with_denoise};
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sampling/model_schedules.json"))
             .unwrap();

@@ -8,7 +8,7 @@
 //! - [`T5Encoder`] mirrors transformers' `T5EncoderModel`. [`T5Encoder::open`] takes a ComfyUI file
 //!   (`t5xxl_fp16.safetensors`, optionally under a prefix such as `text_encoders.t5xxl.transformer.`) or a
 //!   diffusers `text_encoder/` folder; [`T5Encoder::load`] does the same from an open
-//!   [`WeightSource`](crate::models::weights::WeightSource); [`T5Encoder::new`] builds from any candle
+//!   [`WeightSource`](crate::weights::WeightSource); [`T5Encoder::new`] builds from any candle
 //!   `VarBuilder` and a [`T5Config`].
 //! - [`T5Encoder::forward`] takes `[batch, length]` ids and an optional mask and returns the f32
 //!   `last_hidden_state`. Weights stay in their stored dtype (T5-XXL: 9.5 GB in bf16 or f16, 4.8 GB in
@@ -19,7 +19,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use kinograph_nodes::models::t5::{T5Encoder, T5Tokenizer, TokenLength};
+//! use kinograph_models::t5::{T5Encoder, T5Tokenizer, TokenLength};
 //! let device = candle_core::Device::Cpu;
 //! let encoder = T5Encoder::open(std::path::Path::new("models/text_encoders/t5xxl_fp16.safetensors"), &device)?;
 //! let tokenizer = T5Tokenizer::new()?;

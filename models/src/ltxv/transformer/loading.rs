@@ -9,7 +9,7 @@
 
 use super::config::LtxvTransformerConfig;
 use super::model::LtxvTransformer;
-use crate::models::weights::{WeightError, WeightSource};
+use crate::weights::{WeightError, WeightSource};
 use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

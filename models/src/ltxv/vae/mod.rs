@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # use kinograph_nodes::models::{weights::WeightSource, ltxv::vae::{LtxvVae, DecodeOptions, noise::ZeroNoise}};
+//! # use kinograph_models::{weights::WeightSource, ltxv::vae::{LtxvVae, DecodeOptions, noise::ZeroNoise}};
 //! # fn run(video: &candle_core::Tensor) -> Result<(), Box<dyn std::error::Error>> {
 //! let source = Arc::new(WeightSource::open(&["ltx-video-2b-v0.9.5.safetensors"])?);
 //! let vae = LtxvVae::load(&source, "vae", &candle_core::Device::Cpu)?;
@@ -56,7 +56,7 @@ pub mod statistics;
 pub mod streaming;
 pub mod tiling;
 
-use crate::models::weights::{WeightError, WeightSource};
+use crate::weights::{WeightError, WeightSource};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use config::{DecoderBlock, EncoderBlock, VaeConfig, VaeVersion};

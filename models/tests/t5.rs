@@ -8,10 +8,10 @@
 //!   only the order of f32 operations could differ).
 
 use candle_core::{DType, Device, Tensor};
-use kinograph_nodes::models::t5::{
+use kinograph_models::t5::{
     COMFY_BUNDLED_PREFIX, T5Config, T5Encoder, T5Tokenizer, TokenLength, Tokens, relative_position_bucket,
 };
-use kinograph_nodes::models::weights::{WeightError, WeightSource};
+use kinograph_models::weights::{WeightError, WeightSource};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -108,7 +108,7 @@ fn single_files_load_like_the_diffusers_folder() {
         ("bundled.safetensors", bundled, COMFY_BUNDLED_PREFIX),
     ] {
         let source = write(&tensors, &folder.path().join(file));
-        assert_eq!(kinograph_nodes::models::t5::find_prefix(&source).unwrap(), prefix);
+        assert_eq!(kinograph_models::t5::find_prefix(&source).unwrap(), prefix);
         let encoder = T5Encoder::load_with_config(&source, prefix, &config, &Device::Cpu).unwrap();
         let (single_masked, single_unmasked) = encode_reference_inputs(&encoder);
         assert_eq!(max_abs_diff(&single_masked, &masked), 0.0, "{file}");
@@ -507,7 +507,7 @@ fn memory_status(field: &str) -> String {
 /// T5-XXL shapes (`T5_BENCH_LAYERS` of the 24 blocks, default all), random weights in memory stored as
 /// `T5_BENCH_STORAGE` (bf16 by default; f16 or f32), f32 compute, one 128-token prompt with ComfyUI's
 /// mask. Run with
-/// `cargo test --release -p kinograph-nodes --test integration -- --ignored --nocapture t5::t5_xxl`.
+/// `cargo test --release -p kinograph-models --test integration -- --ignored --nocapture t5::t5_xxl`.
 ///
 /// Measured on the 2-core development machine while other builds ran (load ≈ 4): all 24 layers in
 /// 15.7 s with a peak RSS (`VmHWM`) of 8.94 GiB, 0.06 GiB above the RSS right after building the

@@ -1,0 +1,13 @@
+//! # kinograph-models
+//!
+//! Kinograph's model code: plain candle modules mirroring the reference implementations (LTX-Video's
+//! transformer and VAE, the T5 encoder), the weight files they load from, and the sampling maths (noise,
+//! schedules, samplers). Nothing here knows about nodes, graphs or the engine: the node library wraps
+//! these types, and the compiler checks the direction (this crate does not depend on
+//! `kinograph-engine` or `kinograph-nodes`).
+
+pub mod bench;
+pub mod ltxv;
+pub mod sampling;
+pub mod t5;
+pub mod weights;

@@ -1,0 +1,14 @@
+//! Integration tests of kinograph-models: the model code and sampling maths against reference fixtures.
+//!
+//! One test binary per crate: each file below is a module, so the crate's dependencies are linked once
+//! rather than once per file (each link is over 100 MB of test binary). nextest still runs every test in
+//! its own process. Run one file's tests with `cargo nextest run -p PACKAGE -E 'test(/^MODULE::/)'`.
+
+mod full_size;
+mod ltxv_transformer;
+mod ltxv_vae;
+mod noise;
+mod pipeline_fixture;
+mod samplers;
+mod schedules;
+mod t5;
