@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod ltxv;
+pub mod ops;
 pub mod sampling;
 pub mod t5;
 pub mod weights;

@@ -319,7 +319,8 @@ fn batches_match_single_elements() {
 /// same maths summed in another order, on outputs up to about 10).
 #[test]
 fn fused_norm_modulate_silu_matches_separate_ops() {
-    use kinograph_models::ltxv::vae::{fused, resnet};
+    use kinograph_models::ltxv::vae::resnet;
+    use kinograph_models::ops::norm as fused;
     // Seeded inputs, so the test sees the same values on every run.
     let mut generator = kinograph_models::sampling::noise::TorchGenerator::new(11);
     let mut normal = |shape: &[usize], scale: f32| {

@@ -1,10 +1,27 @@
-//! Pixel norm, the optional timestep (shift, scale) and `SiLU` in one pass on the CPU: what precedes every
-//! conv of `ResnetBlock3D` (and the decoder's head). With separate candle ops this is about seven full
+//! The pixel norm (`PixelNorm` of the original LTX-Video code, an RMS norm over channels), the timestep
+//! modulation, and the three fused in one pass on the CPU with `SiLU`: what precedes every conv of the
+//! VAE's `ResnetBlock3D` (and the decoder's head). With separate candle ops this is about seven full
 //! passes over the activation; fused it reads the input twice and writes once. Other devices (and other
 //! dtypes) use the separate ops.
 
-use super::resnet::{PIXEL_NORM_EPS, modulate, pixel_norm};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+
+/// Epsilon of the parameter-free pixel norm (RMS over channels).
+pub const PIXEL_NORM_EPS: f64 = 1e-8;
+
+/// `PixelNorm`: x / sqrt(mean over channels of x² + eps), channels on dim 1.
+pub fn pixel_norm(x: &Tensor) -> Result<Tensor> {
+    let mean_square = x.sqr()?.mean_keepdim(1)?;
+    x.broadcast_div(&(mean_square + PIXEL_NORM_EPS)?.sqrt()?)
+}
+
+/// `x · (1 + scale) + shift`, with `scale` and `shift` of shape (B, C) broadcast over (T, H, W).
+pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    let (batch, channels) = shift.dims2()?;
+    let shift = shift.reshape((batch, channels, 1, 1, 1))?;
+    let scale = (scale.reshape((batch, channels, 1, 1, 1))? + 1.0)?;
+    x.broadcast_mul(&scale)?.broadcast_add(&shift)
+}
 
 /// `silu(pixel_norm(x) · (1 + scale) + shift)` for x (B, C, T, H, W); `shift_scale` are (B, C) each.
 pub fn norm_modulate_silu(x: &Tensor, shift_scale: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {

@@ -7,10 +7,10 @@
 //! long videos, a block of query rows of one head) at a time, so that at most 16 MB of them exist at once.
 
 use super::config::LtxvTransformerConfig;
-use super::cpu_ops::softmax_last_dim;
-use super::linear::Linear;
 use super::loading::WeightLayout;
 use super::rope::RopeTables;
+use crate::ops::activations::softmax_last_dim;
+use crate::ops::linear::Linear;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 

@@ -3,11 +3,11 @@
 
 use super::attention::Attention;
 use super::config::LtxvTransformerConfig;
-use super::cpu_ops::gelu_tanh;
 use super::embeddings::ones;
-use super::linear::Linear;
 use super::loading::WeightLayout;
 use super::rope::RopeTables;
+use crate::ops::activations::gelu_tanh;
+use crate::ops::linear::Linear;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 

@@ -2,7 +2,7 @@
 //! `PixArtAlphaCombinedTimestepSizeEmbeddings` → `Timesteps` + `TimestepEmbedding`) and
 //! `PixArtAlphaTextProjection`; `adaln_single` and `caption_projection` in the original code.
 
-use super::linear::Linear;
+use crate::ops::linear::Linear;
 use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 

@@ -10,8 +10,6 @@
 //! | [`attention`] | `LTXAttention` + `LTXVideoAttnProcessor`, with query-blocked softmax |
 //! | [`block`] | `LTXVideoTransformerBlock`, `FeedForward` |
 //! | [`model`] | `LTXVideoTransformer3DModel`, latent packing |
-//! | [`cpu_ops`] | threaded CPU GELU and softmax (the elementwise hot spots) |
-//! | [`linear`] | `nn.Linear` with the weight stored transposed |
 //! | [`loading`] | single-file (`model.diffusion_model.*`) and diffusers layouts |
 //! | [`bench`] | a 2B forward with random weights, for timing |
 //!
@@ -37,9 +35,7 @@ pub mod attention;
 pub mod bench;
 pub mod block;
 pub mod config;
-pub mod cpu_ops;
 pub mod embeddings;
-pub mod linear;
 pub mod loading;
 pub mod model;
 pub mod rope;

@@ -4,9 +4,9 @@
 use super::block::TransformerBlock;
 use super::config::LtxvTransformerConfig;
 use super::embeddings::{AdaLayerNormSingle, CaptionProjection, ones};
-use super::linear::Linear;
 use super::loading::WeightLayout;
 use super::rope::{RopePositions, RopeTables, RotaryPosEmbed};
+use crate::ops::linear::Linear;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 

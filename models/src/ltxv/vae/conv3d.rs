@@ -19,9 +19,9 @@
 //! processed in groups, each with its kt − 1 frames of temporal halo. The output already has the
 //! `(B, C_out, T, H, W)` layout, so no permutes are needed between layers.
 //!
-//! On the CPU with f32 and zero padding, `conv3d_cpu.rs` runs the convolution as one custom op: this
+//! On the CPU with f32 and zero padding, [`crate::ops::conv3d`] runs the convolution as one custom op: this
 //! scheme for large weights, and for small ones a tiled variant that builds the full 3D im2col of a few
-//! output rows at a time in cache (`conv3d_tiled.rs`). Either way the spatial and temporal padding are
+//! output rows at a time in cache. Either way the spatial and temporal padding are
 //! folded into the gather, the output starts as the bias and the GEMMs accumulate into it. Elsewhere
 //! (other devices, reflect padding) the scheme above is built from candle ops.
 //!
@@ -160,7 +160,7 @@ impl Conv3d {
         unused_first: usize,
     ) -> Result<Tensor> {
         if self.has_cpu_kernel(x) && self.kernel != [1, 1, 1] {
-            let kernel = super::conv3d_cpu::Im2colConv3d {
+            let kernel = crate::ops::conv3d::Im2colConv3d {
                 kernel: self.kernel,
                 time_padding: [before, after],
                 budget_bytes: IM2COL_BUDGET_BYTES,

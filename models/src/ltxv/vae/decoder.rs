@@ -221,7 +221,7 @@ impl Decoder {
 
     /// The final norm, modulation and `SiLU` before `conv_out`.
     pub(crate) fn head(x: &Tensor, inputs: &DecodeInputs) -> Result<Tensor> {
-        super::fused::norm_modulate_silu(x, inputs.last_modulation.as_ref().map(|(shift, scale)| (shift, scale)))
+        crate::ops::norm::norm_modulate_silu(x, inputs.last_modulation.as_ref().map(|(shift, scale)| (shift, scale)))
     }
 
     /// Decodes a whole (B, C, T', H', W') latent into (B, 3, 8(T' − 1) + 1, 32H', 32W'). `stages`

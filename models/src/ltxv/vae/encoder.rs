@@ -5,8 +5,8 @@
 use super::blocks::{SpaceToDepthDownsample, UNetMidBlock3D};
 use super::config::{EncoderBlock, VaeConfig};
 use super::conv3d::CausalConv3d;
-use super::fused::norm_modulate_silu;
 use super::resnet::{ResnetBlock3D, ResnetOptions};
+use crate::ops::norm::norm_modulate_silu;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 

@@ -43,12 +43,8 @@
 pub mod blocks;
 pub mod config;
 pub mod conv3d;
-mod conv3d_cpu;
-mod conv3d_kernel;
-mod conv3d_tiled;
 pub mod decoder;
 pub mod encoder;
-pub mod fused;
 pub mod names;
 pub mod noise;
 pub mod resnet;

@@ -5,25 +5,9 @@
 
 use super::conv3d::{CausalConv3d, Conv3d, SpatialPadding};
 use super::noise::NoiseSource;
+pub use crate::ops::norm::{PIXEL_NORM_EPS, modulate, pixel_norm};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-
-/// Epsilon of the parameter-free pixel norm (RMS over channels).
-pub const PIXEL_NORM_EPS: f64 = 1e-8;
-
-/// `PixelNorm`: x / sqrt(mean over channels of x² + eps), channels on dim 1.
-pub fn pixel_norm(x: &Tensor) -> Result<Tensor> {
-    let mean_square = x.sqr()?.mean_keepdim(1)?;
-    x.broadcast_div(&(mean_square + PIXEL_NORM_EPS)?.sqrt()?)
-}
-
-/// `x · (1 + scale) + shift`, with `scale` and `shift` of shape (B, C) broadcast over (T, H, W).
-pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
-    let (batch, channels) = shift.dims2()?;
-    let shift = shift.reshape((batch, channels, 1, 1, 1))?;
-    let scale = (scale.reshape((batch, channels, 1, 1, 1))? + 1.0)?;
-    x.broadcast_mul(&scale)?.broadcast_add(&shift)
-}
 
 /// `[cos, sin]` of `t · exp(−ln(10⁴)·i/128)`, i < 128: diffusers' `Timesteps(256, flip_sin_to_cos=True)`.
 /// The angle is formed in f32 as torch does.
@@ -133,7 +117,7 @@ impl ResnetBlock3D {
 
     /// Pixel norm, then the optional (shift, scale), then `SiLU`: what precedes each conv. Framewise.
     pub fn norm_act(x: &Tensor, shift_scale: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
-        super::fused::norm_modulate_silu(x, shift_scale)
+        crate::ops::norm::norm_modulate_silu(x, shift_scale)
     }
 
     /// The shortcut path: identity, or `norm3` and the 1×1×1 `conv_shortcut`. Framewise.

@@ -31,8 +31,8 @@ use super::blocks::{DepthToSpaceUpsample, SpaceToDepthDownsample};
 use super::conv3d::CausalConv3d;
 use super::decoder::{DecodeInputs, Decoder, UpBlock, unpatchify};
 use super::encoder::{DownBlock, Encoder, patchify};
-use super::fused::norm_modulate_silu;
 use super::resnet::ResnetBlock3D;
+use crate::ops::norm::norm_modulate_silu;
 use candle_core::{Result, Tensor};
 
 /// Frames along dim 2, or none.

@@ -1,4 +1,4 @@
-//! The tiled CPU conv3d, used for most layers (see `conv3d_cpu.rs` for which).
+//! The tiled CPU conv3d, used for most layers (see the parent module for which).
 //!
 //! Each frame of the output `(C_out, T_out, H, W)` of one sample is cut into runs of consecutive
 //! positions, a multiple of [`POSITION_BLOCK`] long where the frame allows; a tile is one run of one
@@ -9,7 +9,7 @@
 //! that each input frame is gathered once per run rather than once per temporal tap. The output tile
 //! starts as the bias and each temporal tap adds one single-threaded product `C_out × (kh·kw·C) ×
 //! positions` of its weight columns and its frame's rows: the AVX-512 micro-kernel of
-//! `conv3d_kernel.rs` where it runs, a general GEMM elsewhere. The kernel takes the taps that read the
+//! `avx512.rs` where it runs, a general GEMM elsewhere. The kernel takes the taps that read the
 //! same source frame (at the ends, where the padding replicates the first or last frame) in one
 //! product with their weights summed: for the 3-frame kernels on T frames that saves 2 of 3T products.
 //!
@@ -19,7 +19,8 @@
 //! cost is that every tile reads the whole weight, which is why large weights on small images take the
 //! whole-sequence path instead.
 
-use super::conv3d_kernel::{KernelCall, MAX_TAPS, PANEL, STRIP, applies};
+use super::avx512::{KernelCall, MAX_TAPS, PANEL, STRIP, applies};
+use crate::ops::gemm::{Matrix, MatrixMut, multiply_add};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Bytes of the kt gathered frames of one run: small enough to stay in a core's L2 cache. Short runs
@@ -234,37 +235,17 @@ impl Tile {
     /// `tile += weight · block` with a general GEMM: `weight` holds `out_channels` rows of `depth`
     /// values at stride `weight_stride`, `block` has `depth` rows of `row_stride` values.
     fn accumulate(&self, target: &TileOutput, weight: &[f32], weight_stride: usize, block: &[f32], row_stride: usize) {
-        let out_channels = self.out_channels;
         let depth = block.len() / row_stride;
-        debug_assert!(weight.len() >= (out_channels - 1) * weight_stride + depth);
         // SAFETY: the destination is out_channels rows of `count` values at stride `stride`, starting
-        // at `start`: inside the output and owned by this tile (see `fill_start`). The left operand is
-        // out_channels rows of `depth` values at stride `weight_stride` inside `weight`, the right one
-        // the contiguous (depth, count) block; nothing is aliased.
+        // at `start`: inside the output and owned by this tile (see `fill_start`).
         #[allow(unsafe_code)]
-        unsafe {
-            gemm::gemm(
-                out_channels,
-                self.count,
-                depth,
-                target.data.add(self.start),
-                1,
-                self.stride as isize,
-                true,
-                weight.as_ptr(),
-                1,
-                weight_stride as isize,
-                block.as_ptr(),
-                1,
-                row_stride as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        let mut tile =
+            unsafe { MatrixMut::from_raw(target.data.add(self.start), self.out_channels, self.count, self.stride) };
+        multiply_add(
+            &mut tile,
+            Matrix::new(weight, self.out_channels, depth, weight_stride),
+            Matrix::new(block, depth, self.count, row_stride),
+        );
     }
 }
 
