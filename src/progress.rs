@@ -200,7 +200,7 @@ impl Reporter {
 fn print_ui(label: &str, ui: &Json, output_dir: &std::path::Path) {
     // Savers list what they wrote under `files`, and images and videos under `images`.
     if let Some(files) = ui.get("files").or_else(|| ui.get("images")).and_then(Json::as_array) {
-        let temp_dir = kinograph_nodes::image::temp_dir_beside(output_dir);
+        let temp_dir = kinograph_nodes::nodes::image::temp_dir_beside(output_dir);
         for file in files {
             let folder = if file["type"] == "temp" { &temp_dir } else { output_dir };
             let subfolder = file["subfolder"].as_str().unwrap_or_default();

@@ -6,8 +6,8 @@
 //! the reference fall on either side of a step.
 
 use candle_core::{Device, Tensor};
-use kinograph_nodes::latent::read_latent_file;
 use kinograph_nodes::media::png::load_image;
+use kinograph_nodes::nodes::latent::read_latent_file;
 use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;

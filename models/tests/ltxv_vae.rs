@@ -199,7 +199,7 @@ fn chunked_decode_equals_whole_decode() {
     // Seeded inputs, so the test sees the same values on every run: the whole decode sums the weights of
     // the taps on replicated end frames while the streamed one multiplies the copies, so the two agree to
     // rounding, not bit for bit.
-    let mut generator = kinograph_models::sampling::noise::TorchGenerator::new(5);
+    let mut generator = kinograph_models::sampling::torch_noise::TorchGenerator::new(5);
     let mut normal = |shape: &[usize]| {
         let values: Vec<f32> = generator.randn(shape.iter().product());
         Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
@@ -322,7 +322,7 @@ fn fused_norm_modulate_silu_matches_separate_ops() {
     use kinograph_models::ltxv::vae::resnet;
     use kinograph_models::ops::norm as fused;
     // Seeded inputs, so the test sees the same values on every run.
-    let mut generator = kinograph_models::sampling::noise::TorchGenerator::new(11);
+    let mut generator = kinograph_models::sampling::torch_noise::TorchGenerator::new(11);
     let mut normal = |shape: &[usize], scale: f32| {
         let count = shape.iter().product();
         let values: Vec<f32> = generator.randn(count).into_iter().map(|v| v * scale).collect();

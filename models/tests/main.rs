@@ -7,8 +7,8 @@
 mod full_size;
 mod ltxv_transformer;
 mod ltxv_vae;
-mod noise;
 mod pipeline_fixture;
 mod samplers;
 mod schedules;
 mod t5;
+mod torch_noise;

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
-use kinograph_models::sampling::noise::prepare_noise;
 use kinograph_models::sampling::samplers::brownian::{BrownianNoise, SeedSequence};
 use kinograph_models::sampling::samplers::{
     Denoiser, Euler, LTXV_FLOW_SHIFT, SampleOptions, Sampler, SamplerRegistry, SamplingError, StepInfo, sample_flow,
 };
+use kinograph_models::sampling::torch_noise::prepare_noise;
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-5;

@@ -9,7 +9,7 @@ use candle_nn::{VarBuilder, VarMap};
 use kinograph_models::ltxv::transformer::{LtxvTransformer, LtxvTransformerConfig, WeightLayout};
 use kinograph_models::ltxv::vae::LtxvVae;
 use kinograph_models::ltxv::vae::config::{DecoderBlock, EncoderBlock, VaeConfig};
-use kinograph_models::sampling::noise::TorchGenerator;
+use kinograph_models::sampling::torch_noise::TorchGenerator;
 use kinograph_models::t5::{Activation, T5Config, T5Encoder};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

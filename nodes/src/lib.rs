@@ -3,20 +3,15 @@
 //! Kinograph's built-in node library. Class names, input names, defaults and ranges follow ComfyUI
 //! wherever ComfyUI has the same node, so that its workflows load unchanged.
 
-pub mod conditioning;
 pub mod demo;
 pub mod diffusion;
-pub mod image;
-pub mod latent;
-pub mod loaders;
 pub mod media;
-pub mod sampling_nodes;
-pub mod utils;
+pub mod nodes;
 pub mod values;
-pub mod video;
 
 use kinograph_engine::Registry;
 use kinograph_models::sampling::samplers::SamplerRegistry;
+use nodes::{conditioning, image, latent, loaders, primitives, sampling, video};
 use std::sync::Arc;
 
 /// A registry holding every built-in node.
@@ -41,11 +36,11 @@ pub fn register_all(registry: &mut Registry) {
 
 /// Adds every built-in node to `registry`, offering `samplers` for selection.
 pub fn register_all_with_samplers(registry: &mut Registry, samplers: SamplerRegistry) {
-    utils::register(registry);
+    primitives::register(registry);
     loaders::register(registry);
     conditioning::register(registry);
     latent::register(registry);
-    sampling_nodes::register(registry, &Arc::new(samplers));
+    sampling::register(registry, &Arc::new(samplers));
     image::register(registry);
     video::register(registry);
     values::register_decoders(registry);

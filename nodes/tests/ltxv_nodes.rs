@@ -6,7 +6,7 @@ use kinograph_engine::{
     ApiPrompt, Environment, Event, EventKind, Executor, RunOptions, RunOutcome, RunStatus, ValidationReport,
 };
 use kinograph_nodes::demo::{DEMO_CHECKPOINT, DEMO_TEXT_ENCODER, write_demo_models};
-use kinograph_nodes::latent::read_latent_file;
+use kinograph_nodes::nodes::latent::read_latent_file;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::{Arc, Mutex};

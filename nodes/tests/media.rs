@@ -448,7 +448,7 @@ fn save_image_writes_pngs_with_the_workflow_and_preview_goes_to_temp() {
     let preview = node("PreviewImage").execute(&inputs(vec![("images", Value::Object(images))]), &context).unwrap();
     let entry = &preview.ui.unwrap()["images"][0];
     assert_eq!(entry["type"], "temp");
-    let temp = kinograph_nodes::image::temp_dir(&folders.env);
+    let temp = kinograph_nodes::nodes::image::temp_dir(&folders.env);
     assert!(temp.join(entry["filename"].as_str().unwrap()).is_file());
     assert_ne!(temp, folders.env.output_dir);
 }

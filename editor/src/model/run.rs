@@ -138,7 +138,7 @@ pub fn output_files(output: &serde_json::Value, output_dir: &Path) -> Vec<PathBu
             let filename = entry.get("filename")?.as_str()?;
             let subfolder = entry.get("subfolder").and_then(serde_json::Value::as_str).unwrap_or_default();
             let folder = match entry.get("type").and_then(serde_json::Value::as_str) {
-                Some("temp") => kinograph_nodes::image::temp_dir_beside(output_dir),
+                Some("temp") => kinograph_nodes::nodes::image::temp_dir_beside(output_dir),
                 _ => output_dir.to_path_buf(),
             };
             Some(folder.join(subfolder).join(filename))

@@ -1,6 +1,6 @@
 //! Sampling maths: torch-compatible noise, sigma schedules and the samplers (guidance follows).
 
 pub mod model_schedules;
-pub mod noise;
 pub mod samplers;
 pub mod schedules;
+pub mod torch_noise;

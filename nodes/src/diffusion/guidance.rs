@@ -1,22 +1,9 @@
-//! GUIDER: how the model's predictions for the positive and negative conditionings combine into one
+//! How a GUIDER's model predictions for the positive and negative conditionings combine into one
 //! denoised latent per step (classifier-free guidance, ComfyUI's `CFGGuider` and `BasicGuider`).
 
 use super::model_call::predict_denoised;
-use crate::loaders::DiffusionModel;
-use crate::values::Conditioning;
+use crate::values::{Conditioning, Guider};
 use candle_core::{Result, Tensor};
-use kinograph_engine::NodeValue;
-use std::sync::Arc;
-
-/// A model with its conditionings and guidance scale.
-#[derive(Debug, Clone)]
-pub struct Guider {
-    pub model: Arc<DiffusionModel>,
-    pub positive: Arc<Conditioning>,
-    /// `None` for `BasicGuider`: the positive prediction alone.
-    pub negative: Option<Arc<Conditioning>>,
-    pub cfg: f64,
-}
 
 impl Guider {
     /// Whether the negative pass is skipped: no negative, or `cfg` = 1 (ComfyUI's shortcut: the result
@@ -60,17 +47,5 @@ impl Guider {
             Some(sum) => Ok(sum),
             None => candle_core::bail!("the conditioning is empty"),
         }
-    }
-}
-
-impl NodeValue for Guider {
-    fn type_name(&self) -> &'static str {
-        "GUIDER"
-    }
-    fn byte_size(&self) -> usize {
-        self.positive.byte_size() + self.negative.as_ref().map_or(0, |n| n.byte_size())
-    }
-    fn describe(&self) -> String {
-        format!("GUIDER cfg {}{}", self.cfg, if self.negative.is_some() { "" } else { " (positive only)" })
     }
 }

@@ -2,10 +2,9 @@
 //! the latent previews sent with progress.
 
 pub mod guidance;
+pub mod latent_preview;
 pub mod model_call;
-pub mod preview;
 pub mod rgb_factors;
 
-pub use guidance::Guider;
+pub use latent_preview::latent_preview;
 pub use model_call::predict_denoised;
-pub use preview::latent_preview;

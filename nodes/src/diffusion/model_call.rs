@@ -3,8 +3,8 @@
 //! `mask·σ·1000` when a noise mask marks conditioning frames), with the positions of the latent grid in pixel
 //! units and time in seconds at the conditioning's frame rate.
 
-use crate::loaders::DiffusionModel;
 use crate::values::CondEntry;
+use crate::values::DiffusionModel;
 use candle_core::{DType, Result, Tensor};
 use kinograph_models::ltxv::transformer::{RopePositions, pack_latents, pixel_video_coords, unpack_latents};
 

@@ -22,7 +22,7 @@
 use candle_core::Tensor;
 
 use super::SamplingError;
-use crate::sampling::noise::TorchGenerator;
+use crate::sampling::torch_noise::TorchGenerator;
 
 /// numpy's `np.random.SeedSequence` (pool mixing of O'Neill's `seed_seq_fe`), enough of it for torchsde.
 pub struct SeedSequence {

@@ -7,7 +7,7 @@
 
 use candle_core::Tensor;
 
-use super::noise::AncestralNoise;
+use super::ancestral_noise::AncestralNoise;
 use super::{Denoiser, SampleOptions, Sampler, SamplingError, check_sigmas, combine};
 
 /// Ancestral Euler for rectified-flow models.

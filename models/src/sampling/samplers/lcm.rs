@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use super::noise::AncestralNoise;
+use super::ancestral_noise::AncestralNoise;
 use super::{Denoiser, SampleOptions, Sampler, SamplingError, check_sigmas, combine};
 
 /// The latent-consistency sampler.

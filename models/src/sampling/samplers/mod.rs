@@ -11,6 +11,7 @@
 //! `log((1 − σ)/σ)`). Their extra noise is drawn the way ComfyUI draws it on the CPU, so that a seed gives
 //! the same result: see [`noise`] and [`brownian`].
 
+pub mod ancestral_noise;
 pub mod brownian;
 mod dpmpp_2m;
 mod dpmpp_2m_sde;
@@ -19,7 +20,6 @@ mod euler_ancestral;
 mod flow;
 mod heun;
 mod lcm;
-pub mod noise;
 mod registry;
 
 use candle_core::Tensor;

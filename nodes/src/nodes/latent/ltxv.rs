@@ -1,8 +1,8 @@
 //! `EmptyLTXVLatentVideo` and `LTXVImgToVideo`: the starting latents of text- and image-to-video.
 
 use super::resize::center_crop_resize;
-use super::vae_nodes::encode_frames;
-use crate::loaders::VideoVae;
+use super::vae::encode_frames;
+use crate::values::VideoVae;
 use crate::values::{Conditioning, Image, Latent, tensor_error};
 use candle_core::{Device, Tensor};
 use kinograph_engine::{

@@ -4,7 +4,7 @@
 //! Tolerance: 1e-6 absolute. The float32 fill path uses torch's vectorised log/sin/cos, which can
 //! differ from correctly rounded maths by a few ULP; the serial path (fewer than 16 values) is exact.
 
-use kinograph_models::sampling::noise::{TorchGenerator, prepare_noise};
+use kinograph_models::sampling::torch_noise::{TorchGenerator, prepare_noise};
 use safetensors::SafeTensors;
 
 fn fixture() -> Vec<u8> {

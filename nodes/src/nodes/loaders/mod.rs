@@ -1,12 +1,10 @@
 //! Loader nodes: `CheckpointLoaderSimple`, `UNETLoader`, `VAELoader` and `CLIPLoader`, reading model files
 //! from ComfyUI's folders (`kinograph_engine::ModelFolders`) into the MODEL, CLIP and VAE values the other nodes use.
 
-pub mod handles;
-mod nodes;
-pub mod shared;
+pub mod loaded_models;
+mod model_loaders;
 
-pub use handles::{DiffusionModel, TextEncoder, VideoVae};
-pub use nodes::{
+pub use model_loaders::{
     Checkpoint, CheckpointLoaderSimple, ClipLoader, UnetLoader, VaeLoader, load_checkpoint, load_text_encoder,
 };
 

@@ -1,7 +1,7 @@
 //! NOISE and GUIDER nodes: `RandomNoise`, `DisableNoise`, `CFGGuider`, `BasicGuider`.
 
-use crate::diffusion::Guider;
-use crate::loaders::DiffusionModel;
+use crate::values::DiffusionModel;
+use crate::values::Guider;
 use crate::values::{Conditioning, Noise};
 use kinograph_engine::{
     Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,

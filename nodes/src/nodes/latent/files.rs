@@ -83,7 +83,7 @@ fn latent_files(env: &Environment) -> Vec<String> {
 
 /// The file a `latent` value names (` [input]`/` [output]`/` [temp]` annotations, subfolders), which must exist.
 fn latent_path(env: &Environment, name: &str) -> Result<PathBuf, String> {
-    let path = crate::image::resolve_image(name, env)?;
+    let path = crate::nodes::image::resolve_image(name, env)?;
     if path.is_file() { Ok(path) } else { Err(format!("latent file '{name}' does not exist ({})", path.display())) }
 }
 

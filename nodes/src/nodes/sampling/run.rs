@@ -2,7 +2,8 @@
 //! denoiser (with the noise mask's per-token timesteps), the sampler over the sigmas, a progress event with
 //! a latent preview after every step, and cancellation between steps.
 
-use crate::diffusion::{Guider, latent_preview};
+use crate::diffusion::latent_preview;
+use crate::values::Guider;
 use crate::values::{Latent, Noise, tensor_error};
 use candle_core::Tensor;
 use kinograph_engine::{ExecutionContext, NodeError};

@@ -2,39 +2,15 @@
 
 use super::noise_guiders::{cfg_input, seed_input};
 use super::run::run_sampling;
-use crate::diffusion::Guider;
-use crate::loaders::DiffusionModel;
-use crate::values::{Conditioning, Latent, Noise, Sigmas};
+use crate::values::DiffusionModel;
+use crate::values::Guider;
+use crate::values::{Conditioning, Latent, Noise, SamplerChoice, Sigmas};
 use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, NodeValue, Value,
+    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
 };
 use kinograph_models::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES};
 use kinograph_models::sampling::samplers::{Sampler, SamplerRegistry};
 use std::sync::Arc;
-
-/// SAMPLER: a sampling algorithm chosen by name.
-#[derive(Clone)]
-pub struct SamplerChoice {
-    pub sampler: Arc<dyn Sampler>,
-}
-
-impl std::fmt::Debug for SamplerChoice {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("SamplerChoice").field("name", &self.sampler.name()).finish()
-    }
-}
-
-impl NodeValue for SamplerChoice {
-    fn type_name(&self) -> &'static str {
-        "SAMPLER"
-    }
-    fn byte_size(&self) -> usize {
-        std::mem::size_of::<Self>()
-    }
-    fn describe(&self) -> String {
-        format!("SAMPLER {}", self.sampler.name())
-    }
-}
 
 fn find_sampler(samplers: &SamplerRegistry, name: &str) -> Result<Arc<dyn Sampler>, NodeError> {
     samplers.get(name).ok_or_else(|| {

@@ -1,7 +1,7 @@
 //! The loader nodes themselves.
 
-use super::handles::{DiffusionModel, TextEncoder, VideoVae};
-use super::shared::load_shared;
+use super::loaded_models::load_shared;
+use crate::values::{DiffusionModel, TextEncoder, VideoVae};
 use kinograph_engine::{
     Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
 };

@@ -8,7 +8,7 @@ mod schedulers;
 
 pub use noise_guiders::{BasicGuider, CfgGuider, DisableNoise, RandomNoise, cfg_input, seed_input};
 pub use run::{Sampled, run_sampling};
-pub use samplers::{KSampler, KSamplerSelect, SamplerChoice, SamplerCustom, SamplerCustomAdvanced};
+pub use samplers::{KSampler, KSamplerSelect, SamplerCustom, SamplerCustomAdvanced};
 pub use schedulers::{BasicScheduler, LtxvScheduler, ManualSigmas, parse_sigmas};
 
 use kinograph_engine::{Node, Registry};

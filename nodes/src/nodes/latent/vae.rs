@@ -1,6 +1,6 @@
 //! `VAEDecode`, `VAEDecodeTiled` and `VAEEncode`.
 
-use crate::loaders::VideoVae;
+use crate::values::VideoVae;
 use crate::values::{Image, Latent, tensor_error};
 use candle_core::{DType, Device, Tensor};
 use kinograph_engine::{
@@ -9,7 +9,7 @@ use kinograph_engine::{
 use kinograph_models::ltxv::vae::noise::NoiseSource;
 use kinograph_models::ltxv::vae::tiling::SpatialTiles;
 use kinograph_models::ltxv::vae::{DecodeOptions, LtxvVae};
-use kinograph_models::sampling::noise::TorchGenerator;
+use kinograph_models::sampling::torch_noise::TorchGenerator;
 use std::sync::Arc;
 
 /// The decode timestep ComfyUI uses for timestep-conditioned decoders (0.9.1+).

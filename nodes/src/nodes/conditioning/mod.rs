@@ -1,6 +1,6 @@
 //! Conditioning nodes: `CLIPTextEncode`, `ConditioningZeroOut` and `LTXVConditioning`.
 
-use crate::loaders::TextEncoder;
+use crate::values::TextEncoder;
 use crate::values::{CondEntry, Conditioning, tensor_error};
 use kinograph_engine::{
     Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Registry, Value,

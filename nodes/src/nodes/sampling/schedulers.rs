@@ -1,6 +1,6 @@
 //! SIGMAS nodes: `LTXVScheduler`, `BasicScheduler` and `ManualSigmas`.
 
-use crate::loaders::DiffusionModel;
+use crate::values::DiffusionModel;
 use crate::values::{Latent, Sigmas};
 use kinograph_engine::{
     Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,

@@ -1,16 +1,16 @@
 //! Small utility nodes that need no models: primitives, strings, previews, text output.
 
+mod constants;
 mod delay;
-mod preview;
-mod primitives;
+mod preview_any;
 mod save_text;
-mod string;
+mod string_concatenate;
 
+pub use constants::{PrimitiveBoolean, PrimitiveFloat, PrimitiveInt, PrimitiveString, PrimitiveStringMultiline};
 pub use delay::Delay;
-pub use preview::PreviewAny;
-pub use primitives::{PrimitiveBoolean, PrimitiveFloat, PrimitiveInt, PrimitiveString, PrimitiveStringMultiline};
+pub use preview_any::PreviewAny;
 pub use save_text::SaveText;
-pub use string::StringConcatenate;
+pub use string_concatenate::StringConcatenate;
 
 use kinograph_engine::Registry;
 

@@ -4,12 +4,12 @@
 mod load;
 mod preprocess;
 mod save;
-mod webp;
+mod save_animated_webp;
 
 pub use load::{LoadImage, resolve_image};
 pub use preprocess::LTXVPreprocess;
 pub use save::{PreviewImage, SaveImage};
-pub use webp::SaveAnimatedWEBP;
+pub use save_animated_webp::SaveAnimatedWEBP;
 
 use kinograph_engine::{Environment, ExecutionContext, NodeError, Registry};
 use std::path::{Component, Path, PathBuf};

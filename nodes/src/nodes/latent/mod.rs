@@ -3,11 +3,11 @@
 mod files;
 mod ltxv;
 pub mod resize;
-mod vae_nodes;
+mod vae;
 
 pub use files::{LoadLatent, SaveLatent, read_latent_file};
 pub use ltxv::{EmptyLtxvLatentVideo, LATENT_CHANNELS, LtxvImgToVideo};
-pub use vae_nodes::{
+pub use vae::{
     DECODE_NOISE_SCALE, DECODE_NOISE_SEED, DECODE_TIMESTEP, TorchNoise, VaeDecode, VaeDecodeTiled, VaeEncode,
     decode_latent, encode_frames,
 };

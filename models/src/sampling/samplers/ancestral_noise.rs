@@ -8,7 +8,7 @@
 use candle_core::{Shape, Tensor};
 
 use super::SamplingError;
-use crate::sampling::noise::TorchGenerator;
+use crate::sampling::torch_noise::TorchGenerator;
 
 /// Draws noise shaped like the latent from a torch-compatible CPU generator.
 pub struct AncestralNoise {
