@@ -18,7 +18,7 @@ fn help_works_without_a_display() {
 
 #[test]
 fn without_a_display_the_error_says_what_is_missing() {
-    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfy-templates/ltxv_text_to_video.json");
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/comfy-templates/ltxv_text_to_video.json");
     let output = kinograph().args(["edit", template]).output().expect("kinograph runs");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);

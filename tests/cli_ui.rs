@@ -5,7 +5,7 @@ use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfy-templates");
+const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/comfy-templates");
 
 fn kinograph() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kinograph"));

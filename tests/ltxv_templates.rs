@@ -1,4 +1,4 @@
-//! ComfyUI's official LTX-Video templates (`../shared/comfy-templates/`), unmodified, with kinograph's
+//! ComfyUI's official LTX-Video templates (`tests/data/comfy-templates/`), unmodified, with kinograph's
 //! real nodes: they convert to exactly the API prompts of reference/comfyui.md §1.4, and they run end
 //! to end on the demo's tiny models placed under the file names the templates ask for (with fewer steps
 //! and a smaller size set on the command line, so the test stays quick).
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn template(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/comfy-templates").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/comfy-templates").join(name)
 }
 
 fn kinograph(root: &Path) -> Command {

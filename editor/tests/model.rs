@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 fn template_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/comfy-templates/ltxv_text_to_video.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/comfy-templates/ltxv_text_to_video.json")
 }
 
 fn catalog() -> Arc<Catalog> {

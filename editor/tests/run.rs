@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn template_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/comfy-templates/ltxv_text_to_video.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/comfy-templates/ltxv_text_to_video.json")
 }
 
 fn editor_in(root: &std::path::Path) -> Editor {

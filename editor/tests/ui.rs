@@ -228,7 +228,7 @@ fn letting_go_of_a_wire_in_empty_space_offers_the_nodes_that_take_its_type() {
 /// The window with ComfyUI's LTX-Video text-to-video template open, drawn once.
 fn template_harness() -> Harness<'static, EditorApp> {
     let template = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/comfy-templates/ltxv_text_to_video.json");
+        .join("../tests/data/comfy-templates/ltxv_text_to_video.json");
     let mut editor = Editor::new(catalog());
     editor.open(&template).unwrap();
     let mut harness = harness(EditorApp::new(editor, RecentFiles::load(None)));
@@ -353,7 +353,7 @@ fn the_save_node_plays_the_video_its_run_wrote() {
     let catalog = Arc::new(Catalog::new(Arc::new(kinograph_nodes::registry()), demo_environment(root.path())));
     let mut editor = Editor::new(catalog);
     let template = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/comfy-templates/ltxv_text_to_video.json");
+        .join("../tests/data/comfy-templates/ltxv_text_to_video.json");
     editor.open(&template).unwrap();
     editor.set_widget(44, "ckpt_name", json!(DEMO_CHECKPOINT)).unwrap();
     editor.set_widget(38, "clip_name", json!(DEMO_TEXT_ENCODER)).unwrap();
@@ -420,7 +420,7 @@ fn drop_file(harness: &mut Harness<'_, EditorApp>, path: &std::path::Path) {
 fn dropping_a_workflow_opens_it_and_other_files_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let template = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/comfy-templates/ltxv_text_to_video.json");
+        .join("../tests/data/comfy-templates/ltxv_text_to_video.json");
     let copy = dir.path().join("mine.json");
     std::fs::copy(&template, &copy).unwrap();
     let mut harness = harness_on(empty_app());

@@ -11,7 +11,7 @@ use kinograph_engine::{ConvertOptions, Environment, UiWorkflow, convert};
 use std::time::{Duration, Instant};
 
 const TEMPLATE: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/comfy-templates/video_wan_animate2_distilled.json");
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/comfy-templates/video_wan_animate2_distilled.json");
 const REPEATS: usize = 50;
 
 fn best_of(mut run: impl FnMut() -> Duration) -> Duration {

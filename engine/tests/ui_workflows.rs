@@ -12,7 +12,7 @@ use serde_json::{Value as Json, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/comfy-templates");
+const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/comfy-templates");
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 
 fn templates() -> Vec<PathBuf> {
