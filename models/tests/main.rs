@@ -7,6 +7,7 @@
 mod full_size;
 mod ltxv_transformer;
 mod ltxv_vae;
+mod ops;
 mod pipeline_fixture;
 mod samplers;
 mod schedules;
