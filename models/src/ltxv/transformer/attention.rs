@@ -89,7 +89,7 @@ fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
 }
 
 /// `softmax(q kᵀ + bias) v` for `q` `[B, H, N, D]` (already scaled), `k`, `v` `[B, H, L, D]`, `bias`
-/// `[B, 1, 1, L]`, computed block by block so that at most [`SCORE_BLOCK_BYTES`] of scores exist at
+/// `[B, 1, 1, L]`, computed block by block so that at most `SCORE_BLOCK_BYTES` of scores exist at
 /// once: several heads at a time when a head's `N × L` scores are small, else row blocks of one head.
 /// Plain matmul + softmax: on CPU at batch 1 this beats candle's flash-attention kernel. Small blocks
 /// also keep the allocator reusing memory instead of mapping fresh pages for every score tensor.

@@ -11,7 +11,7 @@
 //! | [`block`] | `LTXVideoTransformerBlock`, `FeedForward` |
 //! | [`model`] | `LTXVideoTransformer3DModel`, latent packing |
 //! | [`loading`] | single-file (`model.diffusion_model.*`) and diffusers layouts |
-//! | [`bench`] | a 2B forward with random weights, for timing |
+//! | [`mod@bench`] | a 2B forward with random weights, for timing |
 //!
 //! Use:
 //!

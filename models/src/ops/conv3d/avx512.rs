@@ -1,4 +1,4 @@
-//! The AVX-512 micro-kernel of the tiled conv3d ([`super::tiled`]): `tile += weight · block` for one
+//! The AVX-512 micro-kernel of the tiled conv3d (`tiled.rs`): `tile += weight · block` for one
 //! temporal tap, without the packing a general GEMM does on every call.
 //!
 //! The gathered block is already laid out the way the kernel reads it (one row of positions per im2col

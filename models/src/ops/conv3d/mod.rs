@@ -1,12 +1,12 @@
 //! The CPU conv3d behind the LTX-Video VAE's stride-1 `Conv3d` (`ltxv::vae::conv3d`), one custom op
 //! with two strategies:
 //!
-//! - The tiled kernel of [`tiled`]: the im2col rows of a run of output positions gathered in
+//! - The tiled kernel of `tiled.rs`: the im2col rows of a run of output positions gathered in
 //!   cache, frame by frame, and multiplied there, runs shared among the threads. It takes every conv
 //!   whose weights fit in cache ([`TILED_WEIGHT_BYTES`]), and with the AVX-512 micro-kernel also larger
 //!   ones, as long as the image planes fill the kernel's strips of positions (then the weights stream
 //!   from memory once per tile at a rate the memory sustains).
-//! - The same im2col + per-tap GEMM scheme as the VAE's generic path for the rest ([`whole`]): large
+//! - The same im2col + per-tap GEMM scheme as the VAE's generic path for the rest (`whole.rs`): large
 //!   weights on small images (the 4 × 6 latent planes of the widest layers), where the weights are read
 //!   once per conv instead of once per tile. The threads split the output channels, each running its
 //!   own single-threaded products over every tap: with the few positions of these planes, a GEMM

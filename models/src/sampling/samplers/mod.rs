@@ -9,7 +9,7 @@
 //! `eta = 1`, `s_noise = 1`, the midpoint variant of DPM-Solver++(2M) SDE), and the variants ComfyUI picks
 //! for CONST models (`euler_ancestral` runs `sample_euler_ancestral_RF`; the SDE sampler works in
 //! `log((1 − σ)/σ)`). Their extra noise is drawn the way ComfyUI draws it on the CPU, so that a seed gives
-//! the same result: see [`noise`] and [`brownian`].
+//! the same result: see [`ancestral_noise`] and [`brownian`].
 
 pub mod ancestral_noise;
 pub mod brownian;
