@@ -434,7 +434,7 @@ fn adding_a_node_from_a_pin_connects_it_in_one_undo_step() {
 #[test]
 fn output_thumbnails_are_scaled_to_the_node_and_capped_in_frames() {
     use kinograph_editor::model::media::{downscale, load_thumbnails};
-    use kinograph_nodes::media::mp4::Mp4Writer;
+    use kinograph_nodes::media::mp4_writer::Mp4Writer;
     let dir = tempfile::tempdir().unwrap();
     let (width, height) = (96, 64);
     // Frame `index` is flat grey at 10 + 10·index, so each kept frame says which one it was.

@@ -8,7 +8,7 @@ mod comfy_schemas;
 use candle_core::{Device, Tensor};
 use kinograph_engine::workflow::embedded::extract;
 use kinograph_engine::{Environment, ExecutionContext, Executor, NodeInputs, NodeSchema, RunOptions, RunStatus, Value};
-use kinograph_nodes::media::mp4::Mp4Writer;
+use kinograph_nodes::media::mp4_writer::Mp4Writer;
 use kinograph_nodes::media::png::{load_image, write_png};
 use kinograph_nodes::values::{Image, Mask, Video};
 use serde_json::{Value as Json, json};

@@ -8,8 +8,8 @@
 //! - [`webp`]: animated WebP.
 
 pub mod h264;
-pub mod mp4;
 pub mod mp4_reader;
+pub mod mp4_writer;
 pub mod png;
 pub mod webp;
 pub mod yuv;

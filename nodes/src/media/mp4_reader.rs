@@ -3,7 +3,7 @@
 //! Only `moov` is read whole; each frame's bytes are found through the sample table (`stsz` sizes,
 //! `stsc` samples per chunk, `stco`/`co64` chunk offsets) and read when that frame is asked for, so
 //! memory stays at one encoded frame and one picture whatever the length. The parameter sets come from
-//! `avcC` and go before the first frame. Files [`super::mp4::Mp4Writer`] makes are read this way; so are
+//! `avcC` and go before the first frame. Files [`super::mp4_writer::Mp4Writer`] makes are read this way; so are
 //! other files with an `avc1` track of 4:2:0 Baseline, Main or High without B-frame reordering that
 //! openh264 can decode.
 
@@ -238,7 +238,7 @@ fn read_u64(data: &[u8], at: usize) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::mp4::Mp4Writer;
+    use super::super::mp4_writer::Mp4Writer;
     use super::*;
 
     /// A frame whose colours move with `index`: a horizontal ramp, a vertical ramp and a flat channel.

@@ -1,15 +1,15 @@
 //! Image nodes: `LoadImage`, `SaveImage`, `PreviewImage`, `SaveAnimatedWEBP` and `LTXVPreprocess`,
 //! with ComfyUI's class names, inputs and UI results.
 
-mod load;
+mod load_image;
 mod preprocess;
-mod save;
 mod save_animated_webp;
+mod save_image;
 
-pub use load::{LoadImage, resolve_image};
+pub use load_image::{LoadImage, resolve_image};
 pub use preprocess::LTXVPreprocess;
-pub use save::{PreviewImage, SaveImage};
 pub use save_animated_webp::SaveAnimatedWEBP;
+pub use save_image::{PreviewImage, SaveImage};
 
 use kinograph_engine::{Environment, ExecutionContext, NodeError, Registry};
 use std::path::{Component, Path, PathBuf};

@@ -1,14 +1,14 @@
 //! Small utility nodes that need no models: primitives, strings, previews, text output.
 
-mod constants;
 mod delay;
 mod preview_any;
+mod primitive_values;
 mod save_text;
 mod string_concatenate;
 
-pub use constants::{PrimitiveBoolean, PrimitiveFloat, PrimitiveInt, PrimitiveString, PrimitiveStringMultiline};
 pub use delay::Delay;
 pub use preview_any::PreviewAny;
+pub use primitive_values::{PrimitiveBoolean, PrimitiveFloat, PrimitiveInt, PrimitiveString, PrimitiveStringMultiline};
 pub use save_text::SaveText;
 pub use string_concatenate::StringConcatenate;
 

@@ -2,12 +2,12 @@
 //! the samplers themselves (`SamplerCustom`, `SamplerCustomAdvanced`, `KSampler`).
 
 mod noise_guiders;
-mod run;
+mod run_sampling;
 mod samplers;
 mod schedulers;
 
 pub use noise_guiders::{BasicGuider, CfgGuider, DisableNoise, RandomNoise, cfg_input, seed_input};
-pub use run::{Sampled, run_sampling};
+pub use run_sampling::{Sampled, run_sampling};
 pub use samplers::{KSampler, KSamplerSelect, SamplerCustom, SamplerCustomAdvanced};
 pub use schedulers::{BasicScheduler, LtxvScheduler, ManualSigmas, parse_sigmas};
 

@@ -1,7 +1,7 @@
 //! SAMPLER and sampling nodes: `KSamplerSelect`, `SamplerCustom`, `SamplerCustomAdvanced`, `KSampler`.
 
 use super::noise_guiders::{cfg_input, seed_input};
-use super::run::run_sampling;
+use super::run_sampling::run_sampling;
 use crate::values::DiffusionModel;
 use crate::values::Guider;
 use crate::values::{Conditioning, Latent, Noise, SamplerChoice, Sigmas};

@@ -1,11 +1,11 @@
 //! Video nodes: `CreateVideo` (frames + rate → VIDEO) and `SaveVideo` (VIDEO → H.264 MP4), with
 //! ComfyUI's class names, inputs and UI results.
 
-mod create;
-mod save;
+mod create_video;
+mod save_video;
 
-pub use create::CreateVideo;
-pub use save::SaveVideo;
+pub use create_video::CreateVideo;
+pub use save_video::SaveVideo;
 
 use kinograph_engine::Registry;
 use std::sync::Arc;

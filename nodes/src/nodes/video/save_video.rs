@@ -1,6 +1,6 @@
 //! `SaveVideo`: a VIDEO as an H.264 MP4 in the output folder, encoded frame by frame.
 
-use crate::media::mp4::Mp4Writer;
+use crate::media::mp4_writer::Mp4Writer;
 use crate::nodes::image::{check_prefix, media_error, output_metadata};
 use crate::values::Video;
 use kinograph_engine::{Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema};
