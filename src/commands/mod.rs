@@ -60,9 +60,21 @@ impl FolderArgs {
     }
 }
 
-/// Every node kinograph ships.
+/// What a binary built with [`crate::main_with_nodes`] adds to the built-in nodes.
+static EXTRA_NODES: std::sync::OnceLock<fn(&mut Registry)> = std::sync::OnceLock::new();
+
+/// Sets the nodes [`registry`] adds to the built-in ones; only the first call counts.
+pub fn set_extra_nodes(add_nodes: fn(&mut Registry)) {
+    let _ = EXTRA_NODES.set(add_nodes);
+}
+
+/// Every node kinograph ships, plus those of the binary's `main_with_nodes`, if any.
 pub fn registry() -> Registry {
-    kinograph_nodes::registry()
+    let mut registry = kinograph_nodes::registry();
+    if let Some(add_nodes) = EXTRA_NODES.get() {
+        add_nodes(&mut registry);
+    }
+    registry
 }
 
 /// A workflow ready to validate or run.
