@@ -1,6 +1,6 @@
-//! The `kinograph` command line as a library: `src/main.rs` is `kinograph::main()`, and a binary that
-//! adds its own nodes to the built-in ones is [`main_with_nodes`] (see `docs/writing-nodes.md`, "Adding
-//! your nodes to the `kinograph` binary").
+//! The `kinograph` command line as a library: `src/main.rs` is `kinograph::main()`, and a binary with
+//! nodes or samplers of its own besides the built-in ones is [`main_with_registry`] (see
+//! `docs/writing-nodes.md`, "Adding your nodes to the `kinograph` binary").
 
 mod commands;
 mod progress;
@@ -61,13 +61,15 @@ enum Command {
 
 /// The `kinograph` command line with the built-in nodes, on this process's arguments.
 pub fn main() -> ExitCode {
-    main_with_nodes(std::env::args_os(), |_| {})
+    main_with_registry(std::env::args_os(), kinograph_nodes::registry)
 }
 
-/// The `kinograph` command line on `args` (the program name first), with the built-in nodes plus those
-/// `add_nodes` registers: every command that reads workflows (`run`, `validate`, `convert`, `nodes`,
-/// `demo`) sees them. Can be called once per process (it sets up logging).
-pub fn main_with_nodes<I, T>(args: I, add_nodes: fn(&mut Registry)) -> ExitCode
+/// The `kinograph` command line on `args` (the program name first), with the nodes of the registry that
+/// `registry` builds: every command that reads workflows (`run`, `validate`, `convert`, `nodes`, `demo`)
+/// uses it. Typically `kinograph_nodes::registry()` plus a crate's own nodes, or
+/// `kinograph_nodes::registry_with_samplers` with extra samplers. Can be called once per process (it
+/// sets up logging).
+pub fn main_with_registry<I, T>(args: I, registry: fn() -> Registry) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -79,7 +81,7 @@ where
             return if error.use_stderr() { ExitCode::from(EXIT_INVALID) } else { ExitCode::SUCCESS };
         }
     };
-    commands::set_extra_nodes(add_nodes);
+    commands::set_registry(registry);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KINOGRAPH_LOG")

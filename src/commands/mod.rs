@@ -60,21 +60,18 @@ impl FolderArgs {
     }
 }
 
-/// What a binary built with [`crate::main_with_nodes`] adds to the built-in nodes.
-static EXTRA_NODES: std::sync::OnceLock<fn(&mut Registry)> = std::sync::OnceLock::new();
+/// How this binary builds its registry: set by [`crate::main_with_registry`].
+static REGISTRY: std::sync::OnceLock<fn() -> Registry> = std::sync::OnceLock::new();
 
-/// Sets the nodes [`registry`] adds to the built-in ones; only the first call counts.
-pub fn set_extra_nodes(add_nodes: fn(&mut Registry)) {
-    let _ = EXTRA_NODES.set(add_nodes);
+/// Sets how [`registry`] builds the registry; only the first call counts.
+pub fn set_registry(build: fn() -> Registry) {
+    let _ = REGISTRY.set(build);
 }
 
-/// Every node kinograph ships, plus those of the binary's `main_with_nodes`, if any.
+/// The nodes this binary offers: kinograph's own, unless it was started through
+/// [`crate::main_with_registry`] with another registry.
 pub fn registry() -> Registry {
-    let mut registry = kinograph_nodes::registry();
-    if let Some(add_nodes) = EXTRA_NODES.get() {
-        add_nodes(&mut registry);
-    }
-    registry
+    REGISTRY.get().map_or_else(kinograph_nodes::registry, |build| build())
 }
 
 /// A workflow ready to validate or run.
