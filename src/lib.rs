@@ -74,11 +74,21 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    ExitCode::from(run_with_registry(args, registry))
+}
+
+/// [`main_with_registry`], returning the exit code as a number (0, [`EXIT_INVALID`], [`EXIT_RUNTIME`] or
+/// [`EXIT_INTERRUPTED`]).
+pub fn run_with_registry<I, T>(args: I, registry: fn() -> Registry) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() { ExitCode::from(EXIT_INVALID) } else { ExitCode::SUCCESS };
+            return if error.use_stderr() { EXIT_INVALID } else { 0 };
         }
     };
     commands::set_registry(registry);
@@ -90,7 +100,7 @@ where
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    let code = match cli.command {
+    match cli.command {
         Command::Demo(args) => commands::demo::run(&args),
         Command::Edit(args) => commands::edit::run(&args),
         Command::Run(args) => commands::run::run(&args),
@@ -99,6 +109,5 @@ where
         Command::Nodes(args) => commands::nodes::run(&args),
         Command::Models(args) => commands::models::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
-    };
-    ExitCode::from(code)
+    }
 }

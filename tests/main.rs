@@ -10,6 +10,7 @@ mod cli_demo;
 mod cli_edit;
 mod cli_media;
 mod cli_ui;
+mod custom_nodes;
 mod ltxv_bad_input;
 mod ltxv_reference;
 mod ltxv_templates;

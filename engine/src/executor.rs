@@ -7,7 +7,7 @@ use crate::events::{Event, EventKind, EventSink, ExecutionFailure, ignore_events
 use crate::graph::{Graph, GraphInput};
 use crate::node::{Environment, NodeError, NodeInputs, NodeOutput};
 use crate::registry::Registry;
-use crate::signature::{Signature, compute_signatures};
+use crate::signature::{Signature, SignaturePanic, compute_signatures};
 use crate::validation::{self, ValidationReport};
 use crate::workflow::ApiPrompt;
 use indexmap::IndexMap;
@@ -120,7 +120,11 @@ impl Executor {
 
         let plan = {
             let (executor, graph) = (self.clone(), graph.clone());
-            tokio::task::spawn_blocking(move || executor.plan(&graph)).await.expect("planning does not panic")
+            tokio::task::spawn_blocking(move || executor.plan(&graph)).await.expect("planning catches node panics")
+        };
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(panic) => return Self::planning_failed(&graph, panic, &emit, started),
         };
         let cached: Vec<String> =
             (0..graph.nodes.len()).filter(|&i| !plan.run[i]).map(|i| graph.nodes[i].id.clone()).collect();
@@ -206,10 +210,36 @@ impl Executor {
         RunOutcome { status, executed, cached, outputs, failure, duration: started.elapsed() }
     }
 
+    /// The end of a run whose planning found a node panicking in `version` or `fingerprint`: that node
+    /// fails as it would had it panicked in `execute`, and nothing runs.
+    fn planning_failed(graph: &Graph, panic: SignaturePanic, emit: &dyn Fn(EventKind), started: Instant) -> RunOutcome {
+        let node = &graph.nodes[panic.index];
+        let error =
+            NodeError::msg(format!("the node panicked while planning (version or fingerprint): {}", panic.message));
+        let failure = ExecutionFailure {
+            node_id: node.id.clone(),
+            node_type: node.class_type.clone(),
+            exception_message: error.to_string(),
+            exception_type: error.type_name().to_string(),
+            current_inputs: panic.inputs,
+            executed: Vec::new(),
+        };
+        emit(EventKind::ExecutionError(failure.clone()));
+        emit(EventKind::Finished);
+        RunOutcome {
+            status: RunStatus::Failed,
+            executed: Vec::new(),
+            cached: Vec::new(),
+            outputs: IndexMap::new(),
+            failure: Some(failure),
+            duration: started.elapsed(),
+        }
+    }
+
     /// Decides what must run: walking back from the outputs, a node whose outputs are cached (memory, or
     /// disk for non-output nodes) stops the walk; everything else runs.
-    fn plan(&self, graph: &Graph) -> Plan {
-        let signatures = compute_signatures(graph, &self.env);
+    fn plan(&self, graph: &Graph) -> Result<Plan, SignaturePanic> {
+        let signatures = compute_signatures(graph, &self.env)?;
         let count = graph.nodes.len();
         // Nodes that compute the same thing (same signature) run once: later ones alias the first.
         let mut first_with: HashMap<Signature, usize> = HashMap::with_capacity(count);
@@ -238,7 +268,21 @@ impl Executor {
                     continue;
                 }
                 if let (Some(disk), false) = (self.cache.disk(), node.schema.output_node) {
-                    match disk.load(&signatures[index], &self.registry) {
+                    // A decoder is node-library code: a panic in it makes the entry a miss, as a corrupt
+                    // file does.
+                    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        disk.load(&signatures[index], &self.registry)
+                    }));
+                    let loaded = loaded.unwrap_or_else(|panic| {
+                        tracing::warn!(
+                            "ignoring cache entry of node {} ({}): its decoder panicked: {}",
+                            node.id,
+                            node.class_type,
+                            panic_message(&*panic)
+                        );
+                        Ok(None)
+                    });
+                    match loaded {
                         Ok(Some(entry)) => {
                             let entry = Arc::new(entry);
                             self.cache.insert(signatures[index], entry.clone());
@@ -259,7 +303,7 @@ impl Executor {
                 }
             }
         }
-        Plan { signatures, available, run, canonical }
+        Ok(Plan { signatures, available, run, canonical })
     }
 }
 
@@ -552,7 +596,7 @@ fn store_on_disk(disk: &DiskCache, signature: &Signature, entry: &CacheEntry, re
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(text) = panic.downcast_ref::<&str>() {
         (*text).to_string()
     } else if let Some(text) = panic.downcast_ref::<String>() {

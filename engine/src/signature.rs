@@ -5,6 +5,7 @@
 //! are not part of it, so identical sub-graphs share signatures whatever their ids, and a changed
 //! constant changes the signature of its node and of everything downstream, nothing else.
 
+use crate::executor::panic_message;
 use crate::graph::{Graph, GraphInput};
 use crate::node::{Environment, NodeInputs};
 use crate::value::Value;
@@ -33,14 +34,26 @@ impl fmt::Debug for Signature {
     }
 }
 
-/// Signatures of every node of `graph`, by index (the graph is in dependency order).
-pub fn compute_signatures(graph: &Graph, env: &Environment) -> Vec<Signature> {
+/// A node whose `version` or `fingerprint` panicked while its signature was computed: that node fails.
+#[derive(Debug)]
+pub struct SignaturePanic {
+    /// The node's index in the graph.
+    pub index: usize,
+    /// The panic's message.
+    pub message: String,
+    /// The node's constant inputs, as an error reports them.
+    pub inputs: serde_json::Map<String, Json>,
+}
+
+/// Signatures of every node of `graph`, by index (the graph is in dependency order). A node's
+/// `version` and `fingerprint` are its own code (custom nodes' included): a panic there is caught and
+/// returned, naming the node, instead of unwinding through the executor.
+pub fn compute_signatures(graph: &Graph, env: &Environment) -> Result<Vec<Signature>, SignaturePanic> {
     let mut signatures: Vec<Signature> = Vec::with_capacity(graph.nodes.len());
-    for node in &graph.nodes {
+    for (index, node) in graph.nodes.iter().enumerate() {
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"kinograph-node-v1\0");
         write_str(&mut hasher, &node.class_type);
-        hasher.update(&node.node.version().to_le_bytes());
         let constants: IndexMap<String, Value> = node
             .inputs
             .iter()
@@ -49,7 +62,17 @@ pub fn compute_signatures(graph: &Graph, env: &Environment) -> Vec<Signature> {
                 GraphInput::Link { .. } => None,
             })
             .collect();
-        match node.node.fingerprint(&NodeInputs::new(constants), env) {
+        let constants = NodeInputs::new(constants);
+        let (version, fingerprint) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (node.node.version(), node.node.fingerprint(&constants, env))
+        }))
+        .map_err(|panic| SignaturePanic {
+            index,
+            message: panic_message(&*panic),
+            inputs: constants.describe(),
+        })?;
+        hasher.update(&version.to_le_bytes());
+        match fingerprint {
             Some(fingerprint) => {
                 hasher.update(&[1]);
                 write_bytes(&mut hasher, &fingerprint);
@@ -83,7 +106,7 @@ pub fn compute_signatures(graph: &Graph, env: &Environment) -> Vec<Signature> {
         }
         signatures.push(Signature(*hasher.finalize().as_bytes()));
     }
-    signatures
+    Ok(signatures)
 }
 
 fn write_str(hasher: &mut blake3::Hasher, text: &str) {

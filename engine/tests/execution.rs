@@ -274,6 +274,47 @@ fn a_runtime_error_stops_the_prompt_and_names_node_class_message_and_inputs() {
     assert!(!log.take().contains(&"3".to_string()), "nothing downstream of the failure ran");
 }
 
+/// A panic in a node's own code while the run is planned (here its `fingerprint`) fails that node as a
+/// panic in `execute` does: an error naming the node, its class and the panic, nothing run, and the run
+/// ends with `execution_error` then `executing` null.
+#[test]
+fn a_panic_in_a_fingerprint_fails_that_node() {
+    let log = Log::default();
+    let executor = executor(&log, Arc::new(Cache::default()));
+    let workflow = json!({
+        "1": {"class_type": "Number", "inputs": {"value": 3}},
+        "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}},
+        "3": {"class_type": "PanicInFingerprint", "inputs": {"value": 9}},
+        "4": {"class_type": "Show", "inputs": {"value": ["3", 0]}}
+    });
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let recorder = events.clone();
+    let options = RunOptions {
+        events: Arc::new(move |event: &kinograph_engine::Event| recorder.lock().unwrap().push(event.to_comfy_json())),
+        ..RunOptions::default()
+    };
+    let outcome = run_with(&executor, &graph(&executor, workflow), options);
+    assert_eq!(outcome.status, RunStatus::Failed);
+    let failure = outcome.failure.expect("a failure");
+    assert_eq!((failure.node_id.as_str(), failure.node_type.as_str()), ("3", "PanicInFingerprint"));
+    assert!(failure.exception_message.contains("panicked"), "{}", failure.exception_message);
+    assert!(failure.exception_message.contains("fingerprint exploded on 9"), "{}", failure.exception_message);
+    assert_eq!(failure.current_inputs["value"], json!([9]));
+    assert!(log.take().is_empty(), "nothing ran");
+    let events = events.lock().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["execution_start", "execution_error", "executing"]);
+    assert_eq!(events[1]["data"]["node_id"], "3");
+    assert_eq!(events[2]["data"]["node"], json!(null));
+
+    // The same executor still runs a prompt without the node.
+    let fine = json!({
+        "1": {"class_type": "Number", "inputs": {"value": 3}},
+        "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}
+    });
+    assert_eq!(run(&executor, &graph(&executor, fine)).status, RunStatus::Success);
+}
+
 #[test]
 fn events_follow_comfyui_order() {
     let log = Log::default();

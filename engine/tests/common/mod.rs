@@ -110,6 +110,22 @@ impl Node for Liar {
     }
 }
 
+/// `PanicInFingerprint`: a node whose `fingerprint` panics (custom code going wrong while the run is
+/// planned); `execute` would pass its value through.
+pub struct PanicInFingerprint(pub Log);
+impl Node for PanicInFingerprint {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("PanicInFingerprint").input(InputSpec::int("value", 0)).output("INT", "value")
+    }
+    fn fingerprint(&self, constants: &NodeInputs, _: &Environment) -> Option<Vec<u8>> {
+        panic!("fingerprint exploded on {}", constants.int_wide("value").unwrap_or_default())
+    }
+    fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        self.0.record(context);
+        Ok(NodeOutput::new(vec![Value::Int(inputs.int_wide("value")?)]))
+    }
+}
+
 /// A tensor-like value that can be stored on disk.
 #[derive(Debug)]
 pub struct Samples(pub Vec<f32>);
@@ -207,6 +223,7 @@ pub fn registry(log: &Log) -> Registry {
     registry.register(SumSamples(log.clone())).unwrap();
     registry.register(Pick(log.clone())).unwrap();
     registry.register(Liar(log.clone())).unwrap();
+    registry.register(PanicInFingerprint(log.clone())).unwrap();
     registry.register_decoder("test.samples", decode_samples);
     registry
 }
