@@ -40,6 +40,13 @@ impl Registry {
         Ok(())
     }
 
+    /// Adds every node of `nodes`, in order; stops at the first class name already registered (the
+    /// nodes before it stay registered). A node library's `register` is one call:
+    /// `registry.register_all([Arc::new(A) as Arc<dyn Node>, Arc::new(B)])`.
+    pub fn register_all(&mut self, nodes: impl IntoIterator<Item = Arc<dyn Node>>) -> Result<(), DuplicateNode> {
+        nodes.into_iter().try_for_each(|node| self.register_arc(node))
+    }
+
     /// Adds the decoder for stored values of `kind` (see [`crate::NodeValue::to_stored`]).
     pub fn register_decoder(&mut self, kind: &str, decoder: ValueDecoder) {
         self.decoders.insert(kind.to_string(), decoder);
@@ -75,5 +82,31 @@ impl Registry {
         let entries: Map<String, Json> =
             self.nodes.iter().map(|(class, node)| (class.clone(), node.schema(env).object_info())).collect();
         Json::Object(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ExecutionContext, NodeError, NodeInputs, NodeOutput, NodeSchema};
+
+    struct Named(&'static str);
+    impl Node for Named {
+        fn schema(&self, _: &Environment) -> NodeSchema {
+            NodeSchema::new(self.0)
+        }
+        fn execute(&self, _: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+            Ok(NodeOutput::new(Vec::new()))
+        }
+    }
+
+    #[test]
+    fn register_all_adds_every_node_and_names_a_duplicate() {
+        let mut registry = Registry::new();
+        registry.register_all([Arc::new(Named("A")) as Arc<dyn Node>, Arc::new(Named("B"))]).unwrap();
+        assert_eq!(registry.len(), 2);
+        let duplicate = registry.register_all([Arc::new(Named("C")) as Arc<dyn Node>, Arc::new(Named("A"))]);
+        assert_eq!(duplicate.unwrap_err().to_string(), "node class 'A' is registered twice");
+        assert!(registry.get("C").is_some(), "the nodes before the duplicate are registered");
     }
 }

@@ -36,12 +36,16 @@ pub fn register_all(registry: &mut Registry) {
 
 /// Adds every built-in node to `registry`, offering `samplers` for selection.
 pub fn register_all_with_samplers(registry: &mut Registry, samplers: SamplerRegistry) {
-    primitives::register(registry);
-    loaders::register(registry);
-    conditioning::register(registry);
-    latent::register(registry);
-    sampling::register(registry, &Arc::new(samplers));
-    image::register(registry);
-    video::register(registry);
+    let samplers = Arc::new(samplers);
+    let built_in = [
+        primitives::nodes(),
+        loaders::nodes(),
+        conditioning::nodes(),
+        latent::nodes(),
+        sampling::nodes(&samplers),
+        image::nodes(),
+        video::nodes(),
+    ];
+    registry.register_all(built_in.into_iter().flatten()).expect("built-in node names are unique");
     values::register_decoders(registry);
 }

@@ -3,7 +3,7 @@
 use crate::values::TextEncoder;
 use crate::values::{CondEntry, Conditioning, tensor_error};
 use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Registry, Value,
+    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
 };
 use std::sync::Arc;
 
@@ -101,11 +101,7 @@ impl Node for LtxvConditioning {
     }
 }
 
-/// Registers the conditioning nodes.
-pub fn register(registry: &mut Registry) {
-    let nodes: [Arc<dyn Node>; 3] =
-        [Arc::new(ClipTextEncode), Arc::new(ConditioningZeroOut), Arc::new(LtxvConditioning)];
-    for node in nodes {
-        registry.register_arc(node).expect("built-in node names are unique");
-    }
+/// The conditioning nodes, to register with `Registry::register_all`.
+pub fn nodes() -> Vec<Arc<dyn Node>> {
+    vec![Arc::new(ClipTextEncode), Arc::new(ConditioningZeroOut), Arc::new(LtxvConditioning)]
 }

@@ -11,22 +11,19 @@ pub use preprocess::LTXVPreprocess;
 pub use save_animated_webp::SaveAnimatedWEBP;
 pub use save_image::{PreviewImage, SaveImage};
 
-use kinograph_engine::{Environment, ExecutionContext, NodeError, Registry};
+use kinograph_engine::{Environment, ExecutionContext, Node, NodeError};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-/// Registers the image nodes.
-pub fn register(registry: &mut Registry) {
-    let nodes: [Arc<dyn kinograph_engine::Node>; 5] = [
+/// The image nodes, to register with `Registry::register_all`.
+pub fn nodes() -> Vec<Arc<dyn Node>> {
+    vec![
         Arc::new(LoadImage),
         Arc::new(SaveImage),
         Arc::new(PreviewImage),
         Arc::new(SaveAnimatedWEBP),
         Arc::new(LTXVPreprocess),
-    ];
-    for node in nodes {
-        registry.register_arc(node).expect("built-in node names are unique");
-    }
+    ]
 }
 
 /// Where previews go: `temp/` beside the output folder, as ComfyUI lays out `output/` and `temp/`.

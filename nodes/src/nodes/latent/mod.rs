@@ -12,12 +12,12 @@ pub use vae::{
     decode_latent, encode_frames,
 };
 
-use kinograph_engine::{Node, Registry};
+use kinograph_engine::Node;
 use std::sync::Arc;
 
-/// Registers the latent nodes.
-pub fn register(registry: &mut Registry) {
-    let nodes: [Arc<dyn Node>; 7] = [
+/// The latent nodes, to register with `Registry::register_all`.
+pub fn nodes() -> Vec<Arc<dyn Node>> {
+    vec![
         Arc::new(EmptyLtxvLatentVideo),
         Arc::new(LtxvImgToVideo),
         Arc::new(VaeDecode),
@@ -25,8 +25,5 @@ pub fn register(registry: &mut Registry) {
         Arc::new(VaeEncode),
         Arc::new(SaveLatent),
         Arc::new(LoadLatent),
-    ];
-    for node in nodes {
-        registry.register_arc(node).expect("built-in node names are unique");
-    }
+    ]
 }

@@ -9,7 +9,7 @@ pub use model_loaders::{
 };
 
 use candle_core::Device;
-use kinograph_engine::Registry;
+use kinograph_engine::Node;
 use std::sync::Arc;
 
 /// The device models compute on: the first CUDA or Metal device when kinograph is built with that feature
@@ -26,11 +26,7 @@ pub fn compute_device() -> Device {
     Device::Cpu
 }
 
-/// Registers the loader nodes.
-pub fn register(registry: &mut Registry) {
-    let nodes: [Arc<dyn kinograph_engine::Node>; 4] =
-        [Arc::new(CheckpointLoaderSimple), Arc::new(UnetLoader), Arc::new(VaeLoader), Arc::new(ClipLoader)];
-    for node in nodes {
-        registry.register_arc(node).expect("built-in node names are unique");
-    }
+/// The loaders nodes, to register with `Registry::register_all`.
+pub fn nodes() -> Vec<Arc<dyn Node>> {
+    vec![Arc::new(CheckpointLoaderSimple), Arc::new(UnetLoader), Arc::new(VaeLoader), Arc::new(ClipLoader)]
 }

@@ -12,22 +12,20 @@ pub use primitive_values::{PrimitiveBoolean, PrimitiveFloat, PrimitiveInt, Primi
 pub use save_text::SaveText;
 pub use string_concatenate::StringConcatenate;
 
-use kinograph_engine::Registry;
+use kinograph_engine::Node;
+use std::sync::Arc;
 
-/// Registers the utility nodes.
-pub fn register(registry: &mut Registry) {
-    let nodes: [std::sync::Arc<dyn kinograph_engine::Node>; 9] = [
-        std::sync::Arc::new(PrimitiveInt),
-        std::sync::Arc::new(PrimitiveFloat),
-        std::sync::Arc::new(PrimitiveString),
-        std::sync::Arc::new(PrimitiveStringMultiline),
-        std::sync::Arc::new(PrimitiveBoolean),
-        std::sync::Arc::new(StringConcatenate),
-        std::sync::Arc::new(PreviewAny),
-        std::sync::Arc::new(SaveText),
-        std::sync::Arc::new(Delay),
-    ];
-    for node in nodes {
-        registry.register_arc(node).expect("built-in node names are unique");
-    }
+/// The primitive and utility nodes, to register with `Registry::register_all`.
+pub fn nodes() -> Vec<Arc<dyn Node>> {
+    vec![
+        Arc::new(PrimitiveInt),
+        Arc::new(PrimitiveFloat),
+        Arc::new(PrimitiveString),
+        Arc::new(PrimitiveStringMultiline),
+        Arc::new(PrimitiveBoolean),
+        Arc::new(StringConcatenate),
+        Arc::new(PreviewAny),
+        Arc::new(SaveText),
+        Arc::new(Delay),
+    ]
 }

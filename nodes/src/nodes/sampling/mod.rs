@@ -11,13 +11,13 @@ pub use run_sampling::{Sampled, run_sampling};
 pub use samplers::{KSampler, KSamplerSelect, SamplerCustom, SamplerCustomAdvanced};
 pub use schedulers::{BasicScheduler, LtxvScheduler, ManualSigmas, parse_sigmas};
 
-use kinograph_engine::{Node, Registry};
+use kinograph_engine::Node;
 use kinograph_models::sampling::samplers::SamplerRegistry;
 use std::sync::Arc;
 
-/// Registers the sampling nodes; `KSamplerSelect` and `KSampler` offer the samplers in `samplers`.
-pub fn register(registry: &mut Registry, samplers: &Arc<SamplerRegistry>) {
-    let nodes: [Arc<dyn Node>; 11] = [
+/// The sampling nodes, to register with `Registry::register_all`.
+pub fn nodes(samplers: &Arc<SamplerRegistry>) -> Vec<Arc<dyn Node>> {
+    vec![
         Arc::new(LtxvScheduler),
         Arc::new(BasicScheduler),
         Arc::new(ManualSigmas),
@@ -29,8 +29,5 @@ pub fn register(registry: &mut Registry, samplers: &Arc<SamplerRegistry>) {
         Arc::new(SamplerCustom),
         Arc::new(SamplerCustomAdvanced),
         Arc::new(KSampler { samplers: samplers.clone() }),
-    ];
-    for node in nodes {
-        registry.register_arc(node).expect("built-in node names are unique");
-    }
+    ]
 }

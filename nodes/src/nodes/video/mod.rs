@@ -7,13 +7,10 @@ mod save_video;
 pub use create_video::CreateVideo;
 pub use save_video::SaveVideo;
 
-use kinograph_engine::Registry;
+use kinograph_engine::Node;
 use std::sync::Arc;
 
-/// Registers the video nodes.
-pub fn register(registry: &mut Registry) {
-    let nodes: [Arc<dyn kinograph_engine::Node>; 2] = [Arc::new(CreateVideo), Arc::new(SaveVideo)];
-    for node in nodes {
-        registry.register_arc(node).expect("built-in node names are unique");
-    }
+/// The video nodes, to register with `Registry::register_all`.
+pub fn nodes() -> Vec<Arc<dyn Node>> {
+    vec![Arc::new(CreateVideo), Arc::new(SaveVideo)]
 }
