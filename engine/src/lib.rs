@@ -37,6 +37,7 @@ pub mod folders;
 pub mod graph;
 pub mod mp4;
 pub mod node;
+pub mod prelude;
 pub mod registry;
 pub mod schema;
 pub mod signature;

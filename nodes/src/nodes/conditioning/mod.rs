@@ -2,9 +2,7 @@
 
 use crate::values::TextEncoder;
 use crate::values::{CondEntry, Conditioning, tensor_error};
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
-};
+use kinograph_engine::prelude::*;
 use std::sync::Arc;
 
 /// The shortest token sequence ComfyUI's LTX-Video tokenizer pads to.

@@ -4,9 +4,7 @@ use super::{media_error, temp_dir};
 use crate::media::png::load_image;
 use crate::values::{Image, Mask, tensor_error};
 use candle_core::{Device, Tensor};
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
-};
+use kinograph_engine::prelude::*;
 use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;

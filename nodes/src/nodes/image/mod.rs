@@ -11,7 +11,7 @@ pub use preprocess::LTXVPreprocess;
 pub use save_animated_webp::SaveAnimatedWEBP;
 pub use save_image::{PreviewImage, SaveImage};
 
-use kinograph_engine::{Environment, ExecutionContext, Node, NodeError};
+use kinograph_engine::prelude::*;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 

@@ -15,9 +15,7 @@ use crate::media::crop_rgb;
 use crate::media::h264::compress_frame;
 use crate::values::{Image, tensor_error};
 use candle_core::{Device, Tensor};
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
-};
+use kinograph_engine::prelude::*;
 use std::sync::Arc;
 
 /// Compresses each image as an H.264 frame and decodes it back.

@@ -4,7 +4,7 @@ use super::output_metadata;
 use super::{check_prefix, media_error};
 use crate::media::webp::{WebpSettings, add_exif, encode_animation, workflow_exif};
 use crate::values::Image;
-use kinograph_engine::{Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema};
+use kinograph_engine::prelude::*;
 use serde_json::json;
 use std::io::Write;
 

@@ -3,9 +3,7 @@
 use super::{check_prefix, media_error, output_metadata, temp_dir};
 use crate::media::png::write_png;
 use crate::values::Image;
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, OutputFile,
-};
+use kinograph_engine::prelude::*;
 use serde_json::{Value as Json, json};
 use std::path::Path;
 

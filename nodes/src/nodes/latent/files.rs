@@ -3,9 +3,7 @@
 
 use crate::values::{Latent, tensor_error};
 use candle_core::{Device, Tensor};
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
-};
+use kinograph_engine::prelude::*;
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Write;

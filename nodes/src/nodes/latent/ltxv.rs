@@ -5,9 +5,7 @@ use super::vae::encode_frames;
 use crate::values::VideoVae;
 use crate::values::{Conditioning, Image, Latent, tensor_error};
 use candle_core::{Device, Tensor};
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
-};
+use kinograph_engine::prelude::*;
 use std::sync::Arc;
 
 const MAX_RESOLUTION: i64 = 16384;

@@ -3,9 +3,7 @@
 use crate::values::VideoVae;
 use crate::values::{Image, Latent, tensor_error};
 use candle_core::{DType, Device, Tensor};
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
-};
+use kinograph_engine::prelude::*;
 use kinograph_models::ltxv::vae::noise::NoiseSource;
 use kinograph_models::ltxv::vae::tiling::SpatialTiles;
 use kinograph_models::ltxv::vae::{DecodeOptions, LtxvVae};

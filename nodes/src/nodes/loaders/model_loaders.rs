@@ -2,9 +2,7 @@
 
 use super::loaded_models::load_shared;
 use crate::values::{DiffusionModel, TextEncoder, VideoVae};
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
-};
+use kinograph_engine::prelude::*;
 use kinograph_models::ltxv::transformer::LtxvTransformer;
 use kinograph_models::ltxv::vae::LtxvVae;
 use kinograph_models::t5::{COMFY_BUNDLED_PREFIX, T5Encoder, T5Tokenizer};

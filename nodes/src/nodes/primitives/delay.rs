@@ -1,7 +1,7 @@
 //! `Delay`: passes a value on after a pause, reporting progress; paces pipelines and shows how a
 //! long-running node stays cancellable.
 
-use kinograph_engine::{Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema};
+use kinograph_engine::prelude::*;
 use std::time::{Duration, Instant};
 
 /// Progress ticks per second; also how often cancellation is checked.

@@ -1,6 +1,6 @@
 //! `PreviewAny` (ComfyUI's `comfy_extras/nodes_preview_any.py`): shows any value as text.
 
-use kinograph_engine::{Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema};
+use kinograph_engine::prelude::*;
 use serde_json::json;
 
 /// Shows its input as text in the UI result.

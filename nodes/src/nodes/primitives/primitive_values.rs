@@ -1,7 +1,7 @@
 //! ComfyUI's backend primitive nodes (`comfy_extras/nodes_primitive.py`): a widget whose value is
 //! passed on, so one value can feed several inputs.
 
-use kinograph_engine::{Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema};
+use kinograph_engine::prelude::*;
 
 /// ComfyUI's bounds for primitive numbers: ±`sys.maxsize`.
 const MAX_SIZE: i64 = i64::MAX;

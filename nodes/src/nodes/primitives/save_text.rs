@@ -1,6 +1,6 @@
 //! `SaveText`: writes a string to a numbered file in the output folder.
 
-use kinograph_engine::{Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema};
+use kinograph_engine::prelude::*;
 use serde_json::json;
 use std::io::Write;
 use std::path::{Component, Path};

@@ -1,6 +1,6 @@
 //! String nodes (ComfyUI's `comfy_extras/nodes_string.py`).
 
-use kinograph_engine::{Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema};
+use kinograph_engine::prelude::*;
 
 /// `StringConcatenate`: `string_a + delimiter + string_b`.
 pub struct StringConcatenate;

@@ -3,9 +3,7 @@
 use crate::values::DiffusionModel;
 use crate::values::Guider;
 use crate::values::{Conditioning, Noise};
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
-};
+use kinograph_engine::prelude::*;
 use std::sync::Arc;
 
 /// The noise seed input ComfyUI's samplers share: 0 to 2^64 − 1, changed after each run by the editor.

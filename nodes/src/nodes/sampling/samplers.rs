@@ -5,9 +5,7 @@ use super::run_sampling::run_sampling;
 use crate::values::DiffusionModel;
 use crate::values::Guider;
 use crate::values::{Conditioning, Latent, Noise, SamplerChoice, Sigmas};
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
-};
+use kinograph_engine::prelude::*;
 use kinograph_models::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES};
 use kinograph_models::sampling::samplers::{Sampler, SamplerRegistry};
 use std::sync::Arc;

@@ -2,9 +2,7 @@
 
 use crate::values::DiffusionModel;
 use crate::values::{Latent, Sigmas};
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
-};
+use kinograph_engine::prelude::*;
 use kinograph_models::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES, schedule_with_denoise};
 use kinograph_models::sampling::schedules::LtxvSchedule;
 use std::sync::Arc;

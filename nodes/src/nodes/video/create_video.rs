@@ -1,9 +1,7 @@
 //! `CreateVideo`: an IMAGE batch and a frame rate as a VIDEO.
 
 use crate::values::{Image, Video};
-use kinograph_engine::{
-    Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema, Value,
-};
+use kinograph_engine::prelude::*;
 use std::sync::Arc;
 
 /// Makes a VIDEO from frames. Audio is not supported: connecting it is an error rather than a silent drop.

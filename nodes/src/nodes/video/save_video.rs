@@ -3,7 +3,7 @@
 use crate::media::mp4_writer::Mp4Writer;
 use crate::nodes::image::{check_prefix, media_error, output_metadata};
 use crate::values::Video;
-use kinograph_engine::{Environment, ExecutionContext, InputSpec, Node, NodeError, NodeInputs, NodeOutput, NodeSchema};
+use kinograph_engine::prelude::*;
 use serde_json::json;
 
 /// Saves `<prefix>_00001_.mp4` (H.264, yuv420p) with the prompt and workflow as container metadata.
