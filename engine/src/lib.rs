@@ -30,6 +30,7 @@
 //! ```
 
 pub mod cache;
+pub mod content_hash;
 pub mod context;
 pub mod events;
 pub mod executor;

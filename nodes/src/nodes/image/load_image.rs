@@ -4,8 +4,8 @@ use super::{media_error, temp_dir};
 use crate::media::png::load_image;
 use crate::values::{Image, Mask, tensor_error};
 use candle_core::{Device, Tensor};
+use kinograph_engine::content_hash;
 use kinograph_engine::prelude::*;
-use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -70,10 +70,7 @@ impl Node for LoadImage {
 
     fn fingerprint(&self, constants: &NodeInputs, env: &Environment) -> Option<Vec<u8>> {
         let path = resolve_image(constants.string("image").ok()?, env).ok()?;
-        let mut file = std::fs::File::open(path).ok()?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher).ok()?;
-        Some(hasher.finalize().to_vec())
+        Some(content_hash::hash_file(&path).ok()?.to_vec())
     }
 }
 

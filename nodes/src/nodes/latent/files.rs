@@ -128,7 +128,7 @@ impl Node for LoadLatent {
 
     fn fingerprint(&self, constants: &NodeInputs, env: &Environment) -> Option<Vec<u8>> {
         let path = latent_path(env, constants.optional_string("latent").ok()??).ok()?;
-        Some(blake3::hash(&std::fs::read(path).ok()?).as_bytes().to_vec())
+        Some(kinograph_engine::content_hash::hash_file(&path).ok()?.to_vec())
     }
 
     fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
