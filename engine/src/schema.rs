@@ -57,6 +57,9 @@ pub struct FloatOptions {
     pub default: f64,
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// The bounds as the node declared them: an integer bound (ComfyUI's `-sys.maxsize`, say) is written
+    /// as that integer in `/object_info`, where its f64 in `min`/`max` would be rounded.
+    pub declared_bounds: [Option<Number>; 2],
     pub step: Option<f64>,
     pub round: Option<f64>,
     pub slider: bool,
@@ -174,7 +177,15 @@ impl InputSpec {
     pub fn float(name: &str, default: f64) -> Self {
         Self::new(
             name,
-            InputKind::Float(FloatOptions { default, min: None, max: None, step: None, round: None, slider: false }),
+            InputKind::Float(FloatOptions {
+                default,
+                min: None,
+                max: None,
+                declared_bounds: [None, None],
+                step: None,
+                round: None,
+                slider: false,
+            }),
         )
     }
 
@@ -247,7 +258,10 @@ impl InputSpec {
         let bound = bound.into();
         match &mut self.kind {
             InputKind::Int(options) => options.min = Some(bound.as_int()),
-            InputKind::Float(options) => options.min = Some(bound.as_float()),
+            InputKind::Float(options) => {
+                options.min = Some(bound.as_float());
+                options.declared_bounds[0] = Some(bound);
+            }
             _ => debug_assert!(false, "min on non-number input {}", self.name),
         }
         self
@@ -258,7 +272,10 @@ impl InputSpec {
         let bound = bound.into();
         match &mut self.kind {
             InputKind::Int(options) => options.max = Some(bound.as_int()),
-            InputKind::Float(options) => options.max = Some(bound.as_float()),
+            InputKind::Float(options) => {
+                options.max = Some(bound.as_float());
+                options.declared_bounds[1] = Some(bound);
+            }
             _ => debug_assert!(false, "max on non-number input {}", self.name),
         }
         self
@@ -386,11 +403,12 @@ impl InputSpec {
             }
             InputKind::Float(float) => {
                 put("default", json!(float.default));
-                if let Some(min) = float.min {
-                    put("min", json!(min));
-                }
-                if let Some(max) = float.max {
-                    put("max", json!(max));
+                for (key, bound) in [("min", float.declared_bounds[0]), ("max", float.declared_bounds[1])] {
+                    match bound {
+                        Some(Number::Int(int)) => put(key, crate::value::int_to_json(int)),
+                        Some(Number::Float(float)) => put(key, json!(float)),
+                        None => {}
+                    }
                 }
                 if let Some(step) = float.step {
                     put("step", json!(step));
@@ -623,6 +641,20 @@ mod tests {
         assert!(types_compatible("*", "MODEL"));
         assert!(types_compatible("INT", "FLOAT,INT"));
         assert!(!types_compatible("LATENT", "IMAGE"));
+    }
+
+    /// ComfyUI declares some FLOAT bounds as Python ints (`PrimitiveFloat`: `min=-sys.maxsize`) and
+    /// writes them as JSON integers; an f64 bound stays a float, and validation compares as floats.
+    #[test]
+    fn integer_float_bounds_are_written_as_integers() {
+        let schema = NodeSchema::new("Floats")
+            .input(InputSpec::float("huge", 0.0).min(-i64::MAX).max(i64::MAX))
+            .input(InputSpec::float("unit", 0.5).min(0.0).max(1.0));
+        let info = serde_json::to_string(&schema.object_info()).unwrap();
+        assert!(info.contains(r#""min":-9223372036854775807,"max":9223372036854775807"#), "{info}");
+        assert!(info.contains(r#""min":0.0,"max":1.0"#), "{info}");
+        let InputKind::Float(huge) = &schema.inputs[0].kind else { panic!("a FLOAT input") };
+        assert_eq!(huge.max, Some(i64::MAX as f64));
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Node for PrimitiveFloat {
         NodeSchema::new("PrimitiveFloat")
             .display_name("Float")
             .category("utils/primitive")
-            .input(InputSpec::float("value", 0.0).min(-(MAX_SIZE as f64)).max(MAX_SIZE as f64))
+            .input(InputSpec::float("value", 0.0).min(-MAX_SIZE).max(MAX_SIZE))
             .output("FLOAT", "FLOAT")
     }
     fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
