@@ -3,8 +3,8 @@
 //! links, unknown fields) stays as it was.
 
 use super::api::WorkflowError;
-use super::convert::feeds_widget;
 use super::ui::{SubgraphDefinition, UiGraph, UiNode, UiWorkflow};
+use super::ui_to_api::feeds_widget;
 use super::widgets::{layout, widget_inputs};
 use crate::node::Environment;
 use crate::registry::Registry;

@@ -5,22 +5,22 @@
 //! `docs/workflow-format.md`.
 
 mod api;
-mod convert;
+mod api_to_ui;
 pub mod dynamic_prompts;
 mod edit;
 pub mod embedded;
-mod layout;
 mod ui;
+mod ui_to_api;
 pub mod widgets;
 
 pub use api::{ApiPrompt, InputValue, Link, PromptNode, WorkflowError, json_error, json_kind, parse_json, read_text};
-pub use convert::{Conversion, ConversionWarning, ConvertOptions, convert};
+pub use api_to_ui::ui_from_prompt;
 pub use embedded::EmbeddedWorkflow;
-pub use layout::ui_from_prompt;
 pub use ui::{
     SUBGRAPH_INPUT_NODE, SUBGRAPH_OUTPUT_NODE, SubgraphDefinition, SubgraphSlot, UiGraph, UiInput, UiLink, UiNode,
     UiOutput, UiWorkflow,
 };
+pub use ui_to_api::{Conversion, ConversionWarning, ConvertOptions, convert};
 
 use crate::node::Environment;
 use crate::registry::Registry;
