@@ -12,11 +12,15 @@ use crate::validation::{self, ValidationReport};
 use crate::workflow::ApiPrompt;
 use indexmap::IndexMap;
 use serde_json::Value as Json;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
+
+mod run_state;
+
+use run_state::RunState;
 
 /// Runs graphs against one registry, one environment and one cache (shared across runs).
 #[derive(Clone)]
@@ -459,110 +463,6 @@ impl SharedRun {
             }
         }
         events
-    }
-}
-
-/// Bookkeeping of one run: what each node waits for, who uses its outputs, and the outputs still needed.
-struct RunState {
-    signatures: Vec<Signature>,
-    canonical: Vec<usize>,
-    results: Vec<Option<Arc<CacheEntry>>>,
-    waiting_on: Vec<usize>,
-    consumers: Vec<Vec<usize>>,
-    uses_left: Vec<usize>,
-    is_output: Vec<bool>,
-    ready: VecDeque<usize>,
-    to_run: usize,
-    done: usize,
-}
-
-impl RunState {
-    fn new(graph: &Graph, plan: Plan) -> Self {
-        let count = graph.nodes.len();
-        let mut waiting_on = vec![0; count];
-        let mut consumers = vec![Vec::new(); count];
-        let mut uses_left = vec![0; count];
-        let mut is_output = vec![false; count];
-        for &output in &graph.outputs {
-            is_output[output] = true;
-        }
-        for (index, node) in graph.nodes.iter().enumerate() {
-            if !plan.run[index] {
-                continue;
-            }
-            for (_, input) in &node.inputs {
-                if let GraphInput::Link { node: source, .. } = input {
-                    let source = plan.canonical[*source];
-                    uses_left[source] += 1;
-                    if plan.run[source] {
-                        waiting_on[index] += 1;
-                        consumers[source].push(index);
-                    }
-                }
-            }
-        }
-        let ready = (0..count).filter(|&i| plan.run[i] && waiting_on[i] == 0).collect();
-        let to_run = plan.run.iter().filter(|&&r| r).count();
-        RunState {
-            signatures: plan.signatures,
-            canonical: plan.canonical,
-            results: plan.available,
-            waiting_on,
-            consumers,
-            uses_left,
-            is_output,
-            ready,
-            to_run,
-            done: 0,
-        }
-    }
-
-    fn inputs_of(&self, graph: &Graph, index: usize) -> NodeInputs {
-        let node = &graph.nodes[index];
-        let values = node
-            .inputs
-            .iter()
-            .map(|(name, input)| {
-                let value = match input {
-                    GraphInput::Constant(value) => value.clone(),
-                    GraphInput::Link { node: source, slot } => self.results[self.canonical[*source]]
-                        .as_ref()
-                        .expect("producers finish before consumers start")
-                        .outputs[*slot]
-                        .clone(),
-                };
-                (name.clone(), value)
-            })
-            .collect();
-        NodeInputs::new(values)
-    }
-
-    /// Records a finished node: wakes its consumers and releases inputs nobody else needs.
-    fn complete(&mut self, graph: &Graph, index: usize, entry: Arc<CacheEntry>) {
-        self.done += 1;
-        self.results[index] = Some(entry);
-        for consumer in std::mem::take(&mut self.consumers[index]) {
-            self.waiting_on[consumer] -= 1;
-            if self.waiting_on[consumer] == 0 {
-                self.ready.push_back(consumer);
-            }
-        }
-        for (_, input) in &graph.nodes[index].inputs {
-            if let GraphInput::Link { node: source, .. } = input {
-                let source = self.canonical[*source];
-                self.uses_left[source] -= 1;
-                if self.uses_left[source] == 0 && !self.is_output[source] {
-                    self.results[source] = None;
-                }
-            }
-        }
-        if self.uses_left[index] == 0 && !self.is_output[index] {
-            self.results[index] = None;
-        }
-    }
-
-    fn all_done(&self) -> bool {
-        self.done == self.to_run
     }
 }
 
