@@ -7,3 +7,4 @@
 mod model;
 mod run;
 mod ui;
+mod ui_runs;

@@ -3,7 +3,7 @@
 //! wiring pin to pin, box selection, and the double-click that opens the palette.
 
 use super::Playback;
-use super::node_view::{NodeDecor, ShownOutput, SocketPlace, node_rect, show_node};
+use super::node_view::{NodeDecor, NodeEvents, ShownOutput, SocketPlace, node_rect, show_node};
 use super::palette::Palette;
 use super::style;
 use crate::model::catalog::ROW_HEIGHT;
@@ -170,33 +170,52 @@ impl Canvas {
                         }),
                     };
                     let events = show_node(ui, editor, id, &decor, &mut sockets);
-                    if let Some(shift) = events.clicked {
-                        if shift {
-                            editor.toggle_selected(id);
-                        } else if !editor.selection.contains(&id) {
-                            editor.select(id);
-                        }
-                    }
-                    if events.drag_started {
-                        editor.begin_gesture();
-                    }
-                    if let Some(delta) = events.dragged {
-                        editor.move_selection([delta.x, delta.y]);
-                    }
-                    if events.drag_stopped {
-                        editor.end_gesture();
-                    }
-                    if let Some(start) = events.wire_from {
-                        let wire = Self::start_wire(editor, start);
-                        self.lifted = wire != start;
-                        self.wire = Some(wire);
-                    }
+                    self.apply_node_events(editor, id, &events);
                 }
                 message = self.finish_wire(ui, editor, &sockets, palette);
             })
             .response;
         self.view = view;
         self.layer = scene_layer;
+        self.handle_background(ui, editor, palette, &background, scene_layer);
+        message
+    }
+
+    /// What a node's gestures this frame do to the selection, the node positions and the wire.
+    fn apply_node_events(&mut self, editor: &mut Editor, id: NodeId, events: &NodeEvents) {
+        if let Some(shift) = events.clicked {
+            if shift {
+                editor.toggle_selected(id);
+            } else if !editor.selection.contains(&id) {
+                editor.select(id);
+            }
+        }
+        if events.drag_started {
+            editor.begin_gesture();
+        }
+        if let Some(delta) = events.dragged {
+            editor.move_selection([delta.x, delta.y]);
+        }
+        if events.drag_stopped {
+            editor.end_gesture();
+        }
+        if let Some(start) = events.wire_from {
+            let wire = Self::start_wire(editor, start);
+            self.lifted = wire != start;
+            self.wire = Some(wire);
+        }
+    }
+
+    /// The canvas background's gestures: a double click opens the node palette there, a click clears
+    /// the selection, a drag draws a selection box.
+    fn handle_background(
+        &mut self,
+        ui: &egui::Ui,
+        editor: &mut Editor,
+        palette: &mut Option<Palette>,
+        background: &egui::Response,
+        scene_layer: Option<egui::LayerId>,
+    ) {
         let to_canvas = |pos: Pos2| {
             scene_layer.and_then(|layer| ui.ctx().layer_transform_from_global(layer)).map_or(pos, |t| t * pos)
         };
@@ -230,7 +249,6 @@ impl Canvas {
                 );
             }
         }
-        message
     }
 
     /// Draws the groups in view and handles their gestures: dragging the title bar moves the group and

@@ -86,7 +86,6 @@ pub fn show_node(
     let catalog = std::sync::Arc::clone(&editor.catalog);
     let schema = catalog.schema(&node.class_type);
     let widgets: Vec<&InputSpec> = schema.map(|s| widget_inputs(s).collect()).unwrap_or_default();
-    let socket_rows = node.inputs.len().max(node.outputs.len());
     let rect = node_rect(&node, schema);
     let title_rect = Rect::from_min_size(rect.min, Vec2::new(node.size[0], TITLE_HEIGHT));
 
@@ -138,6 +137,28 @@ pub fn show_node(
     events.drag_stopped = body.drag_stopped();
     body.context_menu(|ui| node_menu(ui, editor, &node, &title));
 
+    events.wire_from = show_sockets(ui, id, &node, rect, decor, sockets);
+
+    if decor.simplified {
+        return events;
+    }
+    show_faults(ui, rect, decor);
+    show_widgets(ui, editor, &node, rect, &widgets, decor);
+    events
+}
+
+/// Draws the node's input and output sockets, row by row, and records where they are; returns the socket
+/// a wire drag started from, if any.
+fn show_sockets(
+    ui: &mut egui::Ui,
+    id: NodeId,
+    node: &NodeInstance,
+    rect: Rect,
+    decor: &NodeDecor<'_>,
+    sockets: &mut Vec<SocketPlace>,
+) -> Option<SocketPlace> {
+    let mut wire_from = None;
+    let socket_rows = node.inputs.len().max(node.outputs.len());
     let mut row_y = node.pos[1] + 6.0 + ROW_HEIGHT / 2.0;
     for slot in 0..socket_rows {
         for (output, socket) in [(false, node.inputs.get(slot)), (true, node.outputs.get(slot))] {
@@ -175,17 +196,27 @@ pub fn show_node(
                 None => handle.on_hover_text(&socket.type_name),
             };
             if handle.drag_started() {
-                events.wire_from = Some(place);
+                wire_from = Some(place);
             }
             sockets.push(place);
         }
         row_y += ROW_HEIGHT;
     }
 
-    if decor.simplified {
-        return events;
-    }
-    show_faults(ui, rect, decor);
+    wire_from
+}
+
+/// The node's widgets under its sockets (a note's text, or one row per widget input not fed by a link).
+fn show_widgets(
+    ui: &mut egui::Ui,
+    editor: &mut Editor,
+    node: &NodeInstance,
+    rect: Rect,
+    widgets: &[&InputSpec],
+    decor: &NodeDecor<'_>,
+) {
+    let id = node.id;
+    let socket_rows = node.inputs.len().max(node.outputs.len());
     let mut widget_top = node.pos[1] + 6.0 + ROW_HEIGHT * socket_rows as f32;
     let width = node.size[0] - 20.0;
     if node.is_note() {
@@ -197,9 +228,9 @@ pub fn show_node(
         if response.changed() {
             let _ = editor.set_widget(id, "0", Json::String(text));
         }
-        return events;
+        return;
     }
-    for input in widgets {
+    for &input in widgets {
         let height = ROW_HEIGHT * rows_of(input) as f32;
         let area = Rect::from_min_size(Pos2::new(rect.left() + 10.0, widget_top + 2.0), Vec2::new(width, height - 4.0));
         widget_top += height;
@@ -217,9 +248,8 @@ pub fn show_node(
             }
             continue;
         }
-        widget_row(&mut child, editor, &node, input, fault);
+        widget_row(&mut child, editor, node, input, fault);
     }
-    events
 }
 
 /// The faults of a node, one line each under its rectangle, prefixed by the input at fault.
