@@ -2,7 +2,7 @@
 //!
 //! - [`yuv`]: RGB ↔ YUV 4:2:0 in BT.601 limited range (what ffmpeg's default swscale produces).
 //! - [`h264`]: one-frame-at-a-time H.264 encoding and decoding with openh264 (built from source).
-//! - [`mp4`]: a streaming MP4 writer for H.264 with ffmpeg-style `mdta` metadata.
+//! - [`mp4_writer`]: a streaming MP4 writer for H.264 with ffmpeg-style `mdta` metadata.
 //! - [`mp4_reader`]: reads the H.264 track of an MP4 back, frame by frame.
 //! - [`png`]: PNG with `tEXt` metadata, and loading PNG, JPEG and WebP files.
 //! - [`webp`]: animated WebP.
