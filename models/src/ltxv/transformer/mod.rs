@@ -1,6 +1,7 @@
 //! The LTX-Video transformer (`LTXVideoTransformer3DModel` in diffusers, `LTXVModel` in ComfyUI).
 //!
-//! The module tree mirrors diffusers' `transformer_ltx.py`:
+//! The module tree mirrors diffusers' `transformer_ltx.py`; the tensor names are the original code's,
+//! which ComfyUI single files carry, and [`load`] reads diffusers checkpoints by renaming:
 //!
 //! | file | reference |
 //! |---|---|
@@ -12,7 +13,7 @@
 //! | [`model`] | `LTXVideoTransformer3DModel`, latent packing |
 //! | [`cpu_ops`] | threaded CPU GELU and softmax (the elementwise hot spots) |
 //! | [`linear`] | `nn.Linear` with the weight stored transposed |
-//! | [`loading`] | single-file (`model.diffusion_model.*`) and diffusers layouts |
+//! | [`load`] | single files (`model.diffusion_model.*`) and diffusers folders, renamed onto the original names |
 //! | [`bench`] | a 2B forward with random weights, for timing |
 //!
 //! Use:
@@ -40,11 +41,11 @@ pub mod config;
 pub mod cpu_ops;
 pub mod embeddings;
 pub mod linear;
-pub mod loading;
+pub mod load;
 pub mod model;
 pub mod rope;
 
 pub use config::LtxvTransformerConfig;
-pub use loading::{DetectedLayout, WeightLayout, detect_layout, read_config};
+pub use load::{DetectedLayout, WeightLayout, detect_layout, read_config};
 pub use model::{LtxvTransformer, pack_latents, text_bias, unpack_latents};
 pub use rope::{RopePositions, RopeTables, RotaryPosEmbed, pixel_video_coords};
