@@ -5,6 +5,11 @@
 //! folder), checks that each is a complete safetensors file, and hands out candle `VarBuilder`s whose
 //! lookups go through [`CheckedBackend`]: a missing tensor or a wrong shape becomes a [`WeightError`],
 //! and every tensor fetched is recorded so that a loader can list the ones it did not expect.
+//!
+//! A model is built with the tensor names of one layout (the original code's, which ComfyUI single files
+//! carry). A checkpoint in another layout (a diffusers folder) is read through [`RenamingBackend`], which
+//! turns each name the model asks for into the name stored in the file; each model's loader says how
+//! its names differ.
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
@@ -120,6 +125,19 @@ impl WeightSource {
         if prefix.is_empty() { builder } else { builder.pp(prefix) }
     }
 
+    /// [`Self::var_builder`] for a checkpoint whose names differ from the model's: a lookup of `name`
+    /// (relative to `prefix`) fetches the tensor stored as `rename(name)`, and errors name the stored
+    /// tensor.
+    pub fn renamed_var_builder(
+        self: &Arc<Self>,
+        prefix: &str,
+        dtype: DType,
+        device: &Device,
+        rename: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> VarBuilder<'static> {
+        RenamingBackend::new(self.var_builder(prefix, dtype, device), rename).into_var_builder()
+    }
+
     /// Names under `prefix` that were never fetched.
     pub fn unused(&self, prefix: &str) -> Vec<String> {
         let used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -199,6 +217,53 @@ impl candle_nn::var_builder::SimpleBackend for CheckedBackend {
 
     fn contains_tensor(&self, name: &str) -> bool {
         self.source.contains(name)
+    }
+}
+
+/// A candle backend that looks each name up under another name in an inner `VarBuilder`: the one way
+/// kinograph reads a checkpoint whose layout names tensors differently from the model built over it.
+pub struct RenamingBackend {
+    inner: VarBuilder<'static>,
+    rename: Box<dyn Fn(&str) -> String + Send + Sync>,
+}
+
+impl RenamingBackend {
+    /// Looks `name` up as `rename(name)` in `inner` (whose prefix, if any, still applies).
+    pub fn new(inner: VarBuilder<'static>, rename: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        RenamingBackend { inner, rename: Box::new(rename) }
+    }
+
+    /// Looks names up through `table` (model name → stored name); names not in it are looked up as
+    /// they are.
+    pub fn from_table(inner: VarBuilder<'static>, table: HashMap<String, String>) -> Self {
+        Self::new(inner, move |name| table.get(name).map_or_else(|| name.to_string(), String::clone))
+    }
+
+    /// A `VarBuilder` over this backend, with the inner builder's dtype and device.
+    pub fn into_var_builder(self) -> VarBuilder<'static> {
+        let (dtype, device) = (self.inner.dtype(), self.inner.device().clone());
+        VarBuilder::from_backend(Box::new(self), dtype, device)
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for RenamingBackend {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        init: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.inner.get_with_hints_dtype(shape, &(self.rename)(name), init, dtype)?.to_device(device)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        self.inner.get_unchecked_dtype(&(self.rename)(name), dtype)?.to_device(device)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.inner.contains_tensor(&(self.rename)(name))
     }
 }
 
@@ -285,6 +350,27 @@ mod tests {
 
         let missing = source.explain(&builder.get(7, "c").unwrap_err());
         assert!(missing.to_string().contains("tensor 'block.c' is missing (expected shape [7])"), "{missing}");
+        assert!(source.reject_unused("block").is_ok());
+    }
+
+    #[test]
+    fn renamed_lookups_fetch_the_stored_tensor_and_name_it_in_errors() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("model.safetensors");
+        write_file(&path);
+        let source = Arc::new(WeightSource::open(&[&path]).unwrap());
+        let builder = source.renamed_var_builder("block", DType::F32, &Device::Cpu, |name| name.replace("x.", ""));
+        let a = builder.pp("x").get((2, 3), "a").unwrap();
+        assert_eq!(a.to_vec2::<f32>().unwrap(), vec![vec![0.0, 1.0, 2.0], vec![3.0, 4.0, 5.0]]);
+        assert!(builder.contains_tensor("x.b") && !builder.contains_tensor("b.x"));
+        let missing = source.explain(&builder.pp("x").get(7, "c").unwrap_err());
+        assert!(missing.to_string().contains("tensor 'block.c' is missing (expected shape [7])"), "{missing}");
+
+        let table = HashMap::from([("alias".to_string(), "b".to_string())]);
+        let builder = RenamingBackend::from_table(source.var_builder("block", DType::F32, &Device::Cpu), table)
+            .into_var_builder();
+        assert_eq!(builder.get(4, "alias").unwrap().dims(), &[4]);
+        assert_eq!(builder.get((2, 3), "a").unwrap().dims(), &[2, 3], "names not in the table are kept");
         assert!(source.reject_unused("block").is_ok());
     }
 

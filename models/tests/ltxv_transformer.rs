@@ -8,7 +8,7 @@ use kinograph_models::ltxv::transformer::{
     LtxvTransformer, RopePositions, RopeTables, RotaryPosEmbed, WeightLayout, detect_layout, pack_latents,
     pixel_video_coords, read_config, text_bias, unpack_latents,
 };
-use kinograph_models::weights::{WeightError, WeightSource};
+use kinograph_models::weights::{RenamingBackend, WeightError, WeightSource};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -234,12 +234,15 @@ fn parameters(files: &[PathBuf]) -> BTreeMap<String, Tensor> {
     let recorder = Recorder { inner: source.var_builder("", DType::F32, &Device::Cpu), seen: seen.clone() };
     let vb = VarBuilder::from_backend(Box::new(recorder), DType::F32, Device::Cpu);
     let vb = if detected.prefix.is_empty() { vb } else { vb.pp(&detected.prefix) };
-    LtxvTransformer::new(&config, detected.layout, &vb).unwrap();
+    let layout = detected.layout;
+    let vb = RenamingBackend::new(vb, move |name| layout.stored_name(name)).into_var_builder();
+    LtxvTransformer::new(&config, &vb).unwrap();
     let prefix = if detected.prefix.is_empty() { String::new() } else { format!("{}.", detected.prefix) };
     assert!(source.unused(&prefix).is_empty(), "unused tensors: {:?}", source.unused(&prefix));
     let seen = seen.lock().unwrap();
+    // The recorder saw stored names: diffusers ones, or original ones, which map onto the diffusers ones.
     seen.iter()
-        .map(|(name, tensor)| (detected.layout.to_diffusers_name(&name[prefix.len()..]), tensor.clone()))
+        .map(|(name, tensor)| (WeightLayout::Diffusers.stored_name(&name[prefix.len()..]), tensor.clone()))
         .collect()
 }
 

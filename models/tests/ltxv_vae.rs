@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 use kinograph_models::ltxv::vae::config::{VaeConfig, VaeVersion};
 use kinograph_models::ltxv::vae::noise::{ReplayNoise, ZeroNoise};
 use kinograph_models::ltxv::vae::tiling::{self, SpatialTiles};
-use kinograph_models::ltxv::vae::{DecodeOptions, EncodeOptions, LtxvVae, names};
+use kinograph_models::ltxv::vae::{DecodeOptions, EncodeOptions, LtxvVae, load};
 use kinograph_models::weights::{WeightError, WeightSource};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -165,7 +165,7 @@ fn v095_single_file_and_diffusers_folder_load_identical_tensors() {
     let keymap: HashMap<String, Option<String>> =
         serde_json::from_str(&std::fs::read_to_string(data("single/ltxv-tiny-v095.keymap.json")).unwrap()).unwrap();
     let diffusers_names: Vec<String> = folder.names().map(str::to_string).collect();
-    let renamed = names::diffusers_to_original(&diffusers_names);
+    let renamed = load::diffusers_to_original(&diffusers_names);
     let mut pairs = 0;
     for (single_name, target) in &keymap {
         let (Some(original), Some(target)) = (single_name.strip_prefix("vae."), target.as_deref()) else { continue };

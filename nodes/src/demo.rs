@@ -6,7 +6,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use kinograph_models::ltxv::transformer::{LtxvTransformer, LtxvTransformerConfig, WeightLayout};
+use kinograph_models::ltxv::transformer::{LtxvTransformer, LtxvTransformerConfig};
 use kinograph_models::ltxv::vae::LtxvVae;
 use kinograph_models::ltxv::vae::config::{DecoderBlock, EncoderBlock, VaeConfig};
 use kinograph_models::sampling::torch_noise::TorchGenerator;
@@ -111,7 +111,7 @@ pub fn write_demo_models(models_dir: &Path) -> Result<DemoModels, String> {
 pub fn transformer_tensors() -> candle_core::Result<BTreeMap<String, Tensor>> {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    LtxvTransformer::new(&transformer_config(), WeightLayout::Original, &vb)?;
+    LtxvTransformer::new(&transformer_config(), &vb)?;
     randomise(&varmap, "model.diffusion_model.", 1)
 }
 

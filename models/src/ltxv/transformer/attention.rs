@@ -7,7 +7,6 @@
 //! long videos, a block of query rows of one head) at a time, so that at most 16 MB of them exist at once.
 
 use super::config::LtxvTransformerConfig;
-use super::loading::WeightLayout;
 use super::rope::RopeTables;
 use crate::ops::activations::softmax_last_dim;
 use crate::ops::linear::Linear;
@@ -24,29 +23,25 @@ pub struct Attention {
     to_k: Linear,
     to_v: Linear,
     to_out: Linear,
-    norm_q: Tensor,
-    norm_k: Tensor,
+    q_norm: Tensor,
+    k_norm: Tensor,
     heads: usize,
     eps: f32,
 }
 
 impl Attention {
     /// Query width = inner width; key/value input width `context_dim` (the inner width for both
-    /// attentions of the released models).
-    pub fn new(
-        config: &LtxvTransformerConfig,
-        context_dim: usize,
-        layout: WeightLayout,
-        vb: &VarBuilder<'_>,
-    ) -> Result<Self> {
+    /// attentions of the released models). Weights under `to_q`, `to_k`, `to_v`, `to_out.0`, `q_norm` and
+    /// `k_norm`.
+    pub fn new(config: &LtxvTransformerConfig, context_dim: usize, vb: &VarBuilder<'_>) -> Result<Self> {
         let inner = config.inner_dim();
         Ok(Attention {
             to_q: Linear::new(inner, inner, &vb.pp("to_q"))?,
             to_k: Linear::new(context_dim, inner, &vb.pp("to_k"))?,
             to_v: Linear::new(context_dim, inner, &vb.pp("to_v"))?,
             to_out: Linear::new(inner, inner, &vb.pp("to_out").pp("0"))?,
-            norm_q: vb.pp(layout.q_norm()).get(inner, "weight")?,
-            norm_k: vb.pp(layout.k_norm()).get(inner, "weight")?,
+            q_norm: vb.pp("q_norm").get(inner, "weight")?,
+            k_norm: vb.pp("k_norm").get(inner, "weight")?,
             heads: config.num_attention_heads,
             eps: config.qk_norm_eps as f32,
         })
@@ -62,8 +57,8 @@ impl Attention {
         bias: Option<&Tensor>,
     ) -> Result<Tensor> {
         let context = context.unwrap_or(x);
-        let mut q = candle_nn::ops::rms_norm(&self.to_q.forward(x)?, &self.norm_q, self.eps)?;
-        let mut k = candle_nn::ops::rms_norm(&self.to_k.forward(context)?, &self.norm_k, self.eps)?;
+        let mut q = candle_nn::ops::rms_norm(&self.to_q.forward(x)?, &self.q_norm, self.eps)?;
+        let mut k = candle_nn::ops::rms_norm(&self.to_k.forward(context)?, &self.k_norm, self.eps)?;
         let v = self.to_v.forward(context)?;
         if let Some(rope) = rope {
             q = rope.apply(&q)?;

@@ -3,7 +3,6 @@
 //! diffusers on the same shapes.
 
 use super::config::LtxvTransformerConfig;
-use super::loading::WeightLayout;
 use super::model::LtxvTransformer;
 use super::rope::RopePositions;
 use crate::bench::{process_cpu_time, random_var_builder};
@@ -35,7 +34,7 @@ pub fn bench_2b_forward(
 ) -> Result<BenchReport> {
     let config = LtxvTransformerConfig::ltxv_2b();
     let start = Instant::now();
-    let model = LtxvTransformer::new(&config, WeightLayout::Diffusers, &random_var_builder(DType::F32, device)?)?;
+    let model = LtxvTransformer::new(&config, &random_var_builder(DType::F32, device)?)?;
     let build = start.elapsed();
 
     let tokens = frames * height * width;

@@ -4,7 +4,6 @@
 use super::attention::Attention;
 use super::config::LtxvTransformerConfig;
 use super::embeddings::ones;
-use super::loading::WeightLayout;
 use super::rope::RopeTables;
 use crate::ops::activations::gelu_tanh;
 use crate::ops::linear::Linear;
@@ -47,12 +46,12 @@ pub struct TransformerBlock {
 
 impl TransformerBlock {
     /// Weights under `scale_shift_table`, `attn1.*`, `attn2.*` and `ff.*`.
-    pub fn new(config: &LtxvTransformerConfig, layout: WeightLayout, vb: &VarBuilder<'_>) -> Result<Self> {
+    pub fn new(config: &LtxvTransformerConfig, vb: &VarBuilder<'_>) -> Result<Self> {
         let dim = config.inner_dim();
         Ok(TransformerBlock {
             scale_shift_table: vb.get((6, dim), "scale_shift_table")?,
-            attn1: Attention::new(config, dim, layout, &vb.pp("attn1"))?,
-            attn2: Attention::new(config, config.cross_attention_dim, layout, &vb.pp("attn2"))?,
+            attn1: Attention::new(config, dim, &vb.pp("attn1"))?,
+            attn2: Attention::new(config, config.cross_attention_dim, &vb.pp("attn2"))?,
             ff: FeedForward::new(dim, &vb.pp("ff"))?,
             norm_weight: ones(dim, vb.device())?,
             eps: config.norm_eps as f32,

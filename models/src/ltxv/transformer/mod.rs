@@ -1,6 +1,7 @@
 //! The LTX-Video transformer (`LTXVideoTransformer3DModel` in diffusers, `LTXVModel` in ComfyUI).
 //!
-//! The module tree mirrors diffusers' `transformer_ltx.py`:
+//! The module tree mirrors diffusers' `transformer_ltx.py`; the tensor names are the original code's,
+//! which ComfyUI single files carry, and [`load`] reads diffusers checkpoints by renaming:
 //!
 //! | file | reference |
 //! |---|---|
@@ -10,7 +11,7 @@
 //! | [`attention`] | `LTXAttention` + `LTXVideoAttnProcessor`, with query-blocked softmax |
 //! | [`block`] | `LTXVideoTransformerBlock`, `FeedForward` |
 //! | [`model`] | `LTXVideoTransformer3DModel`, latent packing |
-//! | [`loading`] | single-file (`model.diffusion_model.*`) and diffusers layouts |
+//! | [`load`] | single files (`model.diffusion_model.*`) and diffusers folders, renamed onto the original names |
 //! | [`mod@bench`] | a 2B forward with random weights, for timing |
 //!
 //! Use:
@@ -36,11 +37,11 @@ pub mod bench;
 pub mod block;
 pub mod config;
 pub mod embeddings;
-pub mod loading;
+pub mod load;
 pub mod model;
 pub mod rope;
 
 pub use config::LtxvTransformerConfig;
-pub use loading::{DetectedLayout, WeightLayout, detect_layout, read_config};
+pub use load::{DetectedLayout, WeightLayout, detect_layout, read_config};
 pub use model::{LtxvTransformer, pack_latents, text_bias, unpack_latents};
 pub use rope::{RopePositions, RopeTables, RotaryPosEmbed, pixel_video_coords};

@@ -4,7 +4,6 @@
 use super::block::TransformerBlock;
 use super::config::LtxvTransformerConfig;
 use super::embeddings::{AdaLayerNormSingle, CaptionProjection, ones};
-use super::loading::WeightLayout;
 use super::rope::{RopePositions, RopeTables, RotaryPosEmbed};
 use crate::ops::linear::Linear;
 use candle_core::{DType, Device, Result, Tensor};
@@ -14,8 +13,8 @@ use candle_nn::VarBuilder;
 #[derive(Debug, Clone)]
 pub struct LtxvTransformer {
     config: LtxvTransformerConfig,
-    proj_in: Linear,
-    time_embed: AdaLayerNormSingle,
+    patchify_proj: Linear,
+    adaln_single: AdaLayerNormSingle,
     caption_projection: CaptionProjection,
     transformer_blocks: Vec<TransformerBlock>,
     scale_shift_table: Tensor,
@@ -26,9 +25,10 @@ pub struct LtxvTransformer {
 }
 
 impl LtxvTransformer {
-    /// Builds the model from any `VarBuilder` rooted at the transformer (its tensors named as in
-    /// `layout`), e.g. one over random weights for a benchmark. Use [`LtxvTransformer::load`] for files.
-    pub fn new(config: &LtxvTransformerConfig, layout: WeightLayout, vb: &VarBuilder<'_>) -> Result<Self> {
+    /// Builds the model from any `VarBuilder` rooted at the transformer with the original names
+    /// (`patchify_proj`, `adaln_single`, …), e.g. one over random weights for a benchmark. Use
+    /// [`LtxvTransformer::load`] for files in either layout.
+    pub fn new(config: &LtxvTransformerConfig, vb: &VarBuilder<'_>) -> Result<Self> {
         if config.patch_size != 1 || config.patch_size_t != 1 {
             candle_core::bail!(
                 "patch sizes {}×{} are not supported (every released model uses 1×1)",
@@ -39,12 +39,12 @@ impl LtxvTransformer {
         let dim = config.inner_dim();
         let device = vb.device();
         let transformer_blocks = (0..config.num_layers)
-            .map(|i| TransformerBlock::new(config, layout, &vb.pp("transformer_blocks").pp(i)))
+            .map(|i| TransformerBlock::new(config, &vb.pp("transformer_blocks").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(LtxvTransformer {
             config: config.clone(),
-            proj_in: Linear::new(config.in_channels, dim, &vb.pp(layout.proj_in()))?,
-            time_embed: AdaLayerNormSingle::new(dim, &vb.pp(layout.time_embed()))?,
+            patchify_proj: Linear::new(config.in_channels, dim, &vb.pp("patchify_proj"))?,
+            adaln_single: AdaLayerNormSingle::new(dim, &vb.pp("adaln_single"))?,
             caption_projection: CaptionProjection::new(config.caption_channels, dim, &vb.pp("caption_projection"))?,
             transformer_blocks,
             scale_shift_table: vb.get((2, dim), "scale_shift_table")?,
@@ -70,9 +70,9 @@ impl LtxvTransformer {
         &self.transformer_blocks
     }
 
-    /// The timestep embedding (`time_embed` / `adaln_single`).
+    /// The timestep embedding (`adaln_single`; `time_embed` in diffusers).
     pub fn time_embed(&self) -> &AdaLayerNormSingle {
-        &self.time_embed
+        &self.adaln_single
     }
 
     /// The rotary embedding.
@@ -101,7 +101,7 @@ impl LtxvTransformer {
         let (batch, tokens, _) = hidden_states.dims3()?;
         let device = hidden_states.device();
         let bias = encoder_attention_mask.map(text_bias).transpose()?;
-        let hidden = self.proj_in.forward(&hidden_states.to_dtype(DType::F32)?)?;
+        let hidden = self.patchify_proj.forward(&hidden_states.to_dtype(DType::F32)?)?;
 
         let per_token = match timestep.rank() {
             1 => false,
@@ -109,7 +109,7 @@ impl LtxvTransformer {
             _ => candle_core::bail!("timestep must be [B] or [B, N={tokens}], got {:?}", timestep.dims()),
         };
         let steps = if per_token { tokens } else { 1 };
-        let (temb, embedded) = self.time_embed.forward(timestep)?;
+        let (temb, embedded) = self.adaln_single.forward(timestep)?;
         let temb = temb.reshape((batch, steps, ()))?;
         let embedded = embedded.reshape((batch, steps, ()))?;
 

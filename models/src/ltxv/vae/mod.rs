@@ -7,7 +7,7 @@
 //! [`config::DecoderBlock`]) of [`blocks::UNetMidBlock3D`], [`resnet::ResnetBlock3D`],
 //! [`blocks::SpaceToDepthDownsample`] and [`blocks::DepthToSpaceUpsample`], all built on
 //! [`conv3d::CausalConv3d`] (a conv3d made of im2col + GEMM, see that module). diffusers folders are
-//! renamed onto these names ([`names`]).
+//! renamed onto these names as they are read ([`load`]).
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -21,8 +21,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! - [`LtxvVae::load`] reads either layout from a [`WeightSource`] under a prefix (`vae` for a single
-//!   file, `""` for a diffusers `vae/` folder), stored as f32, f16 or bf16, widened to f32. The
+//! - [`LtxvVae::load`] (in [`load`]) reads either layout from a [`WeightSource`] under a prefix (`vae` for a
+//!   single file, `""` for a diffusers `vae/` folder), stored as f32, f16 or bf16, widened to f32. The
 //!   configuration comes from the single file's `__metadata__.config` when present, otherwise from the
 //!   tensor names and shapes ([`config::VaeConfig::infer`]), which also gives the version.
 //! - [`LtxvVae::new`] builds from any `VarBuilder` (original names) and a [`config::VaeConfig`], e.g. the
@@ -39,33 +39,26 @@
 //!   `spatial_tiles`, overlapping latent tiles are decoded separately and blended ([`tiling`], not exact).
 //! - [`LtxvVae::normalize`] / [`LtxvVae::denormalize`] apply the per-channel latent statistics, which the
 //!   pipelines (not the VAE) use around the transformer.
+//!
+//! [`WeightSource`]: crate::weights::WeightSource
 
 pub mod blocks;
 pub mod config;
 pub mod conv3d;
 pub mod decoder;
 pub mod encoder;
-pub mod names;
+pub mod load;
 pub mod noise;
 pub mod resnet;
 pub mod statistics;
 pub mod streaming;
 pub mod tiling;
 
-use crate::weights::{WeightError, WeightSource};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use config::{DecoderBlock, EncoderBlock, VaeConfig, VaeVersion};
 use noise::NoiseSource;
 use statistics::PerChannelStatistics;
-use std::sync::Arc;
-
-/// Single-file tensors that real checkpoints carry and the model does not use.
-const FILLER: [&str; 3] = [
-    "per_channel_statistics.channel",
-    "per_channel_statistics.mean-of-stds",
-    "per_channel_statistics.mean-of-stds_over_std-of-means",
-];
 
 /// How to run a decode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,67 +97,6 @@ impl LtxvVae {
         let decoder = decoder::Decoder::new(&config, &vb.pp("decoder"))?;
         let statistics = PerChannelStatistics::new(config.latent_channels, &vb.pp("per_channel_statistics"))?;
         Ok(Self { config, encoder, decoder, statistics, device: vb.device().clone() })
-    }
-
-    /// Loads the VAE under `prefix` (`"vae"` or `"vae."` for single files, `""` for a diffusers folder)
-    /// onto `device`, as f32.
-    pub fn load(source: &Arc<WeightSource>, prefix: &str, device: &Device) -> std::result::Result<Self, WeightError> {
-        let config = Self::detect(source, prefix)?;
-        let (stem, dotted) = split_prefix(prefix);
-        config.validate().map_err(|message| WeightError::Invalid {
-            file: source.file_of(&format!("{dotted}encoder.conv_in.conv.weight")),
-            message: format!("LTX-Video VAE config: {message}"),
-        })?;
-        let names = names_under(source, &dotted);
-        let builder = source.var_builder(stem, DType::F32, device);
-        let vb = if names::is_diffusers(&names) {
-            let renamed = names::RenamedBackend { inner: builder, names: names::diffusers_to_original(&names) };
-            VarBuilder::from_backend(Box::new(renamed), DType::F32, device.clone())
-        } else {
-            builder
-        };
-        let vae = Self::new(config, &vb).map_err(|error| source.explain(&error))?;
-        let unused: Vec<String> = source
-            .unused(&dotted)
-            .into_iter()
-            .filter(|name| !FILLER.iter().any(|filler| name.strip_prefix(dotted.as_str()) == Some(*filler)))
-            .collect();
-        if !unused.is_empty() {
-            return Err(WeightError::Unexpected { file: source.file_of(&unused[0]), tensors: unused });
-        }
-        Ok(vae)
-    }
-
-    /// The configuration of the VAE under `prefix`: from the single file's metadata config when it has
-    /// a `vae` entry, otherwise from tensor names and shapes.
-    pub fn detect(source: &WeightSource, prefix: &str) -> std::result::Result<VaeConfig, WeightError> {
-        let (_, dotted) = split_prefix(prefix);
-        let names = names_under(source, &dotted);
-        let files = source.files().iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
-        if names.is_empty() {
-            return Err(WeightError::Missing {
-                files,
-                tensor: format!("{dotted}encoder.conv_in.conv.weight"),
-                expected: Vec::new(),
-            });
-        }
-        let invalid = |message: String| WeightError::Invalid { file: files.clone(), message };
-        if names::is_diffusers(&names) {
-            let map = names::diffusers_to_original(&names);
-            let original: Vec<String> = map.keys().cloned().collect();
-            let shape = |name: &str| map.get(name).and_then(|stored| source.shape(&format!("{dotted}{stored}")));
-            return VaeConfig::infer(&original, &shape)
-                .map_err(|e| invalid(format!("LTX-Video VAE under '{dotted}': {e}")));
-        }
-        if let Some(text) = source.metadata("config") {
-            let json: serde_json::Value =
-                serde_json::from_str(text).map_err(|e| invalid(format!("metadata config is not JSON: {e}")))?;
-            if let Some(vae) = json.get("vae") {
-                return VaeConfig::from_original_json(vae).map_err(|e| invalid(format!("metadata config: {e}")));
-            }
-        }
-        let shape = |name: &str| source.shape(&format!("{dotted}{name}"));
-        VaeConfig::infer(&names, &shape).map_err(|e| invalid(format!("LTX-Video VAE under '{dotted}': {e}")))
     }
 
     /// The detected version.
@@ -301,17 +233,4 @@ impl LtxvVae {
     pub fn injects_noise(&self) -> bool {
         self.config.decoder_blocks.iter().any(|b| matches!(b, DecoderBlock::Res { inject_noise: true, .. }))
     }
-}
-
-/// `("vae", "vae.")` from `"vae"` or `"vae."`; `("", "")` from `""`.
-fn split_prefix(prefix: &str) -> (&str, String) {
-    let stem = prefix.trim_end_matches('.');
-    let dotted = if stem.is_empty() { String::new() } else { format!("{stem}.") };
-    (stem, dotted)
-}
-
-fn names_under(source: &WeightSource, dotted: &str) -> Vec<String> {
-    let mut names: Vec<String> = source.names().filter_map(|n| n.strip_prefix(dotted)).map(str::to_string).collect();
-    names.sort();
-    names
 }

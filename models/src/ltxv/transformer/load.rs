@@ -1,73 +1,51 @@
-//! Loading the transformer from ComfyUI / original single files (`model.diffusion_model.*`, original
-//! names) and from diffusers folders (`transformer/diffusion_pytorch_model*.safetensors` + `config.json`),
-//! ltx-video.md §6.
+//! Loading the transformer, in either layout it is published in (ltx-video.md §6):
+//! - ComfyUI / original single files: the transformer under `model.diffusion_model.` (or with no prefix)
+//!   with the original names, which the model is built with;
+//! - diffusers folders (`transformer/diffusion_pytorch_model*.safetensors` + `config.json`), read through
+//!   the shared [`RenamingBackend`](crate::weights::RenamingBackend).
 //!
-//! The two layouts differ only in four module names (`patchify_proj`/`proj_in`,
-//! `adaln_single`/`time_embed`, `q_norm`/`norm_q`, `k_norm`/`norm_k`); the modules ask [`WeightLayout`]
-//! for those, so no tensor is renamed or copied. Storage may be f32, f16 or bf16; tensors are widened
-//! to f32 as they are fetched.
+//! The two layouts differ only in four module names, which [`WeightLayout::stored_name`] maps:
+//! `patchify_proj`/`proj_in`, `adaln_single`/`time_embed`, `q_norm`/`norm_q` and `k_norm`/`norm_k`.
+//! Storage may be f32, f16 or bf16; tensors are widened to f32 as they are fetched.
 
 use super::config::LtxvTransformerConfig;
 use super::model::LtxvTransformer;
 use crate::weights::{WeightError, WeightSource};
 use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Prefix of the transformer in ComfyUI / original single-file checkpoints.
 pub const SINGLE_FILE_PREFIX: &str = "model.diffusion_model";
 
+/// The module names that differ between the layouts: (original, diffusers).
+const DIFFUSERS_NAMES: [(&str, &str); 4] =
+    [("patchify_proj", "proj_in"), ("adaln_single", "time_embed"), ("q_norm", "norm_q"), ("k_norm", "norm_k")];
+
+/// The input projection's weight, by which [`detect_layout`] finds the transformer.
+const PATCHIFY_WEIGHT: &str = "patchify_proj.weight";
+
 /// Which names the checkpoint uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightLayout {
-    /// Original LTX-Video / ComfyUI names (`patchify_proj`, `adaln_single`, `q_norm`, `k_norm`).
+    /// Original LTX-Video / ComfyUI names (`patchify_proj`, `adaln_single`, `q_norm`, `k_norm`), the ones
+    /// the model is built with.
     Original,
     /// diffusers names (`proj_in`, `time_embed`, `norm_q`, `norm_k`).
     Diffusers,
 }
 
 impl WeightLayout {
-    /// The input projection.
-    pub fn proj_in(self) -> &'static str {
+    /// The name under which this layout stores the tensor the model calls `name` (both without prefix).
+    pub fn stored_name(self, name: &str) -> String {
         match self {
-            WeightLayout::Original => "patchify_proj",
-            WeightLayout::Diffusers => "proj_in",
-        }
-    }
-
-    /// The adaLN-single timestep embedding.
-    pub fn time_embed(self) -> &'static str {
-        match self {
-            WeightLayout::Original => "adaln_single",
-            WeightLayout::Diffusers => "time_embed",
-        }
-    }
-
-    /// The query RMS norm of an attention.
-    pub fn q_norm(self) -> &'static str {
-        match self {
-            WeightLayout::Original => "q_norm",
-            WeightLayout::Diffusers => "norm_q",
-        }
-    }
-
-    /// The key RMS norm of an attention.
-    pub fn k_norm(self) -> &'static str {
-        match self {
-            WeightLayout::Original => "k_norm",
-            WeightLayout::Diffusers => "norm_k",
-        }
-    }
-
-    /// The diffusers name of a tensor named `name` (without prefix) in this layout.
-    pub fn to_diffusers_name(self, name: &str) -> String {
-        match self {
-            WeightLayout::Diffusers => name.to_string(),
-            WeightLayout::Original => name
-                .replace("patchify_proj", "proj_in")
-                .replace("adaln_single", "time_embed")
-                .replace("q_norm", "norm_q")
-                .replace("k_norm", "norm_k"),
+            WeightLayout::Original => name.to_string(),
+            WeightLayout::Diffusers => name
+                .split('.')
+                .map(|part| DIFFUSERS_NAMES.iter().find(|(original, _)| *original == part).map_or(part, |(_, d)| d))
+                .collect::<Vec<_>>()
+                .join("."),
         }
     }
 }
@@ -82,8 +60,20 @@ pub struct DetectedLayout {
 }
 
 impl DetectedLayout {
-    fn name(&self, name: &str) -> String {
-        if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) }
+    /// The full stored name (prefix included) of the tensor the model calls `name`.
+    pub fn stored_name(&self, name: &str) -> String {
+        let stored = self.layout.stored_name(name);
+        if self.prefix.is_empty() { stored } else { format!("{}.{stored}", self.prefix) }
+    }
+
+    /// A `VarBuilder` over the transformer in `source` that takes the model's (original) names, as
+    /// [`LtxvTransformer::new`] asks for them: rooted at the prefix, and renamed for the diffusers layout.
+    pub fn var_builder(&self, source: &Arc<WeightSource>, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        match self.layout {
+            WeightLayout::Original => source.var_builder(&self.prefix, dtype, device),
+            WeightLayout::Diffusers => source
+                .renamed_var_builder(&self.prefix, dtype, device, |name| WeightLayout::Diffusers.stored_name(name)),
+        }
     }
 }
 
@@ -98,7 +88,7 @@ pub fn detect_layout(source: &WeightSource) -> Result<DetectedLayout, WeightErro
     ];
     for (layout, prefix) in candidates {
         let detected = DetectedLayout { layout, prefix: prefix.to_string() };
-        if source.contains(&detected.name(&format!("{}.weight", layout.proj_in()))) {
+        if source.contains(&detected.stored_name(PATCHIFY_WEIGHT)) {
             return Ok(detected);
         }
     }
@@ -116,25 +106,24 @@ pub fn detect_layout(source: &WeightSource) -> Result<DetectedLayout, WeightErro
 /// diffusers `config.json` beside the weights).
 pub fn read_config(source: &WeightSource, detected: &DetectedLayout) -> Result<LtxvTransformerConfig, WeightError> {
     let files = || source.files().iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
-    let layout = detected.layout;
     let shape = |name: &str| -> Result<Vec<usize>, WeightError> {
-        let full = detected.name(name);
+        let full = detected.stored_name(name);
         source.shape(&full).ok_or_else(|| WeightError::Missing { files: files(), tensor: full, expected: Vec::new() })
     };
     let two_dims = |name: &str| -> Result<(usize, usize), WeightError> {
         match shape(name)?.as_slice() {
             &[rows, columns] => Ok((rows, columns)),
             other => Err(WeightError::Invalid {
-                file: source.file_of(&detected.name(name)),
-                message: format!("tensor '{}' has shape {other:?}, expected a matrix", detected.name(name)),
+                file: source.file_of(&detected.stored_name(name)),
+                message: format!("tensor '{}' has shape {other:?}, expected a matrix", detected.stored_name(name)),
             }),
         }
     };
-    let (inner_dim, in_channels) = two_dims(&format!("{}.weight", layout.proj_in()))?;
+    let (inner_dim, in_channels) = two_dims(PATCHIFY_WEIGHT)?;
     let (out_channels, _) = two_dims("proj_out.weight")?;
     let (_, caption_channels) = two_dims("caption_projection.linear_1.weight")?;
     let num_layers = (0..usize::MAX)
-        .take_while(|i| source.contains(&detected.name(&format!("transformer_blocks.{i}.scale_shift_table"))))
+        .take_while(|i| source.contains(&detected.stored_name(&format!("transformer_blocks.{i}.scale_shift_table"))))
         .count();
     let mut config =
         LtxvTransformerConfig::from_shapes(inner_dim, in_channels, out_channels, caption_channels, num_layers);
@@ -150,7 +139,7 @@ pub fn read_config(source: &WeightSource, detected: &DetectedLayout) -> Result<L
                 config.num_attention_heads,
                 config.attention_head_dim,
                 config.inner_dim(),
-                detected.name(&format!("{}.weight", layout.proj_in()))
+                detected.stored_name(PATCHIFY_WEIGHT)
             ),
         });
     }
@@ -225,8 +214,8 @@ impl LtxvTransformer {
         config: &LtxvTransformerConfig,
         device: &Device,
     ) -> Result<Self, WeightError> {
-        let vb = source.var_builder(&detected.prefix, DType::F32, device);
-        let model = LtxvTransformer::new(config, detected.layout, &vb).map_err(|e| source.explain(&e))?;
+        let vb = detected.var_builder(source, DType::F32, device);
+        let model = LtxvTransformer::new(config, &vb).map_err(|e| source.explain(&e))?;
         let unused_prefix = if detected.prefix.is_empty() { String::new() } else { format!("{}.", detected.prefix) };
         source.reject_unused(&unused_prefix)?;
         Ok(model)
