@@ -9,7 +9,7 @@
 //! `CONV_CHANNELS=128` times only that conv layer; `DECODERS=0` skips the decodes.
 
 use candle_core::{DType, Device, Tensor};
-use kinograph_models::bench::{process_cpu_time, random_var_builder};
+use kinograph_models::bench_support::{process_cpu_time, random_var_builder};
 use kinograph_models::ltxv::vae::config::VaeConfig;
 use kinograph_models::ltxv::vae::conv3d::{CausalConv3d, SpatialPadding};
 use kinograph_models::ltxv::vae::decoder::Decoder;

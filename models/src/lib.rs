@@ -6,7 +6,7 @@
 //! these types, and the compiler checks the direction (this crate does not depend on
 //! `kinograph-engine` or `kinograph-nodes`).
 
-pub mod bench;
+pub mod bench_support;
 pub mod ltxv;
 pub mod ops;
 pub mod sampling;

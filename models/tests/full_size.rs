@@ -10,7 +10,7 @@
 //! nextest runs each test in its own process, so each peak is that model's alone.
 
 use candle_core::{DType, Device, Tensor};
-use kinograph_models::bench::{peak_resident_bytes, reset_peak_resident, resident_bytes};
+use kinograph_models::bench_support::{peak_resident_bytes, reset_peak_resident, resident_bytes};
 use kinograph_models::ltxv::transformer::{LtxvTransformer, RopePositions};
 use kinograph_models::ltxv::vae::noise::ZeroNoise;
 use kinograph_models::ltxv::vae::{DecodeOptions, LtxvVae};

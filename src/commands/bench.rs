@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, ValueEnum};
-use kinograph_models::bench::{peak_resident_bytes, process_cpu_time, reset_peak_resident};
+use kinograph_models::bench_support::{peak_resident_bytes, process_cpu_time, reset_peak_resident};
 use kinograph_models::ltxv::transformer::bench::bench_2b_forward;
 use kinograph_models::ltxv::vae::config::VaeConfig;
 use kinograph_models::ltxv::vae::decoder::Decoder;
@@ -115,7 +115,7 @@ fn vae(args: &BenchArgs, device: &Device) -> Result<Json> {
     let [frames, height, width] = args.vae_latent;
     reset_peak_resident();
     let started = Instant::now();
-    let builder = kinograph_models::bench::random_var_builder(DType::F32, device)?;
+    let builder = kinograph_models::bench_support::random_var_builder(DType::F32, device)?;
     let config = VaeConfig::v095();
     let decoder = Decoder::new(&config, &builder.pp("decoder")).context("building the 0.9.5 decoder")?;
     let build = started.elapsed().as_secs_f64();
@@ -148,7 +148,7 @@ fn t5(args: &BenchArgs, device: &Device) -> Result<Json> {
     reset_peak_resident();
     let config = T5Config { num_layers: args.t5_layers, ..T5Config::v1_1_xxl() };
     let started = Instant::now();
-    let builder = kinograph_models::bench::random_var_builder(DType::BF16, device)?;
+    let builder = kinograph_models::bench_support::random_var_builder(DType::BF16, device)?;
     let encoder = T5Encoder::new(&builder, &config).context("building T5-XXL with random weights")?;
     let build = started.elapsed().as_secs_f64();
     let tokens = T5Tokenizer::new()?.encode(

@@ -5,7 +5,7 @@
 use super::config::LtxvTransformerConfig;
 use super::model::LtxvTransformer;
 use super::rope::RopePositions;
-use crate::bench::{process_cpu_time, random_var_builder};
+use crate::bench_support::{process_cpu_time, random_var_builder};
 use candle_core::{DType, Device, Result, Tensor};
 use std::time::{Duration, Instant};
 
