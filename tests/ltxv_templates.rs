@@ -1,5 +1,6 @@
 //! ComfyUI's official LTX-Video templates (`tests/data/comfy-templates/`), unmodified, with kinograph's
-//! real nodes: they convert to exactly the API prompts of reference/comfyui.md §1.4, and they run end
+//! real nodes: they convert to exactly the API prompts ComfyUI's editor sends for them
+//! (`engine/tests/data/ltxv_*_to_video.api.json`, see `tools/fixtures/make_ui_prompt_fixtures.py`), and they run end
 //! to end on the demo's tiny models placed under the file names the templates ask for (with fewer steps
 //! and a smaller size set on the command line, so the test stays quick).
 

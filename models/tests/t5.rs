@@ -80,7 +80,7 @@ fn config_from_shapes_agrees_with_config_json() {
     // Only the maximum relative distance is not visible in the shapes; T5 v1.1 uses 128.
     let expected = T5Config { relative_attention_max_distance: 128, ..tiny_config() };
     assert_eq!(inferred, expected);
-    assert_eq!(T5Config::v1_1_xxl().parameter_count(), 4_762_310_656, "ltx-video.md §4.1");
+    assert_eq!(T5Config::v1_1_xxl().parameter_count(), 4_762_310_656, "google/t5-v1_1-xxl: 4,762,310,656 parameters");
 }
 
 #[test]

@@ -16,7 +16,7 @@ from diffusers import AutoencoderKLLTXVideo
 torch.set_num_threads(2)
 torch.manual_seed(0)
 
-# The 0.9.5 VAE configuration (ltx-video.md section 3.3).
+# The 0.9.5 VAE configuration (Lightricks/LTX-Video, the `vae/config.json` of the 0.9.5 diffusers folder).
 CONFIG = dict(
     in_channels=3,
     out_channels=3,

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-workflow="${1:-../shared/comfy-templates/ltxv_text_to_video.json}"
+workflow="${1:-tests/data/comfy-templates/ltxv_text_to_video.json}"
 output="${2:-docs/images/editor-ltxv-text-to-video.png}"
 binary="${KINOGRAPH:-target/release/kinograph}"
 size="1600x1000"

@@ -34,7 +34,8 @@ pub struct T5Config {
 }
 
 impl T5Config {
-    /// `google/t5-v1_1-xxl`, the text encoder of LTX-Video (ltx-video.md §4.1).
+    /// `google/t5-v1_1-xxl`, the text encoder of LTX-Video (that repository's `config.json` on the
+    /// Hugging Face hub).
     pub fn v1_1_xxl() -> Self {
         T5Config {
             vocab_size: 32128,

@@ -3,7 +3,8 @@
 //!
 //! Token ids are those of transformers' `T5TokenizerFast`: no start token, `</s>` (1) appended, `<pad>`
 //! (0) for padding. Two ways of fixing the length are offered, because the LTX-Video implementations
-//! differ (ltx-video.md §4.2):
+//! differ (diffusers 0.42.1 `pipelines/ltx/pipeline_ltx.py` `_get_t5_prompt_embeds`; ComfyUI a125cd84
+//! `comfy/text_encoders/lt.py`):
 //! - [`TokenLength::AtLeast`] is ComfyUI's LTXV text encoder path (`CLIPLoader` type `ltxv`,
 //!   `T5XXLTokenizer` with `min_length=128` and no practical maximum): nothing is truncated, a long
 //!   prompt keeps all its tokens and the sequence is simply longer than 128;

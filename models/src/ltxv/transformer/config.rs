@@ -44,7 +44,8 @@ pub struct LtxvTransformerConfig {
 }
 
 impl LtxvTransformerConfig {
-    /// The 2B model of releases 0.9.0 to 0.9.8 (ltx-video.md §2.1).
+    /// The 2B model of releases 0.9.0 to 0.9.8 (the defaults of diffusers 0.42.1
+    /// `LTXVideoTransformer3DModel`, `models/transformers/transformer_ltx.py`).
     pub fn ltxv_2b() -> Self {
         Self::with_sizes(128, 128, 32, 64, 28, 4096)
     }

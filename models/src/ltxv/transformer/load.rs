@@ -1,4 +1,5 @@
-//! Loading the transformer, in either layout it is published in (ltx-video.md §6):
+//! Loading the transformer, in either layout it is published in (the names map one to one, diffusers
+//! 0.42.1 `loaders/single_file_utils.py`, `convert_ltx_transformer_checkpoint_to_diffusers`):
 //! - ComfyUI / original single files: the transformer under `model.diffusion_model.` (or with no prefix)
 //!   with the original names, which the model is built with;
 //! - diffusers folders (`transformer/diffusion_pytorch_model*.safetensors` + `config.json`), read through

@@ -1,5 +1,7 @@
 //! 3D rotary position embedding: diffusers' `LTXVideoRotaryPosEmbed` and `apply_rotary_emb`
-//! (`precompute_freqs_cis` / `apply_rotary_emb` in the original code), ltx-video.md §2.4.
+//! (`precompute_freqs_cis` / `apply_rotary_emb` in the original code): diffusers 0.42.1
+//! `models/transformers/transformer_ltx.py`, Lightricks/LTX-Video 0.9.8
+//! `ltx_video/models/transformers/transformer3d.py`.
 //!
 //! Each token has fractional (time, height, width) coordinates in about [0, 1). For frequency `k` of
 //! `F = dim / 6` and axis `a` the angle is `base_k · (2·frac_a − 1)` with `base_k = θ^(k/(F−1))·π/2`; the

@@ -7,7 +7,8 @@
 //!   [`RenamingBackend`] with the table [`diffusers_to_original`] builds from the stored names; the
 //!   configuration comes from the names and shapes.
 //!
-//! Renaming rules (ltx-video.md §6.4, applied in reverse): diffusers groups the flat blocks into down/up
+//! Renaming rules (diffusers 0.42.1 `loaders/single_file_utils.py`,
+//! `convert_ltx_vae_checkpoint_to_diffusers`, applied in reverse): diffusers groups the flat blocks into down/up
 //! blocks (`resnets`, `downsamplers.0`, `conv_out` / `conv_in`, `upsamplers.0`, `time_embedder`) and mid
 //! blocks; walking its blocks in forward order and numbering each present part gives the flat index.
 //! Inside a resnet, `norm3.{weight,bias}` becomes `norm3.norm.*` and `conv_shortcut.conv.*` becomes
