@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time transformers' T5EncoderModel on T5-XXL shapes, for comparison with kinograph's T5 encoder.
 
-Mirrors the ignored Rust test `t5_xxl_bf16_encode_time_and_peak_memory` in `nodes/tests/t5.rs`: random
+Mirrors the ignored Rust test `t5_xxl_bf16_encode_time_and_peak_memory` in `models/tests/t5.rs`: random
 weights with T5-XXL shapes (`--layers` of the 24 blocks), one prompt tokenized with the same T5 v1.1
 `tokenizer.json`, padded to 128 tokens with ComfyUI's attention mask, batch 1, two threads.
 

@@ -2,7 +2,7 @@
 
 The latent grid is 2x16x24 = 768 tokens with 128 text tokens, the same shapes as
 `kinograph_nodes::models::ltxv::transformer::bench::bench_2b_forward` (the ignored test
-`bench_2b_forward_512x768x9` in nodes/tests/ltxv_transformer.rs). Run with the fixture venv:
+`bench_2b_forward_512x768x9` in models/tests/ltxv_transformer.rs). Run with the fixture venv:
 
     /work/venv-fixtures/bin/python tools/bench/transformer.py [--threads 2] [--runs 2]
 """

@@ -1,5 +1,5 @@
 """Times the real-size LTX-Video 0.9.5 VAE decoder in PyTorch/diffusers on CPU, for comparison with
-`benchmark_real_v095_decoder` in `nodes/tests/ltxv_vae.rs`.
+`benchmark_real_v095_decoder` in `models/tests/ltxv_vae.rs`.
 
 Random weights (diffusers' default initialisation), a random 3x4x6 latent with 128 channels, decode
 timestep 0.05, f32, two threads. Decodes `--runs` times (two by default) and prints each time.

@@ -4,7 +4,7 @@
 //!
 //! The flat block lists are what the single-file checkpoints index by (`encoder.down_blocks.{k}`,
 //! `decoder.up_blocks.{k}`), so the model is built from them; diffusers folders are renamed onto them
-//! (see `names.rs`). A configuration comes from the checkpoint's `__metadata__.config` when present, and
+//! (see `load.rs`). A configuration comes from the checkpoint's `__metadata__.config` when present, and
 //! otherwise from tensor names and shapes alone ([`VaeConfig::infer`]). diffusers tells 0.9.5 apart only by
 //! a 2048-wide encoder; here the version follows from the structure (space-to-depth encoder blocks mean
 //! 0.9.5, a timestep-conditioned decoder without them means 0.9.1), so tiny models are detected too.
