@@ -5,6 +5,7 @@
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 use kinograph_models::ltxv::vae::config::{VaeConfig, VaeVersion};
+use kinograph_models::ltxv::vae::conv3d::SpatialPadding;
 use kinograph_models::ltxv::vae::noise::{ReplayNoise, ZeroNoise};
 use kinograph_models::ltxv::vae::tiling::{self, SpatialTiles};
 use kinograph_models::ltxv::vae::{DecodeOptions, EncodeOptions, LtxvVae, load};
@@ -13,27 +14,29 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::ltxv_vae_comfy::single_without_padding_mode;
+
 /// Encoder and decoder outputs and stages against diffusers.
 const TOLERANCE: f32 = 1e-4;
 
-fn data(relative: &str) -> PathBuf {
+pub(crate) fn data(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ltxv").join(relative)
 }
 
-fn single(version: &str) -> Arc<WeightSource> {
+pub(crate) fn single(version: &str) -> Arc<WeightSource> {
     Arc::new(WeightSource::open(&[data(&format!("single/ltxv-tiny-{version}.safetensors"))]).unwrap())
 }
 
-fn reference(file: &str) -> HashMap<String, Tensor> {
+pub(crate) fn reference(file: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(data(file), &Device::Cpu).unwrap()
 }
 
-fn max_error(a: &Tensor, b: &Tensor) -> f32 {
+pub(crate) fn max_error(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
-fn check(what: &str, ours: &Tensor, theirs: &Tensor, tolerance: f32) -> f32 {
+pub(crate) fn check(what: &str, ours: &Tensor, theirs: &Tensor, tolerance: f32) -> f32 {
     let error = max_error(ours, theirs);
     println!("{what}: max abs error {error:.3e}");
     assert!(error <= tolerance, "{what}: max abs error {error} > {tolerance}");
@@ -77,7 +80,7 @@ fn check_encoder(version: &str) {
     check(&format!("{version} denormalize(normalize(z))"), &round_trip, &mean, 1e-6);
 }
 
-fn recorded_noise(expected: &HashMap<String, Tensor>) -> ReplayNoise {
+pub(crate) fn recorded_noise(expected: &HashMap<String, Tensor>) -> ReplayNoise {
     let mut names: Vec<&String> = expected.keys().filter(|k| k.starts_with("decoder.noise.")).collect();
     names.sort();
     ReplayNoise::new(names.into_iter().map(|name| expected[name].clone()))
@@ -146,7 +149,13 @@ fn versions_are_detected_from_metadata_and_from_names_and_shapes() {
         let from_metadata = LtxvVae::detect(&source, "vae").unwrap();
         let names: Vec<String> = source.names().filter_map(|n| n.strip_prefix("vae.")).map(str::to_string).collect();
         let shape = |name: &str| source.shape(&format!("vae.{name}"));
-        let inferred = VaeConfig::infer(&names, &shape).unwrap();
+        let mut inferred = VaeConfig::infer(&names, &shape).unwrap();
+        // Names and shapes cannot tell the padding: without a config it is ComfyUI's default.
+        assert_eq!(
+            (inferred.encoder_padding, inferred.decoder_padding),
+            (SpatialPadding::Zeros, SpatialPadding::Reflect)
+        );
+        inferred.decoder_padding = from_metadata.decoder_padding;
         assert_eq!(inferred, from_metadata, "{file}: names and shapes give the metadata's config");
         assert_eq!(inferred.version(), version, "{file}");
     }
@@ -179,16 +188,20 @@ fn v095_single_file_and_diffusers_folder_load_identical_tensors() {
     }
     assert_eq!(pairs, renamed.len(), "every diffusers tensor is in the key map");
 
-    let from_single = LtxvVae::load(&single_source, "vae", &Device::Cpu).unwrap();
+    // The folder has no config naming a padding mode: compare it with the single file without one.
+    let (_copy, default_source) = single_without_padding_mode("v095");
+    let from_single = LtxvVae::load(&default_source, "vae", &Device::Cpu).unwrap();
     let from_folder = LtxvVae::load(&folder, "", &Device::Cpu).unwrap();
     assert_eq!(from_single.config(), from_folder.config());
     let video = &reference("ref/vae_input.safetensors")["video"];
     let a = from_single.encode(video).unwrap();
     let b = from_folder.encode(video).unwrap();
     assert_eq!(max_error(&a, &b), 0.0);
+    // Decoded with reflect padding, which needs latent planes of two or more: the ComfyUI fixture's latent.
+    let latent = &reference("ref/comfy_decode_v095.safetensors")["decoder.input"];
     let options = DecodeOptions::default();
-    let a = from_single.decode(&a, Some(0.05), &mut ZeroNoise, &options).unwrap();
-    let b = from_folder.decode(&b, Some(0.05), &mut ZeroNoise, &options).unwrap();
+    let a = from_single.decode(latent, Some(0.05), &mut ZeroNoise, &options).unwrap();
+    let b = from_folder.decode(latent, Some(0.05), &mut ZeroNoise, &options).unwrap();
     assert_eq!(max_error(&a, &b), 0.0);
 }
 

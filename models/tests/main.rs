@@ -7,6 +7,7 @@
 mod full_size;
 mod ltxv_transformer;
 mod ltxv_vae;
+mod ltxv_vae_comfy;
 mod ops;
 mod pipeline_fixture;
 mod samplers;

@@ -74,8 +74,12 @@ pub struct VaeConfig {
     pub decoder_blocks: Vec<DecoderBlock>,
     /// Whether the decoder takes a timestep (0.9.1+).
     pub timestep_conditioning: bool,
-    /// Spatial padding of every conv.
-    pub spatial_padding: SpatialPadding,
+    /// Spatial padding of every encoder conv: the checkpoint config's `spatial_padding_mode`, else zeros.
+    pub encoder_padding: SpatialPadding,
+    /// Spatial padding of every decoder conv: the checkpoint config's `spatial_padding_mode`, else
+    /// reflect. This is ComfyUI's rule (`VideoVAE` in `comfy/ldm/lightricks/vae/causal_video_autoencoder.py`,
+    /// commit a125cd84), which users see; diffusers pads with zeros everywhere.
+    pub decoder_padding: SpatialPadding,
     /// Whether the decoder's convs are causal (false in every release).
     pub causal_decoder: bool,
     /// Epsilon of the resnet shortcut `LayerNorm`.
@@ -199,10 +203,11 @@ impl VaeConfig {
             .map(|(name, params)| parse_decoder_block(&name, &params))
             .collect::<Result<Vec<_>, _>>()?;
         decoder_blocks.reverse();
-        let spatial_padding = match vae.get("spatial_padding_mode").and_then(Value::as_str) {
-            None | Some("zeros") => SpatialPadding::Zeros,
-            Some("reflect") => SpatialPadding::Reflect,
-            Some(other) => return Err(format!("unsupported spatial_padding_mode '{other}'")),
+        let (encoder_padding, decoder_padding) = match vae.get("spatial_padding_mode").and_then(Value::as_str) {
+            None => (SpatialPadding::Zeros, SpatialPadding::Reflect),
+            Some("zeros") => (SpatialPadding::Zeros, SpatialPadding::Zeros),
+            Some("reflect") => (SpatialPadding::Reflect, SpatialPadding::Reflect),
+            Some(other) => return Err(format!("unsupported spatial_padding_mode '{other}' (zeros or reflect)")),
         };
         if let Some(kind) = vae.get("latent_log_var").and_then(Value::as_str)
             && kind != "uniform"
@@ -217,7 +222,8 @@ impl VaeConfig {
             encoder_blocks,
             decoder_blocks,
             timestep_conditioning: vae.get("timestep_conditioning").and_then(Value::as_bool).unwrap_or(false),
-            spatial_padding,
+            encoder_padding,
+            decoder_padding,
             causal_decoder: vae.get("causal_decoder").and_then(Value::as_bool).unwrap_or(false),
             norm_eps: 1e-6,
         })
@@ -326,7 +332,9 @@ impl VaeConfig {
             encoder_blocks,
             decoder_blocks,
             timestep_conditioning: has("decoder.timestep_scale_multiplier".into()),
-            spatial_padding: SpatialPadding::Zeros,
+            // No config names a mode: ComfyUI's defaults.
+            encoder_padding: SpatialPadding::Zeros,
+            decoder_padding: SpatialPadding::Reflect,
             causal_decoder: false,
             norm_eps: 1e-6,
         })
@@ -398,7 +406,9 @@ impl VaeConfig {
             encoder_blocks,
             decoder_blocks,
             timestep_conditioning: conditioned,
-            spatial_padding: SpatialPadding::Zeros,
+            // The released configs name no mode: ComfyUI's defaults.
+            encoder_padding: SpatialPadding::Zeros,
+            decoder_padding: SpatialPadding::Reflect,
             causal_decoder: false,
             norm_eps: 1e-6,
         }

@@ -93,7 +93,7 @@ pub struct Decoder {
 impl Decoder {
     /// Builds the decoder; `vb` points at `decoder`.
     pub fn new(config: &VaeConfig, vb: &VarBuilder<'_>) -> Result<Self> {
-        let padding = config.spatial_padding;
+        let padding = config.decoder_padding;
         let widths = config.decoder_widths();
         let conditioned = config.timestep_conditioning;
         let conv_in = CausalConv3d::new(config.latent_channels, widths[0], 3, [1, 1, 1], padding, &vb.pp("conv_in"))?;

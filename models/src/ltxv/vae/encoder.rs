@@ -40,7 +40,7 @@ pub struct Encoder {
 impl Encoder {
     /// Builds the encoder; `vb` points at `encoder`.
     pub fn new(config: &VaeConfig, vb: &VarBuilder<'_>) -> Result<Self> {
-        let padding = config.spatial_padding;
+        let padding = config.encoder_padding;
         let options =
             ResnetOptions { padding, timestep_conditioning: false, inject_noise: false, norm_eps: config.norm_eps };
         let in_channels = 3 * config.patch_size * config.patch_size;

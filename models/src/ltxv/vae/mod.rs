@@ -57,6 +57,7 @@ pub mod tiling;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use config::{DecoderBlock, EncoderBlock, VaeConfig, VaeVersion};
+use conv3d::SpatialPadding;
 use noise::NoiseSource;
 use statistics::PerChannelStatistics;
 
@@ -204,6 +205,15 @@ impl LtxvVae {
                 "the VAE decodes (B, {}, F, H, W) latents, got {:?}",
                 self.config.latent_channels,
                 latent.dims()
+            );
+        }
+        if self.config.decoder_padding == SpatialPadding::Reflect && (height < 2 || width < 2) {
+            let (spatial, _) = self.compression();
+            candle_core::bail!(
+                "the latent is {height}×{width}; this VAE's decoder pads with reflect (ComfyUI's default when the \
+                 checkpoint names no padding mode), which needs a latent of at least 2×2 ({}×{} pixels)",
+                2 * spatial,
+                2 * spatial
             );
         }
         let latent = latent.to_dtype(DType::F32)?.to_device(&self.device)?;
