@@ -6,4 +6,5 @@
 
 mod ltxv_nodes;
 mod media;
+mod model_sampling;
 mod utils;

@@ -1,11 +1,13 @@
-//! Sampling nodes: schedulers (SIGMAS), noise (NOISE), guiders (GUIDER), sampler selection (SAMPLER) and
+//! Sampling nodes: the model's flow shift (`ModelSamplingLTXV`), schedulers (SIGMAS), noise (NOISE), guiders (GUIDER), sampler selection (SAMPLER) and
 //! the samplers themselves (`SamplerCustom`, `SamplerCustomAdvanced`, `KSampler`).
 
+mod model_sampling;
 mod noise_guiders;
 mod run_sampling;
 mod samplers;
 mod schedulers;
 
+pub use model_sampling::ModelSamplingLtxv;
 pub use noise_guiders::{BasicGuider, CfgGuider, DisableNoise, RandomNoise, cfg_input, seed_input};
 pub use run_sampling::{Sampled, run_sampling};
 pub use samplers::{KSampler, KSamplerSelect, SamplerCustom, SamplerCustomAdvanced};
@@ -20,6 +22,7 @@ pub fn nodes(samplers: &Arc<SamplerRegistry>) -> Vec<Arc<dyn Node>> {
     vec![
         Arc::new(LtxvScheduler),
         Arc::new(BasicScheduler),
+        Arc::new(ModelSamplingLtxv),
         Arc::new(ManualSigmas),
         Arc::new(RandomNoise),
         Arc::new(DisableNoise),
