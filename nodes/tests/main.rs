@@ -7,4 +7,5 @@
 mod ltxv_nodes;
 mod media;
 mod model_sampling;
+mod object_info;
 mod utils;

@@ -24,7 +24,7 @@ pub struct LTXVPreprocess;
 impl Node for LTXVPreprocess {
     fn schema(&self, _: &Environment) -> NodeSchema {
         NodeSchema::new("LTXVPreprocess")
-            .category("conditioning/video_models")
+            .category("image")
             .input(InputSpec::socket("image", "IMAGE"))
             .input(
                 InputSpec::int("img_compression", 35)

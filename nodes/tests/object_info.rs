@@ -1,0 +1,54 @@
+//! The `/object_info` entries of the nodes of ComfyUI's `comfy_extras/nodes_lt.py` against ComfyUI's own
+//! (`tests/data/nodes_lt_object_info.json`, made by `tools/fixtures/make_nodes_lt_object_info.py`): the
+//! names, types, defaults, ranges and tooltips of the inputs, their order, the outputs and the category,
+//! as a ComfyUI client reads them.
+
+use kinograph_engine::Environment;
+use serde_json::{Value as Json, json};
+
+/// The classes of `nodes_lt.py` kinograph does not have yet.
+const NOT_YET: [&str; 2] = ["LTXVAddGuide", "LTXVCropGuides"];
+
+fn comfyui() -> serde_json::Map<String, Json> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nodes_lt_object_info.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// An input without options as `[TYPE, {}]`: ComfyUI's newer nodes (all of `nodes_lt.py`) write the empty
+/// options object, its older ones and kinograph leave it out; clients read both the same.
+fn with_empty_options(mut info: Json) -> Json {
+    for section in ["required", "optional"] {
+        if let Some(inputs) =
+            info.get_mut("input").and_then(|input| input.get_mut(section)).and_then(Json::as_object_mut)
+        {
+            for spec in inputs.values_mut() {
+                if let Some(spec) = spec.as_array_mut().filter(|spec| spec.len() == 1) {
+                    spec.push(json!({}));
+                }
+            }
+        }
+    }
+    info
+}
+
+#[test]
+fn nodes_lt_classes_match_comfyui_object_info() {
+    let ours = kinograph_nodes::registry().object_info(&Environment::default());
+    let theirs = comfyui();
+    assert_eq!(theirs.len(), 8, "the classes of nodes_lt.py at the pinned commit");
+    let mut compared = 0;
+    for (class, expected) in &theirs {
+        let Some(entry) = ours.get(class) else {
+            assert!(NOT_YET.contains(&class.as_str()), "{class} is missing from kinograph's registry");
+            continue;
+        };
+        let entry = with_empty_options(entry.clone());
+        for key in
+            ["input", "input_order", "output", "output_is_list", "output_name", "name", "category", "output_node"]
+        {
+            assert_eq!(entry[key], expected[key], "{class}: {key}");
+        }
+        compared += 1;
+    }
+    assert_eq!(compared, theirs.len() - NOT_YET.len());
+}
