@@ -5,6 +5,7 @@
 //! are not part of it, so identical sub-graphs share signatures whatever their ids, and a changed
 //! constant changes the signature of its node and of everything downstream, nothing else.
 
+use crate::content_hash::{self, Hasher};
 use crate::executor::panic_message;
 use crate::graph::{Graph, GraphInput};
 use crate::node::{Environment, NodeInputs};
@@ -20,11 +21,7 @@ pub struct Signature(pub [u8; 32]);
 impl Signature {
     /// Lower-case hex.
     pub fn to_hex(&self) -> String {
-        use fmt::Write as _;
-        self.0.iter().fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
+        content_hash::to_hex(&self.0)
     }
 }
 
@@ -51,7 +48,7 @@ pub struct SignaturePanic {
 pub fn compute_signatures(graph: &Graph, env: &Environment) -> Result<Vec<Signature>, SignaturePanic> {
     let mut signatures: Vec<Signature> = Vec::with_capacity(graph.nodes.len());
     for (index, node) in graph.nodes.iter().enumerate() {
-        let mut hasher = blake3::Hasher::new();
+        let mut hasher = Hasher::new();
         hasher.update(b"kinograph-node-v1\0");
         write_str(&mut hasher, &node.class_type);
         let constants: IndexMap<String, Value> = node
@@ -104,21 +101,21 @@ pub fn compute_signatures(graph: &Graph, env: &Environment) -> Result<Vec<Signat
                 }
             }
         }
-        signatures.push(Signature(*hasher.finalize().as_bytes()));
+        signatures.push(Signature(hasher.finalize()));
     }
     Ok(signatures)
 }
 
-fn write_str(hasher: &mut blake3::Hasher, text: &str) {
+fn write_str(hasher: &mut Hasher, text: &str) {
     write_bytes(hasher, text.as_bytes());
 }
 
-fn write_bytes(hasher: &mut blake3::Hasher, bytes: &[u8]) {
+fn write_bytes(hasher: &mut Hasher, bytes: &[u8]) {
     hasher.update(&(bytes.len() as u64).to_le_bytes());
     hasher.update(bytes);
 }
 
-fn hash_value(hasher: &mut blake3::Hasher, value: &Value) {
+fn hash_value(hasher: &mut Hasher, value: &Value) {
     match value {
         Value::Int(int) => {
             hasher.update(b"i");
@@ -148,7 +145,7 @@ fn hash_value(hasher: &mut blake3::Hasher, value: &Value) {
 }
 
 /// Hashes JSON canonically: object keys sorted, numbers by their text.
-fn hash_json(hasher: &mut blake3::Hasher, json: &Json) {
+fn hash_json(hasher: &mut Hasher, json: &Json) {
     match json {
         Json::Null => {
             hasher.update(b"n");

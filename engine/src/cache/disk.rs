@@ -1,10 +1,11 @@
 //! The on-disk tier: one safetensors file per entry, so a later process can reuse what an earlier one
 //! computed. Primitive outputs and the UI result live in the file's JSON metadata; node values that can
-//! be stored ([`crate::NodeValue::to_stored`]) are written as tensors. A blake3 checksum over the
-//! description and every tensor byte is checked on load: a truncated, corrupt or foreign file is
-//! deleted and treated as a miss, never trusted.
+//! be stored ([`crate::NodeValue::to_stored`]) are written as tensors. A checksum
+//! ([`crate::content_hash`], blake3) over the description and every tensor byte is checked on load: a
+//! truncated, corrupt or foreign file is deleted and treated as a miss, never trusted.
 
 use super::CacheEntry;
+use crate::content_hash;
 use crate::registry::Registry;
 use crate::signature::Signature;
 use crate::value::{StoredObject, StoredTensor, Value};
@@ -129,14 +130,14 @@ impl DiskCache {
 }
 
 fn checksum<'a>(description: &str, tensors: impl Iterator<Item = &'a [u8]>) -> String {
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = content_hash::Hasher::new();
     hasher.update(&(description.len() as u64).to_le_bytes());
     hasher.update(description.as_bytes());
     for data in tensors {
         hasher.update(&(data.len() as u64).to_le_bytes());
         hasher.update(data);
     }
-    hasher.finalize().to_hex().to_string()
+    content_hash::to_hex(&hasher.finalize())
 }
 
 fn encode(entry: &CacheEntry, registry: &Registry) -> Option<Encoded> {

@@ -16,7 +16,7 @@ impl Chooser {
     /// A generator for one widget: `seed` mixed with the node id, the input name and the text, so a
     /// widget's choices change when it does, and not when another part of the workflow is edited.
     pub fn for_widget(seed: u64, node_id: &str, input: &str, text: &str) -> Self {
-        let mut hasher = blake3::Hasher::new();
+        let mut hasher = crate::content_hash::Hasher::new();
         hasher.update(&seed.to_le_bytes());
         for part in [node_id, input, text] {
             hasher.update(&(part.len() as u64).to_le_bytes());
@@ -24,7 +24,7 @@ impl Chooser {
         }
         let digest = hasher.finalize();
         let mut bytes = [0_u8; 8];
-        bytes.copy_from_slice(&digest.as_bytes()[..8]);
+        bytes.copy_from_slice(&digest[..8]);
         Chooser { state: u64::from_le_bytes(bytes) }
     }
 
