@@ -59,7 +59,8 @@ pub struct FloatOptions {
     pub min: Option<f64>,
     pub max: Option<f64>,
     /// The bounds as the node declared them: an integer bound (ComfyUI's `-sys.maxsize`, say) is written
-    /// as that integer in `/object_info`, where its f64 in `min`/`max` would be rounded.
+    /// as that integer in `/object_info`, where its f64 in `min`/`max` would be rounded. `min` and `max`
+    /// stay what counts: one changed after it was declared is written as it now is.
     pub declared_bounds: [Option<Number>; 2],
     pub step: Option<f64>,
     pub round: Option<f64>,

@@ -33,11 +33,16 @@ impl InputSpec {
             }
             InputKind::Float(float) => {
                 put("default", json!(float.default));
-                for (key, bound) in [("min", float.declared_bounds[0]), ("max", float.declared_bounds[1])] {
-                    match bound {
-                        Some(Number::Int(int)) => put(key, crate::value::int_to_json(int)),
-                        Some(Number::Float(float)) => put(key, json!(float)),
-                        None => {}
+                let bounds =
+                    [("min", float.min, float.declared_bounds[0]), ("max", float.max, float.declared_bounds[1])];
+                for (key, bound, declared) in bounds {
+                    match (bound, declared) {
+                        // Declared as an integer, and not changed since: that integer, as ComfyUI writes it.
+                        (Some(bound), Some(Number::Int(int))) if int as f64 == bound => {
+                            put(key, crate::value::int_to_json(int));
+                        }
+                        (Some(bound), _) => put(key, json!(bound)),
+                        (None, _) => {}
                     }
                 }
                 if let Some(step) = float.step {
@@ -165,6 +170,18 @@ mod tests {
         assert!(info.contains(r#""min":0.0,"max":1.0"#), "{info}");
         let InputKind::Float(huge) = &schema.inputs[0].kind else { panic!("a FLOAT input") };
         assert_eq!(huge.max, Some(i64::MAX as f64));
+    }
+
+    /// `min` and `max` are what validation checks, so they are what `/object_info` writes: a bound
+    /// changed or removed through the public fields after it was declared is written as it now is.
+    #[test]
+    fn float_bounds_set_through_the_fields_are_written() {
+        let mut spec = InputSpec::float("strength", 1.0).min(0).max(10);
+        assert_eq!(spec.object_info()[1], json!({"default": 1.0, "min": 0, "max": 10}));
+        let InputKind::Float(options) = &mut spec.kind else { panic!("a FLOAT input") };
+        options.min = Some(0.5);
+        options.max = None;
+        assert_eq!(spec.object_info()[1], json!({"default": 1.0, "min": 0.5}));
     }
 
     #[test]
