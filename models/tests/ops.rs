@@ -5,17 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 
-fn max_error(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
-
-fn check(what: &str, ours: &Tensor, theirs: &Tensor, tolerance: f32) -> f32 {
-    let error = max_error(ours, theirs);
-    println!("{what}: max abs error {error:.3e}");
-    assert!(error <= tolerance, "{what}: max abs error {error} > {tolerance}");
-    error
-}
+use crate::ltxv_vae::check;
 
 /// The fused CPU pixel norm + modulation + `SiLU` against the separate candle ops, on seeded inputs (1e-5: the
 /// same maths summed in another order, on outputs up to about 10).

@@ -33,13 +33,18 @@ pub struct LtxvSchedule {
 /// Tokens assumed when no latent is connected (ComfyUI's default).
 pub const LTXV_DEFAULT_TOKENS: usize = 4096;
 
+/// The flow shift for a latent of `tokens` voxels: linear in the token count, `base_shift` at 1024 and
+/// `max_shift` at 4096. ComfyUI's `LTXVScheduler` and `ModelSamplingLTXV` both use this line.
+pub fn ltxv_shift(tokens: usize, max_shift: f64, base_shift: f64) -> f64 {
+    let slope = (max_shift - base_shift) / (4096.0 - 1024.0);
+    let intercept = base_shift - slope * 1024.0;
+    tokens as f64 * slope + intercept
+}
+
 impl LtxvSchedule {
-    /// The shift for a latent of `tokens` voxels: linear in the token count, `base_shift` at 1024 and
-    /// `max_shift` at 4096.
+    /// The shift for a latent of `tokens` voxels ([`ltxv_shift`] with this schedule's shifts).
     pub fn shift(&self, tokens: usize) -> f64 {
-        let slope = (self.max_shift - self.base_shift) / (4096.0 - 1024.0);
-        let intercept = self.base_shift - slope * 1024.0;
-        tokens as f64 * slope + intercept
+        ltxv_shift(tokens, self.max_shift, self.base_shift)
     }
 
     /// `steps + 1` sigmas from 1 down to 0 for a latent of `tokens` voxels (`None`: no latent given).

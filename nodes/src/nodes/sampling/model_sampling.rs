@@ -4,11 +4,8 @@
 
 use crate::values::{DiffusionModel, Latent};
 use kinograph_engine::prelude::*;
-use kinograph_models::sampling::schedules::LtxvSchedule;
+use kinograph_models::sampling::schedules::{LTXV_DEFAULT_TOKENS, ltxv_shift};
 use std::sync::Arc;
-
-/// Voxels assumed when no latent is connected (ComfyUI's 4096).
-const DEFAULT_TOKENS: usize = 4096;
 
 /// `ModelSamplingLTXV`: `shift = tokens · m + b`, the line through (1024, `base_shift`) and
 /// (4096, `max_shift`), `tokens` the latent's `T·H·W` (4096 without a latent).
@@ -29,16 +26,9 @@ impl Node for ModelSamplingLtxv {
         let model = inputs.object::<DiffusionModel>("model")?;
         let tokens = inputs
             .optional_object::<Latent>("latent")?
-            .map_or(DEFAULT_TOKENS, |latent| latent.samples.dims()[2..].iter().product());
-        // The same line as LTXVScheduler's; steps, stretch and terminal play no part in it.
-        let line = LtxvSchedule {
-            steps: 1,
-            max_shift: inputs.float("max_shift")?,
-            base_shift: inputs.float("base_shift")?,
-            stretch: false,
-            terminal: 0.0,
-        };
-        let shifted = DiffusionModel { shift: line.shift(tokens), ..(*model).clone() };
+            .map_or(LTXV_DEFAULT_TOKENS, |latent| latent.samples.dims()[2..].iter().product());
+        let shift = ltxv_shift(tokens, inputs.float("max_shift")?, inputs.float("base_shift")?);
+        let shifted = DiffusionModel { shift, ..(*model).clone() };
         Ok(NodeOutput::new(vec![Value::from(Arc::new(shifted))]))
     }
 }
