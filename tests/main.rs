@@ -12,6 +12,7 @@ mod cli_media;
 mod cli_ui;
 mod custom_nodes;
 mod ltxv_bad_input;
+mod ltxv_guides;
 mod ltxv_reference;
 mod ltxv_templates;
 mod models;

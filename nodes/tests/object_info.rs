@@ -6,9 +6,6 @@
 use kinograph_engine::Environment;
 use serde_json::{Value as Json, json};
 
-/// The classes of `nodes_lt.py` kinograph does not have yet.
-const NOT_YET: [&str; 2] = ["LTXVAddGuide", "LTXVCropGuides"];
-
 fn comfyui() -> serde_json::Map<String, Json> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nodes_lt_object_info.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -38,10 +35,7 @@ fn nodes_lt_classes_match_comfyui_object_info() {
     assert_eq!(theirs.len(), 8, "the classes of nodes_lt.py at the pinned commit");
     let mut compared = 0;
     for (class, expected) in &theirs {
-        let Some(entry) = ours.get(class) else {
-            assert!(NOT_YET.contains(&class.as_str()), "{class} is missing from kinograph's registry");
-            continue;
-        };
+        let entry = ours.get(class).unwrap_or_else(|| panic!("{class} is missing from kinograph's registry"));
         let entry = with_empty_options(entry.clone());
         for key in
             ["input", "input_order", "output", "output_is_list", "output_name", "name", "category", "output_node"]
@@ -50,5 +44,5 @@ fn nodes_lt_classes_match_comfyui_object_info() {
         }
         compared += 1;
     }
-    assert_eq!(compared, theirs.len() - NOT_YET.len());
+    assert_eq!(compared, theirs.len());
 }

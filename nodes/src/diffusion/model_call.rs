@@ -1,7 +1,8 @@
 //! One LTX-Video model evaluation as ComfyUI makes it for flow (CONST) sampling: the denoised latent
 //! `x − v·σ`, where `v` is the transformer's output for the latent tokens at timestep `σ·1000` (per token
 //! `mask·σ·1000` when a noise mask marks conditioning frames), with the positions of the latent grid in pixel
-//! units and time in seconds at the conditioning's frame rate.
+//! units and time in seconds at the conditioning's frame rate; the tokens of guides that `LTXVAddGuide`
+//! appended take the positions it recorded in the conditioning.
 
 use crate::values::CondEntry;
 use crate::values::DiffusionModel;
@@ -45,7 +46,10 @@ pub fn predict_denoised(
     };
     let frame_rate = cond.frame_rate.unwrap_or(DEFAULT_FRAME_RATE) as f32;
     let causal_fix = config.causal_temporal_positioning;
-    let coords = pixel_video_coords(batch, frames, height, width, frame_rate, causal_fix, &device)?;
+    let mut coords = pixel_video_coords(batch, frames, height, width, frame_rate, causal_fix, &device)?;
+    if let Some(keyframes) = &cond.keyframe_idxs {
+        coords = with_guide_positions(&coords, keyframes, frame_rate)?;
+    }
     let positions = RopePositions::Coords(coords);
     let context = repeat_batch(&cond.context, batch)?.to_device(&device)?;
     let mask =
@@ -54,6 +58,24 @@ pub fn predict_denoised(
     let velocity = transformer.forward(&tokens, &context, mask.as_ref(), &timestep, &positions)?;
     let velocity = unpack_latents(&velocity, frames, height, width)?.to_device(x.device())?;
     x.to_dtype(DType::F32)? - (velocity * f64::from(sigma32))?
+}
+
+/// The positions with the last `N` tokens' replaced by the guides' pixel coordinates `keyframes`
+/// (`[1 or B, 3, N]`, time in frames), time divided by the frame rate, as ComfyUI's `LTXVModel` does.
+fn with_guide_positions(coords: &Tensor, keyframes: &Tensor, frame_rate: f32) -> Result<Tensor> {
+    let (batch, _, tokens) = coords.dims3()?;
+    let (_, axes, guides) = keyframes.dims3()?;
+    if axes != 3 || guides > tokens {
+        candle_core::bail!(
+            "the conditioning places {guides} guide tokens, but the latent has only {tokens} tokens: \
+             was the latent given to the sampler the one LTXVAddGuide returned?"
+        );
+    }
+    let keyframes = repeat_batch(&keyframes.to_dtype(DType::F32)?, batch)?.to_device(coords.device())?;
+    let inverse_rate = (1.0 / f64::from(frame_rate)) as f32;
+    let time = keyframes.narrow(1, 0, 1)?.affine(f64::from(inverse_rate), 0.0)?;
+    let guides = Tensor::cat(&[&time, &keyframes.narrow(1, 1, 2)?], 1)?;
+    Tensor::cat(&[&coords.narrow(2, 0, tokens - guides.dim(2)?)?, &guides], 2)
 }
 
 fn repeat_batch(tensor: &Tensor, batch: usize) -> Result<Tensor> {

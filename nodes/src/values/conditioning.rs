@@ -13,12 +13,36 @@ pub struct CondEntry {
     pub attention_mask: Option<Tensor>,
     /// Set by `LTXVConditioning`; 25 when absent.
     pub frame_rate: Option<f64>,
+    /// Set by `LTXVAddGuide`: the pixel coordinates (time in frames, row, column; int64 `[B, 3, N]`) of the
+    /// `N` guide tokens appended at the end of the latent, which the model uses for those tokens' positions.
+    pub keyframe_idxs: Option<Tensor>,
+}
+
+impl CondEntry {
+    /// An entry with text embeddings and their mask, no options set.
+    pub fn new(context: Tensor, attention_mask: Option<Tensor>) -> Self {
+        CondEntry { context, attention_mask, frame_rate: None, keyframe_idxs: None }
+    }
 }
 
 /// CONDITIONING: a list of entries (ComfyUI's `[[cond, {options}], ...]`).
 #[derive(Debug, Clone)]
 pub struct Conditioning {
     pub entries: Vec<CondEntry>,
+}
+
+impl Conditioning {
+    /// The guide coordinates of the first entry that has them (ComfyUI's `conditioning_get_any_value`).
+    pub fn keyframe_idxs(&self) -> Option<&Tensor> {
+        self.entries.iter().find_map(|entry| entry.keyframe_idxs.as_ref())
+    }
+
+    /// The same entries with `keyframe_idxs` set on each (ComfyUI's `conditioning_set_values`).
+    pub fn with_keyframe_idxs(&self, keyframe_idxs: Option<&Tensor>) -> Conditioning {
+        let entries =
+            self.entries.iter().map(|e| CondEntry { keyframe_idxs: keyframe_idxs.cloned(), ..e.clone() }).collect();
+        Conditioning { entries }
+    }
 }
 
 impl NodeValue for Conditioning {
@@ -28,7 +52,11 @@ impl NodeValue for Conditioning {
     fn byte_size(&self) -> usize {
         self.entries
             .iter()
-            .map(|entry| tensor_bytes(&entry.context) + entry.attention_mask.as_ref().map_or(0, tensor_bytes))
+            .map(|entry| {
+                tensor_bytes(&entry.context)
+                    + entry.attention_mask.as_ref().map_or(0, tensor_bytes)
+                    + entry.keyframe_idxs.as_ref().map_or(0, tensor_bytes)
+            })
             .sum()
     }
     fn describe(&self) -> String {

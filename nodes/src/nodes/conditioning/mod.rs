@@ -1,4 +1,9 @@
-//! Conditioning nodes: `CLIPTextEncode`, `ConditioningZeroOut` and `LTXVConditioning`.
+//! Conditioning nodes: `CLIPTextEncode`, `ConditioningZeroOut`, `LTXVConditioning` and the keyframe guides
+//! `LTXVAddGuide` and `LTXVCropGuides` (in `guides.rs`).
+
+mod guides;
+
+pub use guides::{LtxvAddGuide, LtxvCropGuides};
 
 use crate::values::TextEncoder;
 use crate::values::{CondEntry, Conditioning, tensor_error};
@@ -33,9 +38,7 @@ impl Node for ClipTextEncode {
             tokens.to_tensors(&candle_core::Device::Cpu).map_err(|e| tensor_error("T5 attention mask", &e))?;
         let context_tensor =
             context_tensor.to_device(&candle_core::Device::Cpu).map_err(|e| tensor_error("T5 output", &e))?;
-        let conditioning = Conditioning {
-            entries: vec![CondEntry { context: context_tensor, attention_mask: Some(mask), frame_rate: None }],
-        };
+        let conditioning = Conditioning { entries: vec![CondEntry::new(context_tensor, Some(mask))] };
         Ok(NodeOutput::new(vec![Value::from(Arc::new(conditioning))]))
     }
 }
@@ -101,5 +104,11 @@ impl Node for LtxvConditioning {
 
 /// The conditioning nodes, to register with `Registry::register_all`.
 pub fn nodes() -> Vec<Arc<dyn Node>> {
-    vec![Arc::new(ClipTextEncode), Arc::new(ConditioningZeroOut), Arc::new(LtxvConditioning)]
+    vec![
+        Arc::new(ClipTextEncode),
+        Arc::new(ConditioningZeroOut),
+        Arc::new(LtxvConditioning),
+        Arc::new(LtxvAddGuide),
+        Arc::new(LtxvCropGuides),
+    ]
 }

@@ -1,6 +1,6 @@
-//! ComfyUI's `common_upscale(..., "bilinear", "center")` for images: crop the centre to the target aspect
-//! ratio (offsets rounded half to even, as Python's `round`), then resize with PyTorch's bilinear
-//! interpolation (`align_corners=False`, no antialiasing).
+//! ComfyUI's `common_upscale(..., "bilinear", crop)` for images: with `"center"`, crop the centre to the
+//! target aspect ratio (offsets rounded half to even, as Python's `round`); then resize with PyTorch's
+//! bilinear interpolation (`align_corners=False`, no antialiasing).
 
 /// Resizes an `[height, width, channels]` image (row-major f32) to `out_height × out_width`.
 pub fn center_crop_resize(
@@ -16,8 +16,26 @@ pub fn center_crop_resize(
     } else if old_aspect < new_aspect {
         y = ((height as f64 - height as f64 * (old_aspect / new_aspect)) / 2.0).round_ties_even() as usize;
     }
-    let crop_height = height - 2 * y;
-    let crop_width = width - 2 * x;
+    bilinear_resize(pixels, (height, width, channels), (y, x, height - 2 * y, width - 2 * x), (out_height, out_width))
+}
+
+/// Resizes the whole `[height, width, channels]` image to `out_height × out_width`, whatever the aspect
+/// ratio (`common_upscale` with `crop="disabled"`).
+pub fn stretch_resize(
+    pixels: &[f32],
+    (height, width, channels): (usize, usize, usize),
+    (out_height, out_width): (usize, usize),
+) -> Vec<f32> {
+    bilinear_resize(pixels, (height, width, channels), (0, 0, height, width), (out_height, out_width))
+}
+
+/// Bilinear resize of the window `(top, left, rows, columns)` of the image.
+fn bilinear_resize(
+    pixels: &[f32],
+    (_, width, channels): (usize, usize, usize),
+    (y, x, crop_height, crop_width): (usize, usize, usize, usize),
+    (out_height, out_width): (usize, usize),
+) -> Vec<f32> {
     let rows = source_taps(crop_height, out_height);
     let columns = source_taps(crop_width, out_width);
     let mut out = vec![0f32; out_height * out_width * channels];
@@ -67,5 +85,12 @@ mod tests {
         // A 1×4 row resized to 1×2 at aspect 2 keeps the middle two columns.
         let out = center_crop_resize(&[0.0, 1.0, 2.0, 3.0], (1, 4, 1), (1, 2));
         assert_eq!(out, vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn stretch_keeps_every_column() {
+        // A 1×4 row stretched to 1×2: sources at 0.5 and 2.5, averages of neighbours.
+        let out = stretch_resize(&[0.0, 1.0, 2.0, 3.0], (1, 4, 1), (1, 2));
+        assert_eq!(out, vec![0.5, 2.5]);
     }
 }
