@@ -10,14 +10,32 @@ use kinograph_nodes::media::png::load_image;
 use kinograph_nodes::nodes::latent::read_latent_file;
 use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-fn data() -> PathBuf {
+pub fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pipeline")
 }
 
 pub fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// `kinograph run` of `prompt` (written to `root/name`) on the fixture's models and input folder, with
+/// outputs under `root/output`.
+pub fn kinograph_run(prompt: &Json, root: &Path, name: &str) -> Output {
+    let file = root.join(name);
+    std::fs::write(&file, prompt.to_string()).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_kinograph"))
+        .arg("run")
+        .arg(&file)
+        .arg("--models-dir")
+        .arg(data().join("models"))
+        .arg("--input-dir")
+        .arg(data().join("input"))
+        .arg("--output-dir")
+        .arg(root.join("output"))
+        .output()
+        .unwrap()
 }
 
 /// Runs `workflow` from the fixture folder with a `SaveLatent` of the output `latent` (node id, slot) and a
@@ -27,19 +45,7 @@ pub fn run_against_reference(workflow: &str, expected: &str, (latent_node, laten
     let mut prompt: Json = serde_json::from_str(&std::fs::read_to_string(data().join(workflow)).unwrap()).unwrap();
     prompt["90"] = json!({"class_type": "SaveLatent", "inputs": {"samples": [latent_node, latent_slot], "filename_prefix": "ref/latent"}});
     prompt["91"] = json!({"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "ref/frame"}});
-    let file = root.path().join(workflow);
-    std::fs::write(&file, prompt.to_string()).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_kinograph"))
-        .arg("run")
-        .arg(&file)
-        .arg("--models-dir")
-        .arg(data().join("models"))
-        .arg("--input-dir")
-        .arg(data().join("input"))
-        .arg("--output-dir")
-        .arg(root.path().join("output"))
-        .output()
-        .unwrap();
+    let output = kinograph_run(&prompt, root.path(), workflow);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
     let reference = candle_core::safetensors::load(data().join("expected").join(expected), &Device::Cpu).unwrap();

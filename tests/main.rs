@@ -13,6 +13,7 @@ mod cli_ui;
 mod custom_nodes;
 mod ltxv_bad_input;
 mod ltxv_guides;
+mod ltxv_lora;
 mod ltxv_reference;
 mod ltxv_templates;
 mod models;

@@ -117,6 +117,12 @@ impl ExecutionContext {
         if self.is_interrupted() { Err(NodeError::Interrupted) } else { Ok(()) }
     }
 
+    /// Logs a warning about this node's work that does not stop it (as ComfyUI logs "lora key not
+    /// loaded"): shown on the command line's stderr, with the node's id and class.
+    pub fn warn(&self, message: &str) {
+        tracing::warn!("node {} ({}): {message}", self.node_id, self.class_type);
+    }
+
     /// Reports `value` of `max` done (a sampler step), then checks for cancellation.
     pub fn progress(&self, value: u64, max: u64) -> Result<(), NodeError> {
         self.emit_progress(value, max, None);

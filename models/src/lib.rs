@@ -7,6 +7,7 @@
 //! `kinograph-engine` or `kinograph-nodes`).
 
 pub mod bench_support;
+pub mod lora;
 pub mod ltxv;
 pub mod ops;
 pub mod sampling;

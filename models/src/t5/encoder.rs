@@ -11,19 +11,32 @@
 
 use super::config::{Activation, T5Config};
 use super::tokenizer::{END_TOKEN, PAD_TOKEN, Tokens};
+use crate::lora::{LayerPatch, WeightDelta};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
+use std::collections::BTreeMap;
 
-/// A bias-free linear projection whose weight keeps its storage dtype.
+/// A bias-free linear projection whose weight keeps its storage dtype, with any LoRA updates applied on
+/// the fly.
 #[derive(Debug, Clone)]
 struct StoredLinear {
     /// `[out, in]`, as PyTorch stores it.
     weight: Tensor,
+    deltas: Vec<WeightDelta>,
 }
 
 impl StoredLinear {
     fn new(vb: &VarBuilder<'_>, inputs: usize, outputs: usize) -> Result<Self> {
-        Ok(StoredLinear { weight: vb.get((outputs, inputs), "weight")? })
+        Ok(StoredLinear { weight: vb.get((outputs, inputs), "weight")?, deltas: Vec::new() })
+    }
+
+    fn patched(&self, patch: &LayerPatch) -> Result<Self> {
+        if patch.bias.is_some() {
+            candle_core::bail!("T5's projections have no bias to update");
+        }
+        let mut layer = self.clone();
+        layer.deltas.extend(patch.weight.clone());
+        Ok(layer)
     }
 
     /// `x @ weightᵀ` over the last dimension, in f32.
@@ -56,7 +69,14 @@ impl StoredLinear {
         if let Some(last) = dims.last_mut() {
             *last = outputs;
         }
-        product.t()?.contiguous()?.reshape(dims)
+        let mut product = product.t()?.contiguous()?;
+        if !self.deltas.is_empty() {
+            let x = x.reshape((rows, inputs))?.to_dtype(DType::F32)?;
+            for delta in &self.deltas {
+                product = delta.add_to(&x, &product)?;
+            }
+        }
+        product.reshape(dims)
     }
 }
 
@@ -285,6 +305,48 @@ impl T5Encoder {
         Ok(T5Encoder { config: config.clone(), embedding, blocks, final_layer_norm, device: vb.device().clone() })
     }
 
+    /// Every projection by its checkpoint name (`encoder.block.0.layer.0.SelfAttention.q`, ...), with its
+    /// weight's `(out, in)`: the layers a LoRA can change.
+    pub fn linear_layers(&self) -> Result<Vec<(String, (usize, usize))>> {
+        let mut copy = self.clone();
+        copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, layer.weight.dims2()?))).collect()
+    }
+
+    /// The encoder with LoRA updates (`layer name → patch`), sharing every weight with `self`; the updates
+    /// are applied on the fly. Fails on a name that is not a projection.
+    pub fn with_patches(&self, patches: &BTreeMap<String, LayerPatch>) -> Result<Self> {
+        let mut patched = self.clone();
+        let mut remaining: BTreeMap<&str, &LayerPatch> = patches.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        for (name, layer) in patched.linears_mut() {
+            if let Some(patch) = remaining.remove(name.as_str()) {
+                *layer = layer.patched(patch)?;
+            }
+        }
+        if let Some(name) = remaining.keys().next() {
+            candle_core::bail!("the T5 encoder has no projection '{name}'");
+        }
+        Ok(patched)
+    }
+
+    fn linears_mut(&mut self) -> Vec<(String, &mut StoredLinear)> {
+        let mut layers = Vec::with_capacity(self.blocks.len() * 7);
+        for (index, block) in self.blocks.iter_mut().enumerate() {
+            let attention = &mut block.self_attention;
+            let feed_forward = &mut block.feed_forward;
+            let named = [
+                ("layer.0.SelfAttention.q", &mut attention.q),
+                ("layer.0.SelfAttention.k", &mut attention.k),
+                ("layer.0.SelfAttention.v", &mut attention.v),
+                ("layer.0.SelfAttention.o", &mut attention.o),
+                ("layer.1.DenseReluDense.wi_0", &mut feed_forward.wi_0),
+                ("layer.1.DenseReluDense.wi_1", &mut feed_forward.wi_1),
+                ("layer.1.DenseReluDense.wo", &mut feed_forward.wo),
+            ];
+            layers.extend(named.into_iter().map(|(name, layer)| (format!("encoder.block.{index}.{name}"), layer)));
+        }
+        layers
+    }
+
     /// The configuration the encoder was built with.
     pub fn config(&self) -> &T5Config {
         &self.config
@@ -417,7 +479,7 @@ mod tests {
     #[test]
     fn stored_linear_widens_and_keeps_leading_dimensions() {
         let weight = Tensor::new(&[[1f32, 2.0], [3.0, 4.0], [5.0, 6.0]], &Device::Cpu).unwrap();
-        let linear = StoredLinear { weight: weight.to_dtype(DType::BF16).unwrap() };
+        let linear = StoredLinear { weight: weight.to_dtype(DType::BF16).unwrap(), deltas: Vec::new() };
         let x = Tensor::new(&[[[1f32, 1.0]], [[0.0, 2.0]]], &Device::Cpu).unwrap();
         let y = linear.forward(&x).unwrap();
         assert_eq!(y.dtype(), DType::F32);
@@ -428,7 +490,7 @@ mod tests {
     fn widening_in_bands_gives_the_whole_product() {
         let weight = Tensor::randn(0f32, 1.0, (11, 6), &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 3, 6), &Device::Cpu).unwrap();
-        let linear = StoredLinear { weight: weight.clone() };
+        let linear = StoredLinear { weight: weight.clone(), deltas: Vec::new() };
         let whole = linear.forward(&x).unwrap();
         let banded = linear.forward_in_bands(&x, 12).unwrap();
         let expected = x.broadcast_matmul(&weight.to_dtype(DType::F32).unwrap().t().unwrap()).unwrap();

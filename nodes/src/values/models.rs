@@ -1,6 +1,7 @@
 //! The MODEL, CLIP and VAE values the loaders produce.
 
 use kinograph_engine::{NodeError, NodeValue};
+use kinograph_models::lora::LoraFile;
 use kinograph_models::ltxv::transformer::LtxvTransformer;
 use kinograph_models::ltxv::vae::LtxvVae;
 use kinograph_models::t5::{T5Encoder, T5Tokenizer};
@@ -17,6 +18,8 @@ pub struct DiffusionModel {
     pub shift: f64,
     /// Bytes of the weights in memory.
     pub bytes: usize,
+    /// The LoRA files applied, in order (the model holds them: their tensors are its updates).
+    pub loras: Vec<Arc<LoraFile>>,
 }
 
 impl NodeValue for DiffusionModel {
@@ -27,7 +30,9 @@ impl NodeValue for DiffusionModel {
         self.bytes
     }
     fn describe(&self) -> String {
-        format!("MODEL LTX-Video ({} blocks) from {}", self.transformer.blocks().len(), self.file.display())
+        let loras: Vec<String> = self.loras.iter().map(|lora| format!(" + LoRA {}", lora.path().display())).collect();
+        let loras = loras.concat();
+        format!("MODEL LTX-Video ({} blocks) from {}{loras}", self.transformer.blocks().len(), self.file.display())
     }
 }
 

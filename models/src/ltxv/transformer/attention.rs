@@ -30,6 +30,11 @@ pub struct Attention {
 }
 
 impl Attention {
+    /// The linear layers by their checkpoint names under this attention.
+    pub(crate) fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 4] {
+        [("to_q", &mut self.to_q), ("to_k", &mut self.to_k), ("to_v", &mut self.to_v), ("to_out.0", &mut self.to_out)]
+    }
+
     /// Query width = inner width; key/value input width `context_dim` (the inner width for both
     /// attentions of the released models). Weights under `to_q`, `to_k`, `to_v`, `to_out.0`, `q_norm` and
     /// `k_norm`.

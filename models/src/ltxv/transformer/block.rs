@@ -45,6 +45,17 @@ pub struct TransformerBlock {
 }
 
 impl TransformerBlock {
+    /// The linear layers by their checkpoint names under this block.
+    pub(crate) fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut layers: Vec<(String, &mut Linear)> = Vec::with_capacity(10);
+        for (prefix, attention) in [("attn1", &mut self.attn1), ("attn2", &mut self.attn2)] {
+            layers.extend(attention.linears_mut().into_iter().map(|(name, l)| (format!("{prefix}.{name}"), l)));
+        }
+        layers.push(("ff.net.0.proj".into(), &mut self.ff.project_in));
+        layers.push(("ff.net.2".into(), &mut self.ff.project_out));
+        layers
+    }
+
     /// Weights under `scale_shift_table`, `attn1.*`, `attn2.*` and `ff.*`.
     pub fn new(config: &LtxvTransformerConfig, vb: &VarBuilder<'_>) -> Result<Self> {
         let dim = config.inner_dim();

@@ -43,6 +43,10 @@ pub struct TimestepEmbedding {
 }
 
 impl TimestepEmbedding {
+    pub(crate) fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 2] {
+        [("linear_1", &mut self.linear_1), ("linear_2", &mut self.linear_2)]
+    }
+
     /// `in_channels` → `out_channels` → `out_channels`.
     pub fn new(in_channels: usize, out_channels: usize, vb: &VarBuilder<'_>) -> Result<Self> {
         Ok(TimestepEmbedding {
@@ -66,6 +70,17 @@ pub struct AdaLayerNormSingle {
 }
 
 impl AdaLayerNormSingle {
+    pub(crate) fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut layers: Vec<(String, &mut Linear)> = self
+            .timestep_embedder
+            .linears_mut()
+            .into_iter()
+            .map(|(name, l)| (format!("emb.timestep_embedder.{name}"), l))
+            .collect();
+        layers.push(("linear".into(), &mut self.linear));
+        layers
+    }
+
     /// Weights under `emb.timestep_embedder.*` and `linear.*`.
     pub fn new(inner_dim: usize, vb: &VarBuilder<'_>) -> Result<Self> {
         Ok(AdaLayerNormSingle {
@@ -96,6 +111,10 @@ pub struct CaptionProjection {
 }
 
 impl CaptionProjection {
+    pub(crate) fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 2] {
+        [("linear_1", &mut self.linear_1), ("linear_2", &mut self.linear_2)]
+    }
+
     /// Weights under `linear_1.*` and `linear_2.*`.
     pub fn new(caption_channels: usize, inner_dim: usize, vb: &VarBuilder<'_>) -> Result<Self> {
         Ok(CaptionProjection {

@@ -5,9 +5,11 @@ use super::block::TransformerBlock;
 use super::config::LtxvTransformerConfig;
 use super::embeddings::{AdaLayerNormSingle, CaptionProjection, ones};
 use super::rope::{RopePositions, RopeTables, RotaryPosEmbed};
+use crate::lora::LayerPatch;
 use crate::ops::linear::Linear;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
+use std::collections::BTreeMap;
 
 /// The LTX-Video transformer, computing in f32.
 #[derive(Debug, Clone)]
@@ -53,6 +55,43 @@ impl LtxvTransformer {
             norm_weight: ones(dim, device)?,
             norm_bias: Tensor::zeros(dim, DType::F32, device)?,
         })
+    }
+
+    /// Every linear layer by its checkpoint name (`transformer_blocks.0.attn1.to_q`, ...), with its weight's
+    /// `(out, in)`: the layers a LoRA can change.
+    pub fn linear_layers(&self) -> Result<Vec<(String, (usize, usize))>> {
+        let mut copy = self.clone();
+        copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, layer.shape()?))).collect()
+    }
+
+    /// The model with LoRA updates (`layer name → patch`, names as [`Self::linear_layers`] gives them):
+    /// every tensor is shared with `self` except the patched biases; the weight updates are applied on the
+    /// fly. Fails on a name that is not a linear layer.
+    pub fn with_patches(&self, patches: &BTreeMap<String, LayerPatch>) -> Result<Self> {
+        let mut patched = self.clone();
+        let mut remaining: BTreeMap<&str, &LayerPatch> = patches.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        for (name, layer) in patched.linears_mut() {
+            if let Some(patch) = remaining.remove(name.as_str()) {
+                *layer = layer.patched(patch)?;
+            }
+        }
+        if let Some(name) = remaining.keys().next() {
+            candle_core::bail!("the transformer has no linear layer '{name}'");
+        }
+        Ok(patched)
+    }
+
+    fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut layers: Vec<(String, &mut Linear)> =
+            vec![("patchify_proj".into(), &mut self.patchify_proj), ("proj_out".into(), &mut self.proj_out)];
+        layers.extend(self.adaln_single.linears_mut().into_iter().map(|(n, l)| (format!("adaln_single.{n}"), l)));
+        layers.extend(
+            self.caption_projection.linears_mut().into_iter().map(|(n, l)| (format!("caption_projection.{n}"), l)),
+        );
+        for (index, block) in self.transformer_blocks.iter_mut().enumerate() {
+            layers.extend(block.linears_mut().into_iter().map(|(n, l)| (format!("transformer_blocks.{index}.{n}"), l)));
+        }
+        layers
     }
 
     /// The device the weights live on.

@@ -1,9 +1,12 @@
 //! Loader nodes: `CheckpointLoaderSimple`, `UNETLoader`, `VAELoader` and `CLIPLoader`, reading model files
-//! from ComfyUI's folders (`kinograph_engine::ModelFolders`) into the MODEL, CLIP and VAE values the other nodes use.
+//! from ComfyUI's folders (`kinograph_engine::ModelFolders`) into the MODEL, CLIP and VAE values the other nodes
+//! use; `LoraLoader` and `LoraLoaderModelOnly`, which apply a LoRA file to them.
 
 pub mod loaded_models;
+mod lora_loaders;
 mod model_loaders;
 
+pub use lora_loaders::{LoraLoader, LoraLoaderModelOnly};
 pub use model_loaders::{
     Checkpoint, CheckpointLoaderSimple, ClipLoader, UnetLoader, VaeLoader, load_checkpoint, load_text_encoder,
 };
@@ -28,5 +31,12 @@ pub fn compute_device() -> Device {
 
 /// The loaders nodes, to register with `Registry::register_all`.
 pub fn nodes() -> Vec<Arc<dyn Node>> {
-    vec![Arc::new(CheckpointLoaderSimple), Arc::new(UnetLoader), Arc::new(VaeLoader), Arc::new(ClipLoader)]
+    vec![
+        Arc::new(CheckpointLoaderSimple),
+        Arc::new(UnetLoader),
+        Arc::new(VaeLoader),
+        Arc::new(ClipLoader),
+        Arc::new(LoraLoader),
+        Arc::new(LoraLoaderModelOnly),
+    ]
 }

@@ -61,6 +61,7 @@ fn load_model(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Ar
             file: path.to_path_buf(),
             shift: LTXV_SHIFT,
             bytes: f32_bytes(source, &prefix),
+            loras: Vec::new(),
         })
     })
 }

@@ -1,0 +1,391 @@
+//! LoRA files as ComfyUI reads them (Comfy-Org/ComfyUI a125cd84: `comfy/lora.py` `load_lora` and
+//! `model_lora_keys_unet`/`model_lora_keys_clip`, `comfy/weight_adapter/lora.py`), turned into updates of a
+//! model's linear layers that are applied on the fly rather than merged into a copy of the weights.
+//!
+//! A LoRA file names each layer it changes by a key prefix `x`. A [`KeyMap`] lists, for one model, every
+//! prefix ComfyUI accepts and the layer it means: for the LTX-Video transformer `diffusion_model.<name>`
+//! and kohya's `lora_unet_<name with _ for .>`; for the T5 text encoder `text_encoders.t5xxl.transformer.<name>`
+//! and `lora_te1_<name with _>`. Under each prefix ComfyUI reads, in this order:
+//! - `x.alpha` (optional) and a low-rank pair, the first found of `x.lora_up.weight`/`x.lora_down.weight`
+//!   (kohya and ComfyUI), `x_lora.up.weight`/`x_lora.down.weight`, `x.lora_B.weight`/`x.lora_A.weight`
+//!   (diffusers/PEFT), `x.lora.up.weight`/`x.lora.down.weight`, `x.lora_B`/`x.lora_A`,
+//!   `x.lora_linear_layer.up.weight`/`…down.weight`, `x.lora_B.default.weight`/`x.lora_A.default.weight`:
+//!   the weight becomes `W + strength · (alpha / rank, or 1) · up · down`;
+//! - `x.w_norm`/`x.b_norm` and `x.diff`/`x.diff_b`: full differences of the weight and the bias, scaled by
+//!   the strength; a later one replaces an earlier one for the same layer, as in ComfyUI.
+//!
+//! Keys under none of the prefixes are not loaded, and the caller warns about them, as ComfyUI does. What
+//! ComfyUI would apply but kinograph cannot yet (DoRA's `dora_scale`, LoCon's `lora_mid`, LoHa, LoKr,
+//! GLoRA, OFT and BOFT, `set_weight`) is an error that names the key, never a silent difference.
+
+use crate::weights::{WeightError, WeightSource};
+use candle_core::{DType, Device, Result as TensorResult, Tensor};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// A LoRA file that cannot be applied, phrased for the user.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoraError {
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    #[error("{file}: '{key}' is a {what}, which kinograph cannot apply yet")]
+    Unsupported { file: String, key: String, what: &'static str },
+    #[error(
+        "{file}: '{key}' has shape {found:?}, but the layer it changes needs {expected}: is this LoRA for another model?"
+    )]
+    Shape { file: String, key: String, found: Vec<usize>, expected: String },
+    #[error("{file}: '{key}': {message}")]
+    Invalid { file: String, key: String, message: String },
+}
+
+/// Which tensor of a layer a key changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    Weight,
+    Bias,
+}
+
+/// The prefixes a model accepts, in ComfyUI's order, each with the layer (the model's own name, e.g.
+/// `transformer_blocks.0.attn1.to_q`) and the part it changes.
+#[derive(Debug, Clone, Default)]
+pub struct KeyMap {
+    entries: Vec<(String, String, Part)>,
+    /// Layer → `(out, in)` of its weight, for the shape checks.
+    shapes: HashMap<String, (usize, usize)>,
+    /// A tag added to every layer name, so that two models' maps can be joined (e.g. `unet`, `clip`).
+    tag: HashMap<String, &'static str>,
+}
+
+impl KeyMap {
+    /// ComfyUI's keys for a diffusion model (`model_lora_keys_unet`): for each linear layer `name` with
+    /// weight `[out, in]`, `lora_unet_<name with _>` and `diffusion_model.<name>` for the weight and
+    /// `diffusion_model.<name>.bias` for the bias.
+    pub fn diffusion_model(layers: &[(String, (usize, usize))]) -> Self {
+        let mut map = KeyMap::default();
+        for (name, shape) in layers {
+            map.push(format!("lora_unet_{}", name.replace('.', "_")), name, Part::Weight, *shape, "unet");
+            map.push(format!("diffusion_model.{name}"), name, Part::Weight, *shape, "unet");
+        }
+        for (name, shape) in layers {
+            map.push(format!("diffusion_model.{name}.bias"), name, Part::Bias, *shape, "unet");
+        }
+        map
+    }
+
+    /// ComfyUI's keys for LTX-Video's T5 text encoder (`model_lora_keys_clip`, where ComfyUI names its
+    /// weights `t5xxl.transformer.<name>`): `text_encoders.t5xxl.transformer.<name>` and
+    /// `lora_te1_<name with _>`.
+    pub fn t5_text_encoder(layers: &[(String, (usize, usize))]) -> Self {
+        let mut map = KeyMap::default();
+        for (name, shape) in layers {
+            map.push(format!("text_encoders.t5xxl.transformer.{name}"), name, Part::Weight, *shape, "clip");
+            map.push(format!("lora_te1_{}", name.replace('.', "_")), name, Part::Weight, *shape, "clip");
+        }
+        map
+    }
+
+    /// This map followed by `other` (ComfyUI joins the model's and the text encoder's maps before reading).
+    pub fn join(mut self, other: KeyMap) -> Self {
+        self.entries.extend(other.entries);
+        self.shapes.extend(other.shapes);
+        self.tag.extend(other.tag);
+        self
+    }
+
+    fn push(&mut self, key: String, layer: &str, part: Part, shape: (usize, usize), tag: &'static str) {
+        let tagged = format!("{tag}:{layer}");
+        self.shapes.insert(tagged.clone(), shape);
+        self.tag.insert(tagged.clone(), tag);
+        self.entries.push((key, tagged, part));
+    }
+}
+
+/// The update of one linear layer, `y = x Wᵀ + b` → `y + x Δᵀ (+ Δb)`.
+#[derive(Debug, Clone)]
+pub enum WeightDelta {
+    /// `Δ = scale · up · down`, kept factored: `down_t` `[in, r]`, `up_t` `[r, out]`, f32 (transposed
+    /// views of the LoRA file's tensors).
+    LowRank { down_t: Tensor, up_t: Tensor, scale: f32 },
+    /// `Δ = scale · diff`, `diff_t` `[in, out]`, f32 (a transposed view).
+    Full { diff_t: Tensor, scale: f32 },
+}
+
+impl WeightDelta {
+    /// `y + x Δᵀ` for `x` `[rows, in]` and `y` `[rows, out]` (f32).
+    pub fn add_to(&self, x: &Tensor, y: &Tensor) -> TensorResult<Tensor> {
+        match self {
+            WeightDelta::LowRank { down_t, up_t, scale } => y + (x.matmul(down_t)?.matmul(up_t)? * f64::from(*scale))?,
+            WeightDelta::Full { diff_t, scale } => y + (x.matmul(diff_t)? * f64::from(*scale))?,
+        }
+    }
+
+    /// Bytes held.
+    pub fn byte_size(&self) -> usize {
+        let bytes = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        match self {
+            WeightDelta::LowRank { down_t, up_t, .. } => bytes(down_t) + bytes(up_t),
+            WeightDelta::Full { diff_t, .. } => bytes(diff_t),
+        }
+    }
+}
+
+/// The updates of one layer.
+#[derive(Debug, Clone, Default)]
+pub struct LayerPatch {
+    pub weight: Option<WeightDelta>,
+    /// `strength · Δb`, `[out]`, f32.
+    pub bias: Option<Tensor>,
+}
+
+/// A LoRA file read into memory (f32).
+pub struct LoraFile {
+    path: PathBuf,
+    tensors: BTreeMap<String, Tensor>,
+}
+
+impl std::fmt::Debug for LoraFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoraFile({}, {} tensors)", self.path.display(), self.tensors.len())
+    }
+}
+
+/// What [`LoraFile::patches`] found: the updates by model tag (`unet`, `clip`) and layer, and the file's
+/// keys none of the prefixes matched.
+#[derive(Debug, Clone, Default)]
+pub struct LoraPatches {
+    pub layers: BTreeMap<&'static str, BTreeMap<String, LayerPatch>>,
+    pub not_loaded: Vec<String>,
+    /// How many keys the file has.
+    pub keys: usize,
+}
+
+const LOW_RANK_NAMES: [(&str, &str); 7] = [
+    (".lora_up.weight", ".lora_down.weight"),
+    ("_lora.up.weight", "_lora.down.weight"),
+    (".lora_B.weight", ".lora_A.weight"),
+    (".lora.up.weight", ".lora.down.weight"),
+    (".lora_B", ".lora_A"),
+    (".lora_linear_layer.up.weight", ".lora_linear_layer.down.weight"),
+    (".lora_B.default.weight", ".lora_A.default.weight"),
+];
+
+/// Suffixes of the adapters ComfyUI applies and kinograph does not.
+const UNSUPPORTED: [(&str, &str); 11] = [
+    (".dora_scale", "DoRA scale"),
+    (".lora_mid.weight", "LoCon middle weight"),
+    (".reshape_weight", "weight reshape"),
+    (".hada_w1_a", "LoHa adapter"),
+    (".lokr_w1", "LoKr adapter"),
+    (".lokr_w1_a", "LoKr adapter"),
+    (".lokr_w2", "LoKr adapter"),
+    (".a1.weight", "GLoRA adapter"),
+    (".oft_blocks", "OFT/BOFT adapter"),
+    (".set_weight", "weight replacement"),
+    (".oft_diag", "OFT adapter"),
+];
+
+impl LoraFile {
+    /// Reads every tensor of a LoRA safetensors file as f32.
+    pub fn open(path: &Path) -> Result<Self, LoraError> {
+        let source = WeightSource::open(&[path])?;
+        let mut tensors = BTreeMap::new();
+        for name in source.names() {
+            tensors.insert(name.to_string(), source.load(name, DType::F32, &Device::Cpu)?);
+        }
+        Ok(LoraFile { path: path.to_path_buf(), tensors })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of the tensors held.
+    pub fn byte_size(&self) -> usize {
+        self.tensors.values().map(|t| t.elem_count() * 4).sum()
+    }
+
+    /// The updates this file makes to the layers of `keys`, each scaled by the strength of its model tag
+    /// (`strengths`: e.g. `[("unet", 0.7), ("clip", 1.0)]`; a tag with no strength is read but not returned).
+    pub fn patches(&self, keys: &KeyMap, strengths: &[(&'static str, f64)]) -> Result<LoraPatches, LoraError> {
+        let mut loaded = BTreeSet::new();
+        let mut found: BTreeMap<(String, Part), Found> = BTreeMap::new();
+        for (x, layer, part) in &keys.entries {
+            for (suffix, what) in UNSUPPORTED {
+                let key = format!("{x}{suffix}");
+                if self.tensors.contains_key(&key) {
+                    return Err(LoraError::Unsupported { file: self.file(), key, what });
+                }
+            }
+            let alpha_key = format!("{x}.alpha");
+            let alpha = match self.tensors.get(&alpha_key) {
+                Some(alpha) => {
+                    loaded.insert(alpha_key.clone());
+                    Some(self.scalar(&alpha_key, alpha)?)
+                }
+                None => None,
+            };
+            if let Some((up_key, down_key)) = LOW_RANK_NAMES
+                .iter()
+                .map(|(up, down)| (format!("{x}{up}"), format!("{x}{down}")))
+                .find(|(up, _)| self.tensors.contains_key(up))
+            {
+                if *part == Part::Bias {
+                    return Err(LoraError::Unsupported {
+                        file: self.file(),
+                        key: up_key,
+                        what: "low-rank bias update",
+                    });
+                }
+                loaded.insert(up_key.clone());
+                loaded.insert(down_key.clone());
+                found.insert((layer.clone(), Part::Weight), Found::LowRank { up_key, down_key, alpha });
+            }
+            let (w_norm, b_norm) = (format!("{x}.w_norm"), format!("{x}.b_norm"));
+            if self.tensors.contains_key(&w_norm) {
+                loaded.insert(w_norm.clone());
+                found.insert((layer.clone(), *part), Found::Diff(w_norm));
+                if self.tensors.contains_key(&b_norm) {
+                    loaded.insert(b_norm.clone());
+                    found.insert((layer.clone(), Part::Bias), Found::Diff(b_norm));
+                }
+            }
+            let diff = format!("{x}.diff");
+            if self.tensors.contains_key(&diff) {
+                loaded.insert(diff.clone());
+                found.insert((layer.clone(), *part), Found::Diff(diff));
+            }
+            let diff_bias = format!("{x}.diff_b");
+            if self.tensors.contains_key(&diff_bias) {
+                loaded.insert(diff_bias.clone());
+                found.insert((layer.clone(), Part::Bias), Found::Diff(diff_bias));
+            }
+        }
+
+        let mut patches = LoraPatches {
+            not_loaded: self.tensors.keys().filter(|key| !loaded.contains(*key)).cloned().collect(),
+            keys: self.tensors.len(),
+            ..LoraPatches::default()
+        };
+        for ((layer, part), what) in found {
+            let tag = keys.tag[&layer];
+            let Some(&(_, strength)) = strengths.iter().find(|(t, _)| *t == tag) else { continue };
+            let shape = keys.shapes[&layer];
+            let name = layer[tag.len() + 1..].to_string();
+            let patch = patches.layers.entry(tag).or_default().entry(name).or_default();
+            match part {
+                Part::Weight => patch.weight = Some(self.weight_delta(&what, shape, strength)?),
+                Part::Bias => patch.bias = Some(self.bias_delta(&what, shape.0, strength)?),
+            }
+        }
+        Ok(patches)
+    }
+
+    fn weight_delta(
+        &self,
+        found: &Found,
+        (out, inputs): (usize, usize),
+        strength: f64,
+    ) -> Result<WeightDelta, LoraError> {
+        match found {
+            Found::LowRank { up_key, down_key, alpha } => {
+                let up = self.matrix(up_key)?;
+                let down = self.matrix(down_key)?;
+                let rank = down.dim(0).unwrap_or(0);
+                let expected = format!("[{out}, r] and [r, {inputs}]");
+                let (up_dims, down_dims) = (up.dims().to_vec(), down.dims().to_vec());
+                if up_dims[0] != out || up_dims[1] != rank {
+                    return Err(LoraError::Shape { file: self.file(), key: up_key.clone(), found: up_dims, expected });
+                }
+                if down_dims[1] != inputs || rank == 0 {
+                    return Err(LoraError::Shape {
+                        file: self.file(),
+                        key: down_key.clone(),
+                        found: down_dims,
+                        expected,
+                    });
+                }
+                // ComfyUI: `(strength * alpha / rank) * (up @ down)`, the factor in Python floats.
+                let scale = strength * alpha.map_or(1.0, |alpha| alpha / rank as f64);
+                // Transposed views of the file's tensors: the model shares them, nothing is copied.
+                let transpose = |t: &Tensor, key: &str| t.t().map_err(|e| self.invalid(key, &e));
+                Ok(WeightDelta::LowRank {
+                    down_t: transpose(&down, down_key)?,
+                    up_t: transpose(&up, up_key)?,
+                    scale: scale as f32,
+                })
+            }
+            Found::Diff(key) => {
+                let diff = self.matrix(key)?;
+                if diff.dims() != [out, inputs] {
+                    let expected = format!("[{out}, {inputs}]");
+                    return Err(LoraError::Shape {
+                        file: self.file(),
+                        key: key.clone(),
+                        found: diff.dims().to_vec(),
+                        expected,
+                    });
+                }
+                let diff_t = diff.t().map_err(|e| self.invalid(key, &e))?;
+                Ok(WeightDelta::Full { diff_t, scale: strength as f32 })
+            }
+        }
+    }
+
+    fn bias_delta(&self, found: &Found, out: usize, strength: f64) -> Result<Tensor, LoraError> {
+        let Found::Diff(key) = found else { unreachable!("low-rank bias updates are refused when read") };
+        let diff = &self.tensors[key];
+        if diff.dims() != [out] {
+            let expected = format!("[{out}]");
+            return Err(LoraError::Shape {
+                file: self.file(),
+                key: key.clone(),
+                found: diff.dims().to_vec(),
+                expected,
+            });
+        }
+        (diff * f64::from(strength as f32)).map_err(|e| self.invalid(key, &e))
+    }
+
+    /// A 2-D tensor (1×1 convolution kernels `[out, in, 1, 1]` count as matrices).
+    fn matrix(&self, key: &str) -> Result<Tensor, LoraError> {
+        let tensor = &self.tensors[key];
+        let dims = tensor.dims();
+        if dims.len() < 2 || dims[2..].iter().any(|&d| d != 1) {
+            return Err(LoraError::Shape {
+                file: self.file(),
+                key: key.to_string(),
+                found: dims.to_vec(),
+                expected: "a matrix".into(),
+            });
+        }
+        tensor.reshape((dims[0], dims[1])).map_err(|e| self.invalid(key, &e))
+    }
+
+    fn scalar(&self, key: &str, tensor: &Tensor) -> Result<f64, LoraError> {
+        let values: Vec<f32> = tensor.flatten_all().and_then(|t| t.to_vec1()).map_err(|e| self.invalid(key, &e))?;
+        match values.as_slice() {
+            [value] => Ok(f64::from(*value)),
+            _ => Err(LoraError::Invalid {
+                file: self.file(),
+                key: key.to_string(),
+                message: format!("an alpha must be one number, found {} values", values.len()),
+            }),
+        }
+    }
+
+    fn invalid(&self, key: &str, error: &candle_core::Error) -> LoraError {
+        LoraError::Invalid { file: self.file(), key: key.to_string(), message: error.to_string() }
+    }
+
+    fn file(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// Where a layer's update was found.
+#[derive(Debug, Clone)]
+enum Found {
+    LowRank { up_key: String, down_key: String, alpha: Option<f64> },
+    Diff(String),
+}
