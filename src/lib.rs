@@ -4,7 +4,6 @@
 
 mod commands;
 mod progress;
-mod size;
 
 use clap::{Parser, Subcommand};
 use kinograph_engine::Registry;

@@ -42,6 +42,7 @@ pub mod prelude;
 pub mod registry;
 pub mod schema;
 pub mod signature;
+pub mod size;
 pub mod validation;
 pub mod value;
 pub mod workflow;

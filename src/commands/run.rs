@@ -2,9 +2,9 @@
 
 use super::{FolderArgs, Loaded, load_workflow, registry};
 use crate::progress::{EventMode, Reporter};
-use crate::size::parse_size;
 use crate::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_RUNTIME};
 use clap::Args;
+use kinograph_engine::size::parse_size;
 use kinograph_engine::{
     Cache, CancelToken, ConvertOptions, DiskCache, Environment, Executor, Registry, RunOptions, RunStatus,
 };

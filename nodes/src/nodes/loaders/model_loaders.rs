@@ -51,16 +51,52 @@ fn open(input: &str, path: &Path) -> Result<Arc<WeightSource>, NodeError> {
     WeightSource::open(&[path]).map(Arc::new).map_err(|e| load_error(input, path, &e))
 }
 
+/// The memory a model may take when loaded for the CPU: `KINOGRAPH_MEMORY_LIMIT` (`24G`, bytes, ...), else
+/// the machine's memory (Linux: `MemTotal`, or the cgroup's limit when smaller).
+fn memory_limit() -> Option<u64> {
+    if let Ok(text) = std::env::var("KINOGRAPH_MEMORY_LIMIT") {
+        return kinograph_engine::size::parse_size(&text).ok().map(|bytes| bytes as u64);
+    }
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
+    })?;
+    let cgroup =
+        std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|text| text.trim().parse::<u64>().ok());
+    Some(cgroup.map_or(total, |limit| limit.min(total)))
+}
+
+/// Refuses, before anything is read, a transformer whose f32 weights cannot fit in memory (the 13B needs
+/// 52 GB), instead of letting the system kill the process halfway through.
+fn check_fits(input: &str, path: &Path, bytes: usize, device: &candle_core::Device) -> Result<(), NodeError> {
+    let gb = |bytes: f64| bytes / 1e9;
+    match memory_limit() {
+        Some(limit) if device.is_cpu() && bytes as u64 > limit => Err(NodeError::input(
+            input,
+            format!(
+                "{}: this transformer needs {:.1} GB of memory in float32, more than the {:.1} GB this machine \
+                 has (KINOGRAPH_MEMORY_LIMIT sets another limit); run it on a machine with more memory",
+                path.display(),
+                gb(bytes as f64),
+                gb(limit as f64)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn load_model(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Arc<DiffusionModel>, NodeError> {
     load_shared("ltxv-transformer", path, || {
         let device = super::compute_device();
-        let transformer = LtxvTransformer::load(source, &device).map_err(|e| load_error(input, path, &e))?;
         let prefix = kinograph_models::ltxv::transformer::detect_layout(source).map(|d| d.prefix).unwrap_or_default();
+        let bytes = f32_bytes(source, &prefix);
+        check_fits(input, path, bytes, &device)?;
+        let transformer = LtxvTransformer::load(source, &device).map_err(|e| load_error(input, path, &e))?;
         Ok(DiffusionModel {
             transformer: Arc::new(transformer),
             file: path.to_path_buf(),
             shift: LTXV_SHIFT,
-            bytes: f32_bytes(source, &prefix),
+            bytes,
             loras: Vec::new(),
         })
     })

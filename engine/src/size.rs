@@ -1,4 +1,5 @@
-//! Byte sizes on the command line: `512M`, `4G`, `4GiB`, `1500000`.
+//! Byte sizes as users write them (command-line options, environment variables): `512M`, `4G`, `4GiB`,
+//! `1500000`.
 
 /// Parses a size; `K`, `M`, `G`, `T` (with optional `iB` or `B`) are powers of 1024.
 pub fn parse_size(text: &str) -> Result<usize, String> {
