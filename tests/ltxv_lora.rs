@@ -135,22 +135,28 @@ fn a_lora_whose_keys_match_nothing_warns_and_changes_nothing() {
     assert_eq!(max_abs(&latent, &expected), 0.0, "the model is unchanged");
 }
 
-fn apply_lora_file(tensors: &[(&str, Tensor)]) -> String {
+/// `LoraLoaderModelOnly` on the pipeline's model with `loras/NAME` of a folder holding `bytes`: the error.
+fn model_only_error(name: &str, bytes: &[u8]) -> String {
     let folder = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(folder.path().join("loras")).unwrap();
-    let file = folder.path().join("loras/bad.safetensors");
-    let map: HashMap<String, Tensor> = tensors.iter().map(|(name, t)| ((*name).to_string(), t.clone())).collect();
-    candle_core::safetensors::save(&map, &file).unwrap();
+    std::fs::write(folder.path().join("loras").join(name), bytes).unwrap();
     let checkpoint = data().join("models/checkpoints/ltxv-tiny-pipeline.safetensors");
     let model: Arc<DiffusionModel> = load_checkpoint("ckpt_name", &checkpoint).unwrap().model;
     let env = Environment { models: ModelFolders::new(folder.path().to_path_buf()), ..Environment::default() };
     let context = ExecutionContext::detached("90", "LoraLoaderModelOnly", env);
     let mut inputs = NodeInputs::default();
     inputs.insert("model", Value::from(model));
-    inputs.insert("lora_name", Value::String("bad.safetensors".into()));
+    inputs.insert("lora_name", Value::String(name.into()));
     inputs.insert("strength_model", Value::Float(1.0));
     let node = kinograph_nodes::nodes::loaders::LoraLoaderModelOnly;
     node.execute(&inputs, &context).map(|_| ()).unwrap_err().to_string()
+}
+
+fn apply_lora_file(tensors: &[(&str, Tensor)]) -> String {
+    let map: HashMap<String, Tensor> = tensors.iter().map(|(name, t)| ((*name).to_string(), t.clone())).collect();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    candle_core::safetensors::save(&map, file.path()).unwrap();
+    model_only_error("bad.safetensors", &std::fs::read(file.path()).unwrap())
 }
 
 #[test]
@@ -176,19 +182,7 @@ fn a_lora_for_another_model_or_format_is_a_clear_error() {
 
 #[test]
 fn a_truncated_lora_file_is_a_clear_error() {
-    let folder = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(folder.path().join("loras")).unwrap();
     let good = std::fs::read(data().join("models/loras/ltxv-tiny-peft.safetensors")).unwrap();
-    std::fs::write(folder.path().join("loras/cut.safetensors"), &good[..good.len() / 2]).unwrap();
-    let checkpoint = data().join("models/checkpoints/ltxv-tiny-pipeline.safetensors");
-    let model: Arc<DiffusionModel> = load_checkpoint("ckpt_name", &checkpoint).unwrap().model;
-    let env = Environment { models: ModelFolders::new(folder.path().to_path_buf()), ..Environment::default() };
-    let context = ExecutionContext::detached("90", "LoraLoaderModelOnly", env);
-    let mut inputs = NodeInputs::default();
-    inputs.insert("model", Value::from(model));
-    inputs.insert("lora_name", Value::String("cut.safetensors".into()));
-    inputs.insert("strength_model", Value::Float(1.0));
-    let node = kinograph_nodes::nodes::loaders::LoraLoaderModelOnly;
-    let message = node.execute(&inputs, &context).map(|_| ()).unwrap_err().to_string();
+    let message = model_only_error("cut.safetensors", &good[..good.len() / 2]);
     assert!(message.contains("cut.safetensors") && message.contains("truncated"), "{message}");
 }

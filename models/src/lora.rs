@@ -119,6 +119,18 @@ impl WeightDelta {
         }
     }
 
+    /// The same update with its tensors on `device` (shared, not copied, when they are there already).
+    pub fn to_device(&self, device: &Device) -> TensorResult<WeightDelta> {
+        Ok(match self {
+            WeightDelta::LowRank { down_t, up_t, scale } => {
+                WeightDelta::LowRank { down_t: down_t.to_device(device)?, up_t: up_t.to_device(device)?, scale: *scale }
+            }
+            WeightDelta::Full { diff_t, scale } => {
+                WeightDelta::Full { diff_t: diff_t.to_device(device)?, scale: *scale }
+            }
+        })
+    }
+
     /// Bytes held.
     pub fn byte_size(&self) -> usize {
         let bytes = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
@@ -135,6 +147,25 @@ pub struct LayerPatch {
     pub weight: Option<WeightDelta>,
     /// `strength · Δb`, `[out]`, f32.
     pub bias: Option<Tensor>,
+}
+
+/// Replaces each of `layers` (by name) that `patches` names with `patch(layer, its patch)`; fails on a name
+/// none of the layers has.
+pub fn patch_layers<L>(
+    layers: Vec<(String, &mut L)>,
+    patches: &BTreeMap<String, LayerPatch>,
+    patch: impl Fn(&L, &LayerPatch) -> TensorResult<L>,
+) -> TensorResult<()> {
+    let mut remaining: BTreeMap<&str, &LayerPatch> = patches.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    for (name, layer) in layers {
+        if let Some(layer_patch) = remaining.remove(name.as_str()) {
+            *layer = patch(layer, layer_patch)?;
+        }
+    }
+    match remaining.keys().next() {
+        Some(name) => candle_core::bail!("the model has no linear layer '{name}'"),
+        None => Ok(()),
+    }
 }
 
 /// A LoRA file read into memory (f32).

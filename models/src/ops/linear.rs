@@ -43,17 +43,7 @@ impl Linear {
             layer.bias_values = bias_values(&layer.bias)?;
         }
         if let Some(delta) = &patch.weight {
-            let device = self.weight_t.device();
-            layer.deltas.push(match delta {
-                WeightDelta::LowRank { down_t, up_t, scale } => WeightDelta::LowRank {
-                    down_t: down_t.to_device(device)?,
-                    up_t: up_t.to_device(device)?,
-                    scale: *scale,
-                },
-                WeightDelta::Full { diff_t, scale } => {
-                    WeightDelta::Full { diff_t: diff_t.to_device(device)?, scale: *scale }
-                }
-            });
+            layer.deltas.push(delta.to_device(self.weight_t.device())?);
         }
         Ok(layer)
     }

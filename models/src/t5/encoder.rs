@@ -11,7 +11,7 @@
 
 use super::config::{Activation, T5Config};
 use super::tokenizer::{END_TOKEN, PAD_TOKEN, Tokens};
-use crate::lora::{LayerPatch, WeightDelta};
+use crate::lora::{LayerPatch, WeightDelta, patch_layers};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
@@ -35,7 +35,9 @@ impl StoredLinear {
             candle_core::bail!("T5's projections have no bias to update");
         }
         let mut layer = self.clone();
-        layer.deltas.extend(patch.weight.clone());
+        if let Some(delta) = &patch.weight {
+            layer.deltas.push(delta.to_device(self.weight.device())?);
+        }
         Ok(layer)
     }
 
@@ -316,15 +318,7 @@ impl T5Encoder {
     /// are applied on the fly. Fails on a name that is not a projection.
     pub fn with_patches(&self, patches: &BTreeMap<String, LayerPatch>) -> Result<Self> {
         let mut patched = self.clone();
-        let mut remaining: BTreeMap<&str, &LayerPatch> = patches.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        for (name, layer) in patched.linears_mut() {
-            if let Some(patch) = remaining.remove(name.as_str()) {
-                *layer = layer.patched(patch)?;
-            }
-        }
-        if let Some(name) = remaining.keys().next() {
-            candle_core::bail!("the T5 encoder has no projection '{name}'");
-        }
+        patch_layers(patched.linears_mut(), patches, StoredLinear::patched)?;
         Ok(patched)
     }
 

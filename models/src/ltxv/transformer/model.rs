@@ -5,7 +5,7 @@ use super::block::TransformerBlock;
 use super::config::LtxvTransformerConfig;
 use super::embeddings::{AdaLayerNormSingle, CaptionProjection, ones};
 use super::rope::{RopePositions, RopeTables, RotaryPosEmbed};
-use crate::lora::LayerPatch;
+use crate::lora::{LayerPatch, patch_layers};
 use crate::ops::linear::Linear;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -69,15 +69,7 @@ impl LtxvTransformer {
     /// fly. Fails on a name that is not a linear layer.
     pub fn with_patches(&self, patches: &BTreeMap<String, LayerPatch>) -> Result<Self> {
         let mut patched = self.clone();
-        let mut remaining: BTreeMap<&str, &LayerPatch> = patches.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        for (name, layer) in patched.linears_mut() {
-            if let Some(patch) = remaining.remove(name.as_str()) {
-                *layer = layer.patched(patch)?;
-            }
-        }
-        if let Some(name) = remaining.keys().next() {
-            candle_core::bail!("the transformer has no linear layer '{name}'");
-        }
+        patch_layers(patched.linears_mut(), patches, Linear::patched)?;
         Ok(patched)
     }
 
