@@ -18,6 +18,7 @@
 //! ComfyUI would apply but kinograph cannot yet (DoRA's `dora_scale`, LoCon's `lora_mid`, LoHa, LoKr,
 //! GLoRA, OFT and BOFT, `set_weight`) is an error that names the key, never a silent difference.
 
+use crate::ops::add_product::add_product;
 use crate::weights::{WeightError, WeightSource};
 use candle_core::{DType, Device, Result as TensorResult, Tensor};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -103,19 +104,23 @@ impl KeyMap {
 /// The update of one linear layer, `y = x Wᵀ + b` → `y + x Δᵀ (+ Δb)`.
 #[derive(Debug, Clone)]
 pub enum WeightDelta {
-    /// `Δ = scale · up · down`, kept factored: `down_t` `[in, r]`, `up_t` `[r, out]`, f32 (transposed
-    /// views of the LoRA file's tensors).
+    /// `Δ = scale · up · down`, kept factored: `down_t` `[in, r]`, `up_t` `[r, out]`, f32, the LoRA file's
+    /// own tensors (shared, not copied).
     LowRank { down_t: Tensor, up_t: Tensor, scale: f32 },
-    /// `Δ = scale · diff`, `diff_t` `[in, out]`, f32 (a transposed view).
+    /// `Δ = scale · diff`, `diff_t` `[in, out]`, f32.
     Full { diff_t: Tensor, scale: f32 },
 }
 
 impl WeightDelta {
-    /// `y + x Δᵀ` for `x` `[rows, in]` and `y` `[rows, out]` (f32).
-    pub fn add_to(&self, x: &Tensor, y: &Tensor) -> TensorResult<Tensor> {
+    /// `y + x Δᵀ` for `x` `[rows, in]` and `y` `[rows, out]` (f32): `((x · down_t) · scale) · up_t` added
+    /// into `y` itself on the CPU, so `y` must be a fresh output nothing else holds.
+    pub fn add_to(&self, x: &Tensor, y: Tensor) -> TensorResult<Tensor> {
         match self {
-            WeightDelta::LowRank { down_t, up_t, scale } => y + (x.matmul(down_t)?.matmul(up_t)? * f64::from(*scale))?,
-            WeightDelta::Full { diff_t, scale } => y + (x.matmul(diff_t)? * f64::from(*scale))?,
+            WeightDelta::LowRank { down_t, up_t, scale } => {
+                let reduced = (x.matmul(down_t)? * f64::from(*scale))?;
+                add_product(y, &reduced, up_t)
+            }
+            WeightDelta::Full { diff_t, scale } => add_product(y, &(x * f64::from(*scale))?, diff_t),
         }
     }
 
@@ -221,7 +226,20 @@ impl LoraFile {
         let source = WeightSource::open(&[path])?;
         let mut tensors = BTreeMap::new();
         for name in source.names() {
-            tensors.insert(name.to_string(), source.load(name, DType::F32, &Device::Cpu)?);
+            let tensor = source.load(name, DType::F32, &Device::Cpu)?;
+            let dims = tensor.dims().to_vec();
+            let tensor = if is_matrix_key(name) && dims.len() >= 2 && dims[2..].iter().all(|&d| d == 1) {
+                // Kept transposed, `[in, out]` as the layers multiply by them; only this copy is kept.
+                let transpose = |t: Tensor| t.reshape((dims[0], dims[1]))?.t()?.contiguous();
+                transpose(tensor).map_err(|e| LoraError::Invalid {
+                    file: path.display().to_string(),
+                    key: name.to_string(),
+                    message: e.to_string(),
+                })?
+            } else {
+                tensor
+            };
+            tensors.insert(name.to_string(), tensor);
         }
         Ok(LoraFile { path: path.to_path_buf(), tensors })
     }
@@ -320,44 +338,28 @@ impl LoraFile {
     ) -> Result<WeightDelta, LoraError> {
         match found {
             Found::LowRank { up_key, down_key, alpha } => {
-                let up = self.matrix(up_key)?;
-                let down = self.matrix(down_key)?;
-                let rank = down.dim(0).unwrap_or(0);
+                // Stored transposed: `up_t` `[r, out]`, `down_t` `[in, r]`; errors show the file's shapes.
+                let (up_t, up_dims) = self.matrix(up_key)?;
+                let (down_t, down_dims) = self.matrix(down_key)?;
+                let rank = down_dims[0];
                 let expected = format!("[{out}, r] and [r, {inputs}]");
-                let (up_dims, down_dims) = (up.dims().to_vec(), down.dims().to_vec());
                 if up_dims[0] != out || up_dims[1] != rank {
                     return Err(LoraError::Shape { file: self.file(), key: up_key.clone(), found: up_dims, expected });
                 }
                 if down_dims[1] != inputs || rank == 0 {
-                    return Err(LoraError::Shape {
-                        file: self.file(),
-                        key: down_key.clone(),
-                        found: down_dims,
-                        expected,
-                    });
+                    let key = down_key.clone();
+                    return Err(LoraError::Shape { file: self.file(), key, found: down_dims, expected });
                 }
                 // ComfyUI: `(strength * alpha / rank) * (up @ down)`, the factor in Python floats.
                 let scale = strength * alpha.map_or(1.0, |alpha| alpha / rank as f64);
-                // Transposed views of the file's tensors: the model shares them, nothing is copied.
-                let transpose = |t: &Tensor, key: &str| t.t().map_err(|e| self.invalid(key, &e));
-                Ok(WeightDelta::LowRank {
-                    down_t: transpose(&down, down_key)?,
-                    up_t: transpose(&up, up_key)?,
-                    scale: scale as f32,
-                })
+                Ok(WeightDelta::LowRank { down_t, up_t, scale: scale as f32 })
             }
             Found::Diff(key) => {
-                let diff = self.matrix(key)?;
-                if diff.dims() != [out, inputs] {
+                let (diff_t, dims) = self.matrix(key)?;
+                if dims != [out, inputs] {
                     let expected = format!("[{out}, {inputs}]");
-                    return Err(LoraError::Shape {
-                        file: self.file(),
-                        key: key.clone(),
-                        found: diff.dims().to_vec(),
-                        expected,
-                    });
+                    return Err(LoraError::Shape { file: self.file(), key: key.clone(), found: dims, expected });
                 }
-                let diff_t = diff.t().map_err(|e| self.invalid(key, &e))?;
                 Ok(WeightDelta::Full { diff_t, scale: strength as f32 })
             }
         }
@@ -378,19 +380,18 @@ impl LoraFile {
         (diff * f64::from(strength as f32)).map_err(|e| self.invalid(key, &e))
     }
 
-    /// A 2-D tensor (1×1 convolution kernels `[out, in, 1, 1]` count as matrices).
-    fn matrix(&self, key: &str) -> Result<Tensor, LoraError> {
+    /// An update matrix as stored (transposed by [`Self::open`]) and its shape in the file, `[out, in]`.
+    fn matrix(&self, key: &str) -> Result<(Tensor, Vec<usize>), LoraError> {
         let tensor = &self.tensors[key];
-        let dims = tensor.dims();
-        if dims.len() < 2 || dims[2..].iter().any(|&d| d != 1) {
-            return Err(LoraError::Shape {
+        match *tensor.dims() {
+            [inputs, out] if is_matrix_key(key) => Ok((tensor.clone(), vec![out, inputs])),
+            _ => Err(LoraError::Shape {
                 file: self.file(),
                 key: key.to_string(),
-                found: dims.to_vec(),
+                found: tensor.dims().to_vec(),
                 expected: "a matrix".into(),
-            });
+            }),
         }
-        tensor.reshape((dims[0], dims[1])).map_err(|e| self.invalid(key, &e))
     }
 
     fn scalar(&self, key: &str, tensor: &Tensor) -> Result<f64, LoraError> {
@@ -412,6 +413,13 @@ impl LoraFile {
     fn file(&self) -> String {
         self.path.display().to_string()
     }
+}
+
+/// Whether `key` names an update matrix (a low-rank factor, a full difference), which
+/// [`LoraFile::open`] stores transposed.
+fn is_matrix_key(key: &str) -> bool {
+    LOW_RANK_NAMES.iter().any(|(up, down)| key.ends_with(up) || key.ends_with(down))
+        || [".diff", ".w_norm"].iter().any(|suffix| key.ends_with(suffix))
 }
 
 /// Where a layer's update was found.

@@ -60,7 +60,7 @@ impl Linear {
         let x = x.contiguous()?.reshape((rows, in_features))?;
         let mut y = x.matmul(&self.weight_t)?;
         for delta in &self.deltas {
-            y = delta.add_to(&x, &y)?;
+            y = delta.add_to(&x, y)?;
         }
         let y = match &self.bias_values {
             Some(bias) if y.is_contiguous() && y.dtype() == DType::F32 => {

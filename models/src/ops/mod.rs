@@ -9,8 +9,10 @@
 //! - [`norm`]: the pixel norm, the timestep modulation and their fused CPU pass with `SiLU`.
 //! - [`activations`]: threaded tanh GELU and softmax.
 //! - [`linear`]: `torch.nn.Linear` with the weight stored transposed and the bias added in place.
+//! - [`add_product`]: `y += a · b` into `y`, threaded, for LoRA updates beside a layer's weight.
 
 pub mod activations;
+pub mod add_product;
 pub mod conv3d;
 pub mod gemm;
 pub mod linear;

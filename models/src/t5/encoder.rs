@@ -75,7 +75,7 @@ impl StoredLinear {
         if !self.deltas.is_empty() {
             let x = x.reshape((rows, inputs))?.to_dtype(DType::F32)?;
             for delta in &self.deltas {
-                product = delta.add_to(&x, &product)?;
+                product = delta.add_to(&x, product)?;
             }
         }
         product.reshape(dims)
