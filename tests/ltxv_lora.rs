@@ -186,3 +186,11 @@ fn a_truncated_lora_file_is_a_clear_error() {
     let message = model_only_error("cut.safetensors", &good[..good.len() / 2]);
     assert!(message.contains("cut.safetensors") && message.contains("truncated"), "{message}");
 }
+
+#[test]
+fn a_lora_that_updates_a_norm_is_refused_rather_than_half_applied() {
+    // ComfyUI would add this difference to the query norm's weight; kinograph patches linear layers only.
+    let zeros = Tensor::zeros(32, DType::F32, &Device::Cpu).unwrap();
+    let message = apply_lora_file(&[("diffusion_model.transformer_blocks.0.attn1.q_norm.diff", zeros)]);
+    assert!(message.contains("q_norm.diff") && message.contains("not a linear layer"), "{message}");
+}

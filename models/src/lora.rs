@@ -55,6 +55,9 @@ pub struct KeyMap {
     shapes: HashMap<String, (usize, usize)>,
     /// A tag added to every layer name, so that two models' maps can be joined (e.g. `unet`, `clip`).
     tag: HashMap<String, &'static str>,
+    /// Prefixes ComfyUI also accepts, for tensors that are not a linear layer's (norms, modulation tables):
+    /// a file that updates one is refused rather than half applied.
+    other: Vec<String>,
 }
 
 impl KeyMap {
@@ -71,6 +74,21 @@ impl KeyMap {
             map.push(format!("diffusion_model.{name}.bias"), name, Part::Bias, *shape, "unet");
         }
         map
+    }
+
+    /// The same map knowing the model's other tensors (full names, e.g. `scale_shift_table`,
+    /// `transformer_blocks.0.attn1.q_norm.weight`), under the prefixes of [`Self::diffusion_model`].
+    pub fn with_other_diffusion_model_tensors(mut self, names: &[String]) -> Self {
+        for name in names {
+            match name.strip_suffix(".weight") {
+                Some(stem) => {
+                    self.other.push(format!("lora_unet_{}", stem.replace('.', "_")));
+                    self.other.push(format!("diffusion_model.{stem}"));
+                }
+                None => self.other.push(format!("diffusion_model.{name}")),
+            }
+        }
+        self
     }
 
     /// ComfyUI's keys for LTX-Video's T5 text encoder (`model_lora_keys_clip`, where ComfyUI names its
@@ -90,6 +108,7 @@ impl KeyMap {
         self.entries.extend(other.entries);
         self.shapes.extend(other.shapes);
         self.tag.extend(other.tag);
+        self.other.extend(other.other);
         self
     }
 
@@ -257,6 +276,13 @@ impl LoraFile {
     /// The updates this file makes to the layers of `keys`, each scaled by the strength of its model tag
     /// (`strengths`: e.g. `[("unet", 0.7), ("clip", 1.0)]`; a tag with no strength is read but not returned).
     pub fn patches(&self, keys: &KeyMap, strengths: &[(&'static str, f64)]) -> Result<LoraPatches, LoraError> {
+        for prefix in &keys.other {
+            let dotted = format!("{prefix}.");
+            if let Some(key) = self.tensors.keys().find(|key| key.starts_with(&dotted)) {
+                let what = "update of a tensor that is not a linear layer's (a norm or a modulation table)";
+                return Err(LoraError::Unsupported { file: self.file(), key: key.clone(), what });
+            }
+        }
         let mut loaded = BTreeSet::new();
         let mut found: BTreeMap<(String, Part), Found> = BTreeMap::new();
         for (x, layer, part) in &keys.entries {

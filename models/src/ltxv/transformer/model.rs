@@ -64,6 +64,21 @@ impl LtxvTransformer {
         copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, layer.shape()?))).collect()
     }
 
+    /// The tensors that are not a linear layer's, by their checkpoint names: the modulation tables and the
+    /// query/key norms.
+    pub fn other_parameter_names(&self) -> Vec<String> {
+        let mut names = vec!["scale_shift_table".to_string()];
+        for index in 0..self.transformer_blocks.len() {
+            names.push(format!("transformer_blocks.{index}.scale_shift_table"));
+            for attention in ["attn1", "attn2"] {
+                for norm in ["q_norm", "k_norm"] {
+                    names.push(format!("transformer_blocks.{index}.{attention}.{norm}.weight"));
+                }
+            }
+        }
+        names
+    }
+
     /// The model with LoRA updates (`layer name → patch`, names as [`Self::linear_layers`] gives them):
     /// every tensor is shared with `self` except the patched biases; the weight updates are applied on the
     /// fly. Fails on a name that is not a linear layer.

@@ -114,7 +114,8 @@ fn apply(
 ) -> Result<(Arc<DiffusionModel>, Option<Arc<TextEncoder>>), NodeError> {
     let failed = |what: &str, error: candle_core::Error| NodeError::msg(format!("{what}: {error}"));
     let unet_layers = model.transformer.linear_layers().map_err(|e| failed("listing the model's layers", e))?;
-    let mut keys = KeyMap::diffusion_model(&unet_layers);
+    let mut keys = KeyMap::diffusion_model(&unet_layers)
+        .with_other_diffusion_model_tensors(&model.transformer.other_parameter_names());
     let encoder = clip.and_then(|clip| clip.encoder.clone());
     if let Some(encoder) = &encoder {
         let layers = encoder.linear_layers().map_err(|e| failed("listing the text encoder's layers", e))?;
