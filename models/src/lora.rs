@@ -21,7 +21,7 @@
 use crate::ops::add_product::add_product;
 use crate::weights::{WeightError, WeightSource};
 use candle_core::{DType, Device, Result as TensorResult, Tensor};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// A LoRA file that cannot be applied, phrased for the user.
@@ -46,15 +46,20 @@ pub enum Part {
     Bias,
 }
 
-/// The prefixes a model accepts, in ComfyUI's order, each with the layer (the model's own name, e.g.
-/// `transformer_blocks.0.attn1.to_q`) and the part it changes.
+/// What a key prefix changes: the model (`unet` or `clip`, so that two models' maps can be joined), the
+/// layer by the model's own name (`transformer_blocks.0.attn1.to_q`), its weight's `(out, in)`, the part.
+#[derive(Debug, Clone)]
+struct Target {
+    model: &'static str,
+    layer: String,
+    shape: (usize, usize),
+    part: Part,
+}
+
+/// The prefixes a model accepts, in ComfyUI's order, each with what it changes.
 #[derive(Debug, Clone, Default)]
 pub struct KeyMap {
-    entries: Vec<(String, String, Part)>,
-    /// Layer → `(out, in)` of its weight, for the shape checks.
-    shapes: HashMap<String, (usize, usize)>,
-    /// A tag added to every layer name, so that two models' maps can be joined (e.g. `unet`, `clip`).
-    tag: HashMap<String, &'static str>,
+    entries: Vec<(String, Target)>,
     /// Prefixes ComfyUI also accepts, for tensors that are not a linear layer's (norms, modulation tables):
     /// a file that updates one is refused rather than half applied.
     other: Vec<String>,
@@ -106,17 +111,12 @@ impl KeyMap {
     /// This map followed by `other` (ComfyUI joins the model's and the text encoder's maps before reading).
     pub fn join(mut self, other: KeyMap) -> Self {
         self.entries.extend(other.entries);
-        self.shapes.extend(other.shapes);
-        self.tag.extend(other.tag);
         self.other.extend(other.other);
         self
     }
 
-    fn push(&mut self, key: String, layer: &str, part: Part, shape: (usize, usize), tag: &'static str) {
-        let tagged = format!("{tag}:{layer}");
-        self.shapes.insert(tagged.clone(), shape);
-        self.tag.insert(tagged.clone(), tag);
-        self.entries.push((key, tagged, part));
+    fn push(&mut self, key: String, layer: &str, part: Part, shape: (usize, usize), model: &'static str) {
+        self.entries.push((key, Target { model, layer: layer.to_string(), shape, part }));
     }
 }
 
@@ -284,8 +284,10 @@ impl LoraFile {
             }
         }
         let mut loaded = BTreeSet::new();
-        let mut found: BTreeMap<(String, Part), Found> = BTreeMap::new();
-        for (x, layer, part) in &keys.entries {
+        let mut found = FoundUpdates::new();
+        for (x, target) in &keys.entries {
+            let Target { model, layer, shape, part } = target;
+            let mut place = |part: Part, what: Found| found.insert((*model, layer.clone(), part), (what, *shape));
             for (suffix, what) in UNSUPPORTED {
                 let key = format!("{x}{suffix}");
                 if self.tensors.contains_key(&key) {
@@ -314,26 +316,26 @@ impl LoraFile {
                 }
                 loaded.insert(up_key.clone());
                 loaded.insert(down_key.clone());
-                found.insert((layer.clone(), Part::Weight), Found::LowRank { up_key, down_key, alpha });
+                place(Part::Weight, Found::LowRank { up_key, down_key, alpha });
             }
             let (w_norm, b_norm) = (format!("{x}.w_norm"), format!("{x}.b_norm"));
             if self.tensors.contains_key(&w_norm) {
                 loaded.insert(w_norm.clone());
-                found.insert((layer.clone(), *part), Found::Diff(w_norm));
+                place(*part, Found::Diff(w_norm));
                 if self.tensors.contains_key(&b_norm) {
                     loaded.insert(b_norm.clone());
-                    found.insert((layer.clone(), Part::Bias), Found::Diff(b_norm));
+                    place(Part::Bias, Found::Diff(b_norm));
                 }
             }
             let diff = format!("{x}.diff");
             if self.tensors.contains_key(&diff) {
                 loaded.insert(diff.clone());
-                found.insert((layer.clone(), *part), Found::Diff(diff));
+                place(*part, Found::Diff(diff));
             }
             let diff_bias = format!("{x}.diff_b");
             if self.tensors.contains_key(&diff_bias) {
                 loaded.insert(diff_bias.clone());
-                found.insert((layer.clone(), Part::Bias), Found::Diff(diff_bias));
+                place(Part::Bias, Found::Diff(diff_bias));
             }
         }
 
@@ -342,12 +344,9 @@ impl LoraFile {
             keys: self.tensors.len(),
             ..LoraPatches::default()
         };
-        for ((layer, part), what) in found {
-            let tag = keys.tag[&layer];
-            let Some(&(_, strength)) = strengths.iter().find(|(t, _)| *t == tag) else { continue };
-            let shape = keys.shapes[&layer];
-            let name = layer[tag.len() + 1..].to_string();
-            let patch = patches.layers.entry(tag).or_default().entry(name).or_default();
+        for ((model, layer, part), (what, shape)) in found {
+            let Some(&(_, strength)) = strengths.iter().find(|(tag, _)| *tag == model) else { continue };
+            let patch = patches.layers.entry(model).or_default().entry(layer).or_default();
             match part {
                 Part::Weight => patch.weight = Some(self.weight_delta(&what, shape, strength)?),
                 Part::Bias => patch.bias = Some(self.bias_delta(&what, shape.0, strength)?),
@@ -447,6 +446,9 @@ fn is_matrix_key(key: &str) -> bool {
     LOW_RANK_NAMES.iter().any(|(up, down)| key.ends_with(up) || key.ends_with(down))
         || [".diff", ".w_norm"].iter().any(|suffix| key.ends_with(suffix))
 }
+
+/// By (model, layer, part): where its update was found, and the layer's weight shape `(out, in)`.
+type FoundUpdates = BTreeMap<(&'static str, String, Part), (Found, (usize, usize))>;
 
 /// Where a layer's update was found.
 #[derive(Debug, Clone)]

@@ -30,6 +30,34 @@ fn gib(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "unknown".into(), |b| format!("{:.2} GiB", b as f64 / f64::from(1u32 << 30)))
 }
 
+/// One 2B transformer call's inputs: a 2×16×24 latent (768 tokens), 128 text tokens, timestep 500.
+struct TransformerInputs {
+    hidden: Tensor,
+    text: Tensor,
+    mask: Tensor,
+    timestep: Tensor,
+    positions: RopePositions,
+}
+
+impl TransformerInputs {
+    const TOKENS: usize = 2 * 16 * 24;
+
+    fn new() -> Self {
+        let device = Device::Cpu;
+        TransformerInputs {
+            hidden: Tensor::randn(0f32, 1.0, (1, Self::TOKENS, 128), &device).unwrap(),
+            text: Tensor::randn(0f32, 1.0, (1, 128, 4096), &device).unwrap(),
+            mask: Tensor::ones((1, 128), DType::F32, &device).unwrap(),
+            timestep: Tensor::new(&[500f32], &device).unwrap(),
+            positions: RopePositions::grid(2, 16, 24, 25.0),
+        }
+    }
+
+    fn forward(&self, model: &LtxvTransformer) -> Tensor {
+        model.forward(&self.hidden, &self.text, Some(&self.mask), &self.timestep, &self.positions).unwrap()
+    }
+}
+
 #[test]
 #[ignore = "needs the full-size checkpoints (see the module docs) and ~10 GB of memory"]
 fn transformer_2b_loads_from_bf16_and_runs() {
@@ -38,17 +66,10 @@ fn transformer_2b_loads_from_bf16_and_runs() {
     let started = Instant::now();
     let model = LtxvTransformer::load_file(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
     let loaded = started.elapsed();
-    let (frames, height, width) = (2, 16, 24);
-    let device = Device::Cpu;
-    let hidden = Tensor::randn(0f32, 1.0, (1, frames * height * width, 128), &device).unwrap();
-    let text = Tensor::randn(0f32, 1.0, (1, 128, 4096), &device).unwrap();
-    let mask = Tensor::ones((1, 128), DType::F32, &device).unwrap();
-    let timestep = Tensor::new(&[500f32], &device).unwrap();
+    let inputs = TransformerInputs::new();
     let started = Instant::now();
-    let out = model
-        .forward(&hidden, &text, Some(&mask), &timestep, &RopePositions::grid(frames, height, width, 25.0))
-        .unwrap();
-    assert_eq!(out.dims(), [1, frames * height * width, 128]);
+    let out = inputs.forward(&model);
+    assert_eq!(out.dims(), [1, TransformerInputs::TOKENS, 128]);
     assert!(out.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().is_finite());
     println!(
         "2B transformer from bf16: load {:.1} s, forward (768 tokens) {:.1} s, peak RSS {}, RSS now {}",
@@ -76,19 +97,13 @@ fn transformer_2b_with_a_lora_beside_the_base() {
     let applied = started.elapsed();
     let with_lora = resident_bytes();
 
-    let (frames, height, width) = (2, 16, 24);
-    let device = Device::Cpu;
-    let hidden = Tensor::randn(0f32, 1.0, (1, frames * height * width, 128), &device).unwrap();
-    let text = Tensor::randn(0f32, 1.0, (1, 128, 4096), &device).unwrap();
-    let mask = Tensor::ones((1, 128), DType::F32, &device).unwrap();
-    let timestep = Tensor::new(&[500f32], &device).unwrap();
-    let positions = RopePositions::grid(frames, height, width, 25.0);
+    let inputs = TransformerInputs::new();
     let mut seconds = [f64::MAX; 2];
     let mut outputs = Vec::new();
     for _ in 0..2 {
         for (index, which) in [&model, &patched].into_iter().enumerate() {
             let started = Instant::now();
-            let out = which.forward(&hidden, &text, Some(&mask), &timestep, &positions).unwrap();
+            let out = inputs.forward(which);
             seconds[index] = seconds[index].min(started.elapsed().as_secs_f64());
             outputs.push(out);
         }

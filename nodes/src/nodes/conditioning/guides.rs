@@ -8,7 +8,7 @@
 //! `LTXVCropGuides` removes the appended frames after sampling and forgets the coordinates.
 
 use super::super::latent::encode_frames;
-use super::super::latent::resize::stretch_resize;
+use super::super::latent::resize::{Fit, resize_rgb_frames};
 use crate::values::{Conditioning, Image, Latent, VideoVae, tensor_error};
 use candle_core::{DType, Device, Tensor};
 use kinograph_engine::prelude::*;
@@ -181,28 +181,14 @@ fn latent_shape_error(samples: &Tensor) -> NodeError {
 }
 
 /// The guide frames, cut to `temporal·k + 1` and stretched to the latent's pixel size, RGB.
-fn stretched_frames(
-    image: &Image,
-    temporal: usize,
-    (out_height, out_width): (usize, usize),
-) -> Result<Tensor, NodeError> {
+fn stretched_frames(image: &Image, temporal: usize, out_size: (usize, usize)) -> Result<Tensor, NodeError> {
     let (count, height, width, channels) = image.dims()?;
     if count == 0 || height == 0 || width == 0 || channels == 0 {
         return Err(NodeError::input("image", format!("the image is empty ({count}×{height}×{width}×{channels})")));
     }
     let count = (count - 1) / temporal * temporal + 1;
     let frames = image.pixels.narrow(0, 0, count).map_err(|e| tensor_error("image", &e))?;
-    let source: Vec<f32> = frames
-        .to_dtype(DType::F32)
-        .and_then(|t| t.flatten_all())
-        .and_then(|t| t.to_vec1())
-        .map_err(|e| tensor_error("reading the image", &e))?;
-    let mut out = Vec::with_capacity(count * out_height * out_width * 3);
-    for frame in source.chunks_exact(height * width * channels) {
-        let stretched = stretch_resize(frame, (height, width, channels), (out_height, out_width));
-        out.extend(stretched.chunks_exact(channels).flat_map(|pixel| (0..3).map(move |c| pixel[c.min(channels - 1)])));
-    }
-    Tensor::from_vec(out, (count, out_height, out_width, 3), &Device::Cpu).map_err(|e| tensor_error("resizing", &e))
+    resize_rgb_frames(&frames, Fit::Stretch, out_size).map_err(|e| tensor_error("resizing the image", &e))
 }
 
 /// How many latent frames the conditioning's guides appended: the distinct guide times (`get_keyframe_idxs`).

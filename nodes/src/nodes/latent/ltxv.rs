@@ -1,6 +1,6 @@
 //! `EmptyLTXVLatentVideo` and `LTXVImgToVideo`: the starting latents of text- and image-to-video.
 
-use super::resize::center_crop_resize;
+use super::resize::{Fit, resize_rgb_frames};
 use super::vae::encode_frames;
 use crate::values::VideoVae;
 use crate::values::{Conditioning, Image, Latent, tensor_error};
@@ -124,20 +124,11 @@ impl Node for LtxvImgToVideo {
         let strength = inputs.float("strength")?;
         let shape = latent_shape(inputs)?;
         let (out_height, out_width) = (shape[3] * 32, shape[4] * 32);
-        let (count, height, width, channels) = image.dims()?;
+        let (_, height, width, channels) = image.dims()?;
         if height == 0 || width == 0 || channels == 0 {
             return Err(NodeError::input("image", "the image is empty"));
         }
-        let source: Vec<f32> =
-            image.pixels.flatten_all().and_then(|t| t.to_vec1()).map_err(|e| tensor_error("reading the image", &e))?;
-        let mut resized = Vec::with_capacity(count * out_height * out_width * 3);
-        for frame in source.chunks_exact(height * width * channels) {
-            let scaled = center_crop_resize(frame, (height, width, channels), (out_height, out_width));
-            resized.extend(
-                scaled.chunks_exact(channels).flat_map(|pixel| (0..3).map(move |c| pixel[c.min(channels - 1)])),
-            );
-        }
-        let pixels = Tensor::from_vec(resized, (count, out_height, out_width, 3), &Device::Cpu)
+        let pixels = resize_rgb_frames(&image.pixels, Fit::CenterCrop, (out_height, out_width))
             .map_err(|e| tensor_error("resizing the image", &e))?;
         context.check_interrupted()?;
         let encoded = encode_frames(&vae.vae, &pixels).map_err(|e| match e {

@@ -2,6 +2,37 @@
 //! target aspect ratio (offsets rounded half to even, as Python's `round`); then resize with PyTorch's
 //! bilinear interpolation (`align_corners=False`, no antialiasing).
 
+use candle_core::{DType, Device, Tensor};
+
+/// How frames are fitted to the output size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Crop the centre to the output's aspect ratio, then resize (`LTXVImgToVideo`).
+    CenterCrop,
+    /// Resize the whole frame, whatever its aspect ratio (`LTXVAddGuide`).
+    Stretch,
+}
+
+/// Frames `[N, H, W, C]` resized to `out_height × out_width` and reduced to RGB (a one-channel frame's
+/// channel repeated), f32 on the CPU.
+pub fn resize_rgb_frames(
+    frames: &Tensor,
+    fit: Fit,
+    (out_height, out_width): (usize, usize),
+) -> candle_core::Result<Tensor> {
+    let (count, height, width, channels) = frames.dims4()?;
+    let source: Vec<f32> = frames.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let mut out = Vec::with_capacity(count * out_height * out_width * 3);
+    for frame in source.chunks_exact(height * width * channels) {
+        let resized = match fit {
+            Fit::CenterCrop => center_crop_resize(frame, (height, width, channels), (out_height, out_width)),
+            Fit::Stretch => stretch_resize(frame, (height, width, channels), (out_height, out_width)),
+        };
+        out.extend(resized.chunks_exact(channels).flat_map(|pixel| (0..3).map(move |c| pixel[c.min(channels - 1)])));
+    }
+    Tensor::from_vec(out, (count, out_height, out_width, 3), &Device::Cpu)
+}
+
 /// Resizes an `[height, width, channels]` image (row-major f32) to `out_height × out_width`.
 pub fn center_crop_resize(
     pixels: &[f32],
