@@ -8,6 +8,7 @@
 
 pub mod bench_support;
 pub mod lora;
+pub mod ltx2;
 pub mod ltxv;
 pub mod ops;
 pub mod sampling;

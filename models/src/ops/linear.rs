@@ -28,6 +28,14 @@ impl Linear {
         Ok(Linear { weight_t: weight.t()?.contiguous()?, bias, bias_values, deltas: Vec::new() })
     }
 
+    /// Reads `weight` `[out, in]` under `vb`, for a layer without bias (the bias is zero).
+    pub fn without_bias(in_features: usize, out_features: usize, vb: &VarBuilder<'_>) -> Result<Self> {
+        let weight = vb.get((out_features, in_features), "weight")?;
+        let bias = Tensor::zeros(out_features, weight.dtype(), weight.device())?;
+        let bias_values = bias_values(&bias)?;
+        Ok(Linear { weight_t: weight.t()?.contiguous()?, bias, bias_values, deltas: Vec::new() })
+    }
+
     /// `(out, in)`, the shape of the weight in the checkpoint.
     pub fn shape(&self) -> Result<(usize, usize)> {
         let (inputs, outputs) = self.weight_t.dims2()?;

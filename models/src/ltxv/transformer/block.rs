@@ -20,11 +20,24 @@ pub struct FeedForward {
 impl FeedForward {
     /// Weights under `net.0.proj.*` and `net.2.*`.
     pub fn new(dim: usize, vb: &VarBuilder<'_>) -> Result<Self> {
+        Self::with_bias(dim, true, vb)
+    }
+
+    /// As [`Self::new`]; without biases when `bias` is false (the video feed-forward of LTX-2.5).
+    pub fn with_bias(dim: usize, bias: bool, vb: &VarBuilder<'_>) -> Result<Self> {
         let net = vb.pp("net");
+        let linear = |inputs, outputs, vb: &VarBuilder<'_>| {
+            if bias { Linear::new(inputs, outputs, vb) } else { Linear::without_bias(inputs, outputs, vb) }
+        };
         Ok(FeedForward {
-            project_in: Linear::new(dim, 4 * dim, &net.pp("0").pp("proj"))?,
-            project_out: Linear::new(4 * dim, dim, &net.pp("2"))?,
+            project_in: linear(dim, 4 * dim, &net.pp("0").pp("proj"))?,
+            project_out: linear(4 * dim, dim, &net.pp("2"))?,
         })
+    }
+
+    /// The linear layers by their checkpoint names under this feed-forward.
+    pub(crate) fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 2] {
+        [("net.0.proj", &mut self.project_in), ("net.2", &mut self.project_out)]
     }
 
     /// `[B, N, d]` → `[B, N, d]`.
@@ -51,8 +64,7 @@ impl TransformerBlock {
         for (prefix, attention) in [("attn1", &mut self.attn1), ("attn2", &mut self.attn2)] {
             layers.extend(attention.linears_mut().into_iter().map(|(name, l)| (format!("{prefix}.{name}"), l)));
         }
-        layers.push(("ff.net.0.proj".into(), &mut self.ff.project_in));
-        layers.push(("ff.net.2".into(), &mut self.ff.project_out));
+        layers.extend(self.ff.linears_mut().into_iter().map(|(name, l)| (format!("ff.{name}"), l)));
         layers
     }
 

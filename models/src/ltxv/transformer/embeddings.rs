@@ -81,20 +81,25 @@ impl AdaLayerNormSingle {
         layers
     }
 
-    /// Weights under `emb.timestep_embedder.*` and `linear.*`.
+    /// Weights under `emb.timestep_embedder.*` and `linear.*`; six modulation vectors.
     pub fn new(inner_dim: usize, vb: &VarBuilder<'_>) -> Result<Self> {
+        Self::with_outputs(inner_dim, 6, vb)
+    }
+
+    /// As [`Self::new`] with `outputs` modulation vectors of width `inner_dim` (LTX-2 uses 1, 2, 4, 6 and 9).
+    pub fn with_outputs(inner_dim: usize, outputs: usize, vb: &VarBuilder<'_>) -> Result<Self> {
         Ok(AdaLayerNormSingle {
             timestep_embedder: TimestepEmbedding::new(
                 TIMESTEP_SINUSOID_DIM,
                 inner_dim,
                 &vb.pp("emb").pp("timestep_embedder"),
             )?,
-            linear: Linear::new(inner_dim, 6 * inner_dim, &vb.pp("linear"))?,
+            linear: Linear::new(inner_dim, outputs * inner_dim, &vb.pp("linear"))?,
         })
     }
 
-    /// Timesteps of any shape (σ·1000), flattened to M values → (`temb` `[M, 6d]`, `embedded_timestep`
-    /// `[M, d]`).
+    /// Timesteps of any shape (σ·1000), flattened to M values → (`temb` `[M, k·d]` for k outputs,
+    /// `embedded_timestep` `[M, d]`).
     pub fn forward(&self, timesteps: &Tensor) -> Result<(Tensor, Tensor)> {
         let sinusoid = timestep_sinusoid(timesteps, TIMESTEP_SINUSOID_DIM)?;
         let embedded = self.timestep_embedder.forward(&sinusoid)?;

@@ -1,0 +1,271 @@
+//! The LTX-2 audio-video transformer against diffusers 0.42.1 on the tiny fixtures of
+//! `tools/fixtures/make_ltx2_fixtures.py` (`tests/data/ltx2/`): the 2.0 and 2.3 layouts saved under the
+//! official single-file names, with per-token timesteps, padded text, odd latent sizes, a 1-frame video,
+//! both timestep routings, spatio-temporal guidance and isolated modalities. f32 max absolute errors.
+
+use candle_core::{DType, Device, Tensor};
+use kinograph_models::ltx2::transformer::{
+    AvInputs, AvTimestepRouting, LoadOptions, Ltx2Transformer, Ltx2Version, Perturbation, detect_layout, read_config,
+};
+use kinograph_models::weights::{WeightError, WeightSource};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ltx2").join(path)
+}
+
+fn reference(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(data(&format!("ref/{name}.safetensors")), &Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    let a = a.to_dtype(DType::F32).unwrap();
+    let b = b.to_dtype(DType::F32).unwrap();
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+fn assert_close(what: &str, found: &Tensor, expected: &Tensor, tolerance: f32) {
+    let error = max_abs_diff(found, expected);
+    println!("{what}: max abs error {error:.3e} (tolerance {tolerance:.0e})");
+    assert!(error <= tolerance, "{what}: max abs error {error:e} > {tolerance:e}");
+}
+
+fn model(version: &str, stream_blocks: bool) -> Ltx2Transformer {
+    let path = data(&format!("transformer_{version}.safetensors"));
+    Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions { stream_blocks }).unwrap()
+}
+
+/// Runs one fixture case and compares both outputs (and the positions and RoPE tables) with diffusers.
+fn check_case(version: &str, case: &str, stream_blocks: bool) {
+    let r = reference(&format!("transformer_{version}_{case}"));
+    let mut model = model(version, stream_blocks);
+    let routing = if case == "cross_timestep" { AvTimestepRouting::Cross } else { AvTimestepRouting::Own };
+    model.set_av_routing(routing);
+    let grid: Vec<i64> = r["grid"].to_vec1().unwrap();
+    let [frames, height, width, audio_tokens] = [grid[0], grid[1], grid[2], grid[3]].map(|v| v as usize);
+    let batch = r["video"].dim(0).unwrap();
+    let fps = r["fps"].to_vec1::<f32>().unwrap()[0];
+    let video_positions = model.video_positions(batch, frames, height, width, fps).unwrap();
+    let audio_positions = model.audio_positions(batch, audio_tokens).unwrap();
+    assert_close(&format!("{version} {case} video positions"), &video_positions, &r["video_coords"], 1e-6);
+    assert_close(&format!("{version} {case} audio positions"), &audio_positions, &r["audio_coords"], 1e-6);
+    let tables = model.rope_tables(&video_positions, &audio_positions).unwrap();
+    for (table, name) in tables.iter().zip(["rope", "audio_rope", "cross_rope", "cross_audio_rope"]) {
+        let (cos, sin) = table.to_diffusers().unwrap();
+        assert_close(&format!("{version} {case} {name} cos"), &cos, &r[&format!("{name}_cos")], 1e-5);
+        assert_close(&format!("{version} {case} {name} sin"), &sin, &r[&format!("{name}_sin")], 1e-5);
+    }
+    let inputs = AvInputs {
+        video: &r["video"],
+        audio: &r["audio"],
+        video_context: &r["video_context"],
+        audio_context: &r["audio_context"],
+        context_mask: Some(&r["context_mask"]),
+        video_timestep: &r["timestep"],
+        audio_timestep: &r["audio_timestep"],
+        video_sigma: &r["sigma"],
+        audio_sigma: &r["audio_sigma"],
+        video_positions: &video_positions,
+        audio_positions: &audio_positions,
+        keyframe_mask: None,
+    };
+    let perturbation = Perturbation {
+        stg_blocks: if case == "stg" { vec![1] } else { Vec::new() },
+        isolate_modalities: case == "isolated",
+    };
+    let (video, audio) = model.forward(&inputs, &perturbation).unwrap();
+    let label = if stream_blocks { format!("{version} {case} (streamed)") } else { format!("{version} {case}") };
+    assert_close(&format!("{label} video"), &video, &r["video_out"], 1e-4);
+    assert_close(&format!("{label} audio"), &audio, &r["audio_out"], 1e-4);
+}
+
+#[test]
+fn release_and_sizes_are_read_from_the_tensors_and_metadata() {
+    for (file, version, gated) in [("20", Ltx2Version::V2_0, false), ("23", Ltx2Version::V2_3, true)] {
+        let source = WeightSource::open(&[data(&format!("transformer_{file}.safetensors"))]).unwrap();
+        let layout = detect_layout(&source).unwrap();
+        assert_eq!(layout.prefix, "model.diffusion_model");
+        let config = read_config(&source, &layout).unwrap();
+        assert_eq!(config.version(), version);
+        assert_eq!(config.gated_attention, gated);
+        assert_eq!(config.caption_projection, version == Ltx2Version::V2_0);
+        assert_eq!((config.num_attention_heads, config.attention_head_dim), (2, 16));
+        assert_eq!((config.audio_num_attention_heads, config.audio_attention_head_dim), (2, 8));
+        assert_eq!((config.num_layers, config.cross_attention_dim, config.audio_cross_attention_dim), (2, 32, 16));
+        assert!(config.causal_temporal_positioning);
+        assert_eq!(config.gate_timestep_factor(), 1.0);
+    }
+}
+
+#[test]
+fn ltx20_matches_diffusers() {
+    for case in ["t2v", "per_token", "one_frame", "cross_timestep"] {
+        check_case("20", case, false);
+    }
+}
+
+#[test]
+fn ltx23_matches_diffusers() {
+    for case in ["t2v", "per_token", "one_frame", "cross_timestep", "stg", "isolated"] {
+        check_case("23", case, false);
+    }
+}
+
+#[test]
+fn streamed_blocks_give_the_same_result() {
+    check_case("20", "per_token", true);
+    check_case("23", "per_token", true);
+}
+
+/// ComfyUI's routing (gates from the other stream's largest timestep) equals diffusers' per-stream routing
+/// when both streams share one timestep, as in text-to-video.
+#[test]
+fn comfyui_routing_equals_the_others_for_one_shared_timestep() {
+    let r = reference("transformer_23_t2v");
+    let mut model = model("23", false);
+    let video_positions = model.video_positions(1, 3, 2, 3, 24.0).unwrap();
+    let audio_positions = model.audio_positions(1, 5).unwrap();
+    let inputs = AvInputs {
+        video: &r["video"],
+        audio: &r["audio"],
+        video_context: &r["video_context"],
+        audio_context: &r["audio_context"],
+        context_mask: Some(&r["context_mask"]),
+        video_timestep: &r["timestep"],
+        audio_timestep: &r["audio_timestep"],
+        video_sigma: &r["sigma"],
+        audio_sigma: &r["audio_sigma"],
+        video_positions: &video_positions,
+        audio_positions: &audio_positions,
+        keyframe_mask: None,
+    };
+    for routing in [AvTimestepRouting::CrossGate, AvTimestepRouting::Cross] {
+        model.set_av_routing(routing);
+        let (video, audio) = model.forward(&inputs, &Perturbation::default()).unwrap();
+        assert_close(&format!("{routing:?} video"), &video, &r["video_out"], 1e-4);
+        assert_close(&format!("{routing:?} audio"), &audio, &r["audio_out"], 1e-4);
+    }
+}
+
+#[test]
+fn partial_and_foreign_files_are_refused_with_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = candle_core::safetensors::load(data("transformer_20.safetensors"), &Device::Cpu).unwrap();
+
+    // Only the VAE-like remainder: no transformer at all.
+    let path = dir.path().join("vae_only.safetensors");
+    let some: HashMap<String, Tensor> =
+        [("vae.decoder.conv_in.weight".to_string(), Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap())].into();
+    candle_core::safetensors::save(&some, &path).unwrap();
+    let error = Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions::default()).unwrap_err();
+    assert!(error.to_string().contains("no LTX-2 transformer found"), "{error}");
+
+    // A file cut after the first block: the missing block is named, resident or streamed.
+    let path = dir.path().join("one_block.safetensors");
+    let partial: HashMap<String, Tensor> = full
+        .iter()
+        .filter(|(name, _)| !name.contains("transformer_blocks.1."))
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .collect();
+    let mut with_one_tensor = partial.clone();
+    let kept = "model.diffusion_model.transformer_blocks.1.scale_shift_table";
+    with_one_tensor.insert(kept.to_string(), full[kept].clone());
+    candle_core::safetensors::save(&with_one_tensor, &path).unwrap();
+    for stream_blocks in [false, true] {
+        let error = Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions { stream_blocks }).unwrap_err();
+        assert!(matches!(error, WeightError::Missing { .. }), "{error}");
+        assert!(error.to_string().contains("transformer_blocks.1."), "{error}");
+    }
+
+    // An LTX-Video 0.9.x transformer is recognised as such.
+    let path = dir.path().join("ltxv.safetensors");
+    let ltxv: HashMap<String, Tensor> = full
+        .iter()
+        .filter(|(name, _)| name.starts_with("model.diffusion_model.adaln_single."))
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .collect();
+    candle_core::safetensors::save(&ltxv, &path).unwrap();
+    let error =
+        Ltx2Transformer::load(&Arc::new(WeightSource::open(&[&path]).unwrap()), &Device::Cpu, LoadOptions::default())
+            .unwrap_err();
+    assert!(error.to_string().contains("LTX-Video 0.9.x"), "{error}");
+}
+
+/// A low-rank update on a block layer and a top-level layer gives the same output whether the blocks are
+/// resident or streamed, and the same as merging `B·A` into the weights of the file.
+#[test]
+fn lora_updates_apply_to_resident_and_streamed_blocks() {
+    use kinograph_models::lora::{LayerPatch, WeightDelta};
+    use std::collections::BTreeMap;
+    let device = Device::Cpu;
+    let r = reference("transformer_20_t2v");
+    let layers: BTreeMap<String, (usize, usize)> = model("20", false).linear_layers().unwrap().into_iter().collect();
+    assert_eq!(model("20", true).linear_layers().unwrap().len(), layers.len());
+    let targets = ["transformer_blocks.1.audio_to_video_attn.to_q", "patchify_proj"];
+    let mut patches = BTreeMap::new();
+    let mut merged = candle_core::safetensors::load(data("transformer_20.safetensors"), &device).unwrap();
+    for (seed, name) in targets.iter().enumerate() {
+        let (out, inputs) = layers[*name];
+        let down = Tensor::randn(0f32, 0.3, (2, inputs), &device).unwrap();
+        let up = Tensor::randn(0f32, 0.3 + seed as f32 * 0.1, (out, 2), &device).unwrap();
+        let delta = WeightDelta::LowRank {
+            down_t: down.t().unwrap().contiguous().unwrap(),
+            up_t: up.t().unwrap().contiguous().unwrap(),
+            scale: 0.7,
+        };
+        patches.insert(name.to_string(), LayerPatch { weight: Some(delta), bias: None });
+        let key = format!("model.diffusion_model.{name}.weight");
+        let update = (up.matmul(&down).unwrap() * 0.7).unwrap();
+        merged.insert(key.clone(), (&merged[&key] + update).unwrap());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let merged_path = dir.path().join("merged.safetensors");
+    candle_core::safetensors::save(&merged, &merged_path).unwrap();
+    let config = read_config(
+        &WeightSource::open(&[data("transformer_20.safetensors")]).unwrap(),
+        &detect_layout(&WeightSource::open(&[data("transformer_20.safetensors")]).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let source = Arc::new(WeightSource::open(&[&merged_path]).unwrap());
+    let layout = detect_layout(&source).unwrap();
+    let mut expected_model =
+        Ltx2Transformer::load_with_config(&source, &layout, &config, &device, LoadOptions::default()).unwrap();
+    expected_model.set_av_routing(AvTimestepRouting::Own);
+
+    let video_positions = expected_model.video_positions(1, 3, 2, 3, 24.0).unwrap();
+    let audio_positions = expected_model.audio_positions(1, 5).unwrap();
+    let inputs = AvInputs {
+        video: &r["video"],
+        audio: &r["audio"],
+        video_context: &r["video_context"],
+        audio_context: &r["audio_context"],
+        context_mask: None,
+        video_timestep: &r["timestep"],
+        audio_timestep: &r["audio_timestep"],
+        video_sigma: &r["sigma"],
+        audio_sigma: &r["audio_sigma"],
+        video_positions: &video_positions,
+        audio_positions: &audio_positions,
+        keyframe_mask: None,
+    };
+    let (expected_video, expected_audio) = expected_model.forward(&inputs, &Perturbation::default()).unwrap();
+    let (base_video, _) = {
+        let mut base = model("20", false);
+        base.set_av_routing(AvTimestepRouting::Own);
+        base.forward(&inputs, &Perturbation::default()).unwrap()
+    };
+    assert!(max_abs_diff(&base_video, &expected_video) > 1e-2, "the update must change the output");
+    for stream_blocks in [false, true] {
+        let mut patched = model("20", stream_blocks).with_patches(&patches).unwrap();
+        patched.set_av_routing(AvTimestepRouting::Own);
+        let (video, audio) = patched.forward(&inputs, &Perturbation::default()).unwrap();
+        assert_close(&format!("LoRA video (streamed {stream_blocks})"), &video, &expected_video, 1e-4);
+        assert_close(&format!("LoRA audio (streamed {stream_blocks})"), &audio, &expected_audio, 1e-4);
+    }
+    let mut unknown = BTreeMap::new();
+    unknown.insert("transformer_blocks.7.attn1.to_q".to_string(), LayerPatch::default());
+    assert!(model("20", true).with_patches(&unknown).is_err());
+}
