@@ -93,6 +93,37 @@ impl WeightSource {
         self.tensors.get(name).ok().map(|view| view.dtype())
     }
 
+    /// The dtype to keep the tensors `names` in: their stored one when all share one of f32, f16, bf16 and
+    /// fp8 e4m3, f32 when they mix. Other dtypes (e5m2, integers, quantised blocks) are refused, naming the
+    /// tensor; `what` names the weights in that message (`"T5 weights"`).
+    pub fn common_dtype<'a>(&self, names: impl Iterator<Item = &'a str>, what: &str) -> Result<DType, WeightError> {
+        let mut found = BTreeSet::new();
+        for name in names {
+            let Some(dtype) = self.dtype(name) else { continue };
+            let dtype = match dtype {
+                safetensors::Dtype::F32 | safetensors::Dtype::F64 => DType::F32,
+                safetensors::Dtype::F16 => DType::F16,
+                safetensors::Dtype::BF16 => DType::BF16,
+                safetensors::Dtype::F8_E4M3 => DType::F8E4M3,
+                other => {
+                    return Err(WeightError::Invalid {
+                        file: self.file_of(name),
+                        message: format!(
+                            "tensor '{name}' is stored as {other:?}; {what} must be f32, f16, bf16 or fp8 e4m3 (quantised files are not supported)"
+                        ),
+                    });
+                }
+            };
+            found.insert(dtype.as_str());
+        }
+        Ok(match found.len() {
+            1 if found.contains("bf16") => DType::BF16,
+            1 if found.contains("f16") => DType::F16,
+            1 if found.contains("f8e4m3") => DType::F8E4M3,
+            _ => DType::F32,
+        })
+    }
+
     /// The `__metadata__` entry `key` of the first file that has it (ComfyUI checkpoints keep their
     /// model configuration under `config`).
     pub fn metadata(&self, key: &str) -> Option<&str> {

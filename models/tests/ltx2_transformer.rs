@@ -35,7 +35,7 @@ fn assert_close(what: &str, found: &Tensor, expected: &Tensor, tolerance: f32) {
 
 fn model(version: &str, stream_blocks: bool) -> Ltx2Transformer {
     let path = data(&format!("transformer_{version}.safetensors"));
-    Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions { stream_blocks }).unwrap()
+    Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions { stream_blocks, ..LoadOptions::default() }).unwrap()
 }
 
 /// Runs one fixture case and compares both outputs (and the positions and RoPE tables) with diffusers.
@@ -175,7 +175,9 @@ fn partial_and_foreign_files_are_refused_with_what_is_missing() {
     with_one_tensor.insert(kept.to_string(), full[kept].clone());
     candle_core::safetensors::save(&with_one_tensor, &path).unwrap();
     for stream_blocks in [false, true] {
-        let error = Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions { stream_blocks }).unwrap_err();
+        let error =
+            Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions { stream_blocks, ..LoadOptions::default() })
+                .unwrap_err();
         assert!(matches!(error, WeightError::Missing { .. }), "{error}");
         assert!(error.to_string().contains("transformer_blocks.1."), "{error}");
     }
@@ -268,4 +270,58 @@ fn lora_updates_apply_to_resident_and_streamed_blocks() {
     let mut unknown = BTreeMap::new();
     unknown.insert("transformer_blocks.7.attn1.to_q".to_string(), LayerPatch::default());
     assert!(model("20", true).with_patches(&unknown).is_err());
+}
+
+/// A bf16 file keeps its linear layers in bf16 (widened as they are used) and computes the same as the
+/// same weights widened to f32 at load time.
+#[test]
+fn bf16_weights_stay_bf16_and_compute_in_f32() {
+    let device = Device::Cpu;
+    let full = candle_core::safetensors::load(data("transformer_23.safetensors"), &device).unwrap();
+    let bf16: HashMap<String, Tensor> =
+        full.iter().map(|(name, t)| (name.clone(), t.to_dtype(DType::BF16).unwrap())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bf16.safetensors");
+    // The metadata (head split) travels with the file: copy it over.
+    let source = WeightSource::open(&[data("transformer_23.safetensors")]).unwrap();
+    let config = source.metadata("config").unwrap().to_string();
+    let views: Vec<(String, Tensor)> = bf16.into_iter().collect();
+    safetensors::serialize_to_file(
+        views.iter().map(|(n, t)| (n.as_str(), t)),
+        Some([("config".to_string(), config)].into()),
+        &path,
+    )
+    .unwrap();
+    let source = Arc::new(WeightSource::open(&[&path]).unwrap());
+    let layout = detect_layout(&source).unwrap();
+    assert_eq!(layout.storage_dtype(&source).unwrap(), DType::BF16);
+    let r = reference("transformer_23_t2v");
+    let mut outputs = Vec::new();
+    for widen_at_load in [false, true] {
+        let options = LoadOptions { widen_at_load, ..LoadOptions::default() };
+        let mut model = Ltx2Transformer::load(&source, &device, options).unwrap();
+        assert_eq!(model.storage_dtype(), if widen_at_load { DType::F32 } else { DType::BF16 });
+        model.set_av_routing(AvTimestepRouting::Own);
+        let video_positions = model.video_positions(1, 3, 2, 3, 24.0).unwrap();
+        let audio_positions = model.audio_positions(1, 5).unwrap();
+        let inputs = AvInputs {
+            video: &r["video"],
+            audio: &r["audio"],
+            video_context: &r["video_context"],
+            audio_context: &r["audio_context"],
+            context_mask: None,
+            video_timestep: &r["timestep"],
+            audio_timestep: &r["audio_timestep"],
+            video_sigma: &r["sigma"],
+            audio_sigma: &r["audio_sigma"],
+            video_positions: &video_positions,
+            audio_positions: &audio_positions,
+            keyframe_mask: None,
+        };
+        outputs.push(model.forward(&inputs, &Perturbation::default()).unwrap());
+    }
+    assert_close("bf16 kept vs widened at load, video", &outputs[0].0, &outputs[1].0, 1e-5);
+    assert_close("bf16 kept vs widened at load, audio", &outputs[0].1, &outputs[1].1, 1e-5);
+    // bf16 rounding of the weights moves the output, but not far.
+    assert_close("bf16 vs f32 weights, video", &outputs[0].0, &r["video_out"], 0.1);
 }

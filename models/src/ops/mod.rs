@@ -9,6 +9,7 @@
 //! - [`norm`]: the pixel norm, the timestep modulation and their fused CPU pass with `SiLU`.
 //! - [`activations`]: threaded tanh GELU and softmax.
 //! - [`linear`]: `torch.nn.Linear` with the weight stored transposed and the bias added in place.
+//! - [`stored_linear`]: a linear layer whose weight stays in its stored dtype, widened a band at a time.
 //! - [`add_product`]: `y += a · b` into `y`, threaded, for LoRA updates beside a layer's weight.
 
 pub mod activations;
@@ -17,3 +18,4 @@ pub mod conv3d;
 pub mod gemm;
 pub mod linear;
 pub mod norm;
+pub mod stored_linear;

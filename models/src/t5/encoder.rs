@@ -11,79 +11,11 @@
 
 use super::config::{Activation, T5Config};
 use super::tokenizer::{END_TOKEN, PAD_TOKEN, Tokens};
-use crate::lora::{LayerPatch, WeightDelta, patch_layers};
+use crate::lora::{LayerPatch, patch_layers};
+use crate::ops::stored_linear::StoredLinear;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
-
-/// A bias-free linear projection whose weight keeps its storage dtype, with any LoRA updates applied on
-/// the fly.
-#[derive(Debug, Clone)]
-struct StoredLinear {
-    /// `[out, in]`, as PyTorch stores it.
-    weight: Tensor,
-    deltas: Vec<WeightDelta>,
-}
-
-impl StoredLinear {
-    fn new(vb: &VarBuilder<'_>, inputs: usize, outputs: usize) -> Result<Self> {
-        Ok(StoredLinear { weight: vb.get((outputs, inputs), "weight")?, deltas: Vec::new() })
-    }
-
-    fn patched(&self, patch: &LayerPatch) -> Result<Self> {
-        if patch.bias.is_some() {
-            candle_core::bail!("T5's projections have no bias to update");
-        }
-        let mut layer = self.clone();
-        if let Some(delta) = &patch.weight {
-            layer.deltas.push(delta.to_device(self.weight.device())?);
-        }
-        Ok(layer)
-    }
-
-    /// `x @ weightᵀ` over the last dimension, in f32.
-    ///
-    /// A weight stored narrower than f32 is widened a band of rows at a time, each band multiplied as
-    /// soon as it is widened: the f32 copy in flight stays small (16 MB), comes back from the allocator
-    /// warm instead of as fresh pages, and is still in cache for its matmul. On two cores this made a
-    /// T5-XXL block about twice as fast as widening each whole matrix first. The product is formed as
-    /// `weight @ xᵀ`, which gemm runs faster than `x @ weightᵀ` with a transposed weight.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_in_bands(x, WIDEN_BAND_ELEMENTS)
-    }
-
-    fn forward_in_bands(&self, x: &Tensor, band_elements: usize) -> Result<Tensor> {
-        let (outputs, inputs) = self.weight.dims2()?;
-        let mut dims = x.dims().to_vec();
-        let rows = x.elem_count() / inputs.max(1);
-        let inputs_by_rows = x.reshape((rows, inputs))?.t()?;
-        let product = if self.weight.dtype() == DType::F32 {
-            self.weight.matmul(&inputs_by_rows)?
-        } else {
-            let band = (band_elements / inputs.max(1)).clamp(1, outputs.max(1));
-            let mut parts = Vec::with_capacity(outputs.div_ceil(band));
-            for start in (0..outputs).step_by(band) {
-                let widened = self.weight.narrow(0, start, band.min(outputs - start))?.to_dtype(DType::F32)?;
-                parts.push(widened.matmul(&inputs_by_rows)?);
-            }
-            Tensor::cat(&parts, 0)?
-        };
-        if let Some(last) = dims.last_mut() {
-            *last = outputs;
-        }
-        let mut product = product.t()?.contiguous()?;
-        if !self.deltas.is_empty() {
-            let x = x.reshape((rows, inputs))?.to_dtype(DType::F32)?;
-            for delta in &self.deltas {
-                product = delta.add_to(&x, product)?;
-            }
-        }
-        product.reshape(dims)
-    }
-}
-
-/// How many weight elements [`StoredLinear`] widens at once (16 MB of f32).
-const WIDEN_BAND_ELEMENTS: usize = 4 << 20;
 
 /// transformers' `T5LayerNorm`: RMS normalisation without mean subtraction and without bias.
 #[derive(Debug, Clone)]
@@ -311,7 +243,7 @@ impl T5Encoder {
     /// weight's `(out, in)`: the layers a LoRA can change.
     pub fn linear_layers(&self) -> Result<Vec<(String, (usize, usize))>> {
         let mut copy = self.clone();
-        copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, layer.weight.dims2()?))).collect()
+        copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, layer.shape()?))).collect()
     }
 
     /// The encoder with LoRA updates (`layer name → patch`), sharing every weight with `self`; the updates
@@ -468,30 +400,5 @@ mod tests {
         assert_eq!(relative_position_bucket(-8, 32, 128), 8);
         assert_eq!(relative_position_bucket(-1000, 32, 128), 15);
         assert_eq!(relative_position_bucket(1000, 32, 128), 31);
-    }
-
-    #[test]
-    fn stored_linear_widens_and_keeps_leading_dimensions() {
-        let weight = Tensor::new(&[[1f32, 2.0], [3.0, 4.0], [5.0, 6.0]], &Device::Cpu).unwrap();
-        let linear = StoredLinear { weight: weight.to_dtype(DType::BF16).unwrap(), deltas: Vec::new() };
-        let x = Tensor::new(&[[[1f32, 1.0]], [[0.0, 2.0]]], &Device::Cpu).unwrap();
-        let y = linear.forward(&x).unwrap();
-        assert_eq!(y.dtype(), DType::F32);
-        assert_eq!(y.to_vec3::<f32>().unwrap(), vec![vec![vec![3.0, 7.0, 11.0]], vec![vec![4.0, 8.0, 12.0]]]);
-    }
-
-    #[test]
-    fn widening_in_bands_gives_the_whole_product() {
-        let weight = Tensor::randn(0f32, 1.0, (11, 6), &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
-        let x = Tensor::randn(0f32, 1.0, (2, 3, 6), &Device::Cpu).unwrap();
-        let linear = StoredLinear { weight: weight.clone(), deltas: Vec::new() };
-        let whole = linear.forward(&x).unwrap();
-        let banded = linear.forward_in_bands(&x, 12).unwrap();
-        let expected = x.broadcast_matmul(&weight.to_dtype(DType::F32).unwrap().t().unwrap()).unwrap();
-        for result in [&whole, &banded] {
-            assert_eq!(result.dims(), [2, 3, 11]);
-            let error = (result - &expected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(error < 1e-5, "{error}");
-        }
     }
 }

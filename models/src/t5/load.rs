@@ -100,31 +100,7 @@ pub fn find_prefix(source: &WeightSource) -> Result<String, WeightError> {
 pub fn storage_dtype(source: &WeightSource, prefix: &str) -> Result<DType, WeightError> {
     let embedding = format!("{prefix}{}", embedding_name(source, prefix));
     let encoder = format!("{prefix}encoder.");
-    let mut found = BTreeSet::new();
-    for name in source.names().filter(|name| *name == embedding || name.starts_with(&encoder)) {
-        let Some(dtype) = source.dtype(name) else { continue };
-        let dtype = match dtype {
-            safetensors::Dtype::F32 | safetensors::Dtype::F64 => DType::F32,
-            safetensors::Dtype::F16 => DType::F16,
-            safetensors::Dtype::BF16 => DType::BF16,
-            safetensors::Dtype::F8_E4M3 => DType::F8E4M3,
-            other => {
-                return Err(WeightError::Invalid {
-                    file: source.file_of(name),
-                    message: format!(
-                        "tensor '{name}' is stored as {other:?}; T5 weights must be f32, f16, bf16 or fp8 e4m3 (quantised files are not supported)"
-                    ),
-                });
-            }
-        };
-        found.insert(dtype.as_str());
-    }
-    Ok(match found.len() {
-        1 if found.contains("bf16") => DType::BF16,
-        1 if found.contains("f16") => DType::F16,
-        1 if found.contains("f8e4m3") => DType::F8E4M3,
-        _ => DType::F32,
-    })
+    source.common_dtype(source.names().filter(|name| *name == embedding || name.starts_with(&encoder)), "T5 weights")
 }
 
 /// A T5 `config.json` in the folder of the source's first file, if there is one.

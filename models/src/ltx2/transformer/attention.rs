@@ -9,7 +9,7 @@
 use super::super::rope::SplitRope;
 use crate::ltxv::transformer::attention::attention;
 use crate::ops::linear::Linear;
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// The sizes of one attention.
@@ -55,8 +55,8 @@ impl Ltx2Attention {
             } else {
                 None
             },
-            q_norm: vb.pp("q_norm").get(inner, "weight")?,
-            k_norm: vb.pp("k_norm").get(inner, "weight")?,
+            q_norm: vb.pp("q_norm").get(inner, "weight")?.to_dtype(DType::F32)?,
+            k_norm: vb.pp("k_norm").get(inner, "weight")?.to_dtype(DType::F32)?,
             heads: shape.heads,
             eps: eps as f32,
         })

@@ -86,9 +86,9 @@ impl Ltx2Block {
             Ltx2Attention::new(shape, config.norm_eps, &vb.pp(name))
         };
         let rows = config.modulation_rows();
-        let prompt_table = |name: &str, width| {
-            if config.cross_attention_adaln { Some(vb.get((2, width), name)).transpose() } else { Ok(None) }
-        };
+        let table = |rows: usize, width: usize, name: &str| vb.get((rows, width), name)?.to_dtype(DType::F32);
+        let prompt_table =
+            |name: &str, width| if config.cross_attention_adaln { table(2, width, name).map(Some) } else { Ok(None) };
         let device = vb.device();
         Ok(Ltx2Block {
             attn1: attention(dv, dv, hv, dhv, "attn1")?,
@@ -99,12 +99,12 @@ impl Ltx2Block {
             video_to_audio_attn: attention(da, dv, ha, dha, "video_to_audio_attn")?,
             ff: FeedForward::with_bias(dv, config.ff_bias, &vb.pp("ff"))?,
             audio_ff: FeedForward::with_bias(da, config.audio_ff_bias, &vb.pp("audio_ff"))?,
-            scale_shift_table: vb.get((rows, dv), "scale_shift_table")?,
-            audio_scale_shift_table: vb.get((rows, da), "audio_scale_shift_table")?,
+            scale_shift_table: table(rows, dv, "scale_shift_table")?,
+            audio_scale_shift_table: table(rows, da, "audio_scale_shift_table")?,
             prompt_scale_shift_table: prompt_table("prompt_scale_shift_table", dv)?,
             audio_prompt_scale_shift_table: prompt_table("audio_prompt_scale_shift_table", da)?,
-            scale_shift_table_a2v_ca_video: vb.get((5, dv), "scale_shift_table_a2v_ca_video")?,
-            scale_shift_table_a2v_ca_audio: vb.get((5, da), "scale_shift_table_a2v_ca_audio")?,
+            scale_shift_table_a2v_ca_video: table(5, dv, "scale_shift_table_a2v_ca_video")?,
+            scale_shift_table_a2v_ca_audio: table(5, da, "scale_shift_table_a2v_ca_audio")?,
             video_ones: Tensor::ones(dv, DType::F32, device)?,
             audio_ones: Tensor::ones(da, DType::F32, device)?,
             eps: config.norm_eps as f32,

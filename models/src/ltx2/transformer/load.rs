@@ -64,14 +64,27 @@ impl Ltx2Layout {
         if self.prefix.is_empty() { name } else { format!("{}.{name}", self.prefix) }
     }
 
-    /// A `VarBuilder` taking the official names.
-    pub fn var_builder(&self, source: &Arc<WeightSource>, device: &Device) -> VarBuilder<'static> {
+    /// A `VarBuilder` taking the official names, handing out tensors as `dtype`.
+    pub fn var_builder(&self, source: &Arc<WeightSource>, dtype: DType, device: &Device) -> VarBuilder<'static> {
         if self.diffusers {
             let layout = Ltx2Layout { diffusers: true, prefix: String::new() };
-            source.renamed_var_builder(&self.prefix, DType::F32, device, move |name| layout.stored_name(name))
+            source.renamed_var_builder(&self.prefix, dtype, device, move |name| layout.stored_name(name))
         } else {
-            source.var_builder(&self.prefix, DType::F32, device)
+            source.var_builder(&self.prefix, dtype, device)
         }
+    }
+
+    /// The dtype the transformer's weights are stored in (f32 when they mix): the dtype its linear layers
+    /// keep in memory.
+    pub fn storage_dtype(&self, source: &WeightSource) -> Result<DType, WeightError> {
+        let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}.", self.prefix) };
+        let others = OTHER_PARTS.map(|part| format!("{prefix}{part}"));
+        let names = source
+            .names()
+            .filter(|name| name.starts_with(&prefix) && !others.iter().any(|other| name.starts_with(other.as_str())));
+        let dtype = source.common_dtype(names, "LTX-2 transformer weights")?;
+        // fp8 weights need their scales (the quantised-weights loader); widen them whole here.
+        Ok(if dtype == DType::F8E4M3 { DType::F32 } else { dtype })
     }
 }
 
@@ -207,6 +220,9 @@ pub struct LoadOptions {
     /// Read each block from the mapped file when a forward pass reaches it, instead of keeping all of
     /// them in memory.
     pub stream_blocks: bool,
+    /// Widen every weight to f32 at load time, instead of keeping the linear layers in the file's dtype
+    /// (bf16, f16) and widening them as they are used.
+    pub widen_at_load: bool,
 }
 
 impl Ltx2Transformer {
@@ -227,7 +243,8 @@ impl Ltx2Transformer {
         device: &Device,
         options: LoadOptions,
     ) -> Result<Self, WeightError> {
-        let vb = layout.var_builder(source, device);
+        let dtype = if options.widen_at_load { DType::F32 } else { layout.storage_dtype(source)? };
+        let vb = layout.var_builder(source, dtype, device);
         let model = Ltx2Transformer::new(config, &vb, options.stream_blocks).map_err(|e| source.explain(&e))?;
         let prefix = if layout.prefix.is_empty() { String::new() } else { format!("{}.", layout.prefix) };
         let blocks = format!("{prefix}transformer_blocks.");

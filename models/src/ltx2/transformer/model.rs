@@ -147,12 +147,12 @@ impl Ltx2Transformer {
             av_ca_audio_scale_shift: adaln(da, 4, "av_ca_audio_scale_shift_adaln_single")?,
             av_ca_a2v_gate: adaln(dv, 1, "av_ca_a2v_gate_adaln_single")?,
             av_ca_v2a_gate: adaln(da, 1, "av_ca_v2a_gate_adaln_single")?,
-            scale_shift_table: vb.get((2, dv), "scale_shift_table")?,
-            audio_scale_shift_table: vb.get((2, da), "audio_scale_shift_table")?,
+            scale_shift_table: vb.get((2, dv), "scale_shift_table")?.to_dtype(DType::F32)?,
+            audio_scale_shift_table: vb.get((2, da), "audio_scale_shift_table")?.to_dtype(DType::F32)?,
             proj_out: Linear::new(dv, config.out_channels, &vb.pp("proj_out"))?,
             audio_proj_out: Linear::new(da, config.audio_out_channels, &vb.pp("audio_proj_out"))?,
             keyframes_abs_pos_embedding: optional(config.keyframes_embedding, || {
-                vb.get((1, dv), "keyframes_abs_pos_embedding")
+                vb.get((1, dv), "keyframes_abs_pos_embedding")?.to_dtype(DType::F32)
             })?,
             blocks,
             block_patches: Arc::default(),
@@ -287,6 +287,11 @@ impl Ltx2Transformer {
     /// Mutable access to the configuration's run-time switches (timestep routing).
     pub fn set_av_routing(&mut self, routing: AvTimestepRouting) {
         self.config.av_routing = routing;
+    }
+
+    /// The dtype the linear layers' weights are kept in.
+    pub fn storage_dtype(&self) -> DType {
+        self.patchify_proj.dtype()
     }
 
     /// Whether the blocks are read from the weight file as they are used.
