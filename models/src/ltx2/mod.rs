@@ -3,7 +3,9 @@
 //! | module | reference |
 //! |---|---|
 //! | [`rope`] | the split rotary embedding shared by the transformer and the text connectors |
+//! | [`text`] | the feature extractor and the video/audio text connectors (`LTX2TextConnectors`) |
 //! | [`transformer`] | `LTX2VideoTransformer3DModel` (diffusers) / `LTXAVModel` (ComfyUI) |
 
 pub mod rope;
+pub mod text;
 pub mod transformer;
