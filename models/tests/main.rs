@@ -5,6 +5,7 @@
 //! its own process. Run one file's tests with `cargo nextest run -p PACKAGE -E 'test(/^MODULE::/)'`.
 
 mod full_size;
+mod gemma3;
 mod ltx2_text;
 mod ltx2_transformer;
 mod ltxv_transformer;

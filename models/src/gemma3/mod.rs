@@ -1,0 +1,17 @@
+//! Gemma 3 (Google), the text encoder of LTX-2: transformers' `Gemma3TextModel` returning every hidden
+//! state, the weights kept in their stored dtype and the layers resident or streamed from the mapped
+//! file.
+//!
+//! | file | reference |
+//! |---|---|
+//! | [`config`] | `Gemma3TextConfig`: sizes, sliding/full layer pattern, local and global RoPE |
+//! | [`model`] | `Gemma3TextModel`, `Gemma3DecoderLayer`, `Gemma3Attention`, `Gemma3MLP`, `Gemma3RMSNorm` |
+//! | [`load`] | ComfyUI files, transformers folders, prefixes and configs |
+
+pub mod config;
+pub mod load;
+pub mod model;
+
+pub use config::{Gemma3Config, LayerType, RopeParameters};
+pub use load::{GemmaLoadOptions, find_prefix, read_config};
+pub use model::{Gemma3Layer, Gemma3TextModel};
