@@ -1,5 +1,9 @@
-//! Weights read from safetensors files over a memory map, with errors that name the file, the tensor and
-//! the expected shape.
+//! Weights read from safetensors files, with errors that name the file, the tensor and the expected shape.
+//!
+//! Tensors are read with positioned reads (`pread`) when a model asks for them, not through a memory map:
+//! a model whose blocks are read, used and dropped one at a time then holds only the blocks in use, and
+//! the file's pages stay in the kernel's page cache (reclaimable, not counted as the process' memory)
+//! instead of accumulating as mapped pages of the process.
 //!
 //! [`WeightSource`] opens one or more files (a single-file checkpoint, or the shards of a diffusers
 //! folder), checks that each is a complete safetensors file, and hands out candle `VarBuilder`s whose
@@ -34,12 +38,25 @@ pub enum WeightError {
     Invalid { file: String, message: String },
 }
 
-/// Tensors of one or more safetensors files, memory-mapped.
+/// Where a tensor's data is and what it is.
+#[derive(Debug, Clone)]
+struct TensorEntry {
+    /// Index of the file.
+    file: usize,
+    /// Absolute byte offset of the data in the file.
+    offset: u64,
+    /// Bytes of data.
+    length: usize,
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+}
+
+/// Tensors of one or more safetensors files, read on demand.
 pub struct WeightSource {
     files: Vec<PathBuf>,
-    tensors: candle_core::safetensors::MmapedSafetensors,
-    /// Which file each tensor lives in.
-    location: HashMap<String, usize>,
+    handles: Vec<std::fs::File>,
+    /// Each tensor's file, place, dtype and shape.
+    location: HashMap<String, TensorEntry>,
     /// `__metadata__` of each file.
     metadata: Vec<HashMap<String, String>>,
     used: Arc<Mutex<BTreeSet<String>>>,
@@ -53,19 +70,20 @@ impl WeightSource {
         let files: Vec<PathBuf> = files.iter().map(|f| f.as_ref().to_path_buf()).collect();
         let mut location = HashMap::new();
         let mut metadata = Vec::with_capacity(files.len());
+        let mut handles = Vec::with_capacity(files.len());
         for (index, file) in files.iter().enumerate() {
-            let (names, meta) = read_header(file)?;
-            for name in names {
-                location.insert(name, index);
+            let header = parse_header(file)?;
+            for (name, mut entry) in header.tensors {
+                entry.file = index;
+                location.insert(name, entry);
             }
-            metadata.push(meta);
+            metadata.push(header.metadata);
+            handles.push(
+                std::fs::File::open(file)
+                    .map_err(|error| WeightError::Open { file: file.display().to_string(), reason: error.to_string() })?,
+            );
         }
-        // SAFETY: the files are opened read-only; kinograph never writes to a model file while it is
-        // mapped, and the headers and offsets were checked against each file's length just above.
-        #[allow(unsafe_code)]
-        let tensors = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }
-            .map_err(|error| WeightError::Format { file: describe(&files), reason: error.to_string() })?;
-        Ok(WeightSource { files, tensors, location, metadata, used: Arc::default(), last_error: Mutex::new(None) })
+        Ok(WeightSource { files, handles, location, metadata, used: Arc::default(), last_error: Mutex::new(None) })
     }
 
     /// The files, in the order given.
@@ -85,12 +103,12 @@ impl WeightSource {
 
     /// The shape of `name`, if present.
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.tensors.get(name).ok().map(|view| view.shape().to_vec())
+        self.location.get(name).map(|entry| entry.shape.clone())
     }
 
     /// The stored dtype of `name`, if present.
     pub fn dtype(&self, name: &str) -> Option<safetensors::Dtype> {
-        self.tensors.get(name).ok().map(|view| view.dtype())
+        self.location.get(name).map(|entry| entry.dtype)
     }
 
     /// The dtype to keep the tensors `names` in: their stored one when all share one of f32, f16, bf16 and
@@ -132,20 +150,30 @@ impl WeightSource {
 
     /// The file holding `name` (or all files, for error messages).
     pub fn file_of(&self, name: &str) -> String {
-        self.location.get(name).map_or_else(|| describe(&self.files), |&i| self.files[i].display().to_string())
+        self.location.get(name).map_or_else(|| describe(&self.files), |entry| self.files[entry.file].display().to_string())
     }
 
     /// Loads one tensor as `dtype`.
     pub fn load(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor, WeightError> {
+        use std::os::unix::fs::FileExt;
         self.mark_used(name);
-        let tensor = self.tensors.load(name, device).map_err(|_| WeightError::Missing {
+        let entry = self.location.get(name).ok_or_else(|| WeightError::Missing {
             files: describe(&self.files),
             tensor: name.to_string(),
             expected: Vec::new(),
         })?;
-        tensor
-            .to_dtype(dtype)
-            .map_err(|error| WeightError::Invalid { file: self.file_of(name), message: error.to_string() })
+        let invalid = |message: String| WeightError::Invalid { file: self.file_of(name), message };
+        let stored = stored_dtype(entry.dtype).ok_or_else(|| {
+            invalid(format!("tensor '{name}' has dtype {:?}, which kinograph cannot read", entry.dtype))
+        })?;
+        let mut bytes = vec![0_u8; entry.length];
+        self.handles[entry.file]
+            .read_exact_at(&mut bytes, entry.offset)
+            .map_err(|error| WeightError::Open { file: self.file_of(name), reason: error.to_string() })?;
+        let tensor = Tensor::from_raw_buffer(&bytes, stored, &entry.shape, &Device::Cpu)
+            .map_err(|error| invalid(format!("tensor '{name}': {error}")))?;
+        drop(bytes);
+        tensor.to_dtype(dtype).and_then(|t| t.to_device(device)).map_err(|error| invalid(error.to_string()))
     }
 
     /// A `VarBuilder` over these tensors under `prefix`, converting each tensor to `dtype` as it is
@@ -302,9 +330,35 @@ fn describe(files: &[PathBuf]) -> String {
     files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// A parsed safetensors header.
+struct Header {
+    tensors: Vec<(String, TensorEntry)>,
+    metadata: HashMap<String, String>,
+}
+
 /// Reads and checks a safetensors header: the header length, the JSON, and that every tensor's data
 /// lies inside the file. Returns the tensor names and the `__metadata__`.
 pub fn read_header(file: &Path) -> Result<(Vec<String>, HashMap<String, String>), WeightError> {
+    let header = parse_header(file)?;
+    Ok((header.tensors.into_iter().map(|(name, _)| name).collect(), header.metadata))
+}
+
+/// The candle dtype of a stored safetensors dtype, if candle has it.
+fn stored_dtype(dtype: safetensors::Dtype) -> Option<DType> {
+    Some(match dtype {
+        safetensors::Dtype::U8 => DType::U8,
+        safetensors::Dtype::U32 => DType::U32,
+        safetensors::Dtype::I64 => DType::I64,
+        safetensors::Dtype::BF16 => DType::BF16,
+        safetensors::Dtype::F16 => DType::F16,
+        safetensors::Dtype::F32 => DType::F32,
+        safetensors::Dtype::F64 => DType::F64,
+        safetensors::Dtype::F8_E4M3 => DType::F8E4M3,
+        _ => return None,
+    })
+}
+
+fn parse_header(file: &Path) -> Result<Header, WeightError> {
     use std::io::Read;
     let name = file.display().to_string();
     let open_error = |error: std::io::Error| WeightError::Open { file: name.clone(), reason: error.to_string() };
@@ -325,8 +379,9 @@ pub fn read_header(file: &Path) -> Result<(Vec<String>, HashMap<String, String>)
     let json: serde_json::Value =
         serde_json::from_slice(&header).map_err(|error| format(format!("header is not JSON: {error}")))?;
     let serde_json::Value::Object(entries) = json else { return Err(format("header is not a JSON object".into())) };
-    let data_length = length - 8 - header_length;
-    let mut names = Vec::with_capacity(entries.len());
+    let data_start = 8 + header_length;
+    let data_length = length - data_start;
+    let mut tensors = Vec::with_capacity(entries.len());
     let mut metadata = HashMap::new();
     for (key, value) in entries {
         if key == "__metadata__" {
@@ -337,16 +392,31 @@ pub fn read_header(file: &Path) -> Result<(Vec<String>, HashMap<String, String>)
             }
             continue;
         }
-        let end =
-            value["data_offsets"][1].as_u64().ok_or_else(|| format(format!("tensor '{key}' has no data offsets")))?;
+        let offsets = |index: usize| value["data_offsets"][index].as_u64();
+        let (Some(start), Some(end)) = (offsets(0), offsets(1)) else {
+            return Err(format(format!("tensor '{key}' has no data offsets")));
+        };
         if end > data_length {
             return Err(format(format!(
                 "tensor '{key}' ends at byte {end} of the data but the file holds only {data_length} bytes of data (truncated?)"
             )));
         }
-        names.push(key);
+        let dtype: safetensors::Dtype = serde_json::from_value(value["dtype"].clone())
+            .map_err(|error| format(format!("tensor '{key}' has an unknown dtype: {error}")))?;
+        let shape: Vec<usize> = serde_json::from_value(value["shape"].clone())
+            .map_err(|error| format(format!("tensor '{key}' has no valid shape: {error}")))?;
+        let elements: usize = shape.iter().product();
+        let bits = dtype.bitsize();
+        if start > end || (end - start) as u128 * 8 != elements as u128 * bits as u128 {
+            return Err(format(format!(
+                "tensor '{key}' has {} data bytes for shape {shape:?} of {dtype:?}",
+                end.saturating_sub(start)
+            )));
+        }
+        let entry = TensorEntry { file: 0, offset: data_start + start, length: (end - start) as usize, dtype, shape };
+        tensors.push((key, entry));
     }
-    Ok((names, metadata))
+    Ok(Header { tensors, metadata })
 }
 
 #[cfg(test)]
