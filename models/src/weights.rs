@@ -79,8 +79,10 @@ impl WeightSource {
             }
             metadata.push(header.metadata);
             handles.push(
-                std::fs::File::open(file)
-                    .map_err(|error| WeightError::Open { file: file.display().to_string(), reason: error.to_string() })?,
+                std::fs::File::open(file).map_err(|error| WeightError::Open {
+                    file: file.display().to_string(),
+                    reason: error.to_string(),
+                })?,
             );
         }
         Ok(WeightSource { files, handles, location, metadata, used: Arc::default(), last_error: Mutex::new(None) })
@@ -150,7 +152,9 @@ impl WeightSource {
 
     /// The file holding `name` (or all files, for error messages).
     pub fn file_of(&self, name: &str) -> String {
-        self.location.get(name).map_or_else(|| describe(&self.files), |entry| self.files[entry.file].display().to_string())
+        self.location
+            .get(name)
+            .map_or_else(|| describe(&self.files), |entry| self.files[entry.file].display().to_string())
     }
 
     /// Loads one tensor as `dtype`.

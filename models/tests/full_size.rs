@@ -1,5 +1,6 @@
-//! Full-size checkpoints: the real 2B transformer (alone and with a rank-64 LoRA), each VAE layout and
-//! T5-XXL, loaded from bf16 single files and run, with the peak resident memory of each. The files are not committed (they are 4–10 GB
+//! Full-size checkpoints: the real 2B transformer (alone and with a rank-64 LoRA), each VAE layout,
+//! T5-XXL, and LTX-2's 19B transformer and Gemma 3 12B streamed block by block, loaded from bf16 single
+//! files and run, with the peak resident memory of each. The files are not committed (they are 4–10 GB
 //! each); write them with `tools/fixtures/make_full_size_checkpoints.py OUT_DIR` and run
 //!
 //! ```text
@@ -11,6 +12,8 @@
 
 use candle_core::{DType, Device, Tensor};
 use kinograph_models::bench_support::{peak_resident_bytes, reset_peak_resident, resident_bytes};
+use kinograph_models::gemma3::{Gemma3TextModel, GemmaLoadOptions};
+use kinograph_models::ltx2::transformer::{AvInputs, LoadOptions, Ltx2Transformer, Perturbation};
 use kinograph_models::ltxv::transformer::{LtxvTransformer, RopePositions};
 use kinograph_models::ltxv::vae::noise::ZeroNoise;
 use kinograph_models::ltxv::vae::{DecodeOptions, LtxvVae};
@@ -188,4 +191,77 @@ fn vae_v091_loads_from_bf16_and_runs() {
 #[ignore = "needs the full-size checkpoints (see the module docs)"]
 fn vae_v095_loads_from_bf16_and_runs() {
     vae_loads_from_bf16_and_runs("v095");
+}
+
+/// LTX-2's 19B transformer (37.8 GB in bf16, more than this machine's memory) streamed from its file one
+/// block at a time: one forward at 384×256×97 (latent 13×8×12 = 1248 video tokens), 101 audio tokens and
+/// 1024 text tokens. Write the file with `--only ltx2`.
+#[test]
+#[ignore = "needs the 38 GB LTX-2 transformer file (see the module docs)"]
+fn ltx2_transformer_streams_a_forward_from_bf16() {
+    let path = folder().join("diffusion_models/ltx2-19b-random-transformer.safetensors");
+    let device = Device::Cpu;
+    reset_peak_resident();
+    let started = Instant::now();
+    let options = LoadOptions { stream_blocks: true, ..LoadOptions::default() };
+    let model = Ltx2Transformer::load_file(&path, &device, options).unwrap();
+    let loaded = started.elapsed();
+    println!("loaded in {:.1} s, resident {}", loaded.as_secs_f64(), gib(resident_bytes()));
+    assert_eq!(model.storage_dtype(), DType::BF16);
+    let (frames, height, width, audio_tokens) = (13, 8, 12, 101);
+    let video = Tensor::randn(0f32, 1.0, (1, frames * height * width, 128), &device).unwrap();
+    let audio = Tensor::randn(0f32, 1.0, (1, audio_tokens, 128), &device).unwrap();
+    let context = Tensor::randn(0f32, 1.0, (1, 1024, 3840), &device).unwrap();
+    let t = Tensor::new(&[1000f32], &device).unwrap();
+    let video_positions = model.video_positions(1, frames, height, width, 24.0).unwrap();
+    let audio_positions = model.audio_positions(1, audio_tokens).unwrap();
+    let inputs = AvInputs {
+        video: &video,
+        audio: &audio,
+        video_context: &context,
+        audio_context: &context,
+        context_mask: None,
+        video_timestep: &t,
+        audio_timestep: &t,
+        video_sigma: &t,
+        audio_sigma: &t,
+        video_positions: &video_positions,
+        audio_positions: &audio_positions,
+        keyframe_mask: None,
+    };
+    let started = Instant::now();
+    let (video_out, audio_out) = model.forward(&inputs, &Perturbation::default()).unwrap();
+    println!(
+        "LTX-2 19B forward, 1248 + 101 tokens, streamed: {:.1} s, peak resident {}",
+        started.elapsed().as_secs_f64(),
+        gib(peak_resident_bytes())
+    );
+    assert_eq!(video_out.dims(), [1, 1248, 128]);
+    assert_eq!(audio_out.dims(), [1, 101, 128]);
+    assert!(video_out.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().is_finite());
+}
+
+/// Gemma 3 12B (21.9 GiB in bf16) streamed layer by layer: every hidden state of a 128-token prompt.
+/// Write the file with `--only gemma`.
+#[test]
+#[ignore = "needs the 24 GB Gemma 3 12B file (see the module docs)"]
+fn gemma3_12b_streams_an_encode_from_bf16() {
+    let path = folder().join("text_encoders/gemma3-12b-random.safetensors");
+    let device = Device::Cpu;
+    reset_peak_resident();
+    let source = Arc::new(WeightSource::open(&[&path]).unwrap());
+    let model = Gemma3TextModel::load(&source, &device, GemmaLoadOptions { stream_layers: true }).unwrap();
+    println!("loaded, resident {}", gib(resident_bytes()));
+    assert_eq!(model.storage_dtype(), DType::BF16);
+    let ids: Vec<u32> = std::iter::once(2).chain((1..128).map(|i| 1000 + i * 37)).collect();
+    let ids = Tensor::from_vec(ids, (1, 128), &device).unwrap();
+    let started = Instant::now();
+    let states = model.hidden_states(&ids, None).unwrap();
+    println!(
+        "Gemma 3 12B, 128 tokens, streamed: {:.1} s, peak resident {}",
+        started.elapsed().as_secs_f64(),
+        gib(peak_resident_bytes())
+    );
+    assert_eq!(states.len(), 49);
+    assert_eq!(states[48].dims(), [1, 128, 3840]);
 }

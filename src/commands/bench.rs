@@ -6,6 +6,8 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, ValueEnum};
 use kinograph_models::bench_support::{peak_resident_bytes, process_cpu_time, reset_peak_resident};
+use kinograph_models::gemma3::bench::bench_gemma_layers;
+use kinograph_models::ltx2::transformer::bench::bench_ltx2_block;
 use kinograph_models::ltxv::transformer::bench::bench_2b_forward;
 use kinograph_models::ltxv::vae::config::VaeConfig;
 use kinograph_models::ltxv::vae::decoder::Decoder;
@@ -23,6 +25,10 @@ pub enum Part {
     T5,
     /// The 0.9.5 VAE decoder.
     Vae,
+    /// One block of the LTX-2 19B audio-video transformer.
+    Ltx2Block,
+    /// One layer of Gemma 3 12B, LTX-2's text encoder.
+    GemmaLayer,
 }
 
 #[derive(Args, Debug)]
@@ -42,6 +48,21 @@ pub struct BenchArgs {
     /// T5 blocks to build (24 is T5-XXL; fewer for a quick look on a small machine).
     #[arg(long, value_name = "N", default_value_t = 24)]
     pub t5_layers: usize,
+    /// LTX-2 latent size FRAMES,HEIGHT,WIDTH; 13,16,24 is 768×512×97 (4992 video tokens).
+    #[arg(long, value_name = "F,H,W", default_value = "13,16,24", value_parser = parse_triple)]
+    pub ltx2_latent: [usize; 3],
+    /// LTX-2 audio latents (101 for 97 frames at 24 fps).
+    #[arg(long, value_name = "N", default_value_t = 101)]
+    pub audio_tokens: usize,
+    /// LTX-2 text tokens (the connectors always give 1024).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub ltx2_text_tokens: usize,
+    /// Tokens of the Gemma 3 layer benchmark.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub gemma_tokens: usize,
+    /// Keep the LTX-2 and Gemma weights in bf16 (as the released files store them) instead of f32.
+    #[arg(long)]
+    pub bf16: bool,
     /// Timed runs of each part after building it (the best is reported too).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub runs: usize,
@@ -88,6 +109,12 @@ fn bench(args: &BenchArgs) -> Result<Json> {
     if wanted(Part::T5) {
         report.insert("t5".into(), t5(args, &device)?);
     }
+    if wanted(Part::Ltx2Block) {
+        report.insert("ltx2_block".into(), ltx2_block(args, &device)?);
+    }
+    if wanted(Part::GemmaLayer) {
+        report.insert("gemma_layer".into(), gemma_layer(args, &device)?);
+    }
     Ok(Json::Object(report))
 }
 
@@ -103,6 +130,51 @@ fn transformer(args: &BenchArgs, device: &Device) -> Result<Json> {
         "latent": [frames, height, width],
         "tokens": frames * height * width,
         "text_tokens": args.text_tokens,
+        "build_seconds": measured.build.as_secs_f64(),
+        "seconds": seconds,
+        "best_seconds": best(&seconds),
+        "cpu_seconds": cpu,
+        "peak_rss_bytes": peak_resident_bytes(),
+    }))
+}
+
+fn weight_dtype(args: &BenchArgs) -> (DType, &'static str) {
+    if args.bf16 { (DType::BF16, "bf16") } else { (DType::F32, "f32") }
+}
+
+fn ltx2_block(args: &BenchArgs, device: &Device) -> Result<Json> {
+    let (dtype, dtype_name) = weight_dtype(args);
+    reset_peak_resident();
+    let measured =
+        bench_ltx2_block(1, args.ltx2_latent, args.audio_tokens, args.ltx2_text_tokens, args.runs, dtype, device)
+            .context("timing the LTX-2 block")?;
+    let seconds: Vec<f64> = measured.forwards.iter().map(std::time::Duration::as_secs_f64).collect();
+    let cpu: Vec<Option<f64>> = measured.forward_cpu.iter().map(|d| d.map(|d| d.as_secs_f64())).collect();
+    let [frames, height, width] = args.ltx2_latent;
+    Ok(json!({
+        "model": format!("LTX-2 19B transformer, one block (both streams), weights {dtype_name}, compute f32"),
+        "latent": [frames, height, width],
+        "video_tokens": frames * height * width,
+        "audio_tokens": args.audio_tokens,
+        "text_tokens": args.ltx2_text_tokens,
+        "build_seconds": measured.build.as_secs_f64(),
+        "seconds": seconds,
+        "best_seconds": best(&seconds),
+        "cpu_seconds": cpu,
+        "peak_rss_bytes": peak_resident_bytes(),
+    }))
+}
+
+fn gemma_layer(args: &BenchArgs, device: &Device) -> Result<Json> {
+    let (dtype, dtype_name) = weight_dtype(args);
+    reset_peak_resident();
+    let measured =
+        bench_gemma_layers(1, args.gemma_tokens, args.runs, dtype, device).context("timing the Gemma layer")?;
+    let seconds: Vec<f64> = measured.forwards.iter().map(std::time::Duration::as_secs_f64).collect();
+    let cpu: Vec<Option<f64>> = measured.forward_cpu.iter().map(|d| d.map(|d| d.as_secs_f64())).collect();
+    Ok(json!({
+        "model": format!("Gemma 3 12B, one layer, weights {dtype_name}, compute f32"),
+        "tokens": args.gemma_tokens,
         "build_seconds": measured.build.as_secs_f64(),
         "seconds": seconds,
         "best_seconds": best(&seconds),

@@ -2,7 +2,7 @@
 the same machine, and prints each pair of timings with the ratio kinograph / PyTorch (below 1: faster).
 
 Usage (after `cargo build --release`, with the fixture venv from tools/fixtures/requirements.txt):
-    python tools/bench/compare.py [--parts transformer,vae,t5] [--t5-layers 4] [--runs 2] [--rounds 1]
+    python tools/bench/compare.py [--parts transformer,vae,t5,ltx2-block,gemma-layer] [--t5-layers 4] [--runs 2] [--rounds 1]
 
 Each side runs `--runs` times in one process and its best time counts. With `--rounds R` the pair runs
 R times, alternating, and the median of the per-round ratios is printed as well: on a shared virtual
@@ -78,6 +78,20 @@ def measure(args: argparse.Namespace, parts: list[str]) -> dict[str, tuple[float
         results["VAE 0.9.5 decode, latent 3x4x6, f32"] = (
             ours["vae"]["best_seconds"],
             best_of(r"decode \d+: \([^)]*\) in ([0-9.]+) s", theirs),
+        )
+    if "ltx2-block" in parts:
+        ours = json.loads(run([args.kinograph, "bench", "--only", "ltx2-block", "--runs", str(args.runs)]))
+        theirs = run([sys.executable, "tools/bench/ltx2.py", "--part", "block", "--runs", str(args.runs)])
+        results["LTX-2 block, 768x512x97 + 101 audio, f32"] = (
+            ours["ltx2_block"]["best_seconds"],
+            best_of(r"forward \d+: ([0-9.]+) s wall", theirs),
+        )
+    if "gemma-layer" in parts:
+        ours = json.loads(run([args.kinograph, "bench", "--only", "gemma-layer", "--runs", str(args.runs)]))
+        theirs = run([sys.executable, "tools/bench/ltx2.py", "--part", "gemma", "--runs", str(args.runs)])
+        results["Gemma 3 12B layer, 128 tokens, f32"] = (
+            ours["gemma_layer"]["best_seconds"],
+            best_of(r"encode \d+ tokens \(run \d+\): ([0-9.]+) s", theirs),
         )
     if "t5" in parts:
         layers = str(args.t5_layers)

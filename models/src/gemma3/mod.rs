@@ -7,7 +7,9 @@
 //! | [`config`] | `Gemma3TextConfig`: sizes, sliding/full layer pattern, local and global RoPE |
 //! | [`model`] | `Gemma3TextModel`, `Gemma3DecoderLayer`, `Gemma3Attention`, `Gemma3MLP`, `Gemma3RMSNorm` |
 //! | [`load`] | ComfyUI files, transformers folders, prefixes and configs |
+//! | [`mod@bench`] | one 12B layer with random weights, for timing |
 
+pub mod bench;
 pub mod config;
 pub mod load;
 pub mod model;

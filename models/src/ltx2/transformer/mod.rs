@@ -9,6 +9,7 @@
 //! | [`block`] | `LTX2VideoTransformerBlock` |
 //! | [`model`] | `LTX2VideoTransformer3DModel`: embeddings, positions, blocks (resident or streamed), output heads |
 //! | [`load`] | official single files and diffusers folders, with release detection |
+//! | [`mod@bench`] | one full-size block with random weights, for timing |
 //!
 //! Use:
 //!
@@ -33,6 +34,7 @@
 //! ```
 
 pub mod attention;
+pub mod bench;
 pub mod block;
 pub mod config;
 pub mod load;
