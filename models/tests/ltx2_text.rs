@@ -73,3 +73,16 @@ fn a_file_without_connectors_is_refused_by_name() {
     let error = TextConnectors::load(&source, 16, &Device::Cpu).unwrap_err();
     assert!(error.to_string().contains("video_embeddings_connector.learnable_registers"), "{error}");
 }
+
+/// A diffusers `connectors/` folder (diffusers' names and `config.json`) gives the single file's result.
+#[test]
+fn the_diffusers_folder_layout_loads_the_same_connectors() {
+    let device = Device::Cpu;
+    let folder = data("diffusers_23/connectors/diffusion_pytorch_model.safetensors");
+    let connectors = TextConnectors::load(&Arc::new(WeightSource::open(&[folder]).unwrap()), 16, &device).unwrap();
+    let r: HashMap<String, Tensor> =
+        candle_core::safetensors::load(data("ref/connectors_23.safetensors"), &device).unwrap();
+    let (video, audio) = connectors.forward(&layers(&r["hidden_states"]), &r["mask"], 8).unwrap();
+    assert_close("diffusers folder, video context", &video, &r["video"], 1e-4);
+    assert_close("diffusers folder, audio context", &audio, &r["audio"], 1e-4);
+}

@@ -325,3 +325,40 @@ fn bf16_weights_stay_bf16_and_compute_in_f32() {
     // bf16 rounding of the weights moves the output, but not far.
     assert_close("bf16 vs f32 weights, video", &outputs[0].0, &r["video_out"], 0.1);
 }
+
+/// A diffusers `transformer/` folder (diffusers' names and `config.json`) is the same model as the single file.
+#[test]
+fn the_diffusers_folder_layout_loads_the_same_transformer() {
+    let folder = data("diffusers_23/transformer/diffusion_pytorch_model.safetensors");
+    let source = Arc::new(WeightSource::open(&[folder]).unwrap());
+    let layout = detect_layout(&source).unwrap();
+    assert!(layout.diffusers && layout.prefix.is_empty());
+    let config = read_config(&source, &layout).unwrap();
+    let single = WeightSource::open(&[data("transformer_23.safetensors")]).unwrap();
+    let mut expected = read_config(&single, &detect_layout(&single).unwrap()).unwrap();
+    expected.causal_temporal_positioning = config.causal_temporal_positioning;
+    assert_eq!(config, expected);
+    assert!(config.causal_temporal_positioning, "diffusers' causal_offset 1");
+    let mut model = Ltx2Transformer::load(&source, &Device::Cpu, LoadOptions::default()).unwrap();
+    model.set_av_routing(AvTimestepRouting::Own);
+    let r = reference("transformer_23_per_token");
+    let video_positions = model.video_positions(2, 3, 2, 3, 25.0).unwrap();
+    let audio_positions = model.audio_positions(2, 5).unwrap();
+    let inputs = AvInputs {
+        video: &r["video"],
+        audio: &r["audio"],
+        video_context: &r["video_context"],
+        audio_context: &r["audio_context"],
+        context_mask: Some(&r["context_mask"]),
+        video_timestep: &r["timestep"],
+        audio_timestep: &r["audio_timestep"],
+        video_sigma: &r["sigma"],
+        audio_sigma: &r["audio_sigma"],
+        video_positions: &video_positions,
+        audio_positions: &audio_positions,
+        keyframe_mask: None,
+    };
+    let (video, audio) = model.forward(&inputs, &Perturbation::default()).unwrap();
+    assert_close("diffusers folder video", &video, &r["video_out"], 1e-4);
+    assert_close("diffusers folder audio", &audio, &r["audio_out"], 1e-4);
+}
