@@ -362,3 +362,26 @@ fn the_diffusers_folder_layout_loads_the_same_transformer() {
     assert_close("diffusers folder video", &video, &r["video_out"], 1e-4);
     assert_close("diffusers folder audio", &audio, &r["audio_out"], 1e-4);
 }
+
+/// Which parts each file holds, and the error for a part a file lacks.
+#[test]
+fn files_say_which_parts_they_hold() {
+    use kinograph_models::ltx2::checkpoint::{Contents, Part};
+    let transformer = WeightSource::open(&[data("transformer_23.safetensors")]).unwrap();
+    let contents = Contents::inspect(&transformer);
+    assert_eq!(contents.transformer, Some(Ltx2Version::V2_3));
+    assert_eq!(contents.parts, [Part::Transformer]);
+    let error = contents.require(Part::AudioVae, &transformer).unwrap_err().to_string();
+    assert!(error.contains("holds LTX-2 transformer but no audio VAE") && error.contains("audio_vae."), "{error}");
+
+    let connectors = WeightSource::open(&[data("connectors_20.safetensors")]).unwrap();
+    let contents = Contents::inspect(&connectors);
+    assert_eq!(
+        (contents.transformer, contents.parts.as_slice()),
+        (None, [Part::TextConnectors, Part::TextProjection].as_slice())
+    );
+    assert!(contents.require(Part::Transformer, &connectors).is_err());
+
+    let gemma = WeightSource::open(&[data("gemma3_tiny.safetensors")]).unwrap();
+    assert_eq!(Contents::inspect(&gemma).parts, [Part::TextEncoder]);
+}

@@ -2,10 +2,12 @@
 //!
 //! | module | reference |
 //! |---|---|
+//! | [`checkpoint`] | which parts (transformer, connectors, VAEs, vocoder, Gemma) a file holds, and errors naming a missing one |
 //! | [`rope`] | the split rotary embedding shared by the transformer and the text connectors |
 //! | [`text`] | the feature extractor and the video/audio text connectors (`LTX2TextConnectors`) |
 //! | [`transformer`] | `LTX2VideoTransformer3DModel` (diffusers) / `LTXAVModel` (ComfyUI) |
 
+pub mod checkpoint;
 pub mod rope;
 pub mod text;
 pub mod transformer;
