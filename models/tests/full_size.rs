@@ -265,3 +265,42 @@ fn gemma3_12b_streams_an_encode_from_bf16() {
     assert_eq!(states.len(), 49);
     assert_eq!(states[48].dims(), [1, 128, 3840]);
 }
+
+/// LTX-2.0's text path after Gemma at full size, random bf16 weights built in memory (no file): the
+/// 3840 × 188,160 feature projection and the video connector (30 heads × 128, 2 blocks, 128 registers)
+/// on a 128-token prompt, giving the 1024-token context.
+#[test]
+#[ignore = "builds 2.2 GB of random weights; run with the full-size checks"]
+fn ltx2_text_projection_and_connector_at_full_size() {
+    use kinograph_models::bench_support::random_var_builder;
+    use kinograph_models::ltx2::text::connector::{Connector, ConnectorConfig};
+    use kinograph_models::ltx2::text::features::FeatureExtractor;
+    let device = Device::Cpu;
+    reset_peak_resident();
+    let vb = random_var_builder(DType::BF16, &device).unwrap();
+    let started = Instant::now();
+    let features = FeatureExtractor::v1(&vb.pp("text_embedding_projection"), 3840, 49).unwrap();
+    let config = ConnectorConfig {
+        heads: 30,
+        head_dim: 128,
+        layers: 2,
+        registers: 128,
+        gated: false,
+        max_position: 4096.0,
+        theta: 10_000.0,
+        eps: 1e-6,
+    };
+    let connector = Connector::new(config, &vb.pp("video_embeddings_connector")).unwrap();
+    println!("built in {:.1} s, resident {}", started.elapsed().as_secs_f64(), gib(resident_bytes()));
+    let states: Vec<Tensor> = (0..49).map(|_| Tensor::randn(0f32, 1.0, (1, 128, 3840), &device).unwrap()).collect();
+    let mask = Tensor::ones((1, 128), DType::F32, &device).unwrap();
+    let started = Instant::now();
+    let (video, _) = features.forward(&states, &mask).unwrap();
+    let context = connector.forward(&video, Some(&mask), 1024).unwrap();
+    println!(
+        "projection + connector, 128 tokens → 1024: {:.1} s, peak resident {}",
+        started.elapsed().as_secs_f64(),
+        gib(peak_resident_bytes())
+    );
+    assert_eq!(context.dims(), [1, 1024, 3840]);
+}

@@ -21,6 +21,8 @@ pub struct ConnectorConfig {
     pub head_dim: usize,
     /// Blocks (2 in 2.0, 8 in 2.3).
     pub layers: usize,
+    /// Learnable registers (128).
+    pub registers: usize,
     /// Gated attention (2.3).
     pub gated: bool,
     /// RoPE position normaliser (4096).
@@ -51,15 +53,7 @@ impl Connector {
     /// `learnable_registers` and `transformer_1d_blocks.{i}.{attn1,ff}`.
     pub fn new(config: ConnectorConfig, vb: &VarBuilder<'_>) -> Result<Self> {
         let width = config.heads * config.head_dim;
-        let registers = vb.get_unchecked("learnable_registers")?.to_dtype(DType::F32)?;
-        if registers.rank() != 2 || registers.dim(1)? != width {
-            candle_core::bail!(
-                "learnable_registers has shape {:?}, expected [R, {width}] for {} heads of {}",
-                registers.dims(),
-                config.heads,
-                config.head_dim
-            );
-        }
+        let registers = vb.get((config.registers, width), "learnable_registers")?.to_dtype(DType::F32)?;
         let shape = AttentionShape {
             query_dim: width,
             context_dim: width,

@@ -35,20 +35,26 @@ impl FeatureExtractor {
     /// `video_aggregate_embed.weight` is there, V1 otherwise. `hidden` is the encoder's width, `layers`
     /// the number of hidden states (49).
     pub fn new(vb: &VarBuilder<'_>, hidden: usize, layers: usize) -> Result<Self> {
-        let inputs = hidden * layers;
         if vb.contains_tensor("video_aggregate_embed.weight") {
-            let width = |name: &str| -> Result<usize> {
-                let probe = vb.pp(name).get_unchecked("bias")?;
-                probe.dim(0)
-            };
-            let (video, audio) = (width("video_aggregate_embed")?, width("audio_aggregate_embed")?);
-            Ok(FeatureExtractor::V2 {
-                video_aggregate_embed: StoredLinear::with_bias(&vb.pp("video_aggregate_embed"), inputs, video)?,
-                audio_aggregate_embed: StoredLinear::with_bias(&vb.pp("audio_aggregate_embed"), inputs, audio)?,
-            })
+            let width = |name: &str| vb.pp(name).get_unchecked("bias")?.dim(0);
+            Self::v2(vb, hidden, layers, width("video_aggregate_embed")?, width("audio_aggregate_embed")?)
         } else {
-            Ok(FeatureExtractor::V1 { aggregate_embed: StoredLinear::new(&vb.pp("aggregate_embed"), inputs, hidden)? })
+            Self::v1(vb, hidden, layers)
         }
+    }
+
+    /// The 2.0 projection `aggregate_embed` `[hidden, hidden·layers]`.
+    pub fn v1(vb: &VarBuilder<'_>, hidden: usize, layers: usize) -> Result<Self> {
+        Ok(FeatureExtractor::V1 { aggregate_embed: StoredLinear::new(&vb.pp("aggregate_embed"), hidden * layers, hidden)? })
+    }
+
+    /// The 2.3 projections to `video` and `audio` widths.
+    pub fn v2(vb: &VarBuilder<'_>, hidden: usize, layers: usize, video: usize, audio: usize) -> Result<Self> {
+        let inputs = hidden * layers;
+        Ok(FeatureExtractor::V2 {
+            video_aggregate_embed: StoredLinear::with_bias(&vb.pp("video_aggregate_embed"), inputs, video)?,
+            audio_aggregate_embed: StoredLinear::with_bias(&vb.pp("audio_aggregate_embed"), inputs, audio)?,
+        })
     }
 
     /// Widths of the video and audio features.

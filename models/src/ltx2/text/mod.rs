@@ -181,10 +181,11 @@ impl TextConnectors {
         let dtype = if dtype == DType::F8E4M3 { DType::F32 } else { dtype };
 
         let connector = |root: &str, audio: bool| -> Result<Connector, WeightError> {
-            let width = source
-                .shape(&format!("{root}.learnable_registers"))
-                .and_then(|shape| shape.get(1).copied())
-                .unwrap_or_default();
+            let registers_shape = source.shape(&format!("{root}.learnable_registers")).unwrap_or_default();
+            let (registers, width) = match registers_shape.as_slice() {
+                &[registers, width] => (registers, width),
+                _ => (0, 0),
+            };
             let key = |official: &str, official_audio: &str, diffusers_video: &str, diffusers_audio: &str| {
                 if audio {
                     number(&[official_audio, diffusers_audio]).or_else(|| number(&[official]))
@@ -220,6 +221,7 @@ impl TextConnectors {
                 heads,
                 head_dim,
                 layers,
+                registers,
                 gated: source.contains(&block(0, "to_gate_logits.weight")),
                 max_position,
                 theta: number(&["positional_embedding_theta", "rope_theta"]).unwrap_or(10_000.0),
