@@ -70,7 +70,7 @@ fn check_case(version: &str, case: &str, stream_blocks: bool) {
         audio_sigma: &r["audio_sigma"],
         video_positions: &video_positions,
         audio_positions: &audio_positions,
-        keyframe_mask: None,
+        keyframe_mask: r.get("keyframe_mask"),
     };
     let perturbation = Perturbation {
         stg_blocks: if case == "stg" { vec![1] } else { Vec::new() },
@@ -111,6 +111,19 @@ fn ltx20_matches_diffusers() {
 fn ltx23_matches_diffusers() {
     for case in ["t2v", "per_token", "one_frame", "cross_timestep", "stg", "isolated"] {
         check_case("23", case, false);
+    }
+}
+
+/// 2.5: no video feed-forward bias, a static prompt table instead of `prompt_adaln_single`, and the
+/// keyframe embedding on the tokens of the first latent frame.
+#[test]
+fn ltx25_matches_diffusers() {
+    let source = WeightSource::open(&[data("transformer_25.safetensors")]).unwrap();
+    let config = read_config(&source, &detect_layout(&source).unwrap()).unwrap();
+    assert_eq!(config.version(), Ltx2Version::V2_5);
+    assert!(!config.ff_bias && config.audio_ff_bias && config.keyframes_embedding && !config.prompt_adaln);
+    for case in ["t2v", "per_token"] {
+        check_case("25", case, false);
     }
 }
 
