@@ -45,7 +45,9 @@ impl FeatureExtractor {
 
     /// The 2.0 projection `aggregate_embed` `[hidden, hidden·layers]`.
     pub fn v1(vb: &VarBuilder<'_>, hidden: usize, layers: usize) -> Result<Self> {
-        Ok(FeatureExtractor::V1 { aggregate_embed: StoredLinear::new(&vb.pp("aggregate_embed"), hidden * layers, hidden)? })
+        Ok(FeatureExtractor::V1 {
+            aggregate_embed: StoredLinear::new(&vb.pp("aggregate_embed"), hidden * layers, hidden)?,
+        })
     }
 
     /// The 2.3 projections to `video` and `audio` widths.
