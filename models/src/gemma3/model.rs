@@ -209,17 +209,43 @@ impl Gemma3TextModel {
 
         let mut states = Vec::with_capacity(self.config.num_hidden_layers + 1);
         states.push(hidden.clone());
-        for index in 0..self.config.num_hidden_layers {
-            let (rope, bias) = match self.config.layer_types.get(index) {
-                Some(LayerType::Full) => (&global, &full_bias),
-                _ => (&local, &sliding_bias),
-            };
-            hidden = match &self.layers {
-                Layers::Resident(layers) => layers[index].forward(&hidden, rope, bias)?,
-                Layers::Streamed(vb) => Gemma3Layer::new(&self.config, &vb.pp(index))?.forward(&hidden, rope, bias)?,
-            };
-            if index + 1 < self.config.num_hidden_layers {
-                states.push(hidden.clone());
+        let layer_inputs = |index: usize| match self.config.layer_types.get(index) {
+            Some(LayerType::Full) => (&global, &full_bias),
+            _ => (&local, &sliding_bias),
+        };
+        let count = self.config.num_hidden_layers;
+        match &self.layers {
+            Layers::Resident(layers) => {
+                for (index, layer) in layers.iter().enumerate() {
+                    let (rope, bias) = layer_inputs(index);
+                    hidden = layer.forward(&hidden, rope, bias)?;
+                    if index + 1 < count {
+                        states.push(hidden.clone());
+                    }
+                }
+            }
+            Layers::Streamed(vb) => {
+                // Layer i + 1 is read on another thread while layer i computes.
+                let read = |index: usize| Gemma3Layer::new(&self.config, &vb.pp(index));
+                std::thread::scope(|scope| -> Result<()> {
+                    let mut next = (count > 0).then(|| read(0));
+                    for index in 0..count {
+                        let layer = next.take().unwrap_or_else(|| read(index))?;
+                        let reader = (index + 1 < count).then(|| scope.spawn(move || read(index + 1)));
+                        let (rope, bias) = layer_inputs(index);
+                        hidden = layer.forward(&hidden, rope, bias)?;
+                        drop(layer);
+                        if index + 1 < count {
+                            states.push(hidden.clone());
+                        }
+                        next = reader.map(|handle| {
+                            handle
+                                .join()
+                                .unwrap_or_else(|_| Err(candle_core::Error::Msg("reading a layer failed".into())))
+                        });
+                    }
+                    Ok(())
+                })?;
             }
         }
         states.push(self.norm.forward(&hidden)?);

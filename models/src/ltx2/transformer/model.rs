@@ -447,18 +447,33 @@ impl Ltx2Transformer {
         };
 
         let (mut video, mut audio) = (video, audio);
-        let count = match &self.blocks {
-            Blocks::Resident(blocks) => blocks.len(),
-            Blocks::Streamed { count, .. } => *count,
-        };
-        for index in 0..count {
-            let perturbed = perturbation.stg_blocks.contains(&index);
-            (video, audio) = match &self.blocks {
-                Blocks::Resident(blocks) => blocks[index].forward(&video, &audio, &block_inputs, perturbed)?,
-                Blocks::Streamed { vb, .. } => {
-                    self.read_block(vb, index)?.forward(&video, &audio, &block_inputs, perturbed)?
+        match &self.blocks {
+            Blocks::Resident(blocks) => {
+                for (index, block) in blocks.iter().enumerate() {
+                    let perturbed = perturbation.stg_blocks.contains(&index);
+                    (video, audio) = block.forward(&video, &audio, &block_inputs, perturbed)?;
                 }
-            };
+            }
+            Blocks::Streamed { vb, count } => {
+                // Block i + 1 is read on another thread while block i computes: reading is mostly waiting
+                // for the disk, so the two overlap, and at most two blocks are in memory.
+                std::thread::scope(|scope| -> Result<()> {
+                    let mut next = (*count > 0).then(|| self.read_block(vb, 0));
+                    for index in 0..*count {
+                        let block = next.take().unwrap_or_else(|| self.read_block(vb, index))?;
+                        let reader = (index + 1 < *count).then(|| scope.spawn(move || self.read_block(vb, index + 1)));
+                        let perturbed = perturbation.stg_blocks.contains(&index);
+                        (video, audio) = block.forward(&video, &audio, &block_inputs, perturbed)?;
+                        drop(block);
+                        next = reader.map(|handle| {
+                            handle
+                                .join()
+                                .unwrap_or_else(|_| Err(candle_core::Error::Msg("reading a block failed".into())))
+                        });
+                    }
+                    Ok(())
+                })?;
+            }
         }
         let video = finish(&video, &video_embedded, &self.scale_shift_table, &self.proj_out, c.norm_eps)?;
         let audio = finish(&audio, &audio_embedded, &self.audio_scale_shift_table, &self.audio_proj_out, c.norm_eps)?;
