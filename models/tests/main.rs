@@ -6,6 +6,7 @@
 
 mod full_size;
 mod gemma3;
+mod ltx2_audio;
 mod ltx2_pipeline;
 mod ltx2_text;
 mod ltx2_transformer;

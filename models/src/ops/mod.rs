@@ -4,6 +4,7 @@
 //! modules and call these; each kernel falls back to candle's ops on other devices and dtypes.
 //!
 //! - [`gemm`]: the one wrapper around `gemm::gemm`, with named sizes and strides.
+//! - [`conv1d`]: the vocoders' `Conv1d`/`ConvTranspose1d` and the audio VAE's per-tap sums, one GEMM per tap.
 //! - [`conv3d`]: the stride-1 conv3d as one custom op (tiled with an AVX-512 micro-kernel, or im2col
 //!   over the whole sequence).
 //! - [`norm`]: the pixel norm, the timestep modulation and their fused CPU pass with `SiLU`.
@@ -14,6 +15,7 @@
 
 pub mod activations;
 pub mod add_product;
+pub mod conv1d;
 pub mod conv3d;
 pub mod gemm;
 pub mod linear;
