@@ -29,6 +29,8 @@ pub enum Part {
     Ltx2Block,
     /// One layer of Gemma 3 12B, LTX-2's text encoder.
     GemmaLayer,
+    /// LTX-2's audio VAE decoder and both vocoders on 5 s of audio.
+    Audio,
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +117,9 @@ fn bench(args: &BenchArgs) -> Result<Json> {
     if wanted(Part::GemmaLayer) {
         report.insert("gemma_layer".into(), gemma_layer(args, &device)?);
     }
+    if wanted(Part::Audio) {
+        report.insert("audio".into(), audio(args, &device)?);
+    }
     Ok(Json::Object(report))
 }
 
@@ -181,6 +186,57 @@ fn gemma_layer(args: &BenchArgs, device: &Device) -> Result<Json> {
         "cpu_seconds": cpu,
         "peak_rss_bytes": peak_resident_bytes(),
     }))
+}
+
+/// Times `run` `runs` times: wall seconds, CPU seconds and the last output's shape.
+fn timed(
+    runs: usize,
+    run: &dyn Fn() -> candle_core::Result<Tensor>,
+) -> Result<(Vec<f64>, Vec<Option<f64>>, Vec<usize>)> {
+    let (mut seconds, mut cpu, mut shape) = (Vec::with_capacity(runs), Vec::with_capacity(runs), Vec::new());
+    for _ in 0..runs {
+        let cpu_start = process_cpu_time();
+        let started = Instant::now();
+        let out = run()?;
+        seconds.push(started.elapsed().as_secs_f64());
+        cpu.push(process_cpu_time().zip(cpu_start).map(|(end, start)| end.saturating_sub(start).as_secs_f64()));
+        shape = out.dims().to_vec();
+    }
+    Ok((seconds, cpu, shape))
+}
+
+fn audio(args: &BenchArgs, device: &Device) -> Result<Json> {
+    use kinograph_models::ltx2::audio::{
+        AudioVae, AudioVaeConfig, BweConfig, GeneratorConfig, VaeParts, Vocoder, VocoderConfig,
+    };
+    reset_peak_resident();
+    let builder = kinograph_models::bench_support::random_var_builder(DType::F32, device)?;
+    // 5 s of audio: 126 latents at 25 per second, 501 mel frames at 100 per second.
+    let latent = Tensor::randn(0f32, 1f32, (1, 8, 126, 16), device)?;
+    let mel = Tensor::randn(-4f32, 1f32, (1, 2, 501, 64), device)?;
+    let mut report = serde_json::Map::new();
+    let vae = AudioVae::new(&AudioVaeConfig::ltx2(), VaeParts::Decoder, &builder.pp("audio_vae"))
+        .context("building the audio VAE decoder")?;
+    let (seconds, cpu, shape) = timed(args.runs, &|| vae.decode(&latent))?;
+    report.insert(
+        "vae_decode".into(),
+        json!({"latent": [1, 8, 126, 16], "mel": shape, "seconds": seconds, "best_seconds": best(&seconds), "cpu_seconds": cpu}),
+    );
+    for (name, config) in [
+        ("vocoder_20", VocoderConfig::Hifigan(GeneratorConfig::ltx2())),
+        ("vocoder_23_bwe", VocoderConfig::WithBwe(BweConfig::ltx23())),
+    ] {
+        let vocoder = Vocoder::new(&config, &builder.pp(name)).with_context(|| format!("building {name}"))?;
+        let (seconds, cpu, shape) = timed(args.runs, &|| vocoder.forward(&mel))?;
+        report.insert(
+            name.into(),
+            json!({"sample_rate": vocoder.sample_rate(), "waveform": shape, "seconds": seconds,
+                   "best_seconds": best(&seconds), "cpu_seconds": cpu}),
+        );
+    }
+    report.insert("model".into(), json!("LTX-2 audio VAE decoder and vocoders, 5 s of audio, f32"));
+    report.insert("peak_rss_bytes".into(), json!(peak_resident_bytes()));
+    Ok(Json::Object(report))
 }
 
 fn vae(args: &BenchArgs, device: &Device) -> Result<Json> {

@@ -2,7 +2,7 @@
 the same machine, and prints each pair of timings with the ratio kinograph / PyTorch (below 1: faster).
 
 Usage (after `cargo build --release`, with the fixture venv from tools/fixtures/requirements.txt):
-    python tools/bench/compare.py [--parts transformer,vae,t5,ltx2-block,gemma-layer] [--t5-layers 4] [--runs 2] [--rounds 1]
+    python tools/bench/compare.py [--parts transformer,vae,t5,ltx2-block,gemma-layer,audio] [--t5-layers 4] [--runs 2] [--rounds 1]
 
 Each side runs `--runs` times in one process and its best time counts. With `--rounds R` the pair runs
 R times, alternating, and the median of the per-round ratios is printed as well: on a shared virtual
@@ -93,6 +93,15 @@ def measure(args: argparse.Namespace, parts: list[str]) -> dict[str, tuple[float
             ours["gemma_layer"]["best_seconds"],
             best_of(r"encode \d+ tokens \(run \d+\): ([0-9.]+) s", theirs),
         )
+    if "audio" in parts:
+        ours = json.loads(run([args.kinograph, "bench", "--only", "audio", "--runs", str(args.runs)]))
+        theirs = run([sys.executable, "tools/bench/ltx2.py", "--part", "audio", "--runs", str(args.runs)])
+        for key, name in [("vae_decode", "audio VAE decode"), ("vocoder_20", "vocoder 2.0"),
+                          ("vocoder_23_bwe", "vocoder 2.3 with BWE")]:
+            results[f"LTX-2 {name}, 5 s of audio, f32"] = (
+                ours["audio"][key]["best_seconds"],
+                best_of(re.escape(name) + r" \(run \d+\): \([^)]*\) in ([0-9.]+) s", theirs),
+            )
     if "t5" in parts:
         layers = str(args.t5_layers)
         ours = json.loads(run([args.kinograph, "bench", "--only", "t5", "--t5-layers", layers, "--runs", str(args.runs)]))

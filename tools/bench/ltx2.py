@@ -5,7 +5,9 @@ weights, CPU:
   768x512x97 (latent 13x16x24 = 4992 video tokens), 101 audio tokens and 1024 text tokens
   (`kinograph bench --only ltx2-block`);
 - `--part gemma`: transformers' Gemma 3 12B text model with one layer on 128 tokens, vocabulary cut to
-  1024 (`kinograph bench --only gemma-layer`).
+  1024 (`kinograph bench --only gemma-layer`);
+- `--part audio`: diffusers' LTX-2 audio VAE decoder on 126 latents and the 2.0 vocoder and the 2.3 vocoder
+  with bandwidth extension on 501 mel frames, 5 s of audio (`kinograph bench --only audio`).
 
 Run with the fixture venv:
 
@@ -68,9 +70,28 @@ def gemma(args) -> None:
             print(f"encode {args.tokens} tokens (run {run}): {wall:.3f} s wall, cpu {cpu:.2f} s")
 
 
+def audio(args) -> None:
+    from diffusers import AutoencoderKLLTX2Audio
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTX2Audio().eval()
+    latent = torch.randn(1, 8, 126, 16)
+    mel = torch.randn(1, 2, 501, 64) - 4.0
+    parts = [("audio VAE decode", lambda: vae.decode(latent).sample)]
+    for name, vocoder in [("vocoder 2.0", LTX2Vocoder().eval()), ("vocoder 2.3 with BWE", LTX2VocoderWithBWE().eval())]:
+        parts.append((name, lambda vocoder=vocoder: vocoder(mel)))
+    with torch.inference_mode():
+        for name, run in parts:
+            for index in range(args.runs):
+                start = time.perf_counter()
+                out = run()
+                print(f"{name} (run {index}): {tuple(out.shape)} in {time.perf_counter() - start:.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["block", "gemma"], required=True)
+    parser.add_argument("--part", choices=["block", "gemma", "audio"], required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -80,7 +101,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    {"block": block, "gemma": gemma}[args.part](args)
+    {"block": block, "gemma": gemma, "audio": audio}[args.part](args)
 
 
 if __name__ == "__main__":
