@@ -188,11 +188,11 @@ fn gemma_layer(args: &BenchArgs, device: &Device) -> Result<Json> {
     }))
 }
 
-/// Times `run` `runs` times: wall seconds, CPU seconds and the last output's shape.
-fn timed(
-    runs: usize,
-    run: &dyn Fn() -> candle_core::Result<Tensor>,
-) -> Result<(Vec<f64>, Vec<Option<f64>>, Vec<usize>)> {
+/// Wall seconds, CPU seconds (where the platform reports them) and the last output's shape.
+type Timings = (Vec<f64>, Vec<Option<f64>>, Vec<usize>);
+
+/// Times `run` `runs` times.
+fn timed(runs: usize, run: &dyn Fn() -> candle_core::Result<Tensor>) -> Result<Timings> {
     let (mut seconds, mut cpu, mut shape) = (Vec::with_capacity(runs), Vec::with_capacity(runs), Vec::new());
     for _ in 0..runs {
         let cpu_start = process_cpu_time();
