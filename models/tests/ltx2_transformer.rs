@@ -398,3 +398,71 @@ fn files_say_which_parts_they_hold() {
     let gemma = WeightSource::open(&[data("gemma3_tiny.safetensors")]).unwrap();
     assert_eq!(Contents::inspect(&gemma).parts, [Part::TextEncoder]);
 }
+
+/// A LoRA in the LTX-2 trainer's naming (`diffusion_model.<layer>.lora_A/lora_B.weight`, no alpha, as the
+/// distilled and IC LoRAs ship) is read through ComfyUI's key map onto the transformer's layers and equals
+/// the weights merged by hand (`ΔW = strength·B·A`).
+#[test]
+fn trainer_loras_apply_through_comfyui_keys() {
+    use kinograph_models::lora::{KeyMap, LoraFile};
+    let device = Device::Cpu;
+    let base = model("23", true);
+    let layers = base.linear_layers().unwrap();
+    let shapes: HashMap<String, (usize, usize)> = layers.iter().cloned().collect();
+    let targets =
+        ["transformer_blocks.0.attn1.to_q", "transformer_blocks.1.video_to_audio_attn.to_gate_logits", "proj_out"];
+    let strength = 0.8;
+    let mut lora = HashMap::new();
+    let mut merged = candle_core::safetensors::load(data("transformer_23.safetensors"), &device).unwrap();
+    for name in targets {
+        let (out, inputs) = shapes[name];
+        let a = Tensor::randn(0f32, 0.3, (4, inputs), &device).unwrap();
+        let b = Tensor::randn(0f32, 0.3, (out, 4), &device).unwrap();
+        let key = format!("model.diffusion_model.{name}.weight");
+        merged.insert(key.clone(), (&merged[&key] + (b.matmul(&a).unwrap() * strength).unwrap()).unwrap());
+        lora.insert(format!("diffusion_model.{name}.lora_A.weight"), a);
+        lora.insert(format!("diffusion_model.{name}.lora_B.weight"), b);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lora_path = dir.path().join("lora.safetensors");
+    candle_core::safetensors::save(&lora, &lora_path).unwrap();
+    let merged_path = dir.path().join("merged.safetensors");
+    let config =
+        WeightSource::open(&[data("transformer_23.safetensors")]).unwrap().metadata("config").unwrap().to_string();
+    let views: Vec<(String, Tensor)> = merged.into_iter().collect();
+    safetensors::serialize_to_file(
+        views.iter().map(|(n, t)| (n.as_str(), t)),
+        Some([("config".to_string(), config)].into()),
+        &merged_path,
+    )
+    .unwrap();
+
+    let found =
+        LoraFile::open(&lora_path).unwrap().patches(&KeyMap::diffusion_model(&layers), &[("unet", strength)]).unwrap();
+    assert!(found.not_loaded.is_empty(), "{:?}", found.not_loaded);
+    let mut patched = base.with_patches(&found.layers["unet"]).unwrap();
+    let mut expected = Ltx2Transformer::load_file(&merged_path, &device, LoadOptions::default()).unwrap();
+    let r = reference("transformer_23_t2v");
+    let video_positions = patched.video_positions(1, 3, 2, 3, 24.0).unwrap();
+    let audio_positions = patched.audio_positions(1, 5).unwrap();
+    let inputs = AvInputs {
+        video: &r["video"],
+        audio: &r["audio"],
+        video_context: &r["video_context"],
+        audio_context: &r["audio_context"],
+        context_mask: None,
+        video_timestep: &r["timestep"],
+        audio_timestep: &r["audio_timestep"],
+        video_sigma: &r["sigma"],
+        audio_sigma: &r["audio_sigma"],
+        video_positions: &video_positions,
+        audio_positions: &audio_positions,
+        keyframe_mask: None,
+    };
+    patched.set_av_routing(AvTimestepRouting::Own);
+    expected.set_av_routing(AvTimestepRouting::Own);
+    let (video, audio) = patched.forward(&inputs, &Perturbation::default()).unwrap();
+    let (expected_video, expected_audio) = expected.forward(&inputs, &Perturbation::default()).unwrap();
+    assert_close("trainer LoRA video", &video, &expected_video, 1e-4);
+    assert_close("trainer LoRA audio", &audio, &expected_audio, 1e-4);
+}
