@@ -1,0 +1,64 @@
+//! The LTX-2.0 video VAE (the 0.9.5 architecture without timestep conditioning, `reflect` padding in the
+//! decoder) against diffusers 0.42.1 `AutoencoderKLLTX2Video` on the tiny f16 file of
+//! `tools/fixtures/make_ltx2_fixtures.py`, which has the single file's `vae.` names and no config: the
+//! layout comes from the tensors, as for the community's separate VAE files. Encode (mean) and decode,
+//! whole and streamed.
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use kinograph_models::ltxv::vae::conv3d::SpatialPadding;
+use kinograph_models::ltxv::vae::noise::ZeroNoise;
+use kinograph_models::ltxv::vae::{DecodeOptions, EncodeOptions, LtxvVae};
+use kinograph_models::weights::WeightSource;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ltx2").join(path)
+}
+
+fn assert_close(what: &str, found: &Tensor, expected: &Tensor, tolerance: f32) {
+    assert_eq!(found.dims(), expected.dims(), "{what}: shapes differ");
+    let error = (found.to_dtype(DType::F32).unwrap() - expected.to_dtype(DType::F32).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    println!("{what}: max abs error {error:.3e} (tolerance {tolerance:.0e})");
+    assert!(error <= tolerance, "{what}: max abs error {error:e} > {tolerance:e}");
+}
+
+#[test]
+fn ltx20_video_vae_matches_diffusers() {
+    let device = Device::Cpu;
+    let source = Arc::new(WeightSource::open(&[data("video_vae_20.safetensors")]).unwrap());
+    let vae = LtxvVae::load(&source, "vae", &device).unwrap();
+    assert!(!vae.config().timestep_conditioning, "LTX-2 decoders take no timestep");
+    assert_eq!(vae.config().decoder_padding, SpatialPadding::Reflect);
+    assert_eq!(vae.config().encoder_padding, SpatialPadding::Zeros);
+    let r: HashMap<String, Tensor> =
+        candle_core::safetensors::load(data("ref/video_vae_20.safetensors"), &device).unwrap();
+
+    let mean = vae.encode(&r["video"]).unwrap();
+    assert_close("2.0 encode (mean)", &mean, &r["mean"], 1e-4);
+    let streamed = vae.encode_moments_with(&r["video"], &EncodeOptions { temporal_chunk: Some(1) }).unwrap().0;
+    assert_close("2.0 encode, streamed", &streamed, &r["mean"], 1e-4);
+
+    for temporal_chunk in [None, Some(1)] {
+        let options = DecodeOptions { temporal_chunk, spatial_tiles: None };
+        let decoded = vae.decode(&r["latent"], None, &mut ZeroNoise, &options).unwrap();
+        assert_eq!(decoded.dims(), [1, 3, 17, 64, 96]);
+        let frames = r["decoded"].dim(2).unwrap();
+        assert_close(
+            &format!("2.0 decode (chunk {temporal_chunk:?})"),
+            &decoded.i((.., .., ..frames)).unwrap(),
+            &r["decoded"],
+            1e-4,
+        );
+    }
+}
