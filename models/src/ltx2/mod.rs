@@ -7,9 +7,11 @@
 //! | [`rope`] | the split rotary embedding shared by the transformer and the text connectors |
 //! | [`text`] | the feature extractor and the video/audio text connectors (`LTX2TextConnectors`) |
 //! | [`transformer`] | `LTX2VideoTransformer3DModel` (diffusers) / `LTXAVModel` (ComfyUI) |
+//! | [`upsampler`] | the latent upsampler (spatial ×2, ×1.5, temporal ×2) of the two-stage pipelines |
 
 pub mod audio;
 pub mod checkpoint;
 pub mod rope;
 pub mod text;
 pub mod transformer;
+pub mod upsampler;
