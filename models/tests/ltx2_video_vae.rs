@@ -35,19 +35,30 @@ fn assert_close(what: &str, found: &Tensor, expected: &Tensor, tolerance: f32) {
 
 #[test]
 fn ltx20_video_vae_matches_diffusers() {
+    check("20", SpatialPadding::Reflect);
+}
+
+/// 2.3: plain depth-to-space upsamplers (one temporal only, one spatial only, one keeping the width) and
+/// zeros padding in the decoder.
+#[test]
+fn ltx23_video_vae_matches_diffusers() {
+    check("23", SpatialPadding::Zeros);
+}
+
+fn check(version: &str, decoder_padding: SpatialPadding) {
     let device = Device::Cpu;
-    let source = Arc::new(WeightSource::open(&[data("video_vae_20.safetensors")]).unwrap());
+    let source = Arc::new(WeightSource::open(&[data(&format!("video_vae_{version}.safetensors"))]).unwrap());
     let vae = LtxvVae::load(&source, "vae", &device).unwrap();
     assert!(!vae.config().timestep_conditioning, "LTX-2 decoders take no timestep");
-    assert_eq!(vae.config().decoder_padding, SpatialPadding::Reflect);
+    assert_eq!(vae.config().decoder_padding, decoder_padding);
     assert_eq!(vae.config().encoder_padding, SpatialPadding::Zeros);
     let r: HashMap<String, Tensor> =
-        candle_core::safetensors::load(data("ref/video_vae_20.safetensors"), &device).unwrap();
+        candle_core::safetensors::load(data(&format!("ref/video_vae_{version}.safetensors")), &device).unwrap();
 
     let mean = vae.encode(&r["video"]).unwrap();
-    assert_close("2.0 encode (mean)", &mean, &r["mean"], 1e-4);
+    assert_close(&format!("{version} encode (mean)"), &mean, &r["mean"], 1e-4);
     let streamed = vae.encode_moments_with(&r["video"], &EncodeOptions { temporal_chunk: Some(1) }).unwrap().0;
-    assert_close("2.0 encode, streamed", &streamed, &r["mean"], 1e-4);
+    assert_close(&format!("{version} encode, streamed"), &streamed, &r["mean"], 1e-4);
 
     for temporal_chunk in [None, Some(1)] {
         let options = DecodeOptions { temporal_chunk, spatial_tiles: None };
@@ -55,7 +66,7 @@ fn ltx20_video_vae_matches_diffusers() {
         assert_eq!(decoded.dims(), [1, 3, 17, 64, 96]);
         let frames = r["decoded"].dim(2).unwrap();
         assert_close(
-            &format!("2.0 decode (chunk {temporal_chunk:?})"),
+            &format!("{version} decode (chunk {temporal_chunk:?})"),
             &decoded.i((.., .., ..frames)).unwrap(),
             &r["decoded"],
             1e-4,

@@ -244,20 +244,8 @@ impl VaeConfig {
             }
             Ok(dims)
         };
-        let count_blocks = |prefix: &str| -> usize {
-            let mut count = 0;
-            while names.iter().any(|n| n.starts_with(&format!("{prefix}{count}."))) {
-                count += 1;
-            }
-            count
-        };
-        let count_layers = |prefix: &str| -> usize {
-            let mut count = 0;
-            while names.iter().any(|n| n.starts_with(&format!("{prefix}res_blocks.{count}."))) {
-                count += 1;
-            }
-            count
-        };
+        let count_blocks = |prefix: &str| count_numbered(names, prefix);
+        let count_layers = |prefix: &str| count_numbered(names, &format!("{prefix}res_blocks."));
         let has = |name: String| names.contains(&name);
 
         let conv_in = dims("encoder.conv_in.conv.weight")?;
@@ -304,26 +292,7 @@ impl VaeConfig {
             encoder_blocks.push(block);
         }
 
-        let decoder_base_channels = dims("decoder.conv_out.conv.weight")?[1];
-        let decoder_count = count_blocks("decoder.up_blocks.");
-        let mut decoder_blocks = Vec::with_capacity(decoder_count);
-        for k in 0..decoder_count {
-            let prefix = format!("decoder.up_blocks.{k}.");
-            let block = if has(format!("{prefix}res_blocks.0.conv1.conv.weight")) {
-                DecoderBlock::Res {
-                    layers: count_layers(&prefix),
-                    inject_noise: has(format!("{prefix}res_blocks.0.per_channel_scale1")),
-                }
-            } else if has(format!("{prefix}conv1.conv.weight")) {
-                let conv1 = dims(&format!("{prefix}conv1.conv.weight"))?;
-                DecoderBlock::ResChannels { multiplier: ratio(conv1[1], conv1[0], &prefix)? }
-            } else {
-                let conv = dims(&format!("{prefix}conv.conv.weight"))?;
-                let multiplier = ratio(conv[1] * 8, conv[0], &prefix)?;
-                DecoderBlock::Upsample { stride: [2, 2, 2], residual: multiplier > 1, multiplier }
-            };
-            decoder_blocks.push(block);
-        }
+        let (decoder_blocks, decoder_base_channels, ltx23_decoder) = infer_decoder(names, shape)?;
         Ok(Self {
             latent_channels: dims("decoder.conv_in.conv.weight")?[1],
             patch_size,
@@ -332,9 +301,9 @@ impl VaeConfig {
             encoder_blocks,
             decoder_blocks,
             timestep_conditioning: has("decoder.timestep_scale_multiplier".into()),
-            // No config names a mode: ComfyUI's defaults.
+            // No config names a mode: ComfyUI's defaults, except for LTX-2.3's decoder, which pads with zeros.
             encoder_padding: SpatialPadding::Zeros,
-            decoder_padding: SpatialPadding::Reflect,
+            decoder_padding: if ltx23_decoder { SpatialPadding::Zeros } else { SpatialPadding::Reflect },
             causal_decoder: false,
             norm_eps: 1e-6,
         })
@@ -413,6 +382,78 @@ impl VaeConfig {
             norm_eps: 1e-6,
         }
     }
+}
+
+/// The decoder part of [`VaeConfig::infer`]: the blocks, the base width, and whether it is LTX-2.3's
+/// decoder.
+fn infer_decoder(
+    names: &[String],
+    shape: &dyn Fn(&str) -> Option<Vec<usize>>,
+) -> Result<(Vec<DecoderBlock>, usize, bool), String> {
+    let dims =
+        |name: &str| -> Result<Vec<usize>, String> { shape(name).ok_or_else(|| format!("tensor '{name}' is missing")) };
+    let has = |name: String| names.contains(&name);
+    let count_blocks = |prefix: &str| count_numbered(names, prefix);
+    let count_layers = |prefix: &str| count_numbered(names, &format!("{prefix}res_blocks."));
+    let decoder_base_channels = dims("decoder.conv_out.conv.weight")?[1];
+    let decoder_count = count_blocks("decoder.up_blocks.");
+    // The width entering decoder block k (the width leaving the last block for k = count).
+    let decoder_input = |k: usize| -> Result<usize, String> {
+        let prefix = format!("decoder.up_blocks.{k}.");
+        if k == decoder_count {
+            Ok(decoder_base_channels)
+        } else if has(format!("{prefix}res_blocks.0.conv1.conv.weight")) {
+            Ok(dims(&format!("{prefix}res_blocks.0.conv1.conv.weight"))?[1])
+        } else if has(format!("{prefix}conv1.conv.weight")) {
+            Ok(dims(&format!("{prefix}conv1.conv.weight"))?[1])
+        } else {
+            Ok(dims(&format!("{prefix}conv.conv.weight"))?[1])
+        }
+    };
+    // An upsampler's conv gives (next width) × (stride product) channels, so its stride shows in the
+    // shapes: (2, 2, 2) in every 0.9.x and 2.0 decoder; LTX-2.3's decoder also has time-only and
+    // space-only ones. Such a decoder is 2.3's: its upsamplers are plain depth-to-space (not residual)
+    // and it pads with zeros.
+    let mut upsamplers = Vec::new();
+    for k in 0..decoder_count {
+        let prefix = format!("decoder.up_blocks.{k}.");
+        if !has(format!("{prefix}res_blocks.0.conv1.conv.weight")) && !has(format!("{prefix}conv1.conv.weight")) {
+            let conv = dims(&format!("{prefix}conv.conv.weight"))?;
+            let next = decoder_input(k + 1)?;
+            let stride = match ratio(conv[0], next, &prefix)? {
+                8 => [2, 2, 2],
+                4 => [1, 2, 2],
+                2 => [2, 1, 1],
+                other => return Err(format!("{prefix}conv: unexpected depth-to-space factor {other}")),
+            };
+            upsamplers.push((k, stride, ratio(conv[1], next, &prefix)?));
+        }
+    }
+    let ltx23_decoder = upsamplers.iter().any(|(_, stride, _)| *stride != [2, 2, 2]);
+    let mut decoder_blocks = Vec::with_capacity(decoder_count);
+    for k in 0..decoder_count {
+        let prefix = format!("decoder.up_blocks.{k}.");
+        let block = if has(format!("{prefix}res_blocks.0.conv1.conv.weight")) {
+            DecoderBlock::Res {
+                layers: count_layers(&prefix),
+                inject_noise: has(format!("{prefix}res_blocks.0.per_channel_scale1")),
+            }
+        } else if has(format!("{prefix}conv1.conv.weight")) {
+            let conv1 = dims(&format!("{prefix}conv1.conv.weight"))?;
+            DecoderBlock::ResChannels { multiplier: ratio(conv1[1], conv1[0], &prefix)? }
+        } else {
+            let &(_, stride, multiplier) =
+                upsamplers.iter().find(|(index, _, _)| *index == k).ok_or("decoder upsampler not found")?;
+            DecoderBlock::Upsample { stride, residual: multiplier > 1 && !ltx23_decoder, multiplier }
+        };
+        decoder_blocks.push(block);
+    }
+    Ok((decoder_blocks, decoder_base_channels, ltx23_decoder))
+}
+
+/// How many of `{prefix}0.`, `{prefix}1.`, … name some tensor, counting from 0 without gaps.
+fn count_numbered(names: &[String], prefix: &str) -> usize {
+    (0..=names.len()).take_while(|i| names.iter().any(|n| n.starts_with(&format!("{prefix}{i}.")))).count()
 }
 
 /// A 0.9.1-style decoder: `(layers, inject_noise)` per res block, with residual ×2 upsamplers between.
