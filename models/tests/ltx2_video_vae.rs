@@ -73,3 +73,45 @@ fn check(version: &str, decoder_padding: SpatialPadding) {
         );
     }
 }
+
+/// The 2.3 file with the official `config.vae` (the decoder blocks listed in encoder order, as LTX-2.3
+/// single files carry them) builds the same decoder as the one read from the tensors.
+#[test]
+fn ltx23_config_metadata_gives_the_inferred_layout() {
+    let device = Device::Cpu;
+    let tensors = candle_core::safetensors::load(data("video_vae_23.safetensors"), &device).unwrap();
+    let config = serde_json::json!({"vae": {
+        "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 8,
+        "patch_size": 4, "latent_log_var": "uniform", "norm_layer": "pixel_norm", "causal_decoder": false,
+        "timestep_conditioning": false, "spatial_padding_mode": "zeros", "encoder_base_channels": 8,
+        "decoder_base_channels": 4,
+        "encoder_blocks": [["res_x", {"num_layers": 1}], ["compress_space_res", {"multiplier": 1}],
+            ["res_x", {"num_layers": 1}], ["compress_time_res", {"multiplier": 2}], ["res_x", {"num_layers": 1}],
+            ["compress_all_res", {"multiplier": 2}], ["res_x", {"num_layers": 1}], ["compress_all_res", {"multiplier": 1}],
+            ["res_x", {"num_layers": 1}]],
+        "decoder_blocks": [["res_x", {"num_layers": 1}], ["compress_space", {"multiplier": 2}],
+            ["res_x", {"num_layers": 1}], ["compress_time", {"multiplier": 2}], ["res_x", {"num_layers": 1}],
+            ["compress_all", {"multiplier": 1}], ["res_x", {"num_layers": 1}], ["compress_all", {"multiplier": 2}],
+            ["res_x", {"num_layers": 1}]]
+    }});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("with_config.safetensors");
+    let views: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    safetensors::serialize_to_file(
+        views.iter().map(|(n, t)| (n.as_str(), t)),
+        Some([("config".to_string(), config.to_string())].into()),
+        &path,
+    )
+    .unwrap();
+    let inferred =
+        LtxvVae::load(&Arc::new(WeightSource::open(&[data("video_vae_23.safetensors")]).unwrap()), "vae", &device)
+            .unwrap();
+    let configured = LtxvVae::load(&Arc::new(WeightSource::open(&[&path]).unwrap()), "vae", &device).unwrap();
+    assert_eq!(configured.config().decoder_blocks, inferred.config().decoder_blocks);
+    assert_eq!(configured.config().decoder_padding, inferred.config().decoder_padding);
+    let r: HashMap<String, Tensor> =
+        candle_core::safetensors::load(data("ref/video_vae_23.safetensors"), &device).unwrap();
+    let decoded = configured.decode(&r["latent"], None, &mut ZeroNoise, &DecodeOptions::default()).unwrap();
+    let frames = r["decoded"].dim(2).unwrap();
+    assert_close("2.3 decode with the config", &decoded.i((.., .., ..frames)).unwrap(), &r["decoded"], 1e-4);
+}
