@@ -6,6 +6,7 @@
 
 mod full_size;
 mod gemma3;
+mod gemma_tokenizer;
 mod ltx2_audio;
 mod ltx2_pipeline;
 mod ltx2_text;
