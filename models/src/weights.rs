@@ -21,6 +21,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// `name` with each dot-separated part that `table` lists as `(from, to)` replaced: the one way the loaders
+/// turn a model's module names into another layout's (diffusers' `proj_in` for `patchify_proj`, …).
+pub fn rename_parts(name: &str, table: &[(&str, &str)]) -> String {
+    name.split('.')
+        .map(|part| table.iter().find(|(from, _)| *from == part).map_or(part, |(_, to)| to))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// A problem with a weight file, phrased for the user.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WeightError {
@@ -142,6 +151,13 @@ impl WeightSource {
             1 if found.contains("f8e4m3") => DType::F8E4M3,
             _ => DType::F32,
         })
+    }
+
+    /// [`Self::common_dtype`] of the tensors under `prefix`, for weights kept as they are stored; fp8 is
+    /// widened to f32 (its scales belong to the quantised-weight loader).
+    pub fn dense_dtype_under(&self, prefix: &str, what: &str) -> Result<DType, WeightError> {
+        let dtype = self.common_dtype(self.names().filter(|name| name.starts_with(prefix)), what)?;
+        Ok(if dtype == DType::F8E4M3 { DType::F32 } else { dtype })
     }
 
     /// The `__metadata__` entry `key` of the first file that has it (ComfyUI checkpoints keep their

@@ -3,29 +3,12 @@
 //! linear ×8 RoPE scaling on the full layers, grouped key/value heads, `query_pre_attn_scalar` ≠ head
 //! width. Every hidden state, left-padded and unpadded.
 
+use crate::compare::{assert_close, ltx2_data as data};
 use candle_core::{DType, Device, IndexOp, Tensor};
 use kinograph_models::gemma3::{Gemma3TextModel, GemmaLoadOptions, LayerType, find_prefix, read_config};
 use kinograph_models::weights::WeightSource;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-fn data(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ltx2").join(path)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
-
-fn assert_close(what: &str, found: &Tensor, expected: &Tensor, tolerance: f32) {
-    let error = max_abs_diff(found, expected);
-    println!("{what}: max abs error {error:.3e} (tolerance {tolerance:.0e})");
-    assert!(error <= tolerance, "{what}: max abs error {error:e} > {tolerance:e}");
-}
 
 fn load(stream_layers: bool) -> Gemma3TextModel {
     let source = Arc::new(WeightSource::open(&[data("gemma3_tiny.safetensors")]).unwrap());

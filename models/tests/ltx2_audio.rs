@@ -4,6 +4,7 @@
 //! algorithm), the 2.0 vocoder and the 2.3 vocoder with bandwidth extension, saved under the official
 //! single-file names and re-saved here under the bare and diffusers names. f32 max absolute errors.
 
+use crate::compare::assert_close;
 use candle_core::{DType, Device, Tensor};
 use kinograph_models::ltx2::audio::antialias::{hann_sinc_filter, kaiser_sinc_filter};
 use kinograph_models::ltx2::audio::{
@@ -21,19 +22,6 @@ fn data(path: &str) -> PathBuf {
 
 fn reference(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(data(&format!("ref/{name}.safetensors")), &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
-
-fn assert_close(what: &str, found: &Tensor, expected: &Tensor, tolerance: f32) {
-    let error = max_abs_diff(found, expected);
-    println!("{what}: max abs error {error:.3e} (tolerance {tolerance:.0e})");
-    assert!(error <= tolerance, "{what}: max abs error {error:e} > {tolerance:e}");
 }
 
 /// Re-saves `file` with each tensor renamed by `rename` (dropped when it returns `None`), with or without

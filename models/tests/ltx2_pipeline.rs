@@ -5,7 +5,8 @@
 //! block 1, isolated modalities) combined per stream with rescaling, and the latents de-normalised with
 //! the VAEs' statistics. Video and audio latents within 1e-4.
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use crate::compare::{ltx2_data as data, max_abs_diff};
+use candle_core::{Device, IndexOp, Tensor};
 use kinograph_models::ltx2::text::TextConnectors;
 use kinograph_models::ltx2::transformer::{
     AvInputs, AvTimestepRouting, LoadOptions, Ltx2Transformer, Perturbation, unpack_audio_latents,
@@ -14,19 +15,7 @@ use kinograph_models::ltxv::transformer::unpack_latents;
 use kinograph_models::sampling::multimodal_guidance::{GuidanceScales, Predictions, guide};
 use kinograph_models::weights::WeightSource;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-fn data(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ltx2").join(path)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
 
 /// The flattened `[B, T, D·L]` hidden states (channel-major) as the list of L states.
 fn hidden_states(flat: &Tensor, width: usize) -> Vec<Tensor> {

@@ -2,29 +2,12 @@
 //! video/audio connectors with their registers, against diffusers 0.42.1 `LTX2TextConnectors` on the tiny
 //! fixtures of `tools/fixtures/make_ltx2_fixtures.py`. Batches with 5, 8 and 1 valid tokens (left padding).
 
+use crate::compare::{assert_close, ltx2_data as data};
 use candle_core::{DType, Device, IndexOp, Tensor};
 use kinograph_models::ltx2::text::TextConnectors;
 use kinograph_models::weights::WeightSource;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-fn data(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ltx2").join(path)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
-
-fn assert_close(what: &str, found: &Tensor, expected: &Tensor, tolerance: f32) {
-    let error = max_abs_diff(found, expected);
-    println!("{what}: max abs error {error:.3e} (tolerance {tolerance:.0e})");
-    assert!(error <= tolerance, "{what}: max abs error {error:e} > {tolerance:e}");
-}
 
 /// The stacked `[B, T, D, L]` hidden states as the list of L states the encoder returns.
 fn layers(hidden: &Tensor) -> Vec<Tensor> {

@@ -3,39 +3,46 @@
 //! official single-file names, with per-token timesteps, padded text, odd latent sizes, a 1-frame video,
 //! both timestep routings, spatio-temporal guidance and isolated modalities. f32 max absolute errors.
 
+use crate::compare::{assert_close, ltx2_data as data, max_abs_diff};
 use candle_core::{DType, Device, Tensor};
 use kinograph_models::ltx2::transformer::{
     AvInputs, AvTimestepRouting, LoadOptions, Ltx2Transformer, Ltx2Version, Perturbation, detect_layout, read_config,
 };
 use kinograph_models::weights::{WeightError, WeightSource};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-fn data(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ltx2").join(path)
-}
 
 fn reference(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(data(&format!("ref/{name}.safetensors")), &Device::Cpu).unwrap()
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
-
-fn assert_close(what: &str, found: &Tensor, expected: &Tensor, tolerance: f32) {
-    let error = max_abs_diff(found, expected);
-    println!("{what}: max abs error {error:.3e} (tolerance {tolerance:.0e})");
-    assert!(error <= tolerance, "{what}: max abs error {error:e} > {tolerance:e}");
-}
-
 fn model(version: &str, stream_blocks: bool) -> Ltx2Transformer {
     let path = data(&format!("transformer_{version}.safetensors"));
     Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions { stream_blocks, ..LoadOptions::default() }).unwrap()
+}
+
+/// A fixture case's inputs at the given positions (with its text mask when `masked`, and its keyframe mask
+/// when it has one).
+fn fixture_inputs<'a>(
+    r: &'a HashMap<String, Tensor>,
+    video_positions: &'a Tensor,
+    audio_positions: &'a Tensor,
+    masked: bool,
+) -> AvInputs<'a> {
+    AvInputs {
+        video: &r["video"],
+        audio: &r["audio"],
+        video_context: &r["video_context"],
+        audio_context: &r["audio_context"],
+        context_mask: masked.then(|| &r["context_mask"]),
+        video_timestep: &r["timestep"],
+        audio_timestep: &r["audio_timestep"],
+        video_sigma: &r["sigma"],
+        audio_sigma: &r["audio_sigma"],
+        video_positions,
+        audio_positions,
+        keyframe_mask: r.get("keyframe_mask"),
+    }
 }
 
 /// Runs one fixture case and compares both outputs (and the positions and RoPE tables) with diffusers.
@@ -58,20 +65,7 @@ fn check_case(version: &str, case: &str, stream_blocks: bool) {
         assert_close(&format!("{version} {case} {name} cos"), &cos, &r[&format!("{name}_cos")], 1e-5);
         assert_close(&format!("{version} {case} {name} sin"), &sin, &r[&format!("{name}_sin")], 1e-5);
     }
-    let inputs = AvInputs {
-        video: &r["video"],
-        audio: &r["audio"],
-        video_context: &r["video_context"],
-        audio_context: &r["audio_context"],
-        context_mask: Some(&r["context_mask"]),
-        video_timestep: &r["timestep"],
-        audio_timestep: &r["audio_timestep"],
-        video_sigma: &r["sigma"],
-        audio_sigma: &r["audio_sigma"],
-        video_positions: &video_positions,
-        audio_positions: &audio_positions,
-        keyframe_mask: r.get("keyframe_mask"),
-    };
+    let inputs = fixture_inputs(&r, &video_positions, &audio_positions, true);
     let perturbation = Perturbation {
         stg_blocks: if case == "stg" { vec![1] } else { Vec::new() },
         isolate_modalities: case == "isolated",
@@ -141,20 +135,7 @@ fn comfyui_routing_equals_the_others_for_one_shared_timestep() {
     let mut model = model("23", false);
     let video_positions = model.video_positions(1, 3, 2, 3, 24.0).unwrap();
     let audio_positions = model.audio_positions(1, 5).unwrap();
-    let inputs = AvInputs {
-        video: &r["video"],
-        audio: &r["audio"],
-        video_context: &r["video_context"],
-        audio_context: &r["audio_context"],
-        context_mask: Some(&r["context_mask"]),
-        video_timestep: &r["timestep"],
-        audio_timestep: &r["audio_timestep"],
-        video_sigma: &r["sigma"],
-        audio_sigma: &r["audio_sigma"],
-        video_positions: &video_positions,
-        audio_positions: &audio_positions,
-        keyframe_mask: None,
-    };
+    let inputs = fixture_inputs(&r, &video_positions, &audio_positions, true);
     for routing in [AvTimestepRouting::CrossGate, AvTimestepRouting::Cross] {
         model.set_av_routing(routing);
         let (video, audio) = model.forward(&inputs, &Perturbation::default()).unwrap();
@@ -252,20 +233,7 @@ fn lora_updates_apply_to_resident_and_streamed_blocks() {
 
     let video_positions = expected_model.video_positions(1, 3, 2, 3, 24.0).unwrap();
     let audio_positions = expected_model.audio_positions(1, 5).unwrap();
-    let inputs = AvInputs {
-        video: &r["video"],
-        audio: &r["audio"],
-        video_context: &r["video_context"],
-        audio_context: &r["audio_context"],
-        context_mask: None,
-        video_timestep: &r["timestep"],
-        audio_timestep: &r["audio_timestep"],
-        video_sigma: &r["sigma"],
-        audio_sigma: &r["audio_sigma"],
-        video_positions: &video_positions,
-        audio_positions: &audio_positions,
-        keyframe_mask: None,
-    };
+    let inputs = fixture_inputs(&r, &video_positions, &audio_positions, false);
     let (expected_video, expected_audio) = expected_model.forward(&inputs, &Perturbation::default()).unwrap();
     let (base_video, _) = {
         let mut base = model("20", false);
@@ -317,20 +285,7 @@ fn bf16_weights_stay_bf16_and_compute_in_f32() {
         model.set_av_routing(AvTimestepRouting::Own);
         let video_positions = model.video_positions(1, 3, 2, 3, 24.0).unwrap();
         let audio_positions = model.audio_positions(1, 5).unwrap();
-        let inputs = AvInputs {
-            video: &r["video"],
-            audio: &r["audio"],
-            video_context: &r["video_context"],
-            audio_context: &r["audio_context"],
-            context_mask: None,
-            video_timestep: &r["timestep"],
-            audio_timestep: &r["audio_timestep"],
-            video_sigma: &r["sigma"],
-            audio_sigma: &r["audio_sigma"],
-            video_positions: &video_positions,
-            audio_positions: &audio_positions,
-            keyframe_mask: None,
-        };
+        let inputs = fixture_inputs(&r, &video_positions, &audio_positions, false);
         outputs.push(model.forward(&inputs, &Perturbation::default()).unwrap());
     }
     assert_close("bf16 kept vs widened at load, video", &outputs[0].0, &outputs[1].0, 1e-5);
@@ -357,20 +312,7 @@ fn the_diffusers_folder_layout_loads_the_same_transformer() {
     let r = reference("transformer_23_per_token");
     let video_positions = model.video_positions(2, 3, 2, 3, 25.0).unwrap();
     let audio_positions = model.audio_positions(2, 5).unwrap();
-    let inputs = AvInputs {
-        video: &r["video"],
-        audio: &r["audio"],
-        video_context: &r["video_context"],
-        audio_context: &r["audio_context"],
-        context_mask: Some(&r["context_mask"]),
-        video_timestep: &r["timestep"],
-        audio_timestep: &r["audio_timestep"],
-        video_sigma: &r["sigma"],
-        audio_sigma: &r["audio_sigma"],
-        video_positions: &video_positions,
-        audio_positions: &audio_positions,
-        keyframe_mask: None,
-    };
+    let inputs = fixture_inputs(&r, &video_positions, &audio_positions, true);
     let (video, audio) = model.forward(&inputs, &Perturbation::default()).unwrap();
     assert_close("diffusers folder video", &video, &r["video_out"], 1e-4);
     assert_close("diffusers folder audio", &audio, &r["audio_out"], 1e-4);
@@ -445,20 +387,7 @@ fn trainer_loras_apply_through_comfyui_keys() {
     let r = reference("transformer_23_t2v");
     let video_positions = patched.video_positions(1, 3, 2, 3, 24.0).unwrap();
     let audio_positions = patched.audio_positions(1, 5).unwrap();
-    let inputs = AvInputs {
-        video: &r["video"],
-        audio: &r["audio"],
-        video_context: &r["video_context"],
-        audio_context: &r["audio_context"],
-        context_mask: None,
-        video_timestep: &r["timestep"],
-        audio_timestep: &r["audio_timestep"],
-        video_sigma: &r["sigma"],
-        audio_sigma: &r["audio_sigma"],
-        video_positions: &video_positions,
-        audio_positions: &audio_positions,
-        keyframe_mask: None,
-    };
+    let inputs = fixture_inputs(&r, &video_positions, &audio_positions, false);
     patched.set_av_routing(AvTimestepRouting::Own);
     expected.set_av_routing(AvTimestepRouting::Own);
     let (video, audio) = patched.forward(&inputs, &Perturbation::default()).unwrap();

@@ -1,30 +1,12 @@
 //! The LTX-2 latent upsamplers (spatial ×2, spatial ×1.5 with the rational resampler, temporal ×2) against
 //! diffusers 0.42.1 `LTX2LatentUpsamplerModel` on the tiny f16 files of `tools/fixtures/make_ltx2_fixtures.py`.
 
-use candle_core::{DType, Device, Tensor};
+use crate::compare::{ltx2_data as data, max_abs_diff};
+use candle_core::{Device, Tensor};
 use kinograph_models::ltx2::upsampler::{LatentUpsampler, UpsampleMode, upsample_normalized};
 use kinograph_models::weights::WeightSource;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-fn data(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ltx2").join(path)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 #[test]
 fn every_upsampler_mode_matches_diffusers() {

@@ -4,34 +4,14 @@
 //! layout comes from the tensors, as for the community's separate VAE files. Encode (mean) and decode,
 //! whole and streamed.
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use crate::compare::{assert_close, ltx2_data as data};
+use candle_core::{Device, IndexOp, Tensor};
 use kinograph_models::ltxv::vae::conv3d::SpatialPadding;
 use kinograph_models::ltxv::vae::noise::ZeroNoise;
 use kinograph_models::ltxv::vae::{DecodeOptions, EncodeOptions, LtxvVae};
 use kinograph_models::weights::WeightSource;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-fn data(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ltx2").join(path)
-}
-
-fn assert_close(what: &str, found: &Tensor, expected: &Tensor, tolerance: f32) {
-    assert_eq!(found.dims(), expected.dims(), "{what}: shapes differ");
-    let error = (found.to_dtype(DType::F32).unwrap() - expected.to_dtype(DType::F32).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    println!("{what}: max abs error {error:.3e} (tolerance {tolerance:.0e})");
-    assert!(error <= tolerance, "{what}: max abs error {error:e} > {tolerance:e}");
-}
 
 #[test]
 fn ltx20_video_vae_matches_diffusers() {

@@ -13,8 +13,8 @@ use super::bwe::VocoderWithBwe;
 use super::config::{BweConfig, FinalActivation, GeneratorConfig, ResBlockKind};
 use super::vae::{describe, metadata_section};
 use super::vocoder::Generator;
-use crate::weights::{WeightError, WeightSource};
-use candle_core::{DType, Device, Result, Tensor};
+use crate::weights::{WeightError, WeightSource, rename_parts};
+use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::path::Path;
 use std::sync::Arc;
@@ -53,11 +53,7 @@ impl VocoderLayout {
     /// The stored name of the tensor the model calls `name` (official, relative to the vocoder).
     pub fn stored_name(&self, name: &str) -> String {
         let name = if self.diffusers {
-            name.split('.')
-                .map(|part| DIFFUSERS_NAMES.iter().find(|(official, _)| *official == part).map_or(part, |(_, d)| d))
-                .collect::<Vec<_>>()
-                .join(".")
-                .replace(".downsample.lowpass.", ".downsample.")
+            rename_parts(name, &DIFFUSERS_NAMES).replace(".downsample.lowpass.", ".downsample.")
         } else {
             name.to_string()
         };
@@ -70,11 +66,7 @@ impl VocoderLayout {
         device: &Device,
     ) -> std::result::Result<VarBuilder<'static>, WeightError> {
         let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}.", self.prefix) };
-        let names = source.names().filter(|name| name.starts_with(&prefix));
-        let dtype = match source.common_dtype(names, "vocoder weights")? {
-            DType::F8E4M3 => DType::F32,
-            dtype => dtype,
-        };
+        let dtype = source.dense_dtype_under(&prefix, "vocoder weights")?;
         let layout = VocoderLayout { prefix: String::new(), ..self.clone() };
         Ok(source.renamed_var_builder(&self.prefix, dtype, device, move |name| layout.stored_name(name)))
     }

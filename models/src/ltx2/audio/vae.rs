@@ -297,11 +297,7 @@ impl AudioVaeLayout {
         device: &Device,
     ) -> std::result::Result<VarBuilder<'static>, WeightError> {
         let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}.", self.prefix) };
-        let names = source.names().filter(|name| name.starts_with(&prefix));
-        let dtype = match source.common_dtype(names, "audio VAE weights")? {
-            DType::F8E4M3 => DType::F32,
-            dtype => dtype,
-        };
+        let dtype = source.dense_dtype_under(&prefix, "audio VAE weights")?;
         let layout = AudioVaeLayout { prefix: String::new(), diffusers: self.diffusers };
         Ok(source.renamed_var_builder(&self.prefix, dtype, device, move |name| layout.stored_name(name)))
     }

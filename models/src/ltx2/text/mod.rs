@@ -7,7 +7,7 @@
 pub mod connector;
 pub mod features;
 
-use crate::weights::{WeightError, WeightSource};
+use crate::weights::{WeightError, WeightSource, rename_parts};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use connector::{Connector, ConnectorConfig};
@@ -77,15 +77,10 @@ impl Layout {
         if !self.diffusers {
             return name.to_string();
         }
-        name.split('.')
-            .map(|part| match part {
-                "transformer_1d_blocks" => "transformer_blocks",
-                "q_norm" => "norm_q",
-                "k_norm" => "norm_k",
-                other => other,
-            })
-            .collect::<Vec<_>>()
-            .join(".")
+        rename_parts(
+            name,
+            &[("transformer_1d_blocks", "transformer_blocks"), ("q_norm", "norm_q"), ("k_norm", "norm_k")],
+        )
     }
 
     /// A builder over one connector taking the official names.

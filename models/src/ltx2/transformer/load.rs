@@ -11,7 +11,7 @@
 
 use super::config::{Ltx2TransformerConfig, Ltx2Version};
 use super::model::Ltx2Transformer;
-use crate::weights::{WeightError, WeightSource};
+use crate::weights::{WeightError, WeightSource, rename_parts};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::path::Path;
@@ -53,14 +53,7 @@ pub struct Ltx2Layout {
 impl Ltx2Layout {
     /// The stored name of the tensor the model calls `name` (official, without prefix).
     pub fn stored_name(&self, name: &str) -> String {
-        let name = if self.diffusers {
-            name.split('.')
-                .map(|part| DIFFUSERS_NAMES.iter().find(|(official, _)| *official == part).map_or(part, |(_, d)| d))
-                .collect::<Vec<_>>()
-                .join(".")
-        } else {
-            name.to_string()
-        };
+        let name = if self.diffusers { rename_parts(name, &DIFFUSERS_NAMES) } else { name.to_string() };
         if self.prefix.is_empty() { name } else { format!("{}.{name}", self.prefix) }
     }
 

@@ -11,7 +11,7 @@
 
 use super::config::LtxvTransformerConfig;
 use super::model::LtxvTransformer;
-use crate::weights::{WeightError, WeightSource};
+use crate::weights::{WeightError, WeightSource, rename_parts};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::path::{Path, PathBuf};
@@ -42,11 +42,7 @@ impl WeightLayout {
     pub fn stored_name(self, name: &str) -> String {
         match self {
             WeightLayout::Original => name.to_string(),
-            WeightLayout::Diffusers => name
-                .split('.')
-                .map(|part| DIFFUSERS_NAMES.iter().find(|(original, _)| *original == part).map_or(part, |(_, d)| d))
-                .collect::<Vec<_>>()
-                .join("."),
+            WeightLayout::Diffusers => rename_parts(name, &DIFFUSERS_NAMES),
         }
     }
 }
