@@ -30,8 +30,9 @@ impl candle_nn::var_builder::SimpleBackend for RandomBackend {
         candle_core::bail!("random weights need a shape for '{name}'")
     }
 
-    fn contains_tensor(&self, _: &str) -> bool {
-        true
+    /// Every weight exists, except the scales of quantised weights: random weights are never quantised.
+    fn contains_tensor(&self, name: &str) -> bool {
+        !["weight_scale", "scale_weight", "input_scale"].iter().any(|scale| name.ends_with(scale))
     }
 }
 

@@ -395,3 +395,67 @@ fn trainer_loras_apply_through_comfyui_keys() {
     assert_close("trainer LoRA video", &video, &expected_video, 1e-4);
     assert_close("trainer LoRA audio", &audio, &expected_audio, 1e-4);
 }
+
+/// Lightricks' fp8 files: the block linears in float8 e4m3 with a per-tensor scale (`weight_scale`, or the
+/// older `scale_weight`; `input_scale` beside them for fp8 matmuls), everything else bf16. They load, keep
+/// bf16 in memory, and compute what the dequantised weights compute; the scale is never skipped.
+#[test]
+fn scaled_fp8_files_compute_with_their_dequantised_weights() {
+    let device = Device::Cpu;
+    let full = candle_core::safetensors::load(data("transformer_20.safetensors"), &device).unwrap();
+    let config =
+        WeightSource::open(&[data("transformer_20.safetensors")]).unwrap().metadata("config").unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let save = |tensors: &HashMap<String, Tensor>, name: &str| {
+        let path = dir.path().join(name);
+        let views: Vec<(&String, &Tensor)> = tensors.iter().collect();
+        safetensors::serialize_to_file(
+            views.iter().map(|(n, t)| (n.as_str(), *t)),
+            Some([("config".to_string(), config.clone())].into()),
+            &path,
+        )
+        .unwrap();
+        path
+    };
+    let mut outputs = Vec::new();
+    for scale_name in ["weight_scale", "scale_weight"] {
+        let (mut quantised, mut dequantised) = (HashMap::new(), HashMap::new());
+        for (name, tensor) in &full {
+            let linear = name.contains(".transformer_blocks.") && name.ends_with(".weight") && tensor.rank() == 2;
+            if linear {
+                let scale = tensor.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / 448.0;
+                let q = (tensor / f64::from(scale)).unwrap().to_dtype(DType::F8E4M3).unwrap();
+                dequantised.insert(name.clone(), (q.to_dtype(DType::F32).unwrap() * f64::from(scale)).unwrap());
+                let stem = name.strip_suffix(".weight").unwrap();
+                quantised.insert(format!("{stem}.{scale_name}"), Tensor::new(scale, &device).unwrap());
+                quantised.insert(format!("{stem}.input_scale"), Tensor::new(1f32, &device).unwrap());
+                quantised.insert(name.clone(), q);
+            } else {
+                let rounded = tensor.to_dtype(DType::BF16).unwrap();
+                dequantised.insert(name.clone(), rounded.to_dtype(DType::F32).unwrap());
+                quantised.insert(name.clone(), rounded);
+            }
+        }
+        let fp8 = Arc::new(WeightSource::open(&[save(&quantised, "fp8.safetensors")]).unwrap());
+        assert_eq!(detect_layout(&fp8).unwrap().storage_dtype(&fp8).unwrap(), DType::BF16);
+        let mut model =
+            Ltx2Transformer::load(&fp8, &device, LoadOptions { stream_blocks: true, ..LoadOptions::default() })
+                .unwrap();
+        let mut reference_model =
+            Ltx2Transformer::load_file(&save(&dequantised, "dequantised.safetensors"), &device, LoadOptions::default())
+                .unwrap();
+        let r = reference("transformer_20_t2v");
+        let video_positions = model.video_positions(1, 3, 2, 3, 24.0).unwrap();
+        let audio_positions = model.audio_positions(1, 5).unwrap();
+        let inputs = fixture_inputs(&r, &video_positions, &audio_positions, true);
+        model.set_av_routing(AvTimestepRouting::Own);
+        reference_model.set_av_routing(AvTimestepRouting::Own);
+        let (video, audio) = model.forward(&inputs, &Perturbation::default()).unwrap();
+        let (expected_video, expected_audio) = reference_model.forward(&inputs, &Perturbation::default()).unwrap();
+        assert_close(&format!("fp8 ({scale_name}) video"), &video, &expected_video, 1e-5);
+        assert_close(&format!("fp8 ({scale_name}) audio"), &audio, &expected_audio, 1e-5);
+        outputs.push(video);
+    }
+    // The scales matter: without them the output would be far off (the fp8 values are up to 448× the weights).
+    assert!(max_abs_diff(&outputs[0], &reference("transformer_20_t2v")["video_out"]) < 0.5);
+}

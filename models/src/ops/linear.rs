@@ -21,26 +21,45 @@ const WIDEN_BAND_ELEMENTS: usize = 4 << 20;
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight_t: Tensor,
+    /// The per-tensor scale of a scaled fp8 weight kept narrow (applied as each band is widened).
+    scale: Option<f64>,
     bias: Tensor,
     bias_values: Option<Arc<Vec<f32>>>,
     deltas: Vec<WeightDelta>,
 }
 
 impl Linear {
-    /// Reads `weight` `[out, in]` and `bias` `[out]` under `vb`.
+    /// Reads `weight` `[out, in]` and `bias` `[out]` under `vb`. A scaled fp8 weight (ComfyUI's and
+    /// Lightricks' `weight_scale`, or the older `scale_weight`) is multiplied by its scale: once, when the
+    /// builder widens the weight to f32, or band by band as it is widened when it is kept narrow.
     pub fn new(in_features: usize, out_features: usize, vb: &VarBuilder<'_>) -> Result<Self> {
-        let weight = vb.get((out_features, in_features), "weight")?;
         let bias = vb.get(out_features, "bias")?.to_dtype(DType::F32)?;
-        let bias_values = bias_values(&bias)?;
-        Ok(Linear { weight_t: weight.t()?.contiguous()?, bias, bias_values, deltas: Vec::new() })
+        Self::with_bias_tensor(in_features, out_features, bias, vb)
     }
 
     /// Reads `weight` `[out, in]` under `vb`, for a layer without bias (the bias is zero).
     pub fn without_bias(in_features: usize, out_features: usize, vb: &VarBuilder<'_>) -> Result<Self> {
-        let weight = vb.get((out_features, in_features), "weight")?;
-        let bias = Tensor::zeros(out_features, DType::F32, weight.device())?;
+        let bias = Tensor::zeros(out_features, DType::F32, vb.device())?;
+        Self::with_bias_tensor(in_features, out_features, bias, vb)
+    }
+
+    fn with_bias_tensor(in_features: usize, out_features: usize, bias: Tensor, vb: &VarBuilder<'_>) -> Result<Self> {
+        let mut weight = vb.get((out_features, in_features), "weight")?;
+        let mut scale = None;
+        if let Some(name) = ["weight_scale", "scale_weight"].into_iter().find(|name| vb.contains_tensor(name)) {
+            let value = vb.get_unchecked_dtype(name, DType::F32)?.flatten_all()?;
+            if value.elem_count() != 1 {
+                candle_core::bail!("'{name}' has {} values; only per-tensor scales are supported", value.elem_count());
+            }
+            let value = f64::from(value.to_vec1::<f32>()?[0]);
+            if weight.dtype() == DType::F32 { weight = (weight * value)? } else { scale = Some(value) }
+        }
+        // An fp8 matmul's activation scale: kinograph multiplies in f32, so it is not needed.
+        if vb.contains_tensor("input_scale") {
+            vb.get_unchecked_dtype("input_scale", DType::F32)?;
+        }
         let bias_values = bias_values(&bias)?;
-        Ok(Linear { weight_t: weight.t()?.contiguous()?, bias, bias_values, deltas: Vec::new() })
+        Ok(Linear { weight_t: weight.t()?.contiguous()?, scale, bias, bias_values, deltas: Vec::new() })
     }
 
     /// The dtype the weight is kept in (f32, or the file's bf16/f16, widened as it is used).
@@ -89,7 +108,11 @@ impl Linear {
             let band = (band_elements / in_features.max(1)).clamp(1, out_features.max(1));
             let mut parts = Vec::with_capacity(out_features.div_ceil(band));
             for start in (0..out_features).step_by(band) {
-                let widened = self.weight_t.narrow(1, start, band.min(out_features - start))?.to_dtype(DType::F32)?;
+                let mut widened =
+                    self.weight_t.narrow(1, start, band.min(out_features - start))?.to_dtype(DType::F32)?;
+                if let Some(scale) = self.scale {
+                    widened = (widened * scale)?;
+                }
                 parts.push(x.matmul(&widened)?);
             }
             Tensor::cat(&parts, 1)?
@@ -147,6 +170,7 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (2, 3, 5), &device).unwrap();
         let layer = Linear {
             weight_t: weight.t().unwrap().contiguous().unwrap(),
+            scale: None,
             bias: bias.clone(),
             bias_values: bias_values(&bias).unwrap(),
             deltas: Vec::new(),

@@ -67,17 +67,29 @@ impl Ltx2Layout {
         }
     }
 
-    /// The dtype the transformer's weights are stored in (f32 when they mix): the dtype its linear layers
-    /// keep in memory.
+    /// The dtype the transformer's linear layers keep in memory: the file's own (bf16, f16, f32); bf16 for
+    /// the fp8 files (their fp8 block weights beside bf16 tables: fp8 e4m3 values are exact in bf16, and
+    /// each layer applies its per-tensor scale as it widens); f32 when the dtypes mix otherwise.
     pub fn storage_dtype(&self, source: &WeightSource) -> Result<DType, WeightError> {
         let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}.", self.prefix) };
         let others = OTHER_PARTS.map(|part| format!("{prefix}{part}"));
-        let names = source
+        let is_scale = |name: &str| ["weight_scale", "scale_weight", "input_scale"].iter().any(|s| name.ends_with(s));
+        let names: Vec<&str> = source
             .names()
-            .filter(|name| name.starts_with(&prefix) && !others.iter().any(|other| name.starts_with(other.as_str())));
-        let dtype = source.common_dtype(names, "LTX-2 transformer weights")?;
-        // fp8 weights need their scales (the quantised-weights loader); widen them whole here.
-        Ok(if dtype == DType::F8E4M3 { DType::F32 } else { dtype })
+            .filter(|name| {
+                name.starts_with(&prefix)
+                    && !others.iter().any(|other| name.starts_with(other.as_str()))
+                    && !is_scale(name)
+            })
+            .collect();
+        let has_fp8 = names.iter().any(|name| source.dtype(name) == Some(safetensors::Dtype::F8_E4M3));
+        let rest = names.iter().copied().filter(|name| source.dtype(name) != Some(safetensors::Dtype::F8_E4M3));
+        let dtype = source.common_dtype(rest, "LTX-2 transformer weights")?;
+        Ok(match (has_fp8, dtype) {
+            (true, DType::BF16) => DType::BF16,
+            (true, _) => DType::F32,
+            (false, dtype) => dtype,
+        })
     }
 }
 
