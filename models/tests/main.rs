@@ -13,6 +13,7 @@ mod ltx2_pipeline;
 mod ltx2_text;
 mod ltx2_transformer;
 mod ltx2_upsampler;
+mod ltx2_vae;
 mod ltx2_video_vae;
 mod ltxv_transformer;
 mod ltxv_vae;

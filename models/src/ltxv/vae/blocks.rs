@@ -1,7 +1,9 @@
 //! The VAE's multi-layer blocks, named as in the original LTX-Video code
 //! (`causal_video_autoencoder.py`): `UNetMidBlock3D` (the `res_x` entries of both block lists, diffusers'
-//! resnet lists and mid blocks), `SpaceToDepthDownsample` (0.9.5+ encoder, diffusers
-//! `LTXVideoDownsampler3d`) and `DepthToSpaceUpsample` (every decoder, diffusers `LTXVideoUpsampler3d`).
+//! resnet lists and mid blocks), `SpaceToDepthDownsample` (0.9.5+ and LTX-2 encoders, diffusers
+//! `LTXVideoDownsampler3d` / `LTX2VideoDownsampler3d`) and `DepthToSpaceUpsample` (every decoder, diffusers
+//! `LTXVideoUpsampler3d` / `LTX2VideoUpsampler3d`; residual in 0.9.1 – 2.0, plain and also temporal-only or
+//! spatial-only in LTX-2.3).
 
 use super::conv3d::{CausalConv3d, SpatialPadding};
 use super::noise::NoiseSource;

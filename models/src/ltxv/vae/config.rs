@@ -1,13 +1,19 @@
-//! The VAE configuration in the original LTX-Video form (`CausalVideoAutoencoder` config: flat
-//! `encoder_blocks` / `decoder_blocks` lists), version detection, and the real 0.9.0 / 0.9.1 / 0.9.5
-//! configurations.
+//! The VAE configuration in the original form (`CausalVideoAutoencoder` config: flat `encoder_blocks` /
+//! `decoder_blocks` lists, as LTX-Video and LTX-2 single files carry them in `__metadata__.config`), version
+//! detection, and the real 0.9.0 / 0.9.1 / 0.9.5 / LTX-2.0 / LTX-2.3 configurations.
 //!
 //! The flat block lists are what the single-file checkpoints index by (`encoder.down_blocks.{k}`,
 //! `decoder.up_blocks.{k}`), so the model is built from them; diffusers folders are renamed onto them
-//! (see `load.rs`). A configuration comes from the checkpoint's `__metadata__.config` when present, and
-//! otherwise from tensor names and shapes alone ([`VaeConfig::infer`]). diffusers tells 0.9.5 apart only by
-//! a 2048-wide encoder; here the version follows from the structure (space-to-depth encoder blocks mean
-//! 0.9.5, a timestep-conditioned decoder without them means 0.9.1), so tiny models are detected too.
+//! (see `load.rs`). A configuration comes from the checkpoint's `__metadata__.config` when present
+//! ([`VaeConfig::from_original_json`], the keys ltx-core's `VideoEncoderConfigurator` /
+//! `VideoDecoderConfigurator` read), and otherwise from tensor names and shapes alone ([`VaeConfig::infer`]).
+//! diffusers tells 0.9.5 apart only by a 2048-wide encoder; here the version follows from the structure
+//! (space-to-depth encoder blocks mean 0.9.5 or LTX-2, a decoder upsampler that is not ×2 in all three
+//! dimensions means LTX-2.3), so tiny models are detected too.
+//!
+//! What the tensors cannot show: the spatial padding of the convs and whether a depth-to-space upsampler
+//! adds its residual. [`VaeConfig::infer`] settles them by the released layout the structure belongs to and
+//! refuses a structure that belongs to none (see there).
 
 use super::conv3d::SpatialPadding;
 use serde_json::Value;
@@ -21,6 +27,11 @@ pub enum VaeVersion {
     V091,
     /// 0.9.5 (also 0.9.6 – 0.9.8): space-to-depth encoder, timestep-conditioned decoder.
     V095,
+    /// LTX-2.0: the 0.9.5 layout without timestep conditioning (and with `reflect` padding in the decoder).
+    V20,
+    /// LTX-2.3: a slimmer space-to-depth encoder and a decoder of plain depth-to-space upsamplers, some of
+    /// them only temporal or only spatial (`zeros` padding).
+    V23,
 }
 
 impl std::fmt::Display for VaeVersion {
@@ -29,6 +40,8 @@ impl std::fmt::Display for VaeVersion {
             VaeVersion::V090 => "0.9.0",
             VaeVersion::V091 => "0.9.1",
             VaeVersion::V095 => "0.9.5",
+            VaeVersion::V20 => "LTX-2.0",
+            VaeVersion::V23 => "LTX-2.3",
         })
     }
 }
@@ -89,8 +102,17 @@ pub struct VaeConfig {
 impl VaeConfig {
     /// The version implied by the structure.
     pub fn version(&self) -> VaeVersion {
-        if self.encoder_blocks.iter().any(|b| matches!(b, EncoderBlock::SpaceToDepth { .. })) {
+        let space_to_depth = self.encoder_blocks.iter().any(|b| matches!(b, EncoderBlock::SpaceToDepth { .. }));
+        if self
+            .decoder_blocks
+            .iter()
+            .any(|b| matches!(b, DecoderBlock::Upsample { stride, .. } if *stride != [2, 2, 2]))
+        {
+            VaeVersion::V23
+        } else if space_to_depth && self.timestep_conditioning {
             VaeVersion::V095
+        } else if space_to_depth {
+            VaeVersion::V20
         } else if self.timestep_conditioning {
             VaeVersion::V091
         } else {
@@ -182,11 +204,33 @@ impl VaeConfig {
     }
 
     /// Reads the original `CausalVideoAutoencoder` config (the `vae` object of a single file's
-    /// `__metadata__.config`).
+    /// `__metadata__.config`). The decoder pads with `decoder_spatial_padding_mode`, else
+    /// `spatial_padding_mode`, else reflect; the encoder with `encoder_spatial_padding_mode`, else
+    /// `spatial_padding_mode`, else zeros (ltx-core's and ComfyUI's defaults: LTX-2.0 files name no mode,
+    /// LTX-2.3 files name zeros). A missing `timestep_conditioning` reads as false here; the loader
+    /// settles it from the tensors instead (ltx-core would default to true, ComfyUI to false).
     pub fn from_original_json(vae: &Value) -> Result<Self, String> {
         let number = |key: &str, default: usize| -> usize {
             vae.get(key).and_then(Value::as_u64).map_or(default, |v| v as usize)
         };
+        if let Some(class) = vae.get("_class_name").and_then(Value::as_str)
+            && class != "CausalVideoAutoencoder"
+        {
+            return Err(format!(
+                "VAE class '{class}' is not supported (only `CausalVideoAutoencoder`, the convolutional VAE of \
+                 LTX-Video and LTX-2.0 / 2.3)"
+            ));
+        }
+        if let Some(dims) = vae.get("dims")
+            && dims.as_u64() != Some(3)
+        {
+            return Err(format!("unsupported VAE `dims` {dims} (only 3-D convolutions)"));
+        }
+        if let Some(norm) = vae.get("norm_layer").and_then(Value::as_str)
+            && norm != "pixel_norm"
+        {
+            return Err(format!("unsupported VAE `norm_layer` '{norm}' (only 'pixel_norm')"));
+        }
         let (encoder_list, decoder_list) =
             if let (Some(encoder), Some(decoder)) = (vae.get("encoder_blocks"), vae.get("decoder_blocks")) {
                 (encoder, decoder)
@@ -203,12 +247,17 @@ impl VaeConfig {
             .map(|(name, params)| parse_decoder_block(&name, &params))
             .collect::<Result<Vec<_>, _>>()?;
         decoder_blocks.reverse();
-        let (encoder_padding, decoder_padding) = match vae.get("spatial_padding_mode").and_then(Value::as_str) {
-            None => (SpatialPadding::Zeros, SpatialPadding::Reflect),
-            Some("zeros") => (SpatialPadding::Zeros, SpatialPadding::Zeros),
-            Some("reflect") => (SpatialPadding::Reflect, SpatialPadding::Reflect),
-            Some(other) => return Err(format!("unsupported spatial_padding_mode '{other}' (zeros or reflect)")),
+        let padding = |key: &str, default: SpatialPadding| -> Result<SpatialPadding, String> {
+            let mode = vae.get(key).or_else(|| vae.get("spatial_padding_mode"));
+            match mode.map(|mode| (mode, mode.as_str())) {
+                None => Ok(default),
+                Some((_, Some("zeros"))) => Ok(SpatialPadding::Zeros),
+                Some((_, Some("reflect"))) => Ok(SpatialPadding::Reflect),
+                Some((other, _)) => Err(format!("unsupported spatial padding mode {other} (zeros or reflect)")),
+            }
         };
+        let encoder_padding = padding("encoder_spatial_padding_mode", SpatialPadding::Zeros)?;
+        let decoder_padding = padding("decoder_spatial_padding_mode", SpatialPadding::Reflect)?;
         if let Some(kind) = vae.get("latent_log_var").and_then(Value::as_str)
             && kind != "uniform"
         {
@@ -232,10 +281,17 @@ impl VaeConfig {
     /// Infers the configuration from tensor names and shapes in the original naming (no prefix).
     /// `shape(name)` returns the shape of a tensor if it exists.
     ///
-    /// Strides cannot be seen in weights: strided encoder convs and decoder upsamplers are taken as
-    /// (2, 2, 2), as in every release (three of them give the 8× temporal and, with the patch, 32×
-    /// spatial compression); a space-to-depth block's stride follows from its channel ratio, and an
-    /// upsampler is residual when it reduces the width (0.9.1+), as in every release.
+    /// A space-to-depth block's stride follows from its channel ratio, and so does a depth-to-space
+    /// upsampler's (its conv has stride-product × the next width outputs); the strided convs of the
+    /// 0.9.0 / 0.9.1 encoder are taken as (2, 2, 2), as in every release. What no shape shows is settled
+    /// by the released layout the decoder belongs to:
+    /// - upsamplers all (2, 2, 2) and keeping the width: 0.9.0, plain upsamplers;
+    /// - upsamplers all (2, 2, 2) and halving the width: 0.9.1, 0.9.5, LTX-2.0, residual upsamplers;
+    /// - some upsampler only temporal or only spatial: LTX-2.3, plain upsamplers, zeros padding.
+    ///
+    /// Other decoders (all (2, 2, 2), some keeping the width and some reducing it) fit no release and are
+    /// an error asking for the file's `config` metadata. Without a config the padding is ComfyUI's
+    /// default (zeros in the encoder, reflect in the decoder) except for the LTX-2.3 decoder (zeros).
     pub fn infer(names: &[String], shape: &dyn Fn(&str) -> Option<Vec<usize>>) -> Result<Self, String> {
         let dims = |name: &str| -> Result<Vec<usize>, String> {
             let dims = shape(name).ok_or_else(|| format!("tensor '{name}' is missing"))?;
@@ -366,6 +422,49 @@ impl VaeConfig {
         Self::released(encoder_blocks, decoder_blocks, true)
     }
 
+    /// The LTX-2.0 video VAE: the 0.9.5 layout without timestep conditioning; the encoder pads with
+    /// zeros and the decoder with reflect (diffusers' `AutoencoderKLLTX2Video` defaults).
+    pub fn ltx20() -> Self {
+        Self { timestep_conditioning: false, ..Self::v095() }
+    }
+
+    /// The LTX-2.3 video VAE: the slimmer encoder (its last space-to-depth keeps the width) and the
+    /// decoder of plain depth-to-space upsamplers, (2, 2, 2) halving, (2, 2, 2) keeping, (2, 1, 1) halving
+    /// and (1, 2, 2) halving the width in decode order; zeros padding everywhere.
+    pub fn ltx23() -> Self {
+        use DecoderBlock as D;
+        use EncoderBlock as E;
+        let encoder_blocks = vec![
+            E::Res { layers: 4 },
+            E::SpaceToDepth { stride: [1, 2, 2], multiplier: 2 },
+            E::Res { layers: 6 },
+            E::SpaceToDepth { stride: [2, 1, 1], multiplier: 2 },
+            E::Res { layers: 4 },
+            E::SpaceToDepth { stride: [2, 2, 2], multiplier: 2 },
+            E::Res { layers: 2 },
+            E::SpaceToDepth { stride: [2, 2, 2], multiplier: 1 },
+            E::Res { layers: 2 },
+        ];
+        let res = |layers| D::Res { layers, inject_noise: false };
+        let upsample = |stride, multiplier| D::Upsample { stride, residual: false, multiplier };
+        let decoder_blocks = vec![
+            res(2),
+            upsample([2, 2, 2], 2),
+            res(2),
+            upsample([2, 2, 2], 1),
+            res(4),
+            upsample([2, 1, 1], 2),
+            res(6),
+            upsample([1, 2, 2], 2),
+            res(4),
+        ];
+        Self {
+            encoder_padding: SpatialPadding::Zeros,
+            decoder_padding: SpatialPadding::Zeros,
+            ..Self::released(encoder_blocks, decoder_blocks, false)
+        }
+    }
+
     fn released(encoder_blocks: Vec<EncoderBlock>, decoder_blocks: Vec<DecoderBlock>, conditioned: bool) -> Self {
         Self {
             latent_channels: 128,
@@ -375,7 +474,7 @@ impl VaeConfig {
             encoder_blocks,
             decoder_blocks,
             timestep_conditioning: conditioned,
-            // The released configs name no mode: ComfyUI's defaults.
+            // The 0.9.x and LTX-2.0 configs name no mode: ComfyUI's and ltx-core's defaults.
             encoder_padding: SpatialPadding::Zeros,
             decoder_padding: SpatialPadding::Reflect,
             causal_decoder: false,
@@ -430,6 +529,15 @@ fn infer_decoder(
         }
     }
     let ltx23_decoder = upsamplers.iter().any(|(_, stride, _)| *stride != [2, 2, 2]);
+    let keeping = upsamplers.iter().filter(|(_, _, multiplier)| *multiplier == 1).count();
+    if !ltx23_decoder && keeping > 0 && keeping < upsamplers.len() {
+        return Err(format!(
+            "the decoder's ×2 upsamplers partly keep and partly reduce the width ({:?}), which matches no \
+             released layout, so the tensors do not tell which of them add a residual; the file needs its \
+             `config` metadata (`vae.decoder_blocks`)",
+            upsamplers.iter().map(|(index, _, multiplier)| (*index, *multiplier)).collect::<Vec<_>>()
+        ));
+    }
     let mut decoder_blocks = Vec::with_capacity(decoder_count);
     for k in 0..decoder_count {
         let prefix = format!("decoder.up_blocks.{k}.");

@@ -1,6 +1,6 @@
 //! 3D convolution built from matrix products, and the causal wrapper `CausalConv3d` of the original
 //! LTX-Video code (`ltx_video/models/autoencoders/causal_conv3d.py`; diffusers `LTXVideoCausalConv3d`).
-//! Covers every LTX-Video VAE layout (0.9.0 – 0.9.8).
+//! Covers every LTX-Video VAE layout (0.9.0 – 0.9.8) and the LTX-2.0 / 2.3 video VAEs (`LTX2VideoCausalConv3d`).
 //!
 //! candle 0.11 has no conv3d. The stride-1 path (every conv of the decoder and nearly every conv of the
 //! encoder) works on the native (B, C, T, H, W) layout:

@@ -1,7 +1,8 @@
 //! `Decoder` of the original LTX-Video VAE (diffusers `LTXVideoDecoder3d`): `conv_in`, the flat `up_blocks`
 //! list (resnet blocks, width-changing resnets, depth-to-space upsamplers), pixel norm, the final
 //! timestep scale/shift (`last_time_embedder`, `last_scale_shift_table`; 0.9.1+), `SiLU`, `conv_out` and
-//! unpatchify. Covers 0.9.0, 0.9.1 (with noise injection) and 0.9.5+.
+//! unpatchify. Covers 0.9.0, 0.9.1 (with noise injection), 0.9.5+ and the LTX-2.0 / 2.3 decoders (diffusers
+//! `LTX2VideoDecoder3d`: no timestep conditioning; 2.3 with temporal-only and spatial-only upsamplers).
 
 use super::blocks::{BlockNoise, DepthToSpaceUpsample, UNetMidBlock3D};
 use super::config::{DecoderBlock, VaeConfig};

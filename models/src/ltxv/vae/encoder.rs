@@ -1,6 +1,7 @@
 //! `Encoder` of the original LTX-Video VAE (diffusers `LTXVideoEncoder3d`): patchify, causal `conv_in`,
 //! the flat `down_blocks` list, pixel norm, `SiLU`, `conv_out` to the latent means plus one shared
-//! log-variance channel. Covers the 0.9.0/0.9.1 strided-conv layout and the 0.9.5+ space-to-depth layout.
+//! log-variance channel. Covers the 0.9.0/0.9.1 strided-conv layout and the space-to-depth layout of 0.9.5+
+//! and LTX-2.0 / 2.3 (diffusers `LTX2VideoEncoder3d`).
 
 use super::blocks::{SpaceToDepthDownsample, UNetMidBlock3D};
 use super::config::{EncoderBlock, VaeConfig};

@@ -1,16 +1,19 @@
-//! Loading the VAE, in either layout it is published in:
-//! - ComfyUI / original single files, the VAE under `vae.` with the original code's flat names
-//!   (`CausalVideoAutoencoder`; layouts 0.9.0, 0.9.1 and 0.9.5), which the model is built with. The
-//!   configuration comes from the file's `__metadata__.config` when it has a `vae` entry, otherwise from
-//!   the tensor names and shapes ([`VaeConfig::infer`]).
-//! - diffusers `vae/` folders (`AutoencoderKLLTXVideo`, no prefix), read through the shared
-//!   [`RenamingBackend`] with the table [`diffusers_to_original`] builds from the stored names; the
+//! Loading the VAE, in every layout it is published in:
+//! - original single files (LTX-Video 0.9.x and LTX-2.0 / 2.3 checkpoints), the VAE under `vae.` with the
+//!   original code's flat names (`CausalVideoAutoencoder`), which the model is built with; the
+//!   configuration comes from the file's `__metadata__.config` (its `vae` entry) when present, otherwise
+//!   from the tensor names and shapes ([`VaeConfig::infer`]);
+//! - separate VAE files (ComfyUI's and Kijai's LTX-2 VAE extracts): the same names under `vae.` or without
+//!   a prefix, with the `vae` config, the VAE config itself, or no config in their metadata;
+//! - diffusers `vae/` folders (`AutoencoderKLLTXVideo`, `AutoencoderKLLTX2Video`; no prefix), read through the
+//!   shared [`RenamingBackend`] with the table [`diffusers_to_original`] builds from the stored names; the
 //!   configuration comes from the names and shapes.
 //!
-//! Renaming rules (diffusers 0.42.1 `loaders/single_file_utils.py`,
-//! `convert_ltx_vae_checkpoint_to_diffusers`, applied in reverse): diffusers groups the flat blocks into down/up
+//! Renaming rules (diffusers 0.42.1 `loaders/single_file_utils.py`, `convert_ltx_vae_checkpoint_to_diffusers`
+//! and `convert_ltx2_vae_to_diffusers`, applied in reverse): diffusers groups the flat blocks into down/up
 //! blocks (`resnets`, `downsamplers.0`, `conv_out` / `conv_in`, `upsamplers.0`, `time_embedder`) and mid
-//! blocks; walking its blocks in forward order and numbering each present part gives the flat index.
+//! blocks; walking its blocks in forward order and numbering each present part gives the flat index (so
+//! the LTX-2.3 decoder's fourth up block becomes `up_blocks.7` and `up_blocks.8`).
 //! Inside a resnet, `norm3.{weight,bias}` becomes `norm3.norm.*` and `conv_shortcut.conv.*` becomes
 //! `conv_shortcut.*`; at the top, `latents_mean`/`latents_std` become the per-channel statistics and the
 //! decoder's `time_embedder`/`scale_shift_table` become `last_time_embedder`/`last_scale_shift_table`.
@@ -158,12 +161,38 @@ impl LtxvVae {
         if let Some(text) = source.metadata("config") {
             let json: serde_json::Value =
                 serde_json::from_str(text).map_err(|e| invalid(format!("metadata config is not JSON: {e}")))?;
-            if let Some(vae) = json.get("vae") {
-                return VaeConfig::from_original_json(vae).map_err(|e| invalid(format!("metadata config: {e}")));
+            // A checkpoint's config has a `vae` entry; a separate VAE file may carry the VAE config itself.
+            let vae = json.get("vae").or_else(|| {
+                ["encoder_blocks", "decoder_blocks", "blocks"]
+                    .iter()
+                    .any(|key| json.get(key).is_some())
+                    .then_some(&json)
+            });
+            if let Some(vae) = vae {
+                let mut config =
+                    VaeConfig::from_original_json(vae).map_err(|e| invalid(format!("metadata config: {e}")))?;
+                if vae.get("timestep_conditioning").is_none() {
+                    config.timestep_conditioning = names.iter().any(|n| n == "decoder.timestep_scale_multiplier");
+                }
+                return Ok(config);
             }
         }
         let shape = |name: &str| source.shape(&format!("{dotted}{name}"));
         VaeConfig::infer(&names, &shape).map_err(|e| invalid(format!("LTX-Video VAE under '{dotted}': {e}")))
+    }
+}
+
+/// Where the VAE sits in `source`: `Some("vae")` for checkpoints and for separate files that keep the
+/// `vae.` prefix, `Some("")` for separate files without it and for diffusers folders, `None` when the
+/// source holds no VAE encoder.
+pub fn find_prefix(source: &WeightSource) -> Option<&'static str> {
+    let has_encoder = |prefix: &str| source.contains(&format!("{prefix}encoder.conv_in.conv.weight"));
+    if has_encoder("vae.") {
+        Some("vae")
+    } else if has_encoder("") {
+        Some("")
+    } else {
+        None
     }
 }
 

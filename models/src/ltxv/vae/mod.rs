@@ -1,6 +1,8 @@
 //! The LTX-Video causal video VAE (`CausalVideoAutoencoder` in the original code,
-//! `AutoencoderKLLTXVideo` in diffusers), layouts 0.9.0, 0.9.1 and 0.9.5 (the last also covers 0.9.6 –
-//! 0.9.8).
+//! `AutoencoderKLLTXVideo` / `AutoencoderKLLTX2Video` in diffusers), layouts 0.9.0, 0.9.1, 0.9.5 (the last
+//! also covers 0.9.6 – 0.9.8) and the video VAEs of LTX-2.0 (the 0.9.5 layout without timestep conditioning,
+//! `reflect` padding in the decoder) and LTX-2.3 (a slimmer encoder; a decoder of plain depth-to-space
+//! upsamplers, some only temporal or only spatial, `zeros` padding). See [`config::VaeVersion`].
 //!
 //! The module tree mirrors the original code, whose names the ComfyUI single-file checkpoints carry:
 //! [`encoder::Encoder`] and [`decoder::Decoder`] run flat block lists ([`config::EncoderBlock`],
@@ -22,9 +24,10 @@
 //! ```
 //!
 //! - [`LtxvVae::load`] (in [`load`]) reads either layout from a [`WeightSource`] under a prefix (`vae` for a
-//!   single file, `""` for a diffusers `vae/` folder), stored as f32, f16 or bf16, widened to f32. The
-//!   configuration comes from the single file's `__metadata__.config` when present, otherwise from the
-//!   tensor names and shapes ([`config::VaeConfig::infer`]), which also gives the version.
+//!   single file, `""` for a diffusers `vae/` folder or a separate VAE file without prefix;
+//!   [`load::find_prefix`] tells which), stored as f32, f16 or bf16, widened to f32. The configuration comes
+//!   from the single file's `__metadata__.config` when present, otherwise from the tensor names and shapes
+//!   ([`config::VaeConfig::infer`]), which also gives the version.
 //! - [`LtxvVae::new`] builds from any `VarBuilder` (original names) and a [`config::VaeConfig`], e.g. the
 //!   real 0.9.5 model with random weights for benchmarks.
 //! - [`LtxvVae::encode`] returns the latent mean; [`LtxvVae::encode_moments`] also the log-variance;

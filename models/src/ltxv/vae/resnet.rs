@@ -1,7 +1,7 @@
 //! `ResnetBlock3D` of the original LTX-Video VAE (diffusers `LTXVideoResnetBlock3d`), with pixel norm,
 //! optional timestep scale/shift (0.9.1+ decoders) and optional spatial noise injection (0.9.1 decoder),
 //! plus the timestep embedder `PixArtAlphaCombinedTimestepSizeEmbeddings` the conditioned blocks use.
-//! Covers 0.9.0 – 0.9.8.
+//! Covers 0.9.0 – 0.9.8 and LTX-2.0 / 2.3 (diffusers `LTX2VideoResnetBlock3d`).
 
 use super::conv3d::{CausalConv3d, Conv3d, SpatialPadding};
 use super::noise::NoiseSource;
