@@ -306,3 +306,43 @@ fn ltx2_text_projection_and_connector_at_full_size() {
     );
     assert_eq!(context.dims(), [1, 1024, 3840]);
 }
+
+/// The LTX-2.3 video VAE decoder and the LTX-2 spatial ×2 latent upsampler at their real sizes, random
+/// weights built in memory in f32 (the VAE's convs widen their weights to f32 when loading): a decode of a
+/// 3×4×6 latent (17×128×192 pixels) and an upsampling of it.
+#[test]
+#[ignore = "builds the full-size VAE decoder and upsampler from random weights; run with the full-size checks"]
+fn ltx23_vae_decoder_and_upsampler_at_full_size() {
+    use kinograph_models::bench_support::random_var_builder;
+    use kinograph_models::ltx2::upsampler::{LatentUpsampler, UpsampleMode, UpsamplerConfig};
+    use kinograph_models::ltxv::vae::config::VaeConfig;
+    use kinograph_models::ltxv::vae::decoder::Decoder;
+    let device = Device::Cpu;
+    let vb = random_var_builder(DType::F32, &device).unwrap();
+    let decoder = Decoder::new(&VaeConfig::ltx23(), &vb.pp("decoder")).unwrap();
+    let config =
+        UpsamplerConfig { in_channels: 128, mid_channels: 1024, num_blocks_per_stage: 4, mode: UpsampleMode::Spatial2 };
+    let upsampler = LatentUpsampler::new(&config, &vb.pp("upsampler")).unwrap();
+    let latent = Tensor::randn(0f32, 1.0, (1, 128, 3, 4, 6), &device).unwrap();
+    reset_peak_resident();
+    let started = Instant::now();
+    let inputs = decoder.prepare(1, 4, 6, None, &mut ZeroNoise, &device).unwrap();
+    let video = decoder.forward(&latent, &inputs, None).unwrap();
+    println!(
+        "2.3 decode {:?}: {:.1} s, peak resident {}",
+        video.dims(),
+        started.elapsed().as_secs_f64(),
+        gib(peak_resident_bytes())
+    );
+    assert_eq!(video.dims(), [1, 3, 17, 128, 192]);
+    reset_peak_resident();
+    let started = Instant::now();
+    let upsampled = upsampler.forward(&latent).unwrap();
+    println!(
+        "×2 upsampling {:?}: {:.1} s, peak resident {}",
+        upsampled.dims(),
+        started.elapsed().as_secs_f64(),
+        gib(peak_resident_bytes())
+    );
+    assert_eq!(upsampled.dims(), [1, 128, 3, 8, 12]);
+}
