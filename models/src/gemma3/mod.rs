@@ -7,6 +7,7 @@
 //! | [`config`] | `Gemma3TextConfig`: sizes, sliding/full layer pattern, local and global RoPE |
 //! | [`model`] | `Gemma3TextModel`, `Gemma3DecoderLayer`, `Gemma3Attention`, `Gemma3MLP`, `Gemma3RMSNorm` |
 //! | [`tokenizer`] | the SentencePiece BPE tokenizer (from `tokenizer.model`, ComfyUI's `spiece_model`, or `tokenizer.json`) |
+//! | [`sentencepiece`] | sentencepiece's `ModelProto`, normaliser, BPE and Unigram encoding, decoding |
 //! | [`load`] | ComfyUI files, transformers folders, prefixes and configs |
 //! | [`mod@bench`] | one 12B layer with random weights, for timing |
 
@@ -14,6 +15,7 @@ pub mod bench;
 pub mod config;
 pub mod load;
 pub mod model;
+pub mod sentencepiece;
 pub mod tokenizer;
 
 pub use config::{Gemma3Config, LayerType, RopeParameters};
