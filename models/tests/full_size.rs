@@ -215,20 +215,8 @@ fn ltx2_transformer_streams_a_forward_from_bf16() {
     let t = Tensor::new(&[1000f32], &device).unwrap();
     let video_positions = model.video_positions(1, frames, height, width, 24.0).unwrap();
     let audio_positions = model.audio_positions(1, audio_tokens).unwrap();
-    let inputs = AvInputs {
-        video: &video,
-        audio: &audio,
-        video_context: &context,
-        audio_context: &context,
-        context_mask: None,
-        video_timestep: &t,
-        audio_timestep: &t,
-        video_sigma: &t,
-        audio_sigma: &t,
-        video_positions: &video_positions,
-        audio_positions: &audio_positions,
-        keyframe_mask: None,
-    };
+    let inputs =
+        AvInputs::at_one_timestep((&video, &audio), (&context, &context), &t, (&video_positions, &audio_positions));
     let started = Instant::now();
     let (video_out, audio_out) = model.forward(&inputs, &Perturbation::default()).unwrap();
     println!(

@@ -80,20 +80,12 @@ fn two_guided_steps_match_the_diffusers_pipeline() {
         let (sigma, next) = (sigmas[step], sigmas[step + 1]);
         let t = Tensor::new(&[sigma * 1000.0], &device).unwrap();
         let run = |video_context: &Tensor, audio_context: &Tensor, perturbation: Perturbation| {
-            let inputs = AvInputs {
-                video: &video,
-                audio: &audio,
-                video_context,
-                audio_context,
-                context_mask: None,
-                video_timestep: &t,
-                audio_timestep: &t,
-                video_sigma: &t,
-                audio_sigma: &t,
-                video_positions: &video_positions,
-                audio_positions: &audio_positions,
-                keyframe_mask: None,
-            };
+            let inputs = AvInputs::at_one_timestep(
+                (&video, &audio),
+                (video_context, audio_context),
+                &t,
+                (&video_positions, &audio_positions),
+            );
             let (v, a) = model.forward(&inputs, &perturbation).unwrap();
             // x₀ = x − σ·v
             ((&video - (v * f64::from(sigma)).unwrap()).unwrap(), (&audio - (a * f64::from(sigma)).unwrap()).unwrap())

@@ -48,20 +48,12 @@ pub fn bench_ltx2_block(
     let t = Tensor::new(&[500f32], device)?;
     let video_positions = model.video_positions(1, frames, height, width, 24.0)?;
     let audio_positions = model.audio_positions(1, audio_tokens)?;
-    let inputs = AvInputs {
-        video: &video,
-        audio: &audio,
-        video_context: &video_context,
-        audio_context: &audio_context,
-        context_mask: None,
-        video_timestep: &t,
-        audio_timestep: &t,
-        video_sigma: &t,
-        audio_sigma: &t,
-        video_positions: &video_positions,
-        audio_positions: &audio_positions,
-        keyframe_mask: None,
-    };
+    let inputs = AvInputs::at_one_timestep(
+        (&video, &audio),
+        (&video_context, &audio_context),
+        &t,
+        (&video_positions, &audio_positions),
+    );
     let mut forwards = Vec::with_capacity(runs);
     let mut forward_cpu = Vec::with_capacity(runs);
     let mut output_shapes = (Vec::new(), Vec::new());

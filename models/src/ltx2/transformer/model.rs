@@ -53,6 +53,32 @@ pub struct AvInputs<'a> {
     pub keyframe_mask: Option<&'a Tensor>,
 }
 
+impl<'a> AvInputs<'a> {
+    /// Inputs with one timestep `t` (σ·1000, `[B]`) for both streams and the prompt modulation, every text
+    /// token valid and no keyframe marks: text-to-video with sound at one noise level.
+    pub fn at_one_timestep(
+        (video, audio): (&'a Tensor, &'a Tensor),
+        (video_context, audio_context): (&'a Tensor, &'a Tensor),
+        t: &'a Tensor,
+        (video_positions, audio_positions): (&'a Tensor, &'a Tensor),
+    ) -> Self {
+        AvInputs {
+            video,
+            audio,
+            video_context,
+            audio_context,
+            context_mask: None,
+            video_timestep: t,
+            audio_timestep: t,
+            video_sigma: t,
+            audio_sigma: t,
+            video_positions,
+            audio_positions,
+            keyframe_mask: None,
+        }
+    }
+}
+
 /// Guidance variants of a forward pass.
 #[derive(Debug, Clone, Default)]
 pub struct Perturbation {
