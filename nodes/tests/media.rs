@@ -327,7 +327,7 @@ fn load_image_without_alpha_gives_a_blank_mask_and_checks_its_file() {
 
 fn run_save_video(env: &Environment, prefix: &str, frames: usize) -> Result<Json, kinograph_engine::NodeError> {
     let context = ExecutionContext::detached("9", "SaveVideo", env.clone());
-    let video = Video { frames: Image::clone(&image_value(32, 24, frames)), fps: 8.0 };
+    let video = Video { frames: Image::clone(&image_value(32, 24, frames)), fps: 8.0, audio: None };
     let values = inputs(vec![
         ("video", Value::Object(Arc::new(video))),
         ("filename_prefix", Value::String(prefix.into())),

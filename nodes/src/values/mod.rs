@@ -1,6 +1,6 @@
 //! The values that travel between the built-in nodes, one type per socket type, with ComfyUI's shapes:
 //! LATENT `[B, C, T, H, W]`, IMAGE `[B, H, W, C]` in 0..1, MASK `[B, H, W]`, VIDEO (frames and a rate),
-//! CONDITIONING (text embeddings with their options), SIGMAS, NOISE, SAMPLER, GUIDER, and the loaded
+//! AUDIO (a waveform `[B, C, S]` and its rate), CONDITIONING (text embeddings with their options), SIGMAS, NOISE, SAMPLER, GUIDER, and the loaded
 //! models MODEL, CLIP and VAE. Every type that travels on a link is defined here.
 //!
 //! Tensors live on the CPU in f32 between nodes; the models move them where they compute.
@@ -8,6 +8,7 @@
 use candle_core::{DType, Device, Tensor};
 use kinograph_engine::{NodeError, StoredTensor};
 
+mod audio;
 mod conditioning;
 mod image;
 mod latent;
@@ -15,6 +16,7 @@ mod models;
 mod sampling;
 mod video;
 
+pub use audio::Audio;
 pub use conditioning::{CondEntry, Conditioning};
 pub use image::{IMAGE_KIND, Image, Mask};
 pub use latent::{LATENT_KIND, Latent};

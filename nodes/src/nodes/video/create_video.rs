@@ -29,7 +29,7 @@ impl Node for CreateVideo {
         if !(fps.is_finite() && fps > 0.0) {
             return Err(NodeError::input("fps", format!("{fps} must be a positive number of frames per second")));
         }
-        let video = Video { frames: Image::clone(&images), fps };
+        let video = Video { frames: Image::clone(&images), fps, audio: None };
         Ok(NodeOutput::new(vec![Value::Object(Arc::new(video))]))
     }
 }
