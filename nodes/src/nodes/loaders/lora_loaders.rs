@@ -144,6 +144,7 @@ fn apply(
             Some(Arc::new(TextEncoder {
                 encoder: Some(Arc::new(encoder)),
                 tokenizer: clip.tokenizer.clone(),
+                gemma: clip.gemma.clone(),
                 file: clip.file.clone(),
                 bytes: clip.bytes,
             }))

@@ -121,7 +121,13 @@ pub fn load_text_encoder(input: &str, path: &Path) -> Result<Arc<TextEncoder>, N
         let device = super::compute_device();
         let encoder = T5Encoder::load(&source, &device).map_err(|e| load_error(input, path, &e))?;
         let bytes = encoder.config().parameter_count() * 4;
-        Ok(TextEncoder { encoder: Some(Arc::new(encoder)), tokenizer: tokenizer()?, file: path.to_path_buf(), bytes })
+        Ok(TextEncoder {
+            encoder: Some(Arc::new(encoder)),
+            tokenizer: tokenizer()?,
+            gemma: None,
+            file: path.to_path_buf(),
+            bytes,
+        })
     })
 }
 
@@ -142,7 +148,13 @@ pub fn load_checkpoint(input: &str, path: &Path) -> Result<Checkpoint, NodeError
     let clip = if source.names().any(|name| name.starts_with(COMFY_BUNDLED_PREFIX)) {
         load_text_encoder(input, path)?
     } else {
-        Arc::new(TextEncoder { encoder: None, tokenizer: tokenizer()?, file: path.to_path_buf(), bytes: 0 })
+        Arc::new(TextEncoder {
+            encoder: None,
+            tokenizer: tokenizer()?,
+            gemma: None,
+            file: path.to_path_buf(),
+            bytes: 0,
+        })
     };
     Ok(Checkpoint { model, clip, vae })
 }
