@@ -61,6 +61,7 @@ fn guide_nodes_match_comfyui() {
             samples: tensors[&format!("{name}.input.samples")].clone(),
             noise_mask: tensors.get(&format!("{name}.input.noise_mask")).cloned(),
             batch_index: None,
+            audio: None,
         });
         let (mut positive, mut negative) = (conditioning(), conditioning());
         for (index, guide) in case["guides"].as_array().unwrap().iter().enumerate() {

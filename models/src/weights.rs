@@ -117,6 +117,11 @@ impl WeightSource {
         self.location.get(name).map(|entry| entry.shape.clone())
     }
 
+    /// The bytes `name` takes in the file, if present.
+    pub fn stored_bytes(&self, name: &str) -> Option<usize> {
+        self.location.get(name).map(|entry| (entry.shape.iter().product::<usize>() * entry.dtype.bitsize()).div_ceil(8))
+    }
+
     /// The stored dtype of `name`, if present.
     pub fn dtype(&self, name: &str) -> Option<safetensors::Dtype> {
         self.location.get(name).map(|entry| entry.dtype)

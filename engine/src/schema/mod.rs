@@ -152,11 +152,27 @@ pub struct InputSpec {
     pub tooltip: Option<String>,
     /// Shown as a socket, never as a widget (ComfyUI's `forceInput`).
     pub force_input: bool,
+    /// Other types a link into this input may carry (ComfyUI's `MultiType` inputs: a FLOAT that also takes
+    /// an INT).
+    pub also_accepts: Vec<String>,
 }
 
 impl InputSpec {
     fn new(name: &str, kind: InputKind) -> Self {
-        InputSpec { name: name.to_string(), kind, optional: false, tooltip: None, force_input: false }
+        InputSpec {
+            name: name.to_string(),
+            kind,
+            optional: false,
+            tooltip: None,
+            force_input: false,
+            also_accepts: Vec::new(),
+        }
+    }
+
+    /// Lets a link of `type_name` feed this input too (ComfyUI's `MultiType`).
+    pub fn accepts(mut self, type_name: &str) -> Self {
+        self.also_accepts.push(type_name.to_string());
+        self
     }
 
     /// An INT widget with its default.

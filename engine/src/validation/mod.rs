@@ -286,7 +286,10 @@ impl<'a> Validator<'a> {
         let received = output.type_name.as_str();
         let compatible = match &spec.kind {
             InputKind::Combo(_) => matches!(received, "COMBO" | "*"),
-            _ => types_compatible(received, expected),
+            _ => {
+                types_compatible(received, expected)
+                    || spec.also_accepts.iter().any(|accepted| types_compatible(received, accepted))
+            }
         };
         if compatible {
             return Ok(source);

@@ -190,6 +190,11 @@ impl Gemma3TextModel {
         self.embed_tokens.dtype()
     }
 
+    /// The device the model computes on.
+    pub fn device(&self) -> &candle_core::Device {
+        self.embed_tokens.device()
+    }
+
     /// Runs `ids` `[B, T]` (u32) with `mask` `[B, T]` (1 = token, 0 = padding; `None`: no padding) and
     /// returns every hidden state: the scaled embeddings, the output of each layer but the last, and the
     /// final norm of the last layer's output (transformers' `output_hidden_states`), each `[B, T, D]` f32.

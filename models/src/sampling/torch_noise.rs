@@ -127,7 +127,17 @@ fn box_muller_16(block: &mut [f32]) {
 /// ComfyUI's `prepare_noise`: noise for a latent of `shape` from `seed`. With `batch_index`, one draw of
 /// a single batch item per index up to the largest, keeping the requested ones in the requested order.
 pub fn prepare_noise(seed: i128, shape: &[usize], batch_index: Option<&[usize]>) -> Vec<f32> {
+    noise_from(&mut TorchGenerator::from_seed(seed), shape, batch_index)
+}
+
+/// ComfyUI's `prepare_noise` for a nested latent (LTX-2's video and audio): one generator seeded with
+/// `seed`, drawing each part's noise in turn, in the order of `shapes`.
+pub fn prepare_noise_parts(seed: i128, shapes: &[&[usize]], batch_index: Option<&[usize]>) -> Vec<Vec<f32>> {
     let mut generator = TorchGenerator::from_seed(seed);
+    shapes.iter().map(|shape| noise_from(&mut generator, shape, batch_index)).collect()
+}
+
+fn noise_from(generator: &mut TorchGenerator, shape: &[usize], batch_index: Option<&[usize]>) -> Vec<f32> {
     let count: usize = shape.iter().product();
     let Some(indices) = batch_index.filter(|indices| !indices.is_empty()) else {
         return generator.randn(count);

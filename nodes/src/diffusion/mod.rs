@@ -1,6 +1,7 @@
-//! What sampling calls each step: the LTX-Video model evaluation, guidance over the conditionings, and
+//! What sampling calls each step: the LTX-Video and LTX-2 model evaluations, guidance over the conditionings, and
 //! the latent previews sent with progress.
 
+pub mod av_call;
 pub mod guidance;
 pub mod latent_preview;
 pub mod model_call;

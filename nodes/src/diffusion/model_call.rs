@@ -23,7 +23,7 @@ pub fn predict_denoised(
     cond: &CondEntry,
     denoise_mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let transformer = &model.transformer;
+    let transformer = model.ltxv("model").map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     let device = transformer.device().clone();
     let (batch, _, frames, height, width) = x.dims5()?;
     let sigma32 = sigma as f32;

@@ -7,8 +7,10 @@ use kinograph_engine::NodeValue;
 /// One conditioning entry: the text encoder's output and the options nodes set on it.
 #[derive(Debug, Clone)]
 pub struct CondEntry {
-    /// `[1, L, D]` text embeddings.
+    /// `[1, L, D]` text embeddings (for LTX-2, the video stream's context).
     pub context: Tensor,
+    /// LTX-2: the audio stream's context `[1, L, D']`.
+    pub audio_context: Option<Tensor>,
     /// `[1, L]`, 1 for tokens, 0 for padding; `None` attends to every token.
     pub attention_mask: Option<Tensor>,
     /// Set by `LTXVConditioning`; 25 when absent.
@@ -21,7 +23,7 @@ pub struct CondEntry {
 impl CondEntry {
     /// An entry with text embeddings and their mask, no options set.
     pub fn new(context: Tensor, attention_mask: Option<Tensor>) -> Self {
-        CondEntry { context, attention_mask, frame_rate: None, keyframe_idxs: None }
+        CondEntry { context, audio_context: None, attention_mask, frame_rate: None, keyframe_idxs: None }
     }
 }
 
@@ -54,6 +56,7 @@ impl NodeValue for Conditioning {
             .iter()
             .map(|entry| {
                 tensor_bytes(&entry.context)
+                    + entry.audio_context.as_ref().map_or(0, tensor_bytes)
                     + entry.attention_mask.as_ref().map_or(0, tensor_bytes)
                     + entry.keyframe_idxs.as_ref().map_or(0, tensor_bytes)
             })

@@ -19,8 +19,8 @@ mod video;
 pub use audio::Audio;
 pub use conditioning::{CondEntry, Conditioning};
 pub use image::{IMAGE_KIND, Image, Mask};
-pub use latent::{LATENT_KIND, Latent};
-pub use models::{DiffusionModel, TextEncoder, VideoVae};
+pub use latent::{AudioLatent, LATENT_KIND, Latent};
+pub use models::{AudioVaeModel, DiffusionModel, GemmaText, LatentUpscaleModel, TextEncoder, Transformer, VideoVae};
 pub use sampling::{Guider, Noise, SamplerChoice, Sigmas};
 pub use video::Video;
 

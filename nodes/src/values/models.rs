@@ -2,18 +2,65 @@
 
 use kinograph_engine::{NodeError, NodeValue};
 use kinograph_models::gemma3::{Gemma3TextModel, GemmaTokenizer};
-use kinograph_models::lora::LoraFile;
+use kinograph_models::lora::{LayerPatch, LoraFile};
+use kinograph_models::ltx2::audio::{AudioVae, Vocoder};
 use kinograph_models::ltx2::text::TextConnectors;
+use kinograph_models::ltx2::transformer::Ltx2Transformer;
+use kinograph_models::ltx2::upsampler::LatentUpsampler;
 use kinograph_models::ltxv::transformer::LtxvTransformer;
 use kinograph_models::ltxv::vae::LtxvVae;
 use kinograph_models::t5::{T5Encoder, T5Tokenizer};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// MODEL: an LTX-Video transformer and the file it came from.
+/// The transformer a MODEL holds.
+#[derive(Debug, Clone)]
+pub enum Transformer {
+    /// LTX-Video 0.9.x (video only).
+    Ltxv(Arc<LtxvTransformer>),
+    /// LTX-2 (video with sound).
+    Ltx2(Arc<Ltx2Transformer>),
+}
+
+impl Transformer {
+    /// The linear layers a LoRA may patch, with their `(out, in)` sizes.
+    pub fn linear_layers(&self) -> candle_core::Result<Vec<(String, (usize, usize))>> {
+        match self {
+            Transformer::Ltxv(model) => model.linear_layers(),
+            Transformer::Ltx2(model) => model.linear_layers(),
+        }
+    }
+
+    /// Other parameters a LoRA file may name (so that they are not reported as unknown keys).
+    pub fn other_parameter_names(&self) -> Vec<String> {
+        match self {
+            Transformer::Ltxv(model) => model.other_parameter_names(),
+            Transformer::Ltx2(_) => Vec::new(),
+        }
+    }
+
+    /// The same transformer with the LoRA updates `patches` applied.
+    pub fn with_patches(&self, patches: &BTreeMap<String, LayerPatch>) -> candle_core::Result<Self> {
+        Ok(match self {
+            Transformer::Ltxv(model) => Transformer::Ltxv(Arc::new(model.with_patches(patches)?)),
+            Transformer::Ltx2(model) => Transformer::Ltx2(Arc::new(model.with_patches(patches)?)),
+        })
+    }
+
+    /// The latent channels the model denoises.
+    pub fn in_channels(&self) -> usize {
+        match self {
+            Transformer::Ltxv(model) => model.config().in_channels,
+            Transformer::Ltx2(model) => model.config().in_channels,
+        }
+    }
+}
+
+/// MODEL: an LTX-Video or LTX-2 transformer and the file it came from.
 #[derive(Debug, Clone)]
 pub struct DiffusionModel {
-    pub transformer: Arc<LtxvTransformer>,
+    pub transformer: Transformer,
     pub file: PathBuf,
     /// The model's built-in flow shift (`ModelSamplingFlux`), which ComfyUI's own schedulers use: 2.37
     /// for LTX-Video.
@@ -22,6 +69,19 @@ pub struct DiffusionModel {
     pub bytes: usize,
     /// The LoRA files applied, in order (the model holds them: their tensors are its updates).
     pub loras: Vec<Arc<LoraFile>>,
+}
+
+impl DiffusionModel {
+    /// The LTX-Video transformer, or an error naming `input` when this is an LTX-2 model.
+    pub fn ltxv(&self, input: &str) -> Result<&Arc<LtxvTransformer>, NodeError> {
+        match &self.transformer {
+            Transformer::Ltxv(model) => Ok(model),
+            Transformer::Ltx2(_) => Err(NodeError::input(
+                input,
+                format!("{} is an LTX-2 model; this node works with LTX-Video 0.9.x models", self.file.display()),
+            )),
+        }
+    }
 }
 
 impl NodeValue for DiffusionModel {
@@ -34,7 +94,13 @@ impl NodeValue for DiffusionModel {
     fn describe(&self) -> String {
         let loras: Vec<String> = self.loras.iter().map(|lora| format!(" + LoRA {}", lora.path().display())).collect();
         let loras = loras.concat();
-        format!("MODEL LTX-Video ({} blocks) from {}{loras}", self.transformer.blocks().len(), self.file.display())
+        let kind = match &self.transformer {
+            Transformer::Ltxv(model) => format!("LTX-Video ({} blocks)", model.blocks().len()),
+            Transformer::Ltx2(model) => {
+                format!("LTX-2 {:?} ({} blocks)", model.config().version(), model.config().num_layers)
+            }
+        };
+        format!("MODEL {kind} from {}{loras}", self.file.display())
     }
 }
 
@@ -132,5 +198,55 @@ impl NodeValue for VideoVae {
     }
     fn describe(&self) -> String {
         format!("VAE LTX-Video {:?} from {}", self.vae.version(), self.file.display())
+    }
+}
+
+/// VAE (audio): LTX-2's audio VAE with its vocoder, from `LTXVAudioVAELoader`.
+#[derive(Debug, Clone)]
+pub struct AudioVaeModel {
+    pub vae: Arc<AudioVae>,
+    pub vocoder: Arc<Vocoder>,
+    /// Where both compute.
+    pub device: candle_core::Device,
+    pub file: PathBuf,
+    pub bytes: usize,
+}
+
+impl AudioVaeModel {
+    /// The device the VAE and vocoder compute on.
+    pub fn vae_device(&self) -> candle_core::Device {
+        self.device.clone()
+    }
+}
+
+impl NodeValue for AudioVaeModel {
+    fn type_name(&self) -> &'static str {
+        "VAE"
+    }
+    fn byte_size(&self) -> usize {
+        self.bytes
+    }
+    fn describe(&self) -> String {
+        format!("VAE LTX-2 audio ({} Hz vocoder) from {}", self.vocoder.sample_rate(), self.file.display())
+    }
+}
+
+/// LATENT_UPSCALE_MODEL: LTX-2's latent upsampler.
+#[derive(Debug, Clone)]
+pub struct LatentUpscaleModel {
+    pub upsampler: Arc<LatentUpsampler>,
+    pub file: PathBuf,
+    pub bytes: usize,
+}
+
+impl NodeValue for LatentUpscaleModel {
+    fn type_name(&self) -> &'static str {
+        "LATENT_UPSCALE_MODEL"
+    }
+    fn byte_size(&self) -> usize {
+        self.bytes
+    }
+    fn describe(&self) -> String {
+        format!("LATENT_UPSCALE_MODEL {:?} from {}", self.upsampler.config().mode, self.file.display())
     }
 }

@@ -58,6 +58,32 @@ impl Noise {
     }
 }
 
+impl Noise {
+    /// The starting noise of each part of a nested latent (LTX-2's video, then audio): one generator draws
+    /// them in turn, as ComfyUI's `prepare_noise` does for a nested tensor.
+    pub fn generate_parts<const N: usize>(
+        &self,
+        parts: &[&Tensor; N],
+        batch_index: Option<&[usize]>,
+    ) -> Result<[Tensor; N], NodeError> {
+        let shapes: Vec<Vec<usize>> = parts.iter().map(|part| part.dims().to_vec()).collect();
+        let values: Vec<Vec<f32>> = match self {
+            Noise::Random { seed } => {
+                let borrowed: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+                kinograph_models::sampling::torch_noise::prepare_noise_parts(*seed, &borrowed, batch_index)
+            }
+            Noise::Disabled => shapes.iter().map(|shape| vec![0.0; shape.iter().product()]).collect(),
+        };
+        let tensors = values
+            .into_iter()
+            .zip(shapes)
+            .map(|(values, shape)| Tensor::from_vec(values, shape, &Device::Cpu))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(|e| tensor_error("making noise", &e))?;
+        tensors.try_into().map_err(|_| NodeError::msg("noise parts miscounted"))
+    }
+}
+
 impl NodeValue for Noise {
     fn type_name(&self) -> &'static str {
         "NOISE"

@@ -103,7 +103,7 @@ impl Node for LtxvAddGuide {
                 samples = replace_frames(&samples, start, &tail)?;
                 mask = fill_frames(&mask, start, start + rest, keep)?;
             }
-            Ok((positive, negative, Latent { samples, noise_mask: Some(mask), batch_index: None }))
+            Ok((positive, negative, Latent { samples, noise_mask: Some(mask), batch_index: None, audio: None }))
         };
         let (positive, negative, latent) = build().map_err(|e| tensor_error("adding the guide", &e))?;
         Ok(NodeOutput::new(vec![
@@ -137,7 +137,8 @@ impl Node for LtxvCropGuides {
         let mask = noise_mask_or_ones(&latent)?;
         let guides = keyframe_count(&positive)?;
         if guides == 0 {
-            let latent = Latent { samples: latent.samples.clone(), noise_mask: Some(mask), batch_index: None };
+            let latent =
+                Latent { samples: latent.samples.clone(), noise_mask: Some(mask), batch_index: None, audio: None };
             return Ok(NodeOutput::new(vec![
                 Value::from(positive),
                 Value::from(negative),
@@ -160,7 +161,8 @@ impl Node for LtxvCropGuides {
             }
             tensor.narrow(2, 0, length.saturating_sub(guides)).map_err(|e| tensor_error("cropping the guides", &e))
         };
-        let latent = Latent { samples: crop(&latent.samples)?, noise_mask: Some(crop(&mask)?), batch_index: None };
+        let latent =
+            Latent { samples: crop(&latent.samples)?, noise_mask: Some(crop(&mask)?), batch_index: None, audio: None };
         Ok(NodeOutput::new(vec![
             Value::from(Arc::new(positive.with_keyframe_idxs(None))),
             Value::from(Arc::new(negative.with_keyframe_idxs(None))),

@@ -5,8 +5,9 @@ mod guides;
 
 pub use guides::{LtxvAddGuide, LtxvCropGuides};
 
-use crate::values::TextEncoder;
 use crate::values::{CondEntry, Conditioning, tensor_error};
+use crate::values::{GemmaText, TextEncoder};
+use candle_core::Tensor;
 use kinograph_engine::prelude::*;
 use std::sync::Arc;
 
@@ -30,6 +31,11 @@ impl Node for ClipTextEncode {
     fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
         let text = inputs.string("text")?;
         let clip = inputs.object::<TextEncoder>("clip")?;
+        if let Some(gemma) = &clip.gemma {
+            context.check_interrupted()?;
+            let entry = encode_with_gemma(gemma, text)?;
+            return Ok(NodeOutput::new(vec![Value::from(Arc::new(Conditioning { entries: vec![entry] }))]));
+        }
         let encoder = clip.encoder()?;
         let tokens = clip.tokenizer.encode_weighted(text, MIN_TOKENS).map_err(|e| NodeError::input("text", e))?;
         context.check_interrupted()?;
@@ -41,6 +47,25 @@ impl Node for ClipTextEncode {
         let conditioning = Conditioning { entries: vec![CondEntry::new(context_tensor, Some(mask))] };
         Ok(NodeOutput::new(vec![Value::from(Arc::new(conditioning))]))
     }
+}
+
+/// LTX-2's text encoding as ComfyUI does it: the stripped prompt with BOS, unpadded, through Gemma 3; every
+/// hidden state through the feature projection; the video and audio connectors fill the context to 1024
+/// tokens with their registers.
+fn encode_with_gemma(gemma: &GemmaText, text: &str) -> Result<CondEntry, NodeError> {
+    let failed = |e: candle_core::Error| tensor_error("Gemma text encoding", &e);
+    let ids = gemma.tokenizer.encode_prompt(text).map_err(|e| NodeError::input("text", e))?;
+    let device = gemma.model.device();
+    let count = ids.len();
+    let ids = Tensor::from_vec(ids, (1, count), &device).map_err(failed)?;
+    let hidden = gemma.model.hidden_states(&ids, None).map_err(failed)?;
+    let mask = Tensor::ones((1, count), candle_core::DType::F32, &device).map_err(failed)?;
+    let length = gemma.connectors.context_length(count);
+    let (video, audio) = gemma.connectors.forward(&hidden, &mask, length).map_err(failed)?;
+    let cpu = |t: Tensor| t.to_device(&candle_core::Device::Cpu).map_err(failed);
+    let mut entry = CondEntry::new(cpu(video)?, None);
+    entry.audio_context = Some(cpu(audio)?);
+    Ok(entry)
 }
 
 /// `ConditioningZeroOut`: the same conditioning with zeroed embeddings (masks and options kept).
@@ -60,8 +85,10 @@ impl Node for ConditioningZeroOut {
             .entries
             .iter()
             .map(|entry| {
+                let zero = |t: &Tensor| t.zeros_like().map_err(|e| tensor_error("zeroing", &e));
                 Ok(CondEntry {
-                    context: entry.context.zeros_like().map_err(|e| tensor_error("zeroing", &e))?,
+                    context: zero(&entry.context)?,
+                    audio_context: entry.audio_context.as_ref().map(zero).transpose()?,
                     ..entry.clone()
                 })
             })

@@ -160,7 +160,7 @@ impl Node for LtxvImgToVideo {
             Ok((samples, mask))
         };
         let (samples, mask) = build().map_err(|e| tensor_error("building the latent", &e))?;
-        let latent = Latent { samples, noise_mask: Some(mask), batch_index: None };
+        let latent = Latent { samples, noise_mask: Some(mask), batch_index: None, audio: None };
         Ok(NodeOutput::new(vec![Value::from(positive), Value::from(negative), Value::from(Arc::new(latent))]))
     }
 }

@@ -131,7 +131,7 @@ fn apply(
     let transformer = model.transformer.with_patches(unet_patches).map_err(|e| failed("applying the LoRA", e))?;
     // The updates are views of the file's tensors, which the patched values keep alive.
     let patched_model = DiffusionModel {
-        transformer: Arc::new(transformer),
+        transformer,
         file: model.file.clone(),
         shift: model.shift,
         bytes: model.bytes + lora.byte_size(),

@@ -1,12 +1,17 @@
 //! Loader nodes: `CheckpointLoaderSimple`, `UNETLoader`, `VAELoader` and `CLIPLoader`, reading model files
 //! from ComfyUI's folders (`kinograph_engine::ModelFolders`) into the MODEL, CLIP and VAE values the other nodes
-//! use; `LoraLoader` and `LoraLoaderModelOnly`, which apply a LoRA file to them.
+//! use; `LoraLoader` and `LoraLoaderModelOnly`, which apply a LoRA file to them; LTX-2's text encoder,
+//! audio VAE and latent upsampler loaders.
 
 pub mod loaded_models;
 mod lora_loaders;
+mod ltx2_loaders;
 mod model_loaders;
 
 pub use lora_loaders::{LoraLoader, LoraLoaderModelOnly};
+pub use ltx2_loaders::{
+    LatentUpscaleModelLoader, LtxavTextEncoderLoader, LtxvAudioVaeLoader, is_ltx2, load_ltx2_model,
+};
 pub use model_loaders::{
     Checkpoint, CheckpointLoaderSimple, ClipLoader, UnetLoader, VaeLoader, load_checkpoint, load_text_encoder,
 };
@@ -38,5 +43,8 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(ClipLoader),
         Arc::new(LoraLoader),
         Arc::new(LoraLoaderModelOnly),
+        Arc::new(LtxavTextEncoderLoader),
+        Arc::new(LtxvAudioVaeLoader),
+        Arc::new(LatentUpscaleModelLoader),
     ]
 }

@@ -1,7 +1,7 @@
 //! The loader nodes themselves.
 
 use super::loaded_models::load_shared;
-use crate::values::{DiffusionModel, TextEncoder, VideoVae};
+use crate::values::{DiffusionModel, TextEncoder, Transformer, VideoVae};
 use kinograph_engine::prelude::*;
 use kinograph_models::ltxv::transformer::LtxvTransformer;
 use kinograph_models::ltxv::vae::LtxvVae;
@@ -33,12 +33,12 @@ const CLIP_TYPES: [&str; 16] = [
     "hunyuan_image",
 ];
 
-fn load_error(input: &str, file: &Path, error: &WeightError) -> NodeError {
+pub(super) fn load_error(input: &str, file: &Path, error: &WeightError) -> NodeError {
     NodeError::input(input, format!("cannot load {}: {error}", file.display()))
 }
 
 /// Bytes of f32 weights under `prefix` in `source` (what loading them costs in memory).
-fn f32_bytes(source: &WeightSource, prefix: &str) -> usize {
+pub(super) fn f32_bytes(source: &WeightSource, prefix: &str) -> usize {
     source
         .names()
         .filter(|name| name.starts_with(prefix))
@@ -47,13 +47,13 @@ fn f32_bytes(source: &WeightSource, prefix: &str) -> usize {
         .sum()
 }
 
-fn open(input: &str, path: &Path) -> Result<Arc<WeightSource>, NodeError> {
+pub(super) fn open(input: &str, path: &Path) -> Result<Arc<WeightSource>, NodeError> {
     WeightSource::open(&[path]).map(Arc::new).map_err(|e| load_error(input, path, &e))
 }
 
 /// The memory a model may take when loaded for the CPU: `KINOGRAPH_MEMORY_LIMIT` (`24G`, bytes, ...), else
 /// the machine's memory (Linux: `MemTotal`, or the cgroup's limit when smaller).
-fn memory_limit() -> Option<u64> {
+pub(super) fn memory_limit() -> Option<u64> {
     if let Ok(text) = std::env::var("KINOGRAPH_MEMORY_LIMIT") {
         return kinograph_engine::size::parse_size(&text).ok().map(|bytes| bytes as u64);
     }
@@ -86,6 +86,9 @@ fn check_fits(input: &str, path: &Path, bytes: usize, device: &candle_core::Devi
 }
 
 fn load_model(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Arc<DiffusionModel>, NodeError> {
+    if super::is_ltx2(source) {
+        return super::load_ltx2_model(input, path, source);
+    }
     load_shared("ltxv-transformer", path, || {
         let device = super::compute_device();
         let prefix = kinograph_models::ltxv::transformer::detect_layout(source).map(|d| d.prefix).unwrap_or_default();
@@ -93,7 +96,7 @@ fn load_model(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Ar
         check_fits(input, path, bytes, &device)?;
         let transformer = LtxvTransformer::load(source, &device).map_err(|e| load_error(input, path, &e))?;
         Ok(DiffusionModel {
-            transformer: Arc::new(transformer),
+            transformer: Transformer::Ltxv(Arc::new(transformer)),
             file: path.to_path_buf(),
             shift: LTXV_SHIFT,
             bytes,
@@ -102,7 +105,12 @@ fn load_model(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Ar
     })
 }
 
-fn load_vae(input: &str, path: &Path, source: &Arc<WeightSource>, prefix: &str) -> Result<Arc<VideoVae>, NodeError> {
+pub(super) fn load_vae(
+    input: &str,
+    path: &Path,
+    source: &Arc<WeightSource>,
+    prefix: &str,
+) -> Result<Arc<VideoVae>, NodeError> {
     load_shared("ltxv-vae", path, || {
         let device = super::compute_device();
         let vae = LtxvVae::load(source, prefix, &device).map_err(|e| load_error(input, path, &e))?;
@@ -110,7 +118,7 @@ fn load_vae(input: &str, path: &Path, source: &Arc<WeightSource>, prefix: &str) 
     })
 }
 
-fn tokenizer() -> Result<Arc<T5Tokenizer>, NodeError> {
+pub(super) fn tokenizer() -> Result<Arc<T5Tokenizer>, NodeError> {
     T5Tokenizer::new().map(Arc::new).map_err(NodeError::other)
 }
 
@@ -143,7 +151,11 @@ pub struct Checkpoint {
 /// file bundles one.
 pub fn load_checkpoint(input: &str, path: &Path) -> Result<Checkpoint, NodeError> {
     let source = open(input, path)?;
-    let model = load_model(input, path, &source)?;
+    let model = if super::is_ltx2(&source) {
+        super::load_ltx2_model(input, path, &source)?
+    } else {
+        load_model(input, path, &source)?
+    };
     let vae = load_vae(input, path, &source, "vae")?;
     let clip = if source.names().any(|name| name.starts_with(COMFY_BUNDLED_PREFIX)) {
         load_text_encoder(input, path)?
@@ -159,13 +171,13 @@ pub fn load_checkpoint(input: &str, path: &Path) -> Result<Checkpoint, NodeError
     Ok(Checkpoint { model, clip, vae })
 }
 
-fn resolve(env: &Environment, kind: &str, inputs: &NodeInputs, input: &str) -> Result<PathBuf, NodeError> {
+pub(super) fn resolve(env: &Environment, kind: &str, inputs: &NodeInputs, input: &str) -> Result<PathBuf, NodeError> {
     env.models.resolve(kind, inputs.string(input)?).map_err(|missing| NodeError::input(input, missing))
 }
 
 /// A fingerprint of a chosen model file (length and modification time), so that replacing the file
 /// re-runs the loader.
-fn file_fingerprint(env: &Environment, kind: &str, constants: &NodeInputs, input: &str) -> Option<Vec<u8>> {
+pub(super) fn file_fingerprint(env: &Environment, kind: &str, constants: &NodeInputs, input: &str) -> Option<Vec<u8>> {
     let path = resolve(env, kind, constants, input).ok()?;
     let metadata = std::fs::metadata(path).ok()?;
     let modified = metadata.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
@@ -180,7 +192,7 @@ impl Node for CheckpointLoaderSimple {
         NodeSchema::new("CheckpointLoaderSimple")
             .display_name("Load Checkpoint")
             .category("loaders")
-            .description("Loads an LTX-Video single-file checkpoint (transformer and VAE, and T5 if bundled).")
+            .description("Loads an LTX-Video or LTX-2 single-file checkpoint (transformer and VAE, and T5 if bundled).")
             .input(InputSpec::model_file("ckpt_name", "checkpoints", env).tooltip("The checkpoint (model) to load."))
             .output("MODEL", "MODEL")
             .output("CLIP", "CLIP")

@@ -2,9 +2,11 @@
 //! denoiser (with the noise mask's per-token timesteps), the sampler over the sigmas, a progress event with
 //! a latent preview after every step, and cancellation between steps.
 
+use crate::diffusion::av_call::AvShapes;
+use crate::diffusion::guidance::AvMasks;
 use crate::diffusion::latent_preview;
 use crate::values::Guider;
-use crate::values::{Latent, Noise, tensor_error};
+use crate::values::{AudioLatent, Latent, Noise, Transformer, tensor_error};
 use candle_core::Tensor;
 use kinograph_engine::{ExecutionContext, NodeError};
 use kinograph_models::sampling::samplers::{Denoiser, SampleOptions, Sampler, SamplingError, StepInfo, sample_flow};
@@ -19,6 +21,21 @@ struct GuiderDenoiser<'a> {
 impl Denoiser for GuiderDenoiser<'_> {
     fn denoise(&mut self, x: &Tensor, sigma: f64) -> Result<Tensor, SamplingError> {
         Ok(self.guider.predict(x, sigma, self.mask)?)
+    }
+}
+
+/// The guider seen as a sampler's denoiser for a packed audio-video latent.
+struct AvDenoiser<'a> {
+    guider: &'a Guider,
+    shapes: AvShapes,
+    video_mask: Option<Tensor>,
+    audio_mask: Option<Tensor>,
+}
+
+impl Denoiser for AvDenoiser<'_> {
+    fn denoise(&mut self, x: &Tensor, sigma: f64) -> Result<Tensor, SamplingError> {
+        let masks = AvMasks { video: self.video_mask.as_ref(), audio: self.audio_mask.as_ref() };
+        Ok(self.guider.predict_av(x, &self.shapes, sigma, masks)?)
     }
 }
 
@@ -71,7 +88,11 @@ pub fn run_sampling(
     latent: &Latent,
     noise: &Noise,
 ) -> Result<Sampled, NodeError> {
-    let latent = &fit_empty_latent(latent, guider.model.transformer.config().in_channels)?;
+    let is_ltx2 = matches!(guider.model.transformer, Transformer::Ltx2(_));
+    if latent.audio.is_some() || is_ltx2 {
+        return run_av_sampling(context, guider, sampler, sigmas, latent, noise);
+    }
+    let latent = &fit_empty_latent(latent, guider.model.transformer.in_channels())?;
     if sigmas.len() < 2 {
         // Nothing to step through (e.g. denoise 0): the latent comes back as it was.
         return Ok(Sampled { output: latent.clone(), denoised: latent.clone() });
@@ -105,4 +126,111 @@ pub fn run_sampling(
     };
     let denoised = last_denoised.unwrap_or_else(|| samples.clone());
     Ok(Sampled { output: latent.with_samples(samples), denoised: latent.with_samples(denoised) })
+}
+
+/// A noise mask broadcast to the full shape of its stream (ComfyUI's `prepare_mask` before packing); ones
+/// when the stream has none.
+fn full_mask(mask: Option<&Tensor>, like: &Tensor, what: &str) -> Result<Tensor, NodeError> {
+    let failed = |e: candle_core::Error| {
+        NodeError::input(
+            "latent_image",
+            format!(
+                "the {what} noise mask {:?} does not fit the latent {:?}: {e}",
+                mask.map(|m| m.dims().to_vec()),
+                like.dims()
+            ),
+        )
+    };
+    match mask {
+        Some(mask) => mask
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|m| m.broadcast_as(like.dims())?.contiguous())
+            .map_err(failed),
+        None => like.ones_like().map_err(failed),
+    }
+}
+
+/// LTX-2 sampling as ComfyUI's `CFGGuider.sample` does it for a nested latent: video and audio (and their
+/// noise and masks) packed into one flat tensor that the sampler steps through.
+fn run_av_sampling(
+    context: &ExecutionContext,
+    guider: &Guider,
+    sampler: &dyn Sampler,
+    sigmas: &[f32],
+    latent: &Latent,
+    noise: &Noise,
+) -> Result<Sampled, NodeError> {
+    if !matches!(guider.model.transformer, Transformer::Ltx2(_)) {
+        return Err(NodeError::input(
+            "latent_image",
+            "this is an audio-video latent, which only LTX-2 models sample; the guider's model is LTX-Video 0.9",
+        ));
+    }
+    let Some(audio) = &latent.audio else {
+        return Err(NodeError::input(
+            "latent_image",
+            format!(
+                "LTX-2 samples video and sound together: join the video latent {:?} with an audio latent \
+                 (LTXVEmptyLatentAudio) in LTXVConcatAVLatent",
+                latent.samples.dims()
+            ),
+        ));
+    };
+    let shapes = AvShapes::of(&latent.samples, &audio.samples).map_err(|e| NodeError::input("latent_image", e))?;
+    if sigmas.len() < 2 {
+        return Ok(Sampled { output: latent.clone(), denoised: latent.clone() });
+    }
+    let failed = |e: candle_core::Error| tensor_error("packing the audio-video latent", &e);
+    let sigmas: Vec<f64> = sigmas.iter().map(|s| f64::from(*s)).collect();
+    let [video_noise, audio_noise] =
+        noise.generate_parts(&[&latent.samples, &audio.samples], latent.batch_index.as_deref())?;
+    let packed_noise = shapes.pack(&video_noise, &audio_noise).map_err(failed)?;
+    let packed_latent = shapes.pack(&latent.samples, &audio.samples).map_err(failed)?;
+    let masked = latent.noise_mask.is_some() || audio.noise_mask.is_some();
+    let (video_mask, audio_mask) = if masked {
+        (
+            Some(full_mask(latent.noise_mask.as_ref(), &latent.samples, "video")?),
+            Some(full_mask(audio.noise_mask.as_ref(), &audio.samples, "audio")?),
+        )
+    } else {
+        (None, None)
+    };
+    let packed_mask = match (&video_mask, &audio_mask) {
+        (Some(video), Some(audio)) => Some(shapes.pack(video, audio).map_err(failed)?),
+        _ => None,
+    };
+    let mut denoiser = AvDenoiser { guider, shapes: shapes.clone(), video_mask, audio_mask };
+    let total = (sigmas.len() - 1) as u64;
+    let mut last_denoised: Option<Tensor> = None;
+    let mut callback = |info: &StepInfo<'_>| -> Result<(), SamplingError> {
+        last_denoised = Some(info.denoised.clone());
+        let step = info.step as u64 + 1;
+        let preview = shapes.unpack(info.denoised).ok().and_then(|(video, _)| latent_preview(&video).ok());
+        let reported = match preview {
+            Some(preview) => context.progress_with_preview(step, total, preview),
+            None => context.progress(step, total),
+        };
+        reported.map_err(|_| SamplingError::Cancelled)
+    };
+    let mut options = SampleOptions {
+        seed: noise.seed().rem_euclid(1 << 64) as u64,
+        flow_shift: guider.model.shift,
+        callback: &mut callback,
+    };
+    context.check_interrupted()?;
+    let result =
+        sample_flow(sampler, &mut denoiser, &packed_noise, &packed_latent, &sigmas, packed_mask.as_ref(), &mut options);
+    let samples = match result {
+        Ok(samples) => samples,
+        Err(SamplingError::Cancelled) => return Err(NodeError::Interrupted),
+        Err(error) => return Err(NodeError::msg(format!("sampling with '{}' failed: {error}", sampler.name()))),
+    };
+    let denoised = last_denoised.unwrap_or_else(|| samples.clone());
+    let unpacked = |packed: &Tensor| -> Result<Latent, NodeError> {
+        let (video, sound) = shapes.unpack(packed).map_err(failed)?;
+        let mut out = latent.with_samples(video);
+        out.audio = Some(AudioLatent { samples: sound, noise_mask: audio.noise_mask.clone() });
+        Ok(out)
+    };
+    Ok(Sampled { output: unpacked(&samples)?, denoised: unpacked(&denoised)? })
 }

@@ -1,0 +1,142 @@
+//! One LTX-2 model evaluation as ComfyUI makes it: the video and audio latents travel packed in one flat
+//! tensor `[B, 1, Nv·C + Na·C']` (`comfy.utils.pack_latents`), which samplers step through like any latent;
+//! the model call unpacks them, gives each stream its timesteps (`σ·1000`, per token `mask·σ·1000` where a
+//! noise mask marks conditioned frames), positions (video in seconds at the conditioning's frame rate,
+//! audio in seconds of mel frames) and text context, and returns the packed clean-latent estimates
+//! `x − v·σ` of both streams.
+
+use super::model_call::DEFAULT_FRAME_RATE;
+use crate::values::CondEntry;
+use candle_core::{DType, Result, Tensor};
+use kinograph_models::ltx2::transformer::{
+    AvInputs, Ltx2Transformer, Perturbation, pack_audio_latents, unpack_audio_latents,
+};
+use kinograph_models::ltxv::transformer::{pack_latents, unpack_latents};
+
+/// The shapes of the two streams of a packed audio-video latent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvShapes {
+    /// `[B, C, F, H, W]`.
+    pub video: Vec<usize>,
+    /// `[B, C', T, F']`.
+    pub audio: Vec<usize>,
+}
+
+impl AvShapes {
+    /// The shapes of `video` and `audio`, which must share their batch size.
+    pub fn of(video: &Tensor, audio: &Tensor) -> Result<Self> {
+        let (video, audio) = (video.dims().to_vec(), audio.dims().to_vec());
+        if video.len() != 5 || audio.len() != 4 || video[0] != audio[0] {
+            candle_core::bail!(
+                "an audio-video latent needs video [B, C, F, H, W] and audio [B, C, T, F] of one batch size, got {video:?} and {audio:?}"
+            );
+        }
+        Ok(AvShapes { video, audio })
+    }
+
+    fn video_len(&self) -> usize {
+        self.video[1..].iter().product()
+    }
+
+    fn audio_len(&self) -> usize {
+        self.audio[1..].iter().product()
+    }
+
+    /// `[B, 1, Nv + Na]`: each stream flattened per batch item, video first.
+    pub fn pack(&self, video: &Tensor, audio: &Tensor) -> Result<Tensor> {
+        let batch = self.video[0];
+        let video = video.reshape((batch, 1, self.video_len()))?;
+        let audio = audio.reshape((batch, 1, self.audio_len()))?;
+        Tensor::cat(&[&video, &audio], 2)
+    }
+
+    /// The inverse of [`Self::pack`].
+    pub fn unpack(&self, packed: &Tensor) -> Result<(Tensor, Tensor)> {
+        let video = packed.narrow(2, 0, self.video_len())?.reshape(self.video.as_slice())?;
+        let audio = packed.narrow(2, self.video_len(), self.audio_len())?.reshape(self.audio.as_slice())?;
+        Ok((video, audio))
+    }
+}
+
+/// The per-token timesteps `mask·σ·1000` of a stream whose noise mask is `mask` (the latent's shape or
+/// broadcastable to it), from its first channel (`[:, :1]`) and, for audio, its first frequency bin.
+fn token_timesteps(mask: &Tensor, shape: &[usize], sigma_t: f32) -> Result<Tensor> {
+    let mask = mask.to_dtype(DType::F32)?.broadcast_as(shape)?.narrow(1, 0, 1)?;
+    let mask = if shape.len() == 4 { mask.narrow(3, 0, 1)? } else { mask };
+    let tokens: usize = mask.dims()[2..].iter().product();
+    (mask.contiguous()?.reshape((shape[0], tokens))? * f64::from(sigma_t))?.contiguous()
+}
+
+/// The clean-latent estimates `(video, audio)` of the LTX-2 transformer for `video` `[B, C, F, H, W]` and
+/// `audio` `[B, 8, T, 16]` at noise level `sigma`, following `cond`.
+pub fn predict_denoised_av(
+    transformer: &Ltx2Transformer,
+    (video, audio): (&Tensor, &Tensor),
+    sigma: f64,
+    cond: &CondEntry,
+    (video_mask, audio_mask): (Option<&Tensor>, Option<&Tensor>),
+    perturbation: &Perturbation,
+) -> Result<(Tensor, Tensor)> {
+    let device = transformer.device().clone();
+    let (batch, _, frames, height, width) = video.dims5()?;
+    let audio_frames = audio.dim(2)?;
+    let audio_channels = audio.dim(1)?;
+    let sigma32 = sigma as f32;
+    let t = sigma32 * transformer.config().timestep_scale_multiplier as f32;
+    let uniform = Tensor::full(t, batch, &device)?;
+    let video_t = match video_mask {
+        Some(mask) => token_timesteps(mask, video.dims(), t)?.to_device(&device)?,
+        None => uniform.clone(),
+    };
+    let audio_t = match audio_mask {
+        Some(mask) => token_timesteps(mask, audio.dims(), t)?.to_device(&device)?,
+        None => uniform.clone(),
+    };
+    let frame_rate = cond.frame_rate.unwrap_or(DEFAULT_FRAME_RATE) as f32;
+    let video_positions = transformer.video_positions(batch, frames, height, width, frame_rate)?;
+    let audio_positions = transformer.audio_positions(batch, audio_frames)?;
+    let video_context = repeat_batch(&cond.context, batch)?.to_device(&device)?;
+    let audio_context = match &cond.audio_context {
+        Some(context) => repeat_batch(context, batch)?.to_device(&device)?,
+        None => candle_core::bail!(
+            "this conditioning has no audio context: LTX-2 needs a prompt encoded with the CLIP from LTXAVTextEncoderLoader"
+        ),
+    };
+    let mask = cond.attention_mask.as_ref().map(|m| repeat_batch(m, batch)?.to_device(&device)).transpose()?;
+    let video_tokens = pack_latents(&video.to_device(&device)?.to_dtype(DType::F32)?)?;
+    let audio_tokens = pack_audio_latents(&audio.to_device(&device)?.to_dtype(DType::F32)?)?;
+    let inputs = AvInputs {
+        video: &video_tokens,
+        audio: &audio_tokens,
+        video_context: &video_context,
+        audio_context: &audio_context,
+        context_mask: mask.as_ref(),
+        video_timestep: &video_t,
+        audio_timestep: &audio_t,
+        video_sigma: &uniform,
+        audio_sigma: &uniform,
+        video_positions: &video_positions,
+        audio_positions: &audio_positions,
+        keyframe_mask: None,
+    };
+    let (video_velocity, audio_velocity) = transformer.forward(&inputs, perturbation)?;
+    let video_velocity = unpack_latents(&video_velocity, frames, height, width)?.to_device(video.device())?;
+    let audio_velocity = unpack_audio_latents(&audio_velocity, audio_channels)?.to_device(audio.device())?;
+    let scale = f64::from(sigma32);
+    Ok((
+        (video.to_dtype(DType::F32)? - (video_velocity * scale)?)?,
+        (audio.to_dtype(DType::F32)? - (audio_velocity * scale)?)?,
+    ))
+}
+
+fn repeat_batch(tensor: &Tensor, batch: usize) -> Result<Tensor> {
+    match tensor.dim(0)? {
+        b if b == batch => Ok(tensor.clone()),
+        1 => {
+            let mut repeats = vec![1; tensor.rank()];
+            repeats[0] = batch;
+            tensor.repeat(repeats)
+        }
+        other => candle_core::bail!("conditioning has batch {other} but the latent has batch {batch}"),
+    }
+}
