@@ -67,6 +67,12 @@ pub fn vae_config() -> VaeConfig {
     config
 }
 
+/// The tiny LTX-2.0 video VAE: [`vae_config`] without timestep conditioning (the 2.0 VAE is the 0.9.5
+/// layout without it).
+pub fn ltx2_vae_config() -> VaeConfig {
+    VaeConfig { timestep_conditioning: false, ..vae_config() }
+}
+
 /// The tiny T5: the real vocabulary, 2 blocks of width 32.
 pub fn text_encoder_config() -> T5Config {
     T5Config {
@@ -133,7 +139,7 @@ pub fn text_encoder_tensors() -> candle_core::Result<BTreeMap<String, Tensor>> {
 
 /// Replaces every variable with deterministic values: weights `N(0, 1/fan_in)`, biases small, norm
 /// scales near 1, positive statistics; named `prefix + name`.
-fn randomise(varmap: &VarMap, prefix: &str, seed: u64) -> candle_core::Result<BTreeMap<String, Tensor>> {
+pub(crate) fn randomise(varmap: &VarMap, prefix: &str, seed: u64) -> candle_core::Result<BTreeMap<String, Tensor>> {
     let data = varmap.data().lock().map_err(|_| candle_core::Error::Msg("weights lock poisoned".into()))?;
     let names: BTreeMap<&String, &candle_core::Var> = data.iter().collect();
     let mut generator = TorchGenerator::new(seed);

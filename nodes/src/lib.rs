@@ -4,6 +4,7 @@
 //! wherever ComfyUI has the same node, so that its workflows load unchanged.
 
 pub mod demo;
+pub mod demo_ltx2;
 pub mod diffusion;
 pub mod media;
 pub mod nodes;

@@ -14,14 +14,19 @@ use std::path::PathBuf;
 
 const TEXT_TO_VIDEO: &str = include_str!("../../workflows/ltxv_text_to_video.json");
 const IMAGE_TO_VIDEO: &str = include_str!("../../workflows/ltxv_image_to_video.json");
+const LTX2_TEXT_TO_VIDEO: &str = include_str!("../../workflows/ltx2_text_to_video.json");
 /// The input image the image-to-video demo writes and loads.
 const DEMO_IMAGE: &str = "kinograph-demo.png";
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Run image-to-video (from a generated picture) instead of text-to-video.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ltx2")]
     pub image_to_video: bool,
+    /// Run LTX-2 text-to-video with sound (`workflows/ltx2_text_to_video.json`: two stages, latent
+    /// upsampler, distilled LoRA) on tiny LTX-2 models written under ComfyUI's file names.
+    #[arg(long)]
+    pub ltx2: bool,
     /// Sampler steps.
     #[arg(long, default_value_t = 8)]
     pub steps: u32,
@@ -43,6 +48,9 @@ pub fn run(args: &DemoArgs) -> u8 {
 }
 
 fn prepare(args: &DemoArgs) -> Result<(Loaded, Environment, RunArgs), String> {
+    if args.ltx2 {
+        return prepare_ltx2(args);
+    }
     let env = args.folders.environment()?;
     let models = write_demo_models(env.models.models_dir())?;
     eprintln!("demo models: {} and {}", models.checkpoint.display(), models.text_encoder.display());
@@ -70,6 +78,45 @@ fn prepare(args: &DemoArgs) -> Result<(Loaded, Environment, RunArgs), String> {
             node.inputs.insert(input.to_string(), InputValue::Literal(value.clone()));
         }
     }
+    finish(prompt, name, args, env)
+}
+
+/// The LTX-2 demo: tiny models of every part, then the two-stage text-to-video with sound at 192×128 (stage
+/// 1 at 192×128, stage 2 at 384×256), 25 frames.
+fn prepare_ltx2(args: &DemoArgs) -> Result<(Loaded, Environment, RunArgs), String> {
+    let env = args.folders.environment()?;
+    let models = kinograph_nodes::demo_ltx2::write_ltx2_demo_models(env.models.models_dir())?;
+    eprintln!(
+        "demo models: {}, {}, {}, {}",
+        models.checkpoint.display(),
+        models.text_encoder.display(),
+        models.upsampler.display(),
+        models.lora.display()
+    );
+    let name = "ltx2_text_to_video.json";
+    let mut prompt = ApiPrompt::parse(LTX2_TEXT_TO_VIDEO, name).map_err(|e| e.to_string())?;
+    let settings: [(&str, &str, Json); 6] = [
+        ("EmptyLTXVLatentVideo", "width", json!(192)),
+        ("EmptyLTXVLatentVideo", "height", json!(128)),
+        ("EmptyLTXVLatentVideo", "length", json!(25)),
+        ("LTXVEmptyLatentAudio", "frames_number", json!(25)),
+        ("LTXVScheduler", "steps", json!(args.steps)),
+        ("SaveVideo", "filename_prefix", json!("video/demo_ltx2")),
+    ];
+    for (class_type, input, value) in settings {
+        for node in prompt.nodes.values_mut().filter(|node| node.class_type.as_deref() == Some(class_type)) {
+            node.inputs.insert(input.to_string(), InputValue::Literal(value.clone()));
+        }
+    }
+    finish(prompt, name, args, env)
+}
+
+fn finish(
+    prompt: ApiPrompt,
+    name: &str,
+    args: &DemoArgs,
+    env: Environment,
+) -> Result<(Loaded, Environment, RunArgs), String> {
     let run_args = RunArgs {
         file: PathBuf::from(format!("built-in demo ({name})")),
         overrides: Vec::new(),
