@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{DpmPp2m, DpmPp2mSde, Euler, EulerAncestral, Heun, Lcm, Sampler};
+use super::{DpmPp2m, DpmPp2mSde, Euler, EulerAncestral, GradientEstimation, Heun, Lcm, Sampler};
 
 /// The samplers a workflow can name.
 #[derive(Clone, Default)]
@@ -16,7 +16,7 @@ impl SamplerRegistry {
         Self::default()
     }
 
-    /// The built-in samplers, in ComfyUI's order: `euler`, `euler_ancestral`, `heun`, `dpmpp_2m`, `dpmpp_2m_sde`, `lcm`.
+    /// The built-in samplers, in ComfyUI's order: `euler`, `euler_ancestral`, `heun`, `dpmpp_2m`, `dpmpp_2m_sde`, `lcm`, `gradient_estimation`.
     pub fn builtin() -> Self {
         let mut registry = Self::new();
         registry.register(Arc::new(Euler));
@@ -25,6 +25,7 @@ impl SamplerRegistry {
         registry.register(Arc::new(DpmPp2m));
         registry.register(Arc::new(DpmPp2mSde::default()));
         registry.register(Arc::new(Lcm));
+        registry.register(Arc::new(GradientEstimation));
         registry
     }
 
