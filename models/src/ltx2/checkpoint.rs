@@ -123,15 +123,12 @@ impl Contents {
             return Ok(());
         }
         let file = source.files().iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
-        let holds = if self.parts.is_empty() {
-            if self.ltxv_transformer {
-                "an LTX-Video 0.9.x transformer".to_string()
-            } else {
-                "no LTX-2 part".to_string()
-            }
-        } else {
-            self.parts.iter().map(|p| p.describe()).collect::<Vec<_>>().join(", ")
-        };
+        let mut found: Vec<&str> = Vec::new();
+        if self.ltxv_transformer {
+            found.push("an LTX-Video 0.9.x transformer (an LTX-Video 0.9 checkpoint, not LTX-2)");
+        }
+        found.extend(self.parts.iter().map(|p| p.describe()));
+        let holds = if found.is_empty() { "no LTX-2 part".to_string() } else { found.join(", ") };
         Err(WeightError::Invalid {
             file,
             message: format!(

@@ -5,12 +5,14 @@ mod preview_any;
 mod primitive_values;
 mod save_text;
 mod string_concatenate;
+mod switch;
 
 pub use delay::Delay;
 pub use preview_any::PreviewAny;
 pub use primitive_values::{PrimitiveBoolean, PrimitiveFloat, PrimitiveInt, PrimitiveString, PrimitiveStringMultiline};
 pub use save_text::SaveText;
 pub use string_concatenate::StringConcatenate;
+pub use switch::ComfySwitchNode;
 
 use kinograph_engine::Node;
 use std::sync::Arc;
@@ -27,5 +29,6 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(PreviewAny),
         Arc::new(SaveText),
         Arc::new(Delay),
+        Arc::new(ComfySwitchNode),
     ]
 }

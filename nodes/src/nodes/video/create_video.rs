@@ -1,10 +1,10 @@
 //! `CreateVideo`: an IMAGE batch and a frame rate as a VIDEO.
 
-use crate::values::{Image, Video};
+use crate::values::{Audio, Image, Video};
 use kinograph_engine::prelude::*;
 use std::sync::Arc;
 
-/// Makes a VIDEO from frames. Audio is not supported: connecting it is an error rather than a silent drop.
+/// Makes a VIDEO from frames and, when connected, a sound track.
 pub struct CreateVideo;
 
 impl Node for CreateVideo {
@@ -20,16 +20,17 @@ impl Node for CreateVideo {
     }
 
     fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
-        if inputs.get("audio").is_some() {
-            return Err(NodeError::input("audio", "audio is not supported yet; disconnect it to make a silent video"));
-        }
         let images = inputs.object::<Image>("images")?;
         images.dims()?;
         let fps = inputs.float("fps")?;
         if !(fps.is_finite() && fps > 0.0) {
             return Err(NodeError::input("fps", format!("{fps} must be a positive number of frames per second")));
         }
-        let video = Video { frames: Image::clone(&images), fps, audio: None };
+        let audio = inputs.optional_object::<Audio>("audio")?.map(|audio| Audio::clone(&audio));
+        if let Some(audio) = &audio {
+            audio.dims()?;
+        }
+        let video = Video { frames: Image::clone(&images), fps, audio };
         Ok(NodeOutput::new(vec![Value::Object(Arc::new(video))]))
     }
 }

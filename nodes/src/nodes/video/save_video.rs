@@ -48,6 +48,9 @@ impl Node for SaveVideo {
                 format!("{width}x{height} frames are too small for H.264 (2x2 at least)"),
             ));
         }
+        if video.audio.is_some() {
+            context.warn("SaveVideo: this build writes the video track only; the sound track is left out");
+        }
         let file = context.create_numbered_output(prefix, "mp4")?;
         let metadata = output_metadata(context);
         let mut writer = Mp4Writer::new(file, width, height, video.fps, &metadata)
