@@ -20,9 +20,9 @@ impl Audio {
 
     /// `(batch, channels, samples)`.
     pub fn dims(&self) -> Result<(usize, usize, usize), NodeError> {
-        self.waveform.dims3().map_err(|_| {
-            NodeError::msg(format!("an AUDIO waveform must be [B, C, S], got {:?}", self.waveform.dims()))
-        })
+        self.waveform
+            .dims3()
+            .map_err(|_| NodeError::msg(format!("an AUDIO waveform must be [B, C, S], got {:?}", self.waveform.dims())))
     }
 
     /// The length in seconds.
