@@ -231,7 +231,7 @@ impl NodeValue for AudioVaeModel {
     }
 }
 
-/// LATENT_UPSCALE_MODEL: LTX-2's latent upsampler.
+/// `LATENT_UPSCALE_MODEL`: LTX-2's latent upsampler.
 #[derive(Debug, Clone)]
 pub struct LatentUpscaleModel {
     pub upsampler: Arc<LatentUpsampler>,

@@ -57,9 +57,9 @@ fn encode_with_gemma(gemma: &GemmaText, text: &str) -> Result<CondEntry, NodeErr
     let ids = gemma.tokenizer.encode_prompt(text).map_err(|e| NodeError::input("text", e))?;
     let device = gemma.model.device();
     let count = ids.len();
-    let ids = Tensor::from_vec(ids, (1, count), &device).map_err(failed)?;
+    let ids = Tensor::from_vec(ids, (1, count), device).map_err(failed)?;
     let hidden = gemma.model.hidden_states(&ids, None).map_err(failed)?;
-    let mask = Tensor::ones((1, count), candle_core::DType::F32, &device).map_err(failed)?;
+    let mask = Tensor::ones((1, count), candle_core::DType::F32, device).map_err(failed)?;
     let length = gemma.connectors.context_length(count);
     let (video, audio) = gemma.connectors.forward(&hidden, &mask, length).map_err(failed)?;
     let cpu = |t: Tensor| t.to_device(&candle_core::Device::Cpu).map_err(failed);

@@ -133,7 +133,7 @@ impl Node for LtxvConcatAvLatent {
         }
         let mut joined = Latent::new(video.samples.clone());
         joined.batch_index = audio.batch_index.clone().or_else(|| video.batch_index.clone());
-        joined.noise_mask = video.noise_mask.clone();
+        joined.noise_mask.clone_from(&video.noise_mask);
         joined.audio = Some(AudioLatent { samples, noise_mask: mask });
         Ok(NodeOutput::new(vec![Value::from(Arc::new(joined))]))
     }
