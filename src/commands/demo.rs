@@ -108,15 +108,11 @@ fn prepare_ltx2(args: &DemoArgs) -> Result<(Loaded, Environment, RunArgs), Strin
             node.inputs.insert(input.to_string(), InputValue::Literal(value.clone()));
         }
     }
-    finish(prompt, name, args, env)
+    Ok(finish(prompt, name, args, env))
 }
 
-fn finish(
-    prompt: ApiPrompt,
-    name: &str,
-    args: &DemoArgs,
-    env: Environment,
-) -> Result<(Loaded, Environment, RunArgs), String> {
+/// The run of a demo workflow: its arguments, and its UI form for the MP4's metadata.
+fn finish(prompt: ApiPrompt, name: &str, args: &DemoArgs, env: Environment) -> (Loaded, Environment, RunArgs) {
     let run_args = RunArgs {
         file: PathBuf::from(format!("built-in demo ({name})")),
         overrides: Vec::new(),
@@ -128,5 +124,5 @@ fn finish(
         jobs: None,
     };
     let ui_workflow = kinograph_engine::ui_from_prompt(&prompt, &registry(), &env).ok().map(|ui| ui.to_json());
-    Ok((Loaded { prompt, ui_workflow }, env, run_args))
+    (Loaded { prompt, ui_workflow }, env, run_args)
 }
