@@ -78,7 +78,7 @@ fn prepare(args: &DemoArgs) -> Result<(Loaded, Environment, RunArgs), String> {
             node.inputs.insert(input.to_string(), InputValue::Literal(value.clone()));
         }
     }
-    finish(prompt, name, args, env)
+    Ok(finish(prompt, name, args, env))
 }
 
 /// The LTX-2 demo: tiny models of every part, then the two-stage text-to-video with sound at 192×128 (stage
