@@ -247,7 +247,10 @@ impl Sampler for Jump {
 #[test]
 fn a_custom_sampler_registers_by_name() {
     let mut registry = SamplerRegistry::builtin();
-    assert_eq!(registry.names(), ["euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "lcm"]);
+    assert_eq!(
+        registry.names(),
+        ["euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "lcm", "gradient_estimation"]
+    );
     assert!(registry.get("jump").is_none());
     registry.register(Arc::new(Jump));
     assert_eq!(registry.names().last().map(String::as_str), Some("jump"));
