@@ -266,5 +266,5 @@ fn a_custom_sampler_registers_by_name() {
     assert_eq!(toy.sigmas, [1.0]);
     // Registering a name again replaces the sampler in place.
     registry.register(Arc::new(Jump));
-    assert_eq!(registry.names().len(), 7);
+    assert_eq!(registry.names().len(), 8);
 }

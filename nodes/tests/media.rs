@@ -373,15 +373,23 @@ fn save_video_into_an_unusable_folder_fails_clearly_and_leaves_nothing() {
 }
 
 #[test]
-fn create_video_refuses_audio() {
+fn create_video_carries_audio_and_refuses_what_is_not_audio() {
     let context = ExecutionContext::detached("2", "CreateVideo", Environment::default());
     let mut values = inputs(vec![("images", Value::Object(image_value(8, 8, 2))), ("fps", Value::Float(12.0))]);
     let output = node("CreateVideo").execute(&values, &context).unwrap();
     let video = output.values[0].downcast::<Video>().unwrap();
     assert_eq!((video.frames.pixels.dims(), video.fps), ([2, 8, 8, 3].as_slice(), 12.0));
+    assert!(video.audio.is_none());
+    let waveform =
+        candle_core::Tensor::zeros((1, 2, 4800), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    values.insert("audio", Value::Object(Arc::new(kinograph_nodes::values::Audio::new(waveform, 24_000))));
+    let output = node("CreateVideo").execute(&values, &context).unwrap();
+    let video = output.values[0].downcast::<Video>().unwrap();
+    let audio = video.audio.as_ref().expect("the sound track travels with the video");
+    assert_eq!((audio.sample_rate, audio.duration().unwrap()), (24_000, 0.2));
     values.insert("audio", Value::Json(Arc::new(json!({"waveform": []}))));
     let error = node("CreateVideo").execute(&values, &context).unwrap_err().to_string();
-    assert!(error.contains("audio") && error.contains("not supported"), "{error}");
+    assert!(error.contains("audio"), "{error}");
 }
 
 #[test]
