@@ -5,7 +5,7 @@
 //! audio in seconds of mel frames) and text context, and returns the packed clean-latent estimates
 //! `x − v·σ` of both streams.
 
-use super::model_call::DEFAULT_FRAME_RATE;
+use super::model_call::{DEFAULT_FRAME_RATE, repeat_batch};
 use crate::values::CondEntry;
 use candle_core::{DType, Result, Tensor};
 use kinograph_models::ltx2::transformer::{
@@ -127,16 +127,4 @@ pub fn predict_denoised_av(
         (video.to_dtype(DType::F32)? - (video_velocity * scale)?)?,
         (audio.to_dtype(DType::F32)? - (audio_velocity * scale)?)?,
     ))
-}
-
-fn repeat_batch(tensor: &Tensor, batch: usize) -> Result<Tensor> {
-    match tensor.dim(0)? {
-        b if b == batch => Ok(tensor.clone()),
-        1 => {
-            let mut repeats = vec![1; tensor.rank()];
-            repeats[0] = batch;
-            tensor.repeat(repeats)
-        }
-        other => candle_core::bail!("conditioning has batch {other} but the latent has batch {batch}"),
-    }
 }

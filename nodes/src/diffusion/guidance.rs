@@ -3,7 +3,7 @@
 
 use super::av_call::{AvShapes, predict_denoised_av};
 use super::model_call::predict_denoised;
-use crate::values::{Conditioning, Guider, Transformer};
+use crate::values::{CondEntry, Conditioning, Guider, Transformer};
 use candle_core::{Result, Tensor};
 use kinograph_models::ltx2::transformer::Perturbation;
 
@@ -24,45 +24,17 @@ impl Guider {
     /// The guided prediction of the clean latent from `x` at `sigma`:
     /// `uncond + (cond − uncond)·cfg`, each the mean over its conditioning's entries.
     pub fn predict(&self, x: &Tensor, sigma: f64, denoise_mask: Option<&Tensor>) -> Result<Tensor> {
-        let cond = self.mean_prediction(&self.positive, x, sigma, denoise_mask)?;
-        match &self.negative {
-            Some(negative) if !self.skips_negative() => {
-                let uncond = self.mean_prediction(negative, x, sigma, denoise_mask)?;
-                let scale = self.cfg as f32;
-                uncond.clone() + ((cond - uncond)? * f64::from(scale))?
-            }
-            _ => Ok(cond),
-        }
+        self.guided(|entry| predict_denoised(&self.model, x, sigma, entry, denoise_mask))
     }
 
     /// The guided prediction for a packed audio-video latent `x` (`AvShapes::pack`) of an LTX-2 model:
     /// the same combination as [`Self::predict`] on the packed tensor.
     pub fn predict_av(&self, x: &Tensor, shapes: &AvShapes, sigma: f64, masks: AvMasks<'_>) -> Result<Tensor> {
-        let cond = self.mean_prediction_av(&self.positive, x, shapes, sigma, masks)?;
-        match &self.negative {
-            Some(negative) if !self.skips_negative() => {
-                let uncond = self.mean_prediction_av(negative, x, shapes, sigma, masks)?;
-                let scale = self.cfg as f32;
-                uncond.clone() + ((cond - uncond)? * f64::from(scale))?
-            }
-            _ => Ok(cond),
-        }
-    }
-
-    fn mean_prediction_av(
-        &self,
-        conditioning: &Conditioning,
-        x: &Tensor,
-        shapes: &AvShapes,
-        sigma: f64,
-        masks: AvMasks<'_>,
-    ) -> Result<Tensor> {
         let Transformer::Ltx2(transformer) = &self.model.transformer else {
             candle_core::bail!("an audio-video latent needs an LTX-2 model; this MODEL is LTX-Video 0.9")
         };
         let (video, audio) = shapes.unpack(x)?;
-        let mut total: Option<Tensor> = None;
-        for entry in &conditioning.entries {
+        self.guided(|entry| {
             let (video, audio) = predict_denoised_av(
                 transformer,
                 (&video, &audio),
@@ -71,40 +43,38 @@ impl Guider {
                 (masks.video, masks.audio),
                 &Perturbation::default(),
             )?;
-            let prediction = shapes.pack(&video, &audio)?;
-            total = Some(match total {
-                Some(sum) => (sum + prediction)?,
-                None => prediction,
-            });
-        }
-        let count = conditioning.entries.len();
-        match total {
-            Some(sum) if count > 1 => sum / count as f64,
-            Some(sum) => Ok(sum),
-            None => candle_core::bail!("the conditioning is empty"),
-        }
+            shapes.pack(&video, &audio)
+        })
     }
 
-    fn mean_prediction(
-        &self,
-        conditioning: &Conditioning,
-        x: &Tensor,
-        sigma: f64,
-        denoise_mask: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let mut total: Option<Tensor> = None;
-        for entry in &conditioning.entries {
-            let prediction = predict_denoised(&self.model, x, sigma, entry, denoise_mask)?;
-            total = Some(match total {
-                Some(sum) => (sum + prediction)?,
-                None => prediction,
-            });
+    /// Classifier-free guidance over `predict`, the prediction for one conditioning entry.
+    fn guided(&self, predict: impl Fn(&CondEntry) -> Result<Tensor>) -> Result<Tensor> {
+        let cond = mean_prediction(&self.positive, &predict)?;
+        match &self.negative {
+            Some(negative) if !self.skips_negative() => {
+                let uncond = mean_prediction(negative, &predict)?;
+                let scale = self.cfg as f32;
+                uncond.clone() + ((cond - uncond)? * f64::from(scale))?
+            }
+            _ => Ok(cond),
         }
-        let count = conditioning.entries.len();
-        match total {
-            Some(sum) if count > 1 => sum / count as f64,
-            Some(sum) => Ok(sum),
-            None => candle_core::bail!("the conditioning is empty"),
-        }
+    }
+}
+
+/// The mean of `predict` over the entries of `conditioning`.
+fn mean_prediction(conditioning: &Conditioning, predict: &impl Fn(&CondEntry) -> Result<Tensor>) -> Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for entry in &conditioning.entries {
+        let prediction = predict(entry)?;
+        total = Some(match total {
+            Some(sum) => (sum + prediction)?,
+            None => prediction,
+        });
+    }
+    let count = conditioning.entries.len();
+    match total {
+        Some(sum) if count > 1 => sum / count as f64,
+        Some(sum) => Ok(sum),
+        None => candle_core::bail!("the conditioning is empty"),
     }
 }

@@ -78,7 +78,8 @@ fn with_guide_positions(coords: &Tensor, keyframes: &Tensor, frame_rate: f32) ->
     Tensor::cat(&[&coords.narrow(2, 0, tokens - guides.dim(2)?)?, &guides], 2)
 }
 
-fn repeat_batch(tensor: &Tensor, batch: usize) -> Result<Tensor> {
+/// `tensor` with batch `batch`: as it is, or its single item repeated.
+pub(crate) fn repeat_batch(tensor: &Tensor, batch: usize) -> Result<Tensor> {
     match tensor.dim(0)? {
         b if b == batch => Ok(tensor.clone()),
         1 => {

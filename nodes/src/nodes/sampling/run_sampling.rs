@@ -106,11 +106,7 @@ pub fn run_sampling(
     let mut callback = |info: &StepInfo<'_>| -> Result<(), SamplingError> {
         last_denoised = Some(info.denoised.clone());
         let step = info.step as u64 + 1;
-        let reported = match latent_preview(info.denoised) {
-            Ok(preview) => context.progress_with_preview(step, total, preview),
-            Err(_) => context.progress(step, total),
-        };
-        reported.map_err(|_| SamplingError::Cancelled)
+        report(context, step, total, latent_preview(info.denoised).ok())
     };
     let mut options = SampleOptions {
         seed: noise.seed().rem_euclid(1 << 64) as u64,
@@ -119,11 +115,7 @@ pub fn run_sampling(
     };
     context.check_interrupted()?;
     let result = sample_flow(sampler, &mut denoiser, &starting_noise, &latent.samples, &sigmas, mask, &mut options);
-    let samples = match result {
-        Ok(samples) => samples,
-        Err(SamplingError::Cancelled) => return Err(NodeError::Interrupted),
-        Err(error) => return Err(NodeError::msg(format!("sampling with '{}' failed: {error}", sampler.name()))),
-    };
+    let samples = sampled(result, sampler)?;
     let denoised = last_denoised.unwrap_or_else(|| samples.clone());
     Ok(Sampled { output: latent.with_samples(samples), denoised: latent.with_samples(denoised) })
 }
@@ -206,11 +198,7 @@ fn run_av_sampling(
         last_denoised = Some(info.denoised.clone());
         let step = info.step as u64 + 1;
         let preview = shapes.unpack(info.denoised).ok().and_then(|(video, _)| latent_preview(&video).ok());
-        let reported = match preview {
-            Some(preview) => context.progress_with_preview(step, total, preview),
-            None => context.progress(step, total),
-        };
-        reported.map_err(|_| SamplingError::Cancelled)
+        report(context, step, total, preview)
     };
     let mut options = SampleOptions {
         seed: noise.seed().rem_euclid(1 << 64) as u64,
@@ -220,11 +208,7 @@ fn run_av_sampling(
     context.check_interrupted()?;
     let result =
         sample_flow(sampler, &mut denoiser, &packed_noise, &packed_latent, &sigmas, packed_mask.as_ref(), &mut options);
-    let samples = match result {
-        Ok(samples) => samples,
-        Err(SamplingError::Cancelled) => return Err(NodeError::Interrupted),
-        Err(error) => return Err(NodeError::msg(format!("sampling with '{}' failed: {error}", sampler.name()))),
-    };
+    let samples = sampled(result, sampler)?;
     let denoised = last_denoised.unwrap_or_else(|| samples.clone());
     let unpacked = |packed: &Tensor| -> Result<Latent, NodeError> {
         let (video, sound) = shapes.unpack(packed).map_err(failed)?;
@@ -233,4 +217,28 @@ fn run_av_sampling(
         Ok(out)
     };
     Ok(Sampled { output: unpacked(&samples)?, denoised: unpacked(&denoised)? })
+}
+
+/// A progress event for `step` of `total`, with the preview when there is one; an error stops sampling
+/// when the run was cancelled.
+fn report(
+    context: &ExecutionContext,
+    step: u64,
+    total: u64,
+    preview: Option<kinograph_engine::Preview>,
+) -> Result<(), SamplingError> {
+    let reported = match preview {
+        Some(preview) => context.progress_with_preview(step, total, preview),
+        None => context.progress(step, total),
+    };
+    reported.map_err(|_| SamplingError::Cancelled)
+}
+
+/// The sampler's result as a node's: cancellation is an interruption, any other failure names the sampler.
+fn sampled(result: Result<Tensor, SamplingError>, sampler: &dyn Sampler) -> Result<Tensor, NodeError> {
+    match result {
+        Ok(samples) => Ok(samples),
+        Err(SamplingError::Cancelled) => Err(NodeError::Interrupted),
+        Err(error) => Err(NodeError::msg(format!("sampling with '{}' failed: {error}", sampler.name()))),
+    }
 }
