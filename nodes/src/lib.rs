@@ -12,7 +12,7 @@ pub mod values;
 
 use kinograph_engine::Registry;
 use kinograph_models::sampling::samplers::SamplerRegistry;
-use nodes::{conditioning, image, latent, loaders, primitives, sampling, video};
+use nodes::{audio, conditioning, image, latent, loaders, primitives, sampling, video};
 use std::sync::Arc;
 
 /// A registry holding every built-in node.
@@ -46,6 +46,7 @@ pub fn register_all_with_samplers(registry: &mut Registry, samplers: SamplerRegi
         sampling::nodes(&samplers),
         image::nodes(),
         video::nodes(),
+        audio::nodes(),
     ];
     registry.register_all(built_in.into_iter().flatten()).expect("built-in node names are unique");
     values::register_decoders(registry);

@@ -1,4 +1,5 @@
-//! Reading and writing image and video files: pure functions over RGB bytes, no engine types.
+//! Reading and writing image, video and audio files: pure functions over RGB bytes and float samples, no
+//! engine types.
 //!
 //! - [`yuv`]: RGB ↔ YUV 4:2:0 in BT.601 limited range (what ffmpeg's default swscale produces).
 //! - [`h264`]: one-frame-at-a-time H.264 encoding and decoding with openh264 (built from source).
@@ -6,7 +7,11 @@
 //! - [`mp4_reader`]: reads the H.264 track of an MP4 back, frame by frame.
 //! - [`png`]: PNG with `tEXt` metadata, and loading PNG, JPEG and WebP files.
 //! - [`webp`]: animated WebP.
+//! - [`audio_decode`]: WAV, FLAC, MP3, AAC and Ogg Vorbis decoded to float samples (symphonia).
+//! - [`flac`]: FLAC output with Vorbis comments (flacenc).
 
+pub mod audio_decode;
+pub mod flac;
 pub mod h264;
 pub mod mp4_reader;
 pub mod mp4_writer;
