@@ -12,7 +12,7 @@ pub mod values;
 
 use kinograph_engine::Registry;
 use kinograph_models::sampling::samplers::SamplerRegistry;
-use nodes::{audio, conditioning, image, latent, loaders, primitives, sampling, video};
+use nodes::{audio, conditioning, image, latent, loaders, mask, primitives, sampling, video};
 use std::sync::Arc;
 
 /// A registry holding every built-in node.
@@ -45,6 +45,7 @@ pub fn register_all_with_samplers(registry: &mut Registry, samplers: SamplerRegi
         latent::nodes(),
         sampling::nodes(&samplers),
         image::nodes(),
+        mask::nodes(),
         video::nodes(),
         audio::nodes(),
     ];

@@ -6,6 +6,7 @@ pub mod conditioning;
 pub mod image;
 pub mod latent;
 pub mod loaders;
+pub mod mask;
 pub mod primitives;
 pub mod sampling;
 pub mod video;

@@ -80,6 +80,18 @@ pub struct Mask {
     pub values: Tensor,
 }
 
+/// The stored kind of [`Mask`].
+pub const MASK_KIND: &str = "kinograph.mask";
+
+impl Mask {
+    /// Decoder for [`Mask::to_stored`].
+    #[allow(clippy::needless_pass_by_value)] // the decoder signature the registry expects
+    pub fn from_stored(stored: StoredObject) -> Result<Arc<dyn NodeValue>, String> {
+        let tensor = stored.tensors.iter().find(|t| t.name == "values").ok_or("a stored mask has no 'values' tensor")?;
+        Ok(Arc::new(Mask { values: restore_tensor(tensor)? }))
+    }
+}
+
 impl NodeValue for Mask {
     fn type_name(&self) -> &'static str {
         "MASK"
@@ -89,5 +101,12 @@ impl NodeValue for Mask {
     }
     fn describe(&self) -> String {
         format!("MASK {:?}", self.values.dims())
+    }
+    fn to_stored(&self) -> Option<StoredObject> {
+        Some(StoredObject {
+            kind: MASK_KIND.into(),
+            metadata: json!({}),
+            tensors: vec![store_tensor("values", &self.values)?],
+        })
     }
 }

@@ -1,8 +1,16 @@
 //! Image nodes: `LoadImage`, `SaveImage`, `PreviewImage`, `SaveAnimatedWEBP` and `LTXVPreprocess`,
 //! with ComfyUI's class names, inputs and UI results.
 
+mod batch;
+mod canny;
+mod empty_image;
+mod invert_and_size;
 mod load_image;
+mod pil_lanczos;
 mod preprocess;
+pub mod resample;
+mod resize;
+mod resize_image_mask;
 mod save_animated_webp;
 mod save_image;
 
@@ -23,6 +31,18 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(PreviewImage),
         Arc::new(SaveAnimatedWEBP),
         Arc::new(LTXVPreprocess),
+        Arc::new(empty_image::EmptyImage),
+        Arc::new(resize::ImageScale),
+        Arc::new(resize::ImageScaleBy),
+        Arc::new(resize::ImageScaleToMaxDimension),
+        Arc::new(resize::ResizeImagesByLongerEdge),
+        Arc::new(resize::ResizeAndPadImage),
+        Arc::new(resize_image_mask::ResizeImageMaskNode),
+        Arc::new(batch::ImageFromBatch),
+        Arc::new(batch::RepeatImageBatch),
+        Arc::new(invert_and_size::ImageInvert),
+        Arc::new(invert_and_size::GetImageSize),
+        Arc::new(canny::Canny),
     ]
 }
 

@@ -3,6 +3,7 @@
 mod files;
 mod ltx2;
 mod ltxv;
+mod noise_mask;
 pub mod resize;
 mod vae;
 
@@ -37,5 +38,6 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(LtxvAudioVaeEncode),
         Arc::new(LtxvLatentUpsampler),
         Arc::new(LtxvImgToVideoInplace),
+        Arc::new(noise_mask::SetLatentNoiseMask),
     ]
 }

@@ -1,8 +1,12 @@
 //! Small utility nodes that need no models: primitives, strings, previews, text output.
 
 mod delay;
+mod expression;
+mod expression_eval;
+mod math_expression;
 mod preview_any;
 mod primitive_values;
+mod resolution_selector;
 mod save_text;
 mod string_concatenate;
 mod switch;
@@ -30,5 +34,7 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(SaveText),
         Arc::new(Delay),
         Arc::new(ComfySwitchNode),
+        Arc::new(math_expression::ComfyMathExpression),
+        Arc::new(resolution_selector::ResolutionSelector),
     ]
 }
