@@ -87,7 +87,8 @@ impl Mask {
     /// Decoder for [`Mask::to_stored`].
     #[allow(clippy::needless_pass_by_value)] // the decoder signature the registry expects
     pub fn from_stored(stored: StoredObject) -> Result<Arc<dyn NodeValue>, String> {
-        let tensor = stored.tensors.iter().find(|t| t.name == "values").ok_or("a stored mask has no 'values' tensor")?;
+        let tensor =
+            stored.tensors.iter().find(|t| t.name == "values").ok_or("a stored mask has no 'values' tensor")?;
         Ok(Arc::new(Mask { values: restore_tensor(tensor)? }))
     }
 }
