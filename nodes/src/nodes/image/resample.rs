@@ -1,6 +1,6 @@
 //! ComfyUI's `comfy.utils.common_upscale` for images and masks: an optional centre crop, then PyTorch's
 //! `interpolate` (nearest-exact, bilinear, area, bicubic; `align_corners=False`, no antialiasing, float32)
-//! or, for lanczos, PIL's 8-bit LANCZOS resampling per image ([`super::pil_lanczos`]).
+//! or, for lanczos, PIL's 8-bit LANCZOS resampling per image (`pil_lanczos.rs`).
 //!
 //! Frames travel as interleaved `[count, height, width, channels]` f32, the layout of IMAGE; a MASK is the
 //! same with one channel.
