@@ -1,10 +1,9 @@
 //! `LoadAudio`: an audio file from the input folder as AUDIO.
 
 use crate::media::audio_decode::{AUDIO_FORMATS, decode_audio_file};
-use crate::nodes::image::resolve_image;
+use crate::nodes::image::{input_file_fingerprint, input_files, resolve_image, validate_input_file};
 use crate::values::{Audio, tensor_error};
 use candle_core::{Device, Tensor};
-use kinograph_engine::content_hash;
 use kinograph_engine::prelude::*;
 use std::path::Path;
 use std::sync::Arc;
@@ -47,39 +46,16 @@ impl Node for LoadAudio {
     }
 
     fn validate(&self, constants: &NodeInputs, env: &Environment) -> Vec<(String, String)> {
-        let Ok(name) = constants.string("audio") else { return Vec::new() };
-        match resolve_image(name, env) {
-            Ok(path) if path.is_file() => Vec::new(),
-            Ok(path) => {
-                vec![("audio".into(), format!("Invalid audio file: {name} ({} does not exist)", path.display()))]
-            }
-            Err(message) => vec![("audio".into(), message)],
-        }
+        validate_input_file(constants, env, "audio")
     }
 
     /// The file's content, so that a changed file runs again.
     fn fingerprint(&self, constants: &NodeInputs, env: &Environment) -> Option<Vec<u8>> {
-        let path = resolve_image(constants.string("audio").ok()?, env).ok()?;
-        Some(content_hash::hash_file(&path).ok()?.to_vec())
+        input_file_fingerprint(constants, env, "audio")
     }
 }
 
 /// The audio files directly in `folder`, sorted by name.
 fn input_audio_files(folder: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(folder)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .filter(|name| {
-                    Path::new(name).extension().is_some_and(|extension| {
-                        AUDIO_EXTENSIONS.contains(&extension.to_string_lossy().to_ascii_lowercase().as_str())
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    input_files(folder, &AUDIO_EXTENSIONS)
 }

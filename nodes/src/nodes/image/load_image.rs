@@ -58,24 +58,21 @@ impl Node for LoadImage {
     }
 
     fn validate(&self, constants: &NodeInputs, env: &Environment) -> Vec<(String, String)> {
-        let Ok(name) = constants.string("image") else { return Vec::new() };
-        match resolve_image(name, env) {
-            Ok(path) if path.is_file() => Vec::new(),
-            Ok(path) => {
-                vec![("image".into(), format!("Invalid image file: {name} ({} does not exist)", path.display()))]
-            }
-            Err(message) => vec![("image".into(), message)],
-        }
+        validate_input_file(constants, env, "image")
     }
 
     fn fingerprint(&self, constants: &NodeInputs, env: &Environment) -> Option<Vec<u8>> {
-        let path = resolve_image(constants.string("image").ok()?, env).ok()?;
-        Some(content_hash::hash_file(&path).ok()?.to_vec())
+        input_file_fingerprint(constants, env, "image")
     }
 }
 
 /// The loadable images directly in `folder`, sorted by name.
 fn input_images(folder: &Path) -> Vec<String> {
+    input_files(folder, &IMAGE_EXTENSIONS)
+}
+
+/// The files directly in `folder` whose extension (any case) is one of `extensions`, sorted by name.
+pub(crate) fn input_files(folder: &Path, extensions: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(folder)
         .map(|entries| {
             entries
@@ -84,7 +81,7 @@ fn input_images(folder: &Path) -> Vec<String> {
                 .map(|entry| entry.file_name().to_string_lossy().into_owned())
                 .filter(|name| {
                     Path::new(name).extension().is_some_and(|extension| {
-                        IMAGE_EXTENSIONS.contains(&extension.to_string_lossy().to_ascii_lowercase().as_str())
+                        extensions.contains(&extension.to_string_lossy().to_ascii_lowercase().as_str())
                     })
                 })
                 .collect()
@@ -92,6 +89,23 @@ fn input_images(folder: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// The check of a file-picking `input` (`image`, `audio`) before a run: the named input file must exist;
+/// ComfyUI's "Invalid image file: …" wording, with the input's name for the kind of file.
+pub(crate) fn validate_input_file(constants: &NodeInputs, env: &Environment, input: &str) -> Vec<(String, String)> {
+    let Ok(name) = constants.string(input) else { return Vec::new() };
+    match resolve_image(name, env) {
+        Ok(path) if path.is_file() => Vec::new(),
+        Ok(path) => vec![(input.into(), format!("Invalid {input} file: {name} ({} does not exist)", path.display()))],
+        Err(message) => vec![(input.into(), message)],
+    }
+}
+
+/// The content hash of the input file `input` names, so that a changed file runs again.
+pub(crate) fn input_file_fingerprint(constants: &NodeInputs, env: &Environment, input: &str) -> Option<Vec<u8>> {
+    let path = resolve_image(constants.string(input).ok()?, env).ok()?;
+    Some(content_hash::hash_file(&path).ok()?.to_vec())
 }
 
 /// The file an `image` value names. A trailing ` [input]`, ` [output]` or ` [temp]` picks the folder

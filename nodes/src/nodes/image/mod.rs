@@ -15,6 +15,7 @@ mod save_animated_webp;
 mod save_image;
 
 pub use load_image::{LoadImage, resolve_image};
+pub(crate) use load_image::{input_file_fingerprint, input_files, validate_input_file};
 pub use preprocess::LTXVPreprocess;
 pub use save_animated_webp::SaveAnimatedWEBP;
 pub use save_image::{PreviewImage, SaveImage};
