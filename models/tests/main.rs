@@ -7,6 +7,7 @@
 mod compare;
 mod full_size;
 mod gemma3;
+mod gemma3_generate;
 mod gemma_tokenizer;
 mod ltx2_audio;
 mod ltx2_pipeline;

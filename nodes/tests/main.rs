@@ -10,4 +10,5 @@ mod ltxv_nodes;
 mod media;
 mod model_sampling;
 mod object_info;
+mod text_generate;
 mod utils;

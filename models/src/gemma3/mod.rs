@@ -6,6 +6,8 @@
 //! |---|---|
 //! | [`config`] | `Gemma3TextConfig`: sizes, sliding/full layer pattern, local and global RoPE |
 //! | [`model`] | `Gemma3TextModel`, `Gemma3DecoderLayer`, `Gemma3Attention`, `Gemma3MLP`, `Gemma3RMSNorm` |
+//! | [`generate`] | ComfyUI's `BaseGenerate.generate`: prefill, then a token at a time over a key/value cache |
+//! | [`logits`] | ComfyUI's `sample_token`/`processed_probs`: penalties, temperature, top-k, min-p, top-p, the draw |
 //! | [`tokenizer`] | the SentencePiece BPE tokenizer (from `tokenizer.model`, ComfyUI's `spiece_model`, or `tokenizer.json`) |
 //! | [`sentencepiece`] | sentencepiece's `ModelProto`, normaliser, BPE and Unigram encoding, decoding |
 //! | [`load`] | ComfyUI files, transformers folders, prefixes and configs |
@@ -13,12 +15,16 @@
 
 pub mod bench;
 pub mod config;
+pub mod generate;
 pub mod load;
+pub mod logits;
 pub mod model;
 pub mod sentencepiece;
 pub mod tokenizer;
 
 pub use config::{Gemma3Config, LayerType, RopeParameters};
+pub use generate::{Gemma3Decoder, GenerateOptions, Generation, Stop, generate};
 pub use load::{GemmaLoadOptions, find_prefix, read_config};
-pub use model::{Gemma3Layer, Gemma3TextModel};
+pub use logits::SamplingOptions;
+pub use model::{Gemma3Cache, Gemma3Layer, Gemma3TextModel};
 pub use tokenizer::{GemmaTokenizer, TokenizerError};

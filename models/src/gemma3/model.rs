@@ -7,6 +7,9 @@
 //! `query_pre_attn_scalar^-1/2`, causal masking, and on sliding layers only the last `sliding_window`
 //! keys. The MLP is `down(GELU_tanh(gate(x)) · up(x))`. Embeddings are multiplied by `√hidden` rounded
 //! to the weight's dtype (61.97 in f32, 62.0 in bf16), as transformers does.
+//!
+//! [`Gemma3TextModel::forward_cached`] runs the same layers over new tokens only, with the earlier tokens'
+//! keys and values from a [`Gemma3Cache`], for generation ([`super::generate`]).
 
 use super::config::{Gemma3Config, LayerType, RopeParameters};
 use crate::ops::activations::{gelu_tanh, softmax_last_dim};
@@ -90,6 +93,39 @@ impl Gemma3Layer {
     /// `hidden` `[B, T, D]`; `rope` the (cos, sin) of this layer's table `[T, head_dim/2]`; `bias` the
     /// additive mask `[B, 1, T, T]`.
     pub fn forward(&self, hidden: &Tensor, rope: &(Tensor, Tensor), bias: &Tensor) -> Result<Tensor> {
+        let (q, k, v) = self.project(hidden, rope)?;
+        self.finish(hidden, &q, &k, &v, bias)
+    }
+
+    /// [`Self::forward`] for new tokens after those in `cache`: `rope` holds the new tokens' positions, the
+    /// keys and values of earlier tokens come from `cache`, and the new ones are added to it (a sliding
+    /// layer keeps only the last `window`).
+    pub(crate) fn forward_cached(
+        &self,
+        hidden: &Tensor,
+        rope: &(Tensor, Tensor),
+        cache: &mut LayerCache,
+        window: Option<usize>,
+    ) -> Result<Tensor> {
+        let (q, k, v) = self.project(hidden, rope)?;
+        let position = cache.first + cache.keys.as_ref().map_or(Ok(0), |keys| keys.dim(2))?;
+        let (keys, values) = match (&cache.keys, &cache.values) {
+            (Some(keys), Some(values)) => (Tensor::cat(&[keys, &k], 2)?, Tensor::cat(&[values, &v], 2)?),
+            _ => (k, v),
+        };
+        let bias = cached_bias(position, q.dim(2)?, cache.first, window, hidden.device())?;
+        let output = self.finish(hidden, &q, &keys, &values, &bias)?;
+        let kept = keys.dim(2)?;
+        let keep = window.map_or(kept, |w| kept.min(w));
+        cache.first += kept - keep;
+        cache.keys = Some(keys.narrow(2, kept - keep, keep)?.contiguous()?);
+        cache.values = Some(values.narrow(2, kept - keep, keep)?.contiguous()?);
+        Ok(output)
+    }
+
+    /// The normed input's queries `[B, heads, T, head_dim]`, keys and values `[B, kv_heads, T, head_dim]`,
+    /// queries and keys rotated.
+    fn project(&self, hidden: &Tensor, rope: &(Tensor, Tensor)) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, _) = hidden.dims3()?;
         let x = self.input_layernorm.forward(hidden)?;
         let heads = |projection: &StoredLinear, count: usize, norm: &GemmaNorm| -> Result<Tensor> {
@@ -102,15 +138,23 @@ impl Gemma3Layer {
             self.v_proj.forward(&x)?.reshape((b, t, self.kv_heads, self.head_dim))?.transpose(1, 2)?.contiguous()?;
         let q = candle_nn::rotary_emb::rope(&q, &rope.0, &rope.1)?;
         let k = candle_nn::rotary_emb::rope(&k, &rope.0, &rope.1)?;
+        Ok((q, k, v))
+    }
+
+    /// Attention of the queries `q` (one per row of `hidden`) over `k`, `v` (`S` keys) with `bias`
+    /// `[B, 1, T, S]`, then the residual adds and the MLP.
+    fn finish(&self, hidden: &Tensor, q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = hidden.dims3()?;
+        let keys = k.dim(2)?;
         let repeat = self.heads / self.kv_heads.max(1);
-        let expand = |x: Tensor| -> Result<Tensor> {
+        let expand = |x: &Tensor| -> Result<Tensor> {
             if repeat == 1 {
-                return Ok(x);
+                return Ok(x.clone());
             }
-            x.unsqueeze(2)?.broadcast_as((b, self.kv_heads, repeat, t, self.head_dim))?.reshape((
+            x.unsqueeze(2)?.broadcast_as((b, self.kv_heads, repeat, keys, self.head_dim))?.reshape((
                 b,
                 self.heads,
-                t,
+                keys,
                 self.head_dim,
             ))
         };
@@ -123,6 +167,31 @@ impl Gemma3Layer {
         let x = self.pre_feedforward_layernorm.forward(&hidden)?;
         let gated = (gelu_tanh(self.gate_proj.forward(&x)?)? * self.up_proj.forward(&x)?)?;
         hidden + self.post_feedforward_layernorm.forward(&self.down_proj.forward(&gated)?)?
+    }
+}
+
+/// The keys and values one layer has kept, for decoding a token at a time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LayerCache {
+    /// `[B, kv_heads, S, head_dim]`, rotated.
+    keys: Option<Tensor>,
+    values: Option<Tensor>,
+    /// The position of the first kept key.
+    first: usize,
+}
+
+/// What [`Gemma3TextModel::forward_cached`] keeps between calls: each layer's keys and values (a sliding
+/// layer only its last `sliding_window`) and how many tokens have been seen.
+#[derive(Debug, Clone, Default)]
+pub struct Gemma3Cache {
+    layers: Vec<LayerCache>,
+    tokens: usize,
+}
+
+impl Gemma3Cache {
+    /// The number of tokens seen, which is the position of the next one.
+    pub fn tokens(&self) -> usize {
+        self.tokens
     }
 }
 
@@ -203,8 +272,8 @@ impl Gemma3TextModel {
         let device = ids.device();
         let embedded = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.to_dtype(DType::F32)?;
         let mut hidden = (embedded * self.embed_scale)?.reshape((batch, tokens, self.config.hidden_size))?;
-        let local = rope_table(&self.config.local_rope, self.config.head_dim, tokens, device)?;
-        let global = rope_table(&self.config.global_rope, self.config.head_dim, tokens, device)?;
+        let local = rope_table(&self.config.local_rope, self.config.head_dim, 0..tokens, device)?;
+        let global = rope_table(&self.config.global_rope, self.config.head_dim, 0..tokens, device)?;
         let key_mask = match mask {
             Some(mask) => mask.to_dtype(DType::F32)?.to_vec2::<f32>()?,
             None => vec![vec![1.0; tokens]; batch],
@@ -219,30 +288,61 @@ impl Gemma3TextModel {
             _ => (&local, &sliding_bias),
         };
         let count = self.config.num_hidden_layers;
-        match &self.layers {
-            Layers::Resident(layers) => {
-                for (index, layer) in layers.iter().enumerate() {
-                    let (rope, bias) = layer_inputs(index);
-                    hidden = layer.forward(&hidden, rope, bias)?;
-                    if index + 1 < count {
-                        states.push(hidden.clone());
-                    }
-                }
+        self.each_layer(|index, layer| {
+            let (rope, bias) = layer_inputs(index);
+            hidden = layer.forward(&hidden, rope, bias)?;
+            if index + 1 < count {
+                states.push(hidden.clone());
             }
+            Ok(())
+        })?;
+        states.push(self.norm.forward(&hidden)?);
+        Ok(states)
+    }
+
+    /// Runs `ids` `[B, T]` (no padding) after the tokens already in `cache`, adding theirs to it, and returns
+    /// the final norm's output `[B, T, D]` f32: row `i` is what [`Self::hidden_states`]' last state gives for
+    /// that token when run over every token so far. The first call (an empty cache) is the prompt's prefill.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut Gemma3Cache) -> Result<Tensor> {
+        let (batch, tokens) = ids.dims2()?;
+        let device = ids.device();
+        let count = self.config.num_hidden_layers;
+        if cache.layers.len() != count {
+            *cache = Gemma3Cache { layers: vec![LayerCache::default(); count], tokens: 0 };
+        }
+        let embedded = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.to_dtype(DType::F32)?;
+        let mut hidden = (embedded * self.embed_scale)?.reshape((batch, tokens, self.config.hidden_size))?;
+        let positions = cache.tokens..cache.tokens + tokens;
+        let local = rope_table(&self.config.local_rope, self.config.head_dim, positions.clone(), device)?;
+        let global = rope_table(&self.config.global_rope, self.config.head_dim, positions, device)?;
+        let layers = &mut cache.layers;
+        self.each_layer(|index, layer| {
+            let (rope, window) = match self.config.layer_types.get(index) {
+                Some(LayerType::Full) => (&global, None),
+                _ => (&local, Some(self.config.sliding_window)),
+            };
+            hidden = layer.forward_cached(&hidden, rope, &mut layers[index], window)?;
+            Ok(())
+        })?;
+        cache.tokens += tokens;
+        self.norm.forward(&hidden)
+    }
+
+    /// Calls `visit` with each layer in order: resident layers as they are, streamed ones read from the
+    /// mapped file, layer i + 1 on another thread while layer i computes.
+    fn each_layer(&self, mut visit: impl FnMut(usize, &Gemma3Layer) -> Result<()>) -> Result<()> {
+        let count = self.config.num_hidden_layers;
+        match &self.layers {
+            Layers::Resident(layers) => layers.iter().enumerate().try_for_each(|(index, layer)| visit(index, layer)),
             Layers::Streamed(vb) => {
-                // Layer i + 1 is read on another thread while layer i computes.
                 let read = |index: usize| Gemma3Layer::new(&self.config, &vb.pp(index));
                 std::thread::scope(|scope| -> Result<()> {
                     let mut next = (count > 0).then(|| read(0));
                     for index in 0..count {
                         let layer = next.take().unwrap_or_else(|| read(index))?;
                         let reader = (index + 1 < count).then(|| scope.spawn(move || read(index + 1)));
-                        let (rope, bias) = layer_inputs(index);
-                        hidden = layer.forward(&hidden, rope, bias)?;
+                        visit(index, &layer)?;
                         drop(layer);
-                        if index + 1 < count {
-                            states.push(hidden.clone());
-                        }
                         next = reader.map(|handle| {
                             handle
                                 .join()
@@ -250,11 +350,9 @@ impl Gemma3TextModel {
                         });
                     }
                     Ok(())
-                })?;
+                })
             }
         }
-        states.push(self.norm.forward(&hidden)?);
-        Ok(states)
     }
 
     /// The next-token logits of hidden states `[B, T, D]` (the final norm's output), through the embedding
@@ -272,10 +370,16 @@ fn rounded_scale(width: usize, dtype: DType) -> Result<f64> {
     scale.to_dtype(dtype)?.to_dtype(DType::F32)?.to_vec1::<f32>().map(|v| f64::from(v[0]))
 }
 
-/// (cos, sin) `[T, head_dim/2]` for positions `0..T`: frequencies `1/θ^(2i/d)` in f32, divided by the
-/// linear scaling factor, angles `position·frequency` rounded to f32 as transformers rounds them.
-fn rope_table(rope: &RopeParameters, head_dim: usize, tokens: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+/// (cos, sin) `[T, head_dim/2]` for `positions`: frequencies `1/θ^(2i/d)` in f32, divided by the linear
+/// scaling factor, angles `position·frequency` rounded to f32 as transformers rounds them.
+fn rope_table(
+    rope: &RopeParameters,
+    head_dim: usize,
+    positions: std::ops::Range<usize>,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let half = head_dim / 2;
+    let tokens = positions.len();
     let frequencies: Vec<f32> = (0..half)
         .map(|i| {
             let exponent = (2 * i) as f32 / head_dim as f32;
@@ -285,7 +389,7 @@ fn rope_table(rope: &RopeParameters, head_dim: usize, tokens: usize, device: &De
         .collect();
     let mut cos = Vec::with_capacity(tokens * half);
     let mut sin = Vec::with_capacity(tokens * half);
-    for position in 0..tokens {
+    for position in positions {
         for &frequency in &frequencies {
             let angle = f64::from(position as f32 * frequency);
             cos.push(angle.cos() as f32);
@@ -312,6 +416,21 @@ fn attention_bias(key_mask: &[Vec<f32>], window: Option<usize>, device: &Device)
         }
     }
     Tensor::from_vec(values, (batch, 1, tokens, tokens), device)
+}
+
+/// The additive mask `[1, 1, T, S]` of `T` new queries at positions `position..` over the `S` keys at
+/// `first..position + T`: a query sees a key at or before it and, on a sliding layer, within `window`.
+fn cached_bias(position: usize, tokens: usize, first: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
+    let keys = position + tokens - first;
+    let mut values = vec![MASKED; tokens * keys];
+    for q in 0..tokens {
+        let query = position + q;
+        let earliest = window.map_or(0, |w| (query + 1).saturating_sub(w)).max(first);
+        for key in earliest..=query {
+            values[q * keys + key - first] = 0.0;
+        }
+    }
+    Tensor::from_vec(values, (1, 1, tokens, keys), device)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! `LTXVAddGuide` and `LTXVCropGuides` (in `guides.rs`).
 
 mod guides;
+mod text_generate;
 
 pub use guides::{LtxvAddGuide, LtxvCropGuides};
 
@@ -137,5 +138,6 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(LtxvConditioning),
         Arc::new(LtxvAddGuide),
         Arc::new(LtxvCropGuides),
+        Arc::new(text_generate::TextGenerateLtx2Prompt),
     ]
 }
