@@ -44,7 +44,17 @@ fn api_workflows_round_trip_through_the_ui_format() {
         assert!(matches!(reparsed, WorkflowFile::Ui(_)), "{file} is written in the UI format");
         let conversion = reparsed.into_prompt(&registry, &env, &ConvertOptions::default()).unwrap();
         assert!(conversion.warnings.is_empty(), "{file}: {:?}", conversion.warnings);
-        assert_eq!(essentials(&conversion.prompt), essentials(&prompt), "{file}");
+        let mut expected = essentials(&prompt);
+        // A prompt from ComfyUI 0.3.64 sets `SaveVideo`'s codec through the top-level `codec` it had then; the
+        // editor now shows the codec under `format`, whose widget takes its default.
+        for node in expected.as_object_mut().unwrap().values_mut() {
+            let save_video = node["class_type"] == "SaveVideo";
+            let inputs = node["inputs"].as_object_mut().unwrap();
+            if save_video && inputs.contains_key("codec") && !inputs.contains_key("format.codec") {
+                inputs.insert("format.codec".into(), Json::from("auto"));
+            }
+        }
+        assert_eq!(essentials(&conversion.prompt), expected, "{file}");
     }
 }
 

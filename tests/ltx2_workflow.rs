@@ -52,7 +52,7 @@ fn the_ltx2_demo_runs_both_stages_with_sound_to_an_mp4() {
             "error",
             "-count_frames",
             "-show_entries",
-            "stream=codec_type,codec_name,width,height,nb_read_frames",
+            "stream=codec_type,codec_name,width,height,nb_read_frames,duration,sample_rate,channels",
         ])
         .args(["-of", "json"])
         .arg(&video)
@@ -67,6 +67,14 @@ fn the_ltx2_demo_runs_both_stages_with_sound_to_an_mp4() {
     // Stage 1 at 192×128, the x2 upsampler doubles it for stage 2.
     assert_eq!((video_stream["width"].as_u64(), video_stream["height"].as_u64()), (Some(384), Some(256)));
     assert_eq!(video_stream["nb_read_frames"], "25");
+    // The vocoder's sound as an AAC track of the video's duration: 25 frames at 24 fps, 24 kHz stereo.
+    let audio_stream = probe["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == "audio");
+    let audio_stream = audio_stream.expect("the MP4 has a sound track");
+    assert_eq!(audio_stream["codec_name"], "aac");
+    assert_eq!((audio_stream["sample_rate"].as_str(), audio_stream["channels"].as_u64()), (Some("24000"), Some(2)));
+    let duration = |stream: &Json| stream["duration"].as_str().unwrap().parse::<f64>().unwrap();
+    assert!((duration(video_stream) - 25.0 / 24.0).abs() < 1e-5, "{}", duration(video_stream));
+    assert!((duration(audio_stream) - duration(video_stream)).abs() < 1e-3, "{}", duration(audio_stream));
 
     // Same seeds, same files: a second run of the workflow gives the same frames.
     let rerun = kinograph(

@@ -501,3 +501,26 @@ fn an_api_prompt_opens_laid_out_as_a_graph_and_untitled() {
     let error = editor.open_any(&dir.path().join("missing.json")).unwrap_err().to_string();
     assert!(error.contains("missing.json"), "{error}");
 }
+
+/// A dynamic combo (`ResizeImageMaskNode`'s `resize_type`) shows the widgets of its choice: a new node has
+/// those of the default choice, and choosing another option swaps them for the new option's defaults while
+/// the widgets after it keep their values.
+#[test]
+fn choosing_a_dynamic_combo_option_swaps_its_widgets() {
+    let mut editor = Editor::new(catalog());
+    let id = editor.add_node("ResizeImageMaskNode", [0.0, 0.0]).unwrap();
+    let values = |editor: &Editor| editor.graph().node(id).unwrap().widget_list().to_vec();
+    assert_eq!(values(&editor), [json!("scale dimensions"), json!(512), json!(512), json!("center"), json!("area")]);
+    editor.set_widget(id, "scale_method", json!("lanczos")).unwrap();
+    editor.set_widget(id, "resize_type.width", json!(640)).unwrap();
+
+    editor.set_widget(id, "resize_type", json!("scale longer dimension")).unwrap();
+    assert_eq!(values(&editor), [json!("scale longer dimension"), json!(512), json!("lanczos")]);
+    assert!(editor.set_widget(id, "resize_type.width", json!(1)).is_err(), "the width widget is gone");
+    editor.set_widget(id, "resize_type.longer_size", json!(768)).unwrap();
+    assert_eq!(editor.widget(id, "resize_type.longer_size"), Some(&json!(768)));
+    assert_eq!(editor.widget(id, "scale_method"), Some(&json!("lanczos")));
+
+    editor.set_widget(id, "resize_type", json!("scale dimensions")).unwrap();
+    assert_eq!(values(&editor), [json!("scale dimensions"), json!(512), json!(512), json!("center"), json!("lanczos")]);
+}

@@ -12,3 +12,4 @@ mod model_sampling;
 mod object_info;
 mod text_generate;
 mod utils;
+mod video_audio;

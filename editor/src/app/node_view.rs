@@ -7,10 +7,9 @@ use crate::model::catalog::ROW_HEIGHT;
 use crate::model::faults::{self, NodeFault};
 use crate::model::node::TITLE_HEIGHT;
 use crate::model::run::NodeRunState;
-use crate::model::widgets::{SeedControl, has_seed_control, seed_control};
+use crate::model::widgets::{SeedControl, has_seed_control, seed_control, shown_widgets};
 use crate::model::{Editor, NodeId, NodeInstance, NodeMode};
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
-use kinograph_engine::workflow::widgets::widget_inputs;
 use kinograph_engine::{InputKind, InputSpec, NodeSchema};
 use serde_json::Value as Json;
 use std::collections::HashSet;
@@ -66,8 +65,11 @@ pub struct ShownOutput<'a> {
 /// sockets and widgets need more rows.
 pub fn node_rect(node: &NodeInstance, schema: Option<&NodeSchema>) -> Rect {
     let socket_rows = node.inputs.len().max(node.outputs.len());
-    let widget_rows: usize =
-        if node.is_note() { 4 } else { schema.map_or(0, |schema| widget_inputs(schema).map(rows_of).sum()) };
+    let widget_rows: usize = if node.is_note() {
+        4
+    } else {
+        schema.map_or(0, |schema| shown_widgets(schema, node).into_iter().map(rows_of).sum())
+    };
     let body_height = (6.0 + ROW_HEIGHT * (socket_rows + widget_rows) as f32).max(node.size[1]);
     let top_left = Pos2::new(node.pos[0], node.pos[1] - TITLE_HEIGHT);
     Rect::from_min_size(top_left, Vec2::new(node.size[0], TITLE_HEIGHT + body_height))
@@ -85,7 +87,7 @@ pub fn show_node(
     let Some(node) = editor.graph().node(id).cloned() else { return events };
     let catalog = std::sync::Arc::clone(&editor.catalog);
     let schema = catalog.schema(&node.class_type);
-    let widgets: Vec<&InputSpec> = schema.map(|s| widget_inputs(s).collect()).unwrap_or_default();
+    let widgets: Vec<&InputSpec> = schema.map(|s| shown_widgets(s, &node)).unwrap_or_default();
     let rect = node_rect(&node, schema);
     let title_rect = Rect::from_min_size(rect.min, Vec2::new(node.size[0], TITLE_HEIGHT));
 

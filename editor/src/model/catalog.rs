@@ -3,7 +3,7 @@
 
 use super::node::{NodeInstance, NodeMode, Point, Socket};
 use kinograph_engine::schema::types_compatible;
-use kinograph_engine::workflow::widgets::widget_inputs;
+use kinograph_engine::workflow::widgets::widget_order;
 use kinograph_engine::{Environment, InputKind, InputSpec, NodeSchema, Registry};
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
@@ -102,8 +102,9 @@ impl Catalog {
             .collect();
         let outputs: Vec<Socket> =
             schema.outputs.iter().map(|output| Socket::new(&output.name, &output.type_name)).collect();
-        let values: Vec<Json> = widget_inputs(schema).flat_map(default_values).collect();
-        let rows = inputs.len().max(outputs.len()) + widget_inputs(schema).count();
+        let widgets = widget_order(schema, default_choice);
+        let values: Vec<Json> = widgets.iter().flat_map(|input| default_values(input)).collect();
+        let rows = inputs.len().max(outputs.len()) + widgets.len();
         Some(NodeInstance {
             id: 0,
             class_type: class_type.to_string(),
@@ -142,7 +143,18 @@ pub const ROW_HEIGHT: f32 = 24.0;
 
 /// The values a new widget stores: its default, then the extras ComfyUI's frontend stores after it
 /// (a seed's control keyword, a combo's control keyword and filter, an upload button's value).
-fn default_values(input: &InputSpec) -> Vec<Json> {
+/// The default option of a dynamic combo (what a new node shows).
+pub(crate) fn default_choice(input: &InputSpec) -> Option<String> {
+    match &input.kind {
+        InputKind::Combo(options) if !options.dynamic.is_empty() => {
+            options.default.clone().or_else(|| options.options.first().cloned())
+        }
+        _ => None,
+    }
+}
+
+/// The values a new widget stores: its default, then the extras the editor keeps after it.
+pub(crate) fn default_values(input: &InputSpec) -> Vec<Json> {
     match &input.kind {
         InputKind::Int(options) => {
             let value = i64::try_from(options.default).map_or_else(|_| Json::from(options.default as f64), Json::from);

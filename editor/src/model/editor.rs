@@ -338,10 +338,19 @@ impl Editor {
     /// `name` is then the index as text.
     pub fn set_widget(&mut self, node: NodeId, name: &str, value: Json) -> Result<(), WidgetError> {
         let index = self.widget_slot(node, name)?;
+        // A dynamic combo's choice decides which widgets follow it: lay the values out again.
+        let relaid = self.graph.node(node).and_then(|instance| {
+            let schema = self.catalog.schema(&instance.class_type)?;
+            let dynamic = schema.input_spec(name).is_some_and(|input| !input.dynamic_options().is_empty());
+            let choice = value.as_str()?;
+            dynamic.then(|| super::widgets::with_choice(schema, instance, name, choice))
+        });
         self.edit(|graph| {
             let node = graph.node_mut(node).ok_or(EditError::NoSuchNode(node))?;
-            if let Some(Json::Array(values)) = node.widgets_values.as_mut() {
-                values[index] = value;
+            match (relaid, node.widgets_values.as_mut()) {
+                (Some(relaid), _) => node.widgets_values = Some(Json::Array(relaid)),
+                (None, Some(Json::Array(values))) => values[index] = value,
+                (None, _) => {}
             }
             Ok::<_, EditError>(())
         })?;

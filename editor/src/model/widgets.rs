@@ -1,15 +1,51 @@
 //! Widget values by input name, and ComfyUI's "control after generate" for seeds.
 
 use super::catalog::Catalog;
+use super::catalog::{default_choice, default_values};
 use super::graph::EditorGraph;
 use super::node::{NodeInstance, NodeMode};
-use kinograph_engine::workflow::widgets::layout;
-use kinograph_engine::{InputKind, NodeSchema};
+use kinograph_engine::workflow::widgets::{layout, widget_order};
+use kinograph_engine::{InputKind, InputSpec, NodeSchema};
 use serde_json::Value as Json;
 
 /// Where the value of widget `name` sits in the node's `widgets_values`.
 pub fn widget_index(schema: &NodeSchema, node: &NodeInstance, name: &str) -> Option<usize> {
     layout(schema, node.widget_list()).index_of(name)
+}
+
+/// The widget inputs `node` shows, in order: a dynamic combo's stored choice decides which of its
+/// options' widgets follow it.
+pub fn shown_widgets<'a>(schema: &'a NodeSchema, node: &NodeInstance) -> Vec<&'a InputSpec> {
+    layout(schema, node.widget_list()).slots.into_iter().map(|slot| slot.input).collect()
+}
+
+/// `node`'s `widgets_values` after dynamic combo `name` changes to `choice`: the widgets of the new
+/// option take their defaults, the widgets shown before and after keep their values (and extras).
+pub fn with_choice(schema: &NodeSchema, node: &NodeInstance, name: &str, choice: &str) -> Vec<Json> {
+    let values = node.widget_list();
+    let before = layout(schema, values);
+    let mut choices: std::collections::HashMap<String, String> = before
+        .slots
+        .iter()
+        .filter(|slot| !slot.input.dynamic_options().is_empty())
+        .filter_map(|slot| Some((slot.input.name.clone(), values.get(slot.index?)?.as_str()?.to_string())))
+        .collect();
+    choices.insert(name.to_string(), choice.to_string());
+    let mut rebuilt = Vec::new();
+    for input in widget_order(schema, |combo| choices.get(&combo.name).cloned().or_else(|| default_choice(combo))) {
+        let defaults = default_values(input);
+        match before.index_of(&input.name) {
+            Some(index) => {
+                let start = rebuilt.len();
+                rebuilt.extend(values.iter().skip(index).take(defaults.len()).cloned());
+                if input.name == name {
+                    rebuilt[start] = Json::from(choice);
+                }
+            }
+            None => rebuilt.extend(defaults),
+        }
+    }
+    rebuilt
 }
 
 /// What happens to a seed after each queued run.

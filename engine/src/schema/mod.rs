@@ -99,6 +99,19 @@ pub struct ComboOptions {
     /// Set for a combo of model files ([`InputSpec::model_file`]): where the options came from, so
     /// that a missing file is reported with the folders searched.
     pub model_folder: Option<ModelFolderSource>,
+    /// Set for a dynamic combo (ComfyUI's `DynamicCombo`, `COMFY_DYNAMICCOMBO_V3` in `/object_info`): each
+    /// option shows its own inputs. Those are declared in the schema as optional inputs named
+    /// `<combo>.<input>` (the names ComfyUI's API prompts use), and the editor places their widgets right
+    /// after the combo's own.
+    pub dynamic: Vec<DynamicOption>,
+}
+
+/// One choice of a dynamic combo and the inputs it shows, by their names under the combo
+/// (`width` for the schema input `resize_type.width`), in widget order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamicOption {
+    pub key: String,
+    pub inputs: Vec<String>,
 }
 
 /// Where the options of a model file combo were found.
@@ -236,6 +249,32 @@ impl InputSpec {
             name,
             InputKind::Combo(ComboOptions { default: options.first().cloned(), options, ..ComboOptions::default() }),
         )
+    }
+
+    /// A dynamic combo: a choice among `options`, each given with the names of the inputs it shows
+    /// (declare those with [`NodeSchema::input`] as optional inputs named `<name>.<input>`, after this one).
+    /// The default is the first option.
+    pub fn dynamic_combo<'a>(name: &str, options: impl IntoIterator<Item = (&'a str, &'a [&'a str])>) -> Self {
+        let dynamic: Vec<DynamicOption> = options
+            .into_iter()
+            .map(|(key, inputs)| DynamicOption {
+                key: key.to_string(),
+                inputs: inputs.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        let mut spec = Self::combo(name, dynamic.iter().map(|option| option.key.clone()));
+        if let InputKind::Combo(combo) = &mut spec.kind {
+            combo.dynamic = dynamic;
+        }
+        spec
+    }
+
+    /// The options of a dynamic combo; empty for any other input.
+    pub fn dynamic_options(&self) -> &[DynamicOption] {
+        match &self.kind {
+            InputKind::Combo(combo) => &combo.dynamic,
+            _ => &[],
+        }
     }
 
     /// A COMBO of the model files of folder kind `folder` (`checkpoints`, `vae`, `text_encoders`, ...)
@@ -466,6 +505,12 @@ impl NodeSchema {
         self
     }
 
+    /// Adds several inputs, in order.
+    pub fn inputs(mut self, inputs: impl IntoIterator<Item = InputSpec>) -> Self {
+        self.inputs.extend(inputs);
+        self
+    }
+
     /// Adds an output of `type_name` shown as `name`.
     pub fn output(mut self, type_name: &str, name: &str) -> Self {
         self.outputs.push(OutputSpec { type_name: type_name.to_string(), name: name.to_string(), tooltip: None });
@@ -493,6 +538,22 @@ impl NodeSchema {
     /// The declared input called `name`.
     pub fn input_spec(&self, name: &str) -> Option<&InputSpec> {
         self.inputs.iter().find(|input| input.name == name)
+    }
+
+    /// The dynamic combo that shows `input` (`resize_type` for `resize_type.width`), if it is one of the
+    /// inputs a dynamic combo's options show.
+    pub fn dynamic_parent(&self, input: &InputSpec) -> Option<&InputSpec> {
+        let (parent, child) = input.name.rsplit_once('.')?;
+        let parent = self.input_spec(parent)?;
+        parent.dynamic_options().iter().any(|option| option.inputs.iter().any(|name| name == child)).then_some(parent)
+    }
+
+    /// The inputs `combo`'s option `key` shows, in order (none for an unknown key or a plain combo).
+    pub fn dynamic_children(&self, combo: &InputSpec, key: &str) -> Vec<&InputSpec> {
+        let Some(option) = combo.dynamic_options().iter().find(|option| option.key == key) else {
+            return Vec::new();
+        };
+        option.inputs.iter().filter_map(|child| self.input_spec(&format!("{}.{child}", combo.name))).collect()
     }
 }
 

@@ -104,18 +104,41 @@ impl InputSpec {
 }
 
 impl NodeSchema {
+    /// `input`'s `[type, options]` pair; a dynamic combo is ComfyUI's `COMFY_DYNAMICCOMBO_V3` entry, its
+    /// options listed with the inputs each shows (under their own names).
+    fn input_info(&self, input: &InputSpec) -> Json {
+        if input.dynamic_options().is_empty() {
+            return input.object_info();
+        }
+        let options: Vec<Json> = input
+            .dynamic_options()
+            .iter()
+            .map(|option| {
+                let mut shown = Map::new();
+                for child in self.dynamic_children(input, &option.key) {
+                    let local = child.name.rsplit_once('.').map_or(child.name.as_str(), |(_, local)| local);
+                    shown.insert(local.to_string(), self.input_info(child));
+                }
+                json!({"key": option.key, "inputs": {"required": shown}})
+            })
+            .collect();
+        let mut info = input.object_info().get(1).and_then(Json::as_object).cloned().unwrap_or_default();
+        info.insert("options".into(), Json::Array(options));
+        json!(["COMFY_DYNAMICCOMBO_V3", info])
+    }
+
     /// This schema as one `/object_info` entry.
     pub fn object_info(&self) -> Json {
         let mut required = Map::new();
         let mut optional = Map::new();
         let mut required_order = Vec::new();
         let mut optional_order = Vec::new();
-        for input in &self.inputs {
+        for input in self.inputs.iter().filter(|input| self.dynamic_parent(input).is_none()) {
             if input.optional {
-                optional.insert(input.name.clone(), input.object_info());
+                optional.insert(input.name.clone(), self.input_info(input));
                 optional_order.push(input.name.clone());
             } else {
-                required.insert(input.name.clone(), input.object_info());
+                required.insert(input.name.clone(), self.input_info(input));
                 required_order.push(input.name.clone());
             }
         }
@@ -182,6 +205,24 @@ mod tests {
         options.min = Some(0.5);
         options.max = None;
         assert_eq!(spec.object_info()[1], json!({"default": 1.0, "min": 0.5}));
+    }
+
+    #[test]
+    fn a_dynamic_combo_lists_its_options_with_their_inputs() {
+        let schema = NodeSchema::new("Resize")
+            .input(InputSpec::dynamic_combo("resize_type", [("by size", &["width"][..]), ("keep", &[][..])]))
+            .input(InputSpec::int("resize_type.width", 512).min(1).optional())
+            .input(InputSpec::combo("method", ["area"]));
+        let info = schema.object_info();
+        assert_eq!(
+            info["input"]["required"]["resize_type"],
+            json!(["COMFY_DYNAMICCOMBO_V3", {"default": "by size", "options": [
+                {"key": "by size", "inputs": {"required": {"width": ["INT", {"default": 512, "min": 1}]}}},
+                {"key": "keep", "inputs": {"required": {}}},
+            ]}])
+        );
+        assert!(info["input"].get("optional").is_none(), "the option's input is not listed on its own");
+        assert_eq!(info["input_order"], json!({"required": ["resize_type", "method"]}));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::api::{ApiPrompt, InputValue, WorkflowError};
 use super::ui::UiWorkflow;
-use super::widgets::widget_inputs;
+use super::widgets::widget_order;
 use crate::node::Environment;
 use crate::registry::Registry;
 use crate::schema::{InputKind, InputSpec, NodeSchema};
@@ -82,7 +82,7 @@ pub fn ui_from_prompt(prompt: &ApiPrompt, registry: &Registry, env: &Environment
             })
             .collect();
         let widgets = widget_values(schema, node);
-        let rows = inputs.len().max(outputs.len()) + widget_inputs(schema).count();
+        let rows = inputs.len().max(outputs.len()) + prompt_widgets(schema, node).len();
         let height = TITLE + ROW * rows as f64;
         let column = depth.get(id.as_str()).copied().unwrap_or(0);
         let top = column_height.entry(column).or_insert(0.0);
@@ -120,10 +120,16 @@ pub fn ui_from_prompt(prompt: &ApiPrompt, registry: &Registry, env: &Environment
     UiWorkflow::from_json(workflow, "laid-out prompt")
 }
 
-/// The slots a node shows: its socket inputs, plus widget inputs that a link feeds.
+/// The slots a node shows: its socket inputs, plus widget inputs that a link feeds. The inputs of a
+/// dynamic combo's options show only under the option the prompt picks.
 fn ui_inputs<'a>(schema: &'a NodeSchema, node: &super::api::PromptNode) -> Vec<&'a InputSpec> {
     let required = schema.inputs.iter().filter(|input| !input.optional);
     let optional = schema.inputs.iter().filter(|input| input.optional);
+    let shown = |input: &InputSpec| match schema.dynamic_parent(input) {
+        Some(parent) => selected(schema, node, parent)
+            .is_some_and(|key| schema.dynamic_children(parent, &key).iter().any(|child| child.name == input.name)),
+        None => true,
+    };
     required
         .chain(optional)
         .filter(|input| {
@@ -131,14 +137,42 @@ fn ui_inputs<'a>(schema: &'a NodeSchema, node: &super::api::PromptNode) -> Vec<&
                 || input.force_input
                 || matches!(node.inputs.get(&input.name), Some(InputValue::Link(_)))
         })
+        .filter(|input| shown(input))
         .collect()
 }
 
+/// The option of dynamic combo `combo` that `node` picks: its literal, else the default.
+fn selected(schema: &NodeSchema, node: &super::api::PromptNode, combo: &InputSpec) -> Option<String> {
+    if combo.dynamic_options().is_empty() {
+        return None;
+    }
+    let shown = match schema.dynamic_parent(combo) {
+        Some(parent) => selected(schema, node, parent)
+            .is_some_and(|key| schema.dynamic_children(parent, &key).iter().any(|child| child.name == combo.name)),
+        None => true,
+    };
+    if !shown {
+        return None;
+    }
+    match node.inputs.get(&combo.name) {
+        Some(InputValue::Literal(Json::String(key))) => Some(key.clone()),
+        _ => default_value(combo).as_str().map(str::to_string),
+    }
+}
+
+/// The widgets the editor shows for `node`, in order.
+fn prompt_widgets<'a>(schema: &'a NodeSchema, node: &super::api::PromptNode) -> Vec<&'a InputSpec> {
+    widget_order(schema, |combo| selected(schema, node, combo))
+}
+
 /// `widgets_values`: each widget's value (the prompt's literal, else the default), followed by the
-/// extra values the editor stores (`fixed` after seeds, `image` after an upload combo).
+/// extra values the editor stores (`fixed` after seeds, `image` after an upload combo). Optional widgets
+/// the prompt leaves out are left out at the end too, so that converting back gives the same prompt.
 fn widget_values(schema: &NodeSchema, node: &super::api::PromptNode) -> Vec<Json> {
     let mut values = Vec::new();
-    for input in widget_inputs(schema) {
+    // The length up to the last widget the prompt sets or needs.
+    let mut kept = 0;
+    for input in prompt_widgets(schema, node) {
         let value = match node.inputs.get(&input.name) {
             Some(InputValue::Literal(literal)) => literal.clone(),
             _ => default_value(input),
@@ -161,7 +195,11 @@ fn widget_values(schema: &NodeSchema, node: &super::api::PromptNode) -> Vec<Json
             }
             _ => {}
         }
+        if !input.optional || node.inputs.contains_key(&input.name) {
+            kept = values.len();
+        }
     }
+    values.truncate(kept);
     values
 }
 

@@ -3,16 +3,22 @@
 //!
 //! - [`yuv`]: RGB ↔ YUV 4:2:0 in BT.601 limited range (what ffmpeg's default swscale produces).
 //! - [`h264`]: one-frame-at-a-time H.264 encoding and decoding with openh264 (built from source).
-//! - [`mp4_writer`]: a streaming MP4 writer for H.264 with ffmpeg-style `mdta` metadata.
+//! - [`mp4_writer`]: a streaming MP4 writer for H.264 and AAC with ffmpeg-style `mdta` metadata (boxes in
+//!   `mp4_moov`).
 //! - [`mp4_reader`]: reads the H.264 track of an MP4 back, frame by frame.
+//! - [`mp4_audio`]: reads and decodes the AAC track of an MP4.
 //! - [`png`]: PNG with `tEXt` metadata, and loading PNG, JPEG and WebP files.
 //! - [`webp`]: animated WebP.
+//! - [`aac`]: AAC-LC encoding (FDK, vendored source) and decoding (symphonia) for MP4 sound tracks.
 //! - [`audio_decode`]: WAV, FLAC, MP3, AAC and Ogg Vorbis decoded to float samples (symphonia).
 //! - [`flac`]: FLAC output with Vorbis comments (flacenc).
 
+pub mod aac;
 pub mod audio_decode;
 pub mod flac;
 pub mod h264;
+pub mod mp4_audio;
+mod mp4_moov;
 pub mod mp4_reader;
 pub mod mp4_writer;
 pub mod png;

@@ -146,7 +146,7 @@ impl VideoTrack {
 }
 
 /// Each sample's offset and size, from `stsz`, `stsc` and `stco` or `co64`.
-fn sample_places(stbl: &[u8]) -> Result<Vec<(u64, u32)>, String> {
+pub(super) fn sample_places(stbl: &[u8]) -> Result<Vec<(u64, u32)>, String> {
     let stsz = child(stbl, *b"stsz")?.ok_or("no `stsz` box")?;
     let uniform = read_u32(stsz, 4)?;
     let count = read_u32(stsz, 8)? as usize;

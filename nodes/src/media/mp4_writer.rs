@@ -1,27 +1,80 @@
-//! A streaming MP4 writer for H.264 video.
+//! A streaming MP4 writer for H.264 video with an optional AAC-LC sound track.
 //!
-//! Layout: `ftyp`, then `mdat` written frame by frame (a 64-bit size patched at the end), then `moov`
-//! with one video track. Only each sample's size and key-frame flag stay in memory until `moov` is
-//! written; all samples form one chunk, so no per-sample offsets are needed. Metadata goes where ffmpeg
-//! puts it with `-movflags use_metadata_tags` (what ComfyUI's `SaveVideo` uses): `moov/udta/meta` with
-//! an `mdta` handler, a `keys` box naming each key and an `ilst` box holding UTF-8 `data` values, so
-//! `ffprobe` lists them as format tags.
+//! Samples go into `mdat` as they are encoded; only each sample's size, each chunk's offset and the
+//! key frames stay in memory until `moov` is written. Video frames and audio packets written in turns
+//! form alternating chunks (interleaved, as a player reading the file front to back wants them).
+//!
+//! Layout: `ftyp`, then room for `moov`, then `mdat` (a 64-bit size patched at the end). When the
+//! number of frames (and audio samples) is planned ahead ([`Mp4Options::planned_frames`]), room for the
+//! largest `moov` they can need is kept before `mdat` and `moov` is written there, with a `free` box
+//! after it: the file starts with its index, as ffmpeg's `faststart` (which ComfyUI uses) leaves it,
+//! so players can start before the whole file is read. Without a plan, or when more was written than
+//! planned, `moov` goes after `mdat` instead. See [`super::mp4_moov`] for the boxes, the metadata (what
+//! ffmpeg writes with `-movflags use_metadata_tags`) and the audio edit list.
 //!
 //! Timing follows ComfyUI: the rate is `round(fps·1000)/1000` as a reduced fraction `num/den`; each
 //! frame lasts `den` ticks of a `num` Hz clock, both scaled by two until the clock reaches 10000 Hz as
 //! ffmpeg's muxer does. Frames of odd width or height are cropped to even (yuv420p needs even sizes;
-//! libx264 refuses odd ones), dropping the last column or row.
+//! libx264 refuses odd ones), dropping the last column or row. Audio runs at its own sample rate.
 
 use super::MediaError;
+use super::aac::{AacEncoder, DEFAULT_BIT_RATE, FRAME_LENGTH};
 use super::h264::{AccessUnit, DEFAULT_QP, H264Encoder, NAL_PPS, NAL_SPS, nal_type};
+use super::mp4_moov::{AudioTrackBoxes, SampleTable, VideoTrackBoxes, moov, put_box};
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
-/// Movie-level clock, as ffmpeg writes it.
-const MOVIE_TIMESCALE: u32 = 1000;
+/// The largest SPS and PPS the room kept for `moov` allows for (openh264's are under 30 bytes).
+const PARAMETER_SET_ROOM: usize = 256;
 
-/// Writes H.264 frames into an MP4 as they come.
+/// Choices beyond the frame size and rate.
+#[derive(Debug, Clone)]
+pub struct Mp4Options {
+    /// The quantiser of every frame (12 = best, 51 = smallest; see [`super::h264::MIN_QP`]).
+    pub qp: u8,
+    /// How many frames will be written, when known: the index then goes first ("fast start").
+    pub planned_frames: Option<usize>,
+    /// A stereo AAC-LC sound track.
+    pub audio: Option<AudioOptions>,
+}
+
+impl Default for Mp4Options {
+    fn default() -> Self {
+        Mp4Options { qp: DEFAULT_QP, planned_frames: None, audio: None }
+    }
+}
+
+/// The sound track of an MP4.
+#[derive(Debug, Clone)]
+pub struct AudioOptions {
+    /// Samples per second of the audio given to [`Mp4Writer::write_audio`]; the track keeps it.
+    pub sample_rate: u32,
+    /// Bits per second ([`DEFAULT_BIT_RATE`] is what ComfyUI's `PyAV` writes).
+    pub bit_rate: u32,
+    /// Samples per channel that will be written, for the room kept for the index; more is allowed.
+    pub planned_samples: usize,
+}
+
+impl AudioOptions {
+    /// A track at `sample_rate` with ComfyUI's bit rate, `planned_samples` long.
+    pub fn new(sample_rate: u32, planned_samples: usize) -> Self {
+        AudioOptions { sample_rate, bit_rate: DEFAULT_BIT_RATE, planned_samples }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Track {
+    Video,
+    Audio,
+}
+
+struct AudioTrack {
+    encoder: AacEncoder,
+    table: SampleTable,
+}
+
+/// Writes H.264 frames, and AAC audio if asked for, into an MP4 as they come.
 pub struct Mp4Writer<W: Write + Seek> {
     writer: W,
     encoder: H264Encoder,
@@ -31,10 +84,14 @@ pub struct Mp4Writer<W: Write + Seek> {
     timescale: u32,
     frame_duration: u32,
     metadata: Vec<(String, String)>,
+    /// Where the room for `moov` starts, and its size, when there is one.
+    moov_room: Option<(u64, u64)>,
     mdat_start: u64,
     mdat_length: u64,
-    sample_sizes: Vec<u32>,
+    video: SampleTable,
     key_frames: Vec<u32>,
+    audio: Option<AudioTrack>,
+    last_track: Option<Track>,
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
 }
@@ -56,7 +113,8 @@ impl Mp4Writer<BufWriter<File>> {
 }
 
 impl<W: Write + Seek> Mp4Writer<W> {
-    /// Starts an MP4 in `writer` (at its current position, normally the start) at the default quality.
+    /// Starts an MP4 in `writer` (at its current position, normally the start) at the default quality,
+    /// video only, with the index at the end.
     pub fn new(
         writer: W,
         width: usize,
@@ -64,22 +122,40 @@ impl<W: Write + Seek> Mp4Writer<W> {
         fps: f64,
         metadata: &[(String, String)],
     ) -> Result<Self, MediaError> {
-        Self::with_qp(writer, width, height, fps, DEFAULT_QP, metadata)
+        Self::with_options(writer, width, height, fps, metadata, &Mp4Options::default())
     }
 
-    /// Like [`Self::new`], coding every frame at quantiser `qp` (12 = best, 51 = smallest; see
-    /// [`super::h264::MIN_QP`]).
+    /// Like [`Self::new`], coding every frame at quantiser `qp`.
     pub fn with_qp(
-        mut writer: W,
+        writer: W,
         width: usize,
         height: usize,
         fps: f64,
         qp: u8,
         metadata: &[(String, String)],
     ) -> Result<Self, MediaError> {
+        Self::with_options(writer, width, height, fps, metadata, &Mp4Options { qp, ..Mp4Options::default() })
+    }
+
+    /// Starts an MP4 in `writer` as `options` say.
+    pub fn with_options(
+        mut writer: W,
+        width: usize,
+        height: usize,
+        fps: f64,
+        metadata: &[(String, String)],
+        options: &Mp4Options,
+    ) -> Result<Self, MediaError> {
         let (timescale, frame_duration) = track_timing(fps)?;
         let (even_width, even_height) = (width & !1, height & !1);
-        let encoder = H264Encoder::new(even_width, even_height, fps, qp)?;
+        let encoder = H264Encoder::new(even_width, even_height, fps, options.qp)?;
+        let audio = match &options.audio {
+            Some(audio) => Some(AudioTrack {
+                encoder: AacEncoder::new(audio.sample_rate, audio.bit_rate)?,
+                table: SampleTable::default(),
+            }),
+            None => None,
+        };
         let start = writer.stream_position()?;
         let mut ftyp = Vec::new();
         put_box(&mut ftyp, *b"ftyp", |b| {
@@ -90,6 +166,22 @@ impl<W: Write + Seek> Mp4Writer<W> {
             }
         });
         writer.write_all(&ftyp)?;
+        let mut mdat_start = start + ftyp.len() as u64;
+        let moov_room = match options.planned_frames {
+            Some(frames) => {
+                let planned_audio = options.audio.as_ref().map_or(0, |audio| audio.planned_samples);
+                let room =
+                    largest_moov(&(even_width, even_height), frames, audio.as_ref(), planned_audio, metadata) + 8;
+                // A `free` box until `moov` replaces its start, so the file is well formed meanwhile.
+                let mut free = Vec::with_capacity(room);
+                put_box(&mut free, *b"free", |b| b.resize(room, 0));
+                writer.write_all(&free)?;
+                let room_start = mdat_start;
+                mdat_start += room as u64;
+                Some((room_start, room as u64))
+            }
+            None => None,
+        };
         // mdat with a 64-bit size, filled in by `finish`.
         writer.write_all(&1_u32.to_be_bytes())?;
         writer.write_all(b"mdat")?;
@@ -102,10 +194,13 @@ impl<W: Write + Seek> Mp4Writer<W> {
             timescale,
             frame_duration,
             metadata: metadata.to_vec(),
-            mdat_start: start + ftyp.len() as u64,
+            moov_room,
+            mdat_start,
             mdat_length: 16,
-            sample_sizes: Vec::new(),
+            video: SampleTable::default(),
             key_frames: Vec::new(),
+            audio,
+            last_track: None,
             sps: None,
             pps: None,
         })
@@ -113,7 +208,7 @@ impl<W: Write + Seek> Mp4Writer<W> {
 
     /// Number of frames written so far.
     pub fn frame_count(&self) -> usize {
-        self.sample_sizes.len()
+        self.video.sizes.len()
     }
 
     /// Encodes and writes one RGB frame of the size given at creation.
@@ -128,7 +223,34 @@ impl<W: Write + Seek> Mp4Writer<W> {
         self.write_access_unit(&unit)
     }
 
+    /// Encodes audio samples: one or two planar channels of equal length (one is written to both
+    /// sides of the stereo track), at the rate given in [`Mp4Options::audio`]. Packets are written as
+    /// the encoder completes them; the rest waits for the next call or [`Self::finish`].
+    pub fn write_audio(&mut self, channels: &[&[f32]]) -> Result<(), MediaError> {
+        let Some(mut audio) = self.audio.take() else {
+            return Err(MediaError::Format("this MP4 was started without a sound track".into()));
+        };
+        let mut packets = Vec::new();
+        let encoded = audio.encoder.encode(channels, |bytes| {
+            packets.push(bytes.to_vec());
+            Ok(())
+        });
+        let written = packets.iter().try_for_each(|packet| self.write_audio_packet(&mut audio.table, packet));
+        self.audio = Some(audio);
+        encoded.and(written)
+    }
+
+    fn write_audio_packet(&mut self, table: &mut SampleTable, packet: &[u8]) -> Result<(), MediaError> {
+        let offset = self.mdat_start + self.mdat_length;
+        self.writer.write_all(packet)?;
+        table.push(offset, packet.len() as u32, self.last_track == Some(Track::Audio));
+        self.last_track = Some(Track::Audio);
+        self.mdat_length += packet.len() as u64;
+        Ok(())
+    }
+
     fn write_access_unit(&mut self, unit: &AccessUnit) -> Result<(), MediaError> {
+        let offset = self.mdat_start + self.mdat_length;
         let mut sample_size = 0_u64;
         for nal in &unit.nal_units {
             // Parameter sets go into `avcC`; openh264 repeats the same ones before every IDR.
@@ -151,159 +273,115 @@ impl<W: Write + Seek> Mp4Writer<W> {
         }
         let sample_size = u32::try_from(sample_size)
             .map_err(|_| MediaError::Format(format!("an encoded frame of {sample_size} bytes is too large")))?;
-        self.sample_sizes.push(sample_size);
+        self.video.push(offset, sample_size, self.last_track == Some(Track::Video));
+        self.last_track = Some(Track::Video);
         if unit.is_key {
-            self.key_frames.push(self.sample_sizes.len() as u32);
+            self.key_frames.push(self.video.sizes.len() as u32);
         }
         self.mdat_length += u64::from(sample_size);
         Ok(())
     }
 
-    /// Writes the index and metadata, and returns the writer (flushed).
+    /// Encodes the audio still buffered, writes the index and metadata, and returns the writer
+    /// (flushed).
     pub fn finish(mut self) -> Result<W, MediaError> {
-        if self.sample_sizes.is_empty() {
+        if self.video.sizes.is_empty() {
             return Err(MediaError::Format("a video needs at least one frame".into()));
         }
         let (Some(sps), Some(pps)) = (self.sps.take(), self.pps.take()) else {
             return Err(MediaError::codec("writing the MP4", "the encoder produced no SPS/PPS parameter sets"));
         };
-        let moov = self.moov(&sps, &pps);
-        self.writer.write_all(&moov)?;
+        let audio = match self.audio.take() {
+            Some(AudioTrack { encoder, mut table }) => {
+                let (sample_rate, delay, samples) =
+                    (encoder.sample_rate(), encoder.delay() as u64, encoder.samples_in());
+                let config = encoder.audio_specific_config().to_vec();
+                let mut packets = Vec::new();
+                encoder.finish(|bytes| {
+                    packets.push(bytes.to_vec());
+                    Ok(())
+                })?;
+                for packet in &packets {
+                    self.write_audio_packet(&mut table, packet)?;
+                }
+                (samples > 0).then_some((sample_rate, delay, samples, config, table))
+            }
+            None => None,
+        };
+        let video = VideoTrackBoxes {
+            width: self.encoder.size().0,
+            height: self.encoder.size().1,
+            timescale: self.timescale,
+            frame_duration: self.frame_duration,
+            table: &self.video,
+            key_frames: &self.key_frames,
+            sps: &sps,
+            pps: &pps,
+        };
+        let audio_boxes = audio.as_ref().map(|(sample_rate, delay, samples, config, table)| AudioTrackBoxes {
+            sample_rate: *sample_rate,
+            channels: 2,
+            config,
+            delay: *delay,
+            samples: *samples,
+            table,
+        });
+        let moov = moov(&video, audio_boxes.as_ref(), &self.metadata);
         let end = self.writer.stream_position()?;
+        match self.moov_room {
+            Some((start, room)) if moov.len() as u64 == room || moov.len() as u64 + 8 <= room => {
+                self.writer.seek(SeekFrom::Start(start))?;
+                self.writer.write_all(&moov)?;
+                let free = room - moov.len() as u64;
+                if free > 0 {
+                    self.writer.write_all(&(free as u32).to_be_bytes())?;
+                    self.writer.write_all(b"free")?;
+                }
+            }
+            _ => self.writer.write_all(&moov)?,
+        }
+        let end = end.max(self.writer.stream_position()?);
         self.writer.seek(SeekFrom::Start(self.mdat_start + 8))?;
         self.writer.write_all(&self.mdat_length.to_be_bytes())?;
         self.writer.seek(SeekFrom::Start(end))?;
         self.writer.flush()?;
         Ok(self.writer)
     }
+}
 
-    fn moov(&self, sps: &[u8], pps: &[u8]) -> Vec<u8> {
-        let frames = self.sample_sizes.len() as u64;
-        let media_duration = frames * u64::from(self.frame_duration);
-        let movie_duration = (media_duration * u64::from(MOVIE_TIMESCALE)).div_ceil(u64::from(self.timescale));
-        let (width, height) = self.encoder.size();
-        let chunk_offset = self.mdat_start + 16;
-        let mut moov = Vec::new();
-        put_box(&mut moov, *b"moov", |moov| {
-            put_full_box(moov, *b"mvhd", 1, 0, |b| {
-                b.extend_from_slice(&[0; 16]); // creation and modification times
-                b.extend_from_slice(&MOVIE_TIMESCALE.to_be_bytes());
-                b.extend_from_slice(&movie_duration.to_be_bytes());
-                b.extend_from_slice(&0x0001_0000_u32.to_be_bytes()); // rate 1.0
-                b.extend_from_slice(&0x0100_u16.to_be_bytes()); // volume 1.0
-                b.extend_from_slice(&[0; 10]);
-                put_matrix(b);
-                b.extend_from_slice(&[0; 24]);
-                b.extend_from_slice(&2_u32.to_be_bytes()); // next track id
-            });
-            put_box(moov, *b"trak", |trak| {
-                put_full_box(trak, *b"tkhd", 1, 3, |b| {
-                    b.extend_from_slice(&[0; 16]);
-                    b.extend_from_slice(&1_u32.to_be_bytes()); // track id
-                    b.extend_from_slice(&[0; 4]);
-                    b.extend_from_slice(&movie_duration.to_be_bytes());
-                    b.extend_from_slice(&[0; 8]);
-                    b.extend_from_slice(&[0; 4]); // layer, alternate group
-                    b.extend_from_slice(&[0; 4]); // volume, reserved
-                    put_matrix(b);
-                    b.extend_from_slice(&((width as u32) << 16).to_be_bytes());
-                    b.extend_from_slice(&((height as u32) << 16).to_be_bytes());
-                });
-                put_box(trak, *b"mdia", |mdia| {
-                    put_full_box(mdia, *b"mdhd", 1, 0, |b| {
-                        b.extend_from_slice(&[0; 16]);
-                        b.extend_from_slice(&self.timescale.to_be_bytes());
-                        b.extend_from_slice(&media_duration.to_be_bytes());
-                        b.extend_from_slice(&0x55c4_u16.to_be_bytes()); // language "und"
-                        b.extend_from_slice(&[0; 2]);
-                    });
-                    put_handler(mdia, *b"vide", "VideoHandler");
-                    put_box(mdia, *b"minf", |minf| {
-                        put_full_box(minf, *b"vmhd", 0, 1, |b| b.extend_from_slice(&[0; 8]));
-                        put_box(minf, *b"dinf", |dinf| {
-                            put_full_box(dinf, *b"dref", 0, 0, |b| {
-                                b.extend_from_slice(&1_u32.to_be_bytes());
-                                put_full_box(b, *b"url ", 0, 1, |_| {});
-                            });
-                        });
-                        put_box(minf, *b"stbl", |stbl| self.put_sample_table(stbl, sps, pps, chunk_offset));
-                    });
-                });
-            });
-            if !self.metadata.is_empty() {
-                put_box(moov, *b"udta", |udta| put_metadata(udta, &self.metadata));
-            }
-        });
-        moov
-    }
-
-    fn put_sample_table(&self, stbl: &mut Vec<u8>, sps: &[u8], pps: &[u8], chunk_offset: u64) {
-        let (width, height) = self.encoder.size();
-        let frames = self.sample_sizes.len() as u32;
-        put_full_box(stbl, *b"stsd", 0, 0, |b| {
-            b.extend_from_slice(&1_u32.to_be_bytes());
-            put_box(b, *b"avc1", |entry| {
-                entry.extend_from_slice(&[0; 6]);
-                entry.extend_from_slice(&1_u16.to_be_bytes()); // data reference index
-                entry.extend_from_slice(&[0; 16]);
-                entry.extend_from_slice(&(width as u16).to_be_bytes());
-                entry.extend_from_slice(&(height as u16).to_be_bytes());
-                entry.extend_from_slice(&0x0048_0000_u32.to_be_bytes()); // 72 dpi
-                entry.extend_from_slice(&0x0048_0000_u32.to_be_bytes());
-                entry.extend_from_slice(&[0; 4]);
-                entry.extend_from_slice(&1_u16.to_be_bytes()); // frames per sample
-                entry.extend_from_slice(&[0; 32]); // compressor name
-                entry.extend_from_slice(&0x0018_u16.to_be_bytes()); // depth
-                entry.extend_from_slice(&0xffff_u16.to_be_bytes());
-                put_box(entry, *b"avcC", |c| {
-                    c.push(1);
-                    c.extend_from_slice(&sps[1..4]); // profile, compatibility, level
-                    c.push(0xff); // 4-byte NAL lengths
-                    c.push(0xe1); // one SPS
-                    c.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-                    c.extend_from_slice(sps);
-                    c.push(1); // one PPS
-                    c.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-                    c.extend_from_slice(pps);
-                });
-            });
-        });
-        put_full_box(stbl, *b"stts", 0, 0, |b| {
-            b.extend_from_slice(&1_u32.to_be_bytes());
-            b.extend_from_slice(&frames.to_be_bytes());
-            b.extend_from_slice(&self.frame_duration.to_be_bytes());
-        });
-        put_full_box(stbl, *b"stss", 0, 0, |b| {
-            b.extend_from_slice(&(self.key_frames.len() as u32).to_be_bytes());
-            for frame in &self.key_frames {
-                b.extend_from_slice(&frame.to_be_bytes());
-            }
-        });
-        put_full_box(stbl, *b"stsc", 0, 0, |b| {
-            b.extend_from_slice(&1_u32.to_be_bytes());
-            b.extend_from_slice(&1_u32.to_be_bytes()); // first chunk
-            b.extend_from_slice(&frames.to_be_bytes()); // samples per chunk
-            b.extend_from_slice(&1_u32.to_be_bytes()); // sample description
-        });
-        put_full_box(stbl, *b"stsz", 0, 0, |b| {
-            b.extend_from_slice(&0_u32.to_be_bytes());
-            b.extend_from_slice(&frames.to_be_bytes());
-            for size in &self.sample_sizes {
-                b.extend_from_slice(&size.to_be_bytes());
-            }
-        });
-        if let Ok(offset) = u32::try_from(chunk_offset) {
-            put_full_box(stbl, *b"stco", 0, 0, |b| {
-                b.extend_from_slice(&1_u32.to_be_bytes());
-                b.extend_from_slice(&offset.to_be_bytes());
-            });
-        } else {
-            put_full_box(stbl, *b"co64", 0, 0, |b| {
-                b.extend_from_slice(&1_u32.to_be_bytes());
-                b.extend_from_slice(&chunk_offset.to_be_bytes());
-            });
-        }
-    }
+/// The size of the largest `moov` a file of `frames` frames and `audio_samples` audio samples can
+/// need: every frame a key frame, every sample its own chunk, 64-bit chunk offsets.
+fn largest_moov(
+    size: &(usize, usize),
+    frames: usize,
+    audio: Option<&AudioTrack>,
+    audio_samples: usize,
+    metadata: &[(String, String)],
+) -> usize {
+    let parameter_set = [0_u8; PARAMETER_SET_ROOM];
+    let video_table = SampleTable::worst_case(frames);
+    let key_frames: Vec<u32> = (1..=frames as u32).collect();
+    let video = VideoTrackBoxes {
+        width: size.0,
+        height: size.1,
+        timescale: 1,
+        frame_duration: 1,
+        table: &video_table,
+        key_frames: &key_frames,
+        sps: &parameter_set,
+        pps: &parameter_set,
+    };
+    let audio_table =
+        audio.map(|audio| SampleTable::worst_case((audio.encoder.delay() + audio_samples).div_ceil(FRAME_LENGTH) + 2));
+    let audio_boxes = audio.zip(audio_table.as_ref()).map(|(audio, table)| AudioTrackBoxes {
+        sample_rate: audio.encoder.sample_rate(),
+        channels: 2,
+        config: audio.encoder.audio_specific_config(),
+        delay: 0,
+        samples: 1,
+        table,
+    });
+    moov(&video, audio_boxes.as_ref(), metadata).len()
 }
 
 /// `(timescale, ticks per frame)` for `fps` as ComfyUI rounds it: `round(fps·1000)/1000`.
@@ -329,67 +407,6 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// Appends a box: 32-bit size, type, then what `body` writes.
-fn put_box(out: &mut Vec<u8>, kind: [u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&kind);
-    body(out);
-    let size = (out.len() - start) as u32;
-    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
-}
-
-/// Appends a full box (version and 24-bit flags after the header).
-fn put_full_box(out: &mut Vec<u8>, kind: [u8; 4], version: u8, flags: u32, body: impl FnOnce(&mut Vec<u8>)) {
-    put_box(out, kind, |b| {
-        b.push(version);
-        b.extend_from_slice(&flags.to_be_bytes()[1..]);
-        body(b);
-    });
-}
-
-fn put_matrix(out: &mut Vec<u8>) {
-    for value in [0x0001_0000_u32, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000] {
-        out.extend_from_slice(&value.to_be_bytes());
-    }
-}
-
-fn put_handler(out: &mut Vec<u8>, handler: [u8; 4], name: &str) {
-    put_full_box(out, *b"hdlr", 0, 0, |b| {
-        b.extend_from_slice(&[0; 4]);
-        b.extend_from_slice(&handler);
-        b.extend_from_slice(&[0; 12]);
-        b.extend_from_slice(name.as_bytes());
-        b.push(0);
-    });
-}
-
-/// `meta` (`mdta` handler) with `keys` and `ilst`, as ffmpeg's `use_metadata_tags` writes it.
-fn put_metadata(udta: &mut Vec<u8>, metadata: &[(String, String)]) {
-    put_full_box(udta, *b"meta", 0, 0, |meta| {
-        put_handler(meta, *b"mdta", "");
-        put_full_box(meta, *b"keys", 0, 0, |b| {
-            b.extend_from_slice(&(metadata.len() as u32).to_be_bytes());
-            for (key, _) in metadata {
-                b.extend_from_slice(&(8 + key.len() as u32).to_be_bytes());
-                b.extend_from_slice(b"mdta");
-                b.extend_from_slice(key.as_bytes());
-            }
-        });
-        put_box(meta, *b"ilst", |ilst| {
-            for (index, (_, value)) in metadata.iter().enumerate() {
-                put_box(ilst, (index as u32 + 1).to_be_bytes(), |item| {
-                    put_box(item, *b"data", |data| {
-                        data.extend_from_slice(&1_u32.to_be_bytes()); // UTF-8 text
-                        data.extend_from_slice(&0_u32.to_be_bytes()); // default locale
-                        data.extend_from_slice(value.as_bytes());
-                    });
-                });
-            }
-        });
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,5 +421,32 @@ mod tests {
         assert_eq!(track_timing(23.9761).unwrap(), (11988, 500));
         assert!(track_timing(0.0).is_err());
         assert!(track_timing(f64::NAN).is_err());
+    }
+
+    fn top_level(bytes: &[u8]) -> Vec<[u8; 4]> {
+        kinograph_engine::mp4::boxes(bytes).unwrap().iter().map(|found| found.kind).collect()
+    }
+
+    #[test]
+    fn a_planned_file_has_its_index_first_and_an_overrun_moves_it_to_the_end() {
+        for (planned, written) in [(3, 3), (3, 1), (2, 300)] {
+            let options = Mp4Options { planned_frames: Some(planned), ..Mp4Options::default() };
+            let mut writer =
+                Mp4Writer::with_options(std::io::Cursor::new(Vec::new()), 16, 16, 24.0, &[], &options).unwrap();
+            for frame in 0..written {
+                writer.write_frame(&vec![(frame % 50 * 5) as u8; 16 * 16 * 3]).unwrap();
+            }
+            let bytes = writer.finish().unwrap().into_inner();
+            let expected: &[&[u8; 4]] = if written <= planned {
+                &[b"ftyp", b"moov", b"free", b"mdat"]
+            } else {
+                &[b"ftyp", b"free", b"mdat", b"moov"]
+            };
+            assert_eq!(
+                top_level(&bytes),
+                expected.iter().map(|kind| **kind).collect::<Vec<_>>(),
+                "{written} of {planned}"
+            );
+        }
     }
 }

@@ -85,7 +85,27 @@ impl Node for TextGenerateLtx2Prompt {
             .input(InputSpec::socket("video", "IMAGE").optional().tooltip("Video frames as an image batch (24 fps)."))
             .input(InputSpec::socket("audio", "AUDIO").optional())
             .input(InputSpec::int("max_length", 512).min(1).max(32768).tooltip("The most tokens to generate."))
-            .input(InputSpec::combo("sampling_mode", ["on", "off"]).tooltip("'off' takes the most likely token."))
+            .input(
+                InputSpec::dynamic_combo(
+                    "sampling_mode",
+                    [
+                        (
+                            "on",
+                            &[
+                                "temperature",
+                                "top_k",
+                                "top_p",
+                                "min_p",
+                                "repetition_penalty",
+                                "seed",
+                                "presence_penalty",
+                            ][..],
+                        ),
+                        ("off", &[][..]),
+                    ],
+                )
+                .tooltip("'off' takes the most likely token."),
+            )
             .input(InputSpec::float(&sampling("temperature"), 0.7).min(0.01).max(2.0).step(0.000_001).optional())
             .input(InputSpec::int(&sampling("top_k"), 64).min(0).max(1000).optional())
             .input(InputSpec::float(&sampling("top_p"), 0.95).min(0.0).max(1.0).step(0.01).optional())

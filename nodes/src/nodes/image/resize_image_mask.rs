@@ -26,6 +26,22 @@ pub const RESIZE_TYPES: [&str; 9] = [
     "scale to multiple",
 ];
 
+/// The inputs each resize type shows, under `resize_type.`.
+fn option_inputs(resize_type: &str) -> &'static [&'static str] {
+    match resize_type {
+        "scale dimensions" => &["width", "height", "crop"],
+        "scale by multiplier" => &["multiplier"],
+        "scale longer dimension" => &["longer_size"],
+        "scale shorter dimension" => &["shorter_size"],
+        "scale width" => &["width"],
+        "scale height" => &["height"],
+        "scale total pixels" => &["megapixels"],
+        "match size" => &["match", "crop"],
+        "scale to multiple" => &["multiple"],
+        _ => &[],
+    }
+}
+
 /// Resizes an IMAGE or a MASK; the output has the input's type.
 pub struct ResizeImageMaskNode;
 
@@ -45,7 +61,7 @@ impl Node for ResizeImageMaskNode {
             .description("Resize an image or mask using various scaling methods.")
             .input(InputSpec::socket("input", "IMAGE,MASK"))
             .input(
-                InputSpec::combo("resize_type", RESIZE_TYPES)
+                InputSpec::dynamic_combo("resize_type", RESIZE_TYPES.iter().map(|&key| (key, option_inputs(key))))
                     .tooltip("Select how to resize: by exact dimensions, scale factor, matching another image, etc."),
             )
             .input(size("width", "Target width in pixels; 0 keeps the aspect ratio from the height."))
