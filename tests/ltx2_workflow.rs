@@ -32,6 +32,9 @@ fn the_ltx2_demo_runs_both_stages_with_sound_to_an_mp4() {
         "text_encoders/gemma_3_12B_it_fp4_mixed.safetensors",
         "latent_upscale_models/ltx-2-spatial-upscaler-x2-1.0.safetensors",
         "loras/ltx-2-19b-distilled-lora-384.safetensors",
+        "checkpoints/ltx-2.3-22b-dev-fp8.safetensors",
+        "latent_upscale_models/ltx-2.3-spatial-upscaler-x2-1.1.safetensors",
+        "loras/ltx_2.3_22b_distilled_1.1_lora_dynamic_fro09_avg_rank_111_bf16.safetensors",
     ] {
         assert!(root.path().join("models").join(file).is_file(), "{file} was written");
     }
