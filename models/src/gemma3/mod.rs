@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`config`] | `Gemma3TextConfig`: sizes, sliding/full layer pattern, local and global RoPE |
 //! | [`model`] | `Gemma3TextModel`, `Gemma3DecoderLayer`, `Gemma3Attention`, `Gemma3MLP`, `Gemma3RMSNorm` |
-//! | [`generate`] | ComfyUI's `BaseGenerate.generate`: prefill, then a token at a time over a key/value cache |
+//! | [`mod@generate`] | ComfyUI's `BaseGenerate.generate`: prefill, then a token at a time over a key/value cache |
 //! | [`logits`] | ComfyUI's `sample_token`/`processed_probs`: penalties, temperature, top-k, min-p, top-p, the draw |
 //! | [`tokenizer`] | the SentencePiece BPE tokenizer (from `tokenizer.model`, ComfyUI's `spiece_model`, or `tokenizer.json`) |
 //! | [`sentencepiece`] | sentencepiece's `ModelProto`, normaliser, BPE and Unigram encoding, decoding |
