@@ -5,8 +5,8 @@ mod common;
 
 use common::{Log, prompt, registry, run, run_with, strings};
 use kinograph_engine::{
-    Cache, Environment, Event, EventKind, ExecutionContext, Executor, Graph, InputSpec, Node, NodeError, NodeInputs,
-    NodeOutput, NodeSchema, RunOptions, RunStatus, Value,
+    Cache, CancelToken, Environment, Event, EventKind, ExecutionContext, Executor, Graph, InputSpec, Node, NodeError,
+    NodeInputs, NodeOutput, NodeSchema, RunOptions, RunStatus, Value,
 };
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -83,6 +83,21 @@ impl Node for LazySum {
     }
 }
 
+/// `PanicInCheck`: its check panics.
+struct PanicInCheck(Log);
+impl Node for PanicInCheck {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("PanicInCheck").input(InputSpec::socket("value", "*").lazy()).output("*", "value")
+    }
+    fn check_lazy_status(&self, _: &NodeInputs, _: &[&str]) -> Result<Vec<String>, NodeError> {
+        panic!("the check exploded")
+    }
+    fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        self.0.record(context);
+        Ok(NodeOutput::new(vec![inputs.get("value").cloned().unwrap_or(Value::Int(0))]))
+    }
+}
+
 /// `AskForNothingThere`: its check asks for an input that does not exist.
 struct AskForNothingThere(Log);
 impl Node for AskForNothingThere {
@@ -107,6 +122,7 @@ fn lazy_executor(log: &Log, cache: Arc<Cache>) -> (Executor, Checks) {
     registry.register(Fallback(log.clone(), checks.clone())).unwrap();
     registry.register(LazySum(log.clone())).unwrap();
     registry.register(AskForNothingThere(log.clone())).unwrap();
+    registry.register(PanicInCheck(log.clone())).unwrap();
     (Executor::new(Arc::new(registry), Environment::default()).with_cache(cache), checks)
 }
 
@@ -387,6 +403,49 @@ fn asking_for_an_input_that_is_not_connected_fails_the_node() {
     assert_eq!((failure.node_id.as_str(), failure.node_type.as_str()), ("2", "AskForNothingThere"));
     assert!(failure.exception_message.contains("'valeu'"), "{}", failure.exception_message);
     assert!(log.take().is_empty(), "neither the node nor its lazy source ran");
+}
+
+#[test]
+fn a_panic_in_the_check_fails_that_node() {
+    let log = Log::default();
+    let (executor, _) = lazy_executor(&log, Arc::new(Cache::default()));
+    let workflow = json!({
+        "1": {"class_type": "Number", "inputs": {"value": 1}},
+        "2": {"class_type": "PanicInCheck", "inputs": {"value": ["1", 0]}},
+        "3": {"class_type": "Show", "inputs": {"value": ["2", 0]}}
+    });
+    let outcome = run(&executor, &graph(&executor, workflow));
+    assert_eq!(outcome.status, RunStatus::Failed);
+    let failure = outcome.failure.unwrap();
+    assert_eq!(failure.node_id, "2");
+    assert!(failure.exception_message.contains("the check exploded"), "{}", failure.exception_message);
+}
+
+/// Cancelling while the switch waits for the branch it asked for stops the run as an interruption.
+#[test]
+fn cancelling_while_a_lazy_branch_runs_interrupts_the_run() {
+    let log = Log::default();
+    let (executor, _) = lazy_executor(&log, Arc::new(Cache::default()));
+    let workflow = json!({
+        "1": {"class_type": "Number", "inputs": {"value": 1}},
+        "2": {"class_type": "Sleep", "inputs": {"value": ["1", 0], "ms": 20000}},
+        "3": {"class_type": "Choose", "inputs": {"flag": true, "on_false": ["1", 0], "on_true": ["2", 0]}},
+        "4": {"class_type": "Show", "inputs": {"value": ["3", 0]}}
+    });
+    let cancel = CancelToken::new();
+    let canceller = cancel.clone();
+    let options = RunOptions {
+        cancel: cancel.clone(),
+        events: Arc::new(move |event: &Event| {
+            if matches!(&event.kind, EventKind::Progress { node, value: 2, .. } if node == "2") {
+                canceller.cancel();
+            }
+        }),
+        ..RunOptions::default()
+    };
+    let outcome = run_with(&executor, &graph(&executor, workflow), options);
+    assert_eq!(outcome.status, RunStatus::Interrupted);
+    assert_eq!(log.take(), strings(&["1", "2"]), "the switch and the output never ran");
 }
 
 #[test]
