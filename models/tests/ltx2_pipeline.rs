@@ -62,6 +62,7 @@ fn two_guided_steps_match_the_diffusers_pipeline() {
     let mut model =
         Ltx2Transformer::load_file(&data("transformer_20.safetensors"), &device, LoadOptions::default()).unwrap();
     model.set_av_routing(AvTimestepRouting::Cross);
+    model.set_v2a_after_a2v(false);
     let (frames, height, width) = (grid[0], grid[1], grid[2]);
     let audio_tokens = r["audio_latents"].dim(1).unwrap();
     let video_positions = model.video_positions(1, frames, height, width, fps).unwrap();

@@ -51,6 +51,7 @@ fn check_case(version: &str, case: &str, stream_blocks: bool) {
     let mut model = model(version, stream_blocks);
     let routing = if case == "cross_timestep" { AvTimestepRouting::Cross } else { AvTimestepRouting::Own };
     model.set_av_routing(routing);
+    model.set_v2a_after_a2v(false);
     let grid: Vec<i64> = r["grid"].to_vec1().unwrap();
     let [frames, height, width, audio_tokens] = [grid[0], grid[1], grid[2], grid[3]].map(|v| v as usize);
     let batch = r["video"].dim(0).unwrap();
@@ -138,6 +139,7 @@ fn comfyui_routing_equals_the_others_for_one_shared_timestep() {
     let inputs = fixture_inputs(&r, &video_positions, &audio_positions, true);
     for routing in [AvTimestepRouting::CrossGate, AvTimestepRouting::Cross] {
         model.set_av_routing(routing);
+        model.set_v2a_after_a2v(false);
         let (video, audio) = model.forward(&inputs, &Perturbation::default()).unwrap();
         assert_close(&format!("{routing:?} video"), &video, &r["video_out"], 1e-4);
         assert_close(&format!("{routing:?} audio"), &audio, &r["audio_out"], 1e-4);
@@ -230,6 +232,7 @@ fn lora_updates_apply_to_resident_and_streamed_blocks() {
     let mut expected_model =
         Ltx2Transformer::load_with_config(&source, &layout, &config, &device, LoadOptions::default()).unwrap();
     expected_model.set_av_routing(AvTimestepRouting::Own);
+    expected_model.set_v2a_after_a2v(false);
 
     let video_positions = expected_model.video_positions(1, 3, 2, 3, 24.0).unwrap();
     let audio_positions = expected_model.audio_positions(1, 5).unwrap();
@@ -238,12 +241,14 @@ fn lora_updates_apply_to_resident_and_streamed_blocks() {
     let (base_video, _) = {
         let mut base = model("20", false);
         base.set_av_routing(AvTimestepRouting::Own);
+        base.set_v2a_after_a2v(false);
         base.forward(&inputs, &Perturbation::default()).unwrap()
     };
     assert!(max_abs_diff(&base_video, &expected_video) > 1e-2, "the update must change the output");
     for stream_blocks in [false, true] {
         let mut patched = model("20", stream_blocks).with_patches(&patches).unwrap();
         patched.set_av_routing(AvTimestepRouting::Own);
+        patched.set_v2a_after_a2v(false);
         let (video, audio) = patched.forward(&inputs, &Perturbation::default()).unwrap();
         assert_close(&format!("LoRA video (streamed {stream_blocks})"), &video, &expected_video, 1e-4);
         assert_close(&format!("LoRA audio (streamed {stream_blocks})"), &audio, &expected_audio, 1e-4);
@@ -283,6 +288,7 @@ fn bf16_weights_stay_bf16_and_compute_in_f32() {
         let mut model = Ltx2Transformer::load(&source, &device, options).unwrap();
         assert_eq!(model.storage_dtype(), if widen_at_load { DType::F32 } else { DType::BF16 });
         model.set_av_routing(AvTimestepRouting::Own);
+        model.set_v2a_after_a2v(false);
         let video_positions = model.video_positions(1, 3, 2, 3, 24.0).unwrap();
         let audio_positions = model.audio_positions(1, 5).unwrap();
         let inputs = fixture_inputs(&r, &video_positions, &audio_positions, false);
@@ -309,6 +315,7 @@ fn the_diffusers_folder_layout_loads_the_same_transformer() {
     assert!(config.causal_temporal_positioning, "diffusers' causal_offset 1");
     let mut model = Ltx2Transformer::load(&source, &Device::Cpu, LoadOptions::default()).unwrap();
     model.set_av_routing(AvTimestepRouting::Own);
+    model.set_v2a_after_a2v(false);
     let r = reference("transformer_23_per_token");
     let video_positions = model.video_positions(2, 3, 2, 3, 25.0).unwrap();
     let audio_positions = model.audio_positions(2, 5).unwrap();
@@ -389,7 +396,9 @@ fn trainer_loras_apply_through_comfyui_keys() {
     let audio_positions = patched.audio_positions(1, 5).unwrap();
     let inputs = fixture_inputs(&r, &video_positions, &audio_positions, false);
     patched.set_av_routing(AvTimestepRouting::Own);
+    patched.set_v2a_after_a2v(false);
     expected.set_av_routing(AvTimestepRouting::Own);
+    expected.set_v2a_after_a2v(false);
     let (video, audio) = patched.forward(&inputs, &Perturbation::default()).unwrap();
     let (expected_video, expected_audio) = expected.forward(&inputs, &Perturbation::default()).unwrap();
     assert_close("trainer LoRA video", &video, &expected_video, 1e-4);
@@ -449,7 +458,9 @@ fn scaled_fp8_files_compute_with_their_dequantised_weights() {
         let audio_positions = model.audio_positions(1, 5).unwrap();
         let inputs = fixture_inputs(&r, &video_positions, &audio_positions, true);
         model.set_av_routing(AvTimestepRouting::Own);
+        model.set_v2a_after_a2v(false);
         reference_model.set_av_routing(AvTimestepRouting::Own);
+        reference_model.set_v2a_after_a2v(false);
         let (video, audio) = model.forward(&inputs, &Perturbation::default()).unwrap();
         let (expected_video, expected_audio) = reference_model.forward(&inputs, &Perturbation::default()).unwrap();
         assert_close(&format!("fp8 ({scale_name}) video"), &video, &expected_video, 1e-5);

@@ -112,6 +112,11 @@ impl Ltx2Block {
         })
     }
 
+    /// See [`super::Ltx2Transformer::set_v2a_after_a2v`].
+    pub fn set_v2a_after_a2v(&mut self, after: bool) {
+        self.v2a_after_a2v = after;
+    }
+
     /// The linear layers by their checkpoint names under this block.
     pub(crate) fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
         let mut layers = Vec::new();

@@ -88,7 +88,8 @@ pub struct Ltx2TransformerConfig {
     /// Timestep routing of the audio↔video cross-attention modulation.
     pub av_routing: AvTimestepRouting,
     /// Whether video→audio attention reads the video stream after the audio→video update of the same
-    /// block (ComfyUI's current code) instead of before it (diffusers, ltx-core).
+    /// block (ComfyUI's current code, the default: what users of ComfyUI's templates get) instead of before
+    /// it (diffusers, ltx-core).
     pub v2a_after_a2v: bool,
 }
 
@@ -123,7 +124,7 @@ impl Ltx2TransformerConfig {
             audio_ff_bias: true,
             keyframes_embedding: false,
             av_routing: AvTimestepRouting::CrossGate,
-            v2a_after_a2v: false,
+            v2a_after_a2v: true,
         }
     }
 

@@ -315,6 +315,17 @@ impl Ltx2Transformer {
         self.config.av_routing = routing;
     }
 
+    /// Whether video→audio attention reads the video stream after the block's audio→video update
+    /// (ComfyUI, the default) or before it (diffusers and ltx-core).
+    pub fn set_v2a_after_a2v(&mut self, after: bool) {
+        self.config.v2a_after_a2v = after;
+        if let Blocks::Resident(blocks) = &mut self.blocks {
+            for block in blocks {
+                block.set_v2a_after_a2v(after);
+            }
+        }
+    }
+
     /// The dtype the linear layers' weights are kept in.
     pub fn storage_dtype(&self) -> DType {
         self.patchify_proj.dtype()
