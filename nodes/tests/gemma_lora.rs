@@ -308,3 +308,32 @@ fn a_lora_on_the_feature_projection_is_refused() {
         lora_loader(ltx2_model(), gemma_clip(false), dir.path(), "projection.safetensors", 1.0, 1.0).unwrap_err();
     assert!(error.to_string().contains("text_embedding_projection"), "{error}");
 }
+
+/// One file with updates for both the LTX-2 model and Gemma (as a LoRA trained on both carries them): each side
+/// gets its own, at its own strength.
+#[test]
+fn one_file_patches_the_model_and_gemma() {
+    let r = expected();
+    let dir = tempfile::tempdir().unwrap();
+    let mut tensors = candle_core::safetensors::load(data("loras/gemma_lora_comfy.safetensors"), &Device::Cpu).unwrap();
+    let layer = "diffusion_model.transformer_blocks.0.attn1.to_q";
+    let up = (Tensor::ones((32, 2), DType::F32, &Device::Cpu).unwrap() * 0.3).unwrap();
+    let down = (Tensor::ones((2, 32), DType::F32, &Device::Cpu).unwrap() * 0.2).unwrap();
+    tensors.insert(format!("{layer}.lora_B.weight"), up);
+    tensors.insert(format!("{layer}.lora_A.weight"), down);
+    candle_core::safetensors::save(&tensors, dir.path().join("both.safetensors")).unwrap();
+
+    let (model, clip, warnings) =
+        lora_loader(ltx2_model(), gemma_clip(true), dir.path(), "both.safetensors", 1.0, 1.0).unwrap();
+    assert!(warnings.is_empty(), "{warnings}");
+    assert_states("Gemma side", &hidden_states(&clip, &r), &r, "comfy", 1e-4);
+    let (base_video, _) = ltx2_forward(&ltx2_model());
+    let (video, _) = ltx2_forward(&model);
+    assert!(max_abs_diff(&base_video, &video) > 1e-3, "the model side must change");
+
+    // Strength 0 for the model: Gemma patched, the model as it was.
+    let (model, clip, _) =
+        lora_loader(ltx2_model(), gemma_clip(false), dir.path(), "both.safetensors", 0.0, 1.0).unwrap();
+    assert_states("Gemma side, model at 0", &hidden_states(&clip, &r), &r, "comfy", 1e-4);
+    assert_eq!(max_abs_diff(&base_video, &ltx2_forward(&model).0), 0.0);
+}
