@@ -11,7 +11,7 @@
 //! | [`tokenizer`] | the SentencePiece BPE tokenizer (from `tokenizer.model`, ComfyUI's `spiece_model`, or `tokenizer.json`) |
 //! | [`sentencepiece`] | sentencepiece's `ModelProto`, normaliser, BPE and Unigram encoding, decoding |
 //! | [`load`] | ComfyUI files, transformers folders, prefixes and configs |
-//! | [`lora`] | LoRA updates of the projections (ComfyUI's `LoraLoader` on LTX-2's CLIP), a tiny LoRA writer |
+//! | [`lora`] | LoRA updates of the projections, the embedding table and the norms (ComfyUI's `LoraLoader` on LTX-2's CLIP), a tiny LoRA writer |
 //! | [`mod@bench`] | one 12B layer with random weights, for timing |
 
 pub mod bench;
