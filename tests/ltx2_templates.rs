@@ -63,6 +63,8 @@ fn runs_to_a_video_with_sound(name: &str, set: &[&str], frames: &str, sample_rat
     }
     let run = kinograph(root.path(), &args);
     assert!(run.status.success(), "{name}: {}", stderr(&run));
+    // Every LoRA the template loads applies fully (the 2.3 templates' Gemma LoRA to the text encoder).
+    assert!(!stderr(&run).contains("not loaded") && !stderr(&run).contains("none of its"), "{}", stderr(&run));
 
     let folder = root.path().join("output/video");
     let videos: Vec<PathBuf> = std::fs::read_dir(&folder).unwrap().map(|entry| entry.unwrap().path()).collect();
@@ -105,4 +107,29 @@ fn ltx2_text_to_video_distilled() {
 fn ltx2_image_to_video() {
     let set = ["102.resize_type.width=256", "102.resize_type.height=128", "92:62.value=25", "92:9.steps=2"];
     runs_to_a_video_with_sound("video_ltx2_i2v.json", &set, "25", "24000");
+}
+
+#[test]
+fn ltx23_text_to_video() {
+    // Width, height, seconds and fps are primitives of the template's subgraph; its prompt enhancer is on.
+    let set = [
+        "267:257.value=256",
+        "267:258.value=128",
+        "267:225.value=1",
+        "267:260.value=24",
+        "267:252.sigmas=1.0, 0.725, 0.0",
+    ];
+    runs_to_a_video_with_sound("video_ltx2_3_t2v.json", &set, "25", "48000");
+}
+
+#[test]
+fn ltx23_image_to_video() {
+    let set = [
+        "320:312.value=256",
+        "320:299.value=128",
+        "320:301.value=1",
+        "320:300.value=24",
+        "320:306.sigmas=1.0, 0.725, 0.0",
+    ];
+    runs_to_a_video_with_sound("video_ltx2_3_i2v.json", &set, "25", "48000");
 }

@@ -35,6 +35,7 @@ fn the_ltx2_demo_runs_both_stages_with_sound_to_an_mp4() {
         "checkpoints/ltx-2.3-22b-dev-fp8.safetensors",
         "latent_upscale_models/ltx-2.3-spatial-upscaler-x2-1.1.safetensors",
         "loras/ltx_2.3_22b_distilled_1.1_lora_dynamic_fro09_avg_rank_111_bf16.safetensors",
+        "loras/gemma-3-12b-it-abliterated_lora_rank64_bf16.safetensors",
     ] {
         assert!(root.path().join("models").join(file).is_file(), "{file} was written");
     }

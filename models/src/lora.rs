@@ -5,14 +5,16 @@
 //! A LoRA file names each layer it changes by a key prefix `x`. A [`KeyMap`] lists, for one model, every
 //! prefix ComfyUI accepts and the layer it means: for the LTX-Video transformer `diffusion_model.<name>`
 //! and kohya's `lora_unet_<name with _ for .>`; for the T5 text encoder `text_encoders.t5xxl.transformer.<name>`
-//! and `lora_te1_<name with _>`. Under each prefix ComfyUI reads, in this order:
+//! and `lora_te1_<name with _>`; for LTX-2's Gemma 3 text encoder `text_encoders.gemma3_12b.transformer.model.
+//! <name>` and `text_encoders.transformer.model.<name>`. Under each prefix ComfyUI reads, in this order:
 //! - `x.alpha` (optional) and a low-rank pair, the first found of `x.lora_up.weight`/`x.lora_down.weight`
 //!   (kohya and ComfyUI), `x_lora.up.weight`/`x_lora.down.weight`, `x.lora_B.weight`/`x.lora_A.weight`
 //!   (diffusers/PEFT), `x.lora.up.weight`/`x.lora.down.weight`, `x.lora_B`/`x.lora_A`,
 //!   `x.lora_linear_layer.up.weight`/`…down.weight`, `x.lora_B.default.weight`/`x.lora_A.default.weight`:
 //!   the weight becomes `W + strength · (alpha / rank, or 1) · up · down`;
 //! - `x.w_norm`/`x.b_norm` and `x.diff`/`x.diff_b`: full differences of the weight and the bias, scaled by
-//!   the strength; a later one replaces an earlier one for the same layer, as in ComfyUI.
+//!   the strength; a later one replaces an earlier one for the same layer, as in ComfyUI. A one-dimensional
+//!   weight (Gemma's norms, [`Part::Vector`]) takes only these.
 //!
 //! Keys under none of the prefixes are not loaded, and the caller warns about them, as ComfyUI does. What
 //! ComfyUI would apply but kinograph cannot yet (DoRA's `dora_scale`, LoCon's `lora_mid`, LoHa, LoKr,
@@ -44,6 +46,8 @@ pub enum LoraError {
 pub enum Part {
     Weight,
     Bias,
+    /// A one-dimensional weight (a norm's scale), `shape.0` wide: only full differences apply.
+    Vector,
 }
 
 /// What a key prefix changes: the model (`unet` or `clip`, so that two models' maps can be joined), the
@@ -108,6 +112,33 @@ impl KeyMap {
         map
     }
 
+    /// ComfyUI's keys for LTX-2's Gemma 3 text encoder (`model_lora_keys_clip` on `LTXAVTEModel`, whose
+    /// state dict names the text model `gemma3_12b.transformer.model.<name>` beside `text_embedding_projection`):
+    /// `text_encoders.gemma3_12b.transformer.model.<name>` (the generic format) and
+    /// `text_encoders.transformer.model.<name>` (the same without the wrapper module, Comfy-Org/ComfyUI#12852).
+    /// `layers` are the matrices by their names under the text model (`layers.0.self_attn.q_proj`,
+    /// `embed_tokens`) and `vectors` its one-dimensional weights (the norms, `layers.0.input_layernorm`) with
+    /// their widths, which take full differences only. A file that changes the feature projection
+    /// (`text_encoders.text_embedding_projection`, part of the connectors here) is refused. ComfyUI's kohya form
+    /// (`lora_te_<name with _>`) applies only to a text encoder with a single top-level module, which
+    /// `LTXAVTEModel` is not, so it is not accepted here either.
+    pub fn gemma_text_encoder(layers: &[(String, (usize, usize))], vectors: &[(String, usize)]) -> Self {
+        const ROOTS: [&str; 2] = ["text_encoders.gemma3_12b.transformer.model.", "text_encoders.transformer.model."];
+        let mut map = KeyMap::default();
+        for (name, shape) in layers {
+            for root in ROOTS {
+                map.push(format!("{root}{name}"), name, Part::Weight, *shape, "clip");
+            }
+        }
+        for (name, width) in vectors {
+            for root in ROOTS {
+                map.push(format!("{root}{name}"), name, Part::Vector, (*width, 0), "clip");
+            }
+        }
+        map.other.push("text_encoders.text_embedding_projection".into());
+        map
+    }
+
     /// This map followed by `other` (ComfyUI joins the model's and the text encoder's maps before reading).
     pub fn join(mut self, other: KeyMap) -> Self {
         self.entries.extend(other.entries);
@@ -155,6 +186,16 @@ impl WeightDelta {
         })
     }
 
+    /// Rows `ids` (u32) of `Δ`, `[ids, in]` f32: what the update adds to an embedding table's lookups.
+    pub fn rows(&self, ids: &Tensor) -> TensorResult<Tensor> {
+        match self {
+            WeightDelta::LowRank { down_t, up_t, scale } => {
+                up_t.index_select(ids, 1)?.t()?.matmul(&down_t.t()?)? * f64::from(*scale)
+            }
+            WeightDelta::Full { diff_t, scale } => diff_t.index_select(ids, 1)?.t()? * f64::from(*scale),
+        }
+    }
+
     /// Bytes held.
     pub fn byte_size(&self) -> usize {
         let bytes = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
@@ -171,6 +212,8 @@ pub struct LayerPatch {
     pub weight: Option<WeightDelta>,
     /// `strength · Δb`, `[out]`, f32.
     pub bias: Option<Tensor>,
+    /// `strength · Δw` of a one-dimensional weight (a norm's scale), `[width]`, f32.
+    pub vector: Option<Tensor>,
 }
 
 /// Replaces each of `layers` (by name) that `patches` names with `patch(layer, its patch)`; fails on a name
@@ -307,12 +350,9 @@ impl LoraFile {
                 .map(|(up, down)| (format!("{x}{up}"), format!("{x}{down}")))
                 .find(|(up, _)| self.tensors.contains_key(up))
             {
-                if *part == Part::Bias {
-                    return Err(LoraError::Unsupported {
-                        file: self.file(),
-                        key: up_key,
-                        what: "low-rank bias update",
-                    });
+                if *part != Part::Weight {
+                    let what = if *part == Part::Bias { "low-rank bias update" } else { "low-rank update of a norm" };
+                    return Err(LoraError::Unsupported { file: self.file(), key: up_key, what });
                 }
                 loaded.insert(up_key.clone());
                 loaded.insert(down_key.clone());
@@ -323,6 +363,7 @@ impl LoraFile {
                 loaded.insert(w_norm.clone());
                 place(*part, Found::Diff(w_norm));
                 if self.tensors.contains_key(&b_norm) {
+                    self.refuse_norm_bias(*part, &b_norm)?;
                     loaded.insert(b_norm.clone());
                     place(Part::Bias, Found::Diff(b_norm));
                 }
@@ -334,6 +375,7 @@ impl LoraFile {
             }
             let diff_bias = format!("{x}.diff_b");
             if self.tensors.contains_key(&diff_bias) {
+                self.refuse_norm_bias(*part, &diff_bias)?;
                 loaded.insert(diff_bias.clone());
                 place(Part::Bias, Found::Diff(diff_bias));
             }
@@ -350,6 +392,7 @@ impl LoraFile {
             match part {
                 Part::Weight => patch.weight = Some(self.weight_delta(&what, shape, strength)?),
                 Part::Bias => patch.bias = Some(self.bias_delta(&what, shape.0, strength)?),
+                Part::Vector => patch.vector = Some(self.bias_delta(&what, shape.0, strength)?),
             }
         }
         Ok(patches)
@@ -390,6 +433,19 @@ impl LoraFile {
         }
     }
 
+    /// Gemma's norms have no bias: ComfyUI would drop such an update without a word, kinograph says so.
+    fn refuse_norm_bias(&self, part: Part, key: &str) -> Result<(), LoraError> {
+        if part != Part::Vector {
+            return Ok(());
+        }
+        Err(LoraError::Unsupported {
+            file: self.file(),
+            key: key.to_string(),
+            what: "bias update of a norm without bias",
+        })
+    }
+
+    /// A full difference of a bias or a one-dimensional weight, `[out]`, times the strength.
     fn bias_delta(&self, found: &Found, out: usize, strength: f64) -> Result<Tensor, LoraError> {
         let Found::Diff(key) = found else { unreachable!("low-rank bias updates are refused when read") };
         let diff = &self.tensors[key];

@@ -214,7 +214,7 @@ fn lora_updates_apply_to_resident_and_streamed_blocks() {
             up_t: up.t().unwrap().contiguous().unwrap(),
             scale: 0.7,
         };
-        patches.insert(name.to_string(), LayerPatch { weight: Some(delta), bias: None });
+        patches.insert(name.to_string(), LayerPatch { weight: Some(delta), ..LayerPatch::default() });
         let key = format!("model.diffusion_model.{name}.weight");
         let update = (up.matmul(&down).unwrap() * 0.7).unwrap();
         merged.insert(key.clone(), (&merged[&key] + update).unwrap());

@@ -42,6 +42,9 @@ pub const LTX23_UPSAMPLER: &str = "ltx-2.3-spatial-upscaler-x2-1.1.safetensors";
 /// The 2.3 distilled LoRA of the 2.3 templates' stage 2.
 pub const LTX23_DISTILLED_LORA: &str = "ltx_2.3_22b_distilled_1.1_lora_dynamic_fro09_avg_rank_111_bf16.safetensors";
 
+/// The Gemma LoRA the 2.3 templates apply to the text encoder.
+pub const LTX23_GEMMA_LORA: &str = "gemma-3-12b-it-abliterated_lora_rank64_bf16.safetensors";
+
 /// Which release's layout a tiny checkpoint has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Release {
@@ -207,6 +210,7 @@ pub struct Ltx2DemoModels {
     pub upsampler_23: PathBuf,
     pub lora: PathBuf,
     pub lora_23: PathBuf,
+    pub gemma_lora: PathBuf,
 }
 
 fn varmap() -> (VarMap, VarBuilder<'static>) {
@@ -356,7 +360,13 @@ pub fn write_ltx2_demo_models(models_dir: &Path) -> Result<Ltx2DemoModels, Strin
             write_tensors(path, &lora_tensors(release)?, &[], &[])?;
         }
     }
-    Ok(Ltx2DemoModels { checkpoint, checkpoint_23, text_encoder, upsampler, upsampler_23, lora, lora_23 })
+    let gemma_lora = models_dir.join("loras").join(LTX23_GEMMA_LORA);
+    if !gemma_lora.is_file() {
+        let tensors = kinograph_models::gemma3::lora::tiny_lora_tensors(&gemma_config(), 4, 31)
+            .map_err(|e| format!("building the demo Gemma LoRA: {e}"))?;
+        write_tensors(&gemma_lora, &tensors, &[], &[])?;
+    }
+    Ok(Ltx2DemoModels { checkpoint, checkpoint_23, text_encoder, upsampler, upsampler_23, lora, lora_23, gemma_lora })
 }
 
 /// Writes f32 `tensors`, raw `bytes` tensors (u8) and string `metadata` to `path` as safetensors, through a

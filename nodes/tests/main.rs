@@ -5,6 +5,7 @@
 //! its own process. Run one file's tests with `cargo nextest run -p PACKAGE -E 'test(/^MODULE::/)'`.
 
 mod audio;
+mod gemma_lora;
 mod image_ops;
 mod ltxv_nodes;
 mod media;

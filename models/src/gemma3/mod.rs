@@ -11,6 +11,7 @@
 //! | [`tokenizer`] | the SentencePiece BPE tokenizer (from `tokenizer.model`, ComfyUI's `spiece_model`, or `tokenizer.json`) |
 //! | [`sentencepiece`] | sentencepiece's `ModelProto`, normaliser, BPE and Unigram encoding, decoding |
 //! | [`load`] | ComfyUI files, transformers folders, prefixes and configs |
+//! | [`lora`] | LoRA updates of the projections, the embedding table and the norms (ComfyUI's `LoraLoader` on LTX-2's CLIP), a tiny LoRA writer |
 //! | [`mod@bench`] | one 12B layer with random weights, for timing |
 
 pub mod bench;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod generate;
 pub mod load;
 pub mod logits;
+pub mod lora;
 pub mod model;
 pub mod sentencepiece;
 pub mod tokenizer;

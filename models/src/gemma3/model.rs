@@ -12,10 +12,13 @@
 //! keys and values from a [`Gemma3Cache`], for generation ([`super::generate()`]).
 
 use super::config::{Gemma3Config, LayerType, RopeParameters};
+use crate::lora::{LayerPatch, WeightDelta};
 use crate::ops::activations::{gelu_tanh, softmax_last_dim};
 use crate::ops::stored_linear::StoredLinear;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A large negative logit for masked keys: finite, so that a fully masked row (a padding query) stays
 /// finite instead of turning into NaN.
@@ -23,7 +26,7 @@ const MASKED: f32 = -1.0e9;
 
 /// Gemma's RMS norm: `x / √(mean x² + ε) · (1 + w)`.
 #[derive(Debug, Clone)]
-struct GemmaNorm {
+pub(super) struct GemmaNorm {
     scale: Tensor,
     eps: f32,
 }
@@ -36,6 +39,17 @@ impl GemmaNorm {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::rms_norm(&x.contiguous()?, &self.scale, self.eps)
+    }
+
+    /// The same norm with `delta` (`[width]`, f32) added to its weight `w`.
+    pub(super) fn patched(&self, delta: &Tensor) -> Result<Self> {
+        let scale = (&self.scale + delta.to_device(self.scale.device())?)?;
+        Ok(GemmaNorm { scale, eps: self.eps })
+    }
+
+    /// The width.
+    pub(super) fn width(&self) -> Result<usize> {
+        self.scale.dims1()
     }
 }
 
@@ -88,6 +102,34 @@ impl Gemma3Layer {
             head_dim: hd,
             scale: config.query_pre_attn_scalar.powf(-0.5),
         })
+    }
+
+    /// The projections by their names under the layer (`self_attn.q_proj`, …, `mlp.down_proj`): the layers a
+    /// LoRA can change.
+    pub(super) fn linears_mut(&mut self) -> Vec<(String, &mut StoredLinear)> {
+        let named = [
+            ("self_attn.q_proj", &mut self.q_proj),
+            ("self_attn.k_proj", &mut self.k_proj),
+            ("self_attn.v_proj", &mut self.v_proj),
+            ("self_attn.o_proj", &mut self.o_proj),
+            ("mlp.gate_proj", &mut self.gate_proj),
+            ("mlp.up_proj", &mut self.up_proj),
+            ("mlp.down_proj", &mut self.down_proj),
+        ];
+        named.into_iter().map(|(name, layer)| (name.to_string(), layer)).collect()
+    }
+
+    /// The norms by their names under the layer (`input_layernorm`, …, `self_attn.k_norm`).
+    pub(super) fn norms_mut(&mut self) -> Vec<(String, &mut GemmaNorm)> {
+        let named = [
+            ("input_layernorm", &mut self.input_layernorm),
+            ("post_attention_layernorm", &mut self.post_attention_layernorm),
+            ("pre_feedforward_layernorm", &mut self.pre_feedforward_layernorm),
+            ("post_feedforward_layernorm", &mut self.post_feedforward_layernorm),
+            ("self_attn.q_norm", &mut self.q_norm),
+            ("self_attn.k_norm", &mut self.k_norm),
+        ];
+        named.into_iter().map(|(name, norm)| (name.to_string(), norm)).collect()
     }
 
     /// `hidden` `[B, T, D]`; `rope` the (cos, sin) of this layer's table `[T, head_dim/2]`; `bias` the
@@ -197,7 +239,7 @@ impl Gemma3Cache {
 
 /// Where the layers' weights are.
 #[derive(Clone)]
-enum Layers {
+pub(super) enum Layers {
     Resident(Vec<Gemma3Layer>),
     /// Read from the mapped file as each is used.
     Streamed(VarBuilder<'static>),
@@ -208,9 +250,14 @@ enum Layers {
 pub struct Gemma3TextModel {
     config: Gemma3Config,
     embed_tokens: Tensor,
+    /// LoRA updates of the embedding table, which is also the (tied) output table.
+    pub(super) embed_deltas: Vec<WeightDelta>,
     embed_scale: f64,
-    layers: Layers,
-    norm: GemmaNorm,
+    pub(super) layers: Layers,
+    /// LoRA updates of streamed layers (one map per LoRA, by full layer name such as
+    /// `layers.3.self_attn.q_proj`), applied in order as each layer is read.
+    pub(super) layer_patches: Arc<Vec<BTreeMap<String, LayerPatch>>>,
+    pub(super) norm: GemmaNorm,
 }
 
 impl std::fmt::Debug for Gemma3TextModel {
@@ -218,6 +265,7 @@ impl std::fmt::Debug for Gemma3TextModel {
         f.debug_struct("Gemma3TextModel")
             .field("config", &self.config)
             .field("streamed", &matches!(self.layers, Layers::Streamed(_)))
+            .field("lora_sets", &self.layer_patches.len())
             .finish_non_exhaustive()
     }
 }
@@ -243,8 +291,10 @@ impl Gemma3TextModel {
         Ok(Gemma3TextModel {
             config: config.clone(),
             embed_tokens,
+            embed_deltas: Vec::new(),
             embed_scale,
             layers,
+            layer_patches: Arc::default(),
             norm: GemmaNorm::new(config.hidden_size, config.rms_norm_eps, &vb.pp("norm"))?,
         })
     }
@@ -270,8 +320,7 @@ impl Gemma3TextModel {
     pub fn hidden_states(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<Vec<Tensor>> {
         let (batch, tokens) = ids.dims2()?;
         let device = ids.device();
-        let embedded = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.to_dtype(DType::F32)?;
-        let mut hidden = (embedded * self.embed_scale)?.reshape((batch, tokens, self.config.hidden_size))?;
+        let mut hidden = self.embed(ids)?;
         let local = rope_table(&self.config.local_rope, self.config.head_dim, 0..tokens, device)?;
         let global = rope_table(&self.config.global_rope, self.config.head_dim, 0..tokens, device)?;
         let key_mask = match mask {
@@ -304,14 +353,13 @@ impl Gemma3TextModel {
     /// the final norm's output `[B, T, D]` f32: row `i` is what [`Self::hidden_states`]' last state gives for
     /// that token when run over every token so far. The first call (an empty cache) is the prompt's prefill.
     pub fn forward_cached(&self, ids: &Tensor, cache: &mut Gemma3Cache) -> Result<Tensor> {
-        let (batch, tokens) = ids.dims2()?;
+        let tokens = ids.dim(1)?;
         let device = ids.device();
         let count = self.config.num_hidden_layers;
         if cache.layers.len() != count {
             *cache = Gemma3Cache { layers: vec![LayerCache::default(); count], tokens: 0 };
         }
-        let embedded = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.to_dtype(DType::F32)?;
-        let mut hidden = (embedded * self.embed_scale)?.reshape((batch, tokens, self.config.hidden_size))?;
+        let mut hidden = self.embed(ids)?;
         let positions = cache.tokens..cache.tokens + tokens;
         let local = rope_table(&self.config.local_rope, self.config.head_dim, positions.clone(), device)?;
         let global = rope_table(&self.config.global_rope, self.config.head_dim, positions, device)?;
@@ -328,6 +376,17 @@ impl Gemma3TextModel {
         self.norm.forward(&hidden)
     }
 
+    /// The scaled embeddings of `ids` `[B, T]`: `[B, T, D]` f32.
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (batch, tokens) = ids.dims2()?;
+        let flat = ids.flatten_all()?;
+        let mut embedded = self.embed_tokens.index_select(&flat, 0)?.to_dtype(DType::F32)?;
+        for delta in &self.embed_deltas {
+            embedded = (embedded + delta.rows(&flat)?)?;
+        }
+        (embedded * self.embed_scale)?.reshape((batch, tokens, self.config.hidden_size))
+    }
+
     /// Calls `visit` with each layer in order: resident layers as they are, streamed ones read from the
     /// mapped file, layer i + 1 on another thread while layer i computes.
     fn each_layer(&self, mut visit: impl FnMut(usize, &Gemma3Layer) -> Result<()>) -> Result<()> {
@@ -335,7 +394,7 @@ impl Gemma3TextModel {
         match &self.layers {
             Layers::Resident(layers) => layers.iter().enumerate().try_for_each(|(index, layer)| visit(index, layer)),
             Layers::Streamed(vb) => {
-                let read = |index: usize| Gemma3Layer::new(&self.config, &vb.pp(index));
+                let read = |index: usize| self.read_layer(vb, index);
                 std::thread::scope(|scope| -> Result<()> {
                     let mut next = (count > 0).then(|| read(0));
                     for index in 0..count {
@@ -355,11 +414,23 @@ impl Gemma3TextModel {
         }
     }
 
+    /// Reads layer `index` from the mapped file and applies its LoRA updates.
+    pub(super) fn read_layer(&self, vb: &VarBuilder<'static>, index: usize) -> Result<Gemma3Layer> {
+        let mut layer = Gemma3Layer::new(&self.config, &vb.pp(index))?;
+        for set in self.layer_patches.iter() {
+            layer.apply_patches(&super::lora::layer_subset(set, index))?;
+        }
+        Ok(layer)
+    }
+
     /// The next-token logits of hidden states `[B, T, D]` (the final norm's output), through the embedding
     /// table (tied output weights): `[B, T, vocab]`.
     pub fn logits(&self, last_hidden: &Tensor) -> Result<Tensor> {
         let (b, t, d) = last_hidden.dims3()?;
-        let table = StoredLinear::from_weight(self.embed_tokens.clone(), None);
+        let mut table = StoredLinear::from_weight(self.embed_tokens.clone(), None);
+        for delta in &self.embed_deltas {
+            table = table.patched(&LayerPatch { weight: Some(delta.clone()), ..LayerPatch::default() })?;
+        }
         table.forward(&last_hidden.reshape((b * t, d))?)?.reshape((b, t, ()))
     }
 }

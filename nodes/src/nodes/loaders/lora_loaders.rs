@@ -1,5 +1,5 @@
 //! `LoraLoader` and `LoraLoaderModelOnly`: a LoRA from `models/loras` applied to the diffusion model (and the
-//! text encoder) in ComfyUI's semantics (`kinograph_models::lora`).
+//! text encoder: T5, or LTX-2's Gemma 3) in ComfyUI's semantics (`kinograph_models::lora`).
 //!
 //! The nodes return new MODEL and CLIP values whose untouched weights are the input models' own tensors
 //! (shared, not copied); the LoRA's updates are kept factored and applied on the fly, so the memory a LoRA
@@ -8,7 +8,7 @@
 //! by their BLAKE3 hash), and the node's cache signature includes that hash, so replacing a file under the
 //! same name re-runs it.
 
-use crate::values::{DiffusionModel, TextEncoder};
+use crate::values::{DiffusionModel, GemmaText, TextEncoder};
 use kinograph_engine::content_hash;
 use kinograph_engine::prelude::*;
 use kinograph_models::lora::{KeyMap, LoraError, LoraFile, LoraPatches};
@@ -101,9 +101,9 @@ impl Node for LoraLoaderModelOnly {
     }
 }
 
-/// ComfyUI's `load_lora_for_models`: the keys of the model (and of the text encoder, when given) joined,
-/// the file read against them, a warning for every key that matched nothing, and new values with the
-/// updates. A text encoder is patched (and returned) even at strength 0, as ComfyUI clones it.
+/// ComfyUI's `load_lora_for_models`: the keys of the model (and of the text encoder, when given: T5, or
+/// LTX-2's Gemma 3) joined, the file read against them, a warning for the keys that matched nothing, and new
+/// values with the updates. A text encoder is patched (and returned) even at strength 0, as ComfyUI clones it.
 fn apply(
     lora: &Arc<LoraFile>,
     model: &Arc<DiffusionModel>,
@@ -121,6 +121,11 @@ fn apply(
         let layers = encoder.linear_layers().map_err(|e| failed("listing the text encoder's layers", e))?;
         keys = keys.join(KeyMap::t5_text_encoder(&layers));
     }
+    let gemma = clip.and_then(|clip| clip.gemma.clone());
+    if let Some(gemma) = &gemma {
+        let layers = gemma.model.linear_layers();
+        keys = keys.join(KeyMap::gemma_text_encoder(&layers, &gemma.model.vector_parameters()));
+    }
     // A strength of 0 leaves that model as it is (ComfyUI adds the updates times 0).
     let strengths: Vec<(&'static str, f64)> =
         [("unet", strength_model), ("clip", strength_clip)].into_iter().filter(|(_, s)| *s != 0.0).collect();
@@ -137,36 +142,63 @@ fn apply(
         bytes: model.bytes + lora.byte_size(),
         loras: model.loras.iter().cloned().chain([lora.clone()]).collect(),
     };
-    let patched_clip = match (clip, encoder) {
-        (Some(clip), Some(encoder)) => {
-            let clip_patches = patches.layers.get("clip").unwrap_or(&empty);
-            let encoder = encoder.with_patches(clip_patches).map_err(|e| failed("applying the LoRA to T5", e))?;
-            Some(Arc::new(TextEncoder {
-                encoder: Some(Arc::new(encoder)),
-                tokenizer: clip.tokenizer.clone(),
-                gemma: clip.gemma.clone(),
-                file: clip.file.clone(),
-                bytes: clip.bytes,
-            }))
+    let Some(clip) = clip else { return Ok((Arc::new(patched_model), None)) };
+    let clip_patches = patches.layers.get("clip").unwrap_or(&empty);
+    let encoder = match encoder {
+        Some(encoder) => {
+            Some(Arc::new(encoder.with_patches(clip_patches).map_err(|e| failed("applying the LoRA to T5", e))?))
         }
-        (clip, _) => clip.cloned(),
+        None => None,
     };
-    Ok((Arc::new(patched_model), patched_clip))
+    let gemma = match gemma {
+        Some(gemma) if !clip_patches.is_empty() => {
+            let model =
+                gemma.model.with_patches(clip_patches).map_err(|e| failed("applying the LoRA to Gemma 3", e))?;
+            Some(Arc::new(GemmaText { model: Arc::new(model), ..(*gemma).clone() }))
+        }
+        gemma => gemma,
+    };
+    let patched_clip = TextEncoder {
+        encoder,
+        tokenizer: clip.tokenizer.clone(),
+        gemma,
+        file: clip.file.clone(),
+        bytes: clip.bytes + if clip_patches.is_empty() { 0 } else { lora.byte_size() },
+    };
+    Ok((Arc::new(patched_model), Some(Arc::new(patched_clip))))
 }
 
-/// ComfyUI logs each key it did not load; a file none of whose keys matched says so once, naming the file.
+/// At most this many unloaded keys are named one by one; beyond that one warning counts them.
+const NAMED_KEYS: usize = 8;
+
+/// ComfyUI logs each key it did not load ("lora key not loaded"). A file none of whose keys matched says so
+/// once, naming the file; a few unloaded keys are named one by one; many are counted in one warning with the
+/// first of them.
 fn warn_not_loaded(lora: &LoraFile, patches: &LoraPatches, context: &ExecutionContext) {
     let file = lora.path().display();
-    if !patches.not_loaded.is_empty() && patches.not_loaded.len() == patches.keys {
-        context.warn(&format!(
-            "LoRA {file}: none of its {} keys matches a layer of this model (first: '{}'); the model is unchanged",
-            patches.not_loaded.len(),
-            patches.not_loaded[0]
-        ));
+    let not_loaded = &patches.not_loaded;
+    if not_loaded.is_empty() {
         return;
     }
-    for key in &patches.not_loaded {
-        context.warn(&format!("LoRA {file}: key not loaded: {key}"));
+    if not_loaded.len() == patches.keys {
+        context.warn(&format!(
+            "LoRA {file}: none of its {} keys matches a layer of this model or text encoder (first: '{}'); the \
+             model and the text encoder are unchanged",
+            not_loaded.len(),
+            not_loaded[0]
+        ));
+    } else if not_loaded.len() <= NAMED_KEYS {
+        for key in not_loaded {
+            context.warn(&format!("LoRA {file}: key not loaded: {key}"));
+        }
+    } else {
+        let first: Vec<String> = not_loaded.iter().take(NAMED_KEYS).map(|key| format!("'{key}'")).collect();
+        context.warn(&format!(
+            "LoRA {file}: {} of its {} keys not loaded (no layer of this model or text encoder has them), first: {}",
+            not_loaded.len(),
+            patches.keys,
+            first.join(", ")
+        ));
     }
 }
 
