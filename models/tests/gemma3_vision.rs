@@ -127,3 +127,73 @@ fn a_prompt_needs_as_many_placeholders_as_images() {
         .to_string();
     assert!(error.contains("0 image placeholder(s) for 1 image(s)"), "{error}");
 }
+
+/// The 12B file's vision tower and projector under ComfyUI's names, bfloat16, as a sparse file (nothing on
+/// disk) without a config: read as SigLIP-So400m at 896/14 (a 64×64 grid) with 27 layers, 16 heads and 256
+/// tokens per image, which pool 4×4.
+#[test]
+fn the_12b_vision_layout_is_read_from_its_names_and_shapes() {
+    use kinograph_models::gemma3::{Gemma3Config, Gemma3VisionConfig};
+    let mut tensors: Vec<(String, Vec<usize>)> = vec![
+        ("vision_model.embeddings.patch_embedding.weight".into(), vec![1152, 3, 14, 14]),
+        ("vision_model.embeddings.patch_embedding.bias".into(), vec![1152]),
+        ("vision_model.embeddings.position_embedding.weight".into(), vec![4096, 1152]),
+        ("vision_model.post_layernorm.weight".into(), vec![1152]),
+        ("vision_model.post_layernorm.bias".into(), vec![1152]),
+        ("multi_modal_projector.mm_input_projection_weight".into(), vec![1152, 3840]),
+        ("multi_modal_projector.mm_soft_emb_norm.weight".into(), vec![1152]),
+    ];
+    for layer in 0..27 {
+        let name = |part: &str| format!("vision_model.encoder.layers.{layer}.{part}");
+        for norm in ["layer_norm1", "layer_norm2"] {
+            tensors.push((name(&format!("{norm}.weight")), vec![1152]));
+            tensors.push((name(&format!("{norm}.bias")), vec![1152]));
+        }
+        for projection in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            tensors.push((name(&format!("self_attn.{projection}.weight")), vec![1152, 1152]));
+            tensors.push((name(&format!("self_attn.{projection}.bias")), vec![1152]));
+        }
+        tensors.push((name("mlp.fc1.weight"), vec![4304, 1152]));
+        tensors.push((name("mlp.fc1.bias"), vec![4304]));
+        tensors.push((name("mlp.fc2.weight"), vec![1152, 4304]));
+        tensors.push((name("mlp.fc2.bias"), vec![1152]));
+    }
+    assert_eq!(tensors.iter().filter(|(name, _)| name.starts_with("vision_model.")).count(), 437);
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape) in &tensors {
+        let bytes = shape.iter().product::<usize>() * 2;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let mut text = serde_json::Value::Object(header).to_string();
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("gemma_3_12B_it_vision.safetensors");
+    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len((bytes.len() + offset) as u64).unwrap();
+
+    let source = WeightSource::open(&[path]).unwrap();
+    let config = Gemma3VisionConfig::read(&source, &Gemma3Config::gemma3_12b()).unwrap();
+    assert_eq!(
+        config,
+        Gemma3VisionConfig {
+            hidden_size: 1152,
+            intermediate_size: 4304,
+            num_hidden_layers: 27,
+            num_attention_heads: 16,
+            image_size: 896,
+            patch_size: 14,
+            num_channels: 3,
+            mm_tokens_per_image: 256,
+        }
+    );
+    assert_eq!((config.patches_per_side(), config.tokens_per_side()), (64, 16));
+}

@@ -265,28 +265,7 @@ impl Gemma3Vision {
         text: &Gemma3Config,
         device: &Device,
     ) -> std::result::Result<Self, WeightError> {
-        let file = describe(source);
-        let vision_prefix = VISION_PREFIXES
-            .iter()
-            .find(|prefix| source.contains(&format!("{prefix}embeddings.patch_embedding.weight")))
-            .ok_or_else(|| WeightError::Invalid {
-                file: file.clone(),
-                message: "this Gemma 3 file holds the text model only: it has no vision tower \
-                          ('vision_model.embeddings.patch_embedding.weight'), which an image input needs; use a \
-                          Gemma 3 file with the vision tower (ComfyUI's gemma_3_12B_it.safetensors has it) or \
-                          disconnect the image"
-                    .into(),
-            })?;
-        let projector_prefix = PROJECTOR_PREFIXES
-            .iter()
-            .find(|prefix| source.contains(&format!("{prefix}mm_input_projection_weight")))
-            .ok_or_else(|| WeightError::Invalid {
-                file: file.clone(),
-                message: format!(
-                    "the file has a vision tower ('{vision_prefix}*') but no projector \
-                     ('multi_modal_projector.mm_input_projection_weight') to bring it into the text model"
-                ),
-            })?;
+        let (vision_prefix, projector_prefix) = find_prefixes(source)?;
         let config = read_vision_config(source, vision_prefix, projector_prefix, text)?;
         let names = || source.names().filter(|n| n.starts_with(vision_prefix) || n.starts_with(projector_prefix));
         let dtype = source.common_dtype(names(), "Gemma 3 vision weights")?;
@@ -307,6 +286,42 @@ impl Gemma3Vision {
         }
         Ok(vision)
     }
+}
+
+impl Gemma3VisionConfig {
+    /// The sizes of the vision tower and projector in `source`, beside the text model `text`, without reading
+    /// any weight.
+    pub fn read(source: &WeightSource, text: &Gemma3Config) -> std::result::Result<Self, WeightError> {
+        let (vision, projector) = find_prefixes(source)?;
+        read_vision_config(source, vision, projector, text)
+    }
+}
+
+/// Where the vision tower and the projector sit in `source`, or why there is none.
+fn find_prefixes(source: &WeightSource) -> std::result::Result<(&'static str, &'static str), WeightError> {
+    let file = describe(source);
+    let vision = VISION_PREFIXES
+        .iter()
+        .find(|prefix| source.contains(&format!("{prefix}embeddings.patch_embedding.weight")))
+        .ok_or_else(|| WeightError::Invalid {
+            file: file.clone(),
+            message: "this Gemma 3 file holds the text model only: it has no vision tower \
+                      ('vision_model.embeddings.patch_embedding.weight'), which an image input needs; use a \
+                      Gemma 3 file with the vision tower (ComfyUI's gemma_3_12B_it.safetensors has it) or \
+                      disconnect the image"
+                .into(),
+        })?;
+    let projector = PROJECTOR_PREFIXES
+        .iter()
+        .find(|prefix| source.contains(&format!("{prefix}mm_input_projection_weight")))
+        .ok_or_else(|| WeightError::Invalid {
+            file,
+            message: format!(
+                "the file has a vision tower ('{vision}*') but no projector \
+                 ('multi_modal_projector.mm_input_projection_weight') to bring it into the text model"
+            ),
+        })?;
+    Ok((vision, projector))
 }
 
 /// Sizes from the tensors, heads and tokens per image from the `config` metadata (12B values otherwise).
