@@ -176,6 +176,35 @@ fn an_image_is_described_as_transformers_describes_it() {
     }
 }
 
+/// Sampling with an image: a seed gives one text, and a batch's frames all count (ComfyUI puts every
+/// frame's tokens in the prompt).
+#[test]
+fn an_image_prompt_is_deterministic_for_a_seed_and_takes_every_frame() {
+    let clip = Value::Object(clip_of("gemma3_vision_chat_tiny.safetensors"));
+    let sampled = |image: Tensor, seed: u64| {
+        let inputs = vec![
+            ("clip", clip.clone()),
+            ("prompt", Value::from("The cat wakes up")),
+            ("max_length", Value::Int(10.into())),
+            ("sampling_mode", Value::from("on")),
+            ("system_prompt", Value::from("Describe the picture in one line.")),
+            ("image", image_value(image)),
+            ("sampling_mode.temperature", Value::Float(1.0)),
+            ("sampling_mode.top_k", Value::Int(0.into())),
+            ("sampling_mode.top_p", Value::Float(1.0)),
+            ("sampling_mode.min_p", Value::Float(0.0)),
+            ("sampling_mode.repetition_penalty", Value::Float(1.0)),
+            ("sampling_mode.seed", Value::Int(seed.into())),
+        ];
+        run(inputs).unwrap().values[0].display_text()
+    };
+    assert_eq!(sampled(vision_image(), 3), sampled(vision_image(), 3));
+    let seeds: std::collections::HashSet<String> = (0..4).map(|seed| sampled(vision_image(), seed)).collect();
+    assert!(seeds.len() > 1, "four seeds gave one text: {seeds:?}");
+    let two_frames = Tensor::cat(&[vision_image(), (vision_image() * 0.3).unwrap()], 0).unwrap();
+    assert_ne!(sampled(two_frames, 3), sampled(vision_image(), 3), "the second frame changed nothing");
+}
+
 #[test]
 fn an_image_with_a_text_only_gemma_file_is_an_error_naming_it() {
     let mut inputs = greedy_inputs("a cat", 4);
