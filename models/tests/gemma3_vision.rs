@@ -22,8 +22,12 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn load(file: &str) -> (Gemma3TextModel, Gemma3Vision) {
+    load_with(file, GemmaLoadOptions::default())
+}
+
+fn load_with(file: &str, options: GemmaLoadOptions) -> (Gemma3TextModel, Gemma3Vision) {
     let source = Arc::new(WeightSource::open(&[data(file)]).unwrap());
-    let text = Gemma3TextModel::load(&source, &Device::Cpu, GemmaLoadOptions::default()).unwrap();
+    let text = Gemma3TextModel::load(&source, &Device::Cpu, options).unwrap();
     let vision = Gemma3Vision::load(&source, text.config(), &Device::Cpu).unwrap();
     (text, vision)
 }
@@ -68,23 +72,32 @@ fn prompt(text: &Gemma3TextModel, vision: &Gemma3Vision, attention: ImageAttenti
     PromptEmbeddings::new(text, &ids(&r["prompt"]), IMAGE_PLACEHOLDER_ID, &[images], attention).unwrap()
 }
 
+/// Over ComfyUI's and the published files' names, with resident and streamed layers.
 #[test]
 fn logits_with_an_image_match_causal_and_bidirectional_attention() {
     let r = reference();
-    let (text, vision) = load("gemma_vision/gemma3_vision_tiny.safetensors");
-    for (attention, name) in
-        [(ImageAttention::Causal, "logits_causal"), (ImageAttention::Bidirectional, "logits_bidirectional")]
-    {
-        let prompt = prompt(&text, &vision, attention);
-        assert_eq!(
-            prompt.images,
-            vec![std::ops::Range { start: 4, end: 12 }],
-            "the placeholder takes both frames' four tokens"
-        );
-        let blocks: Vec<_> = prompt.bidirectional_blocks().collect();
-        let hidden = text.forward_embeddings_cached(&prompt.embeddings, &mut Gemma3Cache::default(), &blocks).unwrap();
-        let logits = text.logits(&hidden).unwrap().squeeze(0).unwrap();
-        assert_close(&format!("{attention:?} logits over the prompt"), &logits, &r[name], 1e-4);
+    for (stream_layers, file) in [
+        (false, "gemma_vision/gemma3_vision_tiny.safetensors"),
+        (true, "gemma_vision/gemma3_vision_tiny.safetensors"),
+        (false, "gemma_vision/gemma3_vision_hub.safetensors"),
+    ] {
+        let (text, vision) = load_with(file, GemmaLoadOptions { stream_layers });
+        for (attention, name) in
+            [(ImageAttention::Causal, "logits_causal"), (ImageAttention::Bidirectional, "logits_bidirectional")]
+        {
+            let prompt = prompt(&text, &vision, attention);
+            assert_eq!(
+                prompt.images,
+                vec![std::ops::Range { start: 4, end: 12 }],
+                "the placeholder takes both frames' four tokens"
+            );
+            let blocks: Vec<_> = prompt.bidirectional_blocks().collect();
+            let hidden =
+                text.forward_embeddings_cached(&prompt.embeddings, &mut Gemma3Cache::default(), &blocks).unwrap();
+            let logits = text.logits(&hidden).unwrap().squeeze(0).unwrap();
+            let what = format!("{file}, streamed {stream_layers}: {attention:?} logits over the prompt");
+            assert_close(&what, &logits, &r[name], 1e-4);
+        }
     }
 }
 
