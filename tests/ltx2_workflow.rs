@@ -32,6 +32,9 @@ fn the_ltx2_demo_runs_both_stages_with_sound_to_an_mp4() {
         "text_encoders/gemma_3_12B_it_fp4_mixed.safetensors",
         "latent_upscale_models/ltx-2-spatial-upscaler-x2-1.0.safetensors",
         "loras/ltx-2-19b-distilled-lora-384.safetensors",
+        "checkpoints/ltx-2.3-22b-dev-fp8.safetensors",
+        "latent_upscale_models/ltx-2.3-spatial-upscaler-x2-1.1.safetensors",
+        "loras/ltx_2.3_22b_distilled_1.1_lora_dynamic_fro09_avg_rank_111_bf16.safetensors",
     ] {
         assert!(root.path().join("models").join(file).is_file(), "{file} was written");
     }
@@ -156,5 +159,46 @@ fn an_ltx_video_checkpoint_as_the_connector_source_names_what_is_missing() {
     assert!(!output.status.success());
     let text = stderr(&output);
     assert!(text.contains("ltxv-demo-tiny.safetensors") && text.contains("text"), "{text}");
+    assert!(!root.path().join("output").exists(), "nothing written");
+}
+
+#[test]
+fn an_ltx_video_checkpoint_as_the_ltx2_model_names_the_file_and_what_is_expected() {
+    let root = tempfile::tempdir().unwrap();
+    models(root.path());
+    let output = run_with(root.path(), &["1.ckpt_name=ltxv-demo-tiny.safetensors", "8.width=192", "8.height=128"]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(text.contains("SamplerCustomAdvanced") && text.contains("ltxv-demo-tiny.safetensors"), "{text}");
+    assert!(text.contains("only LTX-2 models") && text.contains("LTX-Video 0.9"), "{text}");
+    assert!(!root.path().join("output").exists(), "nothing written");
+}
+
+/// An audio VAE whose config does not fit its weights (a file re-saved with 32 mel bins, whose latent would
+/// not fit the transformer's audio stream either): the loader names the file, the tensor and the shape.
+#[test]
+fn a_mismatched_audio_vae_names_the_file_and_the_tensor() {
+    let root = tempfile::tempdir().unwrap();
+    models(root.path());
+    let checkpoints = root.path().join("models/checkpoints");
+    let bytes = std::fs::read(checkpoints.join("ltx-2-19b-dev-fp8.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut config: Json = serde_json::from_str(&header.metadata().as_ref().unwrap()["config"]).unwrap();
+    config["audio_vae"]["model"]["params"]["ddconfig"]["mel_bins"] = 32.into();
+    config["audio_vae"]["preprocessing"]["mel"]["n_mel_channels"] = 32.into();
+    let audio: Vec<(String, safetensors::tensor::TensorView<'_>)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("audio_vae.") || name.starts_with("vocoder."))
+        .collect();
+    let metadata = std::collections::HashMap::from([("config".to_string(), config.to_string())]);
+    safetensors::serialize_to_file(audio, Some(metadata), &checkpoints.join("audio-vae-32-mels.safetensors")).unwrap();
+
+    let output = run_with(root.path(), &["3.ckpt_name=audio-vae-32-mels.safetensors"]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(text.contains("LTXVAudioVAELoader") && text.contains("audio-vae-32-mels.safetensors"), "{text}");
+    assert!(text.contains("audio_vae.per_channel_statistics") && text.contains("expected [64]"), "{text}");
     assert!(!root.path().join("output").exists(), "nothing written");
 }

@@ -11,6 +11,8 @@ mod cli_edit;
 mod cli_media;
 mod cli_ui;
 mod custom_nodes;
+mod ltx2_reference;
+mod ltx2_templates;
 mod ltx2_workflow;
 mod ltxv_098;
 mod ltxv_bad_input;

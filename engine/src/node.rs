@@ -60,6 +60,26 @@ pub trait Node: Send + Sync + 'static {
     fn version(&self) -> u32 {
         0
     }
+
+    /// Which lazy inputs ([`crate::InputSpec::lazy`]) the node needs, given what it has so far (ComfyUI's
+    /// `check_lazy_status`).
+    ///
+    /// `inputs` holds the constants, the non-lazy links and the lazy links evaluated so far;
+    /// `unevaluated` names the lazy inputs that are linked but not evaluated yet, which are absent from
+    /// `inputs` (an unconnected input is in neither). Return the names to evaluate: the nodes upstream
+    /// of them are scheduled, and once they are done this is called again with them present. When it
+    /// returns nothing still unevaluated, `execute` runs with the lazy inputs that were evaluated and
+    /// without the others, whose upstream nodes never run unless something else needs them. A name that
+    /// is neither in `inputs` nor in `unevaluated` fails the node.
+    ///
+    /// Called on a worker thread before `execute`, only while some linked lazy input is unevaluated. It
+    /// should be cheap and depend only on `inputs`: the node's cache key covers all of its inputs, so the
+    /// same non-lazy inputs must lead to the same choice. Lazy inputs whose upstream nodes are cached are
+    /// still absent until asked for. The default asks for every linked lazy input.
+    fn check_lazy_status(&self, inputs: &NodeInputs, unevaluated: &[&str]) -> Result<Vec<String>, NodeError> {
+        let _ = inputs;
+        Ok(unevaluated.iter().map(|name| (*name).to_string()).collect())
+    }
 }
 
 /// What a node returns: one value per declared output, and optionally a UI result (`{"images": [...]}`,

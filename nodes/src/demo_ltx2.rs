@@ -9,12 +9,16 @@ use crate::demo::randomise;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use kinograph_models::gemma3::{Gemma3Config, Gemma3TextModel};
-use kinograph_models::ltx2::audio::{AudioVae, AudioVaeConfig, GeneratorConfig, VaeParts, Vocoder, VocoderConfig};
+use kinograph_models::ltx2::audio::{
+    AudioVae, AudioVaeConfig, BweConfig, GeneratorConfig, VaeParts, Vocoder, VocoderConfig,
+};
 use kinograph_models::ltx2::text::connector::{Connector, ConnectorConfig};
 use kinograph_models::ltx2::text::features::FeatureExtractor;
 use kinograph_models::ltx2::transformer::{Ltx2Transformer, Ltx2TransformerConfig};
 use kinograph_models::ltx2::upsampler::{LatentUpsampler, UpsampleMode, UpsamplerConfig};
 use kinograph_models::ltxv::vae::LtxvVae;
+use kinograph_models::ltxv::vae::config::{DecoderBlock, EncoderBlock, VaeConfig};
+use kinograph_models::ltxv::vae::conv3d::SpatialPadding;
 use kinograph_models::sampling::torch_noise::TorchGenerator;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +35,23 @@ pub const LTX2_UPSAMPLER: &str = "ltx-2-spatial-upscaler-x2-1.0.safetensors";
 /// The distilled LoRA of stage 2.
 pub const LTX2_DISTILLED_LORA: &str = "ltx-2-19b-distilled-lora-384.safetensors";
 
+/// The LTX-2.3 checkpoint name of the 2.3 templates.
+pub const LTX23_CHECKPOINT: &str = "ltx-2.3-22b-dev-fp8.safetensors";
+/// The 2.3 latent upsampler the 2.3 templates load.
+pub const LTX23_UPSAMPLER: &str = "ltx-2.3-spatial-upscaler-x2-1.1.safetensors";
+/// The 2.3 distilled LoRA of the 2.3 templates' stage 2.
+pub const LTX23_DISTILLED_LORA: &str = "ltx_2.3_22b_distilled_1.1_lora_dynamic_fro09_avg_rank_111_bf16.safetensors";
+
+/// Which release's layout a tiny checkpoint has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Release {
+    /// 2.0: caption projections in the transformer, one text projection, the 24 kHz vocoder.
+    V20,
+    /// 2.3: gated attention and prompt modulation, per-stream text projections and gated connectors, the
+    /// 2.3 video VAE, the vocoder with bandwidth extension to 48 kHz.
+    V23,
+}
+
 /// The demo Gemma's SentencePiece model: 520 byte-fallback BPE pieces with Gemma's special tokens
 /// (`<pad>` 0, `<eos>` 1, `<bos>` 2), made by `tools/fixtures/make_gemma_tokenizer_fixtures.py`.
 const DEMO_TOKENIZER: &[u8] = include_bytes!("demo_data/gemma_demo_tokenizer.model");
@@ -42,8 +63,8 @@ const TEXT_WIDTH: usize = 32;
 const GEMMA_LAYERS: usize = 2;
 
 /// The tiny transformer: 2 blocks, video 2 heads × 16, audio 2 heads × 8, the real 128 latent channels.
-fn transformer_json() -> Value {
-    json!({
+fn transformer_json(release: Release) -> Value {
+    let mut json = json!({
         "num_layers": 2,
         "num_attention_heads": 2, "attention_head_dim": 16,
         "audio_num_attention_heads": 2, "audio_attention_head_dim": 8,
@@ -52,7 +73,23 @@ fn transformer_json() -> Value {
         "in_channels": 128, "out_channels": 128, "audio_in_channels": 128, "audio_out_channels": 128,
         "connector_num_attention_heads": 2, "connector_attention_head_dim": 16,
         "causal_temporal_positioning": true,
-    })
+    });
+    if release == Release::V23 {
+        // The audio connector works at the audio stream's width, as the 2.3 release's does.
+        json["audio_connector_num_attention_heads"] = json!(2);
+        json["audio_connector_attention_head_dim"] = json!(8);
+    }
+    json
+}
+
+fn transformer_config(release: Release) -> Ltx2TransformerConfig {
+    let base = match release {
+        Release::V20 => Ltx2TransformerConfig::ltx2_19b(),
+        Release::V23 => Ltx2TransformerConfig::ltx23_22b(),
+    };
+    let mut config = base;
+    config.apply_json(&transformer_json(release));
+    config
 }
 
 fn audio_vae_json() -> Value {
@@ -68,13 +105,77 @@ fn audio_vae_json() -> Value {
     })
 }
 
-fn vocoder_json() -> Value {
-    json!({
-        "activation": "snake", "output_sampling_rate": 24000, "resblock": "1",
-        "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "resblock_kernel_sizes": [3, 7, 11],
-        "stereo": true, "upsample_initial_channel": 32, "upsample_kernel_sizes": [16, 15, 8, 4, 4],
-        "upsample_rates": [6, 5, 2, 2, 2], "use_bias_at_final": true, "use_tanh_at_final": true
+fn vocoder_json(release: Release) -> Value {
+    match release {
+        Release::V20 => json!({
+            "activation": "snake", "output_sampling_rate": 24000, "resblock": "1",
+            "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "resblock_kernel_sizes": [3, 7, 11],
+            "stereo": true, "upsample_initial_channel": 32, "upsample_kernel_sizes": [16, 15, 8, 4, 4],
+            "upsample_rates": [6, 5, 2, 2, 2], "use_bias_at_final": true, "use_tanh_at_final": true
+        }),
+        // The 2.3 vocoder: a BigVGAN generator to 16 kHz and the bandwidth extension to 48 kHz.
+        Release::V23 => json!({
+            "vocoder": {
+                "upsample_initial_channel": 64, "resblock": "AMP1", "upsample_rates": [5, 2, 2, 2, 2, 2],
+                "resblock_kernel_sizes": [3, 7, 11], "upsample_kernel_sizes": [11, 4, 4, 4, 4, 4],
+                "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "stereo": true,
+                "use_tanh_at_final": false, "activation": "snakebeta", "use_bias_at_final": false
+            },
+            "bwe": {
+                "upsample_initial_channel": 32, "resblock": "AMP1", "upsample_rates": [6, 5, 2, 2, 2],
+                "resblock_kernel_sizes": [3, 7, 11], "upsample_kernel_sizes": [12, 11, 4, 4, 4],
+                "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "stereo": true,
+                "use_tanh_at_final": false, "activation": "snakebeta", "use_bias_at_final": false,
+                "apply_final_activation": false, "input_sampling_rate": 16000, "output_sampling_rate": 48000,
+                "hop_length": 80, "n_fft": 128, "win_size": 128, "num_mels": 64
+            }
+        }),
+    }
+}
+
+fn vocoder_config(release: Release) -> Result<VocoderConfig, String> {
+    Ok(match release {
+        Release::V20 => {
+            let mut generator = GeneratorConfig::ltx2();
+            generator.apply_json(&vocoder_json(release))?;
+            VocoderConfig::Hifigan(generator)
+        }
+        Release::V23 => {
+            let mut bwe = BweConfig::ltx23();
+            bwe.apply_json(&vocoder_json(release))?;
+            VocoderConfig::WithBwe(bwe)
+        }
     })
+}
+
+/// The tiny 2.3 video VAE: the demo's 2.0 widths with the 2.3 structure (the last space-to-depth keeps the
+/// width; plain depth-to-space upsamplers, one keeping the width, one temporal only, one spatial only).
+fn vae_config(release: Release) -> VaeConfig {
+    let mut config = crate::demo::ltx2_vae_config();
+    if release == Release::V20 {
+        return config;
+    }
+    if let Some(EncoderBlock::SpaceToDepth { multiplier, .. }) =
+        config.encoder_blocks.iter_mut().rev().find(|block| matches!(block, EncoderBlock::SpaceToDepth { .. }))
+    {
+        *multiplier = 1;
+    }
+    let res = DecoderBlock::Res { layers: 1, inject_noise: false };
+    let upsample = |stride, multiplier| DecoderBlock::Upsample { stride, residual: false, multiplier };
+    config.decoder_blocks = vec![
+        res,
+        upsample([2, 2, 2], 2),
+        res,
+        upsample([2, 2, 2], 1),
+        res,
+        upsample([2, 1, 1], 2),
+        res,
+        upsample([1, 2, 2], 2),
+        res,
+    ];
+    config.encoder_padding = SpatialPadding::Zeros;
+    config.decoder_padding = SpatialPadding::Zeros;
+    config
 }
 
 fn upsampler_config() -> UpsamplerConfig {
@@ -100,9 +201,12 @@ fn gemma_config() -> Gemma3Config {
 #[derive(Debug, Clone)]
 pub struct Ltx2DemoModels {
     pub checkpoint: PathBuf,
+    pub checkpoint_23: PathBuf,
     pub text_encoder: PathBuf,
     pub upsampler: PathBuf,
+    pub upsampler_23: PathBuf,
     pub lora: PathBuf,
+    pub lora_23: PathBuf,
 }
 
 fn varmap() -> (VarMap, VarBuilder<'static>) {
@@ -116,23 +220,25 @@ fn built(what: &str) -> impl Fn(candle_core::Error) -> String + '_ {
 }
 
 /// The single-file checkpoint's tensors and `config` metadata.
-fn checkpoint_tensors() -> Result<(BTreeMap<String, Tensor>, Value), String> {
-    let mut config = Ltx2TransformerConfig::ltx2_19b();
-    config.apply_json(&transformer_json());
+fn checkpoint_tensors(release: Release) -> Result<(BTreeMap<String, Tensor>, Value), String> {
+    let config = transformer_config(release);
     let mut tensors = BTreeMap::new();
 
     let (map, vb) = varmap();
     Ltx2Transformer::new(&config, &vb, false).map_err(built("transformer"))?;
     tensors.extend(randomise(&map, "model.diffusion_model.", 21).map_err(built("transformer"))?);
 
-    for (index, stream) in ["video", "audio"].into_iter().enumerate() {
+    let widths = [("video", config.inner_dim()), ("audio", config.audio_inner_dim())];
+    for (index, (stream, width)) in widths.into_iter().enumerate() {
         let (map, vb) = varmap();
+        // 2.0's connectors keep Gemma's width; 2.3's work at their stream's width, with gated attention.
+        let width = if release == Release::V20 { TEXT_WIDTH } else { width };
         let connector = ConnectorConfig {
             heads: 2,
-            head_dim: 16,
+            head_dim: width / 2,
             layers: 2,
             registers: 128,
-            gated: false,
+            gated: release == Release::V23,
             max_position: 4096.0,
             theta: 10_000.0,
             eps: 1e-6,
@@ -142,11 +248,17 @@ fn checkpoint_tensors() -> Result<(BTreeMap<String, Tensor>, Value), String> {
         tensors.extend(randomise(&map, &prefix, 22 + index as u64).map_err(built("connector"))?);
     }
     let (map, vb) = varmap();
-    FeatureExtractor::new(&vb, TEXT_WIDTH, GEMMA_LAYERS + 1).map_err(built("text projection"))?;
+    match release {
+        Release::V20 => FeatureExtractor::v1(&vb, TEXT_WIDTH, GEMMA_LAYERS + 1),
+        Release::V23 => {
+            FeatureExtractor::v2(&vb, TEXT_WIDTH, GEMMA_LAYERS + 1, config.inner_dim(), config.audio_inner_dim())
+        }
+    }
+    .map_err(built("text projection"))?;
     tensors.extend(randomise(&map, "text_embedding_projection.", 24).map_err(built("text projection"))?);
 
     let (map, vb) = varmap();
-    LtxvVae::new(crate::demo::ltx2_vae_config(), &vb).map_err(built("video VAE"))?;
+    LtxvVae::new(vae_config(release), &vb).map_err(built("video VAE"))?;
     tensors.extend(randomise(&map, "vae.", 25).map_err(built("video VAE"))?);
 
     let mut audio = AudioVaeConfig::ltx2();
@@ -155,16 +267,14 @@ fn checkpoint_tensors() -> Result<(BTreeMap<String, Tensor>, Value), String> {
     AudioVae::new(&audio, VaeParts::Both, &vb).map_err(built("audio VAE"))?;
     tensors.extend(randomise(&map, "audio_vae.", 26).map_err(built("audio VAE"))?);
 
-    let mut generator = GeneratorConfig::ltx2();
-    generator.apply_json(&vocoder_json())?;
     let (map, vb) = varmap();
-    Vocoder::new(&VocoderConfig::Hifigan(generator), &vb).map_err(built("vocoder"))?;
+    Vocoder::new(&vocoder_config(release)?, &vb).map_err(built("vocoder"))?;
     tensors.extend(randomise(&map, "vocoder.", 27).map_err(built("vocoder"))?);
 
     let metadata = json!({
-        "transformer": transformer_json(),
+        "transformer": transformer_json(release),
         "audio_vae": audio_vae_json(),
-        "vocoder": vocoder_json(),
+        "vocoder": vocoder_json(release),
     });
     Ok((tensors, metadata))
 }
@@ -183,9 +293,8 @@ fn upsampler_tensors() -> Result<BTreeMap<String, Tensor>, String> {
 
 /// A rank-4 LoRA in the trainer's format (`diffusion_model.<layer>.lora_A/B.weight`) over the attention and
 /// feed-forward projections of every block.
-fn lora_tensors() -> Result<BTreeMap<String, Tensor>, String> {
-    let mut config = Ltx2TransformerConfig::ltx2_19b();
-    config.apply_json(&transformer_json());
+fn lora_tensors(release: Release) -> Result<BTreeMap<String, Tensor>, String> {
+    let config = transformer_config(release);
     let (_map, vb) = varmap();
     let model = Ltx2Transformer::new(&config, &vb, false).map_err(built("transformer"))?;
     let layers = model.linear_layers().map_err(built("LoRA"))?;
@@ -204,37 +313,50 @@ fn lora_tensors() -> Result<BTreeMap<String, Tensor>, String> {
 }
 
 /// Writes the LTX-2 demo models into `models_dir` (`checkpoints/`, `text_encoders/`,
-/// `latent_upscale_models/`, `loras/`) unless they are there already. The weights depend only on the code.
+/// `latent_upscale_models/`, `loras/`) unless they are there already: the 2.0 files and the 2.3 ones, under
+/// the names ComfyUI's templates load. The weights depend only on the code.
 pub fn write_ltx2_demo_models(models_dir: &Path) -> Result<Ltx2DemoModels, String> {
     let checkpoint = models_dir.join("checkpoints").join(LTX2_CHECKPOINT);
     let distilled = models_dir.join("checkpoints").join(LTX2_DISTILLED_CHECKPOINT);
+    let checkpoint_23 = models_dir.join("checkpoints").join(LTX23_CHECKPOINT);
     let text_encoder = models_dir.join("text_encoders").join(LTX2_TEXT_ENCODER);
     let upsampler = models_dir.join("latent_upscale_models").join(LTX2_UPSAMPLER);
+    let upsampler_23 = models_dir.join("latent_upscale_models").join(LTX23_UPSAMPLER);
     let lora = models_dir.join("loras").join(LTX2_DISTILLED_LORA);
+    let lora_23 = models_dir.join("loras").join(LTX23_DISTILLED_LORA);
     if !checkpoint.is_file() || !distilled.is_file() {
-        let (tensors, config) = checkpoint_tensors()?;
+        let (tensors, config) = checkpoint_tensors(Release::V20)?;
         let metadata = [("config", config.to_string())];
         for path in [&checkpoint, &distilled] {
             write_tensors(path, &tensors, &[], &metadata)?;
         }
     }
+    if !checkpoint_23.is_file() {
+        let (tensors, config) = checkpoint_tensors(Release::V23)?;
+        let metadata = [("config", config.to_string()), ("model_version", "2.3.0".to_string())];
+        write_tensors(&checkpoint_23, &tensors, &[], &metadata)?;
+    }
     if !text_encoder.is_file() {
         let spiece = [("spiece_model", DEMO_TOKENIZER)];
         write_tensors(&text_encoder, &gemma_tensors()?, &spiece, &[])?;
     }
-    if !upsampler.is_file() {
-        let config = upsampler_config();
-        let metadata = json!({
-            "_class_name": "LatentUpsampler", "dims": 3, "in_channels": config.in_channels,
-            "mid_channels": config.mid_channels, "num_blocks_per_stage": config.num_blocks_per_stage,
-            "rational_resampler": false, "spatial_scale": 2.0, "spatial_upsample": true, "temporal_upsample": false
-        });
-        write_tensors(&upsampler, &upsampler_tensors()?, &[], &[("config", metadata.to_string())])?;
+    for path in [&upsampler, &upsampler_23] {
+        if !path.is_file() {
+            let config = upsampler_config();
+            let metadata = json!({
+                "_class_name": "LatentUpsampler", "dims": 3, "in_channels": config.in_channels,
+                "mid_channels": config.mid_channels, "num_blocks_per_stage": config.num_blocks_per_stage,
+                "rational_resampler": false, "spatial_scale": 2.0, "spatial_upsample": true, "temporal_upsample": false
+            });
+            write_tensors(path, &upsampler_tensors()?, &[], &[("config", metadata.to_string())])?;
+        }
     }
-    if !lora.is_file() {
-        write_tensors(&lora, &lora_tensors()?, &[], &[])?;
+    for (path, release) in [(&lora, Release::V20), (&lora_23, Release::V23)] {
+        if !path.is_file() {
+            write_tensors(path, &lora_tensors(release)?, &[], &[])?;
+        }
     }
-    Ok(Ltx2DemoModels { checkpoint, text_encoder, upsampler, lora })
+    Ok(Ltx2DemoModels { checkpoint, checkpoint_23, text_encoder, upsampler, upsampler_23, lora, lora_23 })
 }
 
 /// Writes f32 `tensors`, raw `bytes` tensors (u8) and string `metadata` to `path` as safetensors, through a

@@ -85,3 +85,70 @@ fn save_text_refuses_to_write_outside_the_output_folder() {
     assert!(failure.exception_message.contains("filename_prefix"), "{}", failure.exception_message);
     assert_eq!(std::fs::read_dir(output.path()).unwrap().count(), 0);
 }
+
+/// `ComfySwitchNode` evaluates only the branch its switch selects: the other branch here divides by zero
+/// and would fail the run, and neither runs nor is reported when it is not selected.
+#[test]
+fn switch_runs_only_the_selected_branch() {
+    let output = tempfile::tempdir().unwrap();
+    let executor = executor(output.path());
+    let workflow = |switch: bool| {
+        json!({
+            "1": {"class_type": "PrimitiveFloat", "inputs": {"value": 2.5}},
+            "2": {"class_type": "PrimitiveFloat", "inputs": {"value": 4.0}},
+            "3": {"class_type": "ComfyMathExpression", "inputs": {"expression": "a / 0", "values.a": ["2", 0]}},
+            "4": {"class_type": "ComfySwitchNode", "inputs": {"switch": switch, "on_false": ["1", 0], "on_true": ["3", 0]}},
+            "5": {"class_type": "PreviewAny", "inputs": {"source": ["4", 0]}}
+        })
+    };
+    let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = started.clone();
+    let options = RunOptions {
+        events: Arc::new(move |event: &kinograph_engine::Event| {
+            if let EventKind::Executing { node } = &event.kind {
+                seen.lock().unwrap().push(node.clone());
+            }
+        }),
+        ..RunOptions::default()
+    };
+    let outcome = run(&executor, workflow(false), options);
+    assert_eq!(outcome.status, RunStatus::Success, "{:?}", outcome.failure);
+    assert_eq!(outcome.outputs["5"]["text"], json!(["2.5"]));
+    let mut executed = outcome.executed.clone();
+    executed.sort();
+    assert_eq!(executed, ["1", "4", "5"], "the on_true branch (2, 3) never runs");
+    let mut started = std::mem::take(&mut *started.lock().unwrap());
+    started.sort();
+    assert_eq!(started, ["1", "4", "5"]);
+
+    // Switched on, the same executor runs the on_true branch, which fails; the on_false side is cached.
+    let outcome = run(&executor, workflow(true), RunOptions::default());
+    assert_eq!(outcome.status, RunStatus::Failed);
+    let failure = outcome.failure.unwrap();
+    assert_eq!((failure.node_id.as_str(), failure.node_type.as_str()), ("3", "ComfyMathExpression"));
+    assert!(failure.exception_message.contains("ZeroDivisionError"), "{}", failure.exception_message);
+}
+
+/// An unconnected selected input lets the connected one through, which is then the only one evaluated.
+#[test]
+fn switch_with_one_input_passes_that_one() {
+    let output = tempfile::tempdir().unwrap();
+    let executor = executor(output.path());
+    let workflow = json!({
+        "1": {"class_type": "PrimitiveString", "inputs": {"value": "plain prompt"}},
+        "2": {"class_type": "ComfySwitchNode", "inputs": {"switch": true, "on_false": ["1", 0]}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}
+    });
+    let outcome = run(&executor, workflow, RunOptions::default());
+    assert_eq!(outcome.status, RunStatus::Success, "{:?}", outcome.failure);
+    assert_eq!(outcome.outputs["3"]["text"], json!(["plain prompt"]));
+}
+
+#[test]
+fn switch_inputs_are_lazy_in_object_info() {
+    let info = kinograph_nodes::registry().object_info(&Environment::default());
+    let inputs = &info["ComfySwitchNode"]["input"];
+    assert_eq!(inputs["optional"]["on_false"], json!(["*", {"lazy": true}]));
+    assert_eq!(inputs["optional"]["on_true"], json!(["*", {"lazy": true}]));
+    assert_eq!(inputs["required"]["switch"], json!(["BOOLEAN", {"default": false}]));
+}

@@ -1,10 +1,11 @@
 //! Running a validated graph: plan from the cache, then run ready nodes as soon as their inputs exist,
-//! independent branches at once, compute on blocking threads, events all along.
+//! independent branches at once, compute on blocking threads, events all along. Links into lazy inputs
+//! are followed only when their node asks for them ([`crate::Node::check_lazy_status`]), during the run.
 
 use crate::cache::{Cache, CacheEntry, DiskCache};
 use crate::context::{CancelToken, ExecutionContext};
 use crate::events::{Event, EventKind, EventSink, ExecutionFailure, ignore_events};
-use crate::graph::{Graph, GraphInput};
+use crate::graph::{Graph, GraphNode};
 use crate::node::{Environment, NodeError, NodeInputs, NodeOutput};
 use crate::registry::Registry;
 use crate::signature::{Signature, SignaturePanic, compute_signatures};
@@ -20,7 +21,7 @@ use tokio::task::JoinSet;
 
 mod run_state;
 
-use run_state::RunState;
+use run_state::{RunState, Status};
 
 /// Runs graphs against one registry, one environment and one cache (shared across runs).
 #[derive(Clone)]
@@ -126,16 +127,18 @@ impl Executor {
             let (executor, graph) = (self.clone(), graph.clone());
             tokio::task::spawn_blocking(move || executor.plan(&graph)).await.expect("planning catches node panics")
         };
-        let plan = match plan {
-            Ok(plan) => plan,
+        let state = match plan {
+            Ok(state) => state,
             Err(panic) => return Self::planning_failed(&graph, panic, &emit, started),
         };
-        let cached: Vec<String> =
-            (0..graph.nodes.len()).filter(|&i| !plan.run[i]).map(|i| graph.nodes[i].id.clone()).collect();
+        let mut cached: Vec<String> = state.not_running().map(|i| graph.nodes[i].id.clone()).collect();
         emit(EventKind::ExecutionCached { nodes: cached.clone() });
         let mut outputs = IndexMap::new();
         for &output in &graph.outputs {
-            if let Some(ui) = plan.available[output].as_ref().and_then(|entry| entry.ui.clone()) {
+            if state.status[output] != Status::Cached {
+                continue;
+            }
+            if let Some(ui) = state.results[output].as_ref().and_then(|entry| entry.ui.clone()) {
                 let node = graph.nodes[output].id.clone();
                 emit(EventKind::Executed { node: node.clone(), output: ui.clone() });
                 outputs.insert(node, ui);
@@ -150,7 +153,7 @@ impl Executor {
             extra_pnginfo: Arc::new(options.extra_pnginfo.clone()),
             abort: Arc::new(AtomicBool::new(false)),
             scheduler: Mutex::new(Scheduler {
-                state: RunState::new(&graph, plan),
+                state,
                 running: Vec::new(),
                 stopping: options.cancel.is_cancelled(),
                 executed: Vec::new(),
@@ -161,9 +164,10 @@ impl Executor {
             }),
             wake: Condvar::new(),
         });
-        let to_run = run.lock().state.to_run;
+        // Nodes behind lazy links may be scheduled later: room for them too.
+        let may_run = run.lock().state.may_run();
         let mut workers = JoinSet::new();
-        for _ in 0..self.max_parallel.min(to_run) {
+        for _ in 0..self.max_parallel.min(may_run) {
             let run = run.clone();
             workers.spawn_blocking(move || run.work());
         }
@@ -193,6 +197,7 @@ impl Executor {
         let executed = std::mem::take(&mut scheduler.executed);
         let outputs = std::mem::take(&mut scheduler.outputs);
         let interrupted_at = scheduler.interrupted_at;
+        cached.extend(scheduler.state.cached_later.iter().map(|&i| graph.nodes[i].id.clone()));
         drop(scheduler);
 
         let status = if let Some(failure) = &failure {
@@ -241,8 +246,8 @@ impl Executor {
     }
 
     /// Decides what must run: walking back from the outputs, a node whose outputs are cached (memory, or
-    /// disk for non-output nodes) stops the walk; everything else runs.
-    fn plan(&self, graph: &Graph) -> Result<Plan, SignaturePanic> {
+    /// disk for non-output nodes) stops the walk, and so does a lazy link; everything else runs.
+    fn plan(&self, graph: &Graph) -> Result<RunState, SignaturePanic> {
         let signatures = compute_signatures(graph, &self.env)?;
         let count = graph.nodes.len();
         // Nodes that compute the same thing (same signature) run once: later ones alias the first.
@@ -257,66 +262,46 @@ impl Executor {
                 }
             })
             .collect();
-        let mut available: Vec<Option<Arc<CacheEntry>>> = vec![None; count];
-        let mut run = vec![false; count];
-        let mut visited = vec![false; count];
-        let mut stack: Vec<usize> = graph.outputs.clone();
-        while let Some(index) = stack.pop() {
-            if std::mem::replace(&mut visited[index], true) {
-                continue;
+        let mut state = RunState::new(graph, signatures, canonical);
+        state.plan(graph, &mut |index, signature| self.lookup(&graph.nodes[index], signature));
+        Ok(state)
+    }
+
+    /// The cached outputs of `node`, from memory or (for a non-output node) from disk.
+    fn lookup(&self, node: &GraphNode, signature: &Signature) -> Option<Arc<CacheEntry>> {
+        if node.schema.not_idempotent {
+            return None;
+        }
+        if let Some(entry) = self.cache.get(signature) {
+            return Some(entry);
+        }
+        let (Some(disk), false) = (self.cache.disk(), node.schema.output_node) else {
+            return None;
+        };
+        // A decoder is node-library code: a panic in it makes the entry a miss, as a corrupt file does.
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| disk.load(signature, &self.registry)));
+        let loaded = loaded.unwrap_or_else(|panic| {
+            tracing::warn!(
+                "ignoring cache entry of node {} ({}): its decoder panicked: {}",
+                node.id,
+                node.class_type,
+                panic_message(&*panic)
+            );
+            Ok(None)
+        });
+        match loaded {
+            Ok(Some(entry)) => {
+                let entry = Arc::new(entry);
+                self.cache.insert(*signature, entry.clone());
+                Some(entry)
             }
-            let node = &graph.nodes[index];
-            if !node.schema.not_idempotent {
-                if let Some(entry) = self.cache.get(&signatures[index]) {
-                    available[index] = Some(entry);
-                    continue;
-                }
-                if let (Some(disk), false) = (self.cache.disk(), node.schema.output_node) {
-                    // A decoder is node-library code: a panic in it makes the entry a miss, as a corrupt
-                    // file does.
-                    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        disk.load(&signatures[index], &self.registry)
-                    }));
-                    let loaded = loaded.unwrap_or_else(|panic| {
-                        tracing::warn!(
-                            "ignoring cache entry of node {} ({}): its decoder panicked: {}",
-                            node.id,
-                            node.class_type,
-                            panic_message(&*panic)
-                        );
-                        Ok(None)
-                    });
-                    match loaded {
-                        Ok(Some(entry)) => {
-                            let entry = Arc::new(entry);
-                            self.cache.insert(signatures[index], entry.clone());
-                            available[index] = Some(entry);
-                            continue;
-                        }
-                        Ok(None) => {}
-                        Err(error) => {
-                            tracing::warn!("ignoring cache entry of node {} ({}): {error}", node.id, node.class_type);
-                        }
-                    }
-                }
-            }
-            run[index] = true;
-            for (_, input) in &node.inputs {
-                if let GraphInput::Link { node: source, .. } = input {
-                    stack.push(canonical[*source]);
-                }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!("ignoring cache entry of node {} ({}): {error}", node.id, node.class_type);
+                None
             }
         }
-        Ok(Plan { signatures, available, run, canonical })
     }
-}
-
-struct Plan {
-    signatures: Vec<Signature>,
-    available: Vec<Option<Arc<CacheEntry>>>,
-    run: Vec<bool>,
-    /// For each node, the node whose outputs it uses (itself unless it duplicates an earlier one).
-    canonical: Vec<usize>,
 }
 
 /// One run's state, shared by its worker threads.
@@ -373,6 +358,15 @@ impl SharedRun {
                 continue;
             };
             scheduler.running.push(index);
+            if scheduler.state.has_unevaluated_lazy(index) {
+                let (asked_more, next) = self.check_lazy(scheduler, index);
+                scheduler = next;
+                if asked_more || scheduler.stopping {
+                    scheduler.running.retain(|&i| i != index);
+                    self.wake.notify_all();
+                    continue;
+                }
+            }
             let inputs = scheduler.state.inputs_of(&self.graph, index);
             drop(scheduler);
 
@@ -405,6 +399,45 @@ impl SharedRun {
                 self.emit(event);
             }
             scheduler = self.lock();
+        }
+    }
+
+    /// Asks node `index` which of its unevaluated lazy inputs it needs, and schedules them. Returns
+    /// whether it asked for anything new (then it waits again, or is back in the ready queue), with the
+    /// lock taken again. A failing or panicking check fails the node as `execute` would.
+    fn check_lazy<'a>(
+        &'a self,
+        scheduler: MutexGuard<'a, Scheduler>,
+        index: usize,
+    ) -> (bool, MutexGuard<'a, Scheduler>) {
+        let (inputs, unevaluated) = scheduler.state.lazy_view(&self.graph, index);
+        drop(scheduler);
+        let node = &self.graph.nodes[index];
+        let unevaluated: Vec<&str> = unevaluated.iter().map(String::as_str).collect();
+        let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            node.node.check_lazy_status(&inputs, &unevaluated)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(NodeError::msg(format!("the node panicked in check_lazy_status: {}", panic_message(&*panic))))
+        });
+        let mut scheduler = self.lock();
+        if scheduler.stopping {
+            return (false, scheduler);
+        }
+        // Looking the asked-for nodes up may decode a disk cache entry with the lock held, as planning
+        // does without it; it happens once per node asked for, and keeps the bookkeeping in one place.
+        let asked = asked.and_then(|names| {
+            let graph = &self.graph;
+            scheduler.state.request(graph, index, &names, &mut |source, signature| {
+                self.executor.lookup(&graph.nodes[source], signature)
+            })
+        });
+        match asked {
+            Ok(asked_more) => (asked_more, scheduler),
+            Err(error) => {
+                self.record(&mut scheduler, index, &inputs, Err(error));
+                (false, scheduler)
+            }
         }
     }
 

@@ -168,6 +168,9 @@ pub struct InputSpec {
     /// Other types a link into this input may carry (ComfyUI's `MultiType` inputs: a FLOAT that also takes
     /// an INT).
     pub also_accepts: Vec<String>,
+    /// A link into this input is evaluated only if the node asks for it (ComfyUI's `lazy`): planning does
+    /// not schedule its source, and [`crate::Node::check_lazy_status`] decides at run time.
+    pub lazy: bool,
 }
 
 impl InputSpec {
@@ -179,6 +182,7 @@ impl InputSpec {
             tooltip: None,
             force_input: false,
             also_accepts: Vec::new(),
+            lazy: false,
         }
     }
 
@@ -429,6 +433,13 @@ impl InputSpec {
     /// Shows a widget input as a socket only.
     pub fn force_input(mut self) -> Self {
         self.force_input = true;
+        self
+    }
+
+    /// Makes the input lazy: what is linked to it runs only if the node's
+    /// [`crate::Node::check_lazy_status`] asks for it (ComfyUI's `lazy=True`).
+    pub fn lazy(mut self) -> Self {
+        self.lazy = true;
         self
     }
 }

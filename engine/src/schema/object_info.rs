@@ -99,6 +99,9 @@ impl InputSpec {
         if self.force_input {
             options.insert("forceInput".into(), Json::Bool(true));
         }
+        if self.lazy {
+            options.insert("lazy".into(), Json::Bool(true));
+        }
         if options.is_empty() { json!([type_entry]) } else { json!([type_entry, options]) }
     }
 }
@@ -240,5 +243,15 @@ mod tests {
         assert_eq!(info["input_order"], json!({"required": ["steps", "mode"], "optional": ["model"]}));
         assert_eq!(info["output"], json!(["LATENT"]));
         assert_eq!(info["output_name"], json!(["samples"]));
+    }
+
+    #[test]
+    fn lazy_inputs_say_so() {
+        let schema = NodeSchema::new("Choose")
+            .input(InputSpec::boolean("flag", false))
+            .input(InputSpec::socket("value", "*").optional().lazy());
+        let info = schema.object_info();
+        assert_eq!(info["input"]["required"]["flag"], json!(["BOOLEAN", {"default": false}]));
+        assert_eq!(info["input"]["optional"]["value"], json!(["*", {"lazy": true}]));
     }
 }

@@ -193,8 +193,12 @@ impl ApiPrompt {
         let (target, raw_value) = assignment
             .split_once('=')
             .ok_or_else(|| WorkflowError::Edit(format!("--set '{assignment}': expected NODE_ID.INPUT=VALUE")))?;
-        let (node_id, input) = target
-            .rsplit_once('.')
+        // Inputs may hold dots themselves (`resize_type.width`): split at the first dot that ends a node id.
+        let splits = target.match_indices('.').map(|(at, _)| (&target[..at], &target[at + 1..]));
+        let (node_id, input) = splits
+            .clone()
+            .find(|(node_id, _)| self.nodes.contains_key(*node_id))
+            .or_else(|| target.rsplit_once('.'))
             .ok_or_else(|| WorkflowError::Edit(format!("--set '{assignment}': expected NODE_ID.INPUT before '='")))?;
         if !self.nodes.contains_key(node_id) {
             let ids: Vec<&str> = self.nodes.keys().map(String::as_str).collect();
@@ -287,5 +291,15 @@ mod tests {
         assert_eq!(prompt.nodes["5"].inputs["steps"], InputValue::Literal(serde_json::json!(30)));
         assert_eq!(prompt.nodes["5"].inputs["text"], InputValue::Literal(serde_json::json!("a cat")));
         assert!(prompt.apply_override("9.steps=1").unwrap_err().to_string().contains("no node '9'"));
+    }
+
+    #[test]
+    fn an_override_reaches_a_dotted_input() {
+        let json = r#"{"92:102": {"class_type": "A", "inputs": {}}, "3": {"class_type": "B", "inputs": {}}}"#;
+        let mut prompt = ApiPrompt::parse(json, "t").unwrap();
+        prompt.apply_override("92:102.resize_type.width=256").unwrap();
+        assert_eq!(prompt.nodes["92:102"].inputs["resize_type.width"], InputValue::Literal(serde_json::json!(256)));
+        let error = prompt.apply_override("4.resize_type.width=1").unwrap_err().to_string();
+        assert!(error.contains("no node '4.resize_type'"), "{error}");
     }
 }

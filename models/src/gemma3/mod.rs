@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`config`] | `Gemma3TextConfig`: sizes, sliding/full layer pattern, local and global RoPE |
 //! | [`model`] | `Gemma3TextModel`, `Gemma3DecoderLayer`, `Gemma3Attention`, `Gemma3MLP`, `Gemma3RMSNorm` |
-//! | [`generate`] | ComfyUI's `BaseGenerate.generate`: prefill, then a token at a time over a key/value cache |
+//! | [`mod@generate`] | ComfyUI's `BaseGenerate.generate`: prefill, then a token at a time over a key/value cache |
 //! | [`logits`] | ComfyUI's `sample_token`/`processed_probs`: penalties, temperature, top-k, min-p, top-p, the draw |
 //! | [`vision`] | `SiglipVisionModel` and `Gemma3MultiModalProjector` (ComfyUI's `CLIPVision`, `Gemma3MultiModalProjector`) |
 //! | [`image`] | ComfyUI's resize, crop and normalisation of an IMAGE batch for the vision tower |

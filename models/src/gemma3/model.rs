@@ -9,7 +9,7 @@
 //! to the weight's dtype (61.97 in f32, 62.0 in bf16), as transformers does.
 //!
 //! [`Gemma3TextModel::forward_cached`] runs the same layers over new tokens only, with the earlier tokens'
-//! keys and values from a [`Gemma3Cache`], for generation ([`super::generate`]).
+//! keys and values from a [`Gemma3Cache`], for generation ([`super::generate()`]).
 
 use super::config::{Gemma3Config, LayerType, RopeParameters};
 use crate::ops::activations::{gelu_tanh, softmax_last_dim};

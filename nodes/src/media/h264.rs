@@ -55,6 +55,9 @@ pub struct H264Encoder {
     height: usize,
 }
 
+/// The highest target bitrate given to openh264, below its level 5.2 limit of 288 Mb/s.
+const MAX_BITRATE: f64 = 240_000_000.0;
+
 impl H264Encoder {
     /// An encoder for `width × height` frames (both even, at most 3840×2160 either way) at `fps`,
     /// coding every frame at quantiser `qp`, clamped to [`MIN_QP`] (best) ..= 51 (smallest).
@@ -72,8 +75,10 @@ impl H264Encoder {
         let qp = qp.clamp(MIN_QP, 51);
         // With the QP pinned the bitrate cannot be met by raising the QP, only by skipping frames; a
         // target of uncompressed size (24 bits a pixel) is never exceeded, so no frame is skipped. (With
-        // skipping disabled instead, openh264 prints a warning on every start.)
-        let bits_per_second = (width as f64 * height as f64 * fps.max(1.0) * 24.0).min(f64::from(i32::MAX)) as u32;
+        // skipping disabled instead, openh264 prints a warning on every start.) openh264 refuses targets
+        // above its highest level's limit (288 Mb/s), falling back to defaults with an error printed, so
+        // large frames are capped below it.
+        let bits_per_second = (width as f64 * height as f64 * fps.max(1.0) * 24.0).min(MAX_BITRATE) as u32;
         let config = EncoderConfig::new()
             .usage_type(UsageType::CameraVideoRealTime)
             .rate_control_mode(RateControlMode::Quality)

@@ -9,7 +9,7 @@
 //! largest `moov` they can need is kept before `mdat` and `moov` is written there, with a `free` box
 //! after it: the file starts with its index, as ffmpeg's `faststart` (which ComfyUI uses) leaves it,
 //! so players can start before the whole file is read. Without a plan, or when more was written than
-//! planned, `moov` goes after `mdat` instead. See [`super::mp4_moov`] for the boxes, the metadata (what
+//! planned, `moov` goes after `mdat` instead. See `mp4_moov.rs` for the boxes, the metadata (what
 //! ffmpeg writes with `-movflags use_metadata_tags`) and the audio edit list.
 //!
 //! Timing follows ComfyUI: the rate is `round(fps·1000)/1000` as a reduced fraction `num/den`; each

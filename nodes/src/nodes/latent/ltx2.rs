@@ -30,9 +30,12 @@ fn video_vae(inputs: &NodeInputs, name: &str) -> Result<Arc<VideoVae>, NodeError
     })
 }
 
-/// ComfyUI's count of audio latents for `frames` video frames at `frame_rate`: ⌈frames / rate · 25⌉.
+/// ComfyUI's count of audio latents for `frames` video frames at `frame_rate`: frames / rate · 25 rounded,
+/// halves to even (Python's `round` in `AudioVAE.num_of_latents_from_frames`,
+/// `comfy/ldm/lightricks/vae/audio_vae.py`; ComfyUI took the ceiling before its audio VAE became a
+/// `comfy.sd.VAE`). The official pipelines round too.
 pub fn audio_latent_count(frames: usize, frame_rate: f64) -> usize {
-    (frames as f64 / frame_rate * AUDIO_LATENTS_PER_SECOND).ceil() as usize
+    (frames as f64 / frame_rate * AUDIO_LATENTS_PER_SECOND).round_ties_even() as usize
 }
 
 /// `LTXVEmptyLatentAudio`: silence to denoise, as long as the video.
@@ -419,5 +422,19 @@ impl Node for LtxvImgToVideoInplace {
         let mut out = latent.with_samples(samples);
         out.noise_mask = Some(mask);
         Ok(NodeOutput::new(vec![Value::from(Arc::new(out))]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::audio_latent_count;
+
+    #[test]
+    fn the_audio_latent_count_is_rounded_as_comfyui_rounds_it() {
+        assert_eq!(audio_latent_count(121, 24.0), 126, "the 2.0 template: 126.04");
+        assert_eq!(audio_latent_count(97, 24.0), 101, "101.04");
+        assert_eq!(audio_latent_count(23, 24.0), 24, "23.96");
+        assert_eq!(audio_latent_count(17, 25.0), 17);
+        assert_eq!(audio_latent_count(5, 10.0), 12, "12.5: ties to even, as Python's round");
     }
 }

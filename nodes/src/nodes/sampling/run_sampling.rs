@@ -155,7 +155,11 @@ fn run_av_sampling(
     if !matches!(guider.model.transformer, Transformer::Ltx2(_)) {
         return Err(NodeError::input(
             "latent_image",
-            "this is an audio-video latent, which only LTX-2 models sample; the guider's model is LTX-Video 0.9",
+            format!(
+                "this is an audio-video latent, which only LTX-2 models sample; the guider's model is the LTX-Video \
+                 0.9 checkpoint {} (load an LTX-2 checkpoint, such as ltx-2-19b-dev-fp8.safetensors)",
+                guider.model.file.display()
+            ),
         ));
     }
     let Some(audio) = &latent.audio else {

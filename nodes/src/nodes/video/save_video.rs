@@ -36,8 +36,9 @@ fn codec_inputs(name: &str, tooltip: &str) -> Vec<InputSpec> {
 ///
 /// The sound track is written as ComfyUI's `VideoFromComponents.save_to` writes it: the first item of
 /// the AUDIO batch only (a batch of several clips keeps the first and says so), cut to
-/// `ceil(sample_rate / fps × frames)` samples so it ends with the video (shorter audio is left shorter,
-/// not padded), AAC-LC at the audio's own rate, 128 kb/s, stereo (mono is written to both channels;
+/// `ceil(sample_rate / fps × frames)` samples so it ends with the video (shorter audio is padded with
+/// silence to that length, where ComfyUI leaves it shorter: LTX-2's decoded sound ends a few hundredths
+/// of a second before the last frame), AAC-LC at the audio's own rate, 128 kb/s, stereo (mono is written to both channels;
 /// ComfyUI keeps it mono; more than two channels is an error).
 ///
 /// The schema is ComfyUI's current one, where `format` is a dynamic combo whose child `format.codec`
@@ -173,14 +174,21 @@ fn sound_track(
         context.warn(&format!("SaveVideo: the audio holds {batch} clips; only the first is saved with the video"));
     }
     let mut track = SoundTrack { sample_rate: audio.sample_rate, channels: Vec::new(), length: 0 };
-    track.length = track.samples_before(frames, fps).min(samples);
+    track.length = track.samples_before(frames, fps);
     let first = audio
         .waveform
         .get(0)
-        .and_then(|clip| clip.narrow(1, 0, track.length))
+        .and_then(|clip| clip.narrow(1, 0, track.length.min(samples)))
         .and_then(|clip| clip.to_dtype(candle_core::DType::F32))
         .and_then(|clip| clip.to_vec2::<f32>())
         .map_err(|error| tensor_error("reading the sound track", &error))?;
-    track.channels = first;
+    // A shorter sound ends in silence, so that both tracks last as long as the video.
+    track.channels = first
+        .into_iter()
+        .map(|mut channel| {
+            channel.resize(track.length, 0.0);
+            channel
+        })
+        .collect();
     Ok(Some(track))
 }
