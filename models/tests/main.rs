@@ -8,6 +8,7 @@ mod compare;
 mod full_size;
 mod gemma3;
 mod gemma3_generate;
+mod gemma3_vision;
 mod gemma_tokenizer;
 mod ltx2_audio;
 mod ltx2_pipeline;

@@ -24,31 +24,7 @@ fn data(name: &str) -> PathBuf {
 /// A CLIP as `LTXAVTextEncoderLoader` gives it, with the tiny chat model (the connectors are never used here).
 fn gemma_clip() -> Value {
     static CLIP: OnceLock<Arc<TextEncoder>> = OnceLock::new();
-    let clip = CLIP.get_or_init(|| {
-        let gemma_file = data("gemma3_chat_tiny.safetensors");
-        let source = Arc::new(WeightSource::open(std::slice::from_ref(&gemma_file)).unwrap());
-        let model = Gemma3TextModel::load(&source, &Device::Cpu, GemmaLoadOptions::default()).unwrap();
-        let tokenizer = GemmaTokenizer::from_weight_source(&source).unwrap();
-        let connector_file =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/data/ltx2/connectors_20.safetensors");
-        let connector_source = Arc::new(WeightSource::open(std::slice::from_ref(&connector_file)).unwrap());
-        let connectors = TextConnectors::load(&connector_source, 16, &Device::Cpu).unwrap();
-        let gemma = GemmaText {
-            model: Arc::new(model),
-            tokenizer: Arc::new(tokenizer),
-            connectors: Arc::new(connectors),
-            gemma_file: gemma_file.clone(),
-            connector_file,
-        };
-        Arc::new(TextEncoder {
-            encoder: None,
-            tokenizer: Arc::new(T5Tokenizer::new().unwrap()),
-            gemma: Some(Arc::new(gemma)),
-            file: gemma_file,
-            bytes: 0,
-        })
-    });
-    Value::Object(clip.clone())
+    Value::Object(CLIP.get_or_init(|| clip_of("gemma3_chat_tiny.safetensors")).clone())
 }
 
 fn run(pairs: Vec<(&str, Value)>) -> Result<NodeOutput, NodeError> {
@@ -130,14 +106,125 @@ fn sampling_on_needs_its_settings_by_name() {
     assert!(error.contains("sampling_mode.temperature") && error.contains("missing"), "{error}");
 }
 
+/// A CLIP over `file` of `tests/data/text_generate/`, as `LTXAVTextEncoderLoader` gives it (the connectors
+/// are never used here).
+fn clip_of(file: &str) -> Arc<TextEncoder> {
+    let gemma_file = data(file);
+    let source = Arc::new(WeightSource::open(std::slice::from_ref(&gemma_file)).unwrap());
+    let model = Gemma3TextModel::load(&source, &Device::Cpu, GemmaLoadOptions::default()).unwrap();
+    let tokenizer = GemmaTokenizer::from_weight_source(&source).unwrap();
+    let connector_file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/data/ltx2/connectors_20.safetensors");
+    let connector_source = Arc::new(WeightSource::open(std::slice::from_ref(&connector_file)).unwrap());
+    let connectors = TextConnectors::load(&connector_source, 16, &Device::Cpu).unwrap();
+    let gemma = GemmaText {
+        model: Arc::new(model),
+        tokenizer: Arc::new(tokenizer),
+        connectors: Arc::new(connectors),
+        gemma_file: gemma_file.clone(),
+        connector_file,
+    };
+    Arc::new(TextEncoder {
+        encoder: None,
+        tokenizer: Arc::new(T5Tokenizer::new().unwrap()),
+        gemma: Some(Arc::new(gemma)),
+        file: gemma_file,
+        bytes: 0,
+    })
+}
+
+fn vision_image() -> Tensor {
+    candle_core::safetensors::load(data("vision_image.safetensors"), &Device::Cpu).unwrap().remove("image").unwrap()
+}
+
+fn image_value(pixels: Tensor) -> Value {
+    Value::Object(Arc::new(Image::new(pixels)))
+}
+
+/// The image goes through the vision tower into the chat's placeholder; transformers' greedy text for the
+/// same embeddings (`make_gemma_vision_fixtures.py`).
 #[test]
-fn an_image_or_a_t5_clip_is_refused_with_the_reason() {
+fn an_image_is_described_as_transformers_describes_it() {
+    let cases: Vec<Json> =
+        serde_json::from_str(&std::fs::read_to_string(data("vision_expected.json")).unwrap()).unwrap();
+    let clip = Value::Object(clip_of("gemma3_vision_chat_tiny.safetensors"));
+    for case in cases {
+        let inputs = |image: Option<Tensor>| {
+            let mut inputs = vec![
+                ("clip", clip.clone()),
+                ("prompt", Value::from(case["prompt"].as_str().unwrap())),
+                ("max_length", Value::Int(case["max_length"].as_i64().unwrap().into())),
+                ("sampling_mode", Value::from("off")),
+                ("system_prompt", Value::from(case["system_prompt"].as_str().unwrap())),
+            ];
+            if let Some(image) = image {
+                inputs.push(("image", image_value(image)));
+            }
+            inputs
+        };
+        let texts: Vec<String> =
+            run(inputs(Some(vision_image()))).unwrap().values.iter().map(Value::display_text).collect();
+        assert_eq!(texts, [case["generated_text"].as_str().unwrap(), case["thinking"].as_str().unwrap()], "{case}");
+        let without = run(inputs(None)).unwrap().values[0].display_text();
+        assert_ne!(without, texts[0], "the image changed nothing");
+        let other = (vision_image() * 0.5).unwrap();
+        assert_ne!(
+            run(inputs(Some(other))).unwrap().values[0].display_text(),
+            texts[0],
+            "another image, the same text"
+        );
+    }
+}
+
+/// Sampling with an image: a seed gives one text, and a batch's frames all count (ComfyUI puts every
+/// frame's tokens in the prompt).
+#[test]
+fn an_image_prompt_is_deterministic_for_a_seed_and_takes_every_frame() {
+    let clip = Value::Object(clip_of("gemma3_vision_chat_tiny.safetensors"));
+    let sampled = |image: Tensor, seed: u64| {
+        let inputs = vec![
+            ("clip", clip.clone()),
+            ("prompt", Value::from("The cat wakes up")),
+            ("max_length", Value::Int(10.into())),
+            ("sampling_mode", Value::from("on")),
+            ("system_prompt", Value::from("Describe the picture in one line.")),
+            ("image", image_value(image)),
+            ("sampling_mode.temperature", Value::Float(1.0)),
+            ("sampling_mode.top_k", Value::Int(0.into())),
+            ("sampling_mode.top_p", Value::Float(1.0)),
+            ("sampling_mode.min_p", Value::Float(0.0)),
+            ("sampling_mode.repetition_penalty", Value::Float(1.0)),
+            ("sampling_mode.seed", Value::Int(seed.into())),
+        ];
+        run(inputs).unwrap().values[0].display_text()
+    };
+    assert_eq!(sampled(vision_image(), 3), sampled(vision_image(), 3));
+    let seeds: std::collections::HashSet<String> = (0..4).map(|seed| sampled(vision_image(), seed)).collect();
+    assert!(seeds.len() > 1, "four seeds gave one text: {seeds:?}");
+    let two_frames = Tensor::cat(&[vision_image(), (vision_image() * 0.3).unwrap()], 0).unwrap();
+    assert_ne!(sampled(two_frames, 3), sampled(vision_image(), 3), "the second frame changed nothing");
+}
+
+#[test]
+fn an_image_with_a_text_only_gemma_file_is_an_error_naming_it() {
     let mut inputs = greedy_inputs("a cat", 4);
     let pixels = Tensor::zeros((1, 8, 8, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
-    inputs.push(("image", Value::Object(Arc::new(Image::new(pixels)))));
+    inputs.push(("image", image_value(pixels)));
     let error = run(inputs).unwrap_err().to_string();
-    assert!(error.contains("image") && error.contains("vision tower") && error.contains("not supported"), "{error}");
+    assert!(error.contains("gemma3_chat_tiny.safetensors") && error.contains("text model only"), "{error}");
+}
 
+#[test]
+fn video_and_audio_are_ignored_as_comfyui_ignores_them() {
+    let expected = run(short_inputs()).unwrap().values[0].display_text();
+    let mut inputs = short_inputs();
+    let frames = Tensor::zeros((3, 8, 8, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+    inputs.push(("video", image_value(frames)));
+    assert_eq!(run(inputs).unwrap().values[0].display_text(), expected);
+}
+
+#[test]
+fn a_t5_clip_is_refused_with_the_reason() {
     let t5 = TextEncoder {
         encoder: None,
         tokenizer: Arc::new(T5Tokenizer::new().unwrap()),

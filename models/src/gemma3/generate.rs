@@ -11,6 +11,7 @@
 
 use super::logits::{SamplingOptions, TokenSampler, argmax};
 use super::model::{Gemma3Cache, Gemma3TextModel};
+use super::prompt::PromptEmbeddings;
 use candle_core::{IndexOp, Result, Tensor};
 use std::ops::ControlFlow;
 
@@ -75,6 +76,20 @@ impl<'a> Gemma3Decoder<'a> {
         let last = hidden.i((.., ids.len() - 1.., ..))?;
         self.model.logits(&last)?.flatten_all()?.to_vec1::<f32>()
     }
+
+    /// [`Self::feed`] for a prompt given as embeddings (with images spliced in): the logits after its last
+    /// position.
+    pub fn feed_prompt(&mut self, prompt: &PromptEmbeddings) -> Result<Vec<f32>> {
+        let tokens = prompt.embeddings.dim(1)?;
+        if tokens == 0 {
+            candle_core::bail!("there are no tokens to run");
+        }
+        let offset = self.cache.tokens();
+        let blocks: Vec<_> = prompt.bidirectional_blocks().map(|b| b.start + offset..b.end + offset).collect();
+        let hidden = self.model.forward_embeddings_cached(&prompt.embeddings, &mut self.cache, &blocks)?;
+        let last = hidden.i((.., tokens - 1.., ..))?;
+        self.model.logits(&last)?.flatten_all()?.to_vec1::<f32>()
+    }
 }
 
 /// Generates after `prompt` (its ids, `<bos>` first). `on_token` sees each new token with its index and may
@@ -83,12 +98,31 @@ pub fn generate(
     model: &Gemma3TextModel,
     prompt: &[u32],
     options: &GenerateOptions,
+    on_token: impl FnMut(usize, u32) -> ControlFlow<()>,
+) -> Result<Generation> {
+    generate_after(model, |decoder| decoder.feed(prompt), options, on_token)
+}
+
+/// [`generate`] after a prompt given as embeddings, with images ([`PromptEmbeddings`]).
+pub fn generate_from_embeddings(
+    model: &Gemma3TextModel,
+    prompt: &PromptEmbeddings,
+    options: &GenerateOptions,
+    on_token: impl FnMut(usize, u32) -> ControlFlow<()>,
+) -> Result<Generation> {
+    generate_after(model, |decoder| decoder.feed_prompt(prompt), options, on_token)
+}
+
+fn generate_after(
+    model: &Gemma3TextModel,
+    prefill: impl FnOnce(&mut Gemma3Decoder<'_>) -> Result<Vec<f32>>,
+    options: &GenerateOptions,
     mut on_token: impl FnMut(usize, u32) -> ControlFlow<()>,
 ) -> Result<Generation> {
     let mut decoder = Gemma3Decoder::new(model);
     let mut sampler = options.sampling.map(|sampling| TokenSampler::new(sampling, model.config().vocab_size));
     let mut tokens = Vec::new();
-    let mut logits = if options.max_new_tokens > 0 { decoder.feed(prompt)? } else { Vec::new() };
+    let mut logits = if options.max_new_tokens > 0 { prefill(&mut decoder)? } else { Vec::new() };
     for step in 0..options.max_new_tokens {
         let token = match &mut sampler {
             Some(sampler) => sampler.next(&logits),

@@ -8,6 +8,9 @@
 //! | [`model`] | `Gemma3TextModel`, `Gemma3DecoderLayer`, `Gemma3Attention`, `Gemma3MLP`, `Gemma3RMSNorm` |
 //! | [`mod@generate`] | ComfyUI's `BaseGenerate.generate`: prefill, then a token at a time over a key/value cache |
 //! | [`logits`] | ComfyUI's `sample_token`/`processed_probs`: penalties, temperature, top-k, min-p, top-p, the draw |
+//! | [`vision`] | `SiglipVisionModel` and `Gemma3MultiModalProjector` (ComfyUI's `CLIPVision`, `Gemma3MultiModalProjector`) |
+//! | [`image`] | ComfyUI's resize, crop and normalisation of an IMAGE batch for the vision tower |
+//! | [`prompt`] | a prompt's token embeddings with image embeddings in place of its placeholders (`process_tokens`) |
 //! | [`tokenizer`] | the SentencePiece BPE tokenizer (from `tokenizer.model`, ComfyUI's `spiece_model`, or `tokenizer.json`) |
 //! | [`sentencepiece`] | sentencepiece's `ModelProto`, normaliser, BPE and Unigram encoding, decoding |
 //! | [`load`] | ComfyUI files, transformers folders, prefixes and configs |
@@ -17,16 +20,21 @@
 pub mod bench;
 pub mod config;
 pub mod generate;
+pub mod image;
 pub mod load;
 pub mod logits;
 pub mod lora;
 pub mod model;
+pub mod prompt;
 pub mod sentencepiece;
 pub mod tokenizer;
+pub mod vision;
 
 pub use config::{Gemma3Config, LayerType, RopeParameters};
-pub use generate::{Gemma3Decoder, GenerateOptions, Generation, Stop, generate};
+pub use generate::{Gemma3Decoder, GenerateOptions, Generation, Stop, generate, generate_from_embeddings};
 pub use load::{GemmaLoadOptions, find_prefix, read_config};
 pub use logits::SamplingOptions;
 pub use model::{Gemma3Cache, Gemma3Layer, Gemma3TextModel};
+pub use prompt::{IMAGE_PLACEHOLDER_ID, ImageAttention, PromptEmbeddings};
 pub use tokenizer::{GemmaTokenizer, TokenizerError};
+pub use vision::{Gemma3Vision, Gemma3VisionConfig};

@@ -18,6 +18,7 @@ use crate::ops::stored_linear::StoredLinear;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// A large negative logit for masked keys: finite, so that a fully masked row (a padding query) stays
@@ -26,18 +27,18 @@ const MASKED: f32 = -1.0e9;
 
 /// Gemma's RMS norm: `x / √(mean x² + ε) · (1 + w)`.
 #[derive(Debug, Clone)]
-pub(super) struct GemmaNorm {
+pub(crate) struct GemmaNorm {
     scale: Tensor,
     eps: f32,
 }
 
 impl GemmaNorm {
-    fn new(width: usize, eps: f64, vb: &VarBuilder<'_>) -> Result<Self> {
+    pub(crate) fn new(width: usize, eps: f64, vb: &VarBuilder<'_>) -> Result<Self> {
         let weight = vb.get(width, "weight")?.to_dtype(DType::F32)?;
         Ok(GemmaNorm { scale: (weight + 1.0)?, eps: eps as f32 })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::rms_norm(&x.contiguous()?, &self.scale, self.eps)
     }
 
@@ -141,13 +142,15 @@ impl Gemma3Layer {
 
     /// [`Self::forward`] for new tokens after those in `cache`: `rope` holds the new tokens' positions, the
     /// keys and values of earlier tokens come from `cache`, and the new ones are added to it (a sliding
-    /// layer keeps only the last `window`).
+    /// layer keeps only the last `window`). Tokens within one of `blocks` (absolute positions) also see the
+    /// later tokens of their block.
     pub(crate) fn forward_cached(
         &self,
         hidden: &Tensor,
         rope: &(Tensor, Tensor),
         cache: &mut LayerCache,
         window: Option<usize>,
+        blocks: &[Range<usize>],
     ) -> Result<Tensor> {
         let (q, k, v) = self.project(hidden, rope)?;
         let position = cache.first + cache.keys.as_ref().map_or(Ok(0), |keys| keys.dim(2))?;
@@ -155,7 +158,7 @@ impl Gemma3Layer {
             (Some(keys), Some(values)) => (Tensor::cat(&[keys, &k], 2)?, Tensor::cat(&[values, &v], 2)?),
             _ => (k, v),
         };
-        let bias = cached_bias(position, q.dim(2)?, cache.first, window, hidden.device())?;
+        let bias = cached_bias(position, q.dim(2)?, cache.first, window, blocks, hidden.device())?;
         let output = self.finish(hidden, &q, &keys, &values, &bias)?;
         let kept = keys.dim(2)?;
         let keep = window.map_or(kept, |w| kept.min(w));
@@ -353,13 +356,26 @@ impl Gemma3TextModel {
     /// the final norm's output `[B, T, D]` f32: row `i` is what [`Self::hidden_states`]' last state gives for
     /// that token when run over every token so far. The first call (an empty cache) is the prompt's prefill.
     pub fn forward_cached(&self, ids: &Tensor, cache: &mut Gemma3Cache) -> Result<Tensor> {
-        let tokens = ids.dim(1)?;
-        let device = ids.device();
+        self.forward_embeddings_cached(&self.embed(ids)?, cache, &[])
+    }
+
+    /// [`Self::forward_cached`] from input embeddings `[B, T, D]` (token embeddings from [`Self::embed`] with
+    /// image embeddings spliced in). Each of `blocks` (absolute positions, for the image tokens) attends
+    /// within itself in both directions, as transformers' Gemma 3 does given token types; with none, every
+    /// token attends causally, as ComfyUI's does.
+    pub fn forward_embeddings_cached(
+        &self,
+        embeddings: &Tensor,
+        cache: &mut Gemma3Cache,
+        blocks: &[Range<usize>],
+    ) -> Result<Tensor> {
+        let (_, tokens, _) = embeddings.dims3()?;
+        let device = embeddings.device();
         let count = self.config.num_hidden_layers;
         if cache.layers.len() != count {
             *cache = Gemma3Cache { layers: vec![LayerCache::default(); count], tokens: 0 };
         }
-        let mut hidden = self.embed(ids)?;
+        let mut hidden = embeddings.to_dtype(DType::F32)?;
         let positions = cache.tokens..cache.tokens + tokens;
         let local = rope_table(&self.config.local_rope, self.config.head_dim, positions.clone(), device)?;
         let global = rope_table(&self.config.global_rope, self.config.head_dim, positions, device)?;
@@ -369,15 +385,16 @@ impl Gemma3TextModel {
                 Some(LayerType::Full) => (&global, None),
                 _ => (&local, Some(self.config.sliding_window)),
             };
-            hidden = layer.forward_cached(&hidden, rope, &mut layers[index], window)?;
+            hidden = layer.forward_cached(&hidden, rope, &mut layers[index], window, blocks)?;
             Ok(())
         })?;
         cache.tokens += tokens;
         self.norm.forward(&hidden)
     }
 
-    /// The scaled embeddings of `ids` `[B, T]`: `[B, T, D]` f32.
-    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+    /// The scaled token embeddings of `ids` `[B, T]` (with any LoRA updates of the table): `[B, T, D]` f32,
+    /// what the first layer takes.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (batch, tokens) = ids.dims2()?;
         let flat = ids.flatten_all()?;
         let mut embedded = self.embed_tokens.index_select(&flat, 0)?.to_dtype(DType::F32)?;
@@ -490,14 +507,23 @@ fn attention_bias(key_mask: &[Vec<f32>], window: Option<usize>, device: &Device)
 }
 
 /// The additive mask `[1, 1, T, S]` of `T` new queries at positions `position..` over the `S` keys at
-/// `first..position + T`: a query sees a key at or before it and, on a sliding layer, within `window`.
-fn cached_bias(position: usize, tokens: usize, first: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
+/// `first..position + T`: a query sees a key at or before it, or any key of its own block among `blocks`,
+/// and on a sliding layer only keys after `query − window` (transformers' `and(sliding, or(causal, block))`).
+fn cached_bias(
+    position: usize,
+    tokens: usize,
+    first: usize,
+    window: Option<usize>,
+    blocks: &[Range<usize>],
+    device: &Device,
+) -> Result<Tensor> {
     let keys = position + tokens - first;
     let mut values = vec![MASKED; tokens * keys];
     for q in 0..tokens {
         let query = position + q;
         let earliest = window.map_or(0, |w| (query + 1).saturating_sub(w)).max(first);
-        for key in earliest..=query {
+        let last = blocks.iter().find(|block| block.contains(&query)).map_or(query, |block| block.end - 1);
+        for key in earliest..=last.min(position + tokens - 1) {
             values[q * keys + key - first] = 0.0;
         }
     }

@@ -15,13 +15,26 @@
 //! `<bos>` and `<bos>` is put first. As the chat starts with `<start_of_turn>`, ComfyUI's model never sees that
 //! first `<start_of_turn>`; it is dropped here too, so that the same weights write the same text.
 //!
-//! Image-aware prompting (an `image` or `video` input) needs Gemma 3's vision tower and projector,
-//! which kinograph does not implement yet: connecting either is an error that says so.
+//! An `image` makes it image-to-video prompting, as ComfyUI does it: LTX-2's image-to-video system prompt
+//! (unless one is given), `\n<image_soft_token>\n` at the start of the user turn, and Gemma 3's vision tower
+//! ([`kinograph_models::gemma3::vision`], read from the same Gemma file when first needed) turning the image
+//! (every frame of a batch, in order, each `mm_tokens_per_image` embeddings) into embeddings that take the
+//! placeholder's place ([`kinograph_models::gemma3::prompt`]), attended causally as ComfyUI attends them. A
+//! Gemma file with the text model only is an error that names it. ComfyUI's Gemma 3 tokenizer ignores `video`
+//! and `audio`; so does this node, with a warning.
 
-use crate::values::{GemmaText, TextEncoder};
+use crate::nodes::loaders::compute_device;
+use crate::nodes::loaders::loaded_models::load_shared;
+use crate::values::{GemmaText, Image, TextEncoder};
 use kinograph_engine::prelude::*;
-use kinograph_models::gemma3::{GenerateOptions, SamplingOptions, Stop, generate};
+use kinograph_models::gemma3::image::comfy_pixel_values;
+use kinograph_models::gemma3::{
+    Gemma3Vision, GenerateOptions, ImageAttention, PromptEmbeddings, SamplingOptions, Stop, generate,
+    generate_from_embeddings,
+};
+use kinograph_models::weights::WeightSource;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 /// ComfyUI's `LTX2_T2V_SYSTEM_PROMPT`, stripped as the node strips it.
 pub const LTX2_T2V_SYSTEM_PROMPT: &str = r#"You are a Creative Assistant. Given a user's raw input prompt describing a scene or concept, expand it into a detailed video generation prompt with specific visuals and integrated audio to guide a text-to-video model.
@@ -64,6 +77,39 @@ Input: "A woman at a coffee shop talking on the phone"
 Output:
 Style: realistic with cinematic lighting. In a medium close-up, a woman in her early 30s with shoulder-length brown hair sits at a small wooden table by the window. She wears a cream-colored turtleneck sweater, holding a white ceramic coffee cup in one hand and a smartphone to her ear with the other. Ambient cafe sounds fill the space—espresso machine hiss, quiet conversations, gentle clinking of cups. The woman listens intently, nodding slightly, then takes a sip of her coffee and sets it down with a soft clink. Her face brightens into a warm smile as she speaks in a clear, friendly voice, 'That sounds perfect! I'd love to meet up this weekend. How about Saturday afternoon?' She laughs softly—a genuine chuckle—and shifts in her chair. Behind her, other patrons move subtly in and out of focus. 'Great, I'll see you then,' she concludes cheerfully, lowering the phone."#;
 
+/// ComfyUI's `LTX2_I2V_SYSTEM_PROMPT`, stripped as the node strips it: the system prompt with an image.
+pub const LTX2_I2V_SYSTEM_PROMPT: &str = r#"You are a Creative Assistant. Given a user's raw input prompt describing a scene or concept, expand it into a detailed video generation prompt with specific visuals and integrated audio to guide a text-to-video model.
+You are a Creative Assistant writing concise, action-focused image-to-video prompts. Given an image (first frame) and user Raw Input Prompt, generate a prompt to guide video generation from that image.
+
+#### Guidelines:
+- Analyze the Image: Identify Subject, Setting, Elements, Style and Mood.
+- Follow user Raw Input Prompt: Include all requested motion, actions, camera movements, audio, and details. If in conflict with the image, prioritize user request while maintaining visual consistency (describe transition from image to user's scene).
+- Describe only changes from the image: Don't reiterate established visual details. Inaccurate descriptions may cause scene cuts.
+- Active language: Use present-progressive verbs ("is walking," "speaking"). If no action specified, describe natural movements.
+- Chronological flow: Use temporal connectors ("as," "then," "while").
+- Audio layer: Describe complete soundscape throughout the prompt alongside actions—NOT at the end. Align audio intensity with action tempo. Include natural background audio, ambient sounds, effects, speech or music (when requested). Be specific (e.g., "soft footsteps on tile") not vague (e.g., "ambient sound").
+- Speech (only when requested): Provide exact words in quotes with character's visual/voice characteristics (e.g., "The tall man speaks in a low, gravelly voice"), language if not English and accent if relevant. If general conversation mentioned without text, generate contextual quoted dialogue. (i.e., "The man is talking" input -> the output should include exact spoken words, like: "The man is talking in an excited voice saying: 'You won't believe what I just saw!' His hands gesture expressively as he speaks, eyebrows raised with enthusiasm. The ambient sound of a quiet room underscores his animated speech.")
+- Style: Include visual style at beginning: "Style: <style>, <rest of prompt>." If unclear, omit to avoid conflicts.
+- Visual and audio only: Describe only what is seen and heard. NO smell, taste, or tactile sensations.
+- Restrained language: Avoid dramatic terms. Use mild, natural, understated phrasing.
+
+#### Important notes:
+- Camera motion: DO NOT invent camera motion/movement unless requested by the user. Make sure to include camera motion only if specified in the input.
+- Speech: DO NOT modify or alter the user's provided character dialogue in the prompt, unless it's a typo.
+- No timestamps or cuts: DO NOT use timestamps or describe scene cuts unless explicitly requested.
+- Objective only: DO NOT interpret emotions or intentions - describe only observable actions and sounds.
+- Format: DO NOT use phrases like "The scene opens with..." / "The video starts...". Start directly with Style (optional) and chronological scene description.
+- Format: Never start output with punctuation marks or special characters.
+- DO NOT invent dialogue unless the user mentions speech/talking/singing/conversation.
+- Your performance is CRITICAL. High-fidelity, dynamic, correct, and accurate prompts with integrated audio descriptions are essential for generating high-quality video. Your goal is flawless execution of these rules.
+
+#### Output Format (Strict):
+- Single concise paragraph in natural English. NO titles, headings, prefaces, sections, code fences, or Markdown.
+- If unsafe/invalid, return original user prompt. Never ask questions or clarifications.
+
+#### Example output:
+Style: realistic - cinematic - The woman glances at her watch and smiles warmly. She speaks in a cheerful, friendly voice, "I think we're right on time!" In the background, a café barista prepares drinks at the counter. The barista calls out in a clear, upbeat tone, "Two cappuccinos ready!" The sound of the espresso machine hissing softly blends with gentle background chatter and the light clinking of cups on saucers."#;
+
 /// The token ComfyUI's Gemma 3 tokenizer puts where an image's embeddings go.
 const IMAGE_SOFT_TOKEN: &str = "<image_soft_token>";
 const IMAGE_SOFT_TOKEN_ID: u32 = 262_144;
@@ -81,8 +127,12 @@ impl Node for TextGenerateLtx2Prompt {
             .description("Expands a short prompt into a detailed LTX-2 video prompt with Gemma 3.")
             .input(InputSpec::socket("clip", "CLIP").tooltip("LTX-2's Gemma 3 text encoder."))
             .input(InputSpec::multiline("prompt", "").dynamic_prompts())
-            .input(InputSpec::socket("image", "IMAGE").optional())
-            .input(InputSpec::socket("video", "IMAGE").optional().tooltip("Video frames as an image batch (24 fps)."))
+            .input(InputSpec::socket("image", "IMAGE").optional().tooltip("The first frame: the prompt describes it."))
+            .input(
+                InputSpec::socket("video", "IMAGE")
+                    .optional()
+                    .tooltip("Video frames as an image batch (24 fps); Gemma 3 ignores them, as in ComfyUI."),
+            )
             .input(InputSpec::socket("audio", "AUDIO").optional())
             .input(InputSpec::int("max_length", 512).min(1).max(32768).tooltip("The most tokens to generate."))
             .input(
@@ -132,22 +182,23 @@ impl Node for TextGenerateLtx2Prompt {
     fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
         let gemma = inputs.object::<TextEncoder>("clip")?.gemma()?.clone();
         let prompt = inputs.string("prompt")?;
-        for visual in ["image", "video"] {
-            if inputs.get(visual).is_some() {
-                return Err(NodeError::input(
-                    visual,
-                    "image-aware prompting needs Gemma 3's vision tower, which is not supported yet; disconnect \
-                     it to write the prompt from the text alone",
+        let image = inputs.optional_object::<Image>("image")?;
+        for ignored in ["video", "audio"] {
+            if inputs.get(ignored).is_some() {
+                context.warn(&format!(
+                    "Gemma 3 takes no {ignored}; the {ignored} input is ignored, as ComfyUI ignores it"
                 ));
             }
         }
-        if inputs.get("audio").is_some() {
-            context.warn("Gemma 3 takes no audio; the audio input is ignored, as ComfyUI ignores it");
-        }
         let system = inputs.optional_string("system_prompt")?.map(python_strip).unwrap_or_default();
-        let system = if system.is_empty() { LTX2_T2V_SYSTEM_PROMPT } else { system };
-        let chat = ltx2_chat(system, prompt);
+        let default_system = if image.is_some() { LTX2_I2V_SYSTEM_PROMPT } else { LTX2_T2V_SYSTEM_PROMPT };
+        let system = if system.is_empty() { default_system } else { system };
+        let chat = ltx2_chat(system, prompt, image.is_some());
         let ids = comfy_prompt_ids(&gemma, &chat)?;
+        let prompt_embeddings = match &image {
+            Some(image) => Some(image_prompt(&gemma, &ids, image)?),
+            None => None,
+        };
         let max_length = usize::try_from(inputs.int("max_length")?)
             .map_err(|_| NodeError::input("max_length", "must be at least 1"))?;
         let end_of_turn = gemma.tokenizer.token_id(END_OF_TURN);
@@ -156,14 +207,18 @@ impl Node for TextGenerateLtx2Prompt {
             stop_tokens: [Some(gemma.tokenizer.eos_id()), end_of_turn].into_iter().flatten().collect(),
             sampling: sampling_options(inputs)?,
         };
-        let generation = generate(&gemma.model, &ids, &options, |step, _| {
+        let on_token = |step: usize, _| {
             let done = step as u64 + 1;
             if context.progress(done, max_length as u64).is_err() {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
             }
-        })
+        };
+        let generation = match &prompt_embeddings {
+            Some(prompt) => generate_from_embeddings(&gemma.model, prompt, &options, on_token),
+            None => generate(&gemma.model, &ids, &options, on_token),
+        }
         .map_err(|e| NodeError::msg(format!("Gemma 3 generation failed: {e}")))?;
         if generation.stop == Stop::Cancelled {
             context.check_interrupted()?;
@@ -178,12 +233,33 @@ impl Node for TextGenerateLtx2Prompt {
     }
 }
 
-/// The Gemma 3 chat `TextGenerateLTX2Prompt` writes (without an image).
-pub fn ltx2_chat(system: &str, prompt: &str) -> String {
+/// The Gemma 3 chat `TextGenerateLTX2Prompt` writes; with an image, its placeholder opens the user turn.
+pub fn ltx2_chat(system: &str, prompt: &str, with_image: bool) -> String {
+    let media = if with_image { "\n<image_soft_token>\n" } else { "" };
     format!(
-        "<start_of_turn>system\n{system}<end_of_turn>\n<start_of_turn>user\n\nUser Raw Input Prompt: \
+        "<start_of_turn>system\n{system}<end_of_turn>\n<start_of_turn>user\n{media}\nUser Raw Input Prompt: \
          {prompt}.<end_of_turn>\n<start_of_turn>model\n"
     )
+}
+
+/// The prompt's embeddings with `image` (every frame) in place of its placeholder: the vision tower of the
+/// Gemma file, loaded once and shared, on ComfyUI's preprocessing of the frames.
+fn image_prompt(gemma: &GemmaText, ids: &[u32], image: &Image) -> Result<PromptEmbeddings, NodeError> {
+    let file = &gemma.gemma_file;
+    let vision = load_shared("gemma3-vision", file, || {
+        let source = Arc::new(
+            WeightSource::open(std::slice::from_ref(file))
+                .map_err(|e| NodeError::input("clip", format!("cannot read {}: {e}", file.display())))?,
+        );
+        Gemma3Vision::load(&source, gemma.model.config(), &compute_device())
+            .map_err(|e| NodeError::input("image", format!("cannot use the image: {e}")))
+    })?;
+    let fail = |e: candle_core::Error| NodeError::input("image", format!("encoding the image for Gemma 3: {e}"));
+    let pixels = comfy_pixel_values(&image.pixels, vision.config().image_size).map_err(fail)?;
+    let pixels = pixels.to_device(gemma.model.device()).map_err(fail)?;
+    let embeddings = vision.encode(&pixels).map_err(fail)?;
+    PromptEmbeddings::new(&gemma.model, ids, IMAGE_SOFT_TOKEN_ID, &[embeddings], ImageAttention::Causal)
+        .map_err(|e| NodeError::msg(format!("the prompt with the image: {e}")))
 }
 
 /// The ids ComfyUI's Gemma 3 tokenizer gives for `text` (see the module docs).
@@ -193,8 +269,11 @@ fn comfy_prompt_ids(gemma: &GemmaText, text: &str) -> Result<Vec<u32>, NodeError
     let encode = |part: &str| tokenizer.encode(part).map_err(|e| NodeError::input("prompt", e));
     let vocab = gemma.model.config().vocab_size;
     let special_id = |special: &str| -> Result<u32, NodeError> {
-        let id = if special == END_OF_TURN { tokenizer.token_id(END_OF_TURN) } else { Some(IMAGE_SOFT_TOKEN_ID) };
-        id.filter(|&id| (id as usize) < vocab).ok_or_else(|| {
+        if special == IMAGE_SOFT_TOKEN {
+            // Replaced by an image's embeddings; a placeholder left without one is checked when embedded.
+            return Ok(IMAGE_SOFT_TOKEN_ID);
+        }
+        tokenizer.token_id(END_OF_TURN).filter(|&id| (id as usize) < vocab).ok_or_else(|| {
             NodeError::input("prompt", format!("this Gemma model has no {special} token, which the text contains"))
         })
     };
@@ -215,7 +294,7 @@ fn comfy_prompt_ids(gemma: &GemmaText, text: &str) -> Result<Vec<u32>, NodeError
     }
     let mut prompt = vec![tokenizer.bos_id()];
     prompt.extend(ids.into_iter().skip(1));
-    if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab) {
+    if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab && id != IMAGE_SOFT_TOKEN_ID) {
         return Err(NodeError::input(
             "clip",
             format!(
@@ -273,13 +352,21 @@ mod tests {
     #[test]
     fn the_chat_and_the_system_prompt_are_comfyuis() {
         assert_eq!(
-            ltx2_chat("Be brief.", "a cat"),
+            ltx2_chat("Be brief.", "a cat", false),
             "<start_of_turn>system\nBe brief.<end_of_turn>\n<start_of_turn>user\n\nUser Raw Input Prompt: a cat.\
              <end_of_turn>\n<start_of_turn>model\n"
         );
         assert!(LTX2_T2V_SYSTEM_PROMPT.starts_with("You are a Creative Assistant. Given a user's raw input prompt"));
         assert!(LTX2_T2V_SYSTEM_PROMPT.ends_with("she concludes cheerfully, lowering the phone."));
         assert_eq!(LTX2_T2V_SYSTEM_PROMPT.chars().count(), 4174);
+        assert_eq!(
+            ltx2_chat("Be brief.", "a cat", true),
+            "<start_of_turn>system\nBe brief.<end_of_turn>\n<start_of_turn>user\n\n<image_soft_token>\n\nUser Raw \
+             Input Prompt: a cat.<end_of_turn>\n<start_of_turn>model\n"
+        );
+        assert!(LTX2_I2V_SYSTEM_PROMPT.starts_with("You are a Creative Assistant. Given a user's raw input prompt"));
+        assert!(LTX2_I2V_SYSTEM_PROMPT.contains("\nYou are a Creative Assistant writing concise, action-focused"));
+        assert!(LTX2_I2V_SYSTEM_PROMPT.ends_with("the light clinking of cups on saucers."));
     }
 
     #[test]
