@@ -46,8 +46,8 @@ fn streams(video: &Path) -> Option<Vec<Json>> {
 }
 
 /// Converts `name` (no warning may be printed), runs it with `set`, and checks the MP4 it writes: 256×128,
-/// `frames` frames, sound at `sample_rate` as long as the video.
-fn runs_to_a_video_with_sound(name: &str, set: &[&str], frames: &str, sample_rate: &str) {
+/// `frames` frames, sound at `sample_rate` as long as the video. Returns what the run printed.
+fn runs_to_a_video_with_sound(name: &str, set: &[&str], frames: &str, sample_rate: &str) -> String {
     let root = tempfile::tempdir().unwrap();
     template_folders(root.path());
     let path = template(name);
@@ -69,9 +69,10 @@ fn runs_to_a_video_with_sound(name: &str, set: &[&str], frames: &str, sample_rat
     let folder = root.path().join("output/video");
     let videos: Vec<PathBuf> = std::fs::read_dir(&folder).unwrap().map(|entry| entry.unwrap().path()).collect();
     assert_eq!(videos.len(), 1, "{name} writes one video: {videos:?}");
+    let printed = format!("{}{}", String::from_utf8_lossy(&run.stdout), stderr(&run));
     let Some(streams) = streams(&videos[0]) else {
         println!("skipped the ffprobe checks: ffprobe is not installed (apt-get install ffmpeg)");
-        return;
+        return printed;
     };
     let stream = |kind: &str| streams.iter().find(|s| s["codec_type"] == kind).cloned();
     let video = stream("video").expect("a video stream");
@@ -88,6 +89,7 @@ fn runs_to_a_video_with_sound(name: &str, set: &[&str], frames: &str, sample_rat
         duration(&audio),
         duration(&video)
     );
+    printed
 }
 
 #[test]
@@ -131,5 +133,12 @@ fn ltx23_image_to_video() {
         "320:300.value=24",
         "320:306.sigmas=1.0, 0.725, 0.0",
     ];
-    runs_to_a_video_with_sound("video_ltx2_3_i2v.json", &set, "25", "48000");
+    let printed = runs_to_a_video_with_sound("video_ltx2_3_i2v.json", &set, "25", "48000");
+    // The template's switch leaves the prompt enhancer off: its lazy branch never runs.
+    assert!(!printed.contains("TextGenerateLTX2Prompt"), "{printed}");
+
+    // Switched on, the enhancer writes the prompt from the text and the input image (Gemma's vision tower).
+    let on = [&set[..], &["320:328.value=true"]].concat();
+    let printed = runs_to_a_video_with_sound("video_ltx2_3_i2v.json", &on, "25", "48000");
+    assert!(printed.contains("TextGenerateLTX2Prompt"), "{printed}");
 }

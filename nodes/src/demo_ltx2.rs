@@ -8,7 +8,8 @@
 use crate::demo::randomise;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use kinograph_models::gemma3::{Gemma3Config, Gemma3TextModel};
+use kinograph_models::gemma3::vision::{Gemma3Projector, SiglipVisionModel};
+use kinograph_models::gemma3::{Gemma3Config, Gemma3TextModel, Gemma3VisionConfig};
 use kinograph_models::ltx2::audio::{
     AudioVae, AudioVaeConfig, BweConfig, GeneratorConfig, VaeParts, Vocoder, VocoderConfig,
 };
@@ -283,10 +284,44 @@ fn checkpoint_tensors(release: Release) -> Result<(BTreeMap<String, Tensor>, Val
     Ok((tensors, metadata))
 }
 
+/// The demo Gemma's vision tower: SigLIP 16 wide, one layer, 32-pixel images in 4-pixel patches, pooled to
+/// 4 tokens an image (the 12B's 896 / 14 / 256, scaled down with the same pooling).
+fn vision_config() -> Gemma3VisionConfig {
+    Gemma3VisionConfig {
+        hidden_size: 16,
+        intermediate_size: 32,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        image_size: 32,
+        patch_size: 4,
+        num_channels: 3,
+        mm_tokens_per_image: 4,
+    }
+}
+
+/// The `config` metadata that gives the vision tower's heads and tokens per image (the tensors give the rest).
+fn gemma_metadata() -> Value {
+    let vision = vision_config();
+    json!({
+        "mm_tokens_per_image": vision.mm_tokens_per_image,
+        "vision_config": {
+            "num_attention_heads": vision.num_attention_heads, "image_size": vision.image_size,
+            "patch_size": vision.patch_size, "hidden_size": vision.hidden_size
+        }
+    })
+}
+
+/// The Gemma file's tensors: the text model, and the vision tower and projector that image prompts use.
 fn gemma_tensors() -> Result<BTreeMap<String, Tensor>, String> {
     let (map, vb) = varmap();
     Gemma3TextModel::new(&gemma_config(), &vb.pp("model"), false).map_err(built("Gemma"))?;
-    randomise(&map, "", 28).map_err(built("Gemma"))
+    let mut tensors = randomise(&map, "", 28).map_err(built("Gemma"))?;
+    let (map, vb) = varmap();
+    SiglipVisionModel::new(&vision_config(), &vb.pp("vision_model")).map_err(built("Gemma vision tower"))?;
+    Gemma3Projector::new(&vision_config(), &gemma_config(), &vb.pp("multi_modal_projector"))
+        .map_err(built("Gemma projector"))?;
+    tensors.extend(randomise(&map, "", 32).map_err(built("Gemma vision tower"))?);
+    Ok(tensors)
 }
 
 fn upsampler_tensors() -> Result<BTreeMap<String, Tensor>, String> {
@@ -342,7 +377,7 @@ pub fn write_ltx2_demo_models(models_dir: &Path) -> Result<Ltx2DemoModels, Strin
     }
     if !text_encoder.is_file() {
         let spiece = [("spiece_model", DEMO_TOKENIZER)];
-        write_tensors(&text_encoder, &gemma_tensors()?, &spiece, &[])?;
+        write_tensors(&text_encoder, &gemma_tensors()?, &spiece, &[("config", gemma_metadata().to_string())])?;
     }
     for path in [&upsampler, &upsampler_23] {
         if !path.is_file() {
