@@ -6,6 +6,7 @@
 
 mod audio;
 mod image_ops;
+mod ltx2_template_nodes;
 mod ltxv_nodes;
 mod media;
 mod model_sampling;
