@@ -177,3 +177,40 @@ fn set_first_sigma_of_empty_sigmas_is_an_error_naming_the_node_and_input() {
     assert!(failure.exception_message.contains("'sigmas'"), "{}", failure.exception_message);
     assert!(failure.exception_message.contains("at least one sigma"), "{}", failure.exception_message);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// MASK in the disk cache
+
+/// A MASK is written to the disk cache and read back by its registered decoder with its shape and
+/// values, as IMAGE and LATENT are (before the decoder was registered, `can_store` said no).
+#[test]
+fn masks_round_trip_through_the_disk_cache() {
+    use kinograph_engine::{CacheEntry, DiskCache, Signature};
+    use kinograph_nodes::values::Mask;
+    let registry = kinograph_nodes::registry();
+    let values = Tensor::from_vec(vec![0.0f32, 0.25, 0.5, 1.0, 0.75, 0.125], (1, 2, 3), &Device::Cpu).unwrap();
+    let entry = CacheEntry::new(vec![Value::Object(Arc::new(Mask { values: values.clone() }))], None);
+    assert!(DiskCache::can_store(&entry, &registry));
+    let folder = tempfile::tempdir().unwrap();
+    let disk = DiskCache::open(folder.path(), "test").unwrap();
+    let signature = Signature([7; 32]);
+    assert!(disk.store(&signature, &entry, &registry).unwrap());
+    let loaded = disk.load(&signature, &registry).unwrap().expect("the stored entry");
+    let mask = loaded.outputs[0].downcast::<Mask>().expect("a MASK comes back as a MASK");
+    assert_eq!(mask.values.dims(), [1, 2, 3]);
+    assert_eq!(
+        mask.values.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        values.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+}
+
+/// A stored mask without its tensor is refused by the decoder with a reason, not a panic.
+#[test]
+fn a_stored_mask_without_its_tensor_is_refused() {
+    use kinograph_engine::StoredObject;
+    let registry = kinograph_nodes::registry();
+    let decoder = registry.decoder(kinograph_nodes::values::MASK_KIND).expect("the MASK decoder is registered");
+    let stored = StoredObject { kind: kinograph_nodes::values::MASK_KIND.into(), metadata: json!({}), tensors: vec![] };
+    let Err(reason) = decoder(stored) else { panic!("an empty stored mask must be refused") };
+    assert!(reason.contains("'values'"), "{reason}");
+}

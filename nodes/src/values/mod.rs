@@ -18,7 +18,7 @@ mod video;
 
 pub use audio::Audio;
 pub use conditioning::{CondEntry, Conditioning};
-pub use image::{IMAGE_KIND, Image, Mask};
+pub use image::{IMAGE_KIND, Image, MASK_KIND, Mask};
 pub use latent::{AudioLatent, LATENT_KIND, Latent};
 pub use models::{AudioVaeModel, DiffusionModel, GemmaText, LatentUpscaleModel, TextEncoder, Transformer, VideoVae};
 pub use sampling::{Guider, Noise, SamplerChoice, Sigmas};
@@ -63,4 +63,5 @@ pub fn restore_tensor(stored: &StoredTensor) -> Result<Tensor, String> {
 pub fn register_decoders(registry: &mut kinograph_engine::Registry) {
     registry.register_decoder(LATENT_KIND, Latent::from_stored);
     registry.register_decoder(IMAGE_KIND, Image::from_stored);
+    registry.register_decoder(MASK_KIND, Mask::from_stored);
 }
