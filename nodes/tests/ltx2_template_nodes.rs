@@ -214,3 +214,177 @@ fn a_stored_mask_without_its_tensor_is_refused() {
     let Err(reason) = decoder(stored) else { panic!("an empty stored mask must be refused") };
     assert!(reason.contains("'values'"), "{reason}");
 }
+
+// ---------------------------------------------------------------------------------------------------
+// LTXVDualCFGGuider
+
+#[test]
+fn ltxv_dual_cfg_guider_schema_is_comfyuis() {
+    let scale =
+        |default: f64| json!(["FLOAT", {"default": default, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}]);
+    assert_eq!(
+        object_info("LTXVDualCFGGuider"),
+        json!({
+            "input": {"required": {
+                "model": ["MODEL"],
+                "positive": ["CONDITIONING"],
+                "negative": ["CONDITIONING"],
+                "video_cfg": scale(3.0),
+                "audio_cfg": scale(7.0),
+            }},
+            "input_order": {"required": ["model", "positive", "negative", "video_cfg", "audio_cfg"]},
+            "output": ["GUIDER"],
+            "output_name": ["GUIDER"],
+            "category": "model/sampling/guiders",
+        })
+    );
+}
+
+/// The tiny LTX-2 demo models in a temporary folder, and nodes run against them.
+struct Ltx2Models {
+    _root: tempfile::TempDir,
+    env: Environment,
+}
+
+impl Ltx2Models {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        kinograph_nodes::demo_ltx2::write_ltx2_demo_models(&root.path().join("models")).unwrap();
+        let env = Environment {
+            output_dir: root.path().join("output"),
+            input_dir: root.path().join("input"),
+            models: kinograph_engine::ModelFolders::new(root.path().join("models")),
+        };
+        Ltx2Models { _root: root, env }
+    }
+
+    fn run(&self, class: &str, pairs: Vec<(&str, Value)>) -> Vec<Value> {
+        let registry = kinograph_nodes::registry();
+        let node = registry.get(class).unwrap_or_else(|| panic!("{class} is not registered"));
+        let context = ExecutionContext::detached("1", class, self.env.clone());
+        node.execute(&inputs(pairs), &context).unwrap_or_else(|error| panic!("{class}: {error}")).values
+    }
+}
+
+/// What one LTX-2 sampling step to σ = 0 of the demo model gives with a guider: the model's guided
+/// clean-latent estimate of both streams, from the same noise each time.
+struct OneStep {
+    models: Ltx2Models,
+    model: Value,
+    positive: Value,
+    negative: Value,
+    latent: Value,
+}
+
+impl OneStep {
+    fn new() -> Self {
+        let models = Ltx2Models::new();
+        let checkpoint = Value::from(kinograph_nodes::demo_ltx2::LTX2_CHECKPOINT);
+        let model = models.run("CheckpointLoaderSimple", vec![("ckpt_name", checkpoint.clone())]).remove(0);
+        let clip = models
+            .run(
+                "LTXAVTextEncoderLoader",
+                vec![
+                    ("text_encoder", Value::from(kinograph_nodes::demo_ltx2::LTX2_TEXT_ENCODER)),
+                    ("ckpt_name", checkpoint.clone()),
+                    ("device", Value::from("default")),
+                ],
+            )
+            .remove(0);
+        let audio_vae = models.run("LTXVAudioVAELoader", vec![("ckpt_name", checkpoint)]).remove(0);
+        let encode = |text: &str| {
+            models.run("CLIPTextEncode", vec![("text", Value::from(text)), ("clip", clip.clone())]).remove(0)
+        };
+        let (positive, negative) = (encode("a fox in the snow, birds calling"), encode("blurry, silent"));
+        let int = |value: i64| Value::Int(value.into());
+        let video = models
+            .run(
+                "EmptyLTXVLatentVideo",
+                vec![("width", int(64)), ("height", int(64)), ("length", int(9)), ("batch_size", int(1))],
+            )
+            .remove(0);
+        let audio = models
+            .run(
+                "LTXVEmptyLatentAudio",
+                vec![
+                    ("frames_number", int(9)),
+                    ("frame_rate", int(24)),
+                    ("batch_size", int(1)),
+                    ("audio_vae", audio_vae),
+                ],
+            )
+            .remove(0);
+        let latent = models.run("LTXVConcatAVLatent", vec![("video_latent", video), ("audio_latent", audio)]).remove(0);
+        OneStep { models, model, positive, negative, latent }
+    }
+
+    fn guider(&self, class: &str, scales: &[(&str, f64)]) -> Value {
+        let mut pairs = vec![
+            ("model", self.model.clone()),
+            ("positive", self.positive.clone()),
+            ("negative", self.negative.clone()),
+        ];
+        pairs.extend(scales.iter().map(|(name, value)| (*name, Value::Float(*value))));
+        self.models.run(class, pairs).remove(0)
+    }
+
+    /// The sampled `(video, audio)` values.
+    fn sample(&self, guider: Value) -> (Vec<f32>, Vec<f32>) {
+        let noise = self.models.run("RandomNoise", vec![("noise_seed", Value::Int(3.into()))]).remove(0);
+        let sampler = self.models.run("KSamplerSelect", vec![("sampler_name", Value::from("euler"))]).remove(0);
+        let sigmas = self.models.run("ManualSigmas", vec![("sigmas", Value::from("1.0, 0.0"))]).remove(0);
+        let out = self
+            .models
+            .run(
+                "SamplerCustomAdvanced",
+                vec![
+                    ("noise", noise),
+                    ("guider", guider),
+                    ("sampler", sampler),
+                    ("sigmas", sigmas),
+                    ("latent_image", self.latent.clone()),
+                ],
+            )
+            .remove(0);
+        let latent = out.downcast::<kinograph_nodes::values::Latent>().unwrap();
+        let flat = |tensor: &Tensor| tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        (flat(&latent.samples), flat(&latent.audio.as_ref().expect("an audio-video latent").samples))
+    }
+}
+
+fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// On the tiny LTX-2 model, one step to σ = 0 returns the guided estimate: the dual guider's video is
+/// `CFGGuider` at `video_cfg`'s and its audio `CFGGuider` at `audio_cfg`'s; equal scales are `CFGGuider`.
+#[test]
+fn ltxv_dual_cfg_guider_guides_video_and_audio_with_their_own_scales() {
+    let step = OneStep::new();
+    let (dual_video, dual_audio) =
+        step.sample(step.guider("LTXVDualCFGGuider", &[("video_cfg", 3.0), ("audio_cfg", 7.0)]));
+    let (cfg3_video, cfg3_audio) = step.sample(step.guider("CFGGuider", &[("cfg", 3.0)]));
+    let (cfg7_video, cfg7_audio) = step.sample(step.guider("CFGGuider", &[("cfg", 7.0)]));
+    assert!(largest_difference(&dual_video, &cfg3_video) < 1e-4, "video at video_cfg");
+    assert!(largest_difference(&dual_audio, &cfg7_audio) < 1e-4, "audio at audio_cfg");
+    assert!(
+        largest_difference(&cfg3_audio, &cfg7_audio) > 1e-3,
+        "the scales must matter for the test to mean anything"
+    );
+    assert!(largest_difference(&cfg3_video, &cfg7_video) > 1e-3);
+    // Equal scales: CFGGuider with that scale (and its cfg = 1 shortcut).
+    let (equal_video, equal_audio) =
+        step.sample(step.guider("LTXVDualCFGGuider", &[("video_cfg", 1.0), ("audio_cfg", 1.0)]));
+    let (one_video, one_audio) = step.sample(step.guider("CFGGuider", &[("cfg", 1.0)]));
+    assert_eq!((equal_video, equal_audio), (one_video, one_audio));
+}
+
+#[test]
+fn ltxv_dual_cfg_guider_rejects_a_non_finite_scale() {
+    let step_inputs = |video_cfg: f64| vec![("video_cfg", Value::Float(video_cfg)), ("audio_cfg", Value::Float(7.0))];
+    // The scale is checked before the sockets are read.
+    let Err(error) = run("LTXVDualCFGGuider", step_inputs(f64::NAN)) else { panic!("NaN must fail") };
+    let text = error.to_string();
+    assert!(text.contains("'video_cfg'") && text.contains("finite"), "{text}");
+}

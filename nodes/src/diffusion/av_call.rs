@@ -34,7 +34,8 @@ impl AvShapes {
         Ok(AvShapes { video, audio })
     }
 
-    fn video_len(&self) -> usize {
+    /// The elements of one batch item's video stream: where its audio starts in the packed last axis.
+    pub fn video_len(&self) -> usize {
         self.video[1..].iter().product()
     }
 

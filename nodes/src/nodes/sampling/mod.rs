@@ -9,7 +9,7 @@ mod samplers;
 mod schedulers;
 
 pub use model_sampling::ModelSamplingLtxv;
-pub use noise_guiders::{BasicGuider, CfgGuider, DisableNoise, RandomNoise, cfg_input, seed_input};
+pub use noise_guiders::{BasicGuider, CfgGuider, DisableNoise, LtxvDualCfgGuider, RandomNoise, cfg_input, seed_input};
 pub use run_sampling::{Sampled, run_sampling};
 pub use samplers::{KSampler, KSamplerSelect, SamplerCustom, SamplerCustomAdvanced, SamplerEulerAncestral};
 pub use schedulers::{BasicScheduler, LtxvScheduler, ManualSigmas, SetFirstSigma, parse_sigmas};
@@ -30,6 +30,7 @@ pub fn nodes(samplers: &Arc<SamplerRegistry>) -> Vec<Arc<dyn Node>> {
         Arc::new(DisableNoise),
         Arc::new(CfgGuider),
         Arc::new(BasicGuider),
+        Arc::new(LtxvDualCfgGuider),
         Arc::new(KSamplerSelect { samplers: samplers.clone() }),
         Arc::new(SamplerEulerAncestral),
         Arc::new(SamplerCustom),

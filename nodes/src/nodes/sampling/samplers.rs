@@ -24,6 +24,7 @@ fn cfg_guider(inputs: &NodeInputs, model: Arc<DiffusionModel>) -> Result<Guider,
         positive: inputs.object::<Conditioning>("positive")?,
         negative: Some(inputs.object::<Conditioning>("negative")?),
         cfg: inputs.float("cfg")?,
+        audio_cfg: None,
     })
 }
 
