@@ -27,10 +27,22 @@ fn run(class: &str, pairs: Vec<(&str, Value)>) -> Result<NodeOutput, NodeError> 
 }
 
 /// The `/object_info` entry of `class` without the keys that only describe it (display name,
-/// description, tooltips), for comparing with ComfyUI's.
+/// description, tooltips: kinograph words its own), for comparing with ComfyUI's.
 fn object_info(class: &str) -> Json {
     let info = kinograph_nodes::registry().object_info(&Environment::default());
-    let entry = info.get(class).unwrap_or_else(|| panic!("{class} is not registered")).clone();
+    let mut entry = info.get(class).unwrap_or_else(|| panic!("{class} is not registered")).clone();
+    for section in ["required", "optional"] {
+        if let Some(inputs) = entry["input"].get_mut(section).and_then(Json::as_object_mut) {
+            for spec in inputs.values_mut() {
+                if let Some(options) = spec.get_mut(1).and_then(Json::as_object_mut) {
+                    options.remove("tooltip");
+                    if options.is_empty() {
+                        spec.as_array_mut().unwrap().truncate(1);
+                    }
+                }
+            }
+        }
+    }
     json!({
         "input": entry["input"],
         "input_order": entry["input_order"],
@@ -387,4 +399,83 @@ fn ltxv_dual_cfg_guider_rejects_a_non_finite_scale() {
     let Err(error) = run("LTXVDualCFGGuider", step_inputs(f64::NAN)) else { panic!("NaN must fail") };
     let text = error.to_string();
     assert!(text.contains("'video_cfg'") && text.contains("finite"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// GetICLoRAParameters
+
+#[test]
+fn get_iclora_parameters_schema_is_comfyuis() {
+    assert_eq!(
+        object_info("GetICLoRAParameters"),
+        json!({
+            "input": {"required": {"iclora_model": ["MODEL"]}},
+            "input_order": {"required": ["iclora_model"]},
+            "output": ["IC_LORA_PARAMETERS"],
+            "output_name": ["iclora_parameters"],
+            "category": "model/conditioning/ltxv",
+        })
+    );
+}
+
+/// A LoRA file in `models/loras` with one tensor that matches no layer and `metadata`.
+fn write_lora(root: &std::path::Path, name: &str, metadata: &[(&str, &str)]) {
+    let folder = root.join("models/loras");
+    std::fs::create_dir_all(&folder).unwrap();
+    let data = vec![0u8; 16];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 2], &data).unwrap();
+    let metadata = (!metadata.is_empty())
+        .then(|| metadata.iter().map(|(key, value)| ((*key).to_string(), (*value).to_string())).collect());
+    safetensors::serialize_to_file([("unrelated.lora_A.weight", view)], metadata, &folder.join(name)).unwrap();
+}
+
+/// The factor comes from the metadata of the last LoRA applied whose file has metadata, as ComfyUI's
+/// `lora_metadata` attachment: a later LoRA without metadata passes it on, one with metadata replaces it.
+#[test]
+fn get_iclora_parameters_reads_the_last_lora_metadata() {
+    use kinograph_nodes::values::IcLoraParameters;
+    let root = tempfile::tempdir().unwrap();
+    kinograph_nodes::demo::write_demo_models(&root.path().join("models")).unwrap();
+    write_lora(root.path(), "ic_x2.safetensors", &[("reference_downscale_factor", "2")]);
+    write_lora(root.path(), "plain.safetensors", &[]);
+    write_lora(root.path(), "other.safetensors", &[("ss_network_dim", "16")]);
+    write_lora(root.path(), "broken.safetensors", &[("reference_downscale_factor", "inf")]);
+    let env = Environment {
+        output_dir: root.path().join("output"),
+        input_dir: root.path().join("input"),
+        models: kinograph_engine::ModelFolders::new(root.path().join("models")),
+    };
+    let try_run = |class: &str, pairs: Vec<(&str, Value)>| {
+        let registry = kinograph_nodes::registry();
+        let context = ExecutionContext::detached("1", class, env.clone());
+        registry.get(class).unwrap().execute(&inputs(pairs), &context).map(|mut out| out.values.remove(0))
+    };
+    let run_in = |class: &str, pairs: Vec<(&str, Value)>| try_run(class, pairs).unwrap();
+    let base =
+        run_in("CheckpointLoaderSimple", vec![("ckpt_name", Value::from(kinograph_nodes::demo::DEMO_CHECKPOINT))]);
+    let lora = |model: Value, name: &str| {
+        run_in(
+            "LoraLoaderModelOnly",
+            vec![("model", model), ("lora_name", Value::from(name)), ("strength_model", Value::Float(1.0))],
+        )
+    };
+    let factor = |model: &Value| {
+        let out = run_in("GetICLoRAParameters", vec![("iclora_model", model.clone())]);
+        out.downcast::<IcLoraParameters>().expect("IC_LORA_PARAMETERS").reference_downscale_factor
+    };
+    assert_eq!(factor(&base), 1, "no LoRA");
+    let ic = lora(base.clone(), "ic_x2.safetensors");
+    assert_eq!(factor(&ic), 2);
+    assert_eq!(factor(&lora(ic.clone(), "plain.safetensors")), 2, "a LoRA without metadata passes it on");
+    assert_eq!(factor(&lora(ic, "other.safetensors")), 1, "a LoRA with other metadata replaces it");
+    // An infinite factor is an error naming the input and the file (ComfyUI raises on it too).
+    let broken = lora(base, "broken.safetensors");
+    let Err(error) = try_run("GetICLoRAParameters", vec![("iclora_model", broken)]) else {
+        panic!("an infinite factor must fail")
+    };
+    let text = error.to_string();
+    assert!(
+        text.contains("'iclora_model'") && text.contains("broken.safetensors") && text.contains("finite"),
+        "{text}"
+    );
 }

@@ -72,6 +72,12 @@ pub struct DiffusionModel {
 }
 
 impl DiffusionModel {
+    /// The `__metadata__` of the last LoRA applied whose file has any: ComfyUI's `lora_metadata`
+    /// attachment, which each LoRA loader replaces when its file carries metadata and passes on otherwise.
+    pub fn lora_metadata(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.loras.iter().rev().map(|lora| lora.metadata()).find(|metadata| !metadata.is_empty())
+    }
+
     /// The LTX-Video transformer, or an error naming `input` when this is an LTX-2 model.
     pub fn ltxv(&self, input: &str) -> Result<&Arc<LtxvTransformer>, NodeError> {
         match &self.transformer {

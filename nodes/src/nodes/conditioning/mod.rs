@@ -1,9 +1,11 @@
-//! Conditioning nodes: `CLIPTextEncode`, `ConditioningZeroOut`, `LTXVConditioning` and the keyframe guides
-//! `LTXVAddGuide` and `LTXVCropGuides` (in `guides.rs`).
+//! Conditioning nodes: `CLIPTextEncode`, `ConditioningZeroOut`, `LTXVConditioning`, the keyframe guides
+//! `LTXVAddGuide` and `LTXVCropGuides` (in `guides.rs`) and `GetICLoRAParameters` (`ic_lora.rs`).
 
 mod guides;
+mod ic_lora;
 
 pub use guides::{LtxvAddGuide, LtxvCropGuides};
+pub use ic_lora::{GetIcLoraParameters, reference_downscale_factor};
 
 use crate::values::{CondEntry, Conditioning, tensor_error};
 use crate::values::{GemmaText, TextEncoder};
@@ -137,5 +139,6 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(LtxvConditioning),
         Arc::new(LtxvAddGuide),
         Arc::new(LtxvCropGuides),
+        Arc::new(GetIcLoraParameters),
     ]
 }
