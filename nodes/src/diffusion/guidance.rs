@@ -25,7 +25,7 @@ impl Guider {
     /// The guided prediction of the clean latent from `x` at `sigma`:
     /// `uncond + (cond − uncond)·cfg`, each the mean over its conditioning's entries.
     pub fn predict(&self, x: &Tensor, sigma: f64, denoise_mask: Option<&Tensor>) -> Result<Tensor> {
-        self.guided(|entry| predict_denoised(&self.model, x, sigma, entry, denoise_mask))
+        self.guided(sigma, |entry| predict_denoised(&self.model, x, sigma, entry, denoise_mask))
     }
 
     /// The video and audio scales of `LTXVDualCFGGuider` when they differ. As ComfyUI's
@@ -60,23 +60,51 @@ impl Guider {
             (Some((video_cfg, audio_cfg)), Some(negative)) => {
                 let cond = mean_prediction(&self.positive, &predict)?;
                 let uncond = mean_prediction(negative, &predict)?;
-                dual_cfg(x, &cond, &uncond, shapes.video_len(), video_cfg, audio_cfg)
+                let guided = dual_cfg(x, &cond, &uncond, shapes.video_len(), video_cfg, audio_cfg)?;
+                self.identity_guided(sigma, guided, &cond, &predict)
             }
-            _ => self.guided(predict),
+            _ => self.guided(sigma, predict),
         }
     }
 
-    /// Classifier-free guidance over `predict`, the prediction for one conditioning entry.
-    fn guided(&self, predict: impl Fn(&CondEntry) -> Result<Tensor>) -> Result<Tensor> {
+    /// Classifier-free guidance over `predict`, the prediction for one conditioning entry, then the
+    /// model's identity guidance at `sigma`.
+    fn guided(&self, sigma: f64, predict: impl Fn(&CondEntry) -> Result<Tensor>) -> Result<Tensor> {
         let cond = mean_prediction(&self.positive, &predict)?;
-        match &self.negative {
+        let guided = match &self.negative {
             Some(negative) if !self.skips_negative() => {
                 let uncond = mean_prediction(negative, &predict)?;
                 let scale = self.cfg as f32;
-                uncond.clone() + ((cond - uncond)? * f64::from(scale))?
+                (uncond.clone() + ((&cond - uncond)? * f64::from(scale))?)?
             }
-            _ => Ok(cond),
+            _ => cond.clone(),
+        };
+        self.identity_guided(sigma, guided, &cond, &predict)
+    }
+
+    /// ComfyUI's post-CFG functions of `LTXVReferenceAudio` (in the order they were added): each active at
+    /// `sigma` adds `scale·(cond − cond without the reference audio)` to the guided prediction, where
+    /// `cond` is the positive prediction. Without a reference clip in the positive conditioning the second
+    /// pass would be the first one again and the term 0, so it is not run.
+    fn identity_guided(
+        &self,
+        sigma: f64,
+        guided: Tensor,
+        cond: &Tensor,
+        predict: &impl Fn(&CondEntry) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let active: Vec<_> = self.model.identity_guidance.iter().filter(|guidance| guidance.active_at(sigma)).collect();
+        if active.is_empty() || self.positive.entries.iter().all(|entry| entry.ref_audio.is_none()) {
+            return Ok(guided);
         }
+        let without_reference = Conditioning {
+            entries: self.positive.entries.iter().map(|entry| CondEntry { ref_audio: None, ..entry.clone() }).collect(),
+        };
+        let difference = (cond - mean_prediction(&without_reference, predict)?)?;
+        active.iter().try_fold(guided, |guided, guidance| {
+            // torch multiplies a float32 tensor by a Python float in float32.
+            guided + (&difference * f64::from(guidance.scale as f32))?
+        })
     }
 }
 

@@ -22,7 +22,9 @@ pub use conditioning::{CondEntry, Conditioning};
 pub use ic_lora::IcLoraParameters;
 pub use image::{IMAGE_KIND, Image, MASK_KIND, Mask};
 pub use latent::{AudioLatent, LATENT_KIND, Latent};
-pub use models::{AudioVaeModel, DiffusionModel, GemmaText, LatentUpscaleModel, TextEncoder, Transformer, VideoVae};
+pub use models::{
+    AudioVaeModel, DiffusionModel, GemmaText, IdentityGuidance, LatentUpscaleModel, TextEncoder, Transformer, VideoVae,
+};
 pub use sampling::{Guider, Noise, SamplerChoice, Sigmas};
 pub use video::Video;
 

@@ -1,11 +1,14 @@
 //! Conditioning nodes: `CLIPTextEncode`, `ConditioningZeroOut`, `LTXVConditioning`, the keyframe guides
-//! `LTXVAddGuide` and `LTXVCropGuides` (in `guides.rs`) and `GetICLoRAParameters` (`ic_lora.rs`).
+//! `LTXVAddGuide` and `LTXVCropGuides` (in `guides.rs`), `GetICLoRAParameters` (`ic_lora.rs`) and
+//! `LTXVReferenceAudio` (`reference_audio.rs`).
 
 mod guides;
 mod ic_lora;
+mod reference_audio;
 
 pub use guides::{LtxvAddGuide, LtxvCropGuides};
 pub use ic_lora::{GetIcLoraParameters, reference_downscale_factor};
+pub use reference_audio::LtxvReferenceAudio;
 
 use crate::values::{CondEntry, Conditioning, tensor_error};
 use crate::values::{GemmaText, TextEncoder};
@@ -140,5 +143,6 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(LtxvAddGuide),
         Arc::new(LtxvCropGuides),
         Arc::new(GetIcLoraParameters),
+        Arc::new(LtxvReferenceAudio),
     ]
 }

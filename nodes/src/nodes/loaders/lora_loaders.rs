@@ -136,6 +136,7 @@ fn apply(
         shift: model.shift,
         bytes: model.bytes + lora.byte_size(),
         loras: model.loras.iter().cloned().chain([lora.clone()]).collect(),
+        identity_guidance: model.identity_guidance.clone(),
     };
     let patched_clip = match (clip, encoder) {
         (Some(clip), Some(encoder)) => {
