@@ -759,3 +759,96 @@ fn ltxv_reference_audio_rejects_an_empty_clip_and_a_video_vae() {
     let text = attempt(reference_clip(), video_vae);
     assert!(text.contains("'audio_vae'") && text.contains("LTXVAudioVAELoader"), "{text}");
 }
+
+/// `LTXVAddGuide` takes `GetICLoRAParameters`' output: a factor of 1 changes nothing; a larger one (a guide
+/// ComfyUI dilates onto the latent's grid, which kinograph does not yet) is refused naming the input.
+#[test]
+fn ltxv_add_guide_takes_iclora_parameters_of_factor_one_only() {
+    use kinograph_nodes::values::{IcLoraParameters, Image, Latent};
+    let root = tempfile::tempdir().unwrap();
+    kinograph_nodes::demo::write_demo_models(&root.path().join("models")).unwrap();
+    let models = Ltx2Models {
+        env: Environment {
+            output_dir: root.path().join("output"),
+            input_dir: root.path().join("input"),
+            models: kinograph_engine::ModelFolders::new(root.path().join("models")),
+        },
+        _root: root,
+    };
+    let int = |value: i64| Value::Int(value.into());
+    let mut loaded =
+        models.run("CheckpointLoaderSimple", vec![("ckpt_name", Value::from(kinograph_nodes::demo::DEMO_CHECKPOINT))]);
+    let vae = loaded.remove(2);
+    let clip = models
+        .run(
+            "CLIPLoader",
+            vec![
+                ("clip_name", Value::from(kinograph_nodes::demo::DEMO_TEXT_ENCODER)),
+                ("type", Value::from("ltxv")),
+                ("device", Value::from("default")),
+            ],
+        )
+        .remove(0);
+    let text = models.run("CLIPTextEncode", vec![("text", Value::from("a fox")), ("clip", clip)]).remove(0);
+    let latent = models
+        .run(
+            "EmptyLTXVLatentVideo",
+            vec![("width", int(64)), ("height", int(64)), ("length", int(17)), ("batch_size", int(1))],
+        )
+        .remove(0);
+    let pixels = Tensor::rand(0f32, 1.0, (1, 64, 64, 3), &Device::Cpu).unwrap();
+    let image = Value::Object(Arc::new(Image::new(pixels)));
+    let guide = |parameters: Option<i64>| {
+        let mut pairs = vec![
+            ("positive", text.clone()),
+            ("negative", text.clone()),
+            ("vae", vae.clone()),
+            ("latent", latent.clone()),
+            ("image", image.clone()),
+            ("frame_idx", int(0)),
+            ("strength", Value::Float(1.0)),
+        ];
+        if let Some(factor) = parameters {
+            let value = IcLoraParameters { reference_downscale_factor: factor };
+            pairs.push(("iclora_parameters", Value::Object(Arc::new(value))));
+        }
+        let registry = kinograph_nodes::registry();
+        let context = ExecutionContext::detached("1", "LTXVAddGuide", models.env.clone());
+        registry.get("LTXVAddGuide").unwrap().execute(&inputs(pairs), &context)
+    };
+    let samples = |out: NodeOutput| -> Vec<f32> {
+        let latent = out.values[2].downcast::<Latent>().unwrap();
+        latent.samples.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let plain = samples(guide(None).unwrap());
+    assert_eq!(samples(guide(Some(1)).unwrap()), plain);
+    let Err(error) = guide(Some(2)) else { panic!("a factor of 2 must be refused") };
+    let text = error.to_string();
+    assert!(text.contains("'iclora_parameters'") && text.contains("reference_downscale_factor is 2"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// PrimitiveBoolean
+
+/// ComfyUI's `PrimitiveBoolean` (`comfy_extras/nodes_primitive.py`): one BOOLEAN `value`, a BOOLEAN out,
+/// in `utils/primitive`, passing its value through. ComfyUI declares no default (the UI shows false);
+/// kinograph's BOOLEAN widgets always carry one, false.
+#[test]
+fn primitive_boolean_matches_comfyui() {
+    assert_eq!(
+        object_info("PrimitiveBoolean"),
+        json!({
+            "input": {"required": {"value": ["BOOLEAN", {"default": false}]}},
+            "input_order": {"required": ["value"]},
+            "output": ["BOOLEAN"],
+            "output_name": ["BOOLEAN"],
+            "category": "utils/primitive",
+        })
+    );
+    let info = kinograph_nodes::registry().object_info(&Environment::default());
+    assert_eq!(info["PrimitiveBoolean"]["display_name"], json!("Boolean"));
+    for value in [true, false] {
+        let out = run("PrimitiveBoolean", vec![("value", Value::Bool(value))]).unwrap();
+        assert!(matches!(out.values[0], Value::Bool(v) if v == value));
+    }
+}
