@@ -69,6 +69,7 @@ impl NodeValue for Conditioning {
                     + entry.audio_context.as_ref().map_or(0, tensor_bytes)
                     + entry.attention_mask.as_ref().map_or(0, tensor_bytes)
                     + entry.keyframe_idxs.as_ref().map_or(0, tensor_bytes)
+                    + entry.ref_audio.as_ref().map_or(0, tensor_bytes)
             })
             .sum()
     }
