@@ -239,6 +239,8 @@ pub fn patch_layers<L>(
 pub struct LoraFile {
     path: PathBuf,
     tensors: BTreeMap<String, Tensor>,
+    /// The file's `__metadata__` (trainer settings; IC-LoRAs keep `reference_downscale_factor` here).
+    metadata: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for LoraFile {
@@ -303,12 +305,19 @@ impl LoraFile {
             };
             tensors.insert(name.to_string(), tensor);
         }
-        Ok(LoraFile { path: path.to_path_buf(), tensors })
+        let (_, metadata) = crate::weights::read_header(path)?;
+        Ok(LoraFile { path: path.to_path_buf(), tensors, metadata: metadata.into_iter().collect() })
     }
 
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's `__metadata__` entries, by key (what ComfyUI attaches to a patched model as
+    /// `lora_metadata`).
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
     }
 
     /// Bytes of the tensors held.

@@ -268,3 +268,30 @@ fn a_custom_sampler_registers_by_name() {
     registry.register(Arc::new(Jump));
     assert_eq!(registry.names().len(), 8);
 }
+
+/// `euler_ancestral` with the `eta` and `s_noise` of ComfyUI's `SamplerEulerAncestral` node, against
+/// `tools/fixtures/make_euler_ancestral_fixtures.py` (eta 0, below and above 1, `s_noise` 0 and scaled).
+#[test]
+fn euler_ancestral_options_match_comfyui() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sampling/euler_ancestral_options.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let shape = shape(&fixture);
+    let latent = tensor(f32s(&fixture["latent"]), &shape);
+    let cases = fixture["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let (eta, s_noise) = (case["eta"].as_f64().unwrap(), case["s_noise"].as_f64().unwrap());
+        let seed = case["seed"].as_u64().unwrap();
+        let sigmas = f64s(&case["sigmas"]);
+        let label = format!("eta {eta} / s_noise {s_noise} / {}", case["sigmas_name"]);
+        let sampler = kinograph_models::sampling::samplers::EulerAncestral { eta, s_noise };
+        let noise = tensor(prepare_noise(i128::from(seed), &shape, None), &shape);
+        let mut callback = |_: &StepInfo<'_>| Ok(());
+        let mut options = SampleOptions { seed, flow_shift: LTXV_FLOW_SHIFT, callback: &mut callback };
+        let output = sample_flow(&sampler, &mut Toy::default(), &noise, &latent, &sigmas, None, &mut options)
+            .unwrap_or_else(|error| panic!("{label}: {error}"));
+        for (index, (ours, theirs)) in values(&output).iter().zip(f32s(&case["output"])).enumerate() {
+            assert!((ours - theirs).abs() <= TOLERANCE, "{label}: element {index} is {ours}, ComfyUI gives {theirs}");
+        }
+    }
+}

@@ -284,7 +284,7 @@ fn checkpoint_tensors(release: Release) -> Result<(BTreeMap<String, Tensor>, Val
     Ok((tensors, metadata))
 }
 
-/// The demo Gemma's vision tower: SigLIP 16 wide, one layer, 32-pixel images in 4-pixel patches, pooled to
+/// The demo Gemma's vision tower: `SigLIP` 16 wide, one layer, 32-pixel images in 4-pixel patches, pooled to
 /// 4 tokens an image (the 12B's 896 / 14 / 256, scaled down with the same pooling).
 fn vision_config() -> Gemma3VisionConfig {
     Gemma3VisionConfig {

@@ -66,6 +66,7 @@ fn ltx2_model() -> Arc<DiffusionModel> {
         shift: 1.0,
         bytes: 0,
         loras: Vec::new(),
+        identity_guidance: Vec::new(),
     })
 }
 

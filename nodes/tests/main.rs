@@ -7,6 +7,7 @@
 mod audio;
 mod gemma_lora;
 mod image_ops;
+mod ltx2_template_nodes;
 mod ltxv_nodes;
 mod media;
 mod model_sampling;

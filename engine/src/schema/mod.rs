@@ -63,6 +63,8 @@ pub struct FloatOptions {
     /// stay what counts: one changed after it was declared is written as it now is.
     pub declared_bounds: [Option<Number>; 2],
     pub step: Option<f64>,
+    /// The UI's rounding of typed values; `Some(0.0)` is ComfyUI's `round: False` (no rounding, not even
+    /// to the step), written as `false` in `/object_info`.
     pub round: Option<f64>,
     pub slider: bool,
 }
@@ -359,6 +361,12 @@ impl InputSpec {
             options.round = Some(round);
         }
         self
+    }
+
+    /// ComfyUI's `round: False` on a FLOAT widget: the UI keeps typed values as they are instead of
+    /// rounding them to the step (a UI hint).
+    pub fn no_round(self) -> Self {
+        self.round(0.0)
     }
 
     /// Shows an INT or FLOAT as a slider.

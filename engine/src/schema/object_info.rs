@@ -48,8 +48,10 @@ impl InputSpec {
                 if let Some(step) = float.step {
                     put("step", json!(step));
                 }
-                if let Some(round) = float.round {
-                    put("round", json!(round));
+                match float.round {
+                    Some(0.0) => put("round", Json::Bool(false)),
+                    Some(round) => put("round", json!(round)),
+                    None => {}
                 }
                 if float.slider {
                     put("display", json!("slider"));
@@ -208,6 +210,18 @@ mod tests {
         options.min = Some(0.5);
         options.max = None;
         assert_eq!(spec.object_info()[1], json!({"default": 1.0, "min": 0.5}));
+    }
+
+    /// ComfyUI's `round: False` (`SamplerEulerAncestral`, `SetFirstSigma`) is written as `false`, a
+    /// rounding step as its number.
+    #[test]
+    fn no_round_is_written_as_false() {
+        let spec = InputSpec::float("eta", 1.0).min(0.0).max(100.0).step(0.01).no_round();
+        assert_eq!(
+            spec.object_info()[1],
+            json!({"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.01, "round": false})
+        );
+        assert_eq!(InputSpec::float("cfg", 8.0).round(0.01).object_info()[1], json!({"default": 8.0, "round": 0.01}));
     }
 
     #[test]

@@ -34,7 +34,8 @@ impl AvShapes {
         Ok(AvShapes { video, audio })
     }
 
-    fn video_len(&self) -> usize {
+    /// The elements of one batch item's video stream: where its audio starts in the packed last axis.
+    pub fn video_len(&self) -> usize {
         self.video[1..].iter().product()
     }
 
@@ -67,6 +68,36 @@ fn token_timesteps(mask: &Tensor, shape: &[usize], sigma_t: f32) -> Result<Tenso
     (mask.contiguous()?.reshape((shape[0], tokens))? * f64::from(sigma_t))?.contiguous()
 }
 
+/// A reference clip's tokens ready to go before the target audio: the tokens `[B, N, C·F]`, the audio
+/// timesteps of reference and target together (0 for the reference), and the reference's positions.
+struct ReferenceAudio {
+    length: usize,
+    tokens: Tensor,
+    timesteps: Tensor,
+    positions: Tensor,
+}
+
+/// ComfyUI's ID-LoRA reference audio (`LTXAV._process_input` and `_prepare_timestep`): `tokens` `[1 or B,
+/// N, C·F]` repeated to the batch, timestep 0 for them ahead of the target's per-token `audio_t` `[B, Na]`,
+/// positions from [`Ltx2Transformer::reference_audio_positions`].
+fn reference_audio(
+    transformer: &Ltx2Transformer,
+    tokens: &Tensor,
+    batch: usize,
+    audio_t: &Tensor,
+) -> Result<ReferenceAudio> {
+    let device = transformer.device();
+    let tokens = repeat_batch(&tokens.to_dtype(DType::F32)?, batch)?.to_device(device)?;
+    let length = tokens.dim(1)?;
+    if audio_t.rank() != 2 {
+        candle_core::bail!("the audio timesteps must be per token when a reference clip is present");
+    }
+    let zeros = Tensor::zeros((batch, length), DType::F32, device)?;
+    let timesteps = Tensor::cat(&[&zeros, &audio_t.to_dtype(DType::F32)?], 1)?;
+    let positions = transformer.reference_audio_positions(batch, length)?;
+    Ok(ReferenceAudio { length, tokens, timesteps, positions })
+}
+
 /// The clean-latent estimates `(video, audio)` of the LTX-2 transformer for `video` `[B, C, F, H, W]` and
 /// `audio` `[B, 8, T, 16]` at noise level `sigma`, following `cond`.
 pub fn predict_denoised_av(
@@ -90,11 +121,15 @@ pub fn predict_denoised_av(
     };
     let audio_t = match audio_mask {
         Some(mask) => token_timesteps(mask, audio.dims(), t)?.to_device(&device)?,
+        // A reference clip needs a timestep per target token beside its own zeros.
+        None if cond.ref_audio.is_some() => Tensor::full(t, (batch, audio_frames), &device)?,
         None => uniform.clone(),
     };
     let frame_rate = cond.frame_rate.unwrap_or(DEFAULT_FRAME_RATE) as f32;
     let video_positions = transformer.video_positions(batch, frames, height, width, frame_rate)?;
     let audio_positions = transformer.audio_positions(batch, audio_frames)?;
+    let reference =
+        cond.ref_audio.as_ref().map(|tokens| reference_audio(transformer, tokens, batch, &audio_t)).transpose()?;
     let video_context = repeat_batch(&cond.context, batch)?.to_device(&device)?;
     let audio_context = match &cond.audio_context {
         Some(context) => repeat_batch(context, batch)?.to_device(&device)?,
@@ -105,6 +140,15 @@ pub fn predict_denoised_av(
     let mask = cond.attention_mask.as_ref().map(|m| repeat_batch(m, batch)?.to_device(&device)).transpose()?;
     let video_tokens = pack_latents(&video.to_device(&device)?.to_dtype(DType::F32)?)?;
     let audio_tokens = pack_audio_latents(&audio.to_device(&device)?.to_dtype(DType::F32)?)?;
+    // With a reference clip (LTXVReferenceAudio), its tokens go first, at timestep 0 and before time 0.
+    let (audio_tokens, audio_t, audio_positions) = match &reference {
+        Some(reference) => (
+            Tensor::cat(&[&reference.tokens, &audio_tokens], 1)?,
+            reference.timesteps.clone(),
+            Tensor::cat(&[&reference.positions, &audio_positions], 2)?,
+        ),
+        None => (audio_tokens, audio_t, audio_positions),
+    };
     let inputs = AvInputs {
         video: &video_tokens,
         audio: &audio_tokens,
@@ -120,6 +164,10 @@ pub fn predict_denoised_av(
         keyframe_mask: None,
     };
     let (video_velocity, audio_velocity) = transformer.forward(&inputs, perturbation)?;
+    let audio_velocity = match &reference {
+        Some(reference) => audio_velocity.narrow(1, reference.length, audio_velocity.dim(1)? - reference.length)?,
+        None => audio_velocity,
+    };
     let video_velocity = unpack_latents(&video_velocity, frames, height, width)?.to_device(video.device())?;
     let audio_velocity = unpack_audio_latents(&audio_velocity, audio_channels)?.to_device(audio.device())?;
     let scale = f64::from(sigma32);

@@ -18,12 +18,22 @@ pub struct CondEntry {
     /// Set by `LTXVAddGuide`: the pixel coordinates (time in frames, row, column; int64 `[B, 3, N]`) of the
     /// `N` guide tokens appended at the end of the latent, which the model uses for those tokens' positions.
     pub keyframe_idxs: Option<Tensor>,
+    /// Set by `LTXVReferenceAudio`: the reference clip's audio latent as tokens `[1, T, C·F]`, which an
+    /// LTX-2 model reads before the audio it generates (timestep 0, positions before 0).
+    pub ref_audio: Option<Tensor>,
 }
 
 impl CondEntry {
     /// An entry with text embeddings and their mask, no options set.
     pub fn new(context: Tensor, attention_mask: Option<Tensor>) -> Self {
-        CondEntry { context, audio_context: None, attention_mask, frame_rate: None, keyframe_idxs: None }
+        CondEntry {
+            context,
+            audio_context: None,
+            attention_mask,
+            frame_rate: None,
+            keyframe_idxs: None,
+            ref_audio: None,
+        }
     }
 }
 
@@ -59,6 +69,7 @@ impl NodeValue for Conditioning {
                     + entry.audio_context.as_ref().map_or(0, tensor_bytes)
                     + entry.attention_mask.as_ref().map_or(0, tensor_bytes)
                     + entry.keyframe_idxs.as_ref().map_or(0, tensor_bytes)
+                    + entry.ref_audio.as_ref().map_or(0, tensor_bytes)
             })
             .sum()
     }

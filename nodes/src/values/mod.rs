@@ -1,6 +1,6 @@
 //! The values that travel between the built-in nodes, one type per socket type, with ComfyUI's shapes:
 //! LATENT `[B, C, T, H, W]`, IMAGE `[B, H, W, C]` in 0..1, MASK `[B, H, W]`, VIDEO (frames and a rate),
-//! AUDIO (a waveform `[B, C, S]` and its rate), CONDITIONING (text embeddings with their options), SIGMAS, NOISE, SAMPLER, GUIDER, and the loaded
+//! AUDIO (a waveform `[B, C, S]` and its rate), CONDITIONING (text embeddings with their options), SIGMAS, NOISE, SAMPLER, GUIDER, `IC_LORA_PARAMETERS`, and the loaded
 //! models MODEL, CLIP and VAE. Every type that travels on a link is defined here.
 //!
 //! Tensors live on the CPU in f32 between nodes; the models move them where they compute.
@@ -10,6 +10,7 @@ use kinograph_engine::{NodeError, StoredTensor};
 
 mod audio;
 mod conditioning;
+mod ic_lora;
 mod image;
 mod latent;
 mod models;
@@ -18,9 +19,12 @@ mod video;
 
 pub use audio::Audio;
 pub use conditioning::{CondEntry, Conditioning};
-pub use image::{IMAGE_KIND, Image, Mask};
+pub use ic_lora::IcLoraParameters;
+pub use image::{IMAGE_KIND, Image, MASK_KIND, Mask};
 pub use latent::{AudioLatent, LATENT_KIND, Latent};
-pub use models::{AudioVaeModel, DiffusionModel, GemmaText, LatentUpscaleModel, TextEncoder, Transformer, VideoVae};
+pub use models::{
+    AudioVaeModel, DiffusionModel, GemmaText, IdentityGuidance, LatentUpscaleModel, TextEncoder, Transformer, VideoVae,
+};
 pub use sampling::{Guider, Noise, SamplerChoice, Sigmas};
 pub use video::Video;
 
@@ -63,4 +67,5 @@ pub fn restore_tensor(stored: &StoredTensor) -> Result<Tensor, String> {
 pub fn register_decoders(registry: &mut kinograph_engine::Registry) {
     registry.register_decoder(LATENT_KIND, Latent::from_stored);
     registry.register_decoder(IMAGE_KIND, Image::from_stored);
+    registry.register_decoder(MASK_KIND, Mask::from_stored);
 }

@@ -69,9 +69,36 @@ pub struct DiffusionModel {
     pub bytes: usize,
     /// The LoRA files applied, in order (the model holds them: their tensors are its updates).
     pub loras: Vec<Arc<LoraFile>>,
+    /// `LTXVReferenceAudio`'s identity guidance, in the order the nodes added it (ComfyUI's post-CFG
+    /// functions on the model).
+    pub identity_guidance: Vec<IdentityGuidance>,
+}
+
+/// ComfyUI's `LTXVReferenceAudio` post-CFG step: where `sigma_end < σ ≤ sigma_start`, the guided prediction
+/// gains `scale·(cond − cond without the reference audio)`, one more positive pass per step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdentityGuidance {
+    pub scale: f64,
+    /// The sigma of `start_percent` (the model's `percent_to_sigma`).
+    pub sigma_start: f64,
+    /// The sigma of `end_percent`.
+    pub sigma_end: f64,
+}
+
+impl IdentityGuidance {
+    /// Whether it changes the prediction at `sigma`.
+    pub fn active_at(&self, sigma: f64) -> bool {
+        self.scale != 0.0 && sigma <= self.sigma_start && sigma > self.sigma_end
+    }
 }
 
 impl DiffusionModel {
+    /// The `__metadata__` of the last LoRA applied whose file has any: ComfyUI's `lora_metadata`
+    /// attachment, which each LoRA loader replaces when its file carries metadata and passes on otherwise.
+    pub fn lora_metadata(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.loras.iter().rev().map(|lora| lora.metadata()).find(|metadata| !metadata.is_empty())
+    }
+
     /// The LTX-Video transformer, or an error naming `input` when this is an LTX-2 model.
     pub fn ltxv(&self, input: &str) -> Result<&Arc<LtxvTransformer>, NodeError> {
         match &self.transformer {

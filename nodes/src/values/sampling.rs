@@ -124,7 +124,11 @@ pub struct Guider {
     pub positive: Arc<Conditioning>,
     /// `None` for `BasicGuider`: the positive prediction alone.
     pub negative: Option<Arc<Conditioning>>,
+    /// The CFG scale; for `LTXVDualCFGGuider` the video scale.
     pub cfg: f64,
+    /// `LTXVDualCFGGuider`'s audio scale: the audio stream of an audio-video latent is guided with it and
+    /// the video stream with `cfg`. `None` for the other guiders (one scale for everything).
+    pub audio_cfg: Option<f64>,
 }
 
 impl NodeValue for Guider {
@@ -135,6 +139,9 @@ impl NodeValue for Guider {
         self.positive.byte_size() + self.negative.as_ref().map_or(0, |n| n.byte_size())
     }
     fn describe(&self) -> String {
-        format!("GUIDER cfg {}{}", self.cfg, if self.negative.is_some() { "" } else { " (positive only)" })
+        match self.audio_cfg {
+            Some(audio_cfg) => format!("GUIDER video cfg {}, audio cfg {audio_cfg}", self.cfg),
+            None => format!("GUIDER cfg {}{}", self.cfg, if self.negative.is_some() { "" } else { " (positive only)" }),
+        }
     }
 }

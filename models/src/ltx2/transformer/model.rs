@@ -386,6 +386,21 @@ impl Ltx2Transformer {
         Tensor::from_vec(values, (1, 1, tokens, 2), &self.device)?.repeat((batch, 1, 1, 1))
     }
 
+    /// `[B, 1, N, 2]` intervals in seconds of `tokens` reference-audio latents put before the target audio
+    /// (ComfyUI's ID-LoRA reference, `LTXVReferenceAudio`): the intervals of latents `0..N` as
+    /// [`Self::audio_positions`] gives them, moved back so that the last one ends one latent's duration
+    /// (4 mel frames, 0.04 s) before 0.
+    pub fn reference_audio_positions(&self, batch: usize, tokens: usize) -> Result<Tensor> {
+        let offset = if self.config.causal_temporal_positioning { 1.0 } else { 0.0 };
+        let factor = AUDIO_LATENT_MEL_FRAMES as f32;
+        let seconds = |index: usize| ((index as f32 * factor + offset - factor).max(0.0) * MEL_HOP) / MEL_SAMPLE_RATE;
+        // ComfyUI adds the latent's duration (a Python float) to the last end (a float32) in double precision.
+        let latent_seconds = f64::from(MEL_HOP) * AUDIO_LATENT_MEL_FRAMES as f64 / f64::from(MEL_SAMPLE_RATE);
+        let shift = (f64::from(seconds(tokens)) + latent_seconds) as f32;
+        let values: Vec<f32> = (0..tokens).flat_map(|i| [seconds(i) - shift, seconds(i + 1) - shift]).collect();
+        Tensor::from_vec(values, (1, 1, tokens, 2), &self.device)?.repeat((batch, 1, 1, 1))
+    }
+
     /// The four RoPE tables of a pass: video self, audio self, video side and audio side of the
     /// audio↔video attention.
     pub fn rope_tables(&self, video_positions: &Tensor, audio_positions: &Tensor) -> Result<[SplitRope; 4]> {

@@ -1,5 +1,6 @@
 //! `euler_ancestral` for flow models (ComfyUI dispatches `sample_euler_ancestral` to
-//! `sample_euler_ancestral_RF` when the model sampling is CONST), with `eta = 1`, `s_noise = 1`.
+//! `sample_euler_ancestral_RF` when the model sampling is CONST). `KSamplerSelect` gives it ComfyUI's
+//! defaults `eta = 1`, `s_noise = 1`; the `SamplerEulerAncestral` node sets both.
 //!
 //! Each step goes down to `σ_down = σ'·(1 + (σ'/σ − 1)·η)` along the flow, rescales the signal from
 //! `1 − σ_down` to `1 − σ'` and adds fresh noise to bring the noise level back up to `σ'`. The step to

@@ -5,8 +5,9 @@
 //! noise level. [`sample_flow`] adds what ComfyUI's `KSAMPLER` does around every sampler: scaling the
 //! starting noise into the latent, the inpainting mask, and undoing the scaling at the end.
 //!
-//! The samplers use ComfyUI's defaults as its `KSamplerSelect` node gives them (no extra options:
-//! `eta = 1`, `s_noise = 1`, the midpoint variant of DPM-Solver++(2M) SDE), and the variants ComfyUI picks
+//! The registered samplers use ComfyUI's defaults as its `KSamplerSelect` node gives them (no extra
+//! options: `eta = 1`, `s_noise = 1`, the midpoint variant of DPM-Solver++(2M) SDE; [`EulerAncestral`]
+//! takes other `eta` and `s_noise` from `SamplerEulerAncestral`), and the variants ComfyUI picks
 //! for CONST models (`euler_ancestral` runs `sample_euler_ancestral_RF`; the SDE sampler works in
 //! `log((1 − σ)/σ)`). Their extra noise is drawn the way ComfyUI draws it on the CPU, so that a seed gives
 //! the same result: see [`ancestral_noise`] and [`brownian`].

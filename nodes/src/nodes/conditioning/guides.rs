@@ -9,7 +9,7 @@
 
 use super::super::latent::encode_frames;
 use super::super::latent::resize::{Fit, resize_rgb_frames};
-use crate::values::{Conditioning, Image, Latent, VideoVae, tensor_error};
+use crate::values::{Conditioning, IcLoraParameters, Image, Latent, VideoVae, tensor_error};
 use candle_core::{DType, Device, Tensor};
 use kinograph_engine::prelude::*;
 use std::sync::Arc;
@@ -39,6 +39,10 @@ impl Node for LtxvAddGuide {
                  the end of the video.",
             ))
             .input(InputSpec::float("strength", 1.0).min(0.0).max(1.0).step(0.01))
+            .input(InputSpec::socket("iclora_parameters", "IC_LORA_PARAMETERS").optional().tooltip(
+                "From GetICLoRAParameters, for IC-LoRAs whose guides need special handling. Only a \
+                 reference_downscale_factor of 1 is supported so far.",
+            ))
             .output("CONDITIONING", "positive")
             .output("CONDITIONING", "negative")
             .output("LATENT", "latent")
@@ -52,6 +56,20 @@ impl Node for LtxvAddGuide {
         let image = inputs.object::<Image>("image")?;
         let frame_idx = inputs.int("frame_idx")?;
         let strength = inputs.float("strength")?;
+        if let Some(parameters) = inputs.optional_object::<IcLoraParameters>("iclora_parameters")? {
+            // ComfyUI dilates a guide that is this many times smaller onto the latent's grid; kinograph does
+            // not yet, so such a guide is refused rather than placed wrongly.
+            let factor = parameters.reference_downscale_factor;
+            if factor > 1 {
+                return Err(NodeError::input(
+                    "iclora_parameters",
+                    format!(
+                        "this IC-LoRA's reference_downscale_factor is {factor}; kinograph's LTXVAddGuide supports only \
+                         guides at the latent's size (factor 1) so far"
+                    ),
+                ));
+            }
+        }
         let (spatial, temporal) = vae.vae.compression();
         let scale = Scale { time: temporal as i64, space: spatial as i64 };
         let (batch, _, latent_length, height, width) =

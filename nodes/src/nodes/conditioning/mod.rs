@@ -1,10 +1,16 @@
-//! Conditioning nodes: `CLIPTextEncode`, `ConditioningZeroOut`, `LTXVConditioning` and the keyframe guides
-//! `LTXVAddGuide` and `LTXVCropGuides` (in `guides.rs`).
+//! Conditioning nodes: `CLIPTextEncode`, `ConditioningZeroOut`, `LTXVConditioning`, the keyframe guides
+//! `LTXVAddGuide` and `LTXVCropGuides` (in `guides.rs`), `GetICLoRAParameters` (`ic_lora.rs`),
+//! `LTXVReferenceAudio` (`reference_audio.rs`) and the prompt enhancer `TextGenerateLTX2Prompt`
+//! (`text_generate.rs`).
 
 mod guides;
+mod ic_lora;
+mod reference_audio;
 mod text_generate;
 
 pub use guides::{LtxvAddGuide, LtxvCropGuides};
+pub use ic_lora::{GetIcLoraParameters, reference_downscale_factor};
+pub use reference_audio::LtxvReferenceAudio;
 
 use crate::values::{CondEntry, Conditioning, tensor_error};
 use crate::values::{GemmaText, TextEncoder};
@@ -139,5 +145,7 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(LtxvAddGuide),
         Arc::new(LtxvCropGuides),
         Arc::new(text_generate::TextGenerateLtx2Prompt),
+        Arc::new(GetIcLoraParameters),
+        Arc::new(LtxvReferenceAudio),
     ]
 }

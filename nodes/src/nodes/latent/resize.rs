@@ -85,7 +85,7 @@ fn bilinear_resize(
 
 /// For each output index: the two source indices and their weights (PyTorch's
 /// `area_pixel_compute_source_index` with `align_corners=False`).
-fn source_taps(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
+pub(crate) fn source_taps(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
     let scale = input as f32 / output as f32;
     (0..output)
         .map(|index| {

@@ -141,6 +141,7 @@ fn apply(
         shift: model.shift,
         bytes: model.bytes + lora.byte_size(),
         loras: model.loras.iter().cloned().chain([lora.clone()]).collect(),
+        identity_guidance: model.identity_guidance.clone(),
     };
     let Some(clip) = clip else { return Ok((Arc::new(patched_model), None)) };
     let clip_patches = patches.layers.get("clip").unwrap_or(&empty);

@@ -48,6 +48,7 @@ pub fn load_ltx2_model(input: &str, path: &Path, source: &Arc<WeightSource>) -> 
             shift: LTX2_SHIFT,
             bytes: if options.stream_blocks { 0 } else { bytes },
             loras: Vec::new(),
+            identity_guidance: Vec::new(),
         })
     })
 }

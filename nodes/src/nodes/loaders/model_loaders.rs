@@ -101,6 +101,7 @@ fn load_model(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Ar
             shift: LTXV_SHIFT,
             bytes,
             loras: Vec::new(),
+            identity_guidance: Vec::new(),
         })
     })
 }

@@ -1,10 +1,12 @@
-//! One sampling run as ComfyUI's `comfy.sample.sample_custom` makes it: starting noise, the guider as the
-//! denoiser (with the noise mask's per-token timesteps), the sampler over the sigmas, a progress event with
-//! a latent preview after every step, and cancellation between steps.
+//! One sampling run as ComfyUI's `comfy.sample.sample_custom` makes it: starting noise, the noise mask fitted
+//! to the latent (`prepare_mask`), the guider as the denoiser (with the mask's per-token timesteps), the
+//! sampler over the sigmas, a progress event with a latent preview after every step, and cancellation
+//! between steps.
 
 use crate::diffusion::av_call::AvShapes;
 use crate::diffusion::guidance::AvMasks;
 use crate::diffusion::latent_preview;
+use crate::diffusion::noise_mask::reshape_mask;
 use crate::values::Guider;
 use crate::values::{AudioLatent, Latent, Noise, Transformer, tensor_error};
 use candle_core::Tensor;
@@ -99,7 +101,8 @@ pub fn run_sampling(
     }
     let sigmas: Vec<f64> = sigmas.iter().map(|s| f64::from(*s)).collect();
     let starting_noise = noise.generate(latent)?;
-    let mask = latent.noise_mask.as_ref();
+    let fitted = latent.noise_mask.as_ref().map(|mask| full_mask(Some(mask), &latent.samples, "video")).transpose()?;
+    let mask = fitted.as_ref();
     let mut denoiser = GuiderDenoiser { guider, mask };
     let total = (sigmas.len() - 1) as u64;
     let mut last_denoised: Option<Tensor> = None;
@@ -120,25 +123,24 @@ pub fn run_sampling(
     Ok(Sampled { output: latent.with_samples(samples), denoised: latent.with_samples(denoised) })
 }
 
-/// A noise mask broadcast to the full shape of its stream (ComfyUI's `prepare_mask` before packing); ones
-/// when the stream has none.
+/// A noise mask fitted to the full shape of its stream (ComfyUI's `prepare_mask`, per stream before
+/// packing: see [`reshape_mask`]); ones when the stream has none.
 fn full_mask(mask: Option<&Tensor>, like: &Tensor, what: &str) -> Result<Tensor, NodeError> {
-    let failed = |e: candle_core::Error| {
+    let failed = |reason: String| {
         NodeError::input(
             "latent_image",
             format!(
-                "the {what} noise mask {:?} does not fit the latent {:?}: {e}",
+                "the {what} noise mask {:?} does not fit the latent {:?}: {reason}",
                 mask.map(|m| m.dims().to_vec()),
                 like.dims()
             ),
         )
     };
     match mask {
-        Some(mask) => mask
-            .to_dtype(candle_core::DType::F32)
-            .and_then(|m| m.broadcast_as(like.dims())?.contiguous())
+        Some(mask) => reshape_mask(mask, like.dims())
+            .and_then(|fitted| fitted.to_device(like.device()).map_err(|e| e.to_string()))
             .map_err(failed),
-        None => like.ones_like().map_err(failed),
+        None => like.to_dtype(candle_core::DType::F32).and_then(|l| l.ones_like()).map_err(|e| failed(e.to_string())),
     }
 }
 

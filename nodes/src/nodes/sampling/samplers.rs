@@ -1,4 +1,5 @@
-//! SAMPLER and sampling nodes: `KSamplerSelect`, `SamplerCustom`, `SamplerCustomAdvanced`, `KSampler`.
+//! SAMPLER and sampling nodes: `KSamplerSelect`, `SamplerEulerAncestral`, `SamplerCustom`,
+//! `SamplerCustomAdvanced`, `KSampler`.
 
 use super::noise_guiders::{cfg_input, seed_input};
 use super::run_sampling::run_sampling;
@@ -7,7 +8,7 @@ use crate::values::Guider;
 use crate::values::{Conditioning, Latent, Noise, SamplerChoice, Sigmas};
 use kinograph_engine::prelude::*;
 use kinograph_models::sampling::model_schedules::{FlowSampling, SCHEDULER_NAMES};
-use kinograph_models::sampling::samplers::{Sampler, SamplerRegistry};
+use kinograph_models::sampling::samplers::{EulerAncestral, Sampler, SamplerRegistry};
 use std::sync::Arc;
 
 fn find_sampler(samplers: &SamplerRegistry, name: &str) -> Result<Arc<dyn Sampler>, NodeError> {
@@ -23,6 +24,7 @@ fn cfg_guider(inputs: &NodeInputs, model: Arc<DiffusionModel>) -> Result<Guider,
         positive: inputs.object::<Conditioning>("positive")?,
         negative: Some(inputs.object::<Conditioning>("negative")?),
         cfg: inputs.float("cfg")?,
+        audio_cfg: None,
     })
 }
 
@@ -46,6 +48,33 @@ impl Node for KSamplerSelect {
     fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
         let sampler = find_sampler(&self.samplers, inputs.string("sampler_name")?)?;
         Ok(NodeOutput::new(vec![Value::from(Arc::new(SamplerChoice { sampler }))]))
+    }
+}
+
+/// `SamplerEulerAncestral`: `euler_ancestral` (its rectified-flow form for LTX models) with the node's
+/// `eta` (how much of each step is re-noised; 0 is plain Euler) and `s_noise` (scale of that noise).
+pub struct SamplerEulerAncestral;
+
+impl Node for SamplerEulerAncestral {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("SamplerEulerAncestral")
+            .category("sampling/custom_sampling/samplers")
+            .input(InputSpec::float("eta", 1.0).min(0.0).max(100.0).step(0.01).no_round())
+            .input(InputSpec::float("s_noise", 1.0).min(0.0).max(100.0).step(0.01).no_round())
+            .output("SAMPLER", "SAMPLER")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let option = |name: &str| -> Result<f64, NodeError> {
+            let value = inputs.float(name)?;
+            if value.is_finite() && value >= 0.0 {
+                Ok(value)
+            } else {
+                Err(NodeError::input(name, format!("{value} is out of range; expected a finite number from 0 to 100")))
+            }
+        };
+        let sampler = EulerAncestral { eta: option("eta")?, s_noise: option("s_noise")? };
+        Ok(NodeOutput::new(vec![Value::from(Arc::new(SamplerChoice { sampler: Arc::new(sampler) }))]))
     }
 }
 

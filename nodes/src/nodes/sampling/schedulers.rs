@@ -1,4 +1,4 @@
-//! SIGMAS nodes: `LTXVScheduler`, `BasicScheduler` and `ManualSigmas`.
+//! SIGMAS nodes: `LTXVScheduler`, `BasicScheduler`, `ManualSigmas` and `SetFirstSigma`.
 
 use crate::values::DiffusionModel;
 use crate::values::{Latent, Sigmas};
@@ -128,6 +128,41 @@ impl Node for ManualSigmas {
 
     fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
         Ok(sigmas_output(parse_sigmas(inputs.string("sigmas")?)))
+    }
+}
+
+/// `SetFirstSigma`: the sigmas with the first one replaced by `sigma` (e.g. to start a schedule at a
+/// lower noise level); the others are kept.
+pub struct SetFirstSigma;
+
+impl Node for SetFirstSigma {
+    fn schema(&self, _: &Environment) -> NodeSchema {
+        NodeSchema::new("SetFirstSigma")
+            .category("sampling/custom_sampling/sigmas")
+            .input(InputSpec::socket("sigmas", "SIGMAS"))
+            .input(InputSpec::float("sigma", 136.0).min(0.0).max(20000.0).step(0.001).no_round())
+            .output("SIGMAS", "SIGMAS")
+    }
+
+    fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
+        let sigmas = inputs.object::<Sigmas>("sigmas")?;
+        let sigma = inputs.float("sigma")?;
+        if !sigma.is_finite() || sigma < 0.0 {
+            return Err(NodeError::input(
+                "sigma",
+                format!("{sigma} is not a noise level; expected a finite sigma ≥ 0"),
+            ));
+        }
+        let mut values = sigmas.values.clone();
+        let Some(first) = values.first_mut() else {
+            return Err(NodeError::input(
+                "sigmas",
+                "the SIGMAS are empty; expected at least one sigma whose first value to replace",
+            ));
+        };
+        // ComfyUI writes the value into its float32 sigma tensor.
+        *first = sigma as f32;
+        Ok(sigmas_output(values))
     }
 }
 
