@@ -243,6 +243,20 @@ fn play_pause_restart_seek_and_mute_move_frames_and_sound_together() {
     assert!(shared.follow(&transport, 14.0, false), "a quarter second ahead is put back");
     assert_eq!(shared.position(), 0.0);
 
+    // A device 50 ms from callback to speaker: the callback is put that far ahead of the frame shown,
+    // so that what is heard is the frame's sound (while paused there is nothing to be ahead of).
+    shared.set_latency(0.05);
+    transport.seek_frame(12, 15.0);
+    assert!(shared.follow(&transport, 15.0, true));
+    assert_eq!(shared.position(), 12000.0 + 1200.0);
+    assert_eq!(shared.heard_position(), 12000.0);
+    assert!(!shared.follow(&transport, 15.0, false), "in step: not moved again");
+    transport.pause(15.0);
+    shared.follow(&transport, 15.0, true);
+    assert_eq!(shared.position(), 12000.0);
+    transport.play(15.0);
+    shared.set_latency(0.0);
+
     // The callback loops with the video: the last samples, then the first ones again.
     transport.seek_seconds(1.0 - 2.0 / 24000.0, 20.0);
     shared.follow(&transport, 20.0, true);
@@ -351,6 +365,24 @@ fn the_save_node_shows_play_pause_restart_and_mute_for_a_video_with_sound() {
     harness.get_by_label("Play").click_accesskit();
     harness.run_steps(2);
     assert_eq!(playing(&harness), (true, true));
+
+    // Scrubbed (the slider, moved one frame on from the keyboard) while paused: the frame and the
+    // sound's place move together.
+    harness.get_by_label("Pause").click_accesskit();
+    harness.run_steps(2);
+    let frame = harness.state().playback("4").unwrap().transport.frame_at(now(&harness));
+    harness.get_by_role(eframe::egui::accesskit::Role::Slider).focus();
+    harness.run_steps(1);
+    harness.key_press(eframe::egui::Key::ArrowRight);
+    harness.run_steps(2);
+    let playback = harness.state().playback("4").unwrap();
+    let moved = (frame + 1).min(FRAMES - 1);
+    assert_eq!(playback.transport.frame_at(now(&harness)), moved);
+    let expected = kinograph_editor::model::sound::sample_of_frame(moved, 24.0, RATE) as f64;
+    assert!((playback.sound.as_ref().unwrap().shared().position() - expected).abs() < 1e-6);
+    assert!(!playback.transport.is_playing(), "a seek leaves it paused");
+    harness.get_by_label("Play").click_accesskit();
+    harness.run_steps(2);
 
     harness.get_by_label("Mute").click_accesskit();
     harness.run_steps(2);

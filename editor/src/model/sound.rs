@@ -232,6 +232,9 @@ pub struct SharedSound {
     position: AtomicU64,
     playing: AtomicBool,
     muted: AtomicBool,
+    /// Seconds from a callback's samples to the speaker (the device's buffer), as the device last said;
+    /// `f64` bits.
+    latency: AtomicU64,
 }
 
 impl SharedSound {
@@ -245,6 +248,7 @@ impl SharedSound {
             position: AtomicU64::new(0.0_f64.to_bits()),
             playing: AtomicBool::new(false),
             muted: AtomicBool::new(false),
+            latency: AtomicU64::new(0.0_f64.to_bits()),
         }
     }
 
@@ -252,9 +256,24 @@ impl SharedSound {
         &self.sound
     }
 
-    /// Where the sound is, in samples.
+    /// Where the callback has got to, in samples: ahead of what is heard by the device's latency.
     pub fn position(&self) -> f64 {
         f64::from_bits(self.position.load(Ordering::Acquire))
+    }
+
+    /// Records how long the device takes from a callback to the speaker (clamped to a second).
+    pub fn set_latency(&self, seconds: f64) {
+        self.latency.store(seconds.clamp(0.0, 1.0).to_bits(), Ordering::Release);
+    }
+
+    /// The device's latency, in samples of the sound.
+    fn latency_samples(&self) -> f64 {
+        f64::from_bits(self.latency.load(Ordering::Acquire)) * f64::from(self.sound.sample_rate)
+    }
+
+    /// The sample being heard now, in samples: the callback's position less the device's latency.
+    pub fn heard_position(&self) -> f64 {
+        (self.position() - self.latency_samples()).rem_euclid(self.loop_samples)
     }
 
     pub fn is_playing(&self) -> bool {
@@ -265,19 +284,22 @@ impl SharedSound {
         self.muted.load(Ordering::Acquire)
     }
 
-    /// Puts the sound where `transport` is at `now`: playing, muted and position. The position is set
-    /// when `jumped` (a play, pause, restart or seek since the last call) or when it has drifted more
-    /// than [`SYNC_TOLERANCE`]; returns whether it was set.
+    /// Puts the sound where `transport` is at `now`: playing, muted and position, so that the sample
+    /// heard is the one of the frame shown (the callback runs ahead by the device's latency). The
+    /// position is set when `jumped` (a play, pause, restart or seek since the last call) or when it
+    /// has drifted more than [`SYNC_TOLERANCE`]; returns whether it was set.
     pub fn follow(&self, transport: &Transport, now: f64, jumped: bool) -> bool {
         self.playing.store(transport.is_playing(), Ordering::Release);
         self.muted.store(transport.is_muted(), Ordering::Release);
         let rate = f64::from(self.sound.sample_rate);
         let wanted = transport.sample_at(now, self.sound.sample_rate).min(self.loop_samples);
-        let drift = (self.position() - wanted).abs();
+        let drift = (self.heard_position() - wanted).abs();
         // Drift across the loop's end is no drift: the two have wrapped at different moments.
         let drift = drift.min(self.loop_samples - drift);
         if jumped || drift > SYNC_TOLERANCE * rate {
-            self.position.store(wanted.to_bits(), Ordering::Release);
+            let ahead = if transport.is_playing() { self.latency_samples() } else { 0.0 };
+            let position = (wanted + ahead).rem_euclid(self.loop_samples);
+            self.position.store(position.to_bits(), Ordering::Release);
             return true;
         }
         false

@@ -193,7 +193,9 @@ where
     let mut scratch: Vec<f32> = Vec::new();
     device.build_output_stream(
         config,
-        move |out: &mut [T], _: &cpal::OutputCallbackInfo| {
+        move |out: &mut [T], info: &cpal::OutputCallbackInfo| {
+            let timestamp = info.timestamp();
+            shared.set_latency(timestamp.playback.duration_since(timestamp.callback).as_secs_f64());
             scratch.resize(out.len(), 0.0);
             shared.fill(&mut scratch, channels, rate);
             for (sample, value) in out.iter_mut().zip(&scratch) {
