@@ -6,5 +6,6 @@
 
 mod model;
 mod run;
+mod sound;
 mod ui;
 mod ui_runs;

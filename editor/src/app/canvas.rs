@@ -3,7 +3,7 @@
 //! wiring pin to pin, box selection, and the double-click that opens the palette.
 
 use super::Playback;
-use super::node_view::{NodeDecor, NodeEvents, ShownOutput, SocketPlace, node_rect, show_node};
+use super::node_view::{NodeDecor, NodeEvents, OutputAction, ShownOutput, SocketPlace, node_rect, show_node};
 use super::palette::Palette;
 use super::style;
 use crate::model::catalog::ROW_HEIGHT;
@@ -48,6 +48,8 @@ pub struct Canvas {
     pub layer: Option<egui::LayerId>,
     /// The group whose title is being edited in its menu, and the text typed so far.
     group_title: Option<(usize, String)>,
+    /// What the controls under shown outputs were asked this frame, by node (as the prompt names it).
+    pub output_actions: Vec<(String, OutputAction)>,
 }
 
 impl Default for Canvas {
@@ -59,6 +61,7 @@ impl Default for Canvas {
             box_start: None,
             layer: None,
             group_title: None,
+            output_actions: Vec::new(),
         }
     }
 }
@@ -160,16 +163,26 @@ impl Canvas {
                         preview: preview.filter(|(node, _)| *node == key).map(|(_, texture)| texture),
                         linked: Some(&linked),
                         simplified,
-                        output: outputs.get(&key).and_then(|playback| {
-                            let frame = playback.frame_at(now);
-                            playback.frames.get(frame).map(|texture| ShownOutput {
-                                texture,
+                        output: outputs.get(&key).map(|playback| {
+                            let frame = playback.transport.frame_at(now);
+                            ShownOutput {
+                                texture: playback.frames.get(frame),
                                 frames: playback.frames.len(),
+                                frame,
                                 file_name: playback.file.file_name().map(|n| n.to_string_lossy().into_owned()),
-                            })
+                                sound_seconds: playback.sound_seconds,
+                                playing: playback.transport.is_playing(),
+                                muted: playback.transport.is_muted(),
+                                time: playback.transport.time_at(now),
+                                length: playback.transport.length(),
+                                silent_reason: playback.sound.as_ref().and_then(|sound| sound.silent_reason()),
+                            }
                         }),
                     };
                     let events = show_node(ui, editor, id, &decor, &mut sockets);
+                    if let Some(action) = events.output_action {
+                        self.output_actions.push((key, action));
+                    }
                     self.apply_node_events(editor, id, &events);
                 }
                 message = self.finish_wire(ui, editor, &sockets, palette);

@@ -8,12 +8,15 @@ mod style;
 
 use crate::model::catalog::NODE_WIDTH;
 use crate::model::faults::{self, Faults};
-use crate::model::media::ThumbnailLoader;
+use crate::model::media::OutputLoader;
 use crate::model::recent::RecentFiles;
 use crate::model::run::{QueueError, Runner};
+use crate::model::sound::Transport;
+use crate::model::sound_output::{DeviceState, SoundOutput, SoundPlayer, silent_message};
 use crate::model::{Editor, NodeMode, Pin};
 use canvas::{Canvas, RunShown};
 use eframe::egui;
+use node_view::OutputAction;
 use palette::{Palette, PaletteAction};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -34,29 +37,27 @@ pub struct EditorApp {
     runner: Runner,
     /// The latest preview as a texture, and the node that sent it.
     preview: Option<(String, egui::TextureHandle)>,
-    thumbnails: ThumbnailLoader,
+    loader: OutputLoader,
     /// The output file last asked of the loader, by node.
     requested: HashMap<String, PathBuf>,
-    /// Each output node's file as frames, playing in a loop under the node.
+    /// Each output node's file as frames and sound, playing in a loop under the node.
     outputs: HashMap<String, Playback>,
+    /// Where the outputs' sound goes.
+    sound_output: SoundOutput,
 }
 
-/// An output file's frames on the GPU, and when it began to play.
+/// An output file's frames on the GPU and its sound, and where their playback is.
 pub struct Playback {
     pub file: PathBuf,
+    /// None for a sound alone.
     pub frames: Vec<egui::TextureHandle>,
     pub fps: f64,
-    started: f64,
-}
-
-impl Playback {
-    /// The frame to show at time `now` (seconds, the window's clock).
-    fn frame_at(&self, now: f64) -> usize {
-        if self.fps <= 0.0 || self.frames.len() < 2 {
-            return 0;
-        }
-        ((now - self.started).max(0.0) * self.fps) as usize % self.frames.len()
-    }
+    /// The clock the frames and the sound share: play, pause, restart, seek, mute.
+    pub transport: Transport,
+    /// How long its sound plays, when it has one.
+    pub sound_seconds: Option<f64>,
+    /// The sound on the audio device (none for an image or a silent video).
+    pub sound: Option<SoundPlayer>,
 }
 
 impl EditorApp {
@@ -76,10 +77,16 @@ impl EditorApp {
             faults: Faults::new(),
             runner,
             preview: None,
-            thumbnails: ThumbnailLoader::default(),
+            loader: OutputLoader::default(),
             requested: HashMap::new(),
             outputs: HashMap::new(),
+            sound_output: SoundOutput::default(),
         }
+    }
+
+    /// Sends the sound of outputs shown from now on to `output` (tests: nowhere, with a reason).
+    pub fn set_sound_output(&mut self, output: SoundOutput) {
+        self.sound_output = output;
     }
 
     /// The part of the canvas in view, in canvas units.
@@ -327,42 +334,94 @@ impl EditorApp {
         }
     }
 
-    /// Asks for the frames of output files nodes reported, and uploads those read since the last frame.
+    /// Asks for the frames and sound of output files nodes reported, takes in those read since the
+    /// last frame, and keeps each sound where its frames are.
     fn follow_outputs(&mut self, ctx: &egui::Context) {
         for (node, files) in &self.runner.view.outputs {
             let Some(file) = files.first() else { continue };
             if self.requested.get(node) != Some(file) {
                 self.requested.insert(node.clone(), file.clone());
                 let waker = ctx.clone();
-                self.thumbnails.request(node, file, NODE_WIDTH as usize, move || waker.request_repaint());
+                self.loader.request(node, file, NODE_WIDTH as usize, move || waker.request_repaint());
             }
         }
-        for (node, file, loaded) in self.thumbnails.poll() {
+        let now = ctx.input(|i| i.time);
+        for (node, file, loaded) in self.loader.poll() {
             if self.requested.get(&node) != Some(&file) {
                 continue; // a newer file for this node is on its way
             }
             match loaded {
-                Ok(thumbnails) => {
-                    let size = [thumbnails.width, thumbnails.height];
-                    let frames = thumbnails
-                        .frames
-                        .iter()
-                        .enumerate()
-                        .map(|(index, rgb)| {
-                            let image = egui::ColorImage::from_rgb(size, rgb);
-                            ctx.load_texture(format!("output-{node}-{index}"), image, egui::TextureOptions::LINEAR)
+                Ok(media) => {
+                    let (frames, fps) = match &media.thumbnails {
+                        Some(thumbnails) => {
+                            let size = [thumbnails.width, thumbnails.height];
+                            let frames = thumbnails
+                                .frames
+                                .iter()
+                                .enumerate()
+                                .map(|(index, rgb)| {
+                                    let image = egui::ColorImage::from_rgb(size, rgb);
+                                    let name = format!("output-{node}-{index}");
+                                    ctx.load_texture(name, image, egui::TextureOptions::LINEAR)
+                                })
+                                .collect::<Vec<_>>();
+                            (frames, thumbnails.fps)
+                        }
+                        None => (Vec::new(), 0.0),
+                    };
+                    let sound_seconds = media.sound.as_ref().map(|sound| sound.seconds());
+                    let transport = Transport::new(frames.len(), fps, sound_seconds, now);
+                    let sound = media.sound.map(|sound| {
+                        let waker = ctx.clone();
+                        SoundPlayer::start(&self.sound_output, sound, transport.length(), move || {
+                            waker.request_repaint();
                         })
-                        .collect();
-                    let started = ctx.input(|i| i.time);
-                    self.outputs.insert(node, Playback { file, frames, fps: thumbnails.fps, started });
+                    });
+                    if let Some(error) = media.sound_error {
+                        self.status = format!("Cannot play the output's sound: {error}");
+                    }
+                    self.outputs.insert(node, Playback { file, frames, fps, transport, sound_seconds, sound });
                 }
                 Err(message) => self.status = format!("Cannot show the output: {message}"),
             }
         }
-        let fastest = self.outputs.values().filter(|p| p.frames.len() > 1).map(|p| p.fps).fold(0.0, f64::max);
-        if fastest > 0.0 {
-            ctx.request_repaint_after(std::time::Duration::from_secs_f64(1.0 / fastest));
+        let mut next_change: Option<f64> = None;
+        for playback in self.outputs.values_mut() {
+            if let Some(player) = &mut playback.sound {
+                if let Some(DeviceState::Silent(reason)) = player.poll() {
+                    let name = playback.file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                    self.status = silent_message(&name, reason);
+                }
+                player.follow(&playback.transport, now);
+            }
+            if let Some(after) = playback.transport.next_change(now) {
+                next_change = Some(next_change.map_or(after, |soonest: f64| soonest.min(after)));
+            }
         }
+        if let Some(after) = next_change {
+            ctx.request_repaint_after(std::time::Duration::from_secs_f64(after));
+        }
+    }
+
+    /// Applies a control under node `node`'s output at clock time `now`, to its frames and sound alike.
+    fn output_action(&mut self, node: &str, action: OutputAction, now: f64) {
+        let Some(playback) = self.outputs.get_mut(node) else { return };
+        let transport = &mut playback.transport;
+        match action {
+            OutputAction::TogglePlay => transport.toggle_play(now),
+            OutputAction::Restart => transport.restart(now),
+            OutputAction::ToggleMute => transport.toggle_mute(),
+            OutputAction::SeekFrame(frame) => transport.seek_frame(frame, now),
+            OutputAction::SeekSeconds(seconds) => transport.seek_seconds(seconds, now),
+        }
+        if let Some(player) = &mut playback.sound {
+            player.follow(&playback.transport, now);
+        }
+    }
+
+    /// The playback under node `node` (as the prompt names it): its frames, sound and transport.
+    pub fn playback(&self, node: &str) -> Option<&Playback> {
+        self.outputs.get(node)
     }
 
     /// The output shown in node `node` (as the prompt names it): its file, and how many frames.
@@ -417,6 +476,10 @@ impl EditorApp {
                 self.status = message;
             }
         });
+        let now = ctx.input(|i| i.time);
+        for (node, action) in std::mem::take(&mut self.canvas.output_actions) {
+            self.output_action(&node, action, now);
+        }
         if let Some(palette) = &mut self.palette {
             match palette.show(&ctx, &self.editor.catalog) {
                 PaletteAction::None => {}

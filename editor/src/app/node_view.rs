@@ -34,6 +34,20 @@ pub struct NodeEvents {
     pub drag_stopped: bool,
     /// A wire drag began on this socket.
     pub wire_from: Option<SocketPlace>,
+    /// A control of its shown output was used.
+    pub output_action: Option<OutputAction>,
+}
+
+/// What the controls under a shown output ask for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OutputAction {
+    TogglePlay,
+    Restart,
+    ToggleMute,
+    /// Show this frame (the sound follows).
+    SeekFrame(usize),
+    /// Go to this many seconds into a sound alone.
+    SeekSeconds(f64),
 }
 
 /// How a node looks beyond its own contents: what the last check and the current run say of it.
@@ -53,12 +67,23 @@ pub struct NodeDecor<'a> {
     pub output: Option<ShownOutput<'a>>,
 }
 
-/// One frame of an output file playing under its node.
+/// One frame of an output file playing under its node, and where its playback is.
 pub struct ShownOutput<'a> {
-    pub texture: &'a egui::TextureHandle,
-    /// How many frames the output has.
+    /// The frame to show now (none for a sound alone).
+    pub texture: Option<&'a egui::TextureHandle>,
+    /// How many frames the output has, and which one is shown.
     pub frames: usize,
+    pub frame: usize,
     pub file_name: Option<String>,
+    /// How long its sound plays, when it has one.
+    pub sound_seconds: Option<f64>,
+    pub playing: bool,
+    pub muted: bool,
+    /// Seconds into the loop, and the loop's length.
+    pub time: f64,
+    pub length: f64,
+    /// Why its sound is not heard (no audio output device), when it is not.
+    pub silent_reason: Option<&'a str>,
 }
 
 /// The rectangle node `node` is drawn in, title bar included: its stored size, or taller when its
@@ -126,7 +151,7 @@ pub fn show_node(
 
     draw_run_state(ui, title_rect, rect, decor);
     if let Some(output) = &decor.output {
-        draw_output(ui, rect, output, decor.simplified);
+        events.output_action = draw_output(ui, id, rect, output, decor.simplified);
     }
 
     if body.clicked() || body.drag_started() {
@@ -314,23 +339,93 @@ fn draw_run_state(ui: &egui::Ui, title_rect: Rect, rect: Rect, decor: &NodeDecor
     }
 }
 
-/// The output file under the node: a line naming it (what screen readers and tests find), then the
-/// current frame.
-fn draw_output(ui: &mut egui::Ui, rect: Rect, output: &ShownOutput<'_>, simplified: bool) {
+/// The output file under the node: a line naming it (what screen readers and tests find), the
+/// playback controls of a video or sound (play or pause, restart, mute, a position slider), then the
+/// current frame. Returns the control used, if any.
+fn draw_output(
+    ui: &mut egui::Ui,
+    id: NodeId,
+    rect: Rect,
+    output: &ShownOutput<'_>,
+    simplified: bool,
+) -> Option<OutputAction> {
     let line = Rect::from_min_size(rect.left_bottom() + Vec2::new(0.0, 4.0), Vec2::new(rect.width(), ROW_HEIGHT));
+    let mut below = line.bottom();
+    let mut action = None;
     if !simplified {
         let name = output.file_name.as_deref().unwrap_or("output");
-        let text = if output.frames > 1 {
-            format!("Output {name}: video, {} frames", output.frames)
+        let picture = if output.frames > 1 {
+            Some(format!("video, {} frames", output.frames))
         } else {
-            format!("Output {name}: image")
+            output.texture.map(|_| "image".to_string())
+        };
+        let text = match (picture, output.sound_seconds) {
+            (Some(picture), Some(seconds)) => format!("Output {name}: {picture}, sound {seconds:.2} s"),
+            (Some(picture), None) => format!("Output {name}: {picture}"),
+            (None, Some(seconds)) => format!("Output {name}: sound, {seconds:.2} s"),
+            (None, None) => format!("Output {name}"),
         };
         ui.put(line, egui::Label::new(egui::RichText::new(text).size(12.0).color(Color32::from_gray(0xbb))));
+        if output.frames > 1 || output.sound_seconds.is_some() {
+            let row = Rect::from_min_size(line.left_bottom(), Vec2::new(rect.width(), ROW_HEIGHT));
+            below = row.bottom() + 2.0;
+            action = output_controls(ui, id, row, output);
+        }
+        if let Some(reason) = output.silent_reason {
+            let note = Rect::from_min_size(Pos2::new(rect.left(), below), Vec2::new(rect.width(), ROW_HEIGHT));
+            below = note.bottom();
+            let text = format!("Sound not heard: {reason}");
+            ui.put(
+                note,
+                egui::Label::new(egui::RichText::new(text).size(11.0).color(Color32::from_gray(0x99))).truncate(),
+            );
+        }
     }
-    let size = output.texture.size_vec2();
-    let height = rect.width() * size.y / size.x.max(1.0);
-    let area = Rect::from_min_size(line.left_bottom(), Vec2::new(rect.width(), height));
-    ui.painter().image(output.texture.id(), area, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
+    if let Some(texture) = output.texture {
+        let size = texture.size_vec2();
+        let height = rect.width() * size.y / size.x.max(1.0);
+        let area = Rect::from_min_size(Pos2::new(rect.left(), below), Vec2::new(rect.width(), height));
+        ui.painter().image(texture.id(), area, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
+    }
+    action
+}
+
+/// Play or pause, restart, mute (with sound) and a position slider, in one row.
+fn output_controls(ui: &mut egui::Ui, id: NodeId, row: Rect, output: &ShownOutput<'_>) -> Option<OutputAction> {
+    let mut child = ui.new_child(
+        egui::UiBuilder::new()
+            .id_salt(("output controls", id))
+            .max_rect(row)
+            .layout(egui::Layout::left_to_right(egui::Align::Center)),
+    );
+    child.set_clip_rect(row.intersect(ui.clip_rect()));
+    child.spacing_mut().item_spacing.x = 4.0;
+    let small = |text: &str| egui::Button::new(egui::RichText::new(text).size(11.0));
+    let mut action = None;
+    if child.add(small(if output.playing { "Pause" } else { "Play" })).clicked() {
+        action = Some(OutputAction::TogglePlay);
+    }
+    if child.add(small("Restart")).clicked() {
+        action = Some(OutputAction::Restart);
+    }
+    if output.sound_seconds.is_some() && child.add(small(if output.muted { "Unmute" } else { "Mute" })).clicked() {
+        action = Some(OutputAction::ToggleMute);
+    }
+    child.spacing_mut().slider_width = child.available_width().max(20.0);
+    if output.frames > 1 {
+        let mut frame = output.frame;
+        let slider = egui::Slider::new(&mut frame, 0..=output.frames - 1).show_value(false);
+        if child.add(slider).changed() {
+            action = Some(OutputAction::SeekFrame(frame));
+        }
+    } else if output.length > 0.0 {
+        let mut time = output.time;
+        let slider = egui::Slider::new(&mut time, 0.0..=output.length).show_value(false);
+        if child.add(slider).changed() {
+            action = Some(OutputAction::SeekSeconds(time));
+        }
+    }
+    action
 }
 
 /// How many rows a widget takes.

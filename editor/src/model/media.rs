@@ -1,12 +1,15 @@
 //! Output files shown in their save nodes: each frame of a video, animated WebP or image, scaled down to
-//! a node's width, read on a thread of its own so that the window never waits on a decoder.
+//! a node's width, and the sound of a video or sound file ([`super::sound`]), read on a thread of its
+//! own so that the window never waits on a decoder.
 //!
 //! Memory is bounded: frames are decoded one at a time and only the small copies kept, at most
 //! [`MAX_FRAMES`] of them (a longer video keeps every n-th frame and plays at the rate that keeps its
 //! length).
 
+use super::sound::{OutputSound, is_sound_file, load_sound};
 use kinograph_nodes::media::mp4_reader::Mp4Reader;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 /// The most frames kept of one output.
@@ -21,6 +24,31 @@ pub struct Thumbnails {
     pub frames: Vec<Vec<u8>>,
     /// Frames per second to play them at (still images: 0).
     pub fps: f64,
+}
+
+/// What an output file shows and plays: its frames (none for a sound alone) and its sound (none for
+/// an image or a silent video).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputMedia {
+    pub thumbnails: Option<Thumbnails>,
+    pub sound: Option<Arc<OutputSound>>,
+    /// Why the file's sound track could not be decoded (its frames are shown all the same).
+    pub sound_error: Option<String>,
+}
+
+/// Reads `path` as [`load_thumbnails`] does, and its sound track with [`load_sound`]; a sound file
+/// (FLAC, WAV, as `SaveAudio` and `PreviewAudio` write) has only its sound.
+pub fn load_output(path: &Path, max_width: usize, max_frames: usize) -> Result<OutputMedia, String> {
+    if is_sound_file(path) {
+        let sound = load_sound(path)?.ok_or_else(|| format!("{}: the file holds no sound", path.display()))?;
+        return Ok(OutputMedia { thumbnails: None, sound: Some(Arc::new(sound)), sound_error: None });
+    }
+    let thumbnails = load_thumbnails(path, max_width, max_frames)?;
+    let (sound, sound_error) = match load_sound(path) {
+        Ok(sound) => (sound.map(Arc::new), None),
+        Err(error) => (None, Some(error)),
+    };
+    Ok(OutputMedia { thumbnails: Some(thumbnails), sound, sound_error })
 }
 
 /// Reads `path` (MP4 with H.264, PNG, WebP still or animated) into frames at most `max_width` pixels
@@ -134,26 +162,29 @@ pub fn downscale(rgb: &[u8], width: usize, height: usize, to_width: usize, to_he
     out
 }
 
-/// Reads output files into thumbnails on threads of their own.
-pub struct ThumbnailLoader {
-    sender: Sender<(String, PathBuf, Result<Thumbnails, String>)>,
-    receiver: Receiver<(String, PathBuf, Result<Thumbnails, String>)>,
+/// A file read for a node: the node, the file, and what it holds or why it could not be read.
+pub type LoadedOutput = (String, PathBuf, Result<OutputMedia, String>);
+
+/// Reads output files into thumbnails and sound on threads of their own.
+pub struct OutputLoader {
+    sender: Sender<LoadedOutput>,
+    receiver: Receiver<LoadedOutput>,
 }
 
-impl Default for ThumbnailLoader {
+impl Default for OutputLoader {
     fn default() -> Self {
         let (sender, receiver) = channel();
-        ThumbnailLoader { sender, receiver }
+        OutputLoader { sender, receiver }
     }
 }
 
-impl ThumbnailLoader {
+impl OutputLoader {
     /// Starts reading `path` for node `node` (as the prompt names it); `wake` is called when it is done.
     pub fn request(&self, node: &str, path: &Path, max_width: usize, wake: impl Fn() + Send + 'static) {
         let sender = self.sender.clone();
         let (owner, file) = (node.to_string(), path.to_path_buf());
-        let spawned = std::thread::Builder::new().name("kinograph-thumbnails".into()).spawn(move || {
-            let loaded = load_thumbnails(&file, max_width, MAX_FRAMES);
+        let spawned = std::thread::Builder::new().name("kinograph-output".into()).spawn(move || {
+            let loaded = load_output(&file, max_width, MAX_FRAMES);
             let _ = sender.send((owner, file, loaded));
             wake();
         });
@@ -163,8 +194,9 @@ impl ThumbnailLoader {
         }
     }
 
-    /// The files read since the last call: node, file, and its frames or why they could not be read.
-    pub fn poll(&self) -> Vec<(String, PathBuf, Result<Thumbnails, String>)> {
+    /// The files read since the last call: node, file, and its frames and sound or why they could not
+    /// be read.
+    pub fn poll(&self) -> Vec<LoadedOutput> {
         self.receiver.try_iter().collect()
     }
 }

@@ -11,6 +11,8 @@ pub mod media;
 pub mod node;
 pub mod recent;
 pub mod run;
+pub mod sound;
+pub mod sound_output;
 pub mod widgets;
 
 pub use catalog::Catalog;

@@ -40,7 +40,7 @@ pub struct RunView {
     pub running: bool,
     /// How the last run ended, for the status line.
     pub outcome: Option<String>,
-    /// The image and video files each output node reported, in the order reported.
+    /// The image, video and sound files each output node reported, in the order reported.
     pub outputs: HashMap<String, Vec<PathBuf>>,
 }
 
@@ -129,11 +129,13 @@ pub struct Runner {
 }
 
 /// The files of a node's UI result (`{"images": [{"filename", "subfolder", "type"}, ...]}`, as the
-/// image and video savers report them), as paths under the output or temp folder.
+/// image and video savers report them, or `{"audio": [...]}` from the sound savers), as paths under
+/// the output or temp folder.
 pub fn output_files(output: &serde_json::Value, output_dir: &Path) -> Vec<PathBuf> {
-    let entries = output.get("images").and_then(serde_json::Value::as_array).map_or(&[][..], Vec::as_slice);
-    entries
+    let entries = |key: &str| output.get(key).and_then(serde_json::Value::as_array).map_or(&[][..], Vec::as_slice);
+    entries("images")
         .iter()
+        .chain(entries("audio"))
         .filter_map(|entry| {
             let filename = entry.get("filename")?.as_str()?;
             let subfolder = entry.get("subfolder").and_then(serde_json::Value::as_str).unwrap_or_default();
