@@ -1,6 +1,8 @@
 //! The editor's model: the graph being edited and every edit on it, with no drawing. The window in
 //! [`crate::app`] shows it and turns clicks into calls here; tests drive it directly.
 
+#[cfg(all(feature = "sound", target_os = "linux"))]
+mod alsa;
 pub mod catalog;
 pub mod document;
 mod editor;

@@ -1,5 +1,6 @@
-//! Playing a shown output's sound on the default audio output device (cpal: ALSA on Linux, Core Audio,
-//! WASAPI; the crate's `sound` feature, on by default). The device is opened on a thread of its own, which keeps the stream until the player is
+//! Playing a shown output's sound on the default audio output device (ALSA's library loaded at run time on
+//! Linux, see `alsa.rs`; cpal's Core Audio and WASAPI elsewhere; the crate's `sound` feature, on by
+//! default). The device is opened on a thread of its own, which keeps the stream until the player is
 //! dropped, so the window never waits on it. Where there is no device (a headless machine, no sound
 //! card, a device that refuses the stream) the player says why and the frames play on silent.
 
@@ -148,9 +149,17 @@ fn open_stream(_: Arc<SharedSound>) -> Result<(Box<dyn std::any::Any>, String), 
     Err("this kinograph was built without sound (its `sound` feature)".into())
 }
 
+/// Opens ALSA's default output and starts a stream that plays `shared`; returns the stream (dropping it
+/// stops the sound) and the device's name.
+#[cfg(all(feature = "sound", target_os = "linux"))]
+fn open_stream(shared: Arc<SharedSound>) -> Result<(Box<dyn std::any::Any>, String), String> {
+    let (stream, name) = super::alsa::open_stream(shared)?;
+    Ok((Box::new(stream), name))
+}
+
 /// Opens the default output device with its default configuration and starts a stream that plays
 /// `shared`; returns the stream (which must stay on this thread) and the device's name.
-#[cfg(feature = "sound")]
+#[cfg(all(feature = "sound", not(target_os = "linux")))]
 fn open_stream(shared: Arc<SharedSound>) -> Result<(Box<dyn std::any::Any>, String), String> {
     use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
     let host = cpal::default_host();
@@ -178,7 +187,7 @@ fn open_stream(shared: Arc<SharedSound>) -> Result<(Box<dyn std::any::Any>, Stri
     Ok((Box::new(stream), name))
 }
 
-#[cfg(feature = "sound")]
+#[cfg(all(feature = "sound", not(target_os = "linux")))]
 fn build<T>(
     device: &cpal::Device,
     config: cpal::StreamConfig,
