@@ -46,7 +46,7 @@ impl Node for LoadAudio {
     }
 
     fn validate(&self, constants: &NodeInputs, env: &Environment) -> Vec<(String, String)> {
-        validate_input_file(constants, env, "audio")
+        validate_input_file(constants, env, "audio", "audio")
     }
 
     /// The file's content, so that a changed file runs again.

@@ -58,7 +58,7 @@ impl Node for LoadImage {
     }
 
     fn validate(&self, constants: &NodeInputs, env: &Environment) -> Vec<(String, String)> {
-        validate_input_file(constants, env, "image")
+        validate_input_file(constants, env, "image", "image")
     }
 
     fn fingerprint(&self, constants: &NodeInputs, env: &Environment) -> Option<Vec<u8>> {
@@ -91,13 +91,18 @@ pub(crate) fn input_files(folder: &Path, extensions: &[&str]) -> Vec<String> {
     names
 }
 
-/// The check of a file-picking `input` (`image`, `audio`) before a run: the named input file must exist;
-/// ComfyUI's "Invalid image file: …" wording, with the input's name for the kind of file.
-pub(crate) fn validate_input_file(constants: &NodeInputs, env: &Environment, input: &str) -> Vec<(String, String)> {
+/// The check of a file-picking `input` before a run: the named input file must exist; ComfyUI's "Invalid
+/// image file: …" wording, with `kind` (`image`, `audio`, `video`) for the kind of file.
+pub(crate) fn validate_input_file(
+    constants: &NodeInputs,
+    env: &Environment,
+    input: &str,
+    kind: &str,
+) -> Vec<(String, String)> {
     let Ok(name) = constants.string(input) else { return Vec::new() };
     match resolve_image(name, env) {
         Ok(path) if path.is_file() => Vec::new(),
-        Ok(path) => vec![(input.into(), format!("Invalid {input} file: {name} ({} does not exist)", path.display()))],
+        Ok(path) => vec![(input.into(), format!("Invalid {kind} file: {name} ({} does not exist)", path.display()))],
         Err(message) => vec![(input.into(), message)],
     }
 }

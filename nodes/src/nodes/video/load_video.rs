@@ -2,10 +2,9 @@
 
 use crate::media::mp4_audio::read_mp4_sound;
 use crate::media::mp4_reader::Mp4Reader;
-use crate::nodes::image::{media_error, resolve_image};
+use crate::nodes::image::{input_file_fingerprint, input_files, media_error, resolve_image, validate_input_file};
 use crate::values::{Audio, Image, Video, tensor_error};
 use candle_core::{Device, Tensor};
-use kinograph_engine::content_hash;
 use kinograph_engine::prelude::*;
 use std::path::Path;
 use std::sync::Arc;
@@ -68,38 +67,15 @@ impl Node for LoadVideo {
     }
 
     fn validate(&self, constants: &NodeInputs, env: &Environment) -> Vec<(String, String)> {
-        let Ok(name) = constants.string("file") else { return Vec::new() };
-        match resolve_image(name, env) {
-            Ok(path) if path.is_file() => Vec::new(),
-            Ok(path) => {
-                vec![("file".into(), format!("Invalid video file: {name} ({} does not exist)", path.display()))]
-            }
-            Err(message) => vec![("file".into(), message)],
-        }
+        validate_input_file(constants, env, "file", "video")
     }
 
     fn fingerprint(&self, constants: &NodeInputs, env: &Environment) -> Option<Vec<u8>> {
-        let path = resolve_image(constants.string("file").ok()?, env).ok()?;
-        Some(content_hash::hash_file(&path).ok()?.to_vec())
+        input_file_fingerprint(constants, env, "file")
     }
 }
 
 /// The videos directly in `folder`, sorted by name.
 fn input_videos(folder: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(folder)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .filter(|name| {
-                    Path::new(name).extension().is_some_and(|extension| {
-                        VIDEO_EXTENSIONS.contains(&extension.to_string_lossy().to_ascii_lowercase().as_str())
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    input_files(folder, &VIDEO_EXTENSIONS)
 }
