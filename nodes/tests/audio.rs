@@ -3,8 +3,9 @@
 //! decoder, and `TrimAudioDuration`. The ffmpeg checks skip (saying so) only where ffmpeg is not
 //! installed; CI installs it.
 
+use crate::support::{folders, inputs, node};
 use candle_core::{Device, Tensor};
-use kinograph_engine::{Environment, ExecutionContext, Executor, NodeInputs, RunOptions, RunStatus, Value};
+use kinograph_engine::{Environment, ExecutionContext, Executor, RunOptions, RunStatus, Value};
 use kinograph_nodes::media::flac::quantize_16;
 use kinograph_nodes::values::Audio;
 use serde_json::{Value as Json, json};
@@ -41,34 +42,6 @@ fn reference(name: &str, channels: usize) -> Vec<Vec<f32>> {
     let bytes = std::fs::read(data_dir().join(format!("{name}.f32"))).unwrap();
     let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     (0..channels).map(|channel| values.iter().skip(channel).step_by(channels).copied().collect()).collect()
-}
-
-struct Folders {
-    _root: tempfile::TempDir,
-    env: Environment,
-}
-
-fn folders() -> Folders {
-    let root = tempfile::tempdir().unwrap();
-    let env = Environment {
-        output_dir: root.path().join("output"),
-        input_dir: root.path().join("input"),
-        models: kinograph_engine::ModelFolders::new(root.path().join("models")),
-    };
-    std::fs::create_dir_all(&env.input_dir).unwrap();
-    Folders { _root: root, env }
-}
-
-fn node(class: &str) -> Arc<dyn kinograph_engine::Node> {
-    kinograph_nodes::registry().get(class).unwrap_or_else(|| panic!("{class} is registered")).clone()
-}
-
-fn inputs(values: Vec<(&str, Value)>) -> NodeInputs {
-    let mut inputs = NodeInputs::default();
-    for (name, value) in values {
-        inputs.insert(name, value);
-    }
-    inputs
 }
 
 fn load(env: &Environment, name: &str) -> Result<Arc<Audio>, kinograph_engine::NodeError> {

@@ -6,11 +6,9 @@
 use candle_core::{DType, Device, IndexOp, Tensor};
 use kinograph_engine::{Environment, ExecutionContext, ModelFolders, NodeError, NodeInputs, Value};
 use kinograph_models::gemma3::{Gemma3TextModel, GemmaLoadOptions, GemmaTokenizer};
-use kinograph_models::ltx2::text::TextConnectors;
 use kinograph_models::ltx2::transformer::{AvInputs, AvTimestepRouting, LoadOptions, Ltx2Transformer, Perturbation};
-use kinograph_models::t5::T5Tokenizer;
 use kinograph_models::weights::WeightSource;
-use kinograph_nodes::values::{DiffusionModel, GemmaText, TextEncoder, Transformer};
+use kinograph_nodes::values::{DiffusionModel, TextEncoder, Transformer};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -36,23 +34,7 @@ fn gemma_clip(stream_layers: bool) -> Arc<TextEncoder> {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/data/gemma_tokenizer/gemma_bpe.model"),
     )
     .unwrap();
-    let connector_file = ltx2_data("connectors_20.safetensors");
-    let connector_source = Arc::new(WeightSource::open(std::slice::from_ref(&connector_file)).unwrap());
-    let connectors = TextConnectors::load(&connector_source, 16, &Device::Cpu).unwrap();
-    let gemma = GemmaText {
-        model: Arc::new(model),
-        tokenizer: Arc::new(tokenizer),
-        connectors: Arc::new(connectors),
-        gemma_file: gemma_file.clone(),
-        connector_file,
-    };
-    Arc::new(TextEncoder {
-        encoder: None,
-        tokenizer: Arc::new(T5Tokenizer::new().unwrap()),
-        gemma: Some(Arc::new(gemma)),
-        file: gemma_file,
-        bytes: 0,
-    })
+    crate::support::gemma_clip(model, tokenizer, gemma_file)
 }
 
 /// The tiny LTX-2.0 transformer as a MODEL.

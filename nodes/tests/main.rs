@@ -12,6 +12,7 @@ mod ltxv_nodes;
 mod media;
 mod model_sampling;
 mod object_info;
+mod support;
 mod text_generate;
 mod utils;
 mod video_audio;

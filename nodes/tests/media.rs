@@ -5,9 +5,10 @@
 #[path = "../../engine/tests/comfy_schemas/mod.rs"]
 mod comfy_schemas;
 
+use crate::support::{folders, inputs, node};
 use candle_core::{Device, Tensor};
 use kinograph_engine::workflow::embedded::extract;
-use kinograph_engine::{Environment, ExecutionContext, Executor, NodeInputs, NodeSchema, RunOptions, RunStatus, Value};
+use kinograph_engine::{Environment, ExecutionContext, Executor, NodeSchema, RunOptions, RunStatus, Value};
 use kinograph_nodes::media::mp4_writer::Mp4Writer;
 use kinograph_nodes::media::png::{load_image, write_png};
 use kinograph_nodes::values::{Image, Mask, Video};
@@ -187,34 +188,6 @@ fn png_text_chunks_round_trip() {
 
 // ---------------------------------------------------------------------------------------------------
 // Nodes
-
-struct Folders {
-    _root: tempfile::TempDir,
-    env: Environment,
-}
-
-fn folders() -> Folders {
-    let root = tempfile::tempdir().unwrap();
-    let env = Environment {
-        output_dir: root.path().join("output"),
-        input_dir: root.path().join("input"),
-        models: kinograph_engine::ModelFolders::new(root.path().join("models")),
-    };
-    std::fs::create_dir_all(&env.input_dir).unwrap();
-    Folders { _root: root, env }
-}
-
-fn node(class: &str) -> Arc<dyn kinograph_engine::Node> {
-    kinograph_nodes::registry().get(class).unwrap_or_else(|| panic!("{class} is registered")).clone()
-}
-
-fn inputs(values: Vec<(&str, Value)>) -> NodeInputs {
-    let mut inputs = NodeInputs::default();
-    for (name, value) in values {
-        inputs.insert(name, value);
-    }
-    inputs
-}
 
 fn image_value(width: usize, height: usize, frames: usize) -> Arc<Image> {
     let mut values = Vec::new();

@@ -7,10 +7,9 @@ use candle_core::{Device, Tensor};
 use kinograph_engine::workflow::widgets::layout;
 use kinograph_engine::{Environment, ExecutionContext, NodeError, NodeInputs, NodeOutput, Value};
 use kinograph_models::gemma3::{Gemma3TextModel, GemmaLoadOptions, GemmaTokenizer};
-use kinograph_models::ltx2::text::TextConnectors;
 use kinograph_models::t5::T5Tokenizer;
 use kinograph_models::weights::WeightSource;
-use kinograph_nodes::values::{GemmaText, Image, TextEncoder};
+use kinograph_nodes::values::{Image, TextEncoder};
 use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -113,24 +112,7 @@ fn clip_of(file: &str) -> Arc<TextEncoder> {
     let source = Arc::new(WeightSource::open(std::slice::from_ref(&gemma_file)).unwrap());
     let model = Gemma3TextModel::load(&source, &Device::Cpu, GemmaLoadOptions::default()).unwrap();
     let tokenizer = GemmaTokenizer::from_weight_source(&source).unwrap();
-    let connector_file =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/data/ltx2/connectors_20.safetensors");
-    let connector_source = Arc::new(WeightSource::open(std::slice::from_ref(&connector_file)).unwrap());
-    let connectors = TextConnectors::load(&connector_source, 16, &Device::Cpu).unwrap();
-    let gemma = GemmaText {
-        model: Arc::new(model),
-        tokenizer: Arc::new(tokenizer),
-        connectors: Arc::new(connectors),
-        gemma_file: gemma_file.clone(),
-        connector_file,
-    };
-    Arc::new(TextEncoder {
-        encoder: None,
-        tokenizer: Arc::new(T5Tokenizer::new().unwrap()),
-        gemma: Some(Arc::new(gemma)),
-        file: gemma_file,
-        bytes: 0,
-    })
+    crate::support::gemma_clip(model, tokenizer, gemma_file)
 }
 
 fn vision_image() -> Tensor {

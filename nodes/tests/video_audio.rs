@@ -3,10 +3,11 @@
 //! current ones (and the LTX-2 templates that use them). The ffmpeg checks skip, saying so, only where
 //! ffmpeg is not installed; CI installs it.
 
+use crate::support::{folders, inputs, node};
 use candle_core::{Device, Tensor};
 use kinograph_engine::workflow::embedded::extract;
 use kinograph_engine::workflow::{ConvertOptions, WorkflowFile};
-use kinograph_engine::{Environment, ExecutionContext, InputSpec, NodeInputs, Value};
+use kinograph_engine::{Environment, ExecutionContext, InputSpec, Value};
 use kinograph_nodes::media::mp4_writer::{AudioOptions, Mp4Options, Mp4Writer};
 use kinograph_nodes::values::{Audio, Image, Video};
 use serde_json::{Value as Json, json};
@@ -104,34 +105,6 @@ fn frames_tensor(width: usize, height: usize, frames: usize) -> Tensor {
 fn audio_value(channels: &[Vec<f32>], rate: u32) -> Audio {
     let samples = channels[0].len();
     Audio::new(Tensor::from_vec(channels.concat(), (1, channels.len(), samples), &Device::Cpu).unwrap(), rate)
-}
-
-fn node(class: &str) -> Arc<dyn kinograph_engine::Node> {
-    kinograph_nodes::registry().get(class).unwrap_or_else(|| panic!("{class} is registered")).clone()
-}
-
-fn inputs(values: Vec<(&str, Value)>) -> NodeInputs {
-    let mut inputs = NodeInputs::default();
-    for (name, value) in values {
-        inputs.insert(name, value);
-    }
-    inputs
-}
-
-struct Folders {
-    _root: tempfile::TempDir,
-    env: Environment,
-}
-
-fn folders() -> Folders {
-    let root = tempfile::tempdir().unwrap();
-    let env = Environment {
-        output_dir: root.path().join("output"),
-        input_dir: root.path().join("input"),
-        models: kinograph_engine::ModelFolders::new(root.path().join("models")),
-    };
-    std::fs::create_dir_all(&env.input_dir).unwrap();
-    Folders { _root: root, env }
 }
 
 /// Runs `CreateVideo` (with `audio` when given) and `SaveVideo`; returns the VIDEO and the saved file.

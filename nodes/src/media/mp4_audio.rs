@@ -7,8 +7,8 @@
 
 use super::MediaError;
 use super::aac::AacDecoder;
-use super::mp4_reader::sample_places;
-use kinograph_engine::mp4::{Mp4Box, boxes, child, read_top_level_box};
+use super::mp4_reader::{SampleEntry, first_sample_entry, sample_places};
+use kinograph_engine::mp4::{boxes, child, read_top_level_box};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -66,13 +66,7 @@ struct AacTrack {
 impl AacTrack {
     /// The track in `trak`, or `None` when it is not AAC audio.
     fn parse(trak: &[u8]) -> Result<Option<Self>, String> {
-        let Some(mdia) = child(trak, *b"mdia")? else { return Ok(None) };
-        let Some(minf) = child(mdia, *b"minf")? else { return Ok(None) };
-        let Some(stbl) = child(minf, *b"stbl")? else { return Ok(None) };
-        let Some(stsd) = child(stbl, *b"stsd")? else { return Ok(None) };
-        let Some(Mp4Box { kind, body: entry }) = boxes(stsd.get(8..).unwrap_or_default())?.first().copied() else {
-            return Ok(None);
-        };
+        let Some(SampleEntry { mdia, stbl, kind, body: entry }) = first_sample_entry(trak)? else { return Ok(None) };
         if &kind != b"mp4a" {
             return Ok(None);
         }

@@ -115,14 +115,7 @@ struct VideoTrack {
 impl VideoTrack {
     /// The track in `trak`, or `None` when it is not H.264 video.
     fn parse(trak: &[u8]) -> Result<Option<Self>, String> {
-        let Some(mdia) = child(trak, *b"mdia")? else { return Ok(None) };
-        let Some(minf) = child(mdia, *b"minf")? else { return Ok(None) };
-        let Some(stbl) = child(minf, *b"stbl")? else { return Ok(None) };
-        let Some(stsd) = child(stbl, *b"stsd")? else { return Ok(None) };
-        // Full box header and entry count, then the first sample entry.
-        let Some(Mp4Box { kind, body: entry }) = boxes(stsd.get(8..).unwrap_or_default())?.first().copied() else {
-            return Ok(None);
-        };
+        let Some(SampleEntry { mdia, stbl, kind, body: entry }) = first_sample_entry(trak)? else { return Ok(None) };
         if &kind != b"avc1" && &kind != b"avc3" {
             return Ok(None);
         }
@@ -143,6 +136,26 @@ impl VideoTrack {
         let samples = sample_places(stbl)?;
         Ok(Some(VideoTrack { width, height, samples, length_size, parameter_sets, timing }))
     }
+}
+
+/// A track's media boxes and the first entry of its sample description.
+pub(super) struct SampleEntry<'a> {
+    pub mdia: &'a [u8],
+    pub stbl: &'a [u8],
+    /// The entry's format (`avc1`, `mp4a`, ...).
+    pub kind: [u8; 4],
+    pub body: &'a [u8],
+}
+
+/// `trak`'s `mdia`, `stbl` and first sample entry (`mdia/minf/stbl/stsd`), or `None` when a box is missing.
+pub(super) fn first_sample_entry(trak: &[u8]) -> Result<Option<SampleEntry<'_>>, String> {
+    let Some(mdia) = child(trak, *b"mdia")? else { return Ok(None) };
+    let Some(minf) = child(mdia, *b"minf")? else { return Ok(None) };
+    let Some(stbl) = child(minf, *b"stbl")? else { return Ok(None) };
+    let Some(stsd) = child(stbl, *b"stsd")? else { return Ok(None) };
+    // Full box header and entry count, then the first sample entry.
+    let first = boxes(stsd.get(8..).unwrap_or_default())?.first().copied();
+    Ok(first.map(|Mp4Box { kind, body }| SampleEntry { mdia, stbl, kind, body }))
 }
 
 /// Each sample's offset and size, from `stsz`, `stsc` and `stco` or `co64`.
