@@ -1,7 +1,8 @@
 //! ComfyUI's LTX-2 workflows on tiny models against a reference that runs ComfyUI's maths in PyTorch around
 //! diffusers' and transformers' networks (`tools/fixtures/make_ltx2_pipeline_fixtures.py`, data in
 //! `tests/data/ltx2_pipeline/`): the templates' stage 1 for text-to-video and for image-to-video
-//! (`LTXVImgToVideoInplace`), same files, seeds and sigmas. Each workflow runs through the executor with the
+//! (`LTXVImgToVideoInplace`), and guides (`LTXVAddGuide`, `LTXVAddLatentGuide`, `LTXVCropGuides`), same files,
+//! seeds and sigmas. Each workflow runs through the executor with the
 //! built-in nodes plus a test node that writes the `LTXVAudioVAEDecode` waveform as float32 (a FLAC would
 //! round it to 16 bits); the workflows' `SaveLatent` nodes write the video and audio latents as float32.
 //! Tolerance: 1e-4 max abs on the sampled video latent, the sampled audio latent and the waveform.
@@ -109,4 +110,13 @@ fn text_to_video_with_sound_matches_comfyui_maths() {
 #[test]
 fn image_to_video_with_sound_matches_comfyui_maths() {
     check_against_reference("ltx2_i2v_tiny");
+}
+
+/// First frame, a half-size reference clip dilated onto the latent's grid (`LTXVAddLatentGuide`) and a last frame
+/// with strength 2 and an attention mask, sampled and cropped (`LTXVCropGuides`): the guides' tokens at their own
+/// positions, the reference's empty cells left out of the model, the strengths and mask weighting the video
+/// self-attention, as current ComfyUI does.
+#[test]
+fn guides_first_last_frame_and_a_dilated_reference_match_comfyui_maths() {
+    check_against_reference("ltx2_guides_tiny");
 }

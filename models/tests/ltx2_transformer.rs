@@ -42,6 +42,7 @@ fn fixture_inputs<'a>(
         video_positions,
         audio_positions,
         keyframe_mask: r.get("keyframe_mask"),
+        video_guides: None,
     }
 }
 

@@ -147,6 +147,7 @@ fn block_zero_matches_diffusers() {
                 &reference["block0.in.temb"],
                 &rope,
                 Some(&bias),
+                None,
             )
             .unwrap();
         assert_close(&format!("{case} block0.out"), &out, &reference["block0.out"], 1e-4);

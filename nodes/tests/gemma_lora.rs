@@ -222,6 +222,7 @@ fn ltx2_forward(model: &DiffusionModel) -> (Tensor, Tensor) {
         video_positions: &video_positions,
         audio_positions: &audio_positions,
         keyframe_mask: r.get("keyframe_mask"),
+        video_guides: None,
     };
     transformer.forward(&inputs, &Perturbation::default()).unwrap()
 }

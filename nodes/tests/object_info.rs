@@ -29,10 +29,15 @@ fn with_empty_options(mut info: Json) -> Json {
 }
 
 /// Optional inputs that later ComfyUI versions added to a class of the pinned commit and kinograph has
-/// too (`LTXVAddGuide.iclora_parameters`, from `GetICLoRAParameters`), left out of the comparison.
+/// too (`LTXVAddGuide.attention_mask` and `iclora_parameters`), left out of the comparison, and inputs whose
+/// bounds they changed, set back (`LTXVAddGuide.strength`, whose maximum went from 1 to 10).
 fn without_newer_inputs(class: &str, mut info: Json) -> Json {
     let newer: &[&str] = match class {
-        "LTXVAddGuide" => &["iclora_parameters"],
+        "LTXVAddGuide" => {
+            assert_eq!(info["input"]["required"]["strength"][1]["max"], 10.0, "current ComfyUI's strength bound");
+            info["input"]["required"]["strength"][1]["max"] = Json::from(1.0);
+            &["attention_mask", "iclora_parameters"]
+        }
         _ => &[],
     };
     for name in newer {

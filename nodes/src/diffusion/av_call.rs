@@ -5,6 +5,7 @@
 //! audio in seconds of mel frames) and text context, and returns the packed clean-latent estimates
 //! `x − v·σ` of both streams.
 
+use super::guides::GuidePlan;
 use super::model_call::{DEFAULT_FRAME_RATE, repeat_batch};
 use crate::values::CondEntry;
 use candle_core::{DType, Result, Tensor};
@@ -127,6 +128,17 @@ pub fn predict_denoised_av(
     };
     let frame_rate = cond.frame_rate.unwrap_or(DEFAULT_FRAME_RATE) as f32;
     let video_positions = transformer.video_positions(batch, frames, height, width, frame_rate)?;
+    // Guides: only the tokens the plan keeps, at the guides' own positions, with their attention weights.
+    let plan = GuidePlan::new(cond, video.dims(), video_mask)?;
+    let (video_t, video_positions) = match &plan {
+        None => (video_t, video_positions),
+        Some(plan) => {
+            let video_t = if video_t.rank() == 2 { plan.select(&video_t.unsqueeze(2)?)?.squeeze(2)? } else { video_t };
+            let positions = plan.select(&video_positions.permute((0, 2, 1, 3))?)?.permute((0, 2, 1, 3))?;
+            (video_t, plan.place(&positions, frame_rate, false)?.contiguous()?)
+        }
+    };
+    let keyframe_mask = first_frame_tokens(&video_positions, plan.as_ref())?;
     let audio_positions = transformer.audio_positions(batch, audio_frames)?;
     let reference =
         cond.ref_audio.as_ref().map(|tokens| reference_audio(transformer, tokens, batch, &audio_t)).transpose()?;
@@ -139,6 +151,10 @@ pub fn predict_denoised_av(
     };
     let mask = cond.attention_mask.as_ref().map(|m| repeat_batch(m, batch)?.to_device(&device)).transpose()?;
     let video_tokens = pack_latents(&video.to_device(&device)?.to_dtype(DType::F32)?)?;
+    let video_tokens = match &plan {
+        Some(plan) => plan.select(&video_tokens)?,
+        None => video_tokens,
+    };
     let audio_tokens = pack_audio_latents(&audio.to_device(&device)?.to_dtype(DType::F32)?)?;
     // With a reference clip (LTXVReferenceAudio), its tokens go first, at timestep 0 and before time 0.
     let (audio_tokens, audio_t, audio_positions) = match &reference {
@@ -161,12 +177,17 @@ pub fn predict_denoised_av(
         audio_sigma: &uniform,
         video_positions: &video_positions,
         audio_positions: &audio_positions,
-        keyframe_mask: None,
+        keyframe_mask: Some(&keyframe_mask),
+        video_guides: plan.as_ref().and_then(|plan| plan.bias.as_ref()),
     };
     let (video_velocity, audio_velocity) = transformer.forward(&inputs, perturbation)?;
     let audio_velocity = match &reference {
         Some(reference) => audio_velocity.narrow(1, reference.length, audio_velocity.dim(1)? - reference.length)?,
         None => audio_velocity,
+    };
+    let video_velocity = match &plan {
+        Some(plan) => plan.scatter(&video_velocity)?,
+        None => video_velocity,
     };
     let video_velocity = unpack_latents(&video_velocity, frames, height, width)?.to_device(video.device())?;
     let audio_velocity = unpack_audio_latents(&audio_velocity, audio_channels)?.to_device(audio.device())?;
@@ -175,4 +196,22 @@ pub fn predict_denoised_av(
         (video.to_dtype(DType::F32)? - (video_velocity * scale)?)?,
         (audio.to_dtype(DType::F32)? - (audio_velocity * scale)?)?,
     ))
+}
+
+/// `[B, N]`, 1 on the video tokens given to the model whose interval starts at time 0 (a latent frame that
+/// stands for one pixel frame) and that are not guide tokens: where 2.5 models add their keyframe embedding
+/// (ComfyUI's `keyframes_abs_pos_mask`).
+fn first_frame_tokens(positions: &Tensor, plan: Option<&GuidePlan>) -> Result<Tensor> {
+    let starts = positions.narrow(1, 0, 1)?.narrow(3, 0, 1)?.squeeze(3)?.squeeze(1)?;
+    let mask = starts.eq(0.0)?.to_dtype(DType::F32)?;
+    let guides = match plan {
+        Some(plan) => plan.guide_tokens()?,
+        None => 0,
+    };
+    if guides == 0 {
+        return Ok(mask);
+    }
+    let (batch, tokens) = mask.dims2()?;
+    let zeros = Tensor::zeros((batch, guides), DType::F32, mask.device())?;
+    Tensor::cat(&[&mask.narrow(1, 0, tokens - guides)?, &zeros], 1)
 }

@@ -3,6 +3,7 @@
 
 pub mod av_call;
 pub mod guidance;
+pub mod guides;
 pub mod latent_preview;
 pub mod model_call;
 pub mod noise_mask;

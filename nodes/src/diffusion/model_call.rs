@@ -4,6 +4,7 @@
 //! units and time in seconds at the conditioning's frame rate; the tokens of guides that `LTXVAddGuide`
 //! appended take the positions it recorded in the conditioning.
 
+use super::guides::GuidePlan;
 use crate::values::CondEntry;
 use crate::values::DiffusionModel;
 use candle_core::{DType, Result, Tensor};
@@ -46,36 +47,31 @@ pub fn predict_denoised(
     };
     let frame_rate = cond.frame_rate.unwrap_or(DEFAULT_FRAME_RATE) as f32;
     let causal_fix = config.causal_temporal_positioning;
-    let mut coords = pixel_video_coords(batch, frames, height, width, frame_rate, causal_fix, &device)?;
-    if let Some(keyframes) = &cond.keyframe_idxs {
-        coords = with_guide_positions(&coords, keyframes, frame_rate)?;
-    }
-    let positions = RopePositions::Coords(coords);
+    let coords = pixel_video_coords(batch, frames, height, width, frame_rate, causal_fix, &device)?;
     let context = repeat_batch(&cond.context, batch)?.to_device(&device)?;
     let mask =
         cond.attention_mask.as_ref().map(|m| repeat_batch(m, batch).and_then(|m| m.to_device(&device))).transpose()?;
     let tokens = pack_latents(&x.to_device(&device)?.to_dtype(DType::F32)?)?;
-    let velocity = transformer.forward(&tokens, &context, mask.as_ref(), &timestep, &positions)?;
+    let velocity = match GuidePlan::new(cond, x.dims(), denoise_mask)? {
+        None => transformer.forward(&tokens, &context, mask.as_ref(), &timestep, &RopePositions::Coords(coords))?,
+        Some(plan) => {
+            // Guides: only the tokens the plan keeps, the guides' own positions and attention weights.
+            let coords = plan.place(&plan.select(&coords.transpose(1, 2)?)?.transpose(1, 2)?, frame_rate, true)?;
+            let timestep =
+                if timestep.rank() == 2 { plan.select(&timestep.unsqueeze(2)?)?.squeeze(2)? } else { timestep };
+            let velocity = transformer.forward_guided(
+                &plan.select(&tokens)?,
+                &context,
+                mask.as_ref(),
+                &timestep,
+                &RopePositions::Coords(coords.contiguous()?),
+                plan.bias.as_ref(),
+            )?;
+            plan.scatter(&velocity)?
+        }
+    };
     let velocity = unpack_latents(&velocity, frames, height, width)?.to_device(x.device())?;
     x.to_dtype(DType::F32)? - (velocity * f64::from(sigma32))?
-}
-
-/// The positions with the last `N` tokens' replaced by the guides' pixel coordinates `keyframes`
-/// (`[1 or B, 3, N]`, time in frames), time divided by the frame rate, as ComfyUI's `LTXVModel` does.
-fn with_guide_positions(coords: &Tensor, keyframes: &Tensor, frame_rate: f32) -> Result<Tensor> {
-    let (batch, _, tokens) = coords.dims3()?;
-    let (_, axes, guides) = keyframes.dims3()?;
-    if axes != 3 || guides > tokens {
-        candle_core::bail!(
-            "the conditioning places {guides} guide tokens, but the latent has only {tokens} tokens: \
-             was the latent given to the sampler the one LTXVAddGuide returned?"
-        );
-    }
-    let keyframes = repeat_batch(&keyframes.to_dtype(DType::F32)?, batch)?.to_device(coords.device())?;
-    let inverse_rate = (1.0 / f64::from(frame_rate)) as f32;
-    let time = keyframes.narrow(1, 0, 1)?.affine(f64::from(inverse_rate), 0.0)?;
-    let guides = Tensor::cat(&[&time, &keyframes.narrow(1, 1, 2)?], 1)?;
-    Tensor::cat(&[&coords.narrow(2, 0, tokens - guides.dim(2)?)?, &guides], 2)
 }
 
 /// `tensor` with batch `batch`: as it is, or its single item repeated.

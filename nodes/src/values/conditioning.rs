@@ -15,9 +15,13 @@ pub struct CondEntry {
     pub attention_mask: Option<Tensor>,
     /// Set by `LTXVConditioning`; 25 when absent.
     pub frame_rate: Option<f64>,
-    /// Set by `LTXVAddGuide`: the pixel coordinates (time in frames, row, column; int64 `[B, 3, N]`) of the
-    /// `N` guide tokens appended at the end of the latent, which the model uses for those tokens' positions.
+    /// Set by `LTXVAddGuide`: the pixel coordinates of the `N` guide tokens appended at the end of the
+    /// latent, which the model uses for those tokens' positions: int64 `[B, 3, N, 2]`, for time (in
+    /// frames), row and column the interval `[start, end)` each token covers.
     pub keyframe_idxs: Option<Tensor>,
+    /// Set by `LTXVAddGuide`: one entry per guide, in the order they were appended, for the weighting of
+    /// guide tokens in the model's self-attention.
+    pub guide_attention_entries: Option<Vec<GuideAttentionEntry>>,
     /// Set by `LTXVReferenceAudio`: the reference clip's audio latent as tokens `[1, T, C·F]`, which an
     /// LTX-2 model reads before the audio it generates (timestep 0, positions before 0).
     pub ref_audio: Option<Tensor>,
@@ -32,9 +36,24 @@ impl CondEntry {
             attention_mask,
             frame_rate: None,
             keyframe_idxs: None,
+            guide_attention_entries: None,
             ref_audio: None,
         }
     }
+}
+
+/// One guide's record for the model's self-attention (ComfyUI's `guide_attention_entries` item).
+#[derive(Debug, Clone)]
+pub struct GuideAttentionEntry {
+    /// The guide's tokens as appended (after dilation), before the model drops the ones whose noise mask
+    /// is negative.
+    pub pre_filter_count: usize,
+    /// The guide's strength: its tokens' attention weight.
+    pub strength: f64,
+    /// The guide's pixel-space attention mask `[1, 1, F, H, W]`, multiplied into the weights per token.
+    pub pixel_mask: Option<Tensor>,
+    /// The guide latent's `[frames, height, width]` before dilation.
+    pub latent_shape: [usize; 3],
 }
 
 /// CONDITIONING: a list of entries (ComfyUI's `[[cond, {options}], ...]`).
@@ -49,10 +68,27 @@ impl Conditioning {
         self.entries.iter().find_map(|entry| entry.keyframe_idxs.as_ref())
     }
 
-    /// The same entries with `keyframe_idxs` set on each (ComfyUI's `conditioning_set_values`).
-    pub fn with_keyframe_idxs(&self, keyframe_idxs: Option<&Tensor>) -> Conditioning {
-        let entries =
-            self.entries.iter().map(|e| CondEntry { keyframe_idxs: keyframe_idxs.cloned(), ..e.clone() }).collect();
+    /// The guide entries of the first entry that has them.
+    pub fn guide_attention_entries(&self) -> Option<&[GuideAttentionEntry]> {
+        self.entries.iter().find_map(|entry| entry.guide_attention_entries.as_deref())
+    }
+
+    /// The same entries with `keyframe_idxs` and `guide_attention_entries` set on each (ComfyUI's
+    /// `conditioning_set_values`).
+    pub fn with_guides(
+        &self,
+        keyframe_idxs: Option<&Tensor>,
+        guide_attention_entries: Option<&[GuideAttentionEntry]>,
+    ) -> Conditioning {
+        let entries = self
+            .entries
+            .iter()
+            .map(|e| CondEntry {
+                keyframe_idxs: keyframe_idxs.cloned(),
+                guide_attention_entries: guide_attention_entries.map(<[GuideAttentionEntry]>::to_vec),
+                ..e.clone()
+            })
+            .collect();
         Conditioning { entries }
     }
 }
@@ -69,6 +105,13 @@ impl NodeValue for Conditioning {
                     + entry.audio_context.as_ref().map_or(0, tensor_bytes)
                     + entry.attention_mask.as_ref().map_or(0, tensor_bytes)
                     + entry.keyframe_idxs.as_ref().map_or(0, tensor_bytes)
+                    + entry
+                        .guide_attention_entries
+                        .iter()
+                        .flatten()
+                        .filter_map(|g| g.pixel_mask.as_ref())
+                        .map(tensor_bytes)
+                        .sum::<usize>()
                     + entry.ref_audio.as_ref().map_or(0, tensor_bytes)
             })
             .sum()

@@ -18,7 +18,7 @@ mod sampling;
 mod video;
 
 pub use audio::Audio;
-pub use conditioning::{CondEntry, Conditioning};
+pub use conditioning::{CondEntry, Conditioning, GuideAttentionEntry};
 pub use ic_lora::IcLoraParameters;
 pub use image::{IMAGE_KIND, Image, MASK_KIND, Mask};
 pub use latent::{AudioLatent, LATENT_KIND, Latent};

@@ -81,10 +81,11 @@ fn get_iclora_parameters_reads_the_last_lora_metadata() {
     );
 }
 
-/// `LTXVAddGuide` takes `GetICLoRAParameters`' output: a factor of 1 changes nothing; a larger one (a guide
-/// ComfyUI dilates onto the latent's grid, which kinograph does not yet) is refused naming the input.
+/// `LTXVAddGuide` takes `GetICLoRAParameters`' output: a factor of 1 changes nothing; a factor of 2 encodes the
+/// guide at half size and dilates it onto the latent's grid (empty cells zero, their noise mask below 0); a
+/// factor that does not divide the latent's size is refused naming the input.
 #[test]
-fn ltxv_add_guide_takes_iclora_parameters_of_factor_one_only() {
+fn ltxv_add_guide_takes_iclora_parameters() {
     use kinograph_nodes::values::{IcLoraParameters, Image, Latent};
     let models = DemoModels::ltxv();
     let int = |value: i64| Value::Int(value.into());
@@ -128,13 +129,22 @@ fn ltxv_add_guide_takes_iclora_parameters_of_factor_one_only() {
         let context = ExecutionContext::detached("1", "LTXVAddGuide", models.env.clone());
         registry.get("LTXVAddGuide").unwrap().execute(&inputs(pairs), &context)
     };
-    let samples = |out: NodeOutput| -> Vec<f32> {
+    let samples = |out: &NodeOutput| -> Vec<f32> {
         let latent = out.values[2].downcast::<Latent>().unwrap();
         latent.samples.flatten_all().unwrap().to_vec1().unwrap()
     };
-    let plain = samples(guide(None).unwrap());
-    assert_eq!(samples(guide(Some(1)).unwrap()), plain);
-    let Err(error) = guide(Some(2)) else { panic!("a factor of 2 must be refused") };
+    let plain = samples(&guide(None).unwrap());
+    assert_eq!(samples(&guide(Some(1)).unwrap()), plain);
+    // The 64 × 64 latent is 2 × 2 cells: at factor 2 the guide is one cell, at row 0, column 0.
+    let dilated = guide(Some(2)).unwrap();
+    let latent = dilated.values[2].downcast::<Latent>().unwrap();
+    let appended = latent.samples.narrow(2, 3, 1).unwrap();
+    let cells: Vec<f32> = appended.abs().unwrap().sum((0, 1, 2)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert!(cells[0] > 0.0 && cells[1..].iter().all(|&c| c == 0.0), "only the first cell holds the guide: {cells:?}");
+    let mask: Vec<f32> =
+        latent.noise_mask.as_ref().unwrap().narrow(2, 3, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(mask, [0.0, -2.0, -2.0, -2.0]);
+    let Err(error) = guide(Some(3)) else { panic!("a factor of 3 must be refused") };
     let text = error.to_string();
-    assert!(text.contains("'iclora_parameters'") && text.contains("reference_downscale_factor is 2"), "{text}");
+    assert!(text.contains("'iclora_parameters'") && text.contains("reference_downscale_factor 3"), "{text}");
 }

@@ -7,7 +7,7 @@
 //! `2·sigmoid(to_gate_logits(x))` before `to_out.0`.
 
 use super::super::rope::SplitRope;
-use crate::ltxv::transformer::attention::attention;
+use crate::ltxv::transformer::attention::{LogitBias, attention, attention_with_guides};
 use crate::ops::linear::Linear;
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -77,15 +77,15 @@ impl Ltx2Attention {
     }
 
     /// `x` `[B, N, query_dim]` attends to `context` `[B, L, context_dim]` (to itself when `None`); q and k
-    /// are rotated by `q_rope` and `k_rope` (`k_rope` defaults to `q_rope`); `bias` `[B, 1, L]` is added to
-    /// the logits.
+    /// are rotated by `q_rope` and `k_rope` (`k_rope` defaults to `q_rope`); `bias` is added to the logits
+    /// (text padding, guide weights).
     pub fn forward(
         &self,
         x: &Tensor,
         context: Option<&Tensor>,
         q_rope: Option<&SplitRope>,
         k_rope: Option<&SplitRope>,
-        bias: Option<&Tensor>,
+        bias: Option<LogitBias<'_>>,
     ) -> Result<Tensor> {
         let context = context.unwrap_or(x);
         let mut q = candle_nn::ops::rms_norm(&self.to_q.forward(x)?, &self.q_norm, self.eps)?;
@@ -100,8 +100,12 @@ impl Ltx2Attention {
         let q = (split_heads(&q, self.heads)? * (1.0 / (head_dim as f64).sqrt()))?;
         let k = split_heads(&k, self.heads)?;
         let v = split_heads(&v, self.heads)?;
-        let bias = bias.map(|bias| bias.unsqueeze(1)).transpose()?;
-        let out = attention(&q, &k, &v, bias.as_ref())?.transpose(1, 2)?.reshape((b, n, d))?;
+        let out = match bias {
+            Some(LogitBias::Keys(bias)) => attention(&q, &k, &v, Some(&bias.unsqueeze(1)?))?,
+            Some(LogitBias::Guides(guides)) => attention_with_guides(&q, &k, &v, guides)?,
+            None => attention(&q, &k, &v, None)?,
+        };
+        let out = out.transpose(1, 2)?.reshape((b, n, d))?;
         self.finish(x, out)
     }
 

@@ -9,6 +9,7 @@ use super::super::rope::SplitRope;
 use super::attention::{AttentionShape, Ltx2Attention};
 use super::config::Ltx2TransformerConfig;
 use super::modulation::{Modulation, modulate};
+use crate::ltxv::transformer::attention::{GuideAttentionBias, LogitBias};
 use crate::ltxv::transformer::block::FeedForward;
 use crate::ops::linear::Linear;
 use candle_core::{DType, Result, Tensor};
@@ -23,6 +24,8 @@ pub struct BlockInputs {
     pub audio_context: Tensor,
     /// Additive text-padding bias `[B, 1, L]`.
     pub text_bias: Option<Tensor>,
+    /// The guide weights of the video self-attention.
+    pub video_guides: Option<GuideAttentionBias>,
     /// `adaln_single` output: k rows of the video width.
     pub video_modulation: Modulation,
     /// `audio_adaln_single` output.
@@ -151,18 +154,20 @@ impl Ltx2Block {
         let ea = |row| inputs.audio_modulation.row(&self.audio_scale_shift_table, row);
 
         // 1. Self-attention.
-        let self_attention = |attention: &Ltx2Attention, x: &Tensor, rope: &SplitRope| {
-            if perturbed {
-                attention.forward_values_only(x)
-            } else {
-                attention.forward(x, None, Some(rope), None, None)
-            }
-        };
+        let self_attention =
+            |attention: &Ltx2Attention, x: &Tensor, rope: &SplitRope, guides: Option<&GuideAttentionBias>| {
+                if perturbed {
+                    attention.forward_values_only(x)
+                } else {
+                    attention.forward(x, None, Some(rope), None, guides.map(LogitBias::Guides))
+                }
+            };
         let normed = modulate(&rms_v(video)?, &ev(0)?, &ev(1)?)?;
-        let video = (video + self_attention(&self.attn1, &normed, &inputs.video_rope)?.broadcast_mul(&ev(2)?)?)?;
+        let attended = self_attention(&self.attn1, &normed, &inputs.video_rope, inputs.video_guides.as_ref())?;
+        let video = (video + attended.broadcast_mul(&ev(2)?)?)?;
         let normed = modulate(&rms_a(audio)?, &ea(0)?, &ea(1)?)?;
         let audio =
-            (audio + self_attention(&self.audio_attn1, &normed, &inputs.audio_rope)?.broadcast_mul(&ea(2)?)?)?;
+            (audio + self_attention(&self.audio_attn1, &normed, &inputs.audio_rope, None)?.broadcast_mul(&ea(2)?)?)?;
 
         // 2. Text cross-attention.
         let text = |attention: &Ltx2Attention,
@@ -174,7 +179,13 @@ impl Ltx2Block {
                     prompt: Option<&Modulation>|
          -> Result<Tensor> {
             let Some(prompt_table) = prompt_table else {
-                return x + attention.forward(&normed, Some(context), None, None, inputs.text_bias.as_ref())?;
+                return x + attention.forward(
+                    &normed,
+                    Some(context),
+                    None,
+                    None,
+                    inputs.text_bias.as_ref().map(LogitBias::Keys),
+                )?;
             };
             let query = modulate(&normed, &e(6)?, &e(7)?)?;
             let (shift_kv, scale_kv) = match prompt {
@@ -182,7 +193,13 @@ impl Ltx2Block {
                 None => (prompt_table.get(0)?, prompt_table.get(1)?),
             };
             let context = modulate(context, &shift_kv, &scale_kv)?;
-            let attended = attention.forward(&query, Some(&context), None, None, inputs.text_bias.as_ref())?;
+            let attended = attention.forward(
+                &query,
+                Some(&context),
+                None,
+                None,
+                inputs.text_bias.as_ref().map(LogitBias::Keys),
+            )?;
             x + attended.broadcast_mul(&e(8)?)?
         };
         let video = text(

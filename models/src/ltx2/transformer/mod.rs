@@ -28,6 +28,7 @@
 //!     video, audio, video_context, audio_context, context_mask: None,
 //!     video_timestep: &t, audio_timestep: &t, video_sigma: &t, audio_sigma: &t,
 //!     video_positions: &video_positions, audio_positions: &audio_positions, keyframe_mask: None,
+//!     video_guides: None,
 //! };
 //! let (video_velocity, audio_velocity) = model.forward(&inputs, &Perturbation::default())?;
 //! # Ok(()) }

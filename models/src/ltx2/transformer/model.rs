@@ -6,7 +6,7 @@ use super::config::{AvTimestepRouting, Ltx2TransformerConfig};
 use super::modulation::{Modulation, Timesteps};
 use crate::lora::{LayerPatch, patch_layers};
 use crate::ltxv::transformer::embeddings::{AdaLayerNormSingle, CaptionProjection};
-use crate::ltxv::transformer::text_bias;
+use crate::ltxv::transformer::{GuideAttentionBias, text_bias};
 use crate::ops::linear::Linear;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -51,6 +51,8 @@ pub struct AvInputs<'a> {
     /// `[B, Nv]`, non-zero on video tokens whose latent frame stands for a single pixel frame; they get
     /// the keyframe position embedding (2.5 models; ignored by others).
     pub keyframe_mask: Option<&'a Tensor>,
+    /// The weights of the guide tokens at the end of the video sequence in the video self-attention.
+    pub video_guides: Option<&'a GuideAttentionBias>,
 }
 
 impl<'a> AvInputs<'a> {
@@ -75,6 +77,7 @@ impl<'a> AvInputs<'a> {
             video_positions,
             audio_positions,
             keyframe_mask: None,
+            video_guides: None,
         }
     }
 }
@@ -483,6 +486,7 @@ impl Ltx2Transformer {
             video_context,
             audio_context,
             text_bias: inputs.context_mask.map(text_bias).transpose()?,
+            video_guides: inputs.video_guides.cloned(),
             video_modulation,
             audio_modulation,
             video_av_scale_shift: modulation(&self.av_ca_video_scale_shift, &video_ss_t)?,

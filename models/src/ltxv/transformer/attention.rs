@@ -53,13 +53,14 @@ impl Attention {
     }
 
     /// `x` `[B, N, d]` attends to `context` `[B, L, c]` (to itself when `None`). `rope` rotates q and k
-    /// (self-attention); `bias` `[B, 1, L]` is added to the logits (cross-attention padding).
+    /// (self-attention); `bias` is added to the logits (the text padding of a cross-attention, the guide
+    /// weights of a self-attention).
     pub fn forward(
         &self,
         x: &Tensor,
         context: Option<&Tensor>,
         rope: Option<&RopeTables>,
-        bias: Option<&Tensor>,
+        bias: Option<LogitBias<'_>>,
     ) -> Result<Tensor> {
         let context = context.unwrap_or(x);
         let mut q = candle_nn::ops::rms_norm(&self.to_q.forward(x)?, &self.q_norm, self.eps)?;
@@ -75,8 +76,11 @@ impl Attention {
         let q = (split_heads(&q, self.heads)? * (1.0 / (head_dim as f64).sqrt()))?;
         let k = split_heads(&k, self.heads)?;
         let v = split_heads(&v, self.heads)?;
-        let bias = bias.map(|bias| bias.unsqueeze(1)).transpose()?;
-        let out = attention(&q, &k, &v, bias.as_ref())?;
+        let out = match bias {
+            Some(LogitBias::Keys(bias)) => attention(&q, &k, &v, Some(&bias.unsqueeze(1)?))?,
+            Some(LogitBias::Guides(guides)) => attention_with_guides(&q, &k, &v, guides)?,
+            None => attention(&q, &k, &v, None)?,
+        };
         let out = out.transpose(1, 2)?.reshape((b, n, d))?;
         self.to_out.forward(&out)
     }
@@ -88,8 +92,77 @@ fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     x.reshape((b, n, heads, d / heads))?.transpose(1, 2)?.contiguous()
 }
 
+/// What an attention adds to its logits.
+#[derive(Debug, Clone, Copy)]
+pub enum LogitBias<'a> {
+    /// One value per key, `[B, 1, L]`: the text padding bias of a cross-attention.
+    Keys(&'a Tensor),
+    /// The attenuation between the generated tokens and the guide tokens of a self-attention.
+    Guides(&'a GuideAttentionBias),
+}
+
+/// How much the tokens of the guides that `LTXVAddGuide` appended and the tokens being generated attend to
+/// each other, as ComfyUI's `GuideAttentionMask`: guide token `i` (at sequence position `guide_start + i`)
+/// has weight `wᵢ` (its guide's strength, times its attention mask where one was given); a generated token's
+/// logit towards guide token `i`, and guide token `i`'s logits towards every generated token, get `ln wᵢ`
+/// added (a weight of 0 masks the pair out). Guide tokens see each other unchanged, as do generated tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuideAttentionBias {
+    /// Where the tracked guide tokens start in the sequence (after the generated tokens).
+    pub guide_start: usize,
+    /// `ln wᵢ` of each tracked guide token (`f32::MIN` for a weight of 0).
+    pub log_weights: Vec<f32>,
+}
+
+impl GuideAttentionBias {
+    /// The bias for the weights `weights` of the guide tokens from `guide_start` on; `None` when every
+    /// weight is 1 (nothing to add).
+    pub fn from_weights(guide_start: usize, weights: &[f32]) -> Option<Self> {
+        if weights.is_empty() || weights.iter().all(|&w| w == 1.0) {
+            return None;
+        }
+        let log_weights =
+            weights.iter().map(|&w| if w > 0.0 { w.max(f32::MIN_POSITIVE).ln() } else { f32::MIN }).collect();
+        Some(GuideAttentionBias { guide_start, log_weights })
+    }
+}
+
+/// [`attention`] of a self-attention with guide weights: the queries in three groups (generated tokens, tracked
+/// guide tokens, anything after them), each with its own bias, so that no `N × N` bias is ever built.
+pub fn attention_with_guides(q: &Tensor, k: &Tensor, v: &Tensor, guides: &GuideAttentionBias) -> Result<Tensor> {
+    let (batch, _, n, _) = q.dims4()?;
+    let l = k.dim(2)?;
+    let start = guides.guide_start.min(n);
+    let tracked = guides.log_weights.len().min(n - start);
+    if start + tracked > l {
+        candle_core::bail!("guide tokens {start}..{} lie past the {l} keys", start + tracked);
+    }
+    let device = q.device();
+    let mut parts = Vec::with_capacity(3);
+    if start > 0 {
+        // Generated tokens: the guide weights over the guide keys.
+        let mut row = vec![0f32; l];
+        row[start..start + tracked].copy_from_slice(&guides.log_weights[..tracked]);
+        let bias = Tensor::from_vec(row, (1, 1, 1, l), device)?.repeat((batch, 1, 1, 1))?;
+        parts.push(attention(&q.narrow(2, 0, start)?, k, v, Some(&bias))?);
+    }
+    // Tracked guide tokens: each row's own weight over the generated keys, a band of rows at a time.
+    let rows_per_band = (SCORE_BLOCK_BYTES / (l * 4).max(1)).clamp(1, tracked.max(1));
+    let generated = Tensor::from_vec((0..l).map(|j| if j < start { 1f32 } else { 0.0 }).collect(), (1, l), device)?;
+    for band in (0..tracked).step_by(rows_per_band) {
+        let rows = rows_per_band.min(tracked - band);
+        let weights = Tensor::from_slice(&guides.log_weights[band..band + rows], (rows, 1), device)?;
+        let bias = weights.broadcast_mul(&generated)?.reshape((1, 1, rows, l))?.repeat((batch, 1, 1, 1))?;
+        parts.push(attention(&q.narrow(2, start + band, rows)?, k, v, Some(&bias))?);
+    }
+    if start + tracked < n {
+        parts.push(attention(&q.narrow(2, start + tracked, n - start - tracked)?, k, v, None)?);
+    }
+    Tensor::cat(&parts, 2)
+}
+
 /// `softmax(q kᵀ + bias) v` for `q` `[B, H, N, D]` (already scaled), `k`, `v` `[B, H, L, D]`, `bias`
-/// `[B, 1, 1, L]`, computed block by block so that at most `SCORE_BLOCK_BYTES` of scores exist at
+/// `[B, 1, 1, L]` (or `[B, 1, N, L]`, one row per query), computed block by block so that at most `SCORE_BLOCK_BYTES` of scores exist at
 /// once: several heads at a time when a head's `N × L` scores are small, else row blocks of one head.
 /// Plain matmul + softmax: on CPU at batch 1 this beats candle's flash-attention kernel. Small blocks
 /// also keep the allocator reusing memory instead of mapping fresh pages for every score tensor.
@@ -112,10 +185,12 @@ fn attention_in_blocks(
     for b in 0..batch {
         let (q, k, v) = (q.get(b)?, k.get(b)?, v.get(b)?);
         let bias = bias.map(|bias| bias.get(b)).transpose()?;
-        let block = |q: &Tensor, k: &Tensor, v: &Tensor| -> Result<Tensor> {
+        // `rows`: the query rows of this block, for a bias with one row per query.
+        let block = |q: &Tensor, k: &Tensor, v: &Tensor, rows: (usize, usize)| -> Result<Tensor> {
             let mut scores = q.matmul(&k.t()?)?;
             if let Some(bias) = &bias {
-                scores = scores.broadcast_add(bias)?;
+                let bias = if bias.dim(1)? > 1 { bias.narrow(1, rows.0, rows.1)? } else { bias.clone() };
+                scores = scores.broadcast_add(&bias)?;
             }
             softmax_last_dim(scores)?.matmul(v)
         };
@@ -124,7 +199,12 @@ fn attention_in_blocks(
             let group = (block_bytes / head_bytes.max(1)).clamp(1, heads);
             for start in (0..heads).step_by(group) {
                 let len = group.min(heads - start);
-                blocks.push(block(&q.narrow(0, start, len)?, &k.narrow(0, start, len)?, &v.narrow(0, start, len)?)?);
+                blocks.push(block(
+                    &q.narrow(0, start, len)?,
+                    &k.narrow(0, start, len)?,
+                    &v.narrow(0, start, len)?,
+                    (0, n),
+                )?);
             }
         } else {
             let rows = (block_bytes / (l * 4)).clamp(1, n);
@@ -132,7 +212,8 @@ fn attention_in_blocks(
                 let (q, k, v) = (q.narrow(0, head, 1)?, k.narrow(0, head, 1)?, v.narrow(0, head, 1)?);
                 let mut row_blocks = Vec::with_capacity(n.div_ceil(rows));
                 for start in (0..n).step_by(rows) {
-                    row_blocks.push(block(&q.narrow(1, start, rows.min(n - start))?, &k, &v)?);
+                    let len = rows.min(n - start);
+                    row_blocks.push(block(&q.narrow(1, start, len)?, &k, &v, (start, len))?);
                 }
                 blocks.push(Tensor::cat(&row_blocks, 1)?);
             }
@@ -164,5 +245,48 @@ mod tests {
                 (found - &expected).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
             assert!(error < 1e-5, "block budget {bytes}: error {error}");
         }
+    }
+
+    #[test]
+    fn guide_weights_match_a_dense_bias() {
+        let device = Device::Cpu;
+        let (n, guide_start) = (23, 15);
+        let q = Tensor::randn(0f32, 1.0, (2, 3, n, 8), &device).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (2, 3, n, 8), &device).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (2, 3, n, 8), &device).unwrap();
+        // Six tracked guide tokens (one masked out entirely), then two untracked ones.
+        let weights = [0.5f32, 2.0, 0.0, 1.0, 0.25, 3.0];
+        let guides = GuideAttentionBias::from_weights(guide_start, &weights).unwrap();
+        let mut dense = vec![0f32; n * n];
+        for (i, &w) in weights.iter().enumerate() {
+            let log = if w > 0.0 { w.ln() } else { f32::MIN };
+            let guide = guide_start + i;
+            for other in 0..guide_start {
+                dense[other * n + guide] = log;
+                dense[guide * n + other] = log;
+            }
+        }
+        let bias = Tensor::from_vec(dense, (1, 1, n, n), &device).unwrap();
+        let scores = q.matmul(&k.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
+        let expected = candle_nn::ops::softmax_last_dim(&scores).unwrap().matmul(&v).unwrap();
+        let found = attention_with_guides(&q, &k, &v, &guides).unwrap();
+        let error: f32 =
+            (found - &expected).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+        assert!(error < 1e-5, "error {error}");
+        assert_eq!(GuideAttentionBias::from_weights(3, &[1.0, 1.0]), None, "all weights 1: no bias");
+    }
+
+    #[test]
+    fn a_bias_per_query_row_follows_row_blocks() {
+        let device = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (1, 2, 9, 4), &device).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (1, 2, 7, 4), &device).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (1, 2, 7, 4), &device).unwrap();
+        let bias = Tensor::randn(0f32, 1.0, (1, 1, 9, 7), &device).unwrap();
+        let expected = attention_in_blocks(&q, &k, &v, Some(&bias), 1 << 20).unwrap();
+        let found = attention_in_blocks(&q, &k, &v, Some(&bias), 2 * 7 * 4).unwrap();
+        let error: f32 =
+            (found - &expected).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+        assert!(error < 1e-6, "error {error}");
     }
 }

@@ -1,7 +1,7 @@
 //! One transformer block: diffusers' `LTXVideoTransformerBlock` (`BasicTransformerBlock` with
 //! `adaptive_norm="single_scale_shift"` in the original code), and its `FeedForward`.
 
-use super::attention::Attention;
+use super::attention::{Attention, GuideAttentionBias, LogitBias};
 use super::config::LtxvTransformerConfig;
 use super::embeddings::ones;
 use super::rope::RopeTables;
@@ -82,7 +82,8 @@ impl TransformerBlock {
     }
 
     /// `hidden` `[B, N, d]`, `context` the projected caption `[B, L, d]`, `temb` `[B, T, 6d]` with T = 1
-    /// (one timestep per sample) or T = N (per token), `bias` the text padding bias `[B, 1, L]`.
+    /// (one timestep per sample) or T = N (per token), `bias` the text padding bias `[B, 1, L]`, `guides`
+    /// the guide weights of the self-attention.
     pub fn forward(
         &self,
         hidden: &Tensor,
@@ -90,6 +91,7 @@ impl TransformerBlock {
         temb: &Tensor,
         rope: &RopeTables,
         bias: Option<&Tensor>,
+        guides: Option<&GuideAttentionBias>,
     ) -> Result<Tensor> {
         let (b, t, _) = temb.dims3()?;
         let dim = self.scale_shift_table.dim(1)?;
@@ -100,10 +102,10 @@ impl TransformerBlock {
         let (shift_mlp, scale_mlp, gate_mlp) = (chunk(3)?, chunk(4)?, chunk(5)?);
 
         let norm = self.modulate(hidden, &shift_msa, &scale_msa)?;
-        let attended = self.attn1.forward(&norm, None, Some(rope), None)?;
+        let attended = self.attn1.forward(&norm, None, Some(rope), guides.map(LogitBias::Guides))?;
         let hidden = (hidden + attended.broadcast_mul(&gate_msa)?)?;
 
-        let hidden = (&hidden + self.attn2.forward(&hidden, Some(context), None, bias)?)?;
+        let hidden = (&hidden + self.attn2.forward(&hidden, Some(context), None, bias.map(LogitBias::Keys))?)?;
 
         let norm = self.modulate(&hidden, &shift_mlp, &scale_mlp)?;
         let fed = self.ff.forward(&norm)?;

@@ -41,6 +41,7 @@ pub mod load;
 pub mod model;
 pub mod rope;
 
+pub use attention::{GuideAttentionBias, LogitBias};
 pub use config::LtxvTransformerConfig;
 pub use load::{DetectedLayout, WeightLayout, detect_layout, read_config};
 pub use model::{LtxvTransformer, pack_latents, text_bias, unpack_latents};

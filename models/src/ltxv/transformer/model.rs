@@ -1,6 +1,7 @@
 //! The whole transformer: diffusers' `LTXVideoTransformer3DModel` (`Transformer3DModel` in the original
 //! code, `LTXVModel` in ComfyUI), for the 2B and 13B models of releases 0.9.0 to 0.9.8.
 
+use super::attention::GuideAttentionBias;
 use super::block::TransformerBlock;
 use super::config::LtxvTransformerConfig;
 use super::embeddings::{AdaLayerNormSingle, CaptionProjection, ones};
@@ -144,6 +145,20 @@ impl LtxvTransformer {
         timestep: &Tensor,
         positions: &RopePositions,
     ) -> Result<Tensor> {
+        self.forward_guided(hidden_states, encoder_hidden_states, encoder_attention_mask, timestep, positions, None)
+    }
+
+    /// [`Self::forward`] with the self-attentions weighting the guide tokens at the end of the sequence by
+    /// `guides`.
+    pub fn forward_guided(
+        &self,
+        hidden_states: &Tensor,
+        encoder_hidden_states: &Tensor,
+        encoder_attention_mask: Option<&Tensor>,
+        timestep: &Tensor,
+        positions: &RopePositions,
+        guides: Option<&GuideAttentionBias>,
+    ) -> Result<Tensor> {
         let (batch, tokens, _) = hidden_states.dims3()?;
         let device = hidden_states.device();
         let bias = encoder_attention_mask.map(text_bias).transpose()?;
@@ -164,7 +179,7 @@ impl LtxvTransformer {
 
         let mut hidden = hidden;
         for block in &self.transformer_blocks {
-            hidden = block.forward(&hidden, &context, &temb, &rope, bias.as_ref())?;
+            hidden = block.forward(&hidden, &context, &temb, &rope, bias.as_ref(), guides)?;
         }
         self.finish(&hidden, &embedded)
     }

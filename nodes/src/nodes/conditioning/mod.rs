@@ -8,7 +8,7 @@ mod ic_lora;
 mod reference_audio;
 mod text_generate;
 
-pub use guides::{LtxvAddGuide, LtxvCropGuides};
+pub use guides::{LtxvAddGuide, LtxvAddLatentGuide, LtxvCropGuides};
 pub use ic_lora::{GetIcLoraParameters, reference_downscale_factor};
 pub use reference_audio::LtxvReferenceAudio;
 
@@ -143,6 +143,7 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(ConditioningZeroOut),
         Arc::new(LtxvConditioning),
         Arc::new(LtxvAddGuide),
+        Arc::new(LtxvAddLatentGuide),
         Arc::new(LtxvCropGuides),
         Arc::new(text_generate::TextGenerateLtx2Prompt),
         Arc::new(GetIcLoraParameters),
