@@ -1,7 +1,8 @@
 //! ComfyUI's LTX-2 workflows on tiny models against a reference that runs ComfyUI's maths in PyTorch around
 //! diffusers' and transformers' networks (`tools/fixtures/make_ltx2_pipeline_fixtures.py`, data in
 //! `tests/data/ltx2_pipeline/`): the templates' stage 1 for text-to-video and for image-to-video
-//! (`LTXVImgToVideoInplace`), and guides (`LTXVAddGuide`, `LTXVAddLatentGuide`, `LTXVCropGuides`), same files,
+//! (`LTXVImgToVideoInplace`), guides (`LTXVAddGuide`, `LTXVAddLatentGuide`, `LTXVCropGuides`) and a voice
+//! reference (`LTXVReferenceAudio`), same files,
 //! seeds and sigmas. Each workflow runs through the executor with the
 //! built-in nodes plus a test node that writes the `LTXVAudioVAEDecode` waveform as float32 (a FLAC would
 //! round it to 16 bits); the workflows' `SaveLatent` nodes write the video and audio latents as float32.
@@ -119,4 +120,12 @@ fn image_to_video_with_sound_matches_comfyui_maths() {
 #[test]
 fn guides_first_last_frame_and_a_dilated_reference_match_comfyui_maths() {
     check_against_reference("ltx2_guides_tiny");
+}
+
+/// `LTXVReferenceAudio` (an ID-LoRA voice reference) on the text-to-video graph: a 16-bit stereo WAV through
+/// `LoadAudio`, encoded by the audio VAE into tokens both conditionings carry (timestep 0, before time 0), and
+/// identity guidance (scale 2) from one more positive pass without them per step.
+#[test]
+fn reference_audio_with_identity_guidance_matches_comfyui_maths() {
+    check_against_reference("ltx2_reference_audio_tiny");
 }
