@@ -224,6 +224,14 @@ fn latent_guides_that_do_not_fit_the_latent_say_why() {
         [0.0, -2.0, 0.0, -2.0, -2.0, -2.0, -2.0, -2.0],
         "kept cells 1 − strength, empty cells −1 − strength"
     );
+    // Above 1 the mask stays at the hard pin's (the excess weights the attention instead).
+    let mut strong = latent_guide_inputs((2, 4), (1, 2), 1, 0);
+    strong.insert("strength", Value::Float(2.5));
+    let (positive, _, latent) = outputs(&LtxvAddLatentGuide.execute(&strong, &context).unwrap());
+    let mask: Vec<f32> =
+        latent.noise_mask.as_ref().unwrap().narrow(2, 3, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(mask, [0.0, -2.0, 0.0, -2.0, -2.0, -2.0, -2.0, -2.0]);
+    assert_eq!(positive.guide_attention_entries().unwrap()[0].strength, 2.5);
 }
 
 #[test]

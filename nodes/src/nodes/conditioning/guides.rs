@@ -7,8 +7,8 @@
 //! the end of the video, and one `guide_attention_entries` item per guide, through which a strength above 1
 //! or an attention mask weights the attention between the guide and the video. An IC-LoRA reference that is
 //! `reference_downscale_factor` times smaller is encoded at that size and dilated onto the latent's grid:
-//! the empty cells get a noise mask below 0, which the model leaves out, and the kept cells' intervals
-//! stretch over the area they stand for. `LTXVCropGuides` removes the appended frames after sampling.
+//! the empty cells get a noise mask below 0 (`−1 − min(strength, 1)`), which the model leaves out, and the
+//! kept cells' intervals stretch over the area they stand for. `LTXVCropGuides` removes the appended frames after sampling.
 
 use super::super::latent::encode_frames;
 use super::super::latent::resize::{Fit, resize_rgb_frames};
@@ -167,11 +167,13 @@ impl Node for LtxvAddLatentGuide {
                  Negative values place the guide on frames before the start of the latent, not counted back from \
                  its end.",
             ))
-            .input(InputSpec::float("strength", 1.0).min(0.0).max(1.0).step(0.01).tooltip(
-                "Capped at 1.0. A dilated guide marks its padding positions with a negative denoise mask so the \
-                 model drops them; above 1.0 the kept positions would go negative too and the whole guide would be \
-                 dropped. Amplify beyond 1.0 with attention_mask instead.",
-            ))
+            .input(
+                InputSpec::float("strength", 1.0)
+                    .min(0.0)
+                    .max(10.0)
+                    .step(0.01)
+                    .tooltip("Guide strength. 1.0 is a hard pin; lower values relax it."),
+            )
             .input(InputSpec::socket("attention_mask", "MASK").optional().tooltip(ATTENTION_MASK_TOOLTIP))
             .output("CONDITIONING", "positive")
             .output("CONDITIONING", "negative")
@@ -288,7 +290,14 @@ impl Guide {
             let negative = add_keyframe_index(negative, &guide, &self, scale)?;
             let appended_mask = if let Some(guide_mask) = &guide_mask {
                 let (_, _, _, target_h, target_w) = guide_mask.dims5()?;
-                (guide_mask - self.strength)?.broadcast_as((noise_mask.dim(0)?, 1, frames, target_h, target_w))?
+                // Capped at 1: above it, only the attention weights amplify the guide.
+                (guide_mask - self.strength.min(1.0))?.broadcast_as((
+                    noise_mask.dim(0)?,
+                    1,
+                    frames,
+                    target_h,
+                    target_w,
+                ))?
             } else {
                 let (mask_batch, _, _, mask_h, mask_w) = noise_mask.dims5()?;
                 let keep = (1.0 - self.strength).max(0.0) as f32;
