@@ -4,10 +4,10 @@
 //! 12 GB file opens in milliseconds and a tensor that is never used is never paged in. The mapped pages
 //! are the kernel's page cache: clean and reclaimable, not memory the process owns.
 //!
-//! The reader is tolerant in the way ComfyUI-GGUF files need: a tensor of a type kinograph does not know
-//! (an IQ2/IQ3/TQ type, or an id from a newer ggml), with a row length that does not divide into blocks,
-//! or with a bad ComfyUI shape record does not stop the file from opening; it is refused, naming the
-//! tensor and the reason, only when it is used. A header that cannot be read, or a tensor whose data lies
+//! The reader is tolerant in the way real files need: a tensor of a type kinograph cannot widen (the
+//! IQ2/IQ3/TQ types) or does not know (an id from a newer ggml), with a row length that does not divide
+//! into blocks, or with a bad ComfyUI shape record does not stop the file from opening; it is refused,
+//! naming the tensor and the reason, only when it is used. A header that cannot be read, or a tensor whose data lies
 //! past the end of the file (a truncated download), fails the open.
 
 use super::dequant::dequantize_parallel;

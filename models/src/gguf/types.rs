@@ -96,6 +96,11 @@ impl GgmlType {
         TABLE.iter().find(|entry| entry.1 == id).map_or(GgmlType::Unknown(id), |entry| entry.0)
     }
 
+    /// The type ggml calls `name` (`Q4_K`, `bf16`, …; any case).
+    pub fn from_name(name: &str) -> Option<Self> {
+        TABLE.iter().find(|entry| entry.2.eq_ignore_ascii_case(name)).map(|entry| entry.0)
+    }
+
     /// The id GGUF stores.
     pub fn id(self) -> u32 {
         match self {
@@ -210,6 +215,8 @@ mod tests {
                 assert_eq!(dtype.type_size(), entry.4, "{}", entry.2);
             }
         }
+        assert_eq!(GgmlType::from_name("q4_k"), Some(GgmlType::Q4_K));
+        assert_eq!(GgmlType::from_name("Q4_9"), None);
         assert_eq!(GgmlType::from_id(4), GgmlType::Unknown(4));
         assert_eq!(GgmlType::Unknown(99).name(), "unknown type 99");
         assert_eq!(GgmlType::Unknown(99).block_bytes(), None);
