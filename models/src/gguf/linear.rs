@@ -7,17 +7,36 @@
 //!   the activations to 8 bits (about 0.5–1 % relative error on top of the weight's own).
 //! - **Dequantize**: the weight stays as bytes (in the file's memory map when it comes from a
 //!   [`GgufFile`]) and is widened to f32 a band of rows at a time, each band multiplied as soon as it is
-//!   widened, as [`crate::ops::stored_linear::StoredLinear`] does for bf16 and fp8: the f32 copy in flight
-//!   stays at 16 MB, and the result is the f32 product of the dequantized weight.
+//!   widened, in the bands [`crate::ops::stored_linear::StoredLinear`] uses for bf16 and fp8: the f32 copy
+//!   in flight stays at 16 MB, and the result is the f32 product of the dequantized weight.
 //!
-//! The choice, from candle 0.11.1's kernels as measured on the 2-core AVX-512 development machine:
+//! The choice. Measured with `kinograph bench --only gguf-linear` (candle 0.11.1) on the 2-vCPU Intel Xeon
+//! development machine (AVX-512 with VNNI, AMX), which other builds shared at the time: the figures are the
+//! process's CPU seconds per forward, best of 3 (wall times varied by up to 2× with the load), for
+//! 4096 → 16384 at 256 / 1024 tokens, random N(0, 0.02²) weights. The dense f32 linear took 0.20 / 0.73 s.
 //!
-//! - `Q4_K` and `Q6_K` take `QMatMul` on any x86 CPU with AVX2 (repacked tiles; VNNI makes them about
-//!   2× f32, AVX2 alone about 1.3×).
+//! | weight | `QMatMul` | widened in bands | `Auto` | error vs f32 (`QMatMul` / widened) |
+//! |---|---|---|---|---|
+//! | `Q4_K` | 0.12 / 0.51 | 0.26 / 0.80 | `QMatMul` | 7.5e-2 / 7.5e-2 |
+//! | `Q8_0` | 0.11 / 0.54 | 0.28 / 0.81 | `QMatMul` | 8.8e-3 / 5.4e-3 |
+//! | `Q6_K` | 0.17 / 0.69 | 0.31 / 0.80 | `QMatMul` | 2.0e-2 / 1.8e-2 |
+//! | `Q5_K` | 0.75 / – | 0.28 / – | widened | 3.8e-2 / 3.7e-2 |
+//! | `Q3_K` | 0.66 / – | 0.25 / – | widened | 1.5e-1 |
+//! | `Q2_K` | 0.53 / – | 0.28 / – | widened | 2.9e-1 |
+//! | `Q4_0` | 1.41 / – | 0.26 / – | widened | 8.6e-2 |
+//! | `Q4_1` | 7.11 / – | 0.25 / – | widened | 7.8e-2 |
+//! | `Q5_0` | 12.87 / – | 0.27 / – | widened | 4.3e-2 |
+//!
+//! At 4096 → 4096 and 1024 tokens: f32 0.18 s, `QMatMul` `Q4_K` 0.12, `Q8_0` 0.15, `Q6_K` 0.18, widened
+//! 0.19–0.21. Widening itself is 0.3–0.6 ns per weight on one thread (candle's `QTensor::dequantize`:
+//! 2.1–2.7), so the widened kernel costs about the f32 matmul plus 10–40 %. So:
+//!
+//! - `Q4_K` and `Q6_K` take `QMatMul` on any x86 CPU with AVX2 (repacked tiles; with AVX2 alone they
+//!   were still 1.3× f32 on an AMD EPYC in earlier measurements).
 //! - `Q8_0` takes `QMatMul` only with AVX-512 VNNI or AVX-VNNI: without them candle does not repack it
 //!   and it runs at a fifth of f32.
 //! - Every other type (`Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`, `Q2_K`, `Q3_K`, `Q5_K`, `IQ4_NL`, `IQ4_XS`, F16, BF16,
-//!   F32) is widened: candle's kernels for them run at 0.02–1× f32 here, and the IQ types have none.
+//!   F32) is widened: candle's kernels for them ran at 0.02–0.4× f32 above, and the IQ types have none.
 //! - The repacked tiles need `out % 16 == 0` and `in % 256 == 0`; other shapes are widened.
 //! - On CUDA and Metal every type candle has goes through `QMatMul`; the rest is widened.
 
@@ -229,12 +248,13 @@ impl QuantLinear {
         product.reshape(dims)
     }
 
-    /// `x Wᵀ` with `W` widened a band of rows at a time. The product is formed as `W xᵀ`, which gemm runs
-    /// faster than `x Wᵀ` on a transposed weight, then transposed once.
+    /// `x Wᵀ` with `W` widened a band of rows at a time, each band's product `x W_bandᵀ` giving a band of
+    /// output columns. On this CPU (measured with `--gguf-types F32` in the benchmark) this costs about the
+    /// CPU time of the dense f32 linear, where forming `W_band xᵀ` and transposing the result, as
+    /// `StoredLinear` does, cost 35–45 % more.
     fn widened_product(&self, x: &Tensor, band_elements: usize) -> Result<Tensor> {
         let bytes = self.weight.bytes();
         let row_bytes = bytes.len() / self.outputs.max(1);
-        let inputs_by_rows = x.t()?;
         let band = (band_elements / self.inputs.max(1)).clamp(1, self.outputs.max(1));
         let mut parts = Vec::with_capacity(self.outputs.div_ceil(band));
         for start in (0..self.outputs).step_by(band) {
@@ -243,9 +263,9 @@ impl QuantLinear {
             dequantize_parallel(self.ty, &bytes[start * row_bytes..(start + count) * row_bytes], &mut values)
                 .map_err(candle_core::Error::wrap)?;
             let widened = Tensor::from_vec(values, (count, self.inputs), &self.device)?;
-            parts.push(widened.matmul(&inputs_by_rows)?);
+            parts.push(x.matmul(&widened.t()?)?);
         }
-        Tensor::cat(&parts, 0)?.t()?.contiguous()
+        if parts.len() == 1 { Ok(parts.remove(0)) } else { Tensor::cat(&parts, 1) }
     }
 }
 
