@@ -107,6 +107,9 @@ fn bench(args: &BenchArgs) -> Result<Json> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if args.gguf_tokens.contains(&0) {
+        bail!("--gguf-tokens must be positive token counts such as 256,1024");
+    }
     let device = Device::Cpu;
     let wanted = |part: Part| args.only.is_empty() || args.only.contains(&part);
     let mut report = serde_json::Map::new();
