@@ -8,6 +8,7 @@
 
 pub mod bench_support;
 pub mod gemma3;
+pub mod gguf;
 pub mod lora;
 pub mod ltx2;
 pub mod ltxv;

@@ -10,6 +10,7 @@ mod gemma3;
 mod gemma3_generate;
 mod gemma3_vision;
 mod gemma_tokenizer;
+mod gguf;
 mod ltx2_audio;
 mod ltx2_pipeline;
 mod ltx2_text;

@@ -31,6 +31,9 @@ pub enum Part {
     GemmaLayer,
     /// LTX-2's audio VAE decoder and both vocoders on 5 s of audio.
     Audio,
+    /// GGUF linear layers of a transformer block's size (4096 → 4096 and 4096 → 16384), each quantized
+    /// type through candle's quantized matmul and through band-wise dequantization, against f32.
+    GgufLinear,
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +68,12 @@ pub struct BenchArgs {
     /// Keep the LTX-2 and Gemma weights in bf16 (as the released files store them) instead of f32.
     #[arg(long)]
     pub bf16: bool,
+    /// Token counts of the GGUF linear benchmark, comma-separated.
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_values_t = [256, 1024])]
+    pub gguf_tokens: Vec<usize>,
+    /// Weight types of the GGUF linear benchmark (ggml names, comma-separated).
+    #[arg(long, value_name = "TYPE,...", value_delimiter = ',', default_values = ["Q4_K", "Q8_0", "Q6_K"])]
+    pub gguf_types: Vec<String>,
     /// Timed runs of each part after building it (the best is reported too).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub runs: usize,
@@ -98,6 +107,9 @@ fn bench(args: &BenchArgs) -> Result<Json> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if args.gguf_tokens.contains(&0) {
+        bail!("--gguf-tokens must be positive token counts such as 256,1024");
+    }
     let device = Device::Cpu;
     let wanted = |part: Part| args.only.is_empty() || args.only.contains(&part);
     let mut report = serde_json::Map::new();
@@ -119,6 +131,9 @@ fn bench(args: &BenchArgs) -> Result<Json> {
     }
     if wanted(Part::Audio) {
         report.insert("audio".into(), audio(args, &device)?);
+    }
+    if wanted(Part::GgufLinear) {
+        report.insert("gguf_linear".into(), gguf_linear(args, &device)?);
     }
     Ok(Json::Object(report))
 }
@@ -305,6 +320,48 @@ fn t5(args: &BenchArgs, device: &Device) -> Result<Json> {
         "cpu_seconds": cpu,
         "peak_rss_bytes": peak_resident_bytes(),
     }))
+}
+
+fn gguf_linear(args: &BenchArgs, device: &Device) -> Result<Json> {
+    use kinograph_models::gguf::GgmlType;
+    use kinograph_models::gguf::bench::bench_quant_linear;
+    let types = args
+        .gguf_types
+        .iter()
+        .map(|name| GgmlType::from_name(name).with_context(|| format!("--gguf-types: '{name}' is not a ggml type")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut cases = Vec::new();
+    for (outputs, inputs) in [(4096, 4096), (16384, 4096)] {
+        for &tokens in &args.gguf_tokens {
+            reset_peak_resident();
+            let measured = bench_quant_linear(outputs, inputs, tokens, &types, args.runs, device)
+                .with_context(|| format!("timing GGUF linears {inputs} → {outputs} on {tokens} tokens"))?;
+            let timings: Vec<Json> = measured
+                .timings
+                .iter()
+                .map(|timing| {
+                    let seconds: Vec<f64> = timing.forwards.iter().map(std::time::Duration::as_secs_f64).collect();
+                    let cpu: Vec<Option<f64>> = timing.forward_cpu.iter().map(|d| d.map(|d| d.as_secs_f64())).collect();
+                    json!({
+                        "weight": if timing.kernel.is_some() { timing.ty.name() } else { "F32 (dense)".into() },
+                        "kernel": timing.kernel.map(|kernel| format!("{kernel:?}")),
+                        "seconds": seconds,
+                        "best_seconds": best(&seconds),
+                        "gflops": 2.0 * (outputs * inputs * tokens) as f64 / best(&seconds) / 1e9,
+                        "cpu_seconds": cpu,
+                        "relative_error": timing.relative_error,
+                    })
+                })
+                .collect();
+            let auto: serde_json::Map<String, Json> =
+                measured.picks.iter().map(|(ty, kernel)| (ty.name(), json!(format!("{kernel:?}")))).collect();
+            cases.push(json!({
+                "inputs": inputs, "outputs": outputs, "tokens": tokens,
+                "timings": timings, "auto_kernel": auto, "peak_rss_bytes": peak_resident_bytes(),
+            }));
+        }
+    }
+    Ok(json!({"model": "one linear layer, random N(0, 0.02²) weight, f32 activations", "cases": cases}))
 }
 
 /// Whether this processor has AVX-512 (gemm's `x86-v4` kernels use it when present).
