@@ -53,14 +53,9 @@ impl Node for LtxvAddGuide {
     }
 
     fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
-        let positive = inputs.object::<Conditioning>("positive")?;
-        let negative = inputs.object::<Conditioning>("negative")?;
-        let vae = inputs.object::<VideoVae>("vae")?;
-        let latent = inputs.object::<Latent>("latent")?;
+        let Shared { positive, negative, vae, latent, strength, attention_mask } = Shared::read(inputs)?;
         let image = inputs.object::<Image>("image")?;
         let frame_idx = inputs.int("frame_idx")?;
-        let strength = inputs.float("strength")?;
-        let attention_mask = inputs.optional_object::<Mask>("attention_mask")?;
         let factor = inputs
             .optional_object::<IcLoraParameters>("iclora_parameters")?
             .map_or(1, |parameters| parameters.reference_downscale_factor.max(1)) as usize;
@@ -181,14 +176,9 @@ impl Node for LtxvAddLatentGuide {
     }
 
     fn execute(&self, inputs: &NodeInputs, _: &ExecutionContext) -> Result<NodeOutput, NodeError> {
-        let positive = inputs.object::<Conditioning>("positive")?;
-        let negative = inputs.object::<Conditioning>("negative")?;
-        let vae = inputs.object::<VideoVae>("vae")?;
-        let latent = inputs.object::<Latent>("latent")?;
+        let Shared { positive, negative, vae, latent, strength, attention_mask } = Shared::read(inputs)?;
         let guiding = inputs.object::<Latent>("guiding_latent")?;
         let latent_idx = inputs.int("latent_idx")?;
-        let strength = inputs.float("strength")?;
-        let attention_mask = inputs.optional_object::<Mask>("attention_mask")?;
         let five_d = |name: &str, samples: &Tensor| {
             samples.dims5().map_err(|_| {
                 NodeError::input(
@@ -240,6 +230,29 @@ impl Node for LtxvAddLatentGuide {
         let guide =
             Guide { latent: guide_latent, frame_idx, strength, factor: width_scale, causal_fix, attention_mask };
         guide.attach(&positive, &negative, &latent, scale)
+    }
+}
+
+/// The inputs both guide nodes have.
+struct Shared {
+    positive: Arc<Conditioning>,
+    negative: Arc<Conditioning>,
+    vae: Arc<VideoVae>,
+    latent: Arc<Latent>,
+    strength: f64,
+    attention_mask: Option<Arc<Mask>>,
+}
+
+impl Shared {
+    fn read(inputs: &NodeInputs) -> Result<Self, NodeError> {
+        Ok(Shared {
+            positive: inputs.object::<Conditioning>("positive")?,
+            negative: inputs.object::<Conditioning>("negative")?,
+            vae: inputs.object::<VideoVae>("vae")?,
+            latent: inputs.object::<Latent>("latent")?,
+            strength: inputs.float("strength")?,
+            attention_mask: inputs.optional_object::<Mask>("attention_mask")?,
+        })
     }
 }
 
