@@ -13,7 +13,7 @@ use kinograph_models::weights::{WeightError, WeightSource};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-fn reference(name: &str) -> HashMap<String, Tensor> {
+pub(crate) fn reference(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(data(&format!("ref/{name}.safetensors")), &Device::Cpu).unwrap()
 }
 
@@ -24,7 +24,7 @@ fn model(version: &str, stream_blocks: bool) -> Ltx2Transformer {
 
 /// A fixture case's inputs at the given positions (with its text mask when `masked`, and its keyframe mask
 /// when it has one).
-fn fixture_inputs<'a>(
+pub(crate) fn fixture_inputs<'a>(
     r: &'a HashMap<String, Tensor>,
     video_positions: &'a Tensor,
     audio_positions: &'a Tensor,

@@ -118,27 +118,25 @@ impl Fp8Format {
         if scale == 1.0 { *table } else { std::array::from_fn(|code| table[code] * scale) }
     }
 
-    /// The code PyTorch's `tensor.to(torch.float8_…)` gives `value`: rounded to the nearest value, ties to
-    /// even mantissa. Out of range, e4m3fn gives NaN (from 480 up, and from just above 464, which rounds to
-    /// the NaN pattern) and e5m2 gives infinity (from 61440 up); NaN stays NaN.
+    /// The code PyTorch's `tensor.to(torch.float8_…)` gives `value` (torch 2.15 on the CPU): rounded to the
+    /// nearest value, ties to even mantissa. Out of range, e4m3fn saturates to ±448 (infinities too), and
+    /// e5m2 gives ±infinity (from 61440 up); NaN stays NaN, with its sign.
     pub fn encode(self, value: f32) -> u8 {
         let bits = value.to_bits();
         let sign = ((bits >> 24) & 0x80) as u8;
         let magnitude = bits & 0x7fff_ffff;
         let mantissa_bits = self.mantissa_bits();
         let nan = 0x7f;
-        // Magnitudes from here up are out of range (f32 bits of 480 and 65536).
-        let overflow = match self {
-            Fp8Format::E4M3Fn => 0x43f0_0000,
-            Fp8Format::E5M2 => 0x4780_0000,
+        // Magnitudes from here up are out of range: f32 bits of 448 (e4m3fn, whose largest value is 448 and
+        // which saturates there) and 65536 (e5m2, which overflows to infinity).
+        let (overflow, overflow_code) = match self {
+            Fp8Format::E4M3Fn => (0x43e0_0000, 0x7e),
+            Fp8Format::E5M2 => (0x4780_0000, 0x7c),
         };
         let code = if magnitude > 0x7f80_0000 {
             nan
         } else if magnitude >= overflow {
-            match self {
-                Fp8Format::E4M3Fn => nan,
-                Fp8Format::E5M2 => 0x7c,
-            }
+            overflow_code
         } else if magnitude < ((127 - self.bias() + 1) as u32) << 23 {
             // Below the smallest normal: the subnormal step is 2^(1 − bias − mantissa bits). Adding a power
             // of two whose f32 ulp is that step rounds (ties to even) exactly as the fp8 grid does, and the
@@ -211,9 +209,10 @@ mod tests {
         assert_eq!(e4.decode(e4.encode(1.0625)), 1.0);
         assert_eq!(e4.decode(e4.encode(1.1875)), 1.25, "halfway between 1.125 and 1.25: to the even 1.25");
         assert_eq!(e4.decode(e4.encode(464.0)), 448.0);
-        assert_eq!(e4.encode(470.0), 0x7f, "rounds onto the NaN pattern");
-        assert_eq!(e4.encode(-1000.0), 0xff);
-        assert_eq!(e4.encode(f32::INFINITY), 0x7f);
+        assert_eq!(e4.encode(470.0), 0x7e, "saturates at 448");
+        assert_eq!(e4.encode(-1000.0), 0xfe);
+        assert_eq!(e4.encode(f32::INFINITY), 0x7e);
+        assert_eq!(e4.encode(-f32::NAN), 0xff);
         assert_eq!(e4.decode(e4.encode(2f32.powi(-10))), 0.0, "half the smallest subnormal: to even zero");
         let e5 = Fp8Format::E5M2;
         assert_eq!(e5.encode(60000.0), 0x7b);
