@@ -305,3 +305,67 @@ fn wider_weights_can_be_rounded_to_fp8_at_load() {
     // e5m2 keeps two mantissa bits to e4m3fn's three, so its error is the larger; both stay small.
     assert!(outputs[0].1 < outputs[1].1 && outputs[1].1 < 0.25, "{outputs:?}");
 }
+
+/// Widening a 4096 × 4096 scaled fp8 weight to f32: candle's `to_dtype` then the scale, against the table
+/// lookup with the scale folded in, whole and in the 16 MB bands the linear layers use. Timings only mean
+/// something in a release build:
+/// `cargo test --release -p kinograph-models --test integration fp8::widening -- --ignored --nocapture`.
+#[test]
+#[ignore = "a timing; run explicitly in release"]
+fn widening_speed_against_candle() {
+    use std::time::Instant;
+    let device = Device::Cpu;
+    let (rows, columns) = (4096, 4096);
+    let codes: Vec<u8> = (0..rows * columns).map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    // No NaN codes, so that both paths produce comparable numbers.
+    let codes: Vec<u8> = codes.into_iter().map(|code| if code & 0x7f == 0x7f { 0x7e } else { code }).collect();
+    let codes = Tensor::from_vec(codes, (rows, columns), &device).unwrap();
+    let scale = 0.0013f32;
+    let best = |what: &str, work: &mut dyn FnMut() -> Tensor| -> f64 {
+        let mut times = Vec::new();
+        let mut last = None;
+        for _ in 0..5 {
+            let started = Instant::now();
+            last = Some(work());
+            times.push(started.elapsed().as_secs_f64());
+        }
+        let best = times.into_iter().fold(f64::INFINITY, f64::min);
+        let elements = (rows * columns) as f64;
+        println!("{what:<58} {:>8.2} ms  {:>6.2} ns/weight", best * 1e3, best * 1e9 / elements);
+        drop(last);
+        best
+    };
+    println!("threads: {}", candle_core::utils::get_num_threads());
+    // candle's own path for e4m3fn: the codes as an F8E4M3 tensor, widened, then scaled.
+    let bytes: Vec<u8> = codes.flatten_all().unwrap().to_vec1().unwrap();
+    let candle_fp8 = Tensor::from_raw_buffer(&bytes, DType::F8E4M3, &[rows, columns], &device).unwrap();
+    let candle_time = best("candle to_dtype(F32) then * scale (e4m3fn)", &mut || {
+        (candle_fp8.to_dtype(DType::F32).unwrap() * f64::from(scale)).unwrap()
+    });
+    let weight = kinograph_models::fp8::Fp8Weight::new(codes.clone(), Fp8Format::E4M3Fn, scale).unwrap();
+    let table_time = best("table lookup with scale, whole matrix (e4m3fn)", &mut || weight.widen().unwrap());
+    let band = (4 << 20) / columns;
+    best("table lookup with scale, 16 MB bands of rows (e4m3fn)", &mut || {
+        let mut last = None;
+        for start in (0..rows).step_by(band) {
+            last = Some(weight.widen_rows(start, band.min(rows - start)).unwrap());
+        }
+        last.unwrap()
+    });
+    best("table lookup with scale, 16 MB bands of columns (e4m3fn)", &mut || {
+        let mut last = None;
+        for start in (0..columns).step_by(band) {
+            last = Some(weight.widen_columns(start, band.min(columns - start)).unwrap());
+        }
+        last.unwrap()
+    });
+    let e5m2 = kinograph_models::fp8::Fp8Weight::new(codes.clone(), Fp8Format::E5M2, scale).unwrap();
+    best("table lookup with scale, whole matrix (e5m2)", &mut || e5m2.widen().unwrap());
+    // candle has no e5m2 dtype; its nearest path keeps e5m2 weights as f16 (exact, twice the memory).
+    let as_f16 = e5m2.widen().unwrap().to_dtype(DType::F16).unwrap();
+    best("candle to_dtype(F32) of the same weight kept as f16", &mut || as_f16.to_dtype(DType::F32).unwrap());
+    let same =
+        max_abs_diff(&(candle_fp8.to_dtype(DType::F32).unwrap() * f64::from(scale)).unwrap(), &weight.widen().unwrap());
+    assert_eq!(same, 0.0, "both paths give the same values");
+    println!("table lookup: {:.1}x candle's to_dtype", candle_time / table_time);
+}
