@@ -117,7 +117,8 @@ impl Fp8Weight {
         if codes.dtype() != DType::U8 {
             candle_core::bail!("fp8 codes must be a u8 tensor, not {:?}", codes.dtype());
         }
-        Ok(Fp8Weight { codes: codes.contiguous()?, format, scale })
+        let codes = if codes.is_contiguous() { codes } else { codes.contiguous()? };
+        Ok(Fp8Weight { codes, format, scale })
     }
 
     /// `values` rounded to `format` as PyTorch casts them (no scale).
@@ -295,35 +296,24 @@ pub fn read_linear_weight(vb: &VarBuilder<'_>, outputs: usize, inputs: usize) ->
     let Some(format) = Fp8Format::of_carrier(tensor.dtype()) else { return Ok(LinearWeight::Dense(tensor)) };
     let answer = vb.get_with_hints_dtype((outputs, inputs), "weight", Request::Scale.hint(), DType::F32)?;
     let scale = if answer.rank() == 0 { answer.to_scalar::<f32>()? } else { scale_beside(vb)? };
-    let codes = match tensor.dtype() {
-        DType::U8 => tensor,
-        _ => {
-            let (storage, layout) = tensor.storage_and_layout();
-            let bytes: Vec<u8> = match (&*storage, layout.contiguous_offsets()) {
-                (Storage::Cpu(CpuStorage::F8E4M3(values)), Some((start, end))) => {
-                    values[start..end].iter().map(|value| value.to_bits()).collect()
-                }
-                _ => {
-                    drop(storage);
-                    return read_device_codes(&tensor, format, scale);
-                }
-            };
-            Tensor::from_vec(bytes, tensor.shape(), &Device::Cpu)?
-        }
-    };
+    let codes = if tensor.dtype() == DType::U8 { tensor } else { e4m3_codes(&tensor)? };
     Ok(LinearWeight::Fp8(Fp8Weight::new(codes, format, scale)?))
 }
 
-/// Codes that came back on another device: brought to the CPU for their bytes, and sent back.
-fn read_device_codes(tensor: &Tensor, format: Fp8Format, scale: f32) -> Result<LinearWeight> {
+/// The bytes of a candle `F8E4M3` tensor as a `U8` tensor on the same device.
+// The `float8` type's `to_bits` cannot be named here without depending on its crate, hence the closure.
+#[allow(clippy::redundant_closure_for_method_calls)]
+fn e4m3_codes(tensor: &Tensor) -> Result<Tensor> {
     let on_cpu = tensor.to_device(&Device::Cpu)?.contiguous()?;
-    let (storage, _) = on_cpu.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F8E4M3(values)) = &*storage else {
-        candle_core::bail!("fp8 e4m3 codes expected, got {:?}", on_cpu.dtype())
+    let bytes: Vec<u8> = {
+        let (storage, layout) = on_cpu.storage_and_layout();
+        let (Storage::Cpu(CpuStorage::F8E4M3(values)), Some((start, end))) = (&*storage, layout.contiguous_offsets())
+        else {
+            candle_core::bail!("fp8 e4m3 codes expected, got {:?}", on_cpu.dtype())
+        };
+        values[start..end].iter().map(|value| value.to_bits()).collect()
     };
-    let bytes: Vec<u8> = values.iter().map(|value| value.to_bits()).collect();
-    let codes = Tensor::from_vec(bytes, tensor.shape(), &Device::Cpu)?.to_device(tensor.device())?;
-    Ok(LinearWeight::Fp8(Fp8Weight::new(codes, format, scale)?))
+    Tensor::from_vec(bytes, tensor.shape(), &Device::Cpu)?.to_device(tensor.device())
 }
 
 /// The scale stored beside the weight under `vb` (`weight_scale`, ComfyUI's and Lightricks' name, or the

@@ -3,7 +3,7 @@
 //! - ComfyUI / original single files: the transformer under `model.diffusion_model.` (or with no prefix)
 //!   with the original names, which the model is built with;
 //! - diffusers folders (`transformer/diffusion_pytorch_model*.safetensors` + `config.json`), read through
-//!   the shared [`RenamingBackend`](crate::weights::RenamingBackend).
+//!   the shared [`RenamingBackend`].
 //!
 //! The two layouts differ only in four module names, which [`WeightLayout::stored_name`] maps:
 //! `patchify_proj`/`proj_in`, `adaln_single`/`time_embed`, `q_norm`/`norm_q` and `k_norm`/`norm_k`.

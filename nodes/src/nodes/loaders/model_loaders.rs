@@ -73,12 +73,15 @@ fn transformer_bytes(source: &WeightSource, prefix: &str, storage: LinearStorage
 /// GPUs that can. Kinograph keeps the same fp8 codes and multiplies in f32, so `fp8_e4m3fn_fast` holds the
 /// weights as `fp8_e4m3fn` does. Weights the file already stores as fp8 (scaled or not) keep their own
 /// format, as ComfyUI keeps scaled checkpoints whatever this input says.
-fn unet_weight_storage(weight_dtype: &str) -> Option<Option<Fp8Format>> {
+fn unet_weight_storage(weight_dtype: &str) -> Result<Option<Fp8Format>, NodeError> {
     match weight_dtype {
-        "default" => Some(None),
-        "fp8_e4m3fn" | "fp8_e4m3fn_fast" => Some(Some(Fp8Format::E4M3Fn)),
-        "fp8_e5m2" => Some(Some(Fp8Format::E5M2)),
-        _ => None,
+        "default" => Ok(None),
+        "fp8_e4m3fn" | "fp8_e4m3fn_fast" => Ok(Some(Fp8Format::E4M3Fn)),
+        "fp8_e5m2" => Ok(Some(Fp8Format::E5M2)),
+        other => Err(NodeError::input(
+            "weight_dtype",
+            format!("'{other}' is not one of default, fp8_e4m3fn, fp8_e4m3fn_fast, fp8_e5m2"),
+        )),
     }
 }
 
@@ -281,13 +284,7 @@ impl Node for UnetLoader {
 
     fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
         let path = resolve(context.env(), "diffusion_models", inputs, "unet_name")?;
-        let weight_dtype = inputs.string("weight_dtype")?;
-        let fp8_storage = unet_weight_storage(weight_dtype).ok_or_else(|| {
-            NodeError::input(
-                "weight_dtype",
-                format!("'{weight_dtype}' is not one of default, fp8_e4m3fn, fp8_e4m3fn_fast, fp8_e5m2"),
-            )
-        })?;
+        let fp8_storage = unet_weight_storage(inputs.string("weight_dtype")?)?;
         let source = open("unet_name", &path)?;
         Ok(NodeOutput::new(vec![Value::from(load_model("unet_name", &path, &source, fp8_storage)?)]))
     }
