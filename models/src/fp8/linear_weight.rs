@@ -207,10 +207,12 @@ fn with_cpu_bytes<R>(tensor: &Tensor, work: impl FnOnce(&[u8]) -> R) -> Option<R
     }
 }
 
-/// The table lookup as a candle `index_select`, for devices other than the CPU.
+/// The table lookup as a candle `index_select`, for devices other than the CPU. The indices go as `u32`:
+/// candle's `index_select` reads the largest value of the index type as "no row" and gives zeros there,
+/// which for `u8` indices would turn code 255 (e4m3fn's negative NaN) into 0.
 fn widen_on_device(codes: &Tensor, table: &[f32; 256]) -> Result<Tensor> {
     let table = Tensor::from_slice(table, 256, codes.device())?;
-    table.index_select(&codes.flatten_all()?, 0)?.reshape(codes.shape())
+    table.index_select(&codes.flatten_all()?.to_dtype(DType::U32)?, 0)?.reshape(codes.shape())
 }
 
 /// A linear layer's weight `[out, in]`.
@@ -327,4 +329,45 @@ fn scale_beside(vb: &VarBuilder<'_>) -> Result<f32> {
         candle_core::bail!("'{name}' has {} values; a per-tensor scale has one", value.elem_count());
     }
     Ok(value.to_vec1::<f32>()?[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `index_select` path other devices take gives what the CPU table lookup gives (run here on the
+    /// CPU, the only device the tests have).
+    #[test]
+    fn the_device_path_looks_up_the_same_values() {
+        let codes: Vec<u8> = (0..=255u8).chain(0..=255u8).rev().collect();
+        let codes = Tensor::from_vec(codes, (16, 32), &Device::Cpu).unwrap();
+        for format in Fp8Format::ALL {
+            let weight = Fp8Weight::new(codes.clone(), format, 0.25).unwrap();
+            let table = format.scaled_table(0.25);
+            for (found, expected) in [
+                (widen_on_device(&codes, &table).unwrap(), weight.widen().unwrap()),
+                (
+                    widen_on_device(&codes.narrow(1, 5, 7).unwrap().contiguous().unwrap(), &table).unwrap(),
+                    weight.widen_columns(5, 7).unwrap(),
+                ),
+            ] {
+                let found: Vec<f32> = found.flatten_all().unwrap().to_vec1().unwrap();
+                let expected: Vec<f32> = expected.flatten_all().unwrap().to_vec1().unwrap();
+                let first = found
+                    .iter()
+                    .zip(&expected)
+                    .position(|(a, b)| a.to_bits() != b.to_bits() && !(a.is_nan() && b.is_nan()));
+                assert!(first.is_none(), "{format} at {first:?}: {found:?} against {expected:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn hints_round_trip_and_do_not_match_ordinary_initialisations() {
+        for request in [Request::Codes, Request::Scale] {
+            assert_eq!(Request::of(request.hint()), Some(request));
+        }
+        assert_eq!(Request::of(Init::Const(0.0)), None);
+        assert_eq!(Request::of(Init::Uniform { lo: -1.0, up: 1.0 }), None);
+    }
 }
