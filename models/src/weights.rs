@@ -15,6 +15,8 @@
 //! turns each name the model asks for into the name stored in the file; each model's loader says how
 //! its names differ.
 
+use crate::fp8::linear_weight::Request;
+use crate::fp8::{Fp8Format, LinearStorage};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::{BTreeSet, HashMap};
@@ -68,6 +70,8 @@ pub struct WeightSource {
     location: HashMap<String, TensorEntry>,
     /// `__metadata__` of each file.
     metadata: Vec<HashMap<String, String>>,
+    /// ComfyUI's `scaled_fp8` marker tensors, by the prefix they sit at (`model.diffusion_model.`).
+    markers: Vec<(String, String)>,
     used: Arc<Mutex<BTreeSet<String>>>,
     /// The last lookup error, kept because candle's error type carries only its text.
     last_error: Mutex<Option<WeightError>>,
@@ -94,7 +98,16 @@ impl WeightSource {
                 })?,
             );
         }
-        Ok(WeightSource { files, handles, location, metadata, used: Arc::default(), last_error: Mutex::new(None) })
+        let markers = scaled_fp8_markers(&files, &location)?;
+        Ok(WeightSource {
+            files,
+            handles,
+            location,
+            metadata,
+            markers,
+            used: Arc::default(),
+            last_error: Mutex::new(None),
+        })
     }
 
     /// The files, in the order given.
@@ -127,42 +140,67 @@ impl WeightSource {
         self.location.get(name).map(|entry| entry.dtype)
     }
 
-    /// The dtype to keep the tensors `names` in: their stored one when all share one of f32, f16, bf16 and
-    /// fp8 e4m3, f32 when they mix. Other dtypes (e5m2, integers, quantised blocks) are refused, naming the
-    /// tensor; `what` names the weights in that message (`"T5 weights"`).
+    /// The dtype for a builder over the tensors `names`, whose linear layers read their weights with
+    /// [`crate::fp8::read_linear_weight`] (so that fp8 weights stay fp8 there): the stored dtype the
+    /// other tensors share (f32, f16 or bf16), f32 when they mix. When every tensor is fp8 of one format:
+    /// `F8E4M3` for e4m3fn (kept narrow), f16 for e5m2 (whose values f16 holds exactly). Scales and the
+    /// other companions of scaled fp8 weights do not count. Other dtypes (integers, quantised blocks)
+    /// are refused, naming the tensor; `what` names the weights in that message (`"T5 weights"`).
     pub fn common_dtype<'a>(&self, names: impl Iterator<Item = &'a str>, what: &str) -> Result<DType, WeightError> {
-        let mut found = BTreeSet::new();
-        for name in names {
-            let Some(dtype) = self.dtype(name) else { continue };
-            let dtype = match dtype {
-                safetensors::Dtype::F32 | safetensors::Dtype::F64 => DType::F32,
-                safetensors::Dtype::F16 => DType::F16,
-                safetensors::Dtype::BF16 => DType::BF16,
-                safetensors::Dtype::F8_E4M3 => DType::F8E4M3,
-                other => {
-                    return Err(WeightError::Invalid {
-                        file: self.file_of(name),
-                        message: format!(
-                            "tensor '{name}' is stored as {other:?}; {what} must be f32, f16, bf16 or fp8 e4m3 (quantised files are not supported)"
-                        ),
-                    });
-                }
-            };
-            found.insert(dtype.as_str());
-        }
-        Ok(match found.len() {
-            1 if found.contains("bf16") => DType::BF16,
-            1 if found.contains("f16") => DType::F16,
-            1 if found.contains("f8e4m3") => DType::F8E4M3,
+        let (dense, fp8) = self.stored_kinds(names, what)?;
+        Ok(match (dense.as_slice(), fp8.as_slice()) {
+            ([only], _) => *only,
+            ([], [Fp8Format::E4M3Fn]) => DType::F8E4M3,
+            ([], [Fp8Format::E5M2]) => DType::F16,
             _ => DType::F32,
         })
     }
 
-    /// [`Self::common_dtype`] of the tensors under `prefix`, for weights kept as they are stored; fp8 is
-    /// widened to f32 (its scales belong to the quantised-weight loader).
+    /// The dtype to keep the tensors under `prefix` in when nothing reads them narrow (VAEs, vocoders):
+    /// their common stored f32, f16 or bf16; f32 when they mix or any is fp8 (widened with its scale).
     pub fn dense_dtype_under(&self, prefix: &str, what: &str) -> Result<DType, WeightError> {
-        let dtype = self.common_dtype(self.names().filter(|name| name.starts_with(prefix)), what)?;
-        Ok(if dtype == DType::F8E4M3 { DType::F32 } else { dtype })
+        let (dense, fp8) = self.stored_kinds(self.names().filter(|name| name.starts_with(prefix)), what)?;
+        Ok(match (dense.as_slice(), fp8.is_empty()) {
+            ([only], true) => *only,
+            _ => DType::F32,
+        })
+    }
+
+    /// The distinct dense dtypes and fp8 formats of `names`, companions of scaled weights left out.
+    fn stored_kinds<'a>(
+        &self,
+        names: impl Iterator<Item = &'a str>,
+        what: &str,
+    ) -> Result<(Vec<DType>, Vec<Fp8Format>), WeightError> {
+        let (mut dense, mut fp8) = (Vec::new(), Vec::new());
+        for name in names.filter(|name| !is_quantization_companion(name)) {
+            let Some(dtype) = self.dtype(name) else { continue };
+            let dense_dtype = match dtype {
+                safetensors::Dtype::F32 | safetensors::Dtype::F64 => DType::F32,
+                safetensors::Dtype::F16 => DType::F16,
+                safetensors::Dtype::BF16 => DType::BF16,
+                safetensors::Dtype::F8_E4M3 | safetensors::Dtype::F8_E5M2 => {
+                    let format = Fp8Format::of_safetensors(dtype).unwrap_or(Fp8Format::E4M3Fn);
+                    if !fp8.contains(&format) {
+                        fp8.push(format);
+                    }
+                    continue;
+                }
+                other => {
+                    return Err(WeightError::Invalid {
+                        file: self.file_of(name),
+                        message: format!(
+                            "tensor '{name}' is stored as {other:?}; {what} must be f32, f16, bf16 or fp8 \
+                             (float8_e4m3fn or float8_e5m2; other quantised files are not supported)"
+                        ),
+                    });
+                }
+            };
+            if !dense.contains(&dense_dtype) {
+                dense.push(dense_dtype);
+            }
+        }
+        Ok((dense, fp8))
     }
 
     /// The `__metadata__` entry `key` of the first file that has it (ComfyUI checkpoints keep their
@@ -178,33 +216,217 @@ impl WeightSource {
             .map_or_else(|| describe(&self.files), |entry| self.files[entry.file].display().to_string())
     }
 
-    /// Loads one tensor as `dtype`.
+    /// Loads one tensor as `dtype`, dense. An fp8 tensor is decoded exactly, and a weight with a scale
+    /// (`<layer>.weight_scale` or `<layer>.scale_weight`) is multiplied by it in f32 before it becomes
+    /// `dtype`; an unscaled fp8 e4m3fn tensor asked for as `F8E4M3` comes as it is stored.
     pub fn load(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor, WeightError> {
-        use std::os::unix::fs::FileExt;
-        self.mark_used(name);
-        let entry = self.location.get(name).ok_or_else(|| WeightError::Missing {
-            files: describe(&self.files),
-            tensor: name.to_string(),
-            expected: Vec::new(),
-        })?;
+        let scale = self.quantization(name)?;
+        let entry = self.entry(name)?;
+        let bytes = self.read(name, entry)?;
         let invalid = |message: String| WeightError::Invalid { file: self.file_of(name), message };
-        let stored = stored_dtype(entry.dtype).ok_or_else(|| {
-            invalid(format!("tensor '{name}' has dtype {:?}, which kinograph cannot read", entry.dtype))
-        })?;
-        let mut bytes = vec![0_u8; entry.length];
-        self.handles[entry.file]
-            .read_exact_at(&mut bytes, entry.offset)
-            .map_err(|error| WeightError::Open { file: self.file_of(name), reason: error.to_string() })?;
-        let tensor = Tensor::from_raw_buffer(&bytes, stored, &entry.shape, &Device::Cpu)
-            .map_err(|error| invalid(format!("tensor '{name}': {error}")))?;
+        let tensor = match Fp8Format::of_safetensors(entry.dtype) {
+            Some(Fp8Format::E4M3Fn) if dtype == DType::F8E4M3 && scale.is_none() => {
+                Tensor::from_raw_buffer(&bytes, DType::F8E4M3, &entry.shape, &Device::Cpu)
+            }
+            Some(format) => {
+                let table = format.scaled_table(scale.unwrap_or(1.0));
+                let mut values = vec![0f32; bytes.len()];
+                crate::fp8::widen::widen_codes(&bytes, &table, &mut values, candle_core::utils::get_num_threads());
+                Tensor::from_vec(values, entry.shape.as_slice(), &Device::Cpu)
+            }
+            None => {
+                let stored = stored_dtype(entry.dtype).ok_or_else(|| {
+                    invalid(format!("tensor '{name}' has dtype {:?}, which kinograph cannot read", entry.dtype))
+                })?;
+                let tensor = Tensor::from_raw_buffer(&bytes, stored, &entry.shape, &Device::Cpu);
+                match scale {
+                    Some(scale) => tensor.and_then(|t| t.to_dtype(DType::F32)?.affine(f64::from(scale), 0.0)),
+                    None => tensor,
+                }
+            }
+        }
+        .map_err(|error| invalid(format!("tensor '{name}': {error}")))?;
         drop(bytes);
         tensor.to_dtype(dtype).and_then(|t| t.to_device(device)).map_err(|error| invalid(error.to_string()))
     }
 
+    /// The weight `name` of a linear layer as `storage` says to hold it: the stored fp8 codes in their
+    /// carrier dtype (see [`crate::fp8::linear_weight`]), codes rounded from a wider weight, or dense as
+    /// [`Self::load`] gives it.
+    pub fn load_linear(
+        &self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+        storage: LinearStorage,
+    ) -> Result<Tensor, WeightError> {
+        let entry = self.entry(name)?;
+        let invalid = |message: String| WeightError::Invalid { file: self.file_of(name), message };
+        match (Fp8Format::of_safetensors(entry.dtype), storage) {
+            (_, LinearStorage::Widen) => self.load(name, dtype, device),
+            (Some(format), _) => {
+                self.quantization(name)?;
+                let bytes = self.read(name, entry)?;
+                Tensor::from_raw_buffer(&bytes, format.carrier(), &entry.shape, &Device::Cpu)
+                    .and_then(|t| t.to_device(device))
+                    .map_err(|error| invalid(format!("tensor '{name}': {error}")))
+            }
+            (None, LinearStorage::Fp8(format)) if self.quantization(name)?.is_none() => {
+                let values = self.load(name, DType::F32, &Device::Cpu)?;
+                let values =
+                    values.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| invalid(e.to_string()))?;
+                let codes: Vec<u8> = values.into_iter().map(|value| format.encode(value)).collect();
+                Tensor::from_raw_buffer(&codes, format.carrier(), &entry.shape, &Device::Cpu)
+                    .and_then(|t| t.to_device(device))
+                    .map_err(|error| invalid(format!("tensor '{name}': {error}")))
+            }
+            (None, _) => self.load(name, dtype, device),
+        }
+    }
+
+    /// The per-tensor scale of the weight `name` (`<layer>.weight`), if it has one: `<layer>.weight_scale`
+    /// or `<layer>.scale_weight`, one float. Checks the companions ComfyUI reads beside it and marks them
+    /// used: the activation scale (`input_scale`, or the older `scale_input`; only an fp8 × fp8 matmul
+    /// uses it, to quantise the layer's input, so it is checked and not applied: kinograph multiplies in
+    /// f32, as ComfyUI does where it has no fp8 matmul), the per-layer `comfy_quant` description and the
+    /// `_quantization_metadata` header entry (which must name the weight's own fp8 format), and the
+    /// `scaled_fp8` markers above the weight.
+    pub fn quantization(&self, name: &str) -> Result<Option<f32>, WeightError> {
+        self.mark_used(name);
+        let Some(layer) = name.strip_suffix(".weight") else { return Ok(None) };
+        let entry = self.entry(name)?;
+        let scales: Vec<String> = ["weight_scale", "scale_weight"]
+            .iter()
+            .map(|suffix| format!("{layer}.{suffix}"))
+            .filter(|scale| self.contains(scale))
+            .collect();
+        if scales.len() > 1 {
+            return Err(WeightError::Invalid {
+                file: self.file_of(name),
+                message: format!("weight '{name}' has two scales, '{}' and '{}'; keep one", scales[0], scales[1]),
+            });
+        }
+        let scale = scales.first().map(|scale| self.scalar(scale, name)).transpose()?;
+        for input_scale in ["input_scale", "scale_input"].map(|suffix| format!("{layer}.{suffix}")) {
+            if self.contains(&input_scale) {
+                self.scalar(&input_scale, name)?;
+            }
+        }
+        self.check_quantization_format(layer, name, entry)?;
+        if scale.is_some() || Fp8Format::of_safetensors(entry.dtype).is_some() {
+            for (prefix, marker) in &self.markers {
+                if name.starts_with(prefix.as_str()) {
+                    self.mark_used(marker);
+                }
+            }
+        }
+        Ok(scale)
+    }
+
+    /// The one value of the per-tensor scale `scale` of `weight`, which must be a float scalar.
+    fn scalar(&self, scale: &str, weight: &str) -> Result<f32, WeightError> {
+        let entry = self.entry(scale)?;
+        let float = matches!(
+            entry.dtype,
+            safetensors::Dtype::F32 | safetensors::Dtype::F64 | safetensors::Dtype::F16 | safetensors::Dtype::BF16
+        );
+        if !float || entry.shape.iter().product::<usize>() != 1 {
+            return Err(WeightError::Invalid {
+                file: self.file_of(scale),
+                message: format!(
+                    "tensor '{scale}' (the scale of '{weight}') is {:?} of shape {:?}; a per-tensor scale is one \
+                     float32 value (shape [] or [1])",
+                    entry.dtype, entry.shape
+                ),
+            });
+        }
+        let value = self.load(scale, DType::F32, &Device::Cpu)?;
+        value.flatten_all().and_then(|v| v.to_vec1::<f32>()).map(|v| v[0]).map_err(|error| WeightError::Invalid {
+            file: self.file_of(scale),
+            message: format!("tensor '{scale}': {error}"),
+        })
+    }
+
+    /// Checks ComfyUI's description of how `layer` is quantised, where the file has one: the layer's
+    /// `comfy_quant` tensor (JSON bytes) or its entry in the `_quantization_metadata` header. Only the two
+    /// fp8 formats with a per-tensor scale can be read, and the weight must be stored in the one named.
+    fn check_quantization_format(&self, layer: &str, weight: &str, entry: &TensorEntry) -> Result<(), WeightError> {
+        let comfy_quant = format!("{layer}.comfy_quant");
+        let description: Option<(String, serde_json::Value)> = if self.contains(&comfy_quant) {
+            self.mark_used(&comfy_quant);
+            let bytes = self.read(&comfy_quant, self.entry(&comfy_quant)?)?;
+            let json = serde_json::from_slice(&bytes).map_err(|error| WeightError::Invalid {
+                file: self.file_of(&comfy_quant),
+                message: format!("tensor '{comfy_quant}' is not the JSON ComfyUI writes there: {error}"),
+            })?;
+            Some((format!("tensor '{comfy_quant}'"), json))
+        } else if let Some(text) = self.metadata("_quantization_metadata") {
+            let json: serde_json::Value = serde_json::from_str(text).map_err(|error| WeightError::Invalid {
+                file: self.file_of(weight),
+                message: format!("the '_quantization_metadata' header entry is not valid JSON: {error}"),
+            })?;
+            json.get("layers")
+                .and_then(|layers| layers.get(layer))
+                .map(|entry| ("the '_quantization_metadata' header entry".to_string(), entry.clone()))
+        } else {
+            None
+        };
+        let Some((source, json)) = description else { return Ok(()) };
+        let format = json.get("format").and_then(serde_json::Value::as_str).unwrap_or("(none)");
+        let stored = Fp8Format::of_safetensors(entry.dtype);
+        match Fp8Format::of_name(format) {
+            Some(named) if Some(named) == stored => Ok(()),
+            Some(named) => Err(WeightError::Invalid {
+                file: self.file_of(weight),
+                message: format!(
+                    "{source} says layer '{layer}' is {named}, but '{weight}' is stored as {:?}",
+                    entry.dtype
+                ),
+            }),
+            None => Err(WeightError::Invalid {
+                file: self.file_of(weight),
+                message: format!(
+                    "{source} says layer '{layer}' is quantised as '{format}', which kinograph cannot read \
+                     (it reads float8_e4m3fn and float8_e5m2 with a per-tensor scale)"
+                ),
+            }),
+        }
+    }
+
+    fn entry(&self, name: &str) -> Result<&TensorEntry, WeightError> {
+        self.location.get(name).ok_or_else(|| WeightError::Missing {
+            files: describe(&self.files),
+            tensor: name.to_string(),
+            expected: Vec::new(),
+        })
+    }
+
+    /// The stored bytes of `name`.
+    fn read(&self, name: &str, entry: &TensorEntry) -> Result<Vec<u8>, WeightError> {
+        use std::os::unix::fs::FileExt;
+        let mut bytes = vec![0_u8; entry.length];
+        self.handles[entry.file]
+            .read_exact_at(&mut bytes, entry.offset)
+            .map_err(|error| WeightError::Open { file: self.file_of(name), reason: error.to_string() })?;
+        Ok(bytes)
+    }
+
     /// A `VarBuilder` over these tensors under `prefix`, converting each tensor to `dtype` as it is
-    /// fetched.
+    /// fetched; linear layers keep fp8 weights as fp8 ([`LinearStorage::AsStored`]).
     pub fn var_builder(self: &Arc<Self>, prefix: &str, dtype: DType, device: &Device) -> VarBuilder<'static> {
-        let backend: Box<dyn candle_nn::var_builder::SimpleBackend> = Box::new(CheckedBackend { source: self.clone() });
+        self.var_builder_with(prefix, dtype, device, LinearStorage::AsStored)
+    }
+
+    /// [`Self::var_builder`] with the linear layers' weights held as `storage` says.
+    pub fn var_builder_with(
+        self: &Arc<Self>,
+        prefix: &str,
+        dtype: DType,
+        device: &Device,
+        storage: LinearStorage,
+    ) -> VarBuilder<'static> {
+        let backend: Box<dyn candle_nn::var_builder::SimpleBackend> =
+            Box::new(CheckedBackend { source: self.clone(), storage });
         let builder = VarBuilder::from_backend(backend, dtype, device.clone());
         if prefix.is_empty() { builder } else { builder.pp(prefix) }
     }
@@ -261,9 +483,11 @@ impl WeightSource {
     }
 }
 
-/// The candle backend behind [`WeightSource::var_builder`].
+/// The candle backend behind [`WeightSource::var_builder`]. It also answers the requests of
+/// [`crate::fp8::read_linear_weight`] (fp8 codes, scales).
 pub struct CheckedBackend {
     source: Arc<WeightSource>,
+    storage: LinearStorage,
 }
 
 impl candle_nn::var_builder::SimpleBackend for CheckedBackend {
@@ -271,7 +495,7 @@ impl candle_nn::var_builder::SimpleBackend for CheckedBackend {
         &self,
         shape: Shape,
         name: &str,
-        _: candle_nn::Init,
+        init: candle_nn::Init,
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
@@ -292,7 +516,15 @@ impl candle_nn::var_builder::SimpleBackend for CheckedBackend {
                 found,
             }));
         }
-        source.load(name, dtype, device).map_err(|error| source.fail(error))
+        match Request::of(init) {
+            None => source.load(name, dtype, device),
+            Some(Request::Codes) => source.load_linear(name, dtype, device, self.storage),
+            Some(Request::Scale) => source.quantization(name).and_then(|scale| {
+                Tensor::new(scale.unwrap_or(1.0), device)
+                    .map_err(|error| WeightError::Invalid { file: source.file_of(name), message: error.to_string() })
+            }),
+        }
+        .map_err(|error| source.fail(error))
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
@@ -366,6 +598,43 @@ struct Header {
 pub fn read_header(file: &Path) -> Result<(Vec<String>, HashMap<String, String>), WeightError> {
     let header = parse_header(file)?;
     Ok((header.tensors.into_iter().map(|(name, _)| name).collect(), header.metadata))
+}
+
+/// Whether `name` is one of the tensors that describe a scaled fp8 weight rather than hold model
+/// parameters: a scale (`weight_scale`, `scale_weight`, `input_scale`, `scale_input`), ComfyUI's per-layer
+/// `comfy_quant`, or its `scaled_fp8` marker.
+pub fn is_quantization_companion(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    matches!(last, "weight_scale" | "scale_weight" | "input_scale" | "scale_input" | "comfy_quant" | "scaled_fp8")
+}
+
+/// ComfyUI's `scaled_fp8` markers, as (prefix, name): a tensor whose dtype says which fp8 format the
+/// layers under the prefix use (float32 meaning e4m3fn) and whose length says whether ComfyUI may
+/// multiply in fp8; kinograph reads the format from each weight and always multiplies in f32.
+fn scaled_fp8_markers(
+    files: &[PathBuf],
+    location: &HashMap<String, TensorEntry>,
+) -> Result<Vec<(String, String)>, WeightError> {
+    let mut markers = Vec::new();
+    for (name, entry) in location {
+        let Some(prefix) = name.strip_suffix("scaled_fp8") else { continue };
+        if !(prefix.is_empty() || prefix.ends_with('.')) {
+            continue;
+        }
+        let known = Fp8Format::of_safetensors(entry.dtype).is_some() || entry.dtype == safetensors::Dtype::F32;
+        if !known {
+            return Err(WeightError::Invalid {
+                file: files[entry.file].display().to_string(),
+                message: format!(
+                    "tensor '{name}' (ComfyUI's scaled-fp8 marker) is {:?}; it should be float8_e4m3fn, float8_e5m2 \
+                     or float32",
+                    entry.dtype
+                ),
+            });
+        }
+        markers.push((prefix.to_string(), name.clone()));
+    }
+    Ok(markers)
 }
 
 /// The candle dtype of a stored safetensors dtype, if candle has it.

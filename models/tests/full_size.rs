@@ -207,7 +207,7 @@ fn ltx2_transformer_streams_a_forward_from_bf16() {
     let model = Ltx2Transformer::load_file(&path, &device, options).unwrap();
     let loaded = started.elapsed();
     println!("loaded in {:.1} s, resident {}", loaded.as_secs_f64(), gib(resident_bytes()));
-    assert_eq!(model.storage_dtype(), DType::BF16);
+    assert_eq!(model.storage(), kinograph_models::fp8::WeightStorage::Dense(DType::BF16));
     let (frames, height, width, audio_tokens) = (13, 8, 12, 101);
     let video = Tensor::randn(0f32, 1.0, (1, frames * height * width, 128), &device).unwrap();
     let audio = Tensor::randn(0f32, 1.0, (1, audio_tokens, 128), &device).unwrap();

@@ -5,6 +5,7 @@
 
 use crate::compare::{assert_close, ltx2_data as data, max_abs_diff};
 use candle_core::{DType, Device, Tensor};
+use kinograph_models::fp8::WeightStorage;
 use kinograph_models::ltx2::transformer::{
     AvInputs, AvTimestepRouting, LoadOptions, Ltx2Transformer, Ltx2Version, Perturbation, detect_layout, read_config,
 };
@@ -12,7 +13,7 @@ use kinograph_models::weights::{WeightError, WeightSource};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-fn reference(name: &str) -> HashMap<String, Tensor> {
+pub(crate) fn reference(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(data(&format!("ref/{name}.safetensors")), &Device::Cpu).unwrap()
 }
 
@@ -23,7 +24,7 @@ fn model(version: &str, stream_blocks: bool) -> Ltx2Transformer {
 
 /// A fixture case's inputs at the given positions (with its text mask when `masked`, and its keyframe mask
 /// when it has one).
-fn fixture_inputs<'a>(
+pub(crate) fn fixture_inputs<'a>(
     r: &'a HashMap<String, Tensor>,
     video_positions: &'a Tensor,
     audio_positions: &'a Tensor,
@@ -287,7 +288,8 @@ fn bf16_weights_stay_bf16_and_compute_in_f32() {
     for widen_at_load in [false, true] {
         let options = LoadOptions { widen_at_load, ..LoadOptions::default() };
         let mut model = Ltx2Transformer::load(&source, &device, options).unwrap();
-        assert_eq!(model.storage_dtype(), if widen_at_load { DType::F32 } else { DType::BF16 });
+        let dtype = if widen_at_load { DType::F32 } else { DType::BF16 };
+        assert_eq!(model.storage(), WeightStorage::Dense(dtype));
         model.set_av_routing(AvTimestepRouting::Own);
         model.set_v2a_after_a2v(false);
         let video_positions = model.video_positions(1, 3, 2, 3, 24.0).unwrap();
@@ -408,7 +410,7 @@ fn trainer_loras_apply_through_comfyui_keys() {
 
 /// Lightricks' fp8 files: the block linears in float8 e4m3 with a per-tensor scale (`weight_scale`, or the
 /// older `scale_weight`; `input_scale` beside them for fp8 matmuls), everything else bf16. They load, keep
-/// bf16 in memory, and compute what the dequantised weights compute; the scale is never skipped.
+/// the fp8 codes in memory, and compute what the dequantised weights compute; the scale is never skipped.
 #[test]
 fn scaled_fp8_files_compute_with_their_dequantised_weights() {
     let device = Device::Cpu;

@@ -5,6 +5,7 @@
 //! its own process. Run one file's tests with `cargo nextest run -p PACKAGE -E 'test(/^MODULE::/)'`.
 
 mod compare;
+mod fp8;
 mod full_size;
 mod gemma3;
 mod gemma3_generate;

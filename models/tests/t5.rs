@@ -207,6 +207,47 @@ fn fp8_storage_is_widened_like_bf16() {
     assert!(error <= 1e-5, "{error}");
 }
 
+/// ComfyUI's scaled fp8 T5 files (`t5xxl_fp8_e4m3fn_scaled`, `umt5_xxl_fp8_e4m3fn_scaled`): the projections in
+/// e4m3fn with `scale_weight` and `scale_input`, the `scaled_fp8` marker, the rest f16. They load with no
+/// unexpected tensor and compute what their dequantised weights compute.
+#[test]
+fn scaled_fp8_files_compute_with_their_scales() {
+    let folder = tempfile::tempdir().unwrap();
+    let config = tiny_config();
+    let (mut scaled, mut dequantised) = (HashMap::new(), HashMap::new());
+    scaled.insert("scaled_fp8".to_string(), Tensor::zeros(0, DType::F8E4M3, &Device::Cpu).unwrap());
+    for (name, tensor) in diffusers_tensors() {
+        let projection = name.starts_with("encoder.block.") && name.ends_with(".weight") && tensor.rank() == 2;
+        if !projection {
+            let rounded = tensor.to_dtype(DType::F16).unwrap();
+            dequantised.insert(name.clone(), rounded.to_dtype(DType::F32).unwrap());
+            scaled.insert(name, rounded);
+            continue;
+        }
+        let scale = tensor.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / 448.0;
+        let codes = (&tensor / f64::from(scale)).unwrap().to_dtype(DType::F8E4M3).unwrap();
+        dequantised.insert(name.clone(), (codes.to_dtype(DType::F32).unwrap() * f64::from(scale)).unwrap());
+        let layer = name.strip_suffix(".weight").unwrap();
+        scaled.insert(format!("{layer}.scale_weight"), Tensor::new(scale, &Device::Cpu).unwrap());
+        scaled.insert(format!("{layer}.scale_input"), Tensor::new(1f32, &Device::Cpu).unwrap());
+        scaled.insert(name, codes);
+    }
+    let scaled_source = write(&scaled, &folder.path().join("t5_fp8_e4m3fn_scaled.safetensors"));
+    let reference_source = write(&dequantised, &folder.path().join("t5_dequantised.safetensors"));
+    let encoder = T5Encoder::load_with_config(&scaled_source, "", &config, &Device::Cpu).unwrap();
+    assert_eq!(encoder.storage_dtype(), DType::F16, "the embedding; the projections stay fp8");
+    let unused = scaled_source.unused("");
+    let unused_companions: Vec<&String> =
+        unused.iter().filter(|name| kinograph_models::weights::is_quantization_companion(name)).collect();
+    assert!(unused_companions.is_empty(), "scales and marker are read with their weights: {unused_companions:?}");
+    let reference_model = T5Encoder::load_with_config(&reference_source, "", &config, &Device::Cpu).unwrap();
+    let (masked, unmasked) = encode_reference_inputs(&encoder);
+    let (expected_masked, expected_unmasked) = encode_reference_inputs(&reference_model);
+    let error = max_abs_diff(&masked, &expected_masked).max(max_abs_diff(&unmasked, &expected_unmasked));
+    println!("scaled fp8 vs its dequantised weights: {error:e}");
+    assert!(error <= 1e-5, "{error}");
+}
+
 #[test]
 fn bad_files_name_the_file_and_tensor() {
     let folder = tempfile::tempdir().unwrap();
@@ -247,22 +288,15 @@ fn bad_files_name_the_file_and_tensor() {
         "{error}"
     );
 
-    // A tensor the encoder does not know (e.g. a quantisation scale).
+    // A tensor the encoder does not know (T5 projections have no bias).
     let mut tensors = diffusers_tensors();
     tensors.insert(
-        "encoder.block.0.layer.0.SelfAttention.q.scale_weight".into(),
-        Tensor::ones(1, DType::F32, &Device::Cpu).unwrap(),
+        "encoder.block.0.layer.0.SelfAttention.q.bias".into(),
+        Tensor::ones(16, DType::F32, &Device::Cpu).unwrap(),
     );
     let source = write(&tensors, &folder.path().join("extra.safetensors"));
     let error = T5Encoder::load_with_config(&source, "", &config, &Device::Cpu).unwrap_err();
-    assert!(error.to_string().contains("encoder.block.0.layer.0.SelfAttention.q.scale_weight"), "{error}");
-
-    // ComfyUI's scaled fp8 variant, whose per-tensor scales this loader does not apply.
-    let mut tensors = diffusers_tensors();
-    tensors.insert("scaled_fp8".into(), Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap());
-    let source = write(&tensors, &folder.path().join("t5xxl_fp8_e4m3fn_scaled.safetensors"));
-    let error = T5Encoder::load(&source, &Device::Cpu).unwrap_err();
-    assert!(error.to_string().contains("scaled fp8") && error.to_string().contains("_scaled.safetensors"), "{error}");
+    assert!(error.to_string().contains("encoder.block.0.layer.0.SelfAttention.q.bias"), "{error}");
 
     // Not a T5 file at all.
     let source = write(

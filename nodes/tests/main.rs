@@ -5,6 +5,7 @@
 //! its own process. Run one file's tests with `cargo nextest run -p PACKAGE -E 'test(/^MODULE::/)'`.
 
 mod audio;
+mod fp8_loaders;
 mod gemma_lora;
 mod image_ops;
 mod ltx2_template_nodes;

@@ -97,7 +97,9 @@ fn describe(source: &WeightSource) -> String {
 }
 
 impl Gemma3TextModel {
-    /// Loads the text model from `source`, keeping the weights in their stored dtype (bf16, f16, f32).
+    /// Loads the text model from `source`, keeping the weights in their stored dtype (bf16, f16, f32, or
+    /// fp8 with per-tensor scales for the projections; layers described as another quantisation, such as
+    /// the nvfp4 layers of `gemma_3_12B_it_fp4_mixed`, are refused when read).
     pub fn load(source: &Arc<WeightSource>, device: &Device, options: GemmaLoadOptions) -> Result<Self, WeightError> {
         let prefix = find_prefix(source)?;
         let config = read_config(source, &prefix)?;
@@ -106,15 +108,6 @@ impl Gemma3TextModel {
                 n.starts_with(&prefix) && !PREFIXES.iter().any(|p| p.len() > prefix.len() && n.starts_with(p))
             })
         };
-        if let Some(scale) = text_names().find(|n| n.ends_with("weight_scale") || n.ends_with("scale_weight")) {
-            return Err(WeightError::Invalid {
-                file: source.file_of(scale),
-                message: format!(
-                    "'{scale}': this Gemma file is fp8/fp4 with per-tensor scales, which needs the quantised-weight \
-                     loader; use the bf16 file (gemma_3_12B_it.safetensors)"
-                ),
-            });
-        }
         let dtype = source.common_dtype(text_names(), "Gemma 3 weights")?;
         let vb = source.var_builder(prefix.trim_end_matches('.'), dtype, device);
         let model = Gemma3TextModel::new(&config, &vb, options.stream_layers).map_err(|e| source.explain(&e))?;

@@ -5,10 +5,13 @@
 //! On this CPU gemm runs about 15 % faster on a row-major right-hand side than on the transposed view
 //! `candle_nn::Linear` multiplies by; the transposition is paid once, at load time.
 //!
-//! The weight keeps the dtype of the builder it was read from: a bf16 or f16 model stays its file size in
-//! memory, and each forward widens the weight to f32 a band of output columns at a time (16 MB of f32),
-//! multiplying each band as soon as it is widened. The bias is always f32.
+//! The weight keeps the dtype of the builder it was read from, or its fp8 codes and scale
+//! ([`crate::fp8::read_linear_weight`]): a bf16, f16 or fp8 model stays its file size in memory, and each
+//! forward widens the weight to f32 a band of output columns at a time (16 MB of f32), multiplying each
+//! band as soon as it is widened; fp8 bands go through the format's table with the scale folded in. The
+//! bias is always f32.
 
+use crate::fp8::{LinearWeight, WeightStorage, read_linear_weight};
 use crate::lora::{LayerPatch, WeightDelta};
 use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -20,9 +23,8 @@ const WIDEN_BAND_ELEMENTS: usize = 4 << 20;
 /// A linear layer `y = x Wᵀ + b` with weight `[out, in]` and bias `[out]` in the checkpoint.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight_t: Tensor,
-    /// The per-tensor scale of a scaled fp8 weight kept narrow (applied as each band is widened).
-    scale: Option<f64>,
+    /// The weight transposed, `[in, out]`.
+    weight_t: LinearWeight,
     bias: Tensor,
     bias_values: Option<Arc<Vec<f32>>>,
     deltas: Vec<WeightDelta>,
@@ -30,8 +32,8 @@ pub struct Linear {
 
 impl Linear {
     /// Reads `weight` `[out, in]` and `bias` `[out]` under `vb`. A scaled fp8 weight (ComfyUI's and
-    /// Lightricks' `weight_scale`, or the older `scale_weight`) is multiplied by its scale: once, when the
-    /// builder widens the weight to f32, or band by band as it is widened when it is kept narrow.
+    /// Lightricks' `weight_scale`, or the older `scale_weight`) is multiplied by its scale: by the weight
+    /// source when it widens the weight at load, or band by band as it is widened when it is kept fp8.
     pub fn new(in_features: usize, out_features: usize, vb: &VarBuilder<'_>) -> Result<Self> {
         let bias = vb.get(out_features, "bias")?.to_dtype(DType::F32)?;
         Self::with_bias_tensor(in_features, out_features, bias, vb)
@@ -44,27 +46,14 @@ impl Linear {
     }
 
     fn with_bias_tensor(in_features: usize, out_features: usize, bias: Tensor, vb: &VarBuilder<'_>) -> Result<Self> {
-        let mut weight = vb.get((out_features, in_features), "weight")?;
-        let mut scale = None;
-        if let Some(name) = ["weight_scale", "scale_weight"].into_iter().find(|name| vb.contains_tensor(name)) {
-            let value = vb.get_unchecked_dtype(name, DType::F32)?.flatten_all()?;
-            if value.elem_count() != 1 {
-                candle_core::bail!("'{name}' has {} values; only per-tensor scales are supported", value.elem_count());
-            }
-            let value = f64::from(value.to_vec1::<f32>()?[0]);
-            if weight.dtype() == DType::F32 { weight = (weight * value)? } else { scale = Some(value) }
-        }
-        // An fp8 matmul's activation scale: kinograph multiplies in f32, so it is not needed.
-        if vb.contains_tensor("input_scale") {
-            vb.get_unchecked_dtype("input_scale", DType::F32)?;
-        }
+        let weight_t = read_linear_weight(vb, out_features, in_features)?.transposed()?;
         let bias_values = bias_values(&bias)?;
-        Ok(Linear { weight_t: weight.t()?.contiguous()?, scale, bias, bias_values, deltas: Vec::new() })
+        Ok(Linear { weight_t, bias, bias_values, deltas: Vec::new() })
     }
 
-    /// The dtype the weight is kept in (f32, or the file's bf16/f16, widened as it is used).
-    pub fn dtype(&self) -> DType {
-        self.weight_t.dtype()
+    /// How the weight is kept: f32, the file's bf16/f16, or fp8 codes, widened as it is used.
+    pub fn storage(&self) -> WeightStorage {
+        self.weight_t.storage()
     }
 
     /// `(out, in)`, the shape of the weight in the checkpoint.
@@ -102,20 +91,16 @@ impl Linear {
             *last = out_features;
         }
         let x = x.to_dtype(DType::F32)?.contiguous()?.reshape((rows, in_features))?;
-        let mut y = if self.weight_t.dtype() == DType::F32 {
-            x.matmul(&self.weight_t)?
-        } else {
-            let band = (band_elements / in_features.max(1)).clamp(1, out_features.max(1));
-            let mut parts = Vec::with_capacity(out_features.div_ceil(band));
-            for start in (0..out_features).step_by(band) {
-                let mut widened =
-                    self.weight_t.narrow(1, start, band.min(out_features - start))?.to_dtype(DType::F32)?;
-                if let Some(scale) = self.scale {
-                    widened = (widened * scale)?;
+        let mut y = match &self.weight_t {
+            LinearWeight::Dense(weight_t) if weight_t.dtype() == DType::F32 => x.matmul(weight_t)?,
+            weight_t => {
+                let band = (band_elements / in_features.max(1)).clamp(1, out_features.max(1));
+                let mut parts = Vec::with_capacity(out_features.div_ceil(band));
+                for start in (0..out_features).step_by(band) {
+                    parts.push(x.matmul(&weight_t.widen_columns(start, band.min(out_features - start))?)?);
                 }
-                parts.push(x.matmul(&widened)?);
+                Tensor::cat(&parts, 1)?
             }
-            Tensor::cat(&parts, 1)?
         };
         for delta in &self.deltas {
             y = delta.add_to(&x, y)?;
@@ -169,13 +154,12 @@ mod tests {
         let bias = Tensor::randn(0f32, 1.0, 7, &device).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 3, 5), &device).unwrap();
         let layer = Linear {
-            weight_t: weight.t().unwrap().contiguous().unwrap(),
-            scale: None,
+            weight_t: LinearWeight::Dense(weight.t().unwrap().contiguous().unwrap()),
             bias: bias.clone(),
             bias_values: bias_values(&bias).unwrap(),
             deltas: Vec::new(),
         };
-        assert_eq!(layer.dtype(), DType::BF16);
+        assert_eq!(layer.storage(), WeightStorage::Dense(DType::BF16));
         let wide = weight.to_dtype(DType::F32).unwrap();
         let expected = x.broadcast_matmul(&wide.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
         // One band, bands of 2 columns, and one column at a time.

@@ -1,8 +1,10 @@
-//! A linear layer whose weight keeps the dtype it is stored in (bf16, f16, fp8 e4m3, f32), so that a big
-//! text encoder or projection takes its file size in memory, not twice or four times that: the weight is
-//! widened to f32 a band of rows at a time, just before that band's matmul. LoRA updates ride along as
-//! in [`super::linear::Linear`].
+//! A linear layer whose weight keeps the dtype it is stored in (bf16, f16, f32, or fp8 e4m3fn/e5m2 codes
+//! with their per-tensor scale), so that a big text encoder or projection takes its file size in memory,
+//! not twice or four times that: the weight is widened to f32 a band of rows at a time, just before that
+//! band's matmul (fp8 through the format's table with the scale folded in). LoRA updates ride along as in
+//! [`super::linear::Linear`].
 
+use crate::fp8::{LinearWeight, WeightStorage, read_linear_weight};
 use crate::lora::{LayerPatch, WeightDelta};
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -14,25 +16,31 @@ const WIDEN_BAND_ELEMENTS: usize = 4 << 20;
 #[derive(Debug, Clone)]
 pub struct StoredLinear {
     /// `[out, in]`, as PyTorch stores it.
-    weight: Tensor,
+    weight: LinearWeight,
     bias: Option<Tensor>,
     deltas: Vec<WeightDelta>,
 }
 
 impl StoredLinear {
-    /// Reads `weight` `[outputs, inputs]` under `vb`, in the builder's dtype; no bias.
+    /// Reads `weight` `[outputs, inputs]` under `vb` (in the builder's dtype, or fp8 codes with their
+    /// scale); no bias.
     pub fn new(vb: &VarBuilder<'_>, inputs: usize, outputs: usize) -> Result<Self> {
-        Ok(StoredLinear { weight: vb.get((outputs, inputs), "weight")?, bias: None, deltas: Vec::new() })
+        Ok(StoredLinear { weight: read_linear_weight(vb, outputs, inputs)?, bias: None, deltas: Vec::new() })
     }
 
     /// Reads `weight` and `bias` `[outputs]` (the bias widened to f32).
     pub fn with_bias(vb: &VarBuilder<'_>, inputs: usize, outputs: usize) -> Result<Self> {
         let bias = vb.get(outputs, "bias")?.to_dtype(DType::F32)?;
-        Ok(StoredLinear { weight: vb.get((outputs, inputs), "weight")?, bias: Some(bias), deltas: Vec::new() })
+        Ok(StoredLinear { weight: read_linear_weight(vb, outputs, inputs)?, bias: Some(bias), deltas: Vec::new() })
     }
 
     /// A layer over an existing weight `[out, in]` (and bias).
     pub fn from_weight(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self::from_linear_weight(LinearWeight::Dense(weight), bias)
+    }
+
+    /// A layer over an existing weight `[out, in]`, dense or fp8 (and bias).
+    pub fn from_linear_weight(weight: LinearWeight, bias: Option<Tensor>) -> Self {
         StoredLinear { weight, bias, deltas: Vec::new() }
     }
 
@@ -41,9 +49,9 @@ impl StoredLinear {
         self.weight.dims2()
     }
 
-    /// The dtype the weight is kept in.
-    pub fn dtype(&self) -> DType {
-        self.weight.dtype()
+    /// How the weight is kept.
+    pub fn storage(&self) -> WeightStorage {
+        self.weight.storage()
     }
 
     /// The same layer with `patch` added (the weight update kept beside the shared weight).
@@ -77,16 +85,16 @@ impl StoredLinear {
         let rows = x.elem_count() / inputs.max(1);
         let x = x.to_dtype(DType::F32)?;
         let inputs_by_rows = x.reshape((rows, inputs))?.t()?;
-        let product = if self.weight.dtype() == DType::F32 {
-            self.weight.matmul(&inputs_by_rows)?
-        } else {
-            let band = (band_elements / inputs.max(1)).clamp(1, outputs.max(1));
-            let mut parts = Vec::with_capacity(outputs.div_ceil(band));
-            for start in (0..outputs).step_by(band) {
-                let widened = self.weight.narrow(0, start, band.min(outputs - start))?.to_dtype(DType::F32)?;
-                parts.push(widened.matmul(&inputs_by_rows)?);
+        let product = match &self.weight {
+            LinearWeight::Dense(weight) if weight.dtype() == DType::F32 => weight.matmul(&inputs_by_rows)?,
+            weight => {
+                let band = (band_elements / inputs.max(1)).clamp(1, outputs.max(1));
+                let mut parts = Vec::with_capacity(outputs.div_ceil(band));
+                for start in (0..outputs).step_by(band) {
+                    parts.push(weight.widen_rows(start, band.min(outputs - start))?.matmul(&inputs_by_rows)?);
+                }
+                Tensor::cat(&parts, 0)?
             }
-            Tensor::cat(&parts, 0)?
         };
         if let Some(last) = dims.last_mut() {
             *last = outputs;

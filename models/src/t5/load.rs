@@ -50,13 +50,6 @@ impl T5Encoder {
         config: &T5Config,
         device: &Device,
     ) -> Result<Self, WeightError> {
-        if let Some(marker) = source.names().find(|name| name.starts_with(prefix) && name.ends_with("scaled_fp8")) {
-            return Err(WeightError::Invalid {
-                file: source.file_of(marker),
-                message: "scaled fp8 T5 weights are not supported; use the fp16 or bf16 file (t5xxl_fp16.safetensors)"
-                    .into(),
-            });
-        }
         let storage = storage_dtype(source, prefix)?;
         let builder = source.var_builder(prefix.trim_end_matches('.'), storage, device);
         let encoder = T5Encoder::new(&builder, config).map_err(|error| source.explain(&error))?;
@@ -94,9 +87,11 @@ pub fn find_prefix(source: &WeightSource) -> Result<String, WeightError> {
     }
 }
 
-/// The dtype to keep the big matrices in: the file's own when all of them share one of f32, f16, bf16
-/// and fp8 e4m3 (ComfyUI's `t5xxl_fp8_e4m3fn.safetensors`), f32 when they mix. Other dtypes (e5m2,
-/// integers) are refused, naming the tensor.
+/// The dtype of the encoder's builder, which the embedding is kept in: see
+/// [`WeightSource::common_dtype`]. The projections keep fp8 weights as fp8 whatever it is (ComfyUI's
+/// `t5xxl_fp8_e4m3fn.safetensors`, and scaled files such as `umt5_xxl_fp8_e4m3fn_scaled`, with their
+/// `scaled_fp8` marker and `scale_weight`s). Integer and quantised-block dtypes are refused, naming the
+/// tensor.
 pub fn storage_dtype(source: &WeightSource, prefix: &str) -> Result<DType, WeightError> {
     let embedding = format!("{prefix}{}", embedding_name(source, prefix));
     let encoder = format!("{prefix}encoder.");

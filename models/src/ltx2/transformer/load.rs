@@ -11,7 +11,8 @@
 
 use super::config::{Ltx2TransformerConfig, Ltx2Version};
 use super::model::Ltx2Transformer;
-use crate::weights::{WeightError, WeightSource, rename_parts};
+use crate::fp8::{Fp8Format, LinearStorage};
+use crate::weights::{RenamingBackend, WeightError, WeightSource, rename_parts};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::path::Path;
@@ -57,39 +58,39 @@ impl Ltx2Layout {
         if self.prefix.is_empty() { name } else { format!("{}.{name}", self.prefix) }
     }
 
-    /// A `VarBuilder` taking the official names, handing out tensors as `dtype`.
+    /// A `VarBuilder` taking the official names, handing out tensors as `dtype` (fp8 linear weights stay
+    /// fp8).
     pub fn var_builder(&self, source: &Arc<WeightSource>, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        self.var_builder_with(source, dtype, device, LinearStorage::AsStored)
+    }
+
+    /// [`Self::var_builder`] with the linear layers' weights held as `storage` says.
+    pub fn var_builder_with(
+        &self,
+        source: &Arc<WeightSource>,
+        dtype: DType,
+        device: &Device,
+        storage: LinearStorage,
+    ) -> VarBuilder<'static> {
+        let builder = source.var_builder_with(&self.prefix, dtype, device, storage);
         if self.diffusers {
             let layout = Ltx2Layout { diffusers: true, prefix: String::new() };
-            source.renamed_var_builder(&self.prefix, dtype, device, move |name| layout.stored_name(name))
+            RenamingBackend::new(builder, move |name| layout.stored_name(name)).into_var_builder()
         } else {
-            source.var_builder(&self.prefix, dtype, device)
+            builder
         }
     }
 
-    /// The dtype the transformer's linear layers keep in memory: the file's own (bf16, f16, f32); bf16 for
-    /// the fp8 files (their fp8 block weights beside bf16 tables: fp8 e4m3 values are exact in bf16, and
-    /// each layer applies its per-tensor scale as it widens); f32 when the dtypes mix otherwise.
+    /// The dtype of the transformer's builder: the file's own (bf16, f16, f32) for every tensor but the
+    /// fp8 weights, which the linear layers keep as fp8 codes and widen with their scales (Lightricks'
+    /// fp8 files: fp8 block linears beside bf16 tables); f32 when the dtypes mix otherwise.
     pub fn storage_dtype(&self, source: &WeightSource) -> Result<DType, WeightError> {
         let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}.", self.prefix) };
         let others = OTHER_PARTS.map(|part| format!("{prefix}{part}"));
-        let is_scale = |name: &str| ["weight_scale", "scale_weight", "input_scale"].iter().any(|s| name.ends_with(s));
-        let names: Vec<&str> = source
+        let names = source
             .names()
-            .filter(|name| {
-                name.starts_with(&prefix)
-                    && !others.iter().any(|other| name.starts_with(other.as_str()))
-                    && !is_scale(name)
-            })
-            .collect();
-        let has_fp8 = names.iter().any(|name| source.dtype(name) == Some(safetensors::Dtype::F8_E4M3));
-        let rest = names.iter().copied().filter(|name| source.dtype(name) != Some(safetensors::Dtype::F8_E4M3));
-        let dtype = source.common_dtype(rest, "LTX-2 transformer weights")?;
-        Ok(match (has_fp8, dtype) {
-            (true, DType::BF16) => DType::BF16,
-            (true, _) => DType::F32,
-            (false, dtype) => dtype,
-        })
+            .filter(|name| name.starts_with(&prefix) && !others.iter().any(|other| name.starts_with(other.as_str())));
+        source.common_dtype(names, "LTX-2 transformer weights")
     }
 }
 
@@ -226,8 +227,22 @@ pub struct LoadOptions {
     /// them in memory.
     pub stream_blocks: bool,
     /// Widen every weight to f32 at load time, instead of keeping the linear layers in the file's dtype
-    /// (bf16, f16) and widening them as they are used.
+    /// (bf16, f16, fp8) and widening them as they are used.
     pub widen_at_load: bool,
+    /// Round the linear layers' weights that are not already fp8 to this fp8 format at load (ComfyUI's
+    /// `UNETLoader` `weight_dtype`); fp8 weights keep the format they are stored in.
+    pub fp8_storage: Option<Fp8Format>,
+}
+
+impl LoadOptions {
+    /// How the linear layers' weights are held.
+    pub fn linear_storage(&self) -> LinearStorage {
+        match (self.widen_at_load, self.fp8_storage) {
+            (true, _) => LinearStorage::Widen,
+            (false, Some(format)) => LinearStorage::Fp8(format),
+            (false, None) => LinearStorage::AsStored,
+        }
+    }
 }
 
 impl Ltx2Transformer {
@@ -249,7 +264,7 @@ impl Ltx2Transformer {
         options: LoadOptions,
     ) -> Result<Self, WeightError> {
         let dtype = if options.widen_at_load { DType::F32 } else { layout.storage_dtype(source)? };
-        let vb = layout.var_builder(source, dtype, device);
+        let vb = layout.var_builder_with(source, dtype, device, options.linear_storage());
         let model = Ltx2Transformer::new(config, &vb, options.stream_blocks).map_err(|e| source.explain(&e))?;
         let prefix = if layout.prefix.is_empty() { String::new() } else { format!("{}.", layout.prefix) };
         let blocks = format!("{prefix}transformer_blocks.");

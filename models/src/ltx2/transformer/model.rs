@@ -329,9 +329,10 @@ impl Ltx2Transformer {
         }
     }
 
-    /// The dtype the linear layers' weights are kept in.
-    pub fn storage_dtype(&self) -> DType {
-        self.patchify_proj.dtype()
+    /// How the linear layers' weights are kept (those of the input projection; the blocks' are kept
+    /// the same way, except in fp8 files, whose block weights are fp8 beside a bf16 rest).
+    pub fn storage(&self) -> crate::fp8::WeightStorage {
+        self.patchify_proj.storage()
     }
 
     /// Whether the blocks are read from the weight file as they are used.

@@ -3,7 +3,7 @@
 //! - ComfyUI / original single files: the transformer under `model.diffusion_model.` (or with no prefix)
 //!   with the original names, which the model is built with;
 //! - diffusers folders (`transformer/diffusion_pytorch_model*.safetensors` + `config.json`), read through
-//!   the shared [`RenamingBackend`](crate::weights::RenamingBackend).
+//!   the shared [`RenamingBackend`].
 //!
 //! The two layouts differ only in four module names, which [`WeightLayout::stored_name`] maps:
 //! `patchify_proj`/`proj_in`, `adaln_single`/`time_embed`, `q_norm`/`norm_q` and `k_norm`/`norm_k`.
@@ -11,7 +11,8 @@
 
 use super::config::LtxvTransformerConfig;
 use super::model::LtxvTransformer;
-use crate::weights::{WeightError, WeightSource, rename_parts};
+use crate::fp8::LinearStorage;
+use crate::weights::{RenamingBackend, WeightError, WeightSource, rename_parts};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::path::{Path, PathBuf};
@@ -65,11 +66,25 @@ impl DetectedLayout {
 
     /// A `VarBuilder` over the transformer in `source` that takes the model's (original) names, as
     /// [`LtxvTransformer::new`] asks for them: rooted at the prefix, and renamed for the diffusers layout.
+    /// Linear layers keep fp8 weights as fp8.
     pub fn var_builder(&self, source: &Arc<WeightSource>, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        self.var_builder_with(source, dtype, device, LinearStorage::AsStored)
+    }
+
+    /// [`Self::var_builder`] with the linear layers' weights held as `storage` says.
+    pub fn var_builder_with(
+        &self,
+        source: &Arc<WeightSource>,
+        dtype: DType,
+        device: &Device,
+        storage: LinearStorage,
+    ) -> VarBuilder<'static> {
+        let builder = source.var_builder_with(&self.prefix, dtype, device, storage);
         match self.layout {
-            WeightLayout::Original => source.var_builder(&self.prefix, dtype, device),
-            WeightLayout::Diffusers => source
-                .renamed_var_builder(&self.prefix, dtype, device, |name| WeightLayout::Diffusers.stored_name(name)),
+            WeightLayout::Original => builder,
+            WeightLayout::Diffusers => {
+                RenamingBackend::new(builder, |name| WeightLayout::Diffusers.stored_name(name)).into_var_builder()
+            }
         }
     }
 }
@@ -204,6 +219,18 @@ impl LtxvTransformer {
         Self::load_with_config(source, &detected, &config, device)
     }
 
+    /// [`Self::load`], holding the linear layers' weights as `storage` says (fp8 weights stay fp8 unless
+    /// it is [`LinearStorage::Widen`]; the rest is f32).
+    pub fn load_with_storage(
+        source: &Arc<WeightSource>,
+        device: &Device,
+        storage: LinearStorage,
+    ) -> Result<Self, WeightError> {
+        let detected = detect_layout(source)?;
+        let config = read_config(source, &detected)?;
+        Self::load_with_config_and_storage(source, &detected, &config, device, storage)
+    }
+
     /// Loads with an explicit layout and configuration.
     pub fn load_with_config(
         source: &Arc<WeightSource>,
@@ -211,7 +238,17 @@ impl LtxvTransformer {
         config: &LtxvTransformerConfig,
         device: &Device,
     ) -> Result<Self, WeightError> {
-        let vb = detected.var_builder(source, DType::F32, device);
+        Self::load_with_config_and_storage(source, detected, config, device, LinearStorage::AsStored)
+    }
+
+    fn load_with_config_and_storage(
+        source: &Arc<WeightSource>,
+        detected: &DetectedLayout,
+        config: &LtxvTransformerConfig,
+        device: &Device,
+        storage: LinearStorage,
+    ) -> Result<Self, WeightError> {
+        let vb = detected.var_builder_with(source, DType::F32, device, storage);
         let model = LtxvTransformer::new(config, &vb).map_err(|e| source.explain(&e))?;
         let unused_prefix = if detected.prefix.is_empty() { String::new() } else { format!("{}.", detected.prefix) };
         source.reject_unused(&unused_prefix)?;

@@ -65,6 +65,13 @@ impl LtxvTransformer {
         copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, layer.shape()?))).collect()
     }
 
+    /// Each linear layer's name and how its weight is kept (f32, or fp8 codes: the file's scaled fp8 weights,
+    /// or all of them with an fp8 `weight_dtype`).
+    pub fn linear_storage(&self) -> Vec<(String, crate::fp8::WeightStorage)> {
+        let mut copy = self.clone();
+        copy.linears_mut().into_iter().map(|(name, layer)| (name, layer.storage())).collect()
+    }
+
     /// The tensors that are not a linear layer's, by their checkpoint names: the modulation tables and the
     /// query/key norms.
     pub fn other_parameter_names(&self) -> Vec<String> {

@@ -6,6 +6,7 @@ use super::loaded_models::load_shared;
 use super::model_loaders::{file_fingerprint, load_error, memory_limit, open, resolve, tokenizer};
 use crate::values::{AudioVaeModel, DiffusionModel, GemmaText, LatentUpscaleModel, TextEncoder, Transformer};
 use kinograph_engine::prelude::*;
+use kinograph_models::fp8::Fp8Format;
 use kinograph_models::gemma3::{Gemma3TextModel, GemmaLoadOptions, GemmaTokenizer};
 use kinograph_models::ltx2::audio::{AudioVae, VaeParts, Vocoder};
 use kinograph_models::ltx2::checkpoint::{Contents, Part};
@@ -35,12 +36,23 @@ fn require(input: &str, path: &Path, source: &WeightSource, contents: &Contents,
     contents.require(part, source).map_err(|e| load_error(input, path, &e))
 }
 
-/// Loads the LTX-2 transformer of a checkpoint (resident, or streamed block by block when it is large).
-pub fn load_ltx2_model(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Arc<DiffusionModel>, NodeError> {
-    load_shared("ltx2-transformer", path, || {
+/// Loads the LTX-2 transformer of a checkpoint (resident, or streamed block by block when it is large),
+/// with its linear weights rounded to `fp8_storage` when one is given (`UNETLoader`'s `weight_dtype`).
+pub fn load_ltx2_model(
+    input: &str,
+    path: &Path,
+    source: &Arc<WeightSource>,
+    fp8_storage: Option<Fp8Format>,
+) -> Result<Arc<DiffusionModel>, NodeError> {
+    let kind = match fp8_storage {
+        None => "ltx2-transformer",
+        Some(Fp8Format::E4M3Fn) => "ltx2-transformer-fp8-e4m3fn",
+        Some(Fp8Format::E5M2) => "ltx2-transformer-fp8-e5m2",
+    };
+    load_shared(kind, path, || {
         let device = super::compute_device();
         let bytes = stored_bytes(source, "model.diffusion_model.");
-        let options = LoadOptions { stream_blocks: should_stream(bytes, &device), widen_at_load: false };
+        let options = LoadOptions { stream_blocks: should_stream(bytes, &device), widen_at_load: false, fp8_storage };
         let transformer = Ltx2Transformer::load(source, &device, options).map_err(|e| load_error(input, path, &e))?;
         Ok(DiffusionModel {
             transformer: Transformer::Ltx2(Arc::new(transformer)),

@@ -3,6 +3,7 @@
 use super::loaded_models::load_shared;
 use crate::values::{DiffusionModel, TextEncoder, Transformer, VideoVae};
 use kinograph_engine::prelude::*;
+use kinograph_models::fp8::{Fp8Format, LinearStorage};
 use kinograph_models::ltxv::transformer::LtxvTransformer;
 use kinograph_models::ltxv::vae::LtxvVae;
 use kinograph_models::t5::{COMFY_BUNDLED_PREFIX, T5Encoder, T5Tokenizer};
@@ -47,6 +48,43 @@ pub(super) fn f32_bytes(source: &WeightSource, prefix: &str) -> usize {
         .sum()
 }
 
+/// Bytes the LTX-Video transformer under `prefix` takes when its linear layers are held as `storage`
+/// says and everything else in f32: one byte a weight for fp8 (the file's fp8 weights, and with an fp8
+/// `weight_dtype` every matrix), four otherwise.
+fn transformer_bytes(source: &WeightSource, prefix: &str, storage: LinearStorage) -> usize {
+    source
+        .names()
+        .filter(|name| name.starts_with(prefix) && !kinograph_models::weights::is_quantization_companion(name))
+        .filter_map(|name| {
+            let shape = source.shape(name)?;
+            let stored_fp8 = source.dtype(name).and_then(Fp8Format::of_safetensors).is_some();
+            let fp8 = match storage {
+                LinearStorage::Widen => false,
+                LinearStorage::AsStored => stored_fp8,
+                LinearStorage::Fp8(_) => stored_fp8 || (shape.len() == 2 && name.ends_with(".weight")),
+            };
+            Some(shape.iter().product::<usize>() * if fp8 { 1 } else { 4 })
+        })
+        .sum()
+}
+
+/// How `UNETLoader`'s `weight_dtype` holds the transformer's linear weights. ComfyUI casts the weights to
+/// the fp8 format at load and upcasts each layer to compute; `fp8_e4m3fn_fast` also multiplies in fp8 on
+/// GPUs that can. Kinograph keeps the same fp8 codes and multiplies in f32, so `fp8_e4m3fn_fast` holds the
+/// weights as `fp8_e4m3fn` does. Weights the file already stores as fp8 (scaled or not) keep their own
+/// format, as ComfyUI keeps scaled checkpoints whatever this input says.
+fn unet_weight_storage(weight_dtype: &str) -> Result<Option<Fp8Format>, NodeError> {
+    match weight_dtype {
+        "default" => Ok(None),
+        "fp8_e4m3fn" | "fp8_e4m3fn_fast" => Ok(Some(Fp8Format::E4M3Fn)),
+        "fp8_e5m2" => Ok(Some(Fp8Format::E5M2)),
+        other => Err(NodeError::input(
+            "weight_dtype",
+            format!("'{other}' is not one of default, fp8_e4m3fn, fp8_e4m3fn_fast, fp8_e5m2"),
+        )),
+    }
+}
+
 pub(super) fn open(input: &str, path: &Path) -> Result<Arc<WeightSource>, NodeError> {
     WeightSource::open(&[path]).map(Arc::new).map_err(|e| load_error(input, path, &e))
 }
@@ -85,16 +123,27 @@ fn check_fits(input: &str, path: &Path, bytes: usize, device: &candle_core::Devi
     }
 }
 
-fn load_model(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Arc<DiffusionModel>, NodeError> {
+fn load_model(
+    input: &str,
+    path: &Path,
+    source: &Arc<WeightSource>,
+    fp8_storage: Option<Fp8Format>,
+) -> Result<Arc<DiffusionModel>, NodeError> {
     if super::is_ltx2(source) {
-        return super::load_ltx2_model(input, path, source);
+        return super::load_ltx2_model(input, path, source, fp8_storage);
     }
-    load_shared("ltxv-transformer", path, || {
+    let (kind, storage) = match fp8_storage {
+        None => ("ltxv-transformer", LinearStorage::AsStored),
+        Some(Fp8Format::E4M3Fn) => ("ltxv-transformer-fp8-e4m3fn", LinearStorage::Fp8(Fp8Format::E4M3Fn)),
+        Some(Fp8Format::E5M2) => ("ltxv-transformer-fp8-e5m2", LinearStorage::Fp8(Fp8Format::E5M2)),
+    };
+    load_shared(kind, path, || {
         let device = super::compute_device();
         let prefix = kinograph_models::ltxv::transformer::detect_layout(source).map(|d| d.prefix).unwrap_or_default();
-        let bytes = f32_bytes(source, &prefix);
+        let bytes = transformer_bytes(source, &prefix, storage);
         check_fits(input, path, bytes, &device)?;
-        let transformer = LtxvTransformer::load(source, &device).map_err(|e| load_error(input, path, &e))?;
+        let transformer =
+            LtxvTransformer::load_with_storage(source, &device, storage).map_err(|e| load_error(input, path, &e))?;
         Ok(DiffusionModel {
             transformer: Transformer::Ltxv(Arc::new(transformer)),
             file: path.to_path_buf(),
@@ -153,9 +202,9 @@ pub struct Checkpoint {
 pub fn load_checkpoint(input: &str, path: &Path) -> Result<Checkpoint, NodeError> {
     let source = open(input, path)?;
     let model = if super::is_ltx2(&source) {
-        super::load_ltx2_model(input, path, &source)?
+        super::load_ltx2_model(input, path, &source, None)?
     } else {
-        load_model(input, path, &source)?
+        load_model(input, path, &source, None)?
     };
     let vae = load_vae(input, path, &source, "vae")?;
     let clip = if source.names().any(|name| name.starts_with(COMFY_BUNDLED_PREFIX)) {
@@ -220,10 +269,12 @@ impl Node for UnetLoader {
             .display_name("Load Diffusion Model")
             .category("advanced/loaders")
             .input(InputSpec::model_file("unet_name", "diffusion_models", env))
-            .input(
-                InputSpec::combo("weight_dtype", ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"])
-                    .tooltip("Kinograph computes in f32 on the CPU whatever is chosen here."),
-            )
+            .input(InputSpec::combo("weight_dtype", ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]).tooltip(
+                "How the linear layers' weights are kept in memory: as the file stores them (default), or rounded \
+                 to fp8 at load (e4m3fn, or e5m2), one byte a weight. Each layer is widened to f32 as it is used; \
+                 _fast is the same as fp8_e4m3fn here (no fp8 matmul). Weights the file already stores as fp8 \
+                 keep their format and scales.",
+            ))
             .output("MODEL", "MODEL")
     }
 
@@ -233,8 +284,9 @@ impl Node for UnetLoader {
 
     fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
         let path = resolve(context.env(), "diffusion_models", inputs, "unet_name")?;
+        let fp8_storage = unet_weight_storage(inputs.string("weight_dtype")?)?;
         let source = open("unet_name", &path)?;
-        Ok(NodeOutput::new(vec![Value::from(load_model("unet_name", &path, &source)?)]))
+        Ok(NodeOutput::new(vec![Value::from(load_model("unet_name", &path, &source, fp8_storage)?)]))
     }
 }
 
