@@ -11,7 +11,7 @@
 //! 2. for codes, the weight's scale, as an f32 scalar (1 when the file has none).
 //!
 //! A GGUF weight of a quantized type (`Q8_0`, `Q4_K`, …) answers the first request with a marker, a `U32`
-//! tensor `[1]` holding its ggml type id, and the layer then asks for its blocks ([`Request::Blocks`]),
+//! tensor `[1]` holding its ggml type id, and the layer then asks for its blocks (a second hint),
 //! which come as the stored bytes (`U8`), and multiplies through [`QuantLinear`] (candle's quantized
 //! matmul or widening a band of rows at a time, whichever is faster for the type on this CPU). GGUF's
 //! F16 and BF16 weights come dense in their own dtype, widened as they are used like safetensors' bf16.
