@@ -34,6 +34,9 @@ pub enum Part {
     /// GGUF linear layers of a transformer block's size (4096 → 4096 and 4096 → 16384), each quantized
     /// type through candle's quantized matmul and through band-wise dequantization, against f32.
     GgufLinear,
+    /// One block of the LTX-2 19B transformer with f32 weights and, in the same run, read from a GGUF whose
+    /// block matrices are each of `--gguf-types` (as ComfyUI-GGUF stores them), with the speed-up over f32.
+    Ltx2BlockGguf,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +137,10 @@ fn bench(args: &BenchArgs) -> Result<Json> {
     }
     if wanted(Part::GgufLinear) {
         report.insert("gguf_linear".into(), gguf_linear(args, &device)?);
+    }
+    // Only on request: it builds the block once per type (about a minute each on two cores).
+    if args.only.contains(&Part::Ltx2BlockGguf) {
+        report.insert("ltx2_block_gguf".into(), ltx2_block_gguf(args, &device)?);
     }
     Ok(Json::Object(report))
 }
@@ -319,6 +326,57 @@ fn t5(args: &BenchArgs, device: &Device) -> Result<Json> {
         "best_seconds": best(&seconds),
         "cpu_seconds": cpu,
         "peak_rss_bytes": peak_resident_bytes(),
+    }))
+}
+
+fn ltx2_block_gguf(args: &BenchArgs, device: &Device) -> Result<Json> {
+    use kinograph_models::gguf::GgmlType;
+    use kinograph_models::ltx2::transformer::bench::bench_ltx2_block_gguf;
+    let [frames, height, width] = args.ltx2_latent;
+    let timing = |measured: kinograph_models::ltx2::transformer::bench::Ltx2BenchReport| {
+        let seconds: Vec<f64> = measured.forwards.iter().map(std::time::Duration::as_secs_f64).collect();
+        let cpu: Vec<Option<f64>> = measured.forward_cpu.iter().map(|d| d.map(|d| d.as_secs_f64())).collect();
+        (
+            best(&seconds),
+            json!({
+                "build_seconds": measured.build.as_secs_f64(),
+                "seconds": seconds,
+                "best_seconds": best(&seconds),
+                "cpu_seconds": cpu,
+                "peak_rss_bytes": peak_resident_bytes(),
+            }),
+        )
+    };
+    reset_peak_resident();
+    let dense =
+        bench_ltx2_block(1, args.ltx2_latent, args.audio_tokens, args.ltx2_text_tokens, args.runs, DType::F32, device)
+            .context("timing the f32 LTX-2 block")?;
+    let (dense_best, dense_json) = timing(dense);
+    let mut weights = vec![json!({"weight": "F32", "timing": dense_json})];
+    for name in &args.gguf_types {
+        let ty = GgmlType::from_name(name).with_context(|| format!("--gguf-types: '{name}' is not a ggml type"))?;
+        let candle = ty.candle_dtype().with_context(|| format!("--gguf-types: candle cannot quantize to {name}"))?;
+        reset_peak_resident();
+        let measured = bench_ltx2_block_gguf(
+            1,
+            args.ltx2_latent,
+            args.audio_tokens,
+            args.ltx2_text_tokens,
+            args.runs,
+            candle,
+            device,
+        )
+        .with_context(|| format!("timing the {name} LTX-2 block"))?;
+        let (quant_best, quant_json) = timing(measured);
+        weights.push(json!({"weight": name, "timing": quant_json, "speedup_over_f32": dense_best / quant_best}));
+    }
+    Ok(json!({
+        "model": "LTX-2 19B transformer, one block (both streams), compute f32; block matrices quantized as GGUF",
+        "latent": [frames, height, width],
+        "video_tokens": frames * height * width,
+        "audio_tokens": args.audio_tokens,
+        "text_tokens": args.ltx2_text_tokens,
+        "weights": weights,
     }))
 }
 
