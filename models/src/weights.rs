@@ -14,9 +14,18 @@
 //! carry). A checkpoint in another layout (a diffusers folder) is read through [`RenamingBackend`], which
 //! turns each name the model asks for into the name stored in the file; each model's loader says how
 //! its names differ.
+//!
+//! GGUF files (ComfyUI-GGUF's diffusion models, llama.cpp's text encoders) open through the same API, told
+//! apart from safetensors by their magic bytes: the names are the stored ones (ComfyUI's state-dict keys,
+//! usually without `model.diffusion_model.`), shapes are torch's with ComfyUI-GGUF's
+//! `comfy.gguf.orig_shape.*` records applied, every scalar metadata entry is a metadata string (LTX-2
+//! files carry the checkpoint's `config` JSON that way), and a dense load widens the blocks to f32 (F32,
+//! F16 and BF16 tensors come exactly as stored). Quantized matrices do not count towards
+//! [`WeightSource::common_dtype`]: the linear layers keep them as blocks (see [`crate::fp8::linear_weight`]).
 
 use crate::fp8::linear_weight::Request;
 use crate::fp8::{Fp8Format, LinearStorage};
+use crate::gguf::{GgmlType, GgufError, GgufFile, MetadataValue};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::{BTreeSet, HashMap};
@@ -39,6 +48,8 @@ pub enum WeightError {
     Open { file: String, reason: String },
     #[error("{file}: not a valid safetensors file ({reason}); is it truncated or of another format?")]
     Format { file: String, reason: String },
+    #[error("{file}: not a readable GGUF file: {reason}")]
+    GgufFormat { file: String, reason: String },
     #[error("{files}: tensor '{tensor}' is missing (expected shape {expected:?})")]
     Missing { files: String, tensor: String, expected: Vec<usize> },
     #[error("{file}: tensor '{tensor}' has shape {found:?}, expected {expected:?}")]
@@ -47,6 +58,59 @@ pub enum WeightError {
     Unexpected { file: String, tensors: Vec<String> },
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
+}
+
+impl From<GgufError> for WeightError {
+    fn from(error: GgufError) -> Self {
+        match error {
+            GgufError::Open { file, reason } => WeightError::Open { file, reason },
+            GgufError::Format { file, reason } => WeightError::GgufFormat { file, reason },
+            GgufError::Missing { file, tensor } => WeightError::Missing { files: file, tensor, expected: Vec::new() },
+            GgufError::Tensor { file, tensor, reason } => {
+                WeightError::Invalid { file, message: format!("tensor '{tensor}': {reason}") }
+            }
+        }
+    }
+}
+
+/// What a tensor's bytes hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoredAs {
+    /// Values of a safetensors dtype.
+    Safetensors(safetensors::Dtype),
+    /// Data of a GGUF file: plain F32, F16 or BF16 values, or blocks of a quantized type.
+    Gguf(GgmlType),
+}
+
+impl StoredAs {
+    /// The safetensors dtype of the values, for GGUF's plain F32, F16 and BF16 too (stored the same way);
+    /// `None` for quantized blocks.
+    fn safetensors_dtype(self) -> Option<safetensors::Dtype> {
+        match self {
+            StoredAs::Safetensors(dtype) => Some(dtype),
+            StoredAs::Gguf(GgmlType::F32) => Some(safetensors::Dtype::F32),
+            StoredAs::Gguf(GgmlType::F16) => Some(safetensors::Dtype::F16),
+            StoredAs::Gguf(GgmlType::BF16) => Some(safetensors::Dtype::BF16),
+            StoredAs::Gguf(_) => None,
+        }
+    }
+
+    /// The ggml type of quantized GGUF blocks (not F32, F16 or BF16).
+    fn quantized(self) -> Option<GgmlType> {
+        match self {
+            StoredAs::Gguf(ty) if self.safetensors_dtype().is_none() => Some(ty),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StoredAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredAs::Safetensors(dtype) => write!(f, "{dtype:?}"),
+            StoredAs::Gguf(ty) => write!(f, "GGUF {ty}"),
+        }
+    }
 }
 
 /// Where a tensor's data is and what it is.
@@ -58,14 +122,17 @@ struct TensorEntry {
     offset: u64,
     /// Bytes of data.
     length: usize,
-    dtype: safetensors::Dtype,
+    stored: StoredAs,
+    /// The torch shape (for GGUF, ComfyUI-GGUF's original shape where it recorded one).
     shape: Vec<usize>,
 }
 
-/// Tensors of one or more safetensors files, read on demand.
+/// Tensors of one or more safetensors or GGUF files, read on demand.
 pub struct WeightSource {
     files: Vec<PathBuf>,
     handles: Vec<std::fs::File>,
+    /// The GGUF header of each file that is one.
+    ggufs: Vec<Option<Arc<GgufFile>>>,
     /// Each tensor's file, place, dtype and shape.
     location: HashMap<String, TensorEntry>,
     /// `__metadata__` of each file.
@@ -78,14 +145,22 @@ pub struct WeightSource {
 }
 
 impl WeightSource {
-    /// Opens and checks `files`.
+    /// Opens and checks `files`: safetensors, or GGUF (a file that starts with `GGUF`, or is named
+    /// `*.gguf`).
     pub fn open<P: AsRef<Path>>(files: &[P]) -> Result<Self, WeightError> {
         let files: Vec<PathBuf> = files.iter().map(|f| f.as_ref().to_path_buf()).collect();
         let mut location = HashMap::new();
         let mut metadata = Vec::with_capacity(files.len());
         let mut handles = Vec::with_capacity(files.len());
+        let mut ggufs = Vec::with_capacity(files.len());
         for (index, file) in files.iter().enumerate() {
-            let header = parse_header(file)?;
+            let (header, gguf) = if is_gguf(file)? {
+                let gguf = Arc::new(GgufFile::open(file)?);
+                (gguf_header(&gguf), Some(gguf))
+            } else {
+                (parse_header(file)?, None)
+            };
+            ggufs.push(gguf);
             for (name, mut entry) in header.tensors {
                 entry.file = index;
                 location.insert(name, entry);
@@ -102,6 +177,7 @@ impl WeightSource {
         Ok(WeightSource {
             files,
             handles,
+            ggufs,
             location,
             metadata,
             markers,
@@ -132,22 +208,44 @@ impl WeightSource {
 
     /// The bytes `name` takes in the file, if present.
     pub fn stored_bytes(&self, name: &str) -> Option<usize> {
-        self.location.get(name).map(|entry| (entry.shape.iter().product::<usize>() * entry.dtype.bitsize()).div_ceil(8))
+        self.location.get(name).map(|entry| entry.length)
     }
 
-    /// The stored dtype of `name`, if present.
+    /// The stored dtype of `name`, if present and stored as values of a safetensors dtype: a GGUF's F32,
+    /// F16 and BF16 tensors count; its quantized blocks do not (see [`Self::ggml_type`]).
     pub fn dtype(&self, name: &str) -> Option<safetensors::Dtype> {
-        self.location.get(name).map(|entry| entry.dtype)
+        self.location.get(name).and_then(|entry| entry.stored.safetensors_dtype())
+    }
+
+    /// The ggml type of `name`, if it is a tensor of a GGUF file.
+    pub fn ggml_type(&self, name: &str) -> Option<GgmlType> {
+        match self.location.get(name)?.stored {
+            StoredAs::Gguf(ty) => Some(ty),
+            StoredAs::Safetensors(_) => None,
+        }
+    }
+
+    /// The GGUF header of the file holding `name`, if that file is a GGUF (for metadata that is not a
+    /// string or a scalar, such as a tokenizer's arrays).
+    pub fn gguf_file(&self, name: &str) -> Option<&Arc<GgufFile>> {
+        self.location.get(name).and_then(|entry| self.ggufs[entry.file].as_ref())
+    }
+
+    /// The GGUF files among the files, in the order given.
+    pub fn gguf_files(&self) -> impl Iterator<Item = &Arc<GgufFile>> {
+        self.ggufs.iter().flatten()
     }
 
     /// The dtype for a builder over the tensors `names`, whose linear layers read their weights with
     /// [`crate::fp8::read_linear_weight`] (so that fp8 weights stay fp8 there): the stored dtype the
     /// other tensors share (f32, f16 or bf16), f32 when they mix. When every tensor is fp8 of one format:
     /// `F8E4M3` for e4m3fn (kept narrow), f16 for e5m2 (whose values f16 holds exactly). Scales and the
-    /// other companions of scaled fp8 weights do not count. Other dtypes (integers, quantised blocks)
-    /// are refused, naming the tensor; `what` names the weights in that message (`"T5 weights"`).
+    /// other companions of scaled fp8 weights do not count, nor do GGUF quantized blocks, which the linear
+    /// layers keep as blocks (a GGUF of `Q4_K` matrices beside F32 norms and biases gives f32, for the norms
+    /// only). Other dtypes (integers) are refused, naming the tensor; `what` names the weights in that
+    /// message (`"T5 weights"`).
     pub fn common_dtype<'a>(&self, names: impl Iterator<Item = &'a str>, what: &str) -> Result<DType, WeightError> {
-        let (dense, fp8) = self.stored_kinds(names, what)?;
+        let StoredKinds { dense, fp8, .. } = self.stored_kinds(names, what)?;
         Ok(match (dense.as_slice(), fp8.as_slice()) {
             ([only], _) => *only,
             ([], [Fp8Format::E4M3Fn]) => DType::F8E4M3,
@@ -157,24 +255,27 @@ impl WeightSource {
     }
 
     /// The dtype to keep the tensors under `prefix` in when nothing reads them narrow (VAEs, vocoders):
-    /// their common stored f32, f16 or bf16; f32 when they mix or any is fp8 (widened with its scale).
+    /// their common stored f32, f16 or bf16; f32 when they mix or any is fp8 (widened with its scale) or
+    /// GGUF blocks (dequantized).
     pub fn dense_dtype_under(&self, prefix: &str, what: &str) -> Result<DType, WeightError> {
-        let (dense, fp8) = self.stored_kinds(self.names().filter(|name| name.starts_with(prefix)), what)?;
-        Ok(match (dense.as_slice(), fp8.is_empty()) {
+        let kinds = self.stored_kinds(self.names().filter(|name| name.starts_with(prefix)), what)?;
+        Ok(match (kinds.dense.as_slice(), kinds.fp8.is_empty() && !kinds.quantized) {
             ([only], true) => *only,
             _ => DType::F32,
         })
     }
 
-    /// The distinct dense dtypes and fp8 formats of `names`, companions of scaled weights left out.
-    fn stored_kinds<'a>(
-        &self,
-        names: impl Iterator<Item = &'a str>,
-        what: &str,
-    ) -> Result<(Vec<DType>, Vec<Fp8Format>), WeightError> {
-        let (mut dense, mut fp8) = (Vec::new(), Vec::new());
+    /// The distinct dense dtypes and fp8 formats of `names`, and whether any is GGUF blocks; companions of
+    /// scaled weights left out.
+    fn stored_kinds<'a>(&self, names: impl Iterator<Item = &'a str>, what: &str) -> Result<StoredKinds, WeightError> {
+        let (mut dense, mut fp8, mut quantized) = (Vec::new(), Vec::new(), false);
         for name in names.filter(|name| !is_quantization_companion(name)) {
-            let Some(dtype) = self.dtype(name) else { continue };
+            let Some(entry) = self.location.get(name) else { continue };
+            if entry.stored.quantized().is_some() {
+                quantized = true;
+                continue;
+            }
+            let Some(dtype) = entry.stored.safetensors_dtype() else { continue };
             let dense_dtype = match dtype {
                 safetensors::Dtype::F32 | safetensors::Dtype::F64 => DType::F32,
                 safetensors::Dtype::F16 => DType::F16,
@@ -200,11 +301,13 @@ impl WeightSource {
                 dense.push(dense_dtype);
             }
         }
-        Ok((dense, fp8))
+        Ok(StoredKinds { dense, fp8, quantized })
     }
 
     /// The `__metadata__` entry `key` of the first file that has it (ComfyUI checkpoints keep their
-    /// model configuration under `config`).
+    /// model configuration under `config`). For a GGUF file, every string, number and bool of its
+    /// metadata, as ComfyUI-GGUF passes them on (`general.architecture`, LTX-2's `config`, …), numbers and
+    /// bools written out as text; arrays are left out (see [`Self::gguf_file`]).
     pub fn metadata(&self, key: &str) -> Option<&str> {
         self.metadata.iter().find_map(|meta| meta.get(key)).map(String::as_str)
     }
@@ -218,13 +321,22 @@ impl WeightSource {
 
     /// Loads one tensor as `dtype`, dense. An fp8 tensor is decoded exactly, and a weight with a scale
     /// (`<layer>.weight_scale` or `<layer>.scale_weight`) is multiplied by it in f32 before it becomes
-    /// `dtype`; an unscaled fp8 e4m3fn tensor asked for as `F8E4M3` comes as it is stored.
+    /// `dtype`; an unscaled fp8 e4m3fn tensor asked for as `F8E4M3` comes as it is stored. GGUF blocks are
+    /// widened to f32 (as `gguf`'s and ComfyUI-GGUF's dequantization does) before they become `dtype`.
     pub fn load(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor, WeightError> {
         let scale = self.quantization(name)?;
         let entry = self.entry(name)?;
         let bytes = self.read(name, entry)?;
         let invalid = |message: String| WeightError::Invalid { file: self.file_of(name), message };
-        let tensor = match Fp8Format::of_safetensors(entry.dtype) {
+        let stored = entry.stored.safetensors_dtype();
+        let quantized = entry.stored.quantized();
+        let tensor = match stored.and_then(Fp8Format::of_safetensors) {
+            _ if let Some(ty) = quantized => {
+                let mut values = vec![0f32; entry.shape.iter().product()];
+                crate::gguf::dequant::dequantize_parallel(ty, &bytes, &mut values)
+                    .map_err(|error| invalid(format!("tensor '{name}': {error}")))?;
+                Tensor::from_vec(values, entry.shape.as_slice(), &Device::Cpu)
+            }
             Some(Fp8Format::E4M3Fn) if dtype == DType::F8E4M3 && scale.is_none() => {
                 Tensor::from_raw_buffer(&bytes, DType::F8E4M3, &entry.shape, &Device::Cpu)
             }
@@ -235,8 +347,8 @@ impl WeightSource {
                 Tensor::from_vec(values, entry.shape.as_slice(), &Device::Cpu)
             }
             None => {
-                let stored = stored_dtype(entry.dtype).ok_or_else(|| {
-                    invalid(format!("tensor '{name}' has dtype {:?}, which kinograph cannot read", entry.dtype))
+                let stored = stored.and_then(stored_dtype).ok_or_else(|| {
+                    invalid(format!("tensor '{name}' has dtype {}, which kinograph cannot read", entry.stored))
                 })?;
                 let tensor = Tensor::from_raw_buffer(&bytes, stored, &entry.shape, &Device::Cpu);
                 match scale {
@@ -262,7 +374,7 @@ impl WeightSource {
     ) -> Result<Tensor, WeightError> {
         let entry = self.entry(name)?;
         let invalid = |message: String| WeightError::Invalid { file: self.file_of(name), message };
-        match (Fp8Format::of_safetensors(entry.dtype), storage) {
+        match (entry.stored.safetensors_dtype().and_then(Fp8Format::of_safetensors), storage) {
             (_, LinearStorage::Widen) => self.load(name, dtype, device),
             (Some(format), _) => {
                 self.quantization(name)?;
@@ -313,7 +425,7 @@ impl WeightSource {
             }
         }
         self.check_quantization_format(layer, name, entry)?;
-        if scale.is_some() || Fp8Format::of_safetensors(entry.dtype).is_some() {
+        if scale.is_some() || entry.stored.safetensors_dtype().and_then(Fp8Format::of_safetensors).is_some() {
             for (prefix, marker) in &self.markers {
                 if name.starts_with(prefix.as_str()) {
                     self.mark_used(marker);
@@ -327,16 +439,18 @@ impl WeightSource {
     fn scalar(&self, scale: &str, weight: &str) -> Result<f32, WeightError> {
         let entry = self.entry(scale)?;
         let float = matches!(
-            entry.dtype,
-            safetensors::Dtype::F32 | safetensors::Dtype::F64 | safetensors::Dtype::F16 | safetensors::Dtype::BF16
+            entry.stored.safetensors_dtype(),
+            Some(
+                safetensors::Dtype::F32 | safetensors::Dtype::F64 | safetensors::Dtype::F16 | safetensors::Dtype::BF16
+            )
         );
         if !float || entry.shape.iter().product::<usize>() != 1 {
             return Err(WeightError::Invalid {
                 file: self.file_of(scale),
                 message: format!(
-                    "tensor '{scale}' (the scale of '{weight}') is {:?} of shape {:?}; a per-tensor scale is one \
+                    "tensor '{scale}' (the scale of '{weight}') is {} of shape {:?}; a per-tensor scale is one \
                      float32 value (shape [] or [1])",
-                    entry.dtype, entry.shape
+                    entry.stored, entry.shape
                 ),
             });
         }
@@ -373,14 +487,14 @@ impl WeightSource {
         };
         let Some((source, json)) = description else { return Ok(()) };
         let format = json.get("format").and_then(serde_json::Value::as_str).unwrap_or("(none)");
-        let stored = Fp8Format::of_safetensors(entry.dtype);
+        let stored = entry.stored.safetensors_dtype().and_then(Fp8Format::of_safetensors);
         match Fp8Format::of_name(format) {
             Some(named) if Some(named) == stored => Ok(()),
             Some(named) => Err(WeightError::Invalid {
                 file: self.file_of(weight),
                 message: format!(
-                    "{source} says layer '{layer}' is {named}, but '{weight}' is stored as {:?}",
-                    entry.dtype
+                    "{source} says layer '{layer}' is {named}, but '{weight}' is stored as {}",
+                    entry.stored
                 ),
             }),
             None => Err(WeightError::Invalid {
@@ -393,12 +507,24 @@ impl WeightSource {
         }
     }
 
+    /// Where `name` is; for a GGUF tensor, only if it can be used (a type kinograph can widen, a valid
+    /// shape record).
     fn entry(&self, name: &str) -> Result<&TensorEntry, WeightError> {
-        self.location.get(name).ok_or_else(|| WeightError::Missing {
+        let entry = self.location.get(name).ok_or_else(|| WeightError::Missing {
             files: describe(&self.files),
             tensor: name.to_string(),
             expected: Vec::new(),
-        })
+        })?;
+        if let Some(gguf) = &self.ggufs[entry.file] {
+            let info = gguf.usable_tensor(name)?;
+            if !info.ggml_type().can_dequantize() {
+                return Err(WeightError::Invalid {
+                    file: self.file_of(name),
+                    message: format!("tensor '{name}' is {}, which kinograph cannot widen", info.ggml_type()),
+                });
+            }
+        }
+        Ok(entry)
     }
 
     /// The stored bytes of `name`.
@@ -583,6 +709,14 @@ impl candle_nn::var_builder::SimpleBackend for RenamingBackend {
     }
 }
 
+/// The distinct kinds of stored values among some tensors.
+struct StoredKinds {
+    dense: Vec<DType>,
+    fp8: Vec<Fp8Format>,
+    /// Whether any is GGUF blocks of a quantized type.
+    quantized: bool,
+}
+
 fn describe(files: &[PathBuf]) -> String {
     files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
 }
@@ -621,14 +755,15 @@ fn scaled_fp8_markers(
         if !(prefix.is_empty() || prefix.ends_with('.')) {
             continue;
         }
-        let known = Fp8Format::of_safetensors(entry.dtype).is_some() || entry.dtype == safetensors::Dtype::F32;
+        let dtype = entry.stored.safetensors_dtype();
+        let known = dtype.and_then(Fp8Format::of_safetensors).is_some() || dtype == Some(safetensors::Dtype::F32);
         if !known {
             return Err(WeightError::Invalid {
                 file: files[entry.file].display().to_string(),
                 message: format!(
-                    "tensor '{name}' (ComfyUI's scaled-fp8 marker) is {:?}; it should be float8_e4m3fn, float8_e5m2 \
+                    "tensor '{name}' (ComfyUI's scaled-fp8 marker) is {}; it should be float8_e4m3fn, float8_e5m2 \
                      or float32",
-                    entry.dtype
+                    entry.stored
                 ),
             });
         }
@@ -650,6 +785,55 @@ fn stored_dtype(dtype: safetensors::Dtype) -> Option<DType> {
         safetensors::Dtype::F8_E4M3 => DType::F8E4M3,
         _ => return None,
     })
+}
+
+/// Whether `file` is a GGUF file: it starts with `GGUF`, or (so that a broken download is reported as
+/// the GGUF it was meant to be) its name ends in `.gguf`.
+fn is_gguf(file: &Path) -> Result<bool, WeightError> {
+    use std::io::Read;
+    let named = file.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gguf"));
+    let mut magic = [0_u8; 4];
+    let mut handle = std::fs::File::open(file)
+        .map_err(|error| WeightError::Open { file: file.display().to_string(), reason: error.to_string() })?;
+    let read = handle.read(&mut magic).unwrap_or(0);
+    Ok(named || (read == 4 && &magic == b"GGUF"))
+}
+
+/// The tensors and metadata of a GGUF file. Every tensor is listed, those kinograph cannot use included
+/// (they fail when loaded, naming the reason); only scalar metadata becomes text.
+fn gguf_header(gguf: &GgufFile) -> Header {
+    let tensors = gguf
+        .tensors()
+        .iter()
+        .map(|info| {
+            let range = info.byte_range().unwrap_or(0..0);
+            let entry = TensorEntry {
+                file: 0,
+                offset: range.start as u64,
+                length: range.len(),
+                stored: StoredAs::Gguf(info.ggml_type()),
+                shape: info.shape().to_vec(),
+            };
+            (info.name().to_string(), entry)
+        })
+        .collect();
+    let metadata = gguf
+        .metadata_entries()
+        .filter_map(|(key, value)| {
+            let text = match value {
+                MetadataValue::String(text) => text.clone(),
+                MetadataValue::Bool(value) => value.to_string(),
+                MetadataValue::F32(value) => value.to_string(),
+                MetadataValue::F64(value) => value.to_string(),
+                MetadataValue::Array(_) => return None,
+                integer => {
+                    integer.as_i64().map(|v| v.to_string()).or_else(|| integer.as_u64().map(|v| v.to_string()))?
+                }
+            };
+            Some((key.to_string(), text))
+        })
+        .collect();
+    Header { tensors, metadata }
 }
 
 fn parse_header(file: &Path) -> Result<Header, WeightError> {
@@ -707,7 +891,13 @@ fn parse_header(file: &Path) -> Result<Header, WeightError> {
                 end.saturating_sub(start)
             )));
         }
-        let entry = TensorEntry { file: 0, offset: data_start + start, length: (end - start) as usize, dtype, shape };
+        let entry = TensorEntry {
+            file: 0,
+            offset: data_start + start,
+            length: (end - start) as usize,
+            stored: StoredAs::Safetensors(dtype),
+            shape,
+        };
         tensors.push((key, entry));
     }
     Ok(Header { tensors, metadata })
