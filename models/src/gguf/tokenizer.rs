@@ -144,13 +144,18 @@ pub fn sentencepiece_proto(gguf: &GgufFile) -> Result<ModelProto, GgufTokenizerE
     }
 
     let special = |key: &str| fields.id(&format!("tokenizer.ggml.{key}"));
+    let (bos, eos, pad) = (special("bos_token_id")?, special("eos_token_id")?, special("padding_token_id")?);
+    let unk = special("unknown_token_id")?
+        .or_else(|| pieces.iter().position(|piece| piece.kind == PieceType::Unknown).map(|id| id as u32));
+    // The converter retypes the tokens a `tokenizer_config.json` lists, `<unk>` included (Gemma's becomes
+    // control); llama.cpp goes by `unknown_token_id`, SentencePiece by the piece's type.
+    if let Some(piece) = unk.and_then(|id| pieces.get_mut(id as usize)) {
+        piece.kind = PieceType::Unknown;
+    }
     let piece_of = |id: Option<u32>, fallback: &str| {
         id.and_then(|id| pieces.get(id as usize)).map_or_else(|| fallback.to_string(), |piece| piece.text.clone())
     };
     let signed = |id: Option<u32>| id.map_or(-1, |id| id as i32);
-    let (bos, eos, pad) = (special("bos_token_id")?, special("eos_token_id")?, special("padding_token_id")?);
-    let unk = special("unknown_token_id")?
-        .or_else(|| pieces.iter().position(|piece| piece.kind == PieceType::Unknown).map(|id| id as u32));
     let defaults = TrainerSpec::default();
     let trainer_spec = TrainerSpec {
         model_type,
