@@ -363,8 +363,9 @@ impl WeightSource {
     }
 
     /// The weight `name` of a linear layer as `storage` says to hold it: the stored fp8 codes in their
-    /// carrier dtype (see [`crate::fp8::linear_weight`]), codes rounded from a wider weight, or dense as
-    /// [`Self::load`] gives it.
+    /// carrier dtype (see [`crate::fp8::linear_weight`]), codes rounded from a wider weight, the marker of
+    /// GGUF blocks (their ggml type id as a `U32` tensor `[1]`; blocks stored reshaped are widened instead),
+    /// a GGUF F16 or BF16 weight in its own dtype, or dense as [`Self::load`] gives it.
     pub fn load_linear(
         &self,
         name: &str,
@@ -374,6 +375,18 @@ impl WeightSource {
     ) -> Result<Tensor, WeightError> {
         let entry = self.entry(name)?;
         let invalid = |message: String| WeightError::Invalid { file: self.file_of(name), message };
+        if let StoredAs::Gguf(ty) = entry.stored
+            && storage != LinearStorage::Widen
+        {
+            let kept_as_blocks = entry.stored.quantized().is_some() && !self.gguf_reshaped(name);
+            if kept_as_blocks {
+                return Tensor::new(&[ty.id()], device).map_err(|error| invalid(error.to_string()));
+            }
+            if let (LinearStorage::AsStored, GgmlType::F16 | GgmlType::BF16) = (storage, ty) {
+                let dtype = if ty == GgmlType::F16 { DType::F16 } else { DType::BF16 };
+                return self.load(name, dtype, device);
+            }
+        }
         match (entry.stored.safetensors_dtype().and_then(Fp8Format::of_safetensors), storage) {
             (_, LinearStorage::Widen) => self.load(name, dtype, device),
             (Some(format), _) => {
@@ -394,6 +407,29 @@ impl WeightSource {
             }
             (None, _) => self.load(name, dtype, device),
         }
+    }
+
+    /// The stored blocks of the GGUF tensor `name`, as a `U8` tensor: what a linear layer that keeps GGUF
+    /// weights quantized builds its [`crate::gguf::QuantLinear`] from.
+    pub fn gguf_blocks(&self, name: &str, device: &Device) -> Result<Tensor, WeightError> {
+        let entry = self.entry(name)?;
+        if entry.stored.quantized().is_none() {
+            return Err(WeightError::Invalid {
+                file: self.file_of(name),
+                message: format!("tensor '{name}' is {}, not GGUF blocks of a quantized type", entry.stored),
+            });
+        }
+        self.mark_used(name);
+        let bytes = self.read(name, entry)?;
+        let length = bytes.len();
+        Tensor::from_vec(bytes, length, device)
+            .map_err(|error| WeightError::Invalid { file: self.file_of(name), message: error.to_string() })
+    }
+
+    /// Whether the GGUF tensor `name` is stored reshaped (ComfyUI-GGUF's `comfy.gguf.orig_shape`): its
+    /// blocks then do not run along the rows of its true shape.
+    fn gguf_reshaped(&self, name: &str) -> bool {
+        self.gguf_file(name).and_then(|gguf| gguf.tensor(name)).is_some_and(|info| info.shape() != info.stored_shape())
     }
 
     /// The per-tensor scale of the weight `name` (`<layer>.weight`), if it has one: `<layer>.weight_scale`
@@ -645,6 +681,7 @@ impl candle_nn::var_builder::SimpleBackend for CheckedBackend {
         match Request::of(init) {
             None => source.load(name, dtype, device),
             Some(Request::Codes) => source.load_linear(name, dtype, device, self.storage),
+            Some(Request::Blocks) => source.gguf_blocks(name, device),
             Some(Request::Scale) => source.quantization(name).and_then(|scale| {
                 Tensor::new(scale.unwrap_or(1.0), device)
                     .map_err(|error| WeightError::Invalid { file: source.file_of(name), message: error.to_string() })

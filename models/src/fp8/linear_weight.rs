@@ -1,5 +1,5 @@
-//! A linear layer's weight as the layer keeps it: dense (f32, bf16, f16) or fp8 codes with their format
-//! and per-tensor scale, and the one way a layer reads it, [`read_linear_weight`].
+//! A linear layer's weight as the layer keeps it: dense (f32, bf16, f16), fp8 codes with their format
+//! and per-tensor scale, or GGUF blocks, and the one way a layer reads it, [`read_linear_weight`].
 //!
 //! Models are built through candle `VarBuilder`s, whose only channel to the weight file is "give me the
 //! tensor `name` of this shape as this dtype" plus an initialisation hint. A linear layer uses the hint to
@@ -10,6 +10,12 @@
 //!    dtype for. Any other weight comes back dense, in the builder's dtype, scale already applied.
 //! 2. for codes, the weight's scale, as an f32 scalar (1 when the file has none).
 //!
+//! A GGUF weight of a quantized type (`Q8_0`, `Q4_K`, …) answers the first request with a marker, a `U32`
+//! tensor `[1]` holding its ggml type id, and the layer then asks for its blocks ([`Request::Blocks`]),
+//! which come as the stored bytes (`U8`), and multiplies through [`QuantLinear`] (candle's quantized
+//! matmul or widening a band of rows at a time, whichever is faster for the type on this CPU). GGUF's
+//! F16 and BF16 weights come dense in their own dtype, widened as they are used like safetensors' bf16.
+//!
 //! A source that does not know these hints (a `VarBuilder` over a map of tensors) answers the first
 //! with the tensor itself and the second with the weight again, not a scalar: the scale is then looked
 //! up beside the weight (`weight_scale`, then `scale_weight`). Either way an fp8 weight never leaves
@@ -17,8 +23,10 @@
 
 use super::Fp8Format;
 use super::widen::{widen_codes, widen_columns};
+use crate::gguf::{GgmlType, MatmulKernel, QuantLinear};
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
 use candle_nn::{Init, VarBuilder};
+use std::sync::Arc;
 
 /// How a weight source hands out the weights of linear layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,10 +34,11 @@ pub enum LinearStorage {
     /// fp8 weights stay fp8 (codes and scale); any other weight comes in the builder's dtype.
     #[default]
     AsStored,
-    /// Every weight is widened, and multiplied by its scale, into the builder's dtype at load.
+    /// Every weight is widened, and multiplied by its scale, into the builder's dtype at load (GGUF blocks
+    /// dequantized).
     Widen,
-    /// fp8 weights stay as they are stored; every other weight without a scale is rounded to this format
-    /// at load, as PyTorch casts it (ComfyUI's `UNETLoader` `weight_dtype`).
+    /// fp8 weights and GGUF blocks stay as they are stored; every other weight without a scale is rounded
+    /// to this format at load, as PyTorch casts it (ComfyUI's `UNETLoader` `weight_dtype`).
     Fp8(Fp8Format),
 }
 
@@ -40,6 +49,8 @@ pub enum WeightStorage {
     Dense(DType),
     /// fp8 codes of this format, with a per-tensor scale.
     Fp8(Fp8Format),
+    /// GGUF blocks of this quantized type.
+    Gguf(GgmlType),
 }
 
 impl std::fmt::Display for WeightStorage {
@@ -47,17 +58,20 @@ impl std::fmt::Display for WeightStorage {
         match self {
             WeightStorage::Dense(dtype) => f.write_str(dtype.as_str()),
             WeightStorage::Fp8(format) => f.write_str(format.name()),
+            WeightStorage::Gguf(ty) => write!(f, "{ty}"),
         }
     }
 }
 
-/// The two requests a linear layer makes of the weight source, as `Init` hints.
+/// The requests a linear layer makes of the weight source, as `Init` hints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Request {
-    /// The weight as fp8 codes if the source keeps it so, else dense.
+    /// The weight as fp8 codes if the source keeps it so, the marker of GGUF blocks, else dense.
     Codes,
     /// The per-tensor scale of the weight, as an f32 scalar.
     Scale,
+    /// The stored bytes of a GGUF weight's blocks, as a `U8` tensor.
+    Blocks,
 }
 
 /// The lower bound of the uniform initialisation that tags a [`Request`]; no model initialises a weight
@@ -70,6 +84,7 @@ impl Request {
         let up = match self {
             Request::Codes => 1.0,
             Request::Scale => 2.0,
+            Request::Blocks => 3.0,
         };
         Init::Uniform { lo: REQUEST_TAG, up }
     }
@@ -79,6 +94,7 @@ impl Request {
         match init {
             Init::Uniform { lo, up } if lo == REQUEST_TAG && up == 1.0 => Some(Request::Codes),
             Init::Uniform { lo, up } if lo == REQUEST_TAG && up == 2.0 => Some(Request::Scale),
+            Init::Uniform { lo, up } if lo == REQUEST_TAG && up == 3.0 => Some(Request::Blocks),
             _ => None,
         }
     }
@@ -222,6 +238,9 @@ pub enum LinearWeight {
     Dense(Tensor),
     /// fp8 codes with their scale.
     Fp8(Fp8Weight),
+    /// GGUF blocks, multiplied through [`QuantLinear`] (which holds no bias here: the layer adds its
+    /// own). Always `[out, in]`: blocks run along a row and cannot be transposed.
+    Quantized(Arc<QuantLinear>),
 }
 
 impl LinearWeight {
@@ -230,6 +249,7 @@ impl LinearWeight {
         match self {
             LinearWeight::Dense(tensor) => WeightStorage::Dense(tensor.dtype()),
             LinearWeight::Fp8(weight) => WeightStorage::Fp8(weight.format),
+            LinearWeight::Quantized(layer) => WeightStorage::Gguf(layer.ggml_type()),
         }
     }
 
@@ -238,38 +258,45 @@ impl LinearWeight {
         match self {
             LinearWeight::Dense(tensor) => tensor.dims2(),
             LinearWeight::Fp8(weight) => weight.dims2(),
+            LinearWeight::Quantized(layer) => Ok(layer.shape()),
         }
     }
 
-    /// The same weight transposed, contiguous.
+    /// The same weight transposed, contiguous. GGUF blocks cannot be transposed: an error.
     pub fn transposed(&self) -> Result<Self> {
         Ok(match self {
             LinearWeight::Dense(tensor) => LinearWeight::Dense(tensor.t()?.contiguous()?),
             LinearWeight::Fp8(weight) => LinearWeight::Fp8(weight.transposed()?),
+            LinearWeight::Quantized(layer) => {
+                candle_core::bail!("a {} weight is multiplied as stored and cannot be transposed", layer.ggml_type())
+            }
         })
     }
 
-    /// The whole weight, scaled, in f32.
+    /// The whole weight, scaled (or dequantized), in f32.
     pub fn widen(&self) -> Result<Tensor> {
         match self {
             LinearWeight::Dense(tensor) => tensor.to_dtype(DType::F32),
             LinearWeight::Fp8(weight) => weight.widen(),
+            LinearWeight::Quantized(layer) => layer.dequantized_weight(),
         }
     }
 
-    /// Rows `start..start + count`, scaled, in f32.
+    /// Rows `start..start + count`, scaled (or dequantized), in f32.
     pub fn widen_rows(&self, start: usize, count: usize) -> Result<Tensor> {
         match self {
             LinearWeight::Dense(tensor) => tensor.narrow(0, start, count)?.to_dtype(DType::F32),
             LinearWeight::Fp8(weight) => weight.widen_rows(start, count),
+            LinearWeight::Quantized(layer) => layer.dequantized_rows(start, count),
         }
     }
 
-    /// Columns `start..start + count`, scaled, in f32.
+    /// Columns `start..start + count`, scaled (or dequantized), in f32.
     pub fn widen_columns(&self, start: usize, count: usize) -> Result<Tensor> {
         match self {
             LinearWeight::Dense(tensor) => tensor.narrow(1, start, count)?.to_dtype(DType::F32),
             LinearWeight::Fp8(weight) => weight.widen_columns(start, count),
+            LinearWeight::Quantized(layer) => layer.dequantized_weight()?.narrow(1, start, count)?.contiguous(),
         }
     }
 
@@ -278,23 +305,33 @@ impl LinearWeight {
         match self {
             LinearWeight::Dense(tensor) => tensor.device(),
             LinearWeight::Fp8(weight) => weight.codes.device(),
+            LinearWeight::Quantized(layer) => layer.device(),
         }
     }
 
-    /// Bytes the weight takes in memory.
+    /// Bytes the weight takes in memory (for GGUF blocks, the blocks; candle's repacked copy for its
+    /// quantized matmul comes on top).
     pub fn bytes(&self) -> usize {
         match self {
             LinearWeight::Dense(tensor) => tensor.elem_count() * tensor.dtype().size_in_bytes(),
             LinearWeight::Fp8(weight) => weight.codes.elem_count(),
+            LinearWeight::Quantized(layer) => layer.stored_bytes(),
         }
     }
 }
 
 /// Reads the weight `[outputs, inputs]` of the linear layer under `vb` (its `weight` and, for fp8, its
-/// scale): fp8 codes when the weight source keeps them, else dense in the builder's dtype with any scale
-/// applied.
+/// scale): fp8 codes when the weight source keeps them, GGUF blocks, else dense in the builder's dtype
+/// with any scale applied.
 pub fn read_linear_weight(vb: &VarBuilder<'_>, outputs: usize, inputs: usize) -> Result<LinearWeight> {
     let tensor = vb.get_with_hints_dtype((outputs, inputs), "weight", Request::Codes.hint(), vb.dtype())?;
+    if tensor.dtype() == DType::U32 && tensor.dims() == [1] {
+        let ty = GgmlType::from_id(tensor.to_vec1::<u32>()?[0]);
+        let blocks = vb.get_with_hints_dtype((outputs, inputs), "weight", Request::Blocks.hint(), DType::U8)?;
+        let bytes = blocks.to_device(&Device::Cpu)?.to_vec1::<u8>()?;
+        let layer = QuantLinear::from_bytes(ty, outputs, inputs, bytes, None, MatmulKernel::Auto, vb.device())?;
+        return Ok(LinearWeight::Quantized(Arc::new(layer)));
+    }
     let Some(format) = Fp8Format::of_carrier(tensor.dtype()) else { return Ok(LinearWeight::Dense(tensor)) };
     let answer = vb.get_with_hints_dtype((outputs, inputs), "weight", Request::Scale.hint(), DType::F32)?;
     let scale = if answer.rank() == 0 { answer.to_scalar::<f32>()? } else { scale_beside(vb)? };
@@ -364,7 +401,7 @@ mod tests {
 
     #[test]
     fn hints_round_trip_and_do_not_match_ordinary_initialisations() {
-        for request in [Request::Codes, Request::Scale] {
+        for request in [Request::Codes, Request::Scale, Request::Blocks] {
             assert_eq!(Request::of(request.hint()), Some(request));
         }
         assert_eq!(Request::of(Init::Const(0.0)), None);

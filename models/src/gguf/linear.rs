@@ -217,6 +217,29 @@ impl QuantLinear {
         if self.quantized.is_some() { MatmulKernel::Quantized } else { MatmulKernel::Dequantize }
     }
 
+    /// The device the layer computes on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Bytes of the stored blocks.
+    pub fn stored_bytes(&self) -> usize {
+        self.weight.bytes().len()
+    }
+
+    /// Rows `start..start + count` of the weight widened to f32, `[count, in]`.
+    pub fn dequantized_rows(&self, start: usize, count: usize) -> Result<Tensor> {
+        if start + count > self.outputs {
+            candle_core::bail!("rows {start}..{} of a weight of {} rows", start + count, self.outputs);
+        }
+        let bytes = self.weight.bytes();
+        let row_bytes = bytes.len() / self.outputs.max(1);
+        let mut values = vec![0_f32; count * self.inputs];
+        dequantize_parallel(self.ty, &bytes[start * row_bytes..(start + count) * row_bytes], &mut values)
+            .map_err(candle_core::Error::wrap)?;
+        Tensor::from_vec(values, (count, self.inputs), &self.device)
+    }
+
     /// The whole weight widened to f32, `[out, in]`.
     pub fn dequantized_weight(&self) -> Result<Tensor> {
         let mut values = vec![0_f32; self.outputs * self.inputs];

@@ -8,7 +8,8 @@
 //! The weight keeps the dtype of the builder it was read from, or its fp8 codes and scale
 //! ([`crate::fp8::read_linear_weight`]): a bf16, f16 or fp8 model stays its file size in memory, and each
 //! forward widens the weight to f32 a band of output columns at a time (16 MB of f32), multiplying each
-//! band as soon as it is widened; fp8 bands go through the format's table with the scale folded in. The
+//! band as soon as it is widened; fp8 bands go through the format's table with the scale folded in. GGUF
+//! blocks stay blocks, as stored (`[out, in]`), and multiply through [`crate::gguf::QuantLinear`]. The
 //! bias is always f32.
 
 use crate::fp8::{LinearWeight, WeightStorage, read_linear_weight};
@@ -23,7 +24,7 @@ const WIDEN_BAND_ELEMENTS: usize = 4 << 20;
 /// A linear layer `y = x Wᵀ + b` with weight `[out, in]` and bias `[out]` in the checkpoint.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    /// The weight transposed, `[in, out]`.
+    /// The weight transposed, `[in, out]`; GGUF blocks as stored, `[out, in]`.
     weight_t: LinearWeight,
     bias: Tensor,
     bias_values: Option<Arc<Vec<f32>>>,
@@ -46,20 +47,32 @@ impl Linear {
     }
 
     fn with_bias_tensor(in_features: usize, out_features: usize, bias: Tensor, vb: &VarBuilder<'_>) -> Result<Self> {
-        let weight_t = read_linear_weight(vb, out_features, in_features)?.transposed()?;
+        let weight = read_linear_weight(vb, out_features, in_features)?;
+        let weight_t = if matches!(weight, LinearWeight::Quantized(_)) { weight } else { weight.transposed()? };
         let bias_values = bias_values(&bias)?;
         Ok(Linear { weight_t, bias, bias_values, deltas: Vec::new() })
     }
 
-    /// How the weight is kept: f32, the file's bf16/f16, or fp8 codes, widened as it is used.
+    /// How the weight is kept: f32, the file's bf16/f16, fp8 codes or GGUF blocks.
     pub fn storage(&self) -> WeightStorage {
         self.weight_t.storage()
     }
 
     /// `(out, in)`, the shape of the weight in the checkpoint.
     pub fn shape(&self) -> Result<(usize, usize)> {
-        let (inputs, outputs) = self.weight_t.dims2()?;
+        let (inputs, outputs) = self.in_out()?;
         Ok((outputs, inputs))
+    }
+
+    /// `(in, out)`.
+    fn in_out(&self) -> Result<(usize, usize)> {
+        match &self.weight_t {
+            LinearWeight::Quantized(layer) => {
+                let (outputs, inputs) = layer.shape();
+                Ok((inputs, outputs))
+            }
+            weight_t => weight_t.dims2(),
+        }
     }
 
     /// The same layer with `patch` added: the weight update kept beside the (shared) weight, the bias
@@ -84,7 +97,7 @@ impl Linear {
     /// [`Self::forward`], widening a narrow weight `band_elements` elements at a time.
     fn forward_in_bands(&self, x: &Tensor, band_elements: usize) -> Result<Tensor> {
         let dims = x.dims();
-        let (in_features, out_features) = self.weight_t.dims2()?;
+        let (in_features, out_features) = self.in_out()?;
         let rows = x.elem_count() / in_features.max(1);
         let mut out_dims = dims.to_vec();
         if let Some(last) = out_dims.last_mut() {
@@ -93,6 +106,7 @@ impl Linear {
         let x = x.to_dtype(DType::F32)?.contiguous()?.reshape((rows, in_features))?;
         let mut y = match &self.weight_t {
             LinearWeight::Dense(weight_t) if weight_t.dtype() == DType::F32 => x.matmul(weight_t)?,
+            LinearWeight::Quantized(layer) => layer.forward(&x)?,
             weight_t => {
                 let band = (band_elements / in_features.max(1)).clamp(1, out_features.max(1));
                 let mut parts = Vec::with_capacity(out_features.div_ceil(band));

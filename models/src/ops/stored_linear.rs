@@ -1,5 +1,5 @@
-//! A linear layer whose weight keeps the dtype it is stored in (bf16, f16, f32, or fp8 e4m3fn/e5m2 codes
-//! with their per-tensor scale), so that a big text encoder or projection takes its file size in memory,
+//! A linear layer whose weight keeps the dtype it is stored in (bf16, f16, f32, fp8 e4m3fn/e5m2 codes
+//! with their per-tensor scale, or GGUF blocks, multiplied through [`crate::gguf::QuantLinear`]), so that a big text encoder or projection takes its file size in memory,
 //! not twice or four times that: the weight is widened to f32 a band of rows at a time, just before that
 //! band's matmul (fp8 through the format's table with the scale folded in). LoRA updates ride along as in
 //! [`super::linear::Linear`].
@@ -86,6 +86,7 @@ impl StoredLinear {
         let x = x.to_dtype(DType::F32)?;
         let inputs_by_rows = x.reshape((rows, inputs))?.t()?;
         let product = match &self.weight {
+            LinearWeight::Quantized(layer) => layer.forward(&x.reshape((rows, inputs))?)?.t()?,
             LinearWeight::Dense(weight) if weight.dtype() == DType::F32 => weight.matmul(&inputs_by_rows)?,
             weight => {
                 let band = (band_elements / inputs.max(1)).clamp(1, outputs.max(1));
@@ -99,6 +100,7 @@ impl StoredLinear {
         if let Some(last) = dims.last_mut() {
             *last = outputs;
         }
+        // `[out, rows]` → `[rows, out]` (for GGUF blocks, undoing the transposition above: no copy).
         let mut product = product.t()?.contiguous()?;
         if !self.deltas.is_empty() {
             let x = x.reshape((rows, inputs))?;
@@ -130,6 +132,43 @@ mod tests {
         let with_bias = StoredLinear::from_weight(weight.to_dtype(DType::BF16).unwrap(), Some(bias));
         let y = with_bias.forward(&x).unwrap();
         assert_eq!(y.to_vec3::<f32>().unwrap(), vec![vec![vec![3.5, 6.0, 13.0]], vec![vec![4.5, 7.0, 14.0]]]);
+    }
+
+    /// GGUF blocks multiply through `QuantLinear`; the bias and a LoRA update come on top, as on a dense
+    /// weight holding the dequantized values.
+    #[test]
+    fn gguf_blocks_multiply_with_bias_and_lora_like_their_dequantized_weight() {
+        use crate::gguf::{GgmlType, MatmulKernel, QuantLinear};
+        use candle_core::quantized::{GgmlDType, QTensor};
+        let device = Device::Cpu;
+        let weight = Tensor::randn(0f32, 0.1, (48, 64), &device).unwrap();
+        let blocks = QTensor::quantize(&weight, GgmlDType::Q8_0).unwrap().data().unwrap().into_owned();
+        let layer =
+            QuantLinear::from_bytes(GgmlType::Q8_0, 48, 64, blocks, None, MatmulKernel::Dequantize, &device).unwrap();
+        let dequantized = layer.dequantized_weight().unwrap();
+        let bias = Tensor::randn(0f32, 1.0, 48, &device).unwrap();
+        let quantized = StoredLinear::from_linear_weight(LinearWeight::Quantized(layer.into()), Some(bias.clone()));
+        assert_eq!(quantized.storage(), WeightStorage::Gguf(GgmlType::Q8_0));
+        assert_eq!(quantized.shape().unwrap(), (48, 64));
+        let dense = StoredLinear::from_weight(dequantized, Some(bias));
+        let patch = LayerPatch {
+            weight: Some(WeightDelta::LowRank {
+                down_t: Tensor::randn(0f32, 0.3, (64, 4), &device).unwrap(),
+                up_t: Tensor::randn(0f32, 0.3, (4, 48), &device).unwrap(),
+                scale: 0.7,
+            }),
+            bias: None,
+            vector: None,
+        };
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 64), &device).unwrap();
+        for (quantized, dense) in
+            [(quantized.clone(), dense.clone()), (quantized.patched(&patch).unwrap(), dense.patched(&patch).unwrap())]
+        {
+            let (found, expected) = (quantized.forward(&x).unwrap(), dense.forward(&x).unwrap());
+            assert_eq!(found.dims(), [2, 5, 48]);
+            let error = (found - expected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(error < 1e-5, "{error}");
+        }
     }
 
     #[test]
