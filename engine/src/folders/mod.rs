@@ -73,6 +73,11 @@ const BUILT_IN: &[BuiltIn] = &[
     models("detection", &["detection"]),
 ];
 
+/// Kinds that search another kind's folders for other files, as ComfyUI-GGUF registers them: (kind, the
+/// kind whose search paths it shares, the extensions it lists). `unet_gguf` lists the `.gguf` files of
+/// `diffusion_models` (and the legacy `unet`), extra paths included.
+const VIEWS: &[(&str, &str, &[&str])] = &[("unet_gguf", "diffusion_models", &["gguf"])];
+
 /// Legacy folder kind names and the kind they stand for (ComfyUI's `map_legacy`).
 const ALIASES: &[(&str, &str)] = &[("unet", "diffusion_models"), ("clip", "text_encoders")];
 
@@ -228,9 +233,14 @@ impl ModelFolders {
         Err(missing())
     }
 
-    fn kind(&self, folder: &str) -> Option<&Kind> {
+    fn kind(&self, folder: &str) -> Option<std::borrow::Cow<'_, Kind>> {
+        if let Some((_, base, extensions)) = VIEWS.iter().find(|(view, _, _)| *view == folder) {
+            let base = self.kinds.iter().find(|kind| kind.name == *base)?;
+            let filter = FileFilter::Extensions(extensions);
+            return Some(std::borrow::Cow::Owned(Kind { name: folder.to_string(), filter, ..base.clone() }));
+        }
         let name = canonical_kind(folder);
-        self.kinds.iter().find(|kind| kind.name == name)
+        self.kinds.iter().find(|kind| kind.name == name).map(std::borrow::Cow::Borrowed)
     }
 
     fn kind_mut(&mut self, folder: &str) -> &mut Kind {
@@ -348,6 +358,31 @@ mod tests {
         assert_eq!(canonical_kind("clip"), "text_encoders");
         assert_eq!(canonical_kind("unet"), "diffusion_models");
         assert_eq!(canonical_kind("vae"), "vae");
+    }
+
+    /// `unet_gguf` lists the `.gguf` files of both diffusion-model folders and of extra paths added to
+    /// `diffusion_models` later, and nothing else; the weights kinds do not list `.gguf` files.
+    #[test]
+    fn unet_gguf_lists_the_gguf_files_of_the_diffusion_model_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let models = root.path().join("models");
+        for (folder, file) in [
+            ("unet", "old.gguf"),
+            ("diffusion_models", "ltxv-Q8_0.GGUF"),
+            ("diffusion_models", "ltxv.safetensors"),
+            ("extra", "more.gguf"),
+        ] {
+            std::fs::create_dir_all(models.join(folder)).unwrap();
+            std::fs::write(models.join(folder).join(file), b"GGUF").unwrap();
+        }
+        let mut folders = ModelFolders::new(&models);
+        folders.add_path("unet", models.join("extra"));
+        assert_eq!(folders.list("unet_gguf"), ["ltxv-Q8_0.GGUF", "more.gguf", "old.gguf"]);
+        assert_eq!(folders.list("diffusion_models"), ["ltxv.safetensors"]);
+        assert!(folders.is_known("unet_gguf"));
+        assert_eq!(folders.search_paths("unet_gguf"), folders.search_paths("diffusion_models"));
+        assert_eq!(folders.resolve("unet_gguf", "more.gguf").unwrap(), models.join("extra").join("more.gguf"));
+        assert!(folders.resolve("unet_gguf", "missing.gguf").is_err());
     }
 
     #[test]

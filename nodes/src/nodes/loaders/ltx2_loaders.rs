@@ -51,7 +51,10 @@ pub fn load_ltx2_model(
     };
     load_shared(kind, path, || {
         let device = super::compute_device();
-        let bytes = stored_bytes(source, "model.diffusion_model.");
+        // The transformer's prefix: ComfyUI-GGUF's files and split diffusion-model files may have none.
+        let prefix = kinograph_models::ltx2::transformer::detect_layout(source)
+            .map_or_else(|_| "model.diffusion_model.".to_string(), |layout| layout.stored_name(""));
+        let bytes = stored_bytes(source, &prefix);
         let options = LoadOptions { stream_blocks: should_stream(bytes, &device), widen_at_load: false, fp8_storage };
         let transformer = Ltx2Transformer::load(source, &device, options).map_err(|e| load_error(input, path, &e))?;
         Ok(DiffusionModel {

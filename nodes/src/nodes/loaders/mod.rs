@@ -3,11 +3,13 @@
 //! use; `LoraLoader` and `LoraLoaderModelOnly`, which apply a LoRA file to them; LTX-2's text encoder,
 //! audio VAE and latent upsampler loaders.
 
+mod gguf_loaders;
 pub mod loaded_models;
 mod lora_loaders;
 mod ltx2_loaders;
 mod model_loaders;
 
+pub use gguf_loaders::{UnetLoaderGguf, UnetLoaderGgufAdvanced};
 pub use lora_loaders::{LoraLoader, LoraLoaderModelOnly};
 pub use ltx2_loaders::{
     LatentUpscaleModelLoader, LtxavTextEncoderLoader, LtxvAudioVaeLoader, is_ltx2, load_ltx2_model,
@@ -46,5 +48,7 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(LtxavTextEncoderLoader),
         Arc::new(LtxvAudioVaeLoader),
         Arc::new(LatentUpscaleModelLoader),
+        Arc::new(UnetLoaderGguf),
+        Arc::new(UnetLoaderGgufAdvanced),
     ]
 }

@@ -50,13 +50,17 @@ pub(super) fn f32_bytes(source: &WeightSource, prefix: &str) -> usize {
 
 /// Bytes the LTX-Video transformer under `prefix` takes when its linear layers are held as `storage`
 /// says and everything else in f32: one byte a weight for fp8 (the file's fp8 weights, and with an fp8
-/// `weight_dtype` every matrix), four otherwise.
+/// `weight_dtype` every matrix), the stored blocks for GGUF quantized matrices, four otherwise.
 fn transformer_bytes(source: &WeightSource, prefix: &str, storage: LinearStorage) -> usize {
     source
         .names()
         .filter(|name| name.starts_with(prefix) && !kinograph_models::weights::is_quantization_companion(name))
         .filter_map(|name| {
             let shape = source.shape(name)?;
+            if source.dtype(name).is_none() && storage != LinearStorage::Widen {
+                // GGUF blocks, which the linear layers keep as stored.
+                return source.stored_bytes(name);
+            }
             let stored_fp8 = source.dtype(name).and_then(Fp8Format::of_safetensors).is_some();
             let fp8 = match storage {
                 LinearStorage::Widen => false,
@@ -123,7 +127,7 @@ fn check_fits(input: &str, path: &Path, bytes: usize, device: &candle_core::Devi
     }
 }
 
-fn load_model(
+pub(super) fn load_model(
     input: &str,
     path: &Path,
     source: &Arc<WeightSource>,
