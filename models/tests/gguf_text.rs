@@ -1,5 +1,5 @@
 //! Text encoders from llama.cpp GGUFs: Gemma 3 and T5 written as llama.cpp's converter writes them (renamed,
-//! Gemma's norms shifted by 1, F32/F16 and Q8_0, the tokenizer in the metadata), against transformers and the
+//! Gemma's norms shifted by 1, `F32`/`F16` and `Q8_0`, the tokenizer in the metadata), against transformers and the
 //! original tokenizers. Fixtures: `models/tests/data/gguf_text/` (`tools/fixtures/make_gguf_text_fixtures.py`).
 
 use crate::compare::max_abs_diff;
@@ -186,7 +186,7 @@ fn replace(bytes: &mut [u8], from: &[u8], to: &[u8]) {
 fn other_architectures_missing_tokenizers_and_truncated_files_are_refused_by_name() {
     // Another architecture: the value is named, and what is read.
     let (_dir, path) = altered("gemma3-tiny-Q8_0.gguf", |b| {
-        replace(b, b"\x06\x00\x00\x00\x00\x00\x00\x00gemma3", b"\x06\x00\x00\x00\x00\x00\x00\x00falcon")
+        replace(b, b"\x06\x00\x00\x00\x00\x00\x00\x00gemma3", b"\x06\x00\x00\x00\x00\x00\x00\x00falcon");
     });
     let source = Arc::new(WeightSource::open(&[&path]).unwrap());
     let error = Gemma3TextModel::load_gguf(&source, &Device::Cpu, GemmaLoadOptions::default()).unwrap_err();

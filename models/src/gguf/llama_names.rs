@@ -19,8 +19,8 @@
 //! | | `attn_norm`, `ffn_norm` | `layer.0.layer_norm`, `layer.1.layer_norm` |
 //! | | `ffn_gate`, `ffn_up`, `ffn_down` | `layer.1.DenseReluDense.{wi_0,wi_1,wo}` |
 //!
-//! Two things besides the names: in Gemma's `ffn_norm` is the norm *before* the feed-forward (in LLaMA files
-//! it is `post_attention_layernorm`, which is why ComfyUI-GGUF's LLaMA map cannot be reused for Gemma), and the
+//! Two things besides the names: in Gemma's `ffn_norm` is the norm *before* the feed-forward (in Llama files
+//! it is `post_attention_layernorm`, which is why ComfyUI-GGUF's Llama map cannot be reused for Gemma), and the
 //! converter stores every Gemma RMS-norm weight (names ending in `norm.weight`) with the 1 of `x̂·(1 + w)`
 //! already added ([`gemma3_norm_shift`]).
 

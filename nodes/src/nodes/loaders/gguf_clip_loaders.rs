@@ -87,7 +87,7 @@ fn load_t5(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Arc<T
     })
 }
 
-/// `CLIPLoaderGGUF` ("CLIPLoader (GGUF)").
+/// `CLIPLoaderGGUF`, titled "`CLIPLoader` (GGUF)": one text encoder.
 pub struct ClipLoaderGguf;
 
 impl Node for ClipLoaderGguf {
@@ -126,7 +126,7 @@ impl Node for ClipLoaderGguf {
     }
 }
 
-/// `DualCLIPLoaderGGUF` ("DualCLIPLoader (GGUF)").
+/// `DualCLIPLoaderGGUF`, titled "`DualCLIPLoader` (GGUF)": two text encoder files, one CLIP.
 pub struct DualClipLoaderGguf;
 
 impl Node for DualClipLoaderGguf {
