@@ -13,6 +13,7 @@ mod gemma3_vision;
 mod gemma_tokenizer;
 mod gguf;
 mod gguf_models;
+mod gguf_text;
 mod gguf_weights;
 mod ltx2_audio;
 mod ltx2_pipeline;

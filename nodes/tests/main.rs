@@ -7,6 +7,7 @@
 mod audio;
 mod fp8_loaders;
 mod gemma_lora;
+mod gguf_clip_loaders;
 mod gguf_loaders;
 mod image_ops;
 mod ltx2_template_nodes;

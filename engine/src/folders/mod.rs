@@ -76,7 +76,9 @@ const BUILT_IN: &[BuiltIn] = &[
 /// Kinds that search another kind's folders for other files, as ComfyUI-GGUF registers them: (kind, the
 /// kind whose search paths it shares, the extensions it lists). `unet_gguf` lists the `.gguf` files of
 /// `diffusion_models` (and the legacy `unet`), extra paths included.
-const VIEWS: &[(&str, &str, &[&str])] = &[("unet_gguf", "diffusion_models", &["gguf"])];
+/// `clip_gguf` likewise lists the `.gguf` files of `text_encoders` (and the legacy `clip`).
+const VIEWS: &[(&str, &str, &[&str])] =
+    &[("unet_gguf", "diffusion_models", &["gguf"]), ("clip_gguf", "text_encoders", &["gguf"])];
 
 /// Legacy folder kind names and the kind they stand for (ComfyUI's `map_legacy`).
 const ALIASES: &[(&str, &str)] = &[("unet", "diffusion_models"), ("clip", "text_encoders")];

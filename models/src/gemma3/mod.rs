@@ -14,12 +14,14 @@
 //! | [`tokenizer`] | the SentencePiece BPE tokenizer (from `tokenizer.model`, ComfyUI's `spiece_model`, or `tokenizer.json`) |
 //! | [`sentencepiece`] | sentencepiece's `ModelProto`, normaliser, BPE and Unigram encoding, decoding |
 //! | [`load`] | ComfyUI files, transformers folders, prefixes and configs |
+//! | [`mod@gguf`] | llama.cpp GGUFs (arch `gemma3`): names, the converter's norm shift, config and tokenizer from the metadata |
 //! | [`lora`] | LoRA updates of the projections, the embedding table and the norms (ComfyUI's `LoraLoader` on LTX-2's CLIP), a tiny LoRA writer |
 //! | [`mod@bench`] | one 12B layer with random weights, for timing |
 
 pub mod bench;
 pub mod config;
 pub mod generate;
+pub mod gguf;
 pub mod image;
 pub mod load;
 pub mod logits;
@@ -32,6 +34,7 @@ pub mod vision;
 
 pub use config::{Gemma3Config, LayerType, RopeParameters};
 pub use generate::{Gemma3Decoder, GenerateOptions, Generation, Stop, generate, generate_from_embeddings};
+pub use gguf::{gguf_config, is_gemma3_gguf};
 pub use load::{GemmaLoadOptions, find_prefix, read_config};
 pub use logits::SamplingOptions;
 pub use model::{Gemma3Cache, Gemma3Layer, Gemma3TextModel};

@@ -87,6 +87,12 @@ impl GemmaTokenizer {
     fn from_sentencepiece_named(bytes: &[u8], name: &str) -> Result<Self, TokenizerError> {
         let model = SentencePieceModel::from_bytes(bytes)
             .map_err(|error| TokenizerError::SentencePiece { source_name: name.to_string(), error })?;
+        Self::from_sentencepiece_model(model, name)
+    }
+
+    /// From a SentencePiece model already built (such as one rebuilt from a GGUF's metadata); `name` says where
+    /// it came from in errors.
+    pub fn from_sentencepiece_model(model: SentencePieceModel, name: &str) -> Result<Self, TokenizerError> {
         let spec = &model.proto().trainer_spec;
         let special = |id: Option<u32>, piece: &str| {
             id.ok_or_else(|| TokenizerError::MissingSpecial { source_name: name.to_string(), piece: piece.to_string() })

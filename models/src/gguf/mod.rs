@@ -7,6 +7,9 @@
 //!   it is used.
 //! - [`dequant`]: widening F32, F16, BF16, `Q8_0`, `Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`, `Q2_K` … `Q6_K`,
 //!   `IQ4_NL` and `IQ4_XS` blocks to f32.
+//! - [`llama_names`]: llama.cpp's tensor names for the Gemma 3 and T5 text encoders, and the names the
+//!   models ask for; [`tokenizer`]: the SentencePiece model rebuilt from a GGUF's `tokenizer.ggml.*`
+//!   metadata; [`llama_backend`]: a `VarBuilder` backend reading such a GGUF under the models' names.
 //! - [`linear`]: [`QuantLinear`], `y = x Wᵀ + b` over a GGUF weight, through candle's quantized matmul
 //!   where that is faster on this CPU and otherwise widening the weight a band of rows at a time.
 //!
@@ -18,6 +21,9 @@ pub mod dequant;
 pub mod file;
 pub mod header;
 pub mod linear;
+pub mod llama_backend;
+pub mod llama_names;
+pub mod tokenizer;
 pub mod types;
 
 pub use file::{GgufError, GgufFile, TensorInfo};

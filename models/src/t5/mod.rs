@@ -13,7 +13,7 @@
 //! - [`T5Encoder::forward`] takes `[batch, length]` ids and an optional mask and returns the f32
 //!   `last_hidden_state`. Weights stay in their stored dtype (T5-XXL: 9.5 GB in bf16 or f16, 4.8 GB in
 //!   ComfyUI's plain fp8 e4m3 file) and are widened to f32 a 16 MB band at a time; arithmetic is f32
-//!   (T5-XXL overflows in fp16). Scaled-fp8 and GGUF files are refused with an error.
+//!   (T5-XXL overflows in fp16). [`T5Encoder::load_gguf`] reads llama.cpp's T5 GGUFs (`t5encoder`).
 //! - [`T5Encoder::encode_tokens`] runs the forward on [`Tokens`] as ComfyUI's `CLIPTextEncode` does,
 //!   mask and prompt weights included.
 //!
@@ -35,12 +35,14 @@
 
 mod config;
 mod encoder;
+mod gguf;
 mod load;
 mod prompt_weights;
 mod tokenizer;
 
 pub use config::{Activation, T5Config};
 pub use encoder::{T5Encoder, relative_position_bucket};
+pub use gguf::gguf_config;
 pub use load::{COMFY_BUNDLED_PREFIX, find_prefix, storage_dtype, weight_files};
 pub use prompt_weights::{WeightedText, parse_prompt_weights};
 pub use tokenizer::{COMFY_MIN_LENGTH, END_TOKEN, PAD_TOKEN, T5Tokenizer, TokenLength, TokenizerError, Tokens};

@@ -251,6 +251,17 @@ fn image_prompt(gemma: &GemmaText, ids: &[u32], image: &Image) -> Result<PromptE
             WeightSource::open(std::slice::from_ref(file))
                 .map_err(|e| NodeError::input("clip", format!("cannot read {}: {e}", file.display())))?,
         );
+        if kinograph_models::gemma3::is_gemma3_gguf(&source) {
+            return Err(NodeError::input(
+                "image",
+                format!(
+                    "{} is a llama.cpp GGUF of Gemma 3, which holds only the text model: its vision tower is in a \
+                     separate mmproj file, which kinograph does not read; load the safetensors Gemma \
+                     (gemma_3_12B_it*.safetensors) for prompts with an image",
+                    file.display()
+                ),
+            ));
+        }
         Gemma3Vision::load(&source, gemma.model.config(), &compute_device())
             .map_err(|e| NodeError::input("image", format!("cannot use the image: {e}")))
     })?;

@@ -98,15 +98,27 @@ impl Node for LtxavTextEncoderLoader {
     fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
         let gemma_path = resolve(context.env(), "text_encoders", inputs, "text_encoder")?;
         let ckpt_path = resolve(context.env(), "checkpoints", inputs, "ckpt_name")?;
-        let gemma = load_shared("gemma3", &gemma_path, || load_gemma("text_encoder", &gemma_path))?;
+        let clip = gemma_clip(("text_encoder", &gemma_path), ("ckpt_name", &ckpt_path))?;
+        Ok(NodeOutput::new(vec![Value::from(clip)]))
+    }
+}
+
+/// LTX-2's CLIP: Gemma 3 from `gemma` (a ComfyUI/transformers safetensors file or a llama.cpp GGUF) with the
+/// text projection and connectors of `connectors` (an LTX-2 checkpoint or a connectors file); each is an
+/// (input name, file) pair for errors.
+pub(super) fn gemma_clip(gemma: (&str, &Path), connectors: (&str, &Path)) -> Result<Arc<TextEncoder>, NodeError> {
+    let ((gemma_input, gemma_path), (ckpt_input, ckpt_path)) = (gemma, connectors);
+    let (gemma_path, ckpt_path) = (gemma_path.to_path_buf(), ckpt_path.to_path_buf());
+    {
+        let gemma = load_shared("gemma3", &gemma_path, || load_gemma(gemma_input, &gemma_path))?;
         let connectors = load_shared("ltx2-connectors", &ckpt_path, || {
-            let source = open("ckpt_name", &ckpt_path)?;
+            let source = open(ckpt_input, &ckpt_path)?;
             let contents = Contents::inspect(&source);
-            require("ckpt_name", &ckpt_path, &source, &contents, Part::TextProjection)?;
-            require("ckpt_name", &ckpt_path, &source, &contents, Part::TextConnectors)?;
+            require(ckpt_input, &ckpt_path, &source, &contents, Part::TextProjection)?;
+            require(ckpt_input, &ckpt_path, &source, &contents, Part::TextConnectors)?;
             let width = gemma.0.config().hidden_size;
             TextConnectors::load(&source, width, &super::compute_device())
-                .map_err(|e| load_error("ckpt_name", &ckpt_path, &e))
+                .map_err(|e| load_error(ckpt_input, &ckpt_path, &e))
         })?;
         let stack = GemmaText {
             model: gemma.0.clone(),
@@ -115,14 +127,13 @@ impl Node for LtxavTextEncoderLoader {
             gemma_file: gemma_path.clone(),
             connector_file: ckpt_path.clone(),
         };
-        let clip = TextEncoder {
+        Ok(Arc::new(TextEncoder {
             encoder: None,
             tokenizer: tokenizer()?,
             gemma: Some(Arc::new(stack)),
             file: gemma_path,
             bytes: gemma.2,
-        };
-        Ok(NodeOutput::new(vec![Value::from(Arc::new(clip))]))
+        }))
     }
 }
 
@@ -146,6 +157,13 @@ fn load_gemma(input: &str, path: &Path) -> Result<LoadedGemma, NodeError> {
     let device = super::compute_device();
     let bytes = source.names().filter_map(|name| source.stored_bytes(name)).sum::<usize>();
     let options = GemmaLoadOptions { stream_layers: should_stream(bytes, &device) };
+    if let Some(gguf) = source.gguf_files().next().cloned() {
+        // llama.cpp's layout (unsloth's gemma-3-12b-it-*.gguf): the tokenizer is in the metadata.
+        let model = Gemma3TextModel::load_gguf(&source, &device, options).map_err(|e| gemma_error(input, path, &e))?;
+        let tokenizer = GemmaTokenizer::from_gguf(&gguf).map_err(|e| NodeError::input(input, e.to_string()))?;
+        let bytes = if options.stream_layers { 0 } else { bytes };
+        return Ok((Arc::new(model), Arc::new(tokenizer), bytes));
+    }
     let model = Gemma3TextModel::load(&source, &device, options).map_err(|e| gemma_error(input, path, &e))?;
     let tokenizer = match GemmaTokenizer::from_weight_source(&source) {
         Ok(tokenizer) => tokenizer,

@@ -1,14 +1,17 @@
 //! Loader nodes: `CheckpointLoaderSimple`, `UNETLoader`, `VAELoader` and `CLIPLoader`, reading model files
 //! from ComfyUI's folders (`kinograph_engine::ModelFolders`) into the MODEL, CLIP and VAE values the other nodes
 //! use; `LoraLoader` and `LoraLoaderModelOnly`, which apply a LoRA file to them; LTX-2's text encoder,
-//! audio VAE and latent upsampler loaders.
+//! audio VAE and latent upsampler loaders; ComfyUI-GGUF's `UnetLoaderGGUF`, `CLIPLoaderGGUF` and
+//! `DualCLIPLoaderGGUF`.
 
+mod gguf_clip_loaders;
 mod gguf_loaders;
 pub mod loaded_models;
 mod lora_loaders;
 mod ltx2_loaders;
 mod model_loaders;
 
+pub use gguf_clip_loaders::{ClipLoaderGguf, DualClipLoaderGguf};
 pub use gguf_loaders::{UnetLoaderGguf, UnetLoaderGgufAdvanced};
 pub use lora_loaders::{LoraLoader, LoraLoaderModelOnly};
 pub use ltx2_loaders::{
@@ -50,5 +53,7 @@ pub fn nodes() -> Vec<Arc<dyn Node>> {
         Arc::new(LatentUpscaleModelLoader),
         Arc::new(UnetLoaderGguf),
         Arc::new(UnetLoaderGgufAdvanced),
+        Arc::new(ClipLoaderGguf),
+        Arc::new(DualClipLoaderGguf),
     ]
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 const LTXV_SHIFT: f64 = 2.37;
 
 /// The CLIP types ComfyUI's `CLIPLoader` lists; kinograph runs `ltxv` (T5-XXL).
-const CLIP_TYPES: [&str; 16] = [
+pub(super) const CLIP_TYPES: [&str; 16] = [
     "stable_diffusion",
     "stable_cascade",
     "sd3",
