@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # One real-size LTX-2 text-to-video run on random weights: peak memory and time.
 #
-# Runs tools/bench/ltx2_t2v_384x256x49.json (stage 1 of workflows/ltx2_text_to_video.json alone: 384×256×49
-# at 24 fps with sound, LTXVScheduler 2 steps, euler, CFG 4, tiled VAE decode, MP4 with AAC) on
-#   checkpoints/ltx2-19b-random-fp8.safetensors    the 19B single file as ltx-2-19b-dev-fp8.safetensors stores it
-#                                                  (fp8 block linears with their scales, the rest bf16; 24.7 GB)
-#   text_encoders/gemma3-12b-random.safetensors    Gemma 3 12B's text model in bf16 (23.5 GB): the smallest dtype
-#                                                  kinograph reads for it (the fp8/fp4 Gemma files need scales it
-#                                                  does not apply yet)
-# written by tools/fixtures/make_full_size_checkpoints.py when missing (48 GB of disk; see tools/fixtures/README.md).
+# Runs stage 1 of workflows/ltx2_text_to_video.json alone (384×256×49 at 24 fps with sound, LTXVScheduler 2 steps,
+# euler, CFG 4, tiled VAE decode, MP4 with AAC) on one of two sets of files, written by
+# tools/fixtures/make_full_size_checkpoints.py when missing (see tools/fixtures/README.md):
+#   fp8 (default): tools/bench/ltx2_t2v_384x256x49.json on
+#     checkpoints/ltx2-19b-random-fp8.safetensors    the 19B single file as ltx-2-19b-dev-fp8.safetensors stores it
+#                                                    (fp8 block linears with their scales, the rest bf16; 24.7 GB)
+#     text_encoders/gemma3-12b-random.safetensors    Gemma 3 12B's text model in bf16 (23.5 GB)
+#   gguf: tools/bench/ltx2_t2v_gguf_384x256x49.json on
+#     unet/ltx2-19b-random-Q4_K.gguf                 the transformer as a ComfyUI-GGUF Q4_K file (12.6 GB)
+#     text_encoders/gemma-3-12b-random-Q4_K.gguf     Gemma 3 12B as a llama.cpp Q4_K file
+#     checkpoints/ltx2-19b-random-parts.safetensors  text projection, connectors, VAEs, vocoder (also read as a VAE
+#                                                    through vae/, a link to it)
 #
-# Usage: tools/bench/ltx2_full_size_run.sh DIR
-#   DIR         models folder holding (or receiving) the two files; outputs go to DIR/output, logs to DIR/logs
+# Usage: tools/bench/ltx2_full_size_run.sh DIR [fp8|gguf] [kinograph run options...]
+#   DIR         models folder holding (or receiving) the files; outputs go to DIR/output, logs to DIR/logs
+#   options     passed to `kinograph run` (e.g. --ram-budget 16G)
 #   KINOGRAPH   the binary (default: $CARGO_TARGET_DIR or ./target, release/kinograph)
 #   PYTHON      a Python with numpy, and torch + diffusers + transformers unless DIR/layouts/ is already cached
 #               (default: python3)
@@ -23,23 +28,37 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${1:?usage: $0 MODELS_DIR}
 dir=$(cd "$dir" && pwd)
+variant=${2:-fp8}
+shift $(( $# < 2 ? $# : 2 ))
 kinograph=${KINOGRAPH:-${CARGO_TARGET_DIR:-$root/target}/release/kinograph}
 python=${PYTHON:-python3}
-workflow=$root/tools/bench/ltx2_t2v_384x256x49.json
+make=$root/tools/fixtures/make_full_size_checkpoints.py
 logs=$dir/logs
 mkdir -p "$logs" "$dir/output"
 
-if [[ ! -f $dir/checkpoints/ltx2-19b-random-fp8.safetensors ]]; then
-    "$python" "$root/tools/fixtures/make_full_size_checkpoints.py" "$dir" --only ltx2-fp8
-fi
-if [[ ! -f $dir/text_encoders/gemma3-12b-random.safetensors ]]; then
-    "$python" "$root/tools/fixtures/make_full_size_checkpoints.py" "$dir" --only gemma --dtype bf16
-fi
+case $variant in
+fp8)
+    workflow=$root/tools/bench/ltx2_t2v_384x256x49.json
+    files=("$dir/checkpoints/ltx2-19b-random-fp8.safetensors" "$dir/text_encoders/gemma3-12b-random.safetensors")
+    [[ -f ${files[0]} ]] || "$python" "$make" "$dir" --only ltx2-fp8
+    [[ -f ${files[1]} ]] || "$python" "$make" "$dir" --only gemma --dtype bf16
+    ;;
+gguf)
+    workflow=$root/tools/bench/ltx2_t2v_gguf_384x256x49.json
+    files=("$dir/unet/ltx2-19b-random-Q4_K.gguf" "$dir/text_encoders/gemma-3-12b-random-Q4_K.gguf"
+           "$dir/checkpoints/ltx2-19b-random-parts.safetensors")
+    [[ -f ${files[0]} && -f ${files[2]} ]] || "$python" "$make" "$dir" --only ltx2-q4k
+    [[ -f ${files[1]} ]] || "$python" "$make" "$dir" --only gemma-q4k
+    mkdir -p "$dir/vae"
+    ln -sf ../checkpoints/ltx2-19b-random-parts.safetensors "$dir/vae/ltx2-19b-random-parts.safetensors"
+    ;;
+*) echo "unknown variant '$variant': fp8 or gguf" >&2; exit 2 ;;
+esac
 [[ -x $kinograph ]] || { echo "no kinograph binary at $kinograph (cargo build --release)" >&2; exit 2; }
 
 echo "kinograph $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- . ':!tools' || echo '+dirty'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
-ls -l "$dir/checkpoints/ltx2-19b-random-fp8.safetensors" "$dir/text_encoders/gemma3-12b-random.safetensors"
-echo "$kinograph run $workflow --models-dir $dir --output-dir $dir/output --events json"
+ls -l "${files[@]}"
+echo "$kinograph run $workflow --models-dir $dir --output-dir $dir/output --events json $*"
 
 # Timestamps each JSON line as it arrives (the messages of nodes starting and finishing carry none).
 stamp() { python3 -u -c 'import sys, time
@@ -48,7 +67,7 @@ for line in sys.stdin:
 
 set +e
 /usr/bin/time -v -o "$logs/time.txt" "$kinograph" run "$workflow" --models-dir "$dir" --output-dir "$dir/output" \
-    --events json 2> "$logs/stderr.txt" | stamp > "$logs/events.jsonl" &
+    --events json "$@" 2> "$logs/stderr.txt" | stamp > "$logs/events.jsonl" &
 runner=$!
 # The sampler watches kinograph itself (the child of time).
 pid=""
