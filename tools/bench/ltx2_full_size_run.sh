@@ -11,8 +11,9 @@
 #   gguf: tools/bench/ltx2_t2v_gguf_384x256x49.json on
 #     unet/ltx2-19b-random-Q4_K.gguf                 the transformer as a ComfyUI-GGUF Q4_K file (12.6 GB)
 #     text_encoders/gemma-3-12b-random-Q4_K.gguf     Gemma 3 12B as a llama.cpp Q4_K file
-#     checkpoints/ltx2-19b-random-parts.safetensors  text projection, connectors, VAEs, vocoder (also read as a VAE
-#                                                    through vae/, a link to it)
+#     checkpoints/ltx2-19b-random-parts.safetensors  text projection, connectors, VAEs, vocoder (read as a VAE and
+#                                                    as DualCLIPLoaderGGUF's second file through links in vae/ and
+#                                                    text_encoders/)
 #
 # Usage: tools/bench/ltx2_full_size_run.sh DIR [fp8|gguf] [kinograph run options...]
 #   DIR         models folder holding (or receiving) the files; outputs go to DIR/output, logs to DIR/logs
@@ -51,6 +52,7 @@ gguf)
     [[ -f ${files[1]} ]] || "$python" "$make" "$dir" --only gemma-q4k
     mkdir -p "$dir/vae"
     ln -sf ../checkpoints/ltx2-19b-random-parts.safetensors "$dir/vae/ltx2-19b-random-parts.safetensors"
+    ln -sf ../checkpoints/ltx2-19b-random-parts.safetensors "$dir/text_encoders/ltx2-19b-random-parts.safetensors"
     ;;
 *) echo "unknown variant '$variant': fp8 or gguf" >&2; exit 2 ;;
 esac
