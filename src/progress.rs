@@ -77,7 +77,15 @@ impl Reporter {
 
     fn on_event(&self, event: &Event) {
         if self.mode == EventMode::Json {
-            print_line(&event.to_comfy_json());
+            let mut message = event.to_comfy_json();
+            // The run's last message (`executing` with no node) also says how much memory the process
+            // held at its peak; ComfyUI's clients ignore the extra field.
+            if let (EventKind::Finished, Some(data), Some(peak)) =
+                (&event.kind, message.get_mut("data").and_then(Json::as_object_mut), peak_resident_bytes())
+            {
+                data.insert("peak_resident_bytes".into(), json!(peak));
+            }
+            print_line(&message);
             return;
         }
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -154,10 +162,13 @@ impl Reporter {
         }
     }
 
-    /// Prints the outcome: outputs on success, the failing node on error.
+    /// Prints the outcome: outputs on success, the failing node on error; and in bars or plain mode the
+    /// process's peak memory (in JSON mode it is in the run's last message).
     pub fn finish(&self, outcome: &RunOutcome) {
         if self.mode == EventMode::Json {
             let _ = std::io::stdout().flush();
+        } else if let Some(peak) = peak_resident_bytes() {
+            eprintln!("peak memory: {:.2} GiB resident (VmHWM)", peak as f64 / f64::from(1u32 << 30));
         }
         match outcome.status {
             RunStatus::Success => {
@@ -214,6 +225,11 @@ fn print_ui(label: &str, ui: &Json, output_dir: &std::path::Path) {
     } else {
         println!("{label}: {ui}");
     }
+}
+
+/// The process's peak resident memory so far, in bytes.
+fn peak_resident_bytes() -> Option<u64> {
+    kinograph_engine::memory::peak_resident_bytes()
 }
 
 fn print_line(value: &Json) {

@@ -35,6 +35,12 @@ pub trait NodeValue: Any + Send + Sync + fmt::Debug {
     fn type_name(&self) -> &str;
     /// Bytes of memory held by this value (an estimate is fine; shared buffers may count once).
     fn byte_size(&self) -> usize;
+    /// Bytes of a loaded model this value holds, which the memory budget already counts as resident
+    /// ([`crate::memory::MemoryBudget::register`]); 0 (the default) for everything else. The cache counts
+    /// them apart, so that a model it holds is counted once.
+    fn model_bytes(&self) -> usize {
+        0
+    }
     /// A short description for error reports (`current_inputs`).
     fn describe(&self) -> String {
         format!("{} ({} bytes)", self.type_name(), self.byte_size())
@@ -77,6 +83,14 @@ impl Value {
             Value::Bool(_) => "BOOLEAN",
             Value::Json(_) => "*",
             Value::Object(object) => object.type_name(),
+        }
+    }
+
+    /// Bytes of loaded models held (see [`NodeValue::model_bytes`]).
+    pub fn model_bytes(&self) -> usize {
+        match self {
+            Value::Object(object) => object.model_bytes(),
+            _ => 0,
         }
     }
 

@@ -3,7 +3,7 @@
 //! them and writes an MP4.
 
 use super::run::{RunArgs, run_loaded};
-use super::{FolderArgs, Loaded, registry};
+use super::{BudgetArgs, FolderArgs, Loaded, registry};
 use crate::EXIT_INVALID;
 use crate::progress::EventMode;
 use clap::Args;
@@ -32,6 +32,8 @@ pub struct DemoArgs {
     pub steps: u32,
     #[command(flatten)]
     pub folders: FolderArgs,
+    #[command(flatten)]
+    pub budget: BudgetArgs,
     /// How to report progress (as for `kinograph run`).
     #[arg(long, value_enum, default_value_t = EventMode::Bars)]
     pub events: EventMode,
@@ -120,6 +122,7 @@ fn finish(prompt: ApiPrompt, name: &str, args: &DemoArgs, env: Environment) -> (
         folders: args.folders.clone(),
         events: args.events,
         cache_ram: 1 << 30,
+        budget: args.budget.clone(),
         cache_dir: None,
         jobs: None,
     };

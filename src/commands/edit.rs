@@ -1,6 +1,6 @@
 //! `kinograph edit [FILE]`: the node editor window.
 
-use super::FolderArgs;
+use super::{BudgetArgs, FolderArgs};
 use crate::EXIT_INVALID;
 use clap::Args;
 use std::path::PathBuf;
@@ -11,9 +11,12 @@ pub struct EditArgs {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub folders: FolderArgs,
+    #[command(flatten)]
+    pub budget: BudgetArgs,
 }
 
 pub fn run(args: &EditArgs) -> u8 {
+    args.budget.apply();
     let environment = match args.folders.environment() {
         Ok(environment) => environment,
         Err(message) => {

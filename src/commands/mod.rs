@@ -10,7 +10,8 @@ pub mod run;
 pub mod validate;
 
 use clap::Args;
-use kinograph_engine::{ApiPrompt, ConvertOptions, Environment, ModelFolders, Registry, WorkflowFile, ui_from_prompt};
+use kinograph_engine::size::parse_size;
+use kinograph_engine::{MemoryBudget, MemoryPool, ApiPrompt, ConvertOptions, Environment, ModelFolders, Registry, WorkflowFile, ui_from_prompt};
 use serde_json::Value as Json;
 use std::path::PathBuf;
 
@@ -57,6 +58,29 @@ impl FolderArgs {
             input_dir: self.input_dir.clone(),
             models: self.models.model_folders()?,
         })
+    }
+}
+
+/// The memory budget: options shared by every command that runs graphs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BudgetArgs {
+    /// Memory budget for loaded models, streamed blocks and the output cache together (e.g. 8G). Models
+    /// that do not fit stream their blocks from the file where they can, the cache gives way first, and a
+    /// model that cannot fit is refused before it is read. Default: `KINOGRAPH_MEMORY_LIMIT`, else the
+    /// machine's memory (or its cgroup's limit).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub ram_budget: Option<usize>,
+    /// The same for the GPU's memory, when models run on one (default: no limit).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub vram_budget: Option<usize>,
+}
+
+impl BudgetArgs {
+    /// Sets the process's memory budget from these options.
+    pub fn apply(&self) {
+        let budget = MemoryBudget::global();
+        budget.set_limit(MemoryPool::Ram, self.ram_budget.map(|bytes| bytes as u64));
+        budget.set_limit(MemoryPool::Device, self.vram_budget.map(|bytes| bytes as u64));
     }
 }
 

@@ -1,12 +1,13 @@
 //! `kinograph run FILE`: validate, then run with progress (bars, or JSON events), Ctrl-C to stop.
 
-use super::{FolderArgs, Loaded, load_workflow, registry};
+use super::{BudgetArgs, FolderArgs, Loaded, load_workflow, registry};
 use crate::progress::{EventMode, Reporter};
 use crate::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_RUNTIME};
 use clap::Args;
 use kinograph_engine::size::parse_size;
 use kinograph_engine::{
-    Cache, CancelToken, ConvertOptions, DiskCache, Environment, Executor, Registry, RunOptions, RunStatus,
+    Cache, CancelToken, ConvertOptions, DiskCache, Environment, Executor, MemoryBudget, Registry, RunOptions,
+    RunStatus,
 };
 use serde_json::json;
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ pub struct RunArgs {
     /// Memory bound of the output cache (e.g. 512M, 4G).
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size)]
     pub cache_ram: usize,
+    #[command(flatten)]
+    pub budget: BudgetArgs,
     /// Keep outputs in this folder too, so a later run skips unchanged nodes.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -59,6 +62,7 @@ pub fn run(args: &RunArgs) -> u8 {
 /// Validates and runs a loaded workflow with the settings in `args` (its `file` names it in messages).
 pub fn run_loaded(loaded: Loaded, registry: Registry, env: Environment, args: &RunArgs) -> u8 {
     let reporter = Reporter::new(args.events, &args.folders.output_dir);
+    args.budget.apply();
     let mut cache = Cache::new(args.cache_ram);
     if let Some(folder) = &args.cache_dir {
         match DiskCache::open(folder, env!("CARGO_PKG_VERSION")) {
@@ -69,7 +73,9 @@ pub fn run_loaded(loaded: Loaded, registry: Registry, env: Environment, args: &R
             }
         }
     }
-    let mut executor = Executor::new(Arc::new(registry), env).with_cache(Arc::new(cache));
+    let cache = Arc::new(cache);
+    MemoryBudget::global().attach_cache(&cache);
+    let mut executor = Executor::new(Arc::new(registry), env).with_cache(cache);
     if let Some(jobs) = args.jobs {
         executor = executor.with_max_parallel(jobs);
     }

@@ -153,6 +153,8 @@ impl Runner {
     pub fn new(editor: &Editor) -> Self {
         let catalog = &editor.catalog;
         let executor = Executor::new(catalog.shared_registry(), catalog.environment().clone());
+        // The output cache gives way to models under the process's memory budget, as `kinograph run`'s does.
+        kinograph_engine::MemoryBudget::global().attach_cache(executor.cache());
         Runner {
             executor: Arc::new(executor),
             events: None,

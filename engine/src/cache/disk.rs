@@ -254,5 +254,6 @@ fn decode(bytes: &[u8], registry: &Registry) -> Result<CacheEntry, Undecodable> 
         outputs.push(value);
     }
     let ui = if parsed["ui"].is_null() { None } else { Some(parsed["ui"].clone()) };
-    Ok(CacheEntry { outputs, ui, bytes: bytes_held })
+    let model_bytes = outputs.iter().map(Value::model_bytes).sum();
+    Ok(CacheEntry { outputs, ui, bytes: bytes_held, model_bytes })
 }

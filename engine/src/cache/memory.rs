@@ -14,6 +14,8 @@ struct Slot {
 pub struct MemoryCache {
     limit: usize,
     used: usize,
+    /// Of `used`, bytes of loaded models.
+    models: usize,
     clock: u64,
     slots: HashMap<Signature, Slot>,
     by_age: BTreeMap<u64, Signature>,
@@ -22,7 +24,7 @@ pub struct MemoryCache {
 impl MemoryCache {
     /// A cache holding at most `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        MemoryCache { limit, used: 0, clock: 0, slots: HashMap::new(), by_age: BTreeMap::new() }
+        MemoryCache { limit, used: 0, models: 0, clock: 0, slots: HashMap::new(), by_age: BTreeMap::new() }
     }
 
     /// The entry for `signature`, marked as just used.
@@ -51,10 +53,12 @@ impl MemoryCache {
             let Some((_, oldest)) = self.by_age.pop_first() else { break };
             if let Some(slot) = self.slots.remove(&oldest) {
                 self.used -= slot.entry.bytes;
+                self.models -= slot.entry.model_bytes;
             }
         }
         self.clock += 1;
         self.used += entry.bytes;
+        self.models += entry.model_bytes;
         self.by_age.insert(self.clock, signature);
         self.slots.insert(signature, Slot { entry, last_used: self.clock });
     }
@@ -64,7 +68,17 @@ impl MemoryCache {
         if let Some(slot) = self.slots.remove(signature) {
             self.by_age.remove(&slot.last_used);
             self.used -= slot.entry.bytes;
+            self.models -= slot.entry.model_bytes;
         }
+    }
+
+    /// Removes and returns the least recently used entry.
+    pub fn pop_oldest(&mut self) -> Option<Arc<CacheEntry>> {
+        let (_, oldest) = self.by_age.pop_first()?;
+        let slot = self.slots.remove(&oldest)?;
+        self.used -= slot.entry.bytes;
+        self.models -= slot.entry.model_bytes;
+        Some(slot.entry)
     }
 
     /// Drops everything.
@@ -72,11 +86,17 @@ impl MemoryCache {
         self.slots.clear();
         self.by_age.clear();
         self.used = 0;
+        self.models = 0;
     }
 
     /// Bytes held.
     pub fn used_bytes(&self) -> usize {
         self.used
+    }
+
+    /// Of the bytes held, those of loaded models ([`CacheEntry::model_bytes`]).
+    pub fn model_bytes(&self) -> usize {
+        self.models
     }
 
     /// Number of entries.
@@ -100,7 +120,7 @@ mod tests {
     use super::*;
 
     fn entry(bytes: usize) -> Arc<CacheEntry> {
-        Arc::new(CacheEntry { outputs: Vec::new(), ui: None, bytes })
+        Arc::new(CacheEntry { outputs: Vec::new(), ui: None, bytes, model_bytes: 0 })
     }
 
     fn signature(n: u8) -> Signature {

@@ -6,10 +6,11 @@ mod memory;
 pub use disk::{DiskCache, DiskCacheError};
 pub use memory::MemoryCache;
 
+use crate::memory::MemoryBudget;
 use crate::signature::Signature;
 use crate::value::Value;
 use serde_json::Value as Json;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// What a node produced: its outputs and its UI result.
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct CacheEntry {
     pub ui: Option<Json>,
     /// Bytes held by the outputs.
     pub bytes: usize,
+    /// Of those, bytes of loaded models (which the memory budget counts as resident).
+    pub model_bytes: usize,
 }
 
 impl CacheEntry {
@@ -25,7 +28,8 @@ impl CacheEntry {
     pub fn new(outputs: Vec<Value>, ui: Option<Json>) -> Self {
         let bytes =
             outputs.iter().map(Value::byte_size).sum::<usize>() + ui.as_ref().map_or(0, |ui| ui.to_string().len());
-        CacheEntry { outputs, ui, bytes }
+        let model_bytes = outputs.iter().map(Value::model_bytes).sum();
+        CacheEntry { outputs, ui, bytes, model_bytes }
     }
 }
 
@@ -33,6 +37,8 @@ impl CacheEntry {
 pub struct Cache {
     memory: Mutex<MemoryCache>,
     disk: Option<DiskCache>,
+    /// The memory budget it gives way to, once attached ([`MemoryBudget::attach_cache`]).
+    budget: OnceLock<Arc<MemoryBudget>>,
 }
 
 /// The default memory bound: 4 GiB.
@@ -41,7 +47,7 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
 impl Cache {
     /// A cache holding at most `memory_limit` bytes in memory, and no disk tier.
     pub fn new(memory_limit: usize) -> Self {
-        Cache { memory: Mutex::new(MemoryCache::new(memory_limit)), disk: None }
+        Cache { memory: Mutex::new(MemoryCache::new(memory_limit)), disk: None, budget: OnceLock::new() }
     }
 
     /// Adds a disk tier.
@@ -65,9 +71,59 @@ impl Cache {
         self.memory().get(signature)
     }
 
-    /// Stores in memory.
+    /// Stores in memory, within [`Self::bound`].
     pub fn insert(&self, signature: Signature, entry: Arc<CacheEntry>) {
-        self.memory().insert(signature, entry);
+        let mut memory = self.memory();
+        memory.insert(signature, entry);
+        self.shrink_to_bound(&mut memory);
+    }
+
+    /// Used by [`MemoryBudget::attach_cache`].
+    pub(crate) fn set_budget(&self, budget: Arc<MemoryBudget>) {
+        let _ = self.budget.set(budget);
+    }
+
+    /// The memory tier's bound now: its own, or less when the memory budget leaves less beside the models
+    /// held outside the cache and the working reserve.
+    pub fn bound(&self) -> usize {
+        let memory = self.memory();
+        self.bound_of(&memory)
+    }
+
+    fn bound_of(&self, memory: &MemoryCache) -> usize {
+        match self.budget.get() {
+            Some(budget) => budget.cache_bound(memory.limit(), memory.model_bytes()),
+            None => memory.limit(),
+        }
+    }
+
+    /// Evicts, least recently used first, until the memory tier is within its bound, which changes as it
+    /// goes: an evicted model that nobody else holds is freed at once, and the next bound sees it gone.
+    fn shrink_to_bound(&self, memory: &mut MemoryCache) {
+        while memory.used_bytes() > self.bound_of(memory) {
+            if memory.pop_oldest().is_none() {
+                break;
+            }
+        }
+    }
+
+    /// Brings the memory tier within its bound (after the run released values: models that only the cache
+    /// still holds then count against it).
+    pub fn fit_budget(&self) {
+        let mut memory = self.memory();
+        self.shrink_to_bound(&mut memory);
+    }
+
+    /// Evicts the least recently used memory entry; false when there was none.
+    pub fn evict_oldest(&self) -> bool {
+        let entry = self.memory().pop_oldest();
+        entry.is_some()
+    }
+
+    /// Bytes the memory tier holds beyond the loaded models it holds.
+    pub fn other_bytes(&self) -> usize {
+        let memory = self.memory();
+        memory.used_bytes().saturating_sub(memory.model_bytes())
     }
 
     /// Drops every memory entry (ComfyUI's `/free`).

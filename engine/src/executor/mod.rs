@@ -473,6 +473,9 @@ impl SharedRun {
                 }
                 events.push(EventKind::NodeFinished { node: node.id.clone() });
                 scheduler.state.complete(&self.graph, index, entry);
+                // Values the run no longer needs are gone: models only the cache holds now count against
+                // its bound, and give way when the memory budget is tight.
+                self.executor.cache.fit_budget();
             }
             Err(NodeError::Interrupted) => {
                 scheduler.stopping = true;

@@ -118,6 +118,9 @@ impl NodeValue for DiffusionModel {
     fn byte_size(&self) -> usize {
         self.bytes
     }
+    fn model_bytes(&self) -> usize {
+        self.bytes
+    }
     fn describe(&self) -> String {
         let loras: Vec<String> = self.loras.iter().map(|lora| format!(" + LoRA {}", lora.path().display())).collect();
         let loras = loras.concat();
@@ -192,6 +195,9 @@ impl NodeValue for TextEncoder {
     fn byte_size(&self) -> usize {
         self.bytes
     }
+    fn model_bytes(&self) -> usize {
+        self.bytes
+    }
     fn describe(&self) -> String {
         if let Some(gemma) = &self.gemma {
             return format!(
@@ -221,6 +227,9 @@ impl NodeValue for VideoVae {
         "VAE"
     }
     fn byte_size(&self) -> usize {
+        self.bytes
+    }
+    fn model_bytes(&self) -> usize {
         self.bytes
     }
     fn describe(&self) -> String {
@@ -253,6 +262,9 @@ impl NodeValue for AudioVaeModel {
     fn byte_size(&self) -> usize {
         self.bytes
     }
+    fn model_bytes(&self) -> usize {
+        self.bytes
+    }
     fn describe(&self) -> String {
         format!("VAE LTX-2 audio ({} Hz vocoder) from {}", self.vocoder.sample_rate(), self.file.display())
     }
@@ -271,6 +283,9 @@ impl NodeValue for LatentUpscaleModel {
         "LATENT_UPSCALE_MODEL"
     }
     fn byte_size(&self) -> usize {
+        self.bytes
+    }
+    fn model_bytes(&self) -> usize {
         self.bytes
     }
     fn describe(&self) -> String {

@@ -9,6 +9,7 @@
 //! checkpoint or a connectors file), in either order. The GGUF Gemma then works as `LTXAVTextEncoderLoader`'s
 //! does, its layers streamed when it is large and its matrices kept quantized.
 
+use super::loaded_models::{ModelNeed, plan_residency};
 use super::ltx2_loaders::gemma_clip;
 use super::model_loaders::{CLIP_TYPES, file_fingerprint, load_error, load_text_encoder, open, tokenizer};
 use crate::values::TextEncoder;
@@ -73,17 +74,20 @@ fn load_t5(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Arc<T
     if source.gguf_files().next().is_none() {
         return load_text_encoder(input, path);
     }
-    super::loaded_models::load_shared("t5-gguf", path, || {
-        let encoder =
-            T5Encoder::load_gguf(source, &super::compute_device()).map_err(|e| load_error(input, path, &e))?;
+    super::loaded_models::load_counted("t5-gguf", path, || {
+        let device = super::compute_device();
         let bytes = source.names().filter_map(|name| source.stored_bytes(name)).sum();
-        Ok(TextEncoder {
+        let need = ModelNeed { input, file: path, what: "text encoder", resident: bytes, streamed: None };
+        plan_residency(&need, &device)?;
+        let encoder = T5Encoder::load_gguf(source, &device).map_err(|e| load_error(input, path, &e))?;
+        let clip = TextEncoder {
             encoder: Some(Arc::new(encoder)),
             tokenizer: tokenizer()?,
             gemma: None,
             file: path.to_path_buf(),
             bytes,
-        })
+        };
+        Ok((clip, bytes))
     })
 }
 

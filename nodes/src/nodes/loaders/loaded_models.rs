@@ -1,6 +1,12 @@
 //! Loaded models shared between nodes: two loaders naming the same file (a checkpoint loader and a VAE
 //! loader, or two workflows in one server) get one copy in memory for as long as either holds it.
+//!
+//! Models loaded through [`load_counted`] are registered with the process's memory budget
+//! ([`MemoryBudget::global`]) for as long as they live, and [`plan_residency`] decides, before a model is
+//! read, whether it is held in memory, streamed block by block from its file, or refused.
 
+use kinograph_engine::memory::{MemoryBudget, MemoryPool, working_reserve};
+use kinograph_engine::prelude::NodeError;
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +18,22 @@ type Key = (&'static str, PathBuf, u64, Option<SystemTime>);
 static LOADED: Mutex<Option<HashMap<Key, Weak<dyn Any + Send + Sync>>>> = Mutex::new(None);
 
 /// The model of `kind` loaded from `path`, shared if it is already in memory and the file has not changed
-/// since (same length and modification time); otherwise `load` runs and its result is remembered.
+/// since (same length and modification time); otherwise `load` runs and its result is remembered. The
+/// memory budget does not count it: models of any size load through [`load_counted`].
 pub fn load_shared<T, E>(kind: &'static str, path: &Path, load: impl FnOnce() -> Result<T, E>) -> Result<Arc<T>, E>
+where
+    T: Send + Sync + 'static,
+{
+    load_counted(kind, path, || load().map(|model| (model, 0)))
+}
+
+/// [`load_shared`] for a model whose `load` also says how many bytes it keeps resident on the compute
+/// device (0 when it streams): they count against the memory budget for as long as the model lives.
+pub fn load_counted<T, E>(
+    kind: &'static str,
+    path: &Path,
+    load: impl FnOnce() -> Result<(T, usize), E>,
+) -> Result<Arc<T>, E>
 where
     T: Send + Sync + 'static,
 {
@@ -28,7 +48,16 @@ where
     if let Some(existing) = lookup(&key).and_then(|any| any.downcast::<T>().ok()) {
         return Ok(existing);
     }
-    let loaded = Arc::new(load()?);
+    let _turn = LoadTurn::take();
+    // Another thread may have loaded it while this one waited.
+    if let Some(existing) = lookup(&key).and_then(|any| any.downcast::<T>().ok()) {
+        return Ok(existing);
+    }
+    let (model, bytes) = load()?;
+    let loaded = Arc::new(model);
+    if bytes > 0 {
+        MemoryBudget::global().register(pool_of(&super::compute_device()), bytes as u64, &loaded);
+    }
     let erased: Arc<dyn Any + Send + Sync> = loaded.clone();
     let mut guard = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
     let map = guard.get_or_insert_with(HashMap::new);
@@ -37,7 +66,180 @@ where
     Ok(loaded)
 }
 
+/// Models load one at a time: each decides how to be held from what the others already hold, and is
+/// counted before the next decides. A load inside another's (on the same thread) is part of that turn.
+struct LoadTurn(Option<std::sync::MutexGuard<'static, ()>>);
+
+static LOADING: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    static IN_TURN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl LoadTurn {
+    fn take() -> Self {
+        if IN_TURN.with(std::cell::Cell::get) {
+            return LoadTurn(None);
+        }
+        let guard = LOADING.lock().unwrap_or_else(PoisonError::into_inner);
+        IN_TURN.with(|flag| flag.set(true));
+        LoadTurn(Some(guard))
+    }
+}
+
+impl Drop for LoadTurn {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            IN_TURN.with(|flag| flag.set(false));
+        }
+    }
+}
+
 fn lookup(key: &Key) -> Option<Arc<dyn Any + Send + Sync>> {
     let guard = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
     guard.as_ref()?.get(key)?.upgrade()
+}
+
+/// The memory pool a model on `device` takes.
+pub fn pool_of(device: &candle_core::Device) -> MemoryPool {
+    if device.is_cpu() { MemoryPool::Ram } else { MemoryPool::Device }
+}
+
+/// How a model is to be held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Residency {
+    /// Every weight in memory.
+    Resident,
+    /// Its blocks read from the file as they are used; only the rest stays in memory.
+    Streamed,
+}
+
+/// A model about to load, as [`plan_residency`] weighs it.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelNeed<'a> {
+    /// The loader's input that names the file.
+    pub input: &'a str,
+    pub file: &'a Path,
+    /// What it is, for messages ("transformer", "text encoder").
+    pub what: &'a str,
+    /// Bytes it keeps in memory when resident.
+    pub resident: usize,
+    /// Bytes it keeps in memory when its blocks stream, if it can stream.
+    pub streamed: Option<usize>,
+}
+
+/// Decides how the model `need` describes is held, on `device`, against the global memory budget: the
+/// cache first gives way ([`MemoryBudget::room_for`]); a model that fits beside the models that stay and
+/// the working reserve is resident, unless it can stream and would take more than half the limit (which
+/// leaves room for the text encoder or the diffusion model beside it); one that does not fit streams if it
+/// can; otherwise the error names the file and the sizes.
+pub fn plan_residency(need: &ModelNeed<'_>, device: &candle_core::Device) -> Result<Residency, NodeError> {
+    plan_with(MemoryBudget::global(), need, pool_of(device))
+}
+
+fn plan_with(budget: &MemoryBudget, need: &ModelNeed<'_>, pool: MemoryPool) -> Result<Residency, NodeError> {
+    let Some(limit) = budget.limit(pool) else { return Ok(Residency::Resident) };
+    let room = budget.room_for(pool, need.resident as u64).unwrap_or(u64::MAX);
+    let resident = need.resident as u64;
+    match need.streamed {
+        Some(_) if resident > room || resident > limit.bytes / 2 => {}
+        _ if resident <= room => return Ok(Residency::Resident),
+        _ => {}
+    }
+    if let Some(streamed) = need.streamed
+        && (streamed as u64) <= room
+    {
+        tracing::info!(
+            "{}: streaming the {}'s blocks from the file ({} resident would not fit: {} of room in the {} budget)",
+            need.file.display(),
+            need.what,
+            human(need.resident as u64),
+            human(room),
+            pool.name()
+        );
+        return Ok(Residency::Streamed);
+    }
+    let needed = need.streamed.map_or(resident, |streamed| streamed as u64);
+    let how = if need.streamed.is_some() {
+        format!("even with its blocks streamed from the file it keeps {} in memory", human(needed))
+    } else {
+        format!("it needs {} in memory and cannot stream its blocks", human(needed))
+    };
+    Err(NodeError::input(
+        need.input,
+        format!(
+            "{}: this {} does not fit in the {} budget: {how}, but the limit of {} ({}) leaves {} beside {} of \
+             models that stay and a working reserve of {}; raise the budget, or free the models held beside it",
+            need.file.display(),
+            need.what,
+            pool.name(),
+            human(limit.bytes),
+            limit.how_to_change(pool),
+            human(room),
+            human(budget.resident(pool)),
+            human(working_reserve(limit.bytes)),
+        ),
+    ))
+}
+
+/// Bytes for people: GB, MB or bytes.
+fn human(bytes: u64) -> String {
+    match bytes {
+        1_000_000_000.. => format!("{:.2} GB", bytes as f64 / 1e9),
+        1_000_000.. => format!("{:.1} MB", bytes as f64 / 1e6),
+        _ => format!("{bytes} bytes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: usize = 1_000_000;
+
+    fn need(resident: usize, streamed: Option<usize>) -> ModelNeed<'static> {
+        ModelNeed { input: "ckpt_name", file: Path::new("/models/big.safetensors"), what: "transformer", resident, streamed }
+    }
+
+    fn budget(limit: usize) -> MemoryBudget {
+        let budget = MemoryBudget::unlimited();
+        budget.set_limit(MemoryPool::Ram, Some(limit as u64));
+        budget
+    }
+
+    #[test]
+    fn without_a_limit_everything_is_resident() {
+        let plan = plan_with(&MemoryBudget::unlimited(), &need(usize::MAX, Some(1)), MemoryPool::Ram);
+        assert_eq!(plan.unwrap(), Residency::Resident);
+    }
+
+    #[test]
+    fn a_model_that_fits_is_resident_and_one_that_does_not_streams() {
+        // 800 MB limit: 100 MB reserve, 700 MB of room.
+        let budget = budget(800 * MB);
+        assert_eq!(plan_with(&budget, &need(300 * MB, Some(10 * MB)), MemoryPool::Ram).unwrap(), Residency::Resident);
+        assert_eq!(plan_with(&budget, &need(650 * MB, None), MemoryPool::Ram).unwrap(), Residency::Resident);
+        // Over half the limit, a model that can stream does, leaving room beside it.
+        assert_eq!(plan_with(&budget, &need(450 * MB, Some(10 * MB)), MemoryPool::Ram).unwrap(), Residency::Streamed);
+        // What stays counts.
+        let held = Arc::new(());
+        budget.register(MemoryPool::Ram, 500 * MB as u64, &held);
+        assert_eq!(plan_with(&budget, &need(300 * MB, Some(10 * MB)), MemoryPool::Ram).unwrap(), Residency::Streamed);
+    }
+
+    #[test]
+    fn what_cannot_fit_is_refused_naming_the_file_and_the_sizes() {
+        let budget = budget(800 * MB);
+        let error = plan_with(&budget, &need(750 * MB, None), MemoryPool::Ram).unwrap_err().to_string();
+        assert!(error.contains("ckpt_name"), "{error}");
+        assert!(error.contains("/models/big.safetensors"), "{error}");
+        assert!(error.contains("needs 750.0 MB") && error.contains("cannot stream"), "{error}");
+        assert!(error.contains("limit of 800.0 MB (the --ram-budget given) leaves 700.0 MB"), "{error}");
+        let error = plan_with(&budget, &need(900 * MB, Some(720 * MB)), MemoryPool::Ram).unwrap_err().to_string();
+        assert!(error.contains("with its blocks streamed from the file it keeps 720.0 MB"), "{error}");
+        // The device's budget is its own.
+        budget.set_limit(MemoryPool::Device, Some(100 * MB as u64));
+        let error = plan_with(&budget, &need(200 * MB, None), MemoryPool::Device).unwrap_err().to_string();
+        assert!(error.contains("device memory budget") && error.contains("--vram-budget"), "{error}");
+    }
 }

@@ -2,8 +2,8 @@
 //! `LTXAVTextEncoderLoader` (Gemma 3 with the checkpoint's text projection and connectors),
 //! `LTXVAudioVAELoader` (audio VAE and vocoder) and `LatentUpscaleModelLoader`.
 
-use super::loaded_models::load_shared;
-use super::model_loaders::{file_fingerprint, load_error, memory_limit, open, resolve, tokenizer};
+use super::loaded_models::{ModelNeed, Residency, load_counted, load_shared, plan_residency};
+use super::model_loaders::{file_fingerprint, load_error, open, resolve, tokenizer};
 use crate::values::{AudioVaeModel, DiffusionModel, GemmaText, LatentUpscaleModel, TextEncoder, Transformer};
 use kinograph_engine::prelude::*;
 use kinograph_models::fp8::Fp8Format;
@@ -26,11 +26,6 @@ fn stored_bytes(source: &WeightSource, prefix: &str) -> usize {
     source.names().filter(|name| name.starts_with(prefix)).filter_map(|name| source.stored_bytes(name)).sum()
 }
 
-/// Whether a model of `bytes` should stream its blocks from the file instead of holding them: when it
-/// would take more than half of the memory this process may use.
-fn should_stream(bytes: usize, device: &candle_core::Device) -> bool {
-    device.is_cpu() && memory_limit().is_some_and(|limit| bytes as u64 > limit / 2)
-}
 
 fn require(input: &str, path: &Path, source: &WeightSource, contents: &Contents, part: Part) -> Result<(), NodeError> {
     contents.require(part, source).map_err(|e| load_error(input, path, &e))
@@ -49,22 +44,27 @@ pub fn load_ltx2_model(
         Some(Fp8Format::E4M3Fn) => "ltx2-transformer-fp8-e4m3fn",
         Some(Fp8Format::E5M2) => "ltx2-transformer-fp8-e5m2",
     };
-    load_shared(kind, path, || {
+    load_counted(kind, path, || {
         let device = super::compute_device();
         // The transformer's prefix: ComfyUI-GGUF's files and split diffusion-model files may have none.
         let prefix = kinograph_models::ltx2::transformer::detect_layout(source)
             .map_or_else(|_| "model.diffusion_model.".to_string(), |layout| layout.stored_name(""));
         let bytes = stored_bytes(source, &prefix);
-        let options = LoadOptions { stream_blocks: should_stream(bytes, &device), widen_at_load: false, fp8_storage };
+        let blocks = stored_bytes(source, &format!("{prefix}transformer_blocks."));
+        let need = ModelNeed { input, file: path, what: "transformer", resident: bytes, streamed: Some(bytes - blocks) };
+        let stream_blocks = plan_residency(&need, &device)? == Residency::Streamed;
+        let options = LoadOptions { stream_blocks, widen_at_load: false, fp8_storage };
         let transformer = Ltx2Transformer::load(source, &device, options).map_err(|e| load_error(input, path, &e))?;
-        Ok(DiffusionModel {
+        let bytes = if stream_blocks { bytes - blocks } else { bytes };
+        let model = DiffusionModel {
             transformer: Transformer::Ltx2(Arc::new(transformer)),
             file: path.to_path_buf(),
             shift: LTX2_SHIFT,
-            bytes: if options.stream_blocks { 0 } else { bytes },
+            bytes,
             loras: Vec::new(),
             identity_guidance: Vec::new(),
-        })
+        };
+        Ok((model, bytes))
     })
 }
 
@@ -110,7 +110,12 @@ pub(super) fn gemma_clip(gemma: (&str, &Path), connectors: (&str, &Path)) -> Res
     let ((gemma_input, gemma_path), (ckpt_input, ckpt_path)) = (gemma, connectors);
     let (gemma_path, ckpt_path) = (gemma_path.to_path_buf(), ckpt_path.to_path_buf());
     {
-        let gemma = load_shared("gemma3", &gemma_path, || load_gemma(gemma_input, &gemma_path))?;
+        let gemma = load_counted("gemma3", &gemma_path, || {
+            load_gemma(gemma_input, &gemma_path).map(|loaded| {
+                let bytes = loaded.2;
+                (loaded, bytes)
+            })
+        })?;
         let connectors = load_shared("ltx2-connectors", &ckpt_path, || {
             let source = open(ckpt_input, &ckpt_path)?;
             let contents = Contents::inspect(&source);
@@ -156,12 +161,19 @@ fn load_gemma(input: &str, path: &Path) -> Result<LoadedGemma, NodeError> {
     }
     let device = super::compute_device();
     let bytes = source.names().filter_map(|name| source.stored_bytes(name)).sum::<usize>();
-    let options = GemmaLoadOptions { stream_layers: should_stream(bytes, &device) };
+    // llama.cpp's GGUFs name the layers `blk.N.`, the others `layers.N.`.
+    let layers = source
+        .names()
+        .filter(|name| name.contains("layers.") || name.starts_with("blk."))
+        .filter_map(|name| source.stored_bytes(name));
+    let streamed = bytes - layers.sum::<usize>();
+    let need = ModelNeed { input, file: path, what: "text encoder", resident: bytes, streamed: Some(streamed) };
+    let options = GemmaLoadOptions { stream_layers: plan_residency(&need, &device)? == Residency::Streamed };
     if let Some(gguf) = source.gguf_files().next().cloned() {
         // llama.cpp's layout (unsloth's gemma-3-12b-it-*.gguf): the tokenizer is in the metadata.
         let model = Gemma3TextModel::load_gguf(&source, &device, options).map_err(|e| gemma_error(input, path, &e))?;
         let tokenizer = GemmaTokenizer::from_gguf(&gguf).map_err(|e| NodeError::input(input, e.to_string()))?;
-        let bytes = if options.stream_layers { 0 } else { bytes };
+        let bytes = if options.stream_layers { streamed } else { bytes };
         return Ok((Arc::new(model), Arc::new(tokenizer), bytes));
     }
     let model = Gemma3TextModel::load(&source, &device, options).map_err(|e| gemma_error(input, path, &e))?;
@@ -189,7 +201,7 @@ fn load_gemma(input: &str, path: &Path) -> Result<LoadedGemma, NodeError> {
             ),
         ));
     }
-    let bytes = if options.stream_layers { 0 } else { bytes };
+    let bytes = if options.stream_layers { streamed } else { bytes };
     Ok((Arc::new(model), Arc::new(tokenizer), bytes))
 }
 
@@ -226,7 +238,7 @@ impl Node for LtxvAudioVaeLoader {
     fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
         let path = resolve(context.env(), "vae", inputs, "ckpt_name")
             .or_else(|_| resolve(context.env(), "checkpoints", inputs, "ckpt_name"))?;
-        let vae = load_shared("ltx2-audio-vae", &path, || {
+        let vae = load_counted("ltx2-audio-vae", &path, || {
             let input = "ckpt_name";
             let source = open(input, &path)?;
             let contents = Contents::inspect(&source);
@@ -236,13 +248,8 @@ impl Node for LtxvAudioVaeLoader {
             let vae = AudioVae::load(&source, &device, VaeParts::Both).map_err(|e| load_error(input, &path, &e))?;
             let vocoder = Vocoder::load(&source, &device).map_err(|e| load_error(input, &path, &e))?;
             let bytes = ["audio_vae.", "vocoder."].iter().map(|p| stored_bytes(&source, p) * 2).sum();
-            Ok::<_, NodeError>(AudioVaeModel {
-                vae: Arc::new(vae),
-                vocoder: Arc::new(vocoder),
-                device,
-                file: path.clone(),
-                bytes,
-            })
+            let model = AudioVaeModel { vae: Arc::new(vae), vocoder: Arc::new(vocoder), device, file: path.clone(), bytes };
+            Ok::<_, NodeError>((model, bytes))
         })?;
         Ok(NodeOutput::new(vec![Value::from(vae)]))
     }
@@ -266,13 +273,13 @@ impl Node for LatentUpscaleModelLoader {
 
     fn execute(&self, inputs: &NodeInputs, context: &ExecutionContext) -> Result<NodeOutput, NodeError> {
         let path = resolve(context.env(), "latent_upscale_models", inputs, "model_name")?;
-        let model = load_shared("ltx2-upsampler", &path, || {
+        let model = load_counted("ltx2-upsampler", &path, || {
             let source = open("model_name", &path)?;
             let upsampler = LatentUpsampler::load(&source, &super::compute_device())
                 .map_err(|e| load_error("model_name", &path, &e))?;
             let bytes =
                 source.names().filter_map(|name| source.shape(name)).map(|s| s.iter().product::<usize>() * 4).sum();
-            Ok::<_, NodeError>(LatentUpscaleModel { upsampler: Arc::new(upsampler), file: path.clone(), bytes })
+            Ok::<_, NodeError>((LatentUpscaleModel { upsampler: Arc::new(upsampler), file: path.clone(), bytes }, bytes))
         })?;
         Ok(NodeOutput::new(vec![Value::from(model)]))
     }

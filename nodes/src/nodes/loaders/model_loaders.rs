@@ -1,6 +1,6 @@
 //! The loader nodes themselves.
 
-use super::loaded_models::load_shared;
+use super::loaded_models::{ModelNeed, Residency, load_counted, plan_residency};
 use crate::values::{DiffusionModel, TextEncoder, Transformer, VideoVae};
 use kinograph_engine::prelude::*;
 use kinograph_models::fp8::{Fp8Format, LinearStorage};
@@ -93,40 +93,6 @@ pub(super) fn open(input: &str, path: &Path) -> Result<Arc<WeightSource>, NodeEr
     WeightSource::open(&[path]).map(Arc::new).map_err(|e| load_error(input, path, &e))
 }
 
-/// The memory a model may take when loaded for the CPU: `KINOGRAPH_MEMORY_LIMIT` (`24G`, bytes, ...), else
-/// the machine's memory (Linux: `MemTotal`, or the cgroup's limit when smaller).
-pub(super) fn memory_limit() -> Option<u64> {
-    if let Ok(text) = std::env::var("KINOGRAPH_MEMORY_LIMIT") {
-        return kinograph_engine::size::parse_size(&text).ok().map(|bytes| bytes as u64);
-    }
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
-        let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
-        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
-    })?;
-    let cgroup =
-        std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|text| text.trim().parse::<u64>().ok());
-    Some(cgroup.map_or(total, |limit| limit.min(total)))
-}
-
-/// Refuses, before anything is read, a transformer whose f32 weights cannot fit in memory (the 13B needs
-/// 52 GB), instead of letting the system kill the process halfway through.
-fn check_fits(input: &str, path: &Path, bytes: usize, device: &candle_core::Device) -> Result<(), NodeError> {
-    let gb = |bytes: f64| bytes / 1e9;
-    match memory_limit() {
-        Some(limit) if device.is_cpu() && bytes as u64 > limit => Err(NodeError::input(
-            input,
-            format!(
-                "{}: this transformer needs {:.1} GB of memory in float32, more than the {:.1} GB this machine \
-                 has (KINOGRAPH_MEMORY_LIMIT sets another limit); run it on a machine with more memory",
-                path.display(),
-                gb(bytes as f64),
-                gb(limit as f64)
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
 pub(super) fn load_model(
     input: &str,
     path: &Path,
@@ -141,21 +107,23 @@ pub(super) fn load_model(
         Some(Fp8Format::E4M3Fn) => ("ltxv-transformer-fp8-e4m3fn", LinearStorage::Fp8(Fp8Format::E4M3Fn)),
         Some(Fp8Format::E5M2) => ("ltxv-transformer-fp8-e5m2", LinearStorage::Fp8(Fp8Format::E5M2)),
     };
-    load_shared(kind, path, || {
+    load_counted(kind, path, || {
         let device = super::compute_device();
         let prefix = kinograph_models::ltxv::transformer::detect_layout(source).map(|d| d.prefix).unwrap_or_default();
         let bytes = transformer_bytes(source, &prefix, storage);
-        check_fits(input, path, bytes, &device)?;
+        let need = ModelNeed { input, file: path, what: "transformer", resident: bytes, streamed: None };
+        plan_residency(&need, &device)?;
         let transformer =
             LtxvTransformer::load_with_storage(source, &device, storage).map_err(|e| load_error(input, path, &e))?;
-        Ok(DiffusionModel {
+        let model = DiffusionModel {
             transformer: Transformer::Ltxv(Arc::new(transformer)),
             file: path.to_path_buf(),
             shift: LTXV_SHIFT,
             bytes,
             loras: Vec::new(),
             identity_guidance: Vec::new(),
-        })
+        };
+        Ok((model, bytes))
     })
 }
 
@@ -165,11 +133,26 @@ pub(super) fn load_vae(
     source: &Arc<WeightSource>,
     prefix: &str,
 ) -> Result<Arc<VideoVae>, NodeError> {
-    load_shared("ltxv-vae", path, || {
+    load_counted("ltxv-vae", path, || {
         let device = super::compute_device();
+        let bytes = f32_bytes(source, prefix);
+        plan_residency(&ModelNeed { input, file: path, what: "VAE", resident: bytes, streamed: None }, &device)?;
         let vae = LtxvVae::load(source, prefix, &device).map_err(|e| load_error(input, path, &e))?;
-        Ok(VideoVae { vae: Arc::new(vae), file: path.to_path_buf(), bytes: f32_bytes(source, prefix) })
+        Ok((VideoVae { vae: Arc::new(vae), file: path.to_path_buf(), bytes }, bytes))
     })
+}
+
+/// Bytes the T5 encoder keeps in memory: its weights in their stored dtype (bf16, f16 or fp8 stay so and
+/// are widened as they are used; f32 stays f32).
+fn t5_bytes(source: &WeightSource) -> usize {
+    let prefix = kinograph_models::t5::find_prefix(source).unwrap_or_default();
+    let encoder = format!("{prefix}encoder.");
+    let shared = format!("{prefix}shared.");
+    source
+        .names()
+        .filter(|name| name.starts_with(&encoder) || name.starts_with(&shared))
+        .filter_map(|name| source.stored_bytes(name))
+        .sum()
 }
 
 pub(super) fn tokenizer() -> Result<Arc<T5Tokenizer>, NodeError> {
@@ -178,18 +161,22 @@ pub(super) fn tokenizer() -> Result<Arc<T5Tokenizer>, NodeError> {
 
 /// Loads the T5 encoder in `path` (a text-encoder file, or a checkpoint that bundles one).
 pub fn load_text_encoder(input: &str, path: &Path) -> Result<Arc<TextEncoder>, NodeError> {
-    load_shared("t5", path, || {
+    load_counted("t5", path, || {
         let source = open(input, path)?;
         let device = super::compute_device();
+        let bytes = t5_bytes(&source);
+        let need = ModelNeed { input, file: path, what: "text encoder", resident: bytes, streamed: None };
+        let residency = plan_residency(&need, &device)?;
+        debug_assert_eq!(residency, Residency::Resident);
         let encoder = T5Encoder::load(&source, &device).map_err(|e| load_error(input, path, &e))?;
-        let bytes = encoder.config().parameter_count() * 4;
-        Ok(TextEncoder {
+        let clip = TextEncoder {
             encoder: Some(Arc::new(encoder)),
             tokenizer: tokenizer()?,
             gemma: None,
             file: path.to_path_buf(),
             bytes,
-        })
+        };
+        Ok((clip, bytes))
     })
 }
 
@@ -205,11 +192,17 @@ pub struct Checkpoint {
 /// file bundles one.
 pub fn load_checkpoint(input: &str, path: &Path) -> Result<Checkpoint, NodeError> {
     let source = open(input, path)?;
+    // The VAE loads next and cannot stream: the transformer is weighed with it counted as staying, so that
+    // a transformer that can stream does rather than leave no room for the VAE.
+    let vae_next = Arc::new(());
+    let budget = kinograph_engine::MemoryBudget::global();
+    budget.register(super::loaded_models::pool_of(&super::compute_device()), f32_bytes(&source, "vae.") as u64, &vae_next);
     let model = if super::is_ltx2(&source) {
         super::load_ltx2_model(input, path, &source, None)?
     } else {
         load_model(input, path, &source, None)?
     };
+    drop(vae_next);
     let vae = load_vae(input, path, &source, "vae")?;
     let clip = if source.names().any(|name| name.starts_with(COMFY_BUNDLED_PREFIX)) {
         load_text_encoder(input, path)?
