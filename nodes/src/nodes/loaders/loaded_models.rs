@@ -198,7 +198,13 @@ mod tests {
     const MB: usize = 1_000_000;
 
     fn need(resident: usize, streamed: Option<usize>) -> ModelNeed<'static> {
-        ModelNeed { input: "ckpt_name", file: Path::new("/models/big.safetensors"), what: "transformer", resident, streamed }
+        ModelNeed {
+            input: "ckpt_name",
+            file: Path::new("/models/big.safetensors"),
+            what: "transformer",
+            resident,
+            streamed,
+        }
     }
 
     fn budget(limit: usize) -> MemoryBudget {
