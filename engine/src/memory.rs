@@ -356,7 +356,7 @@ mod tests {
     struct TestModel(u64);
 
     impl crate::value::NodeValue for TestModel {
-        fn type_name(&self) -> &str {
+        fn type_name(&self) -> &'static str {
             "MODEL"
         }
         fn byte_size(&self) -> usize {
