@@ -44,16 +44,18 @@ fn ltx2_runs_in_a_budget_smaller_than_its_models_by_streaming_the_transformer() 
 #[test]
 fn a_model_that_cannot_fit_is_refused_naming_the_node_the_file_and_the_sizes() {
     let root = tempfile::tempdir().unwrap();
-    let output = demo(root.path(), &["--ram-budget", "8M"]);
+    // Neither the T5 (4 MB) nor the transformer and VAE fit in 2 MB; the loaders run side by side, so
+    // either may be the one that fails first.
+    let output = demo(root.path(), &["--ram-budget", "2M"]);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("Load Checkpoint (CheckpointLoaderSimple) failed"), "{stderr}");
-    assert!(
-        stderr.contains("ltxv-demo-tiny.safetensors: this transformer does not fit in the memory budget"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("cannot stream its blocks"), "{stderr}");
-    assert!(stderr.contains("the limit of 8.4 MB (the --ram-budget given)"), "{stderr}");
+    let checkpoint = stderr.contains("Load Checkpoint (CheckpointLoaderSimple) failed: input 'ckpt_name'")
+        && stderr.contains("ltxv-demo-tiny.safetensors: this transformer does not fit in the memory budget");
+    let text_encoder = stderr.contains("Load CLIP (CLIPLoader) failed: input 'clip_name'")
+        && stderr.contains("t5-demo-tiny.safetensors: this text encoder does not fit in the memory budget");
+    assert!(checkpoint || text_encoder, "{stderr}");
+    assert!(stderr.contains(" in memory and cannot stream its blocks"), "{stderr}");
+    assert!(stderr.contains("the limit of 2.1 MB (the --ram-budget given) leaves"), "{stderr}");
 }
 
 #[test]

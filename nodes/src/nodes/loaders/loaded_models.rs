@@ -185,7 +185,7 @@ fn plan_with(budget: &MemoryBudget, need: &ModelNeed<'_>, pool: MemoryPool) -> R
 /// Bytes for people: GB, MB or bytes.
 fn human(bytes: u64) -> String {
     match bytes {
-        1_000_000_000.. => format!("{:.2} GB", bytes as f64 / 1e9),
+        1_000_000_000.. => format!("{:.1} GB", bytes as f64 / 1e9),
         1_000_000.. => format!("{:.1} MB", bytes as f64 / 1e6),
         _ => format!("{bytes} bytes"),
     }
