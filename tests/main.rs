@@ -20,4 +20,5 @@ mod ltxv_guides;
 mod ltxv_lora;
 mod ltxv_reference;
 mod ltxv_templates;
+mod memory_budget;
 mod models;

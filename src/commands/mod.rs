@@ -11,7 +11,10 @@ pub mod validate;
 
 use clap::Args;
 use kinograph_engine::size::parse_size;
-use kinograph_engine::{MemoryBudget, MemoryPool, ApiPrompt, ConvertOptions, Environment, ModelFolders, Registry, WorkflowFile, ui_from_prompt};
+use kinograph_engine::{
+    ApiPrompt, ConvertOptions, Environment, MemoryBudget, MemoryPool, ModelFolders, Registry, WorkflowFile,
+    ui_from_prompt,
+};
 use serde_json::Value as Json;
 use std::path::PathBuf;
 

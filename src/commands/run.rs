@@ -6,8 +6,7 @@ use crate::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_RUNTIME};
 use clap::Args;
 use kinograph_engine::size::parse_size;
 use kinograph_engine::{
-    Cache, CancelToken, ConvertOptions, DiskCache, Environment, Executor, MemoryBudget, Registry, RunOptions,
-    RunStatus,
+    Cache, CancelToken, ConvertOptions, DiskCache, Environment, Executor, MemoryBudget, Registry, RunOptions, RunStatus,
 };
 use serde_json::json;
 use std::path::PathBuf;

@@ -185,7 +185,7 @@ fn plan_with(budget: &MemoryBudget, need: &ModelNeed<'_>, pool: MemoryPool) -> R
 /// Bytes for people: GB, MB or bytes.
 fn human(bytes: u64) -> String {
     match bytes {
-        1_000_000_000.. => format!("{:.2} GB", bytes as f64 / 1e9),
+        1_000_000_000.. => format!("{:.1} GB", bytes as f64 / 1e9),
         1_000_000.. => format!("{:.1} MB", bytes as f64 / 1e6),
         _ => format!("{bytes} bytes"),
     }
@@ -198,7 +198,13 @@ mod tests {
     const MB: usize = 1_000_000;
 
     fn need(resident: usize, streamed: Option<usize>) -> ModelNeed<'static> {
-        ModelNeed { input: "ckpt_name", file: Path::new("/models/big.safetensors"), what: "transformer", resident, streamed }
+        ModelNeed {
+            input: "ckpt_name",
+            file: Path::new("/models/big.safetensors"),
+            what: "transformer",
+            resident,
+            streamed,
+        }
     }
 
     fn budget(limit: usize) -> MemoryBudget {

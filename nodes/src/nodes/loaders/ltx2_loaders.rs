@@ -26,7 +26,6 @@ fn stored_bytes(source: &WeightSource, prefix: &str) -> usize {
     source.names().filter(|name| name.starts_with(prefix)).filter_map(|name| source.stored_bytes(name)).sum()
 }
 
-
 fn require(input: &str, path: &Path, source: &WeightSource, contents: &Contents, part: Part) -> Result<(), NodeError> {
     contents.require(part, source).map_err(|e| load_error(input, path, &e))
 }
@@ -51,7 +50,8 @@ pub fn load_ltx2_model(
             .map_or_else(|_| "model.diffusion_model.".to_string(), |layout| layout.stored_name(""));
         let bytes = stored_bytes(source, &prefix);
         let blocks = stored_bytes(source, &format!("{prefix}transformer_blocks."));
-        let need = ModelNeed { input, file: path, what: "transformer", resident: bytes, streamed: Some(bytes - blocks) };
+        let need =
+            ModelNeed { input, file: path, what: "transformer", resident: bytes, streamed: Some(bytes - blocks) };
         let stream_blocks = plan_residency(&need, &device)? == Residency::Streamed;
         let options = LoadOptions { stream_blocks, widen_at_load: false, fp8_storage };
         let transformer = Ltx2Transformer::load(source, &device, options).map_err(|e| load_error(input, path, &e))?;
@@ -248,7 +248,8 @@ impl Node for LtxvAudioVaeLoader {
             let vae = AudioVae::load(&source, &device, VaeParts::Both).map_err(|e| load_error(input, &path, &e))?;
             let vocoder = Vocoder::load(&source, &device).map_err(|e| load_error(input, &path, &e))?;
             let bytes = ["audio_vae.", "vocoder."].iter().map(|p| stored_bytes(&source, p) * 2).sum();
-            let model = AudioVaeModel { vae: Arc::new(vae), vocoder: Arc::new(vocoder), device, file: path.clone(), bytes };
+            let model =
+                AudioVaeModel { vae: Arc::new(vae), vocoder: Arc::new(vocoder), device, file: path.clone(), bytes };
             Ok::<_, NodeError>((model, bytes))
         })?;
         Ok(NodeOutput::new(vec![Value::from(vae)]))
@@ -279,7 +280,10 @@ impl Node for LatentUpscaleModelLoader {
                 .map_err(|e| load_error("model_name", &path, &e))?;
             let bytes =
                 source.names().filter_map(|name| source.shape(name)).map(|s| s.iter().product::<usize>() * 4).sum();
-            Ok::<_, NodeError>((LatentUpscaleModel { upsampler: Arc::new(upsampler), file: path.clone(), bytes }, bytes))
+            Ok::<_, NodeError>((
+                LatentUpscaleModel { upsampler: Arc::new(upsampler), file: path.clone(), bytes },
+                bytes,
+            ))
         })?;
         Ok(NodeOutput::new(vec![Value::from(model)]))
     }

@@ -196,7 +196,11 @@ pub fn load_checkpoint(input: &str, path: &Path) -> Result<Checkpoint, NodeError
     // a transformer that can stream does rather than leave no room for the VAE.
     let vae_next = Arc::new(());
     let budget = kinograph_engine::MemoryBudget::global();
-    budget.register(super::loaded_models::pool_of(&super::compute_device()), f32_bytes(&source, "vae.") as u64, &vae_next);
+    budget.register(
+        super::loaded_models::pool_of(&super::compute_device()),
+        f32_bytes(&source, "vae.") as u64,
+        &vae_next,
+    );
     let model = if super::is_ltx2(&source) {
         super::load_ltx2_model(input, path, &source, None)?
     } else {
