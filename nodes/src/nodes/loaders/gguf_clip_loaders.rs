@@ -9,9 +9,8 @@
 //! checkpoint or a connectors file), in either order. The GGUF Gemma then works as `LTXAVTextEncoderLoader`'s
 //! does, its layers streamed when it is large and its matrices kept quantized.
 
-use super::loaded_models::{ModelNeed, plan_residency};
 use super::ltx2_loaders::gemma_clip;
-use super::model_loaders::{CLIP_TYPES, file_fingerprint, load_error, load_text_encoder, open, tokenizer};
+use super::model_loaders::{CLIP_TYPES, file_fingerprint, load_text_encoder, open, t5_clip};
 use crate::values::TextEncoder;
 use kinograph_engine::prelude::*;
 use kinograph_models::gemma3::{find_prefix, is_gemma3_gguf};
@@ -75,19 +74,8 @@ fn load_t5(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Arc<T
         return load_text_encoder(input, path);
     }
     super::loaded_models::load_counted("t5-gguf", path, || {
-        let device = super::compute_device();
         let bytes = source.names().filter_map(|name| source.stored_bytes(name)).sum();
-        let need = ModelNeed { input, file: path, what: "text encoder", resident: bytes, streamed: None };
-        plan_residency(&need, &device)?;
-        let encoder = T5Encoder::load_gguf(source, &device).map_err(|e| load_error(input, path, &e))?;
-        let clip = TextEncoder {
-            encoder: Some(Arc::new(encoder)),
-            tokenizer: tokenizer()?,
-            gemma: None,
-            file: path.to_path_buf(),
-            bytes,
-        };
-        Ok((clip, bytes))
+        t5_clip(input, path, bytes, |device| T5Encoder::load_gguf(source, device))
     })
 }
 

@@ -163,21 +163,31 @@ pub(super) fn tokenizer() -> Result<Arc<T5Tokenizer>, NodeError> {
 pub fn load_text_encoder(input: &str, path: &Path) -> Result<Arc<TextEncoder>, NodeError> {
     load_counted("t5", path, || {
         let source = open(input, path)?;
-        let device = super::compute_device();
         let bytes = t5_bytes(&source);
-        let need = ModelNeed { input, file: path, what: "text encoder", resident: bytes, streamed: None };
-        let residency = plan_residency(&need, &device)?;
-        debug_assert_eq!(residency, Residency::Resident);
-        let encoder = T5Encoder::load(&source, &device).map_err(|e| load_error(input, path, &e))?;
-        let clip = TextEncoder {
-            encoder: Some(Arc::new(encoder)),
-            tokenizer: tokenizer()?,
-            gemma: None,
-            file: path.to_path_buf(),
-            bytes,
-        };
-        Ok((clip, bytes))
+        t5_clip(input, path, bytes, |device| T5Encoder::load(&source, device))
     })
+}
+
+/// A T5 CLIP of `bytes` in memory, its encoder loaded by `load` once the budget has room for it.
+pub(super) fn t5_clip(
+    input: &str,
+    path: &Path,
+    bytes: usize,
+    load: impl FnOnce(&candle_core::Device) -> Result<T5Encoder, kinograph_models::weights::WeightError>,
+) -> Result<(TextEncoder, usize), NodeError> {
+    let device = super::compute_device();
+    let need = ModelNeed { input, file: path, what: "text encoder", resident: bytes, streamed: None };
+    let residency = plan_residency(&need, &device)?;
+    debug_assert_eq!(residency, Residency::Resident);
+    let encoder = load(&device).map_err(|e| load_error(input, path, &e))?;
+    let clip = TextEncoder {
+        encoder: Some(Arc::new(encoder)),
+        tokenizer: tokenizer()?,
+        gemma: None,
+        file: path.to_path_buf(),
+        bytes,
+    };
+    Ok((clip, bytes))
 }
 
 /// What a single-file checkpoint holds.
