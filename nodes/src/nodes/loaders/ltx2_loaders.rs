@@ -160,12 +160,12 @@ fn load_gemma(input: &str, path: &Path) -> Result<LoadedGemma, NodeError> {
         ));
     }
     let device = super::compute_device();
-    let bytes = source.names().filter_map(|name| source.stored_bytes(name)).sum::<usize>();
+    let bytes = source.names().map(|name| gemma_resident_bytes(&source, name)).sum::<usize>();
     // llama.cpp's GGUFs name the layers `blk.N.`, the others `layers.N.`.
     let layers = source
         .names()
         .filter(|name| name.contains("layers.") || name.starts_with("blk."))
-        .filter_map(|name| source.stored_bytes(name));
+        .map(|name| gemma_resident_bytes(&source, name));
     let streamed = bytes - layers.sum::<usize>();
     let need = ModelNeed { input, file: path, what: "text encoder", resident: bytes, streamed: Some(streamed) };
     let options = GemmaLoadOptions { stream_layers: plan_residency(&need, &device)? == Residency::Streamed };
@@ -203,6 +203,18 @@ fn load_gemma(input: &str, path: &Path) -> Result<LoadedGemma, NodeError> {
     }
     let bytes = if options.stream_layers { streamed } else { bytes };
     Ok((Arc::new(model), Arc::new(tokenizer), bytes))
+}
+
+/// The memory one of Gemma's tensors takes once loaded: its stored size, except for a quantized GGUF tensor
+/// that no linear layer keeps in its blocks (the embedding table, `token_embd`), which is widened to f32.
+fn gemma_resident_bytes(source: &WeightSource, name: &str) -> usize {
+    let stored = source.stored_bytes(name).unwrap_or(0);
+    match source.ggml_type(name) {
+        Some(ty) if ty.candle_dtype().is_some_and(|d| d.block_size() > 1) && !name.starts_with("blk.") => {
+            source.shape(name).map_or(stored, |shape| shape.iter().product::<usize>() * 4)
+        }
+        _ => stored,
+    }
 }
 
 fn gemma_error(input: &str, path: &Path, error: &WeightError) -> NodeError {
