@@ -79,7 +79,9 @@ pub enum PieceType {
 }
 
 impl PieceType {
-    fn from_proto(value: u64) -> Option<Self> {
+    /// The type with SentencePiece's number (`ModelProto.SentencePiece.Type`, which llama.cpp's
+    /// `tokenizer.ggml.token_type` also uses), if it is one.
+    pub(crate) fn from_proto(value: u64) -> Option<Self> {
         Some(match value {
             1 => PieceType::Normal,
             2 => PieceType::Unknown,

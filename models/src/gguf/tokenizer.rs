@@ -210,13 +210,5 @@ pub fn adds_bos(gguf: &GgufFile) -> Option<bool> {
 }
 
 fn piece_type(value: i64) -> Option<PieceType> {
-    Some(match value {
-        1 => PieceType::Normal,
-        2 => PieceType::Unknown,
-        3 => PieceType::Control,
-        4 => PieceType::UserDefined,
-        5 => PieceType::Unused,
-        6 => PieceType::Byte,
-        _ => return None,
-    })
+    u64::try_from(value).ok().and_then(PieceType::from_proto)
 }
