@@ -303,8 +303,10 @@ fn relative_error(found: &Tensor, expected: &Tensor) -> f32 {
 fn quant_linear_matches_the_dequantized_weight() {
     let file = Arc::new(mixed());
     let block = "transformer_blocks.0";
-    let x = Tensor::randn(0f32, 1.0, (2, 7, 256), &Device::Cpu).unwrap();
+    // 18 rows: enough for the tile kernel, which widens products of fewer than 16 rows instead.
+    let x = Tensor::randn(0f32, 1.0, (2, 9, 256), &Device::Cpu).unwrap();
     let bias = file.dequantize(&format!("{block}.attn1.to_q.bias")).unwrap();
+    let tiles = kinograph_models::ops::tiles::fits(256);
     let weights = [
         ("attn1.to_q.weight", GgmlType::Q8_0, true),
         ("attn1.to_k.weight", GgmlType::Q4_K, true),
@@ -324,7 +326,7 @@ fn quant_linear_matches_the_dequantized_weight() {
         assert_eq!((widened.ggml_type(), widened.shape(), widened.kernel()), (ty, (16, 256), MatmulKernel::Dequantize));
         for band_elements in [1 << 20, 3 * 256] {
             let found = widened.forward_in_bands(&x, band_elements).unwrap();
-            assert_eq!(found.dims(), [2, 7, 16]);
+            assert_eq!(found.dims(), [2, 9, 16]);
             let error = relative_error(&found, &expected);
             assert!(error < 1e-6, "{name} ({ty}) dequantized in bands of {band_elements}: {error}");
         }
@@ -336,8 +338,18 @@ fn quant_linear_matches_the_dequantized_weight() {
         } else {
             assert!(quantized.unwrap_err().to_string().contains("no quantized matmul for IQ4_XS"));
         }
+        let on_tiles = build(MatmulKernel::Tiles);
+        if tiles {
+            // bf16 keeps 8 significant bits of each factor: about 2^-9 relative on the sums.
+            let error = relative_error(&on_tiles.unwrap().forward(&x).unwrap(), &expected);
+            assert!(error < 5e-3, "{name} ({ty}) on AMX tiles: {error}");
+        } else {
+            assert!(on_tiles.unwrap_err().to_string().contains("AMX bf16 tiles are not available"));
+        }
         let auto = build(MatmulKernel::Auto).unwrap();
-        if matches!(ty, GgmlType::Q5_K | GgmlType::IQ4_XS | GgmlType::BF16) {
+        if tiles {
+            assert_eq!(auto.kernel(), MatmulKernel::Tiles, "{ty} runs on AMX tiles where there are some");
+        } else if matches!(ty, GgmlType::Q5_K | GgmlType::IQ4_XS | GgmlType::BF16) {
             assert_eq!(auto.kernel(), MatmulKernel::Dequantize, "{ty} is always widened on the CPU");
         }
         assert_eq!(auto.forward(&x).unwrap().dtype(), DType::F32);

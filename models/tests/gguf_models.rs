@@ -7,7 +7,7 @@
 //! the same weights dequantized into an f32 safetensors file (which isolates the quantized kernels from the
 //! quantization error itself).
 
-use crate::compare::{assert_close, ltx2_data, max_abs_diff};
+use crate::compare::{assert_kernel_close, ltx2_data, max_abs_diff};
 use crate::ltx2_transformer::{fixture_inputs, reference as ltx2_reference};
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
@@ -94,11 +94,11 @@ fn ltxv_gguf_files_keep_their_blocks_and_run_close_to_the_f32_model() {
         assert!(error > 0.0, "{file}: the output cannot equal the f32 model's exactly");
 
         let dequantized = LtxvTransformer::load_file(&dequantized_copy(&source, folder.path()), &Device::Cpu).unwrap();
-        assert_close(&format!("{file} against its dequantized weights"), &output, &run_ltxv(&dequantized), 1e-5);
+        assert_kernel_close(&format!("{file} against its dequantized weights"), &output, &run_ltxv(&dequantized), 1e-5);
         // Widening at load gives the same model with every weight f32.
         let widened = LtxvTransformer::load_with_storage(&source, &Device::Cpu, LinearStorage::Widen).unwrap();
         assert_eq!(storage_of(&widened, "transformer_blocks.1.ff.net.2"), WeightStorage::Dense(DType::F32));
-        assert_close(&format!("{file} widened at load"), &run_ltxv(&widened), &output, 1e-5);
+        assert_kernel_close(&format!("{file} widened at load"), &run_ltxv(&widened), &output, 1e-5);
     }
 }
 
@@ -156,7 +156,7 @@ fn a_lora_on_a_gguf_model_matches_the_lora_on_its_dequantized_weights() {
     assert_eq!(storage_of(&patched, "transformer_blocks.0.attn1.to_q"), WeightStorage::Gguf(GgmlType::Q8_0));
     let output = run_ltxv(&patched);
     let expected = run_ltxv(&dequantized.with_patches(patches).unwrap());
-    assert_close("LoRA on Q8_0 against LoRA on the dequantized weights", &output, &expected, 1e-5);
+    assert_kernel_close("LoRA on Q8_0 against LoRA on the dequantized weights", &output, &expected, 1e-5);
     let change = max_abs_diff(&output, &run_ltxv(&model));
     assert!(change > 1e-2, "the LoRA must change the output ({change})");
 }
@@ -191,8 +191,8 @@ fn ltx2_gguf_runs_resident_and_streamed_close_to_the_f32_model() {
         let mut model = Ltx2Transformer::load(&source, &Device::Cpu, options).unwrap();
         assert_eq!(model.streams_blocks(), stream_blocks);
         let (video, audio) = run_ltx2(&mut model);
-        assert_close(&format!("Q8_0 video, streamed {stream_blocks}"), &video, &expected_video, 1e-5);
-        assert_close(&format!("Q8_0 audio, streamed {stream_blocks}"), &audio, &expected_audio, 1e-5);
+        assert_kernel_close(&format!("Q8_0 video, streamed {stream_blocks}"), &video, &expected_video, 1e-5);
+        assert_kernel_close(&format!("Q8_0 audio, streamed {stream_blocks}"), &audio, &expected_audio, 1e-5);
         let (video_error, audio_error) = (relative_error(&video, &f32_video), relative_error(&audio, &f32_audio));
         println!(
             "LTX-2 Q8_0, streamed {stream_blocks}: relative L2 error video {video_error:.3e}, audio {audio_error:.3e}"

@@ -2,7 +2,7 @@
 //! Gemma's norms shifted by 1, `F32`/`F16` and `Q8_0`, the tokenizer in the metadata), against transformers and the
 //! original tokenizers. Fixtures: `models/tests/data/gguf_text/` (`tools/fixtures/make_gguf_text_fixtures.py`).
 
-use crate::compare::max_abs_diff;
+use crate::compare::{bf16_tiles, max_abs_diff};
 use candle_core::{Device, IndexOp, Tensor};
 use kinograph_models::gemma3::sentencepiece::SentencePieceModel;
 use kinograph_models::gemma3::{Gemma3TextModel, GemmaLoadOptions, GemmaTokenizer};
@@ -120,7 +120,9 @@ fn gemma_from_a_q8_0_gguf_streams_and_matches_transformers() {
         // The very weights the file stores: only arithmetic differs.
         let error = gemma_error(&model, "q8_0");
         println!("Gemma 3 Q8_0 GGUF (streamed: {stream_layers}) against the stored weights: max abs error {error:.3e}");
-        assert!(error < 1e-4, "{error}");
+        // On bf16 tiles each product is rounded to 8 significant bits: under 1 % of the largest value.
+        let tolerance = if bf16_tiles() { 0.01 * largest("gemma.f32.") } else { 1e-4 };
+        assert!(error < tolerance, "{error}");
         // The original weights: Q8_0's rounding.
         let error = gemma_error(&model, "f32");
         let scale = largest("gemma.f32.");
@@ -157,7 +159,10 @@ fn t5_from_f16_and_q8_0_ggufs_matches_transformers() {
         let encoder = T5Encoder::load_gguf(&open(file), &Device::Cpu).unwrap();
         let error = t5_error(&encoder, weights);
         println!("T5 {file} against the stored weights: max abs error {error:.3e}");
-        assert!(error < 1e-4, "{file}: {error}");
+        // On bf16 tiles each product is rounded to 8 significant bits, and this T5's sharp attention
+        // (no 1/sqrt(d) scale) amplifies that: under 5 % of the largest value.
+        let tolerance = if bf16_tiles() && weights == "q8_0" { 0.05 * scale } else { 1e-4 };
+        assert!(error < tolerance, "{file}: {error}");
         let error = t5_error(&encoder, "f32");
         println!("T5 {file} against the original weights: max abs error {error:.3e}, largest value {scale:.2}");
         // This random T5's attention is sharp (no 1/sqrt(d) scale): Q8_0 rounding moves outputs by ~6 %.

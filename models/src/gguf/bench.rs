@@ -65,7 +65,8 @@ pub fn bench_quant_linear(
         let blocks: std::sync::Arc<[u8]> = QTensor::quantize(&weight, dtype)?.data()?.into_owned().into();
         let build = |kernel| QuantLinear::from_bytes(ty, outputs, inputs, blocks.clone(), None, kernel, device);
         picks.push((ty, build(MatmulKernel::Auto)?.kernel()));
-        for kernel in [MatmulKernel::Quantized, MatmulKernel::Dequantize] {
+        let tiles = crate::ops::tiles::fits(inputs).then_some(MatmulKernel::Tiles);
+        for kernel in [Some(MatmulKernel::Quantized), Some(MatmulKernel::Dequantize), tiles].into_iter().flatten() {
             let layer = build(kernel)?;
             timings.push(time(ty, Some(kernel), runs, &expected, &|| layer.forward(&x))?);
         }

@@ -1,6 +1,10 @@
-//! [`QuantLinear`]: `y = x Wᵀ + b` over a GGUF weight `W` `[out, in]`, computed in f32.
+//! [`QuantLinear`]: `y = x Wᵀ + b` over a GGUF weight `W` `[out, in]`, with f32 inputs and outputs.
 //!
-//! Two kernels, chosen per type and per CPU ([`MatmulKernel::Auto`]):
+//! Three kernels, chosen per type and per CPU ([`MatmulKernel::Auto`]):
+//! - **Tiles**: on CPUs with Intel AMX (Xeon since Sapphire Rapids), the weight is widened a band at a time
+//!   and rounded to bf16 with the activations, and the product runs on AMX tiles with f32 sums
+//!   ([`crate::ops::tiles`]). This is ComfyUI-GGUF's arithmetic on a GPU that computes in bf16 (blocks
+//!   dequantized to the compute dtype before each matmul); it adds about 0.3 % relative error per product.
 //! - **Quantized**: candle's `QMatMul` on a `QTensor` copy of the blocks. On x86 candle repacks `Q4_K`,
 //!   `Q6_K` and `Q8_0` weights into 16-row tiles on the first forward (a second copy: +6 bits per weight for
 //!   `Q4_K`, +8.5 for `Q8_0`, +10 for `Q6_K`) and multiplies with VNNI integer dot products after quantizing
@@ -11,28 +15,35 @@
 //!   in flight stays at 16 MB, and the result is the f32 product of the dequantized weight.
 //!
 //! The choice. Measured with `kinograph bench --only gguf-linear` (candle 0.11.1) on the 2-vCPU Intel Xeon
-//! development machine (AVX-512 with VNNI, AMX), which other builds shared at the time: the figures are the
-//! process's CPU seconds per forward, best of 3 (wall times varied by up to 2× with the load), for
-//! 4096 → 16384 at 256 / 1024 tokens, random N(0, 0.02²) weights. The dense f32 linear took 0.20 / 0.73 s.
+//! development machine (AVX-512 with VNNI, AMX), random N(0, 0.02²) weights. Best wall seconds of 2 forwards
+//! at 4096 → 4096 / 4096 → 16384 on 4992 tokens (an LTX-2 block's video at 768×512×97):
 //!
-//! | weight | `QMatMul` | widened in bands | `Auto` | error vs f32 (`QMatMul` / widened) |
-//! |---|---|---|---|---|
-//! | `Q4_K` | 0.12 / 0.51 | 0.26 / 0.80 | `QMatMul` | 7.5e-2 / 7.5e-2 |
-//! | `Q8_0` | 0.11 / 0.54 | 0.28 / 0.81 | `QMatMul` | 8.8e-3 / 5.4e-3 |
-//! | `Q6_K` | 0.17 / 0.69 | 0.31 / 0.80 | `QMatMul` | 2.0e-2 / 1.8e-2 |
-//! | `Q5_K` | 0.75 / – | 0.28 / – | widened | 3.8e-2 / 3.7e-2 |
-//! | `Q3_K` | 0.66 / – | 0.25 / – | widened | 1.5e-1 |
-//! | `Q2_K` | 0.53 / – | 0.28 / – | widened | 2.9e-1 |
-//! | `Q4_0` | 1.41 / – | 0.26 / – | widened | 8.6e-2 |
-//! | `Q4_1` | 7.11 / – | 0.25 / – | widened | 7.8e-2 |
-//! | `Q5_0` | 12.87 / – | 0.27 / – | widened | 4.3e-2 |
+//! | weight | dense f32 | `QMatMul` | widened in bands | tiles | error vs f32 (`QMatMul` / widened / tiles) |
+//! |---|---|---|---|---|---|
+//! | `Q8_0` | 1.07 / 3.95 | 0.64 / 2.98 | 1.21 / 4.23 | 0.37 / 1.13 | 8.8e-3 / 5.4e-3 / 5.8e-3 |
 //!
-//! At 4096 → 4096 and 1024 tokens: f32 0.18 s, `QMatMul` `Q4_K` 0.12, `Q8_0` 0.15, `Q6_K` 0.18, widened
-//! 0.19–0.21. Widening itself is 0.3–0.6 ns per weight on one thread (candle's `QTensor::dequantize`:
-//! 2.1–2.7), so the widened kernel costs about the f32 matmul plus 10–40 %. So:
+//! and earlier, without tiles, in CPU seconds per forward at 256 / 1024 tokens (dense f32 0.20 / 0.73 s):
 //!
-//! - `Q4_K` and `Q6_K` take `QMatMul` on any x86 CPU with AVX2 (repacked tiles; with AVX2 alone they
-//!   were still 1.3× f32 on an AMD EPYC in earlier measurements).
+//! | weight | `QMatMul` | widened in bands | error vs f32 (`QMatMul` / widened) |
+//! |---|---|---|---|
+//! | `Q4_K` | 0.12 / 0.51 | 0.26 / 0.80 | 7.5e-2 / 7.5e-2 |
+//! | `Q8_0` | 0.11 / 0.54 | 0.28 / 0.81 | 8.8e-3 / 5.4e-3 |
+//! | `Q6_K` | 0.17 / 0.69 | 0.31 / 0.80 | 2.0e-2 / 1.8e-2 |
+//! | `Q5_K` | 0.75 / – | 0.28 / – | 3.8e-2 / 3.7e-2 |
+//! | `Q3_K` | 0.66 / – | 0.25 / – | 1.5e-1 |
+//! | `Q2_K` | 0.53 / – | 0.28 / – | 2.9e-1 |
+//! | `Q4_0` | 1.41 / – | 0.26 / – | 8.6e-2 |
+//! | `Q4_1` | 7.11 / – | 0.25 / – | 7.8e-2 |
+//! | `Q5_0` | 12.87 / – | 0.27 / – | 4.3e-2 |
+//!
+//! Widening itself is 0.3–0.6 ns per weight on one thread (candle's `QTensor::dequantize`: 2.1–2.7), so the
+//! widened kernel costs about the f32 matmul plus 10–40 %, and the tiles kernel, which widens the same way,
+//! is bound by that widening more than by the tiles. So:
+//!
+//! - With AMX every type but F32 multiplies on tiles (inputs a multiple of 32; products of fewer than
+//!   [`TILE_MIN_ROWS`] rows are widened).
+//! - Without it, `Q4_K` and `Q6_K` take `QMatMul` on any x86 CPU with AVX2 (repacked tiles; with AVX2 alone
+//!   they were still 1.3× f32 on an AMD EPYC in earlier measurements).
 //! - `Q8_0` takes `QMatMul` only with AVX-512 VNNI or AVX-VNNI: without them candle does not repack it
 //!   and it runs at a fifth of f32.
 //! - Every other type (`Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`, `Q2_K`, `Q3_K`, `Q5_K`, `IQ4_NL`, `IQ4_XS`, F16, BF16,
@@ -61,7 +72,15 @@ pub enum MatmulKernel {
     Quantized,
     /// Widen the weight to f32 a band of rows at a time and multiply in f32.
     Dequantize,
+    /// Widen the weight a band at a time, round it and the activations to bf16 and multiply on AMX tiles
+    /// with f32 sums ([`crate::ops::tiles`]; x86-64 Linux CPUs with AMX, inputs a multiple of 32). Products
+    /// of fewer than [`TILE_MIN_ROWS`] rows are widened instead.
+    Tiles,
 }
+
+/// Rows below which a [`MatmulKernel::Tiles`] layer widens in f32: padding a few rows to a 32-row tile
+/// block is not worth it.
+pub const TILE_MIN_ROWS: usize = 16;
 
 /// The stored blocks of a weight.
 #[derive(Debug, Clone)]
@@ -91,6 +110,8 @@ pub struct QuantLinear {
     inputs: usize,
     /// Set when the quantized kernel was chosen.
     quantized: Option<QMatMul>,
+    /// Whether the AMX tile kernel was chosen.
+    tiles: bool,
     bias: Option<Tensor>,
     device: Device,
 }
@@ -189,6 +210,10 @@ impl QuantLinear {
             MatmulKernel::Auto => auto_kernel(ty, outputs, inputs, device),
             chosen => chosen,
         };
+        let tiles = kernel == MatmulKernel::Tiles;
+        if tiles && !(device.is_cpu() && crate::ops::tiles::fits(inputs)) {
+            candle_core::bail!("AMX bf16 tiles are not available here for a weight of {inputs} inputs on {device:?}");
+        }
         let quantized = if kernel == MatmulKernel::Quantized {
             let Some(dtype) = ty.candle_dtype() else {
                 candle_core::bail!("candle has no quantized matmul for {ty} weights; use the dequantize kernel");
@@ -199,7 +224,7 @@ impl QuantLinear {
         } else {
             None
         };
-        Ok(QuantLinear { weight, ty, outputs, inputs, quantized, bias, device: device.clone() })
+        Ok(QuantLinear { weight, ty, outputs, inputs, quantized, tiles, bias, device: device.clone() })
     }
 
     /// `(out, in)`.
@@ -214,7 +239,11 @@ impl QuantLinear {
 
     /// The kernel this layer runs.
     pub fn kernel(&self) -> MatmulKernel {
-        if self.quantized.is_some() { MatmulKernel::Quantized } else { MatmulKernel::Dequantize }
+        match (&self.quantized, self.tiles) {
+            (Some(_), _) => MatmulKernel::Quantized,
+            (None, true) => MatmulKernel::Tiles,
+            (None, false) => MatmulKernel::Dequantize,
+        }
     }
 
     /// The device the layer computes on.
@@ -263,6 +292,7 @@ impl QuantLinear {
         let x = x.to_dtype(DType::F32)?.reshape((rows, self.inputs))?;
         let mut product = match &self.quantized {
             Some(matmul) => matmul.forward(&x)?,
+            None if self.tiles && rows >= TILE_MIN_ROWS => x.apply_op1_no_bwd(&TileProduct(self))?,
             None => self.widened_product(&x, band_elements)?,
         };
         if let Some(bias) = &self.bias {
@@ -292,11 +322,45 @@ impl QuantLinear {
     }
 }
 
+/// `x Wᵀ` for a contiguous f32 `x` `[rows, in]` on AMX tiles, the layer's rows widened as the tile kernel
+/// asks for them.
+struct TileProduct<'a>(&'a QuantLinear);
+
+impl candle_core::CustomOp1 for TileProduct<'_> {
+    fn name(&self) -> &'static str {
+        "kinograph-quant-linear-tiles"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let layer = self.0;
+        let (candle_core::CpuStorage::F32(values), Some((start, end)), &[rows, inputs]) =
+            (storage, layout.contiguous_offsets(), layout.dims())
+        else {
+            candle_core::bail!("the tile kernel needs a contiguous f32 matrix, got {:?}", layout.dims())
+        };
+        let bytes = layer.weight.bytes();
+        let row_bytes = bytes.len() / layer.outputs.max(1);
+        let widen = |range: Range<usize>, out: &mut [f32]| -> Result<()> {
+            super::dequant::dequantize_into(layer.ty, &bytes[range.start * row_bytes..range.end * row_bytes], out)
+                .map_err(candle_core::Error::wrap)
+        };
+        let product = crate::ops::tiles::matmul(&values[start..end], rows, inputs, layer.outputs, &widen)?;
+        Ok((candle_core::CpuStorage::F32(product), (rows, layer.outputs).into()))
+    }
+}
+
 /// The kernel [`MatmulKernel::Auto`] picks (see the module documentation for the measurements).
 fn auto_kernel(ty: GgmlType, outputs: usize, inputs: usize, device: &Device) -> MatmulKernel {
     let quantized_type = ty.candle_dtype().is_some() && !matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
     if !device.is_cpu() {
         return if quantized_type { MatmulKernel::Quantized } else { MatmulKernel::Dequantize };
+    }
+    if ty != GgmlType::F32 && crate::ops::tiles::fits(inputs) {
+        return MatmulKernel::Tiles;
     }
     let repacked = outputs.is_multiple_of(16) && inputs.is_multiple_of(256);
     let cpu = CpuTier::detect();

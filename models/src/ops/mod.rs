@@ -12,6 +12,7 @@
 //! - [`linear`]: `torch.nn.Linear` with the weight stored transposed and the bias added in place.
 //! - [`stored_linear`]: a linear layer whose weight stays in its stored dtype, widened a band at a time.
 //! - [`add_product`]: `y += a · b` into `y`, threaded, for LoRA updates beside a layer's weight.
+//! - [`tiles`]: `x Wᵀ` in bf16 on Intel AMX tiles, for weights widened a band at a time (quantized GGUF).
 
 pub mod activations;
 pub mod add_product;
@@ -21,3 +22,4 @@ pub mod gemm;
 pub mod linear;
 pub mod norm;
 pub mod stored_linear;
+pub mod tiles;
