@@ -2,11 +2,15 @@
 the same machine, and prints each pair of timings with the ratio kinograph / PyTorch (below 1: faster).
 
 Usage (after `cargo build --release`, with the fixture venv from tools/fixtures/requirements.txt):
-    python tools/bench/compare.py [--parts transformer,vae,t5,ltx2-block,gemma-layer,audio] [--t5-layers 4] [--runs 2] [--rounds 1]
+    python tools/bench/compare.py [--parts transformer,vae,t5,ltx2-block,gemma-layer,audio,ltx2-block-gguf] [--t5-layers 4] [--runs 2] [--rounds 1]
 
 Each side runs `--runs` times in one process and its best time counts. With `--rounds R` the pair runs
 R times, alternating, and the median of the per-round ratios is printed as well: on a shared virtual
 machine one run of either side can be a few percent off, and alternating spreads that over both.
+
+`ltx2-block-gguf` compares kinograph with itself: one LTX-2 block with its matrices quantized as Q8_0 and
+Q4_K GGUF blocks (in the column "PyTorch": the same block in f32, in the same process), the ratio below 1
+where the quantized block is faster.
 
 T5 runs with fewer than the 24 XXL blocks by default because PyTorch keeps T5-XXL in f32, 19 GB, which
 does not fit beside anything else on a 24 GB machine; the per-block time is what is compared.
@@ -102,6 +106,17 @@ def measure(args: argparse.Namespace, parts: list[str]) -> dict[str, tuple[float
                 ours["audio"][key]["best_seconds"],
                 best_of(re.escape(name) + r" \(run \d+\): \([^)]*\) in ([0-9.]+) s", theirs),
             )
+    if "ltx2-block-gguf" in parts:
+        ours = json.loads(run([args.kinograph, "bench", "--only", "ltx2-block-gguf", "--gguf-types", "Q8_0,Q4_K",
+                               "--runs", str(args.runs)]))["ltx2_block_gguf"]
+        dense = next(w for w in ours["weights"] if w["weight"] == "F32")["timing"]["best_seconds"]
+        tokens = f'{ours["video_tokens"]} + {ours["audio_tokens"]} tokens'
+        for weight in ours["weights"]:
+            if weight["weight"] != "F32":
+                results[f'LTX-2 block {weight["weight"]} (f32 beside), {tokens}'] = (
+                    weight["timing"]["best_seconds"],
+                    dense,
+                )
     if "t5" in parts:
         layers = str(args.t5_layers)
         ours = json.loads(run([args.kinograph, "bench", "--only", "t5", "--t5-layers", layers, "--runs", str(args.runs)]))
