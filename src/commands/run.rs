@@ -62,7 +62,9 @@ pub fn run(args: &RunArgs) -> u8 {
 pub fn run_loaded(loaded: Loaded, registry: Registry, env: Environment, args: &RunArgs) -> u8 {
     let reporter = Reporter::new(args.events, &args.folders.output_dir);
     args.budget.apply();
-    let mut cache = Cache::new(args.cache_ram);
+    // One workflow per process: nothing after this run could reuse a cached model, so each is freed as
+    // soon as the run no longer needs it.
+    let mut cache = Cache::new(args.cache_ram).without_models();
     if let Some(folder) = &args.cache_dir {
         match DiskCache::open(folder, env!("CARGO_PKG_VERSION")) {
             Ok(disk) => cache = cache.with_disk(disk),

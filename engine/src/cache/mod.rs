@@ -39,6 +39,8 @@ pub struct Cache {
     disk: Option<DiskCache>,
     /// The memory budget it gives way to, once attached ([`MemoryBudget::attach_cache`]).
     budget: OnceLock<Arc<MemoryBudget>>,
+    /// Whether entries holding loaded models are kept ([`Self::without_models`]).
+    keep_models: bool,
 }
 
 /// The default memory bound: 4 GiB.
@@ -47,7 +49,20 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
 impl Cache {
     /// A cache holding at most `memory_limit` bytes in memory, and no disk tier.
     pub fn new(memory_limit: usize) -> Self {
-        Cache { memory: Mutex::new(MemoryCache::new(memory_limit)), disk: None, budget: OnceLock::new() }
+        Cache {
+            memory: Mutex::new(MemoryCache::new(memory_limit)),
+            disk: None,
+            budget: OnceLock::new(),
+            keep_models: true,
+        }
+    }
+
+    /// A cache that never keeps an entry holding a loaded model, for a process that runs one workflow: a
+    /// model is then freed as soon as no node of the run needs it (the text encoder once the prompts are
+    /// encoded), where a cache for later runs would hold it until memory runs short.
+    pub fn without_models(mut self) -> Self {
+        self.keep_models = false;
+        self
     }
 
     /// Adds a disk tier.
@@ -73,6 +88,9 @@ impl Cache {
 
     /// Stores in memory, within [`Self::bound`].
     pub fn insert(&self, signature: Signature, entry: Arc<CacheEntry>) {
+        if !self.keep_models && entry.model_bytes > 0 {
+            return;
+        }
         let mut memory = self.memory();
         memory.insert(signature, entry);
         self.shrink_to_bound(&mut memory);
@@ -135,5 +153,26 @@ impl Cache {
 impl Default for Cache {
     fn default() -> Self {
         Cache::new(DEFAULT_MEMORY_LIMIT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(bytes: usize, model_bytes: usize) -> Arc<CacheEntry> {
+        Arc::new(CacheEntry { outputs: Vec::new(), ui: None, bytes, model_bytes })
+    }
+
+    #[test]
+    fn a_cache_without_models_keeps_everything_else() {
+        let cache = Cache::new(1000).without_models();
+        cache.insert(Signature([1; 32]), entry(100, 100));
+        cache.insert(Signature([2; 32]), entry(100, 0));
+        assert!(cache.get(&Signature([1; 32])).is_none(), "a model entry is not kept");
+        assert!(cache.get(&Signature([2; 32])).is_some());
+        let keeping = Cache::new(1000);
+        keeping.insert(Signature([1; 32]), entry(100, 100));
+        assert!(keeping.get(&Signature([1; 32])).is_some(), "by default models are cached like other values");
     }
 }
