@@ -19,6 +19,7 @@
 //! and says no on other systems, other CPUs, or when the kernel refuses.
 
 use candle_core::Result;
+use rayon::prelude::*;
 use std::ops::Range;
 
 /// Weight values packed per band (16 MB of bf16): a band's f32 rows are widened and packed by the threads
@@ -62,7 +63,7 @@ pub fn matmul(x: &[f32], rows: usize, inputs: usize, outputs: usize, widen: &Wid
     if rows == 0 || outputs == 0 {
         return Ok(vec![0.0; rows * outputs]);
     }
-    let threads = candle_core::utils::get_num_threads().max(1);
+    let threads = rayon::current_num_threads().max(1);
     let padded_rows = rows.next_multiple_of(BLOCK);
     let padded_outputs = outputs.next_multiple_of(BLOCK);
     let activations = rounded_rows(x, inputs, padded_rows, threads);
@@ -101,22 +102,15 @@ fn rounded_rows(x: &[f32], inputs: usize, padded_rows: usize, threads: usize) ->
     let mut rounded = vec![0_u16; padded_rows * inputs];
     let group_values = 16 * inputs;
     let per_thread = (padded_rows / 16).div_ceil(threads).max(1) * group_values;
-    std::thread::scope(|scope| {
-        for (part, target) in rounded.chunks_mut(per_thread).enumerate() {
-            let source = x.get(part * per_thread..).unwrap_or(&[]);
-            scope.spawn(move || {
-                for (group, tiles) in target.chunks_mut(group_values).enumerate() {
-                    let rows = source.get(group * group_values..).unwrap_or(&[]);
-                    for (row, values) in rows.chunks_exact(inputs).take(16).enumerate() {
-                        for (chunk, chunk_values) in values.chunks_exact(CHUNK).enumerate() {
-                            let tile_row = &mut tiles[chunk * TILE_VALUES + row * CHUNK..][..CHUNK];
-                            for (bits, value) in tile_row.iter_mut().zip(chunk_values) {
-                                *bits = bf16_bits(*value);
-                            }
-                        }
-                    }
+    rounded.par_chunks_mut(per_thread).enumerate().for_each(|(part, target)| {
+        let source = x.get(part * per_thread..).unwrap_or(&[]);
+        for (group, tiles) in target.chunks_mut(group_values).enumerate() {
+            let rows = source.get(group * group_values..).unwrap_or(&[]);
+            for (row, values) in rows.chunks_exact(inputs).take(16).enumerate() {
+                for (chunk, chunk_values) in values.chunks_exact(CHUNK).enumerate() {
+                    round_into(chunk_values, &mut tiles[chunk * TILE_VALUES + row * CHUNK..][..CHUNK]);
                 }
-            });
+            }
         }
     });
     rounded
@@ -135,29 +129,17 @@ fn pack_band(
     let group_values = 16 * inputs;
     let groups = columns.len() / 16;
     let per_thread = groups.div_ceil(threads).max(1);
-    std::thread::scope(|scope| -> Result<()> {
-        let workers: Vec<_> = packed
-            .chunks_mut(per_thread * group_values)
-            .enumerate()
-            .map(|(part, target)| {
-                let first_row = columns.start + part * per_thread * 16;
-                scope.spawn(move || -> Result<()> {
-                    let mut rows = vec![0_f32; group_values];
-                    for (group, tiles) in target.chunks_mut(group_values).enumerate() {
-                        let start = first_row + group * 16;
-                        let valid = outputs.saturating_sub(start).min(16);
-                        if valid > 0 {
-                            widen(start..start + valid, &mut rows[..valid * inputs])?;
-                        }
-                        rows[valid * inputs..].fill(0.0);
-                        pack_group(&rows, inputs, tiles);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for worker in workers {
-            worker.join().unwrap_or_else(|_| candle_core::bail!("widening a band of the weight failed"))?;
+    packed.par_chunks_mut(per_thread * group_values).enumerate().try_for_each(|(part, target)| -> Result<()> {
+        let first_row = columns.start + part * per_thread * 16;
+        let mut rows = vec![0_f32; group_values];
+        for (group, tiles) in target.chunks_mut(group_values).enumerate() {
+            let start = first_row + group * 16;
+            let valid = outputs.saturating_sub(start).min(16);
+            if valid > 0 {
+                widen(start..start + valid, &mut rows[..valid * inputs])?;
+            }
+            rows[valid * inputs..].fill(0.0);
+            pack_group(&rows, inputs, tiles);
         }
         Ok(())
     })
@@ -166,15 +148,45 @@ fn pack_band(
 /// 16 weight rows (`16 × inputs` f32) as `inputs / 32` tiles: tile `c`, row `r`, column `j` holds inputs
 /// `32c + 2r` and `32c + 2r + 1` of weight row `j`.
 fn pack_group(rows: &[f32], inputs: usize, tiles: &mut [u16]) {
+    // Gathered a tile row at a time (16 columns × 2 inputs) so that the rounding runs over contiguous
+    // values.
+    let mut pairs = [0_f32; CHUNK];
     for (chunk, tile) in tiles.chunks_exact_mut(TILE_VALUES).enumerate() {
-        for (column, row) in rows.chunks_exact(inputs).enumerate() {
-            let values = &row[chunk * CHUNK..(chunk + 1) * CHUNK];
-            for (pair, two) in values.chunks_exact(2).enumerate() {
-                let at = pair * CHUNK + column * 2;
-                tile[at] = bf16_bits(two[0]);
-                tile[at + 1] = bf16_bits(two[1]);
+        for (pair, tile_row) in tile.chunks_exact_mut(CHUNK).enumerate() {
+            let at = chunk * CHUNK + 2 * pair;
+            for (column, two) in pairs.chunks_exact_mut(2).enumerate() {
+                two.copy_from_slice(&rows[column * inputs + at..][..2]);
             }
+            round_into(&pairs, tile_row);
         }
+    }
+}
+
+/// `values` rounded to bf16 into `bits` (same length), with AVX-512 where the CPU has it (every CPU with
+/// AMX does).
+fn round_into(values: &[f32], bits: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the features the function is compiled for were just detected.
+        #[allow(unsafe_code)]
+        unsafe {
+            round_into_avx512(values, bits)
+        };
+        return;
+    }
+    round_into_portable(values, bits);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn round_into_avx512(values: &[f32], bits: &mut [u16]) {
+    round_into_portable(values, bits);
+}
+
+#[inline(always)]
+fn round_into_portable(values: &[f32], bits: &mut [u16]) {
+    for (bits, value) in bits.iter_mut().zip(values) {
+        *bits = bf16_bits(*value);
     }
 }
 
@@ -191,19 +203,16 @@ fn multiply_band(
 ) {
     let blocks = activations.len() / inputs / BLOCK;
     let per_thread = blocks.div_ceil(threads).max(1) * BLOCK;
-    std::thread::scope(|scope| {
-        for (part, rows_out) in out.chunks_mut(per_thread * stride).enumerate() {
-            let rows = rows_out.len() / stride;
-            let first = part * per_thread;
-            let panel = &activations[first * inputs..(first + rows) * inputs];
-            let columns = columns.clone();
-            #[allow(unsafe_code)]
-            scope.spawn(move || {
-                // SAFETY: `fits` checked that the CPU has the AMX instructions and the kernel granted the tile
-                // state; the slices cover every tile the kernel reads and writes (whole 32-row blocks of
-                // `panel` and `rows_out`, whole 32-column pairs of groups of `packed`).
-                unsafe { amx::multiply(panel, rows, inputs, packed, columns, rows_out, stride) }
-            });
+    out.par_chunks_mut(per_thread * stride).enumerate().for_each(|(part, rows_out)| {
+        let rows = rows_out.len() / stride;
+        let first = part * per_thread;
+        let panel = &activations[first * inputs..(first + rows) * inputs];
+        // SAFETY: `fits` checked that the CPU has the AMX instructions and the kernel granted the tile state;
+        // the slices cover every tile the kernel reads and writes (whole 32-row blocks of `panel` and
+        // `rows_out`, whole 32-column pairs of groups of `packed`).
+        #[allow(unsafe_code)]
+        unsafe {
+            amx::multiply(panel, rows, inputs, packed, columns.clone(), rows_out, stride)
         }
     });
 }
