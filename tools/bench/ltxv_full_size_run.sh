@@ -12,6 +12,8 @@
 #   options     passed to `kinograph run` (e.g. --ram-budget 8G)
 #   KINOGRAPH   the binary (default: $CARGO_TARGET_DIR or ./target, release/kinograph)
 #   PYTHON      a Python with numpy, torch, diffusers and transformers (default: python3)
+#   SPARSE      1: write missing files with `--sparse` (every weight zero, the data a hole taking no disk): the same
+#               memory as random weights, without the disk reads; give such files a folder of their own
 # Prints peak RSS and wall time (from /usr/bin/time -v), the peak anonymous and file-backed resident memory
 # (sampled from /proc every second), each node's time (from the `--events json` messages, timestamped as they
 # arrive) and which models streamed their blocks. Exits with kinograph's status.
@@ -29,8 +31,10 @@ logs=$dir/logs
 mkdir -p "$logs" "$dir/output"
 
 files=("$dir/checkpoints/ltxv-2b-random-v095.safetensors" "$dir/text_encoders/t5xxl-random-bf16.safetensors")
-[[ -f ${files[0]} ]] || "$python" "$make" "$dir" --only ltxv --ltxv-versions v095
-[[ -f ${files[1]} ]] || "$python" "$make" "$dir" --only t5
+sparse=()
+[[ ${SPARSE:-0} == 1 ]] && sparse=(--sparse)
+[[ -f ${files[0]} ]] || "$python" "$make" "$dir" --only ltxv --ltxv-versions v095 "${sparse[@]}"
+[[ -f ${files[1]} ]] || "$python" "$make" "$dir" --only t5 "${sparse[@]}"
 [[ -x $kinograph ]] || { echo "no kinograph binary at $kinograph (cargo build --release -p kinograph)" >&2; exit 2; }
 
 echo "kinograph $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- . ':!tools' || echo '+dirty'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
@@ -63,7 +67,7 @@ wait $runner
 status=$?
 set -e
 
-grep -h "streaming the" "$logs/stderr.txt" | sed 's/^.*INFO [^ ]* //' || true
+grep -h "streaming the" "$logs/stderr.txt" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^.*loaded_models: //' || true
 python3 - "$logs" "$workflow" <<'EOF'
 import json, sys
 from pathlib import Path
