@@ -615,6 +615,34 @@ impl WeightSource {
         unused
     }
 
+    /// Checks on the headers alone that blocks `1..count` under `blocks` (`model.diffusion_model.transformer_blocks.`,
+    /// with the dot) hold every tensor block 0 holds, with the same shapes, except the names in `only_first`
+    /// (relative to the block: tensors only the first block has, such as T5's relative attention bias). A model
+    /// that reads its blocks from the file as it uses them thus fails on a truncated or mixed file at load time,
+    /// naming the tensor, not halfway through a run.
+    pub fn check_repeated_blocks(&self, blocks: &str, count: usize, only_first: &[&str]) -> Result<(), WeightError> {
+        let first = format!("{blocks}0.");
+        let suffixes: Vec<&str> = self
+            .names()
+            .filter_map(|name| name.strip_prefix(&first))
+            .filter(|suffix| !only_first.contains(suffix))
+            .collect();
+        for index in 1..count {
+            for suffix in &suffixes {
+                let expected = self.shape(&format!("{first}{suffix}")).unwrap_or_default();
+                let name = format!("{blocks}{index}.{suffix}");
+                match self.shape(&name) {
+                    None => return Err(WeightError::Missing { files: describe(&self.files), tensor: name, expected }),
+                    Some(found) if found != expected => {
+                        return Err(WeightError::Shape { file: self.file_of(&name), tensor: name, expected, found });
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Fails if any tensor under `prefix` was not used by the model just built.
     pub fn reject_unused(&self, prefix: &str) -> Result<(), WeightError> {
         let unused = self.unused(prefix);

@@ -65,7 +65,7 @@ fn run_ltxv(model: &LtxvTransformer) -> Tensor {
 }
 
 fn storage_of(model: &LtxvTransformer, layer: &str) -> WeightStorage {
-    model.linear_storage().into_iter().find(|(name, _)| name == layer).unwrap().1
+    model.linear_storage().unwrap().into_iter().find(|(name, _)| name == layer).unwrap().1
 }
 
 /// The tiny LTX-Video transformer from each file the `gguf` package wrote: block matrices kept in the file's

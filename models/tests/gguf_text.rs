@@ -8,7 +8,7 @@ use kinograph_models::gemma3::sentencepiece::SentencePieceModel;
 use kinograph_models::gemma3::{Gemma3TextModel, GemmaLoadOptions, GemmaTokenizer};
 use kinograph_models::gguf::GgufFile;
 use kinograph_models::gguf::tokenizer::{GgufTokenizerError, sentencepiece_from_gguf};
-use kinograph_models::t5::{T5Encoder, T5Tokenizer};
+use kinograph_models::t5::{T5Encoder, T5LoadOptions, T5Tokenizer};
 use kinograph_models::weights::{WeightError, WeightSource};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -167,6 +167,24 @@ fn t5_from_f16_and_q8_0_ggufs_matches_transformers() {
         println!("T5 {file} against the original weights: max abs error {error:.3e}, largest value {scale:.2}");
         // This random T5's attention is sharp (no 1/sqrt(d) scale): Q8_0 rounding moves outputs by ~6 %.
         assert!(error < 0.1 * scale, "{file}: {error} vs {scale}");
+    }
+}
+
+/// Streamed blocks of a llama.cpp T5 (`enc.blk.N.`, read as the forward pass reaches them, quantized blocks
+/// kept as blocks) compute what resident ones do, bit for bit.
+#[test]
+fn t5_gguf_streamed_blocks_match_resident_ones() {
+    let listing = listing();
+    let mut ids = ids_of(&listing["t5_ids"][0]);
+    ids.push(1);
+    let ids = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    for file in ["t5-tiny-encoder-F16.gguf", "t5-tiny-encoder-Q8_0.gguf"] {
+        let source = open(file);
+        let resident = T5Encoder::load_gguf(&source, &Device::Cpu).unwrap();
+        let streamed = T5Encoder::load_gguf_with(&source, &Device::Cpu, T5LoadOptions { stream_blocks: true }).unwrap();
+        assert!(streamed.streams_blocks(), "{file}");
+        let expected = resident.forward(&ids, None).unwrap();
+        assert_eq!(max_abs_diff(&streamed.forward(&ids, None).unwrap(), &expected), 0.0, "{file}");
     }
 }
 

@@ -140,7 +140,7 @@ fn block_zero_matches_diffusers() {
         let rope = RopeTables::from_full(&reference["block0.in.rope_cos"], &reference["block0.in.rope_sin"]).unwrap();
         let bias = text_bias(&reference["encoder_attention_mask"]).unwrap();
         assert_close(&format!("{case} bias"), &bias, &reference["block0.in.encoder_attention_bias"], 0.0);
-        let out = model.blocks()[0]
+        let out = model.blocks().unwrap()[0]
             .forward(
                 &reference["block0.in.hidden_states"],
                 &reference["block0.in.encoder_hidden_states"],
@@ -180,6 +180,92 @@ fn transformer_matches_diffusers() {
             assert_close(&format!("{case} output"), &out, &reference["output"], 1e-4);
         }
     }
+}
+
+/// Streamed blocks (read from the file as the forward pass reaches them) compute what resident blocks
+/// compute, bit for bit: in both layouts, from a bf16 copy (widened as each block is read), with a LoRA on a
+/// block layer and a top-level one, and with fp8 `weight_dtype` storage. A file missing a later block's
+/// tensor fails at load time.
+#[test]
+fn streamed_blocks_compute_what_resident_blocks_compute() {
+    use kinograph_models::fp8::{Fp8Format, LinearStorage};
+    use kinograph_models::lora::{LayerPatch, WeightDelta};
+    use kinograph_models::ltxv::transformer::LtxvLoadOptions;
+    let device = Device::Cpu;
+    let folder = tempfile::tempdir().unwrap();
+    let bf16: HashMap<String, Tensor> = candle_core::safetensors::load(single_file(), &device)
+        .unwrap()
+        .into_iter()
+        .map(|(name, tensor)| (name, tensor.to_dtype(DType::BF16).unwrap()))
+        .collect();
+    let bf16_path = folder.path().join("ltxv-tiny-bf16.safetensors");
+    candle_core::safetensors::save(&bf16, &bf16_path).unwrap();
+    let sources = [
+        ("single file", vec![single_file()]),
+        ("diffusers", vec![data("diffusers/transformer/diffusion_pytorch_model.safetensors")]),
+        ("bf16", vec![bf16_path]),
+    ];
+    let case = reference("transformer_per_token");
+    let forward = |model: &LtxvTransformer| {
+        model
+            .forward(
+                &case["hidden_states"],
+                &case["encoder_hidden_states"],
+                Some(&case["encoder_attention_mask"]),
+                &case["timestep"],
+                &positions("transformer_per_token", &case),
+            )
+            .unwrap()
+    };
+    for (what, files) in sources {
+        for storage in [LinearStorage::AsStored, LinearStorage::Fp8(Fp8Format::E4M3Fn)] {
+            let what = format!("{what}, {storage:?}");
+            let source = Arc::new(WeightSource::open(&files).unwrap());
+            let load = |stream_blocks| {
+                LtxvTransformer::load_with_options(&source, &device, LtxvLoadOptions { storage, stream_blocks })
+                    .unwrap()
+            };
+            let (resident, streamed) = (load(false), load(true));
+            assert!(!resident.streams_blocks() && streamed.streams_blocks(), "{what}");
+            assert!(streamed.blocks().is_none() && streamed.block_count() == 2, "{what}");
+            let layers = resident.linear_layers().unwrap();
+            assert_eq!(streamed.linear_layers().unwrap(), layers, "{what}");
+            assert_eq!(streamed.linear_storage().unwrap(), resident.linear_storage().unwrap(), "{what}");
+            assert_eq!(streamed.other_parameter_names(), resident.other_parameter_names(), "{what}");
+            let expected = forward(&resident);
+            assert_eq!(max_abs_diff(&forward(&streamed), &expected), 0.0, "{what}");
+
+            let shapes: BTreeMap<String, (usize, usize)> = layers.into_iter().collect();
+            let mut patches = BTreeMap::new();
+            for name in ["transformer_blocks.1.attn1.to_q", "patchify_proj"] {
+                let (out, inputs) = shapes[name];
+                let down = Tensor::randn(0f32, 0.3, (2, inputs), &device).unwrap();
+                let up = Tensor::randn(0f32, 0.3, (out, 2), &device).unwrap();
+                let delta = WeightDelta::LowRank {
+                    down_t: down.t().unwrap().contiguous().unwrap(),
+                    up_t: up.t().unwrap().contiguous().unwrap(),
+                    scale: 0.7,
+                };
+                patches.insert(name.to_string(), LayerPatch { weight: Some(delta), ..LayerPatch::default() });
+            }
+            let patched = forward(&resident.with_patches(&patches).unwrap());
+            assert!(max_abs_diff(&patched, &expected) > 1e-3, "{what}: the LoRA changes the output");
+            assert_eq!(max_abs_diff(&forward(&streamed.with_patches(&patches).unwrap()), &patched), 0.0, "{what}");
+            let unknown = BTreeMap::from([("transformer_blocks.5.attn1.to_q".to_string(), LayerPatch::default())]);
+            assert!(streamed.with_patches(&unknown).is_err(), "{what}");
+        }
+    }
+
+    // Block 1 without its feed-forward output: refused at load, not in the middle of sampling.
+    let mut tensors = candle_core::safetensors::load(single_file(), &device).unwrap();
+    let missing = "model.diffusion_model.transformer_blocks.1.ff.net.2.weight";
+    tensors.remove(missing);
+    let path = folder.path().join("missing.safetensors");
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let source = Arc::new(WeightSource::open(&[&path]).unwrap());
+    let options = LtxvLoadOptions { stream_blocks: true, ..LtxvLoadOptions::default() };
+    let error = LtxvTransformer::load_with_options(&source, &device, options).unwrap_err();
+    assert!(matches!(&error, WeightError::Missing { tensor, .. } if tensor == missing), "{error}");
 }
 
 #[test]

@@ -9,7 +9,8 @@
 
 use candle_core::{DType, Device, Tensor};
 use kinograph_models::t5::{
-    COMFY_BUNDLED_PREFIX, T5Config, T5Encoder, T5Tokenizer, TokenLength, Tokens, relative_position_bucket,
+    COMFY_BUNDLED_PREFIX, T5Config, T5Encoder, T5LoadOptions, T5Tokenizer, TokenLength, Tokens,
+    relative_position_bucket,
 };
 use kinograph_models::weights::{WeightError, WeightSource};
 use std::collections::HashMap;
@@ -246,6 +247,91 @@ fn scaled_fp8_files_compute_with_their_scales() {
     let error = max_abs_diff(&masked, &expected_masked).max(max_abs_diff(&unmasked, &expected_unmasked));
     println!("scaled fp8 vs its dequantised weights: {error:e}");
     assert!(error <= 1e-5, "{error}");
+}
+
+/// A random low-rank update `B·A` of rank 2 for a layer of weight shape `(out, in)`.
+fn low_rank_patch(shape: (usize, usize)) -> kinograph_models::lora::LayerPatch {
+    use kinograph_models::lora::{LayerPatch, WeightDelta};
+    let device = Device::Cpu;
+    let (out, inputs) = shape;
+    let down = Tensor::randn(0f32, 0.3, (2, inputs), &device).unwrap();
+    let up = Tensor::randn(0f32, 0.3, (out, 2), &device).unwrap();
+    let delta = WeightDelta::LowRank {
+        down_t: down.t().unwrap().contiguous().unwrap(),
+        up_t: up.t().unwrap().contiguous().unwrap(),
+        scale: 0.7,
+    };
+    LayerPatch { weight: Some(delta), ..LayerPatch::default() }
+}
+
+/// Streamed blocks (read from the file as the forward pass reaches them) compute what resident blocks
+/// compute, bit for bit: with and without the mask, with prompt weights, with a LoRA on two blocks, from
+/// f32 and bf16 files and under ComfyUI's bundled prefix. A file missing a later block's tensor fails at
+/// load time.
+#[test]
+fn streamed_blocks_compute_what_resident_blocks_compute() {
+    let folder = tempfile::tempdir().unwrap();
+    let streamed = T5LoadOptions { stream_blocks: true };
+    let bf16: HashMap<String, Tensor> =
+        diffusers_tensors().into_iter().map(|(name, tensor)| (name, tensor.to_dtype(DType::BF16).unwrap())).collect();
+    let bundled: HashMap<String, Tensor> = diffusers_tensors()
+        .into_iter()
+        .map(|(name, tensor)| (format!("{COMFY_BUNDLED_PREFIX}{name}"), tensor))
+        .collect();
+    let sources = [
+        ("f32", write(&diffusers_tensors(), &folder.path().join("t5_f32.safetensors"))),
+        ("bf16", write(&bf16, &folder.path().join("t5_bf16.safetensors"))),
+        ("bundled", write(&bundled, &folder.path().join("bundled.safetensors"))),
+    ];
+    // Prompt weights need the empty prompt beside the prompt; ids within the tiny vocabulary.
+    let tokens = Tokens {
+        ids: vec![5, 17, 42, 8, 1, 0, 0, 0],
+        attention_mask: vec![1, 1, 1, 1, 1, 0, 0, 0],
+        weights: vec![1.0, 1.3, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0],
+    };
+    for (what, source) in &sources {
+        let resident = T5Encoder::load(source, &Device::Cpu).unwrap();
+        let stream = T5Encoder::load_with(source, &Device::Cpu, streamed).unwrap();
+        assert!(!resident.streams_blocks() && stream.streams_blocks(), "{what}");
+        assert_eq!(stream.storage_dtype(), resident.storage_dtype(), "{what}: the embedding stays in the file's dtype");
+        let layers = resident.linear_layers().unwrap();
+        assert_eq!(stream.linear_layers().unwrap(), layers, "{what}");
+
+        let (masked, unmasked) = encode_reference_inputs(&resident);
+        let (stream_masked, stream_unmasked) = encode_reference_inputs(&stream);
+        assert_eq!(max_abs_diff(&stream_masked, &masked), 0.0, "{what}, masked");
+        assert_eq!(max_abs_diff(&stream_unmasked, &unmasked), 0.0, "{what}, unmasked");
+        let weighted = resident.encode_tokens(&tokens, true).unwrap();
+        assert_eq!(max_abs_diff(&stream.encode_tokens(&tokens, true).unwrap(), &weighted), 0.0, "{what}, weighted");
+
+        let shapes: HashMap<String, (usize, usize)> = layers.into_iter().collect();
+        let mut patches = std::collections::BTreeMap::new();
+        for name in ["encoder.block.1.layer.0.SelfAttention.q", "encoder.block.0.layer.1.DenseReluDense.wo"] {
+            patches.insert(name.to_string(), low_rank_patch(shapes[name]));
+        }
+        let patched = resident.with_patches(&patches).unwrap().forward(&reference()["input_ids"], None).unwrap();
+        assert!(max_abs_diff(&patched, &unmasked) > 1e-3, "{what}: the LoRA changes the output");
+        let stream_patched = stream.with_patches(&patches).unwrap();
+        let stream_patched = stream_patched.forward(&reference()["input_ids"], None).unwrap();
+        assert_eq!(max_abs_diff(&stream_patched, &patched), 0.0, "{what}, with a LoRA");
+        let unknown = std::collections::BTreeMap::from([(
+            "encoder.block.9.layer.0.SelfAttention.q".to_string(),
+            kinograph_models::lora::LayerPatch::default(),
+        )]);
+        let error = stream.with_patches(&unknown).unwrap_err().to_string();
+        assert!(error.contains("encoder.block.9.layer.0.SelfAttention.q"), "{error}");
+    }
+
+    // Block 1 without its output projection: refused at load, not in the middle of an encode.
+    let mut tensors = diffusers_tensors();
+    tensors.remove("encoder.block.1.layer.1.DenseReluDense.wo.weight");
+    let source = write(&tensors, &folder.path().join("missing.safetensors"));
+    let error = T5Encoder::load_with(&source, &Device::Cpu, streamed).unwrap_err();
+    assert!(
+        matches!(&error, WeightError::Missing { tensor, expected, .. }
+            if tensor == "encoder.block.1.layer.1.DenseReluDense.wo.weight" && expected == &vec![16, 32]),
+        "{error}"
+    );
 }
 
 #[test]

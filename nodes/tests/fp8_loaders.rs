@@ -55,7 +55,7 @@ fn relative_error(found: &Tensor, expected: &Tensor) -> f32 {
 }
 
 fn storages(model: &LtxvTransformer) -> Vec<WeightStorage> {
-    model.linear_storage().into_iter().map(|(_, storage)| storage).collect()
+    model.linear_storage().unwrap().into_iter().map(|(_, storage)| storage).collect()
 }
 
 /// `default` keeps the file's dtype; each fp8 choice keeps every linear weight as that format's codes
@@ -89,7 +89,7 @@ fn scaled_fp8_diffusion_models_load_with_their_scales() {
     let expected = forward(&reference);
     for weight_dtype in ["default", "fp8_e5m2"] {
         let model = load(TINY_FP8, weight_dtype).unwrap();
-        for (name, storage) in model.linear_storage() {
+        for (name, storage) in model.linear_storage().unwrap() {
             let expected = match (name.starts_with("transformer_blocks."), weight_dtype) {
                 (true, _) => WeightStorage::Fp8(Fp8Format::E4M3Fn),
                 (false, "default") => WeightStorage::Dense(candle_core::DType::F32),

@@ -89,7 +89,8 @@ fn the_gguf_loaders_list_gguf_files_and_load_ltxv_and_ltx2_models_quantized() {
 
     let model = run("UnetLoaderGGUF", vec![("unet_name", Value::String("ltxv-tiny-Q8_0.gguf".into()))], env).unwrap();
     let transformer = ltxv(&model);
-    let storage: Vec<WeightStorage> = transformer.linear_storage().into_iter().map(|(_, storage)| storage).collect();
+    let storage: Vec<WeightStorage> =
+        transformer.linear_storage().unwrap().into_iter().map(|(_, storage)| storage).collect();
     assert_eq!(storage.iter().filter(|s| **s == WeightStorage::Gguf(GgmlType::Q8_0)).count(), 20, "every block matrix");
     let direct =
         LtxvTransformer::load(&Arc::new(WeightSource::open(&[fixture("ltxv_q8_0.gguf")]).unwrap()), &Device::Cpu)

@@ -13,6 +13,7 @@ mod image_ops;
 mod ltx2_template_nodes;
 mod ltxv_nodes;
 mod media;
+mod memory_budget;
 mod model_sampling;
 mod object_info;
 mod support;

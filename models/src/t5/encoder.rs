@@ -1,218 +1,89 @@
 //! The T5 v1.1 encoder stack, mirroring transformers' `T5EncoderModel` (`modeling_t5.py`): the shared
-//! token embedding, `encoder.block.{i}` with a self-attention layer and a gated-GELU feed-forward layer,
-//! each behind a pre-norm residual, and `encoder.final_layer_norm`. It covers every T5 v1.1 checkpoint
-//! (the LTX-Video text encoder is `google/t5-v1_1-xxl`); T5 v1.0's ungated `ReLU` feed-forward is not
-//! handled.
+//! token embedding, the blocks `encoder.block.{i}` ([`super::block`]) and `encoder.final_layer_norm`. It
+//! covers every T5 v1.1 checkpoint (the LTX-Video text encoder is `google/t5-v1_1-xxl`); T5 v1.0's ungated
+//! `ReLU` feed-forward is not handled.
 //!
 //! Big matrices (the embedding and every projection) stay in the dtype of the builder they were read
 //! from, so a bf16, f16 or fp8 checkpoint keeps its size in memory; each is widened to f32 a band of
-//! rows at a time, just before that band's matmul, and the f32 band is dropped right after. The norms and the relative attention bias are small and read as f32.
-//! All arithmetic is f32.
+//! rows at a time, just before that band's matmul, and the f32 band is dropped right after. All arithmetic
+//! is f32.
+//!
+//! The blocks are either all in memory or streamed: read from the weight file when a forward pass reaches
+//! them, block i + 1 on another thread while block i computes, so that T5-XXL (9.5 GB in bf16) runs holding
+//! its embedding table and two blocks (about 1 GB). Both give the same outputs, bit for bit.
 
-use super::config::{Activation, T5Config};
+use super::block::{RelativePositionBias, T5Block, T5LayerNorm};
+use super::config::T5Config;
 use super::tokenizer::{END_TOKEN, PAD_TOKEN, Tokens};
 use crate::lora::{LayerPatch, patch_layers};
 use crate::ops::stored_linear::StoredLinear;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// transformers' `T5LayerNorm`: RMS normalisation without mean subtraction and without bias.
-#[derive(Debug, Clone)]
-struct T5LayerNorm {
-    weight: Tensor,
-    epsilon: f32,
-}
-
-impl T5LayerNorm {
-    fn new(vb: &VarBuilder<'_>, width: usize, epsilon: f64) -> Result<Self> {
-        let weight = vb.get_with_hints_dtype(width, "weight", candle_nn::Init::Const(1.0), DType::F32)?;
-        Ok(T5LayerNorm { weight, epsilon: epsilon as f32 })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.epsilon)
-    }
-}
-
-/// transformers' `T5Attention` in an encoder: no scaling of the scores, no biases, and a relative
-/// position bias that only the first block owns and every block adds.
-#[derive(Debug, Clone)]
-struct T5Attention {
-    q: StoredLinear,
-    k: StoredLinear,
-    v: StoredLinear,
-    o: StoredLinear,
-    num_heads: usize,
-    d_kv: usize,
-    /// `[num_buckets, num_heads]`, in block 0 only.
-    relative_attention_bias: Option<Tensor>,
-    num_buckets: usize,
-    max_distance: usize,
-}
-
-impl T5Attention {
-    fn new(vb: &VarBuilder<'_>, config: &T5Config, has_relative_attention_bias: bool) -> Result<Self> {
-        let inner = config.num_heads * config.d_kv;
-        let relative_attention_bias = if has_relative_attention_bias {
-            Some(vb.pp("relative_attention_bias").get_with_hints_dtype(
-                (config.relative_attention_num_buckets, config.num_heads),
-                "weight",
-                candle_nn::Init::Randn { mean: 0.0, stdev: 0.5 },
-                DType::F32,
-            )?)
-        } else {
-            None
-        };
-        Ok(T5Attention {
-            q: StoredLinear::new(&vb.pp("q"), config.d_model, inner)?,
-            k: StoredLinear::new(&vb.pp("k"), config.d_model, inner)?,
-            v: StoredLinear::new(&vb.pp("v"), config.d_model, inner)?,
-            o: StoredLinear::new(&vb.pp("o"), inner, config.d_model)?,
-            num_heads: config.num_heads,
-            d_kv: config.d_kv,
-            relative_attention_bias,
-            num_buckets: config.relative_attention_num_buckets,
-            max_distance: config.relative_attention_max_distance,
-        })
-    }
-
-    /// The relative position bias `[1, heads, length, length]` (transformers' `compute_bias`).
-    fn compute_bias(&self, length: usize, device: &Device) -> Result<Tensor> {
-        let Some(table) = &self.relative_attention_bias else {
-            candle_core::bail!("only the first T5 block has a relative attention bias")
-        };
-        let mut buckets = Vec::with_capacity(length * length);
-        for query in 0..length {
-            for key in 0..length {
-                let relative = key as i64 - query as i64;
-                buckets.push(relative_position_bucket(relative, self.num_buckets, self.max_distance));
-            }
-        }
-        let buckets = Tensor::from_vec(buckets, length * length, device)?;
-        table.index_select(&buckets, 0)?.reshape((length, length, self.num_heads))?.permute((2, 0, 1))?.unsqueeze(0)
-    }
-
-    /// `x`: `[batch, length, d_model]`; `bias`: position bias plus mask, broadcastable to
-    /// `[batch, heads, length, length]`.
-    fn forward(&self, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
-        let (batch, length, _) = x.dims3()?;
-        let heads = |projection: &StoredLinear| -> Result<Tensor> {
-            projection.forward(x)?.reshape((batch, length, self.num_heads, self.d_kv))?.transpose(1, 2)?.contiguous()
-        };
-        let query = heads(&self.q)?;
-        let key = heads(&self.k)?;
-        let value = heads(&self.v)?;
-        let scores = query.matmul(&key.t()?)?.broadcast_add(bias)?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        let mixed = weights.matmul(&value)?.transpose(1, 2)?.reshape((batch, length, self.num_heads * self.d_kv))?;
-        self.o.forward(&mixed)
-    }
-}
-
-/// Which bucket a key at `relative` = key − query positions falls in, for bidirectional attention
-/// (transformers' `T5Attention._relative_position_bucket`). Half the buckets are for keys after the
-/// query; in each half, distances below a quarter of the buckets get their own bucket and the rest share
-/// logarithmically wider ones up to `max_distance`. The logarithm is taken in f32, as torch does, so that
-/// distances on a bucket boundary land where transformers puts them.
-pub fn relative_position_bucket(relative: i64, num_buckets: usize, max_distance: usize) -> u32 {
-    let half = num_buckets / 2;
-    let offset = if relative > 0 { half } else { 0 };
-    let distance = relative.unsigned_abs() as usize;
-    let max_exact = half / 2;
-    if distance < max_exact {
-        return (offset + distance) as u32;
-    }
-    let scale = ((max_distance as f64 / max_exact as f64).ln()) as f32;
-    let position = (distance as f32 / max_exact as f32).ln() / scale * (half - max_exact) as f32;
-    let large = (max_exact + position as usize).min(half.saturating_sub(1));
-    (offset + large) as u32
-}
-
-/// transformers' `T5DenseGatedActDense`: `wo(act(wi_0 x) * wi_1 x)`.
-#[derive(Debug, Clone)]
-struct T5DenseGatedActDense {
-    wi_0: StoredLinear,
-    wi_1: StoredLinear,
-    wo: StoredLinear,
-    activation: Activation,
-}
-
-impl T5DenseGatedActDense {
-    fn new(vb: &VarBuilder<'_>, config: &T5Config) -> Result<Self> {
-        Ok(T5DenseGatedActDense {
-            wi_0: StoredLinear::new(&vb.pp("wi_0"), config.d_model, config.d_ff)?,
-            wi_1: StoredLinear::new(&vb.pp("wi_1"), config.d_model, config.d_ff)?,
-            wo: StoredLinear::new(&vb.pp("wo"), config.d_ff, config.d_model)?,
-            activation: config.activation,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.wi_0.forward(x)?;
-        let gate = match self.activation {
-            Activation::GeluTanh => gate.gelu()?,
-            Activation::GeluErf => gate.gelu_erf()?,
-            Activation::Relu => gate.relu()?,
-        };
-        let linear = self.wi_1.forward(x)?;
-        self.wo.forward(&(gate * linear)?)
-    }
-}
-
-/// transformers' `T5Block` of an encoder: `layer.0` (self-attention) then `layer.1` (feed-forward), each
-/// as `x + sublayer(layer_norm(x))`.
-#[derive(Debug, Clone)]
-struct T5Block {
-    self_attention: T5Attention,
-    self_attention_norm: T5LayerNorm,
-    feed_forward: T5DenseGatedActDense,
-    feed_forward_norm: T5LayerNorm,
-}
-
-impl T5Block {
-    fn new(vb: &VarBuilder<'_>, config: &T5Config, first: bool) -> Result<Self> {
-        let attention = vb.pp("layer.0");
-        let feed_forward = vb.pp("layer.1");
-        Ok(T5Block {
-            self_attention: T5Attention::new(&attention.pp("SelfAttention"), config, first)?,
-            self_attention_norm: T5LayerNorm::new(
-                &attention.pp("layer_norm"),
-                config.d_model,
-                config.layer_norm_epsilon,
-            )?,
-            feed_forward: T5DenseGatedActDense::new(&feed_forward.pp("DenseReluDense"), config)?,
-            feed_forward_norm: T5LayerNorm::new(
-                &feed_forward.pp("layer_norm"),
-                config.d_model,
-                config.layer_norm_epsilon,
-            )?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
-        let x = (x + self.self_attention.forward(&self.self_attention_norm.forward(x)?, bias)?)?;
-        &x + self.feed_forward.forward(&self.feed_forward_norm.forward(&x)?)?
-    }
+/// Where the blocks' weights are.
+#[derive(Clone)]
+enum Blocks {
+    /// Built once, kept in memory.
+    Resident(Vec<T5Block>),
+    /// Read from the weight file (under `encoder.block`) each time a forward pass reaches them.
+    Streamed(VarBuilder<'static>),
 }
 
 /// The T5 v1.1 encoder (transformers' `T5EncoderModel`), built from HF tensor names.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct T5Encoder {
     config: T5Config,
     /// `shared.weight`, `[vocab, d_model]`, in storage dtype.
     embedding: Tensor,
-    blocks: Vec<T5Block>,
+    /// Block 0's table, shared by every block; `None` for an encoder without blocks.
+    position_bias: Option<RelativePositionBias>,
+    blocks: Blocks,
+    /// LoRA updates of streamed blocks (one map per LoRA, by full layer name such as
+    /// `encoder.block.3.layer.0.SelfAttention.q`), applied in order as each block is read.
+    block_patches: Arc<Vec<BTreeMap<String, LayerPatch>>>,
     final_layer_norm: T5LayerNorm,
     device: Device,
 }
 
+impl std::fmt::Debug for T5Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("T5Encoder")
+            .field("config", &self.config)
+            .field("storage", &self.embedding.dtype())
+            .field("streamed", &self.streams_blocks())
+            .field("lora_sets", &self.block_patches.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl T5Encoder {
     /// Builds the encoder from `vb`, whose root holds `shared.weight` (or `encoder.embed_tokens.weight`)
-    /// and `encoder.*`. Projections and the embedding are kept in `vb`'s dtype; norms and the relative
-    /// attention bias are read as f32. Any `VarBuilder` works, including one that makes random weights
-    /// in memory (see the T5 benchmark test).
+    /// and `encoder.*`, every block in memory. Projections and the embedding are kept in `vb`'s dtype; norms
+    /// and the relative attention bias are read as f32. Any `VarBuilder` works, including one that makes
+    /// random weights in memory (see the T5 benchmark test).
     pub fn new(vb: &VarBuilder<'_>, config: &T5Config) -> Result<Self> {
+        let encoder = vb.pp("encoder");
+        let blocks = (0..config.num_layers)
+            .map(|index| T5Block::new(&encoder.pp(format!("block.{index}")), config))
+            .collect::<Result<Vec<_>>>()?;
+        Self::build(vb, config, Blocks::Resident(blocks))
+    }
+
+    /// [`Self::new`] with the blocks streamed: read from `vb` whenever a forward pass reaches them instead of
+    /// now. Block 0 is read once here, so that a file missing block tensors fails now; the other blocks'
+    /// tensors are the loader's to check ([`crate::weights::WeightSource::check_repeated_blocks`]).
+    pub fn new_streamed(vb: &VarBuilder<'static>, config: &T5Config) -> Result<Self> {
+        let blocks = vb.pp("encoder").pp("block");
+        if config.num_layers > 0 {
+            T5Block::new(&blocks.pp(0), config)?;
+        }
+        Self::build(vb, config, Blocks::Streamed(blocks))
+    }
+
+    /// The parts outside the blocks, around `blocks`.
+    fn build(vb: &VarBuilder<'_>, config: &T5Config, blocks: Blocks) -> Result<Self> {
         let dimensions = [config.vocab_size, config.d_model, config.d_kv, config.d_ff, config.num_heads];
         if dimensions.contains(&0) || config.relative_attention_num_buckets < 2 {
             candle_core::bail!(
@@ -231,46 +102,116 @@ impl T5Encoder {
             candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 },
         )?;
         let encoder = vb.pp("encoder");
-        let blocks = (0..config.num_layers)
-            .map(|index| T5Block::new(&encoder.pp(format!("block.{index}")), config, index == 0))
-            .collect::<Result<Vec<_>>>()?;
+        let position_bias =
+            (config.num_layers > 0).then(|| RelativePositionBias::new(&encoder.pp("block.0"), config)).transpose()?;
         let final_layer_norm =
             T5LayerNorm::new(&encoder.pp("final_layer_norm"), config.d_model, config.layer_norm_epsilon)?;
-        Ok(T5Encoder { config: config.clone(), embedding, blocks, final_layer_norm, device: vb.device().clone() })
+        Ok(T5Encoder {
+            config: config.clone(),
+            embedding,
+            position_bias,
+            blocks,
+            block_patches: Arc::default(),
+            final_layer_norm,
+            device: vb.device().clone(),
+        })
     }
 
     /// Every projection by its checkpoint name (`encoder.block.0.layer.0.SelfAttention.q`, ...), with its
     /// weight's `(out, in)`: the layers a LoRA can change.
     pub fn linear_layers(&self) -> Result<Vec<(String, (usize, usize))>> {
-        let mut copy = self.clone();
-        copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, layer.shape()?))).collect()
+        match &self.blocks {
+            Blocks::Resident(_) => {
+                let mut copy = self.clone();
+                copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, layer.shape()?))).collect()
+            }
+            Blocks::Streamed(_) => Ok((0..self.config.num_layers)
+                .flat_map(|index| {
+                    T5Block::projection_shapes(&self.config)
+                        .map(|(name, shape)| (format!("encoder.block.{index}.{name}"), shape))
+                })
+                .collect()),
+        }
     }
 
     /// The encoder with LoRA updates (`layer name → patch`), sharing every weight with `self`; the updates
-    /// are applied on the fly. Fails on a name that is not a projection.
+    /// are applied on the fly, to streamed blocks as each is read. Fails on a name that is not a projection.
     pub fn with_patches(&self, patches: &BTreeMap<String, LayerPatch>) -> Result<Self> {
         let mut patched = self.clone();
-        patch_layers(patched.linears_mut(), patches, StoredLinear::patched)?;
+        if let Blocks::Resident(_) = &patched.blocks {
+            patch_layers(patched.linears_mut(), patches, StoredLinear::patched)?;
+            return Ok(patched);
+        }
+        let known: std::collections::BTreeSet<String> =
+            self.linear_layers()?.into_iter().map(|(name, _)| name).collect();
+        if let Some(name) = patches.keys().find(|name| !known.contains(*name)) {
+            candle_core::bail!("the model has no linear layer '{name}'");
+        }
+        let mut sets = (*self.block_patches).clone();
+        sets.push(patches.clone());
+        patched.block_patches = Arc::new(sets);
         Ok(patched)
     }
 
+    /// The resident blocks' projections by their full names (none when the blocks stream).
     fn linears_mut(&mut self) -> Vec<(String, &mut StoredLinear)> {
-        let mut layers = Vec::with_capacity(self.blocks.len() * 7);
-        for (index, block) in self.blocks.iter_mut().enumerate() {
-            let attention = &mut block.self_attention;
-            let feed_forward = &mut block.feed_forward;
-            let named = [
-                ("layer.0.SelfAttention.q", &mut attention.q),
-                ("layer.0.SelfAttention.k", &mut attention.k),
-                ("layer.0.SelfAttention.v", &mut attention.v),
-                ("layer.0.SelfAttention.o", &mut attention.o),
-                ("layer.1.DenseReluDense.wi_0", &mut feed_forward.wi_0),
-                ("layer.1.DenseReluDense.wi_1", &mut feed_forward.wi_1),
-                ("layer.1.DenseReluDense.wo", &mut feed_forward.wo),
-            ];
-            layers.extend(named.into_iter().map(|(name, layer)| (format!("encoder.block.{index}.{name}"), layer)));
+        let Blocks::Resident(blocks) = &mut self.blocks else { return Vec::new() };
+        let mut layers = Vec::with_capacity(blocks.len() * 7);
+        for (index, block) in blocks.iter_mut().enumerate() {
+            layers.extend(
+                block.linears_mut().into_iter().map(|(name, layer)| (format!("encoder.block.{index}.{name}"), layer)),
+            );
         }
         layers
+    }
+
+    /// Reads block `index` from the weight file and applies its LoRA updates.
+    fn read_block(&self, vb: &VarBuilder<'static>, index: usize) -> Result<T5Block> {
+        let mut block = T5Block::new(&vb.pp(index), &self.config)?;
+        let prefix = format!("encoder.block.{index}.");
+        for set in self.block_patches.iter() {
+            let patches: BTreeMap<String, LayerPatch> = set
+                .range(prefix.clone()..)
+                .take_while(|(name, _)| name.starts_with(&prefix))
+                .map(|(name, patch)| (name[prefix.len()..].to_string(), patch.clone()))
+                .collect();
+            if !patches.is_empty() {
+                let layers = block.linears_mut().into_iter().map(|(name, layer)| (name.to_string(), layer)).collect();
+                patch_layers(layers, &patches, StoredLinear::patched)?;
+            }
+        }
+        Ok(block)
+    }
+
+    /// Calls `visit` with each block in order: resident blocks as they are, streamed ones read from the file,
+    /// block i + 1 on another thread while block i computes (reading is mostly waiting for the disk, so the
+    /// two overlap, and at most two blocks are in memory).
+    fn each_block(&self, mut visit: impl FnMut(&T5Block) -> Result<()>) -> Result<()> {
+        let count = self.config.num_layers;
+        match &self.blocks {
+            Blocks::Resident(blocks) => blocks.iter().try_for_each(visit),
+            Blocks::Streamed(vb) => std::thread::scope(|scope| -> Result<()> {
+                let read = |index: usize| self.read_block(vb, index);
+                let mut next = (count > 0).then(|| read(0));
+                for index in 0..count {
+                    let block = next.take().unwrap_or_else(|| read(index))?;
+                    let reader = (index + 1 < count).then(|| scope.spawn(move || read(index + 1)));
+                    visit(&block)?;
+                    drop(block);
+                    next = reader.map(|handle| {
+                        handle
+                            .join()
+                            .unwrap_or_else(|_| Err(candle_core::Error::Msg("reading a T5 block failed".into())))
+                    });
+                }
+                Ok(())
+            }),
+        }
+    }
+
+    /// Whether the blocks are read from the weight file as they are used.
+    pub fn streams_blocks(&self) -> bool {
+        matches!(self.blocks, Blocks::Streamed(_))
     }
 
     /// The configuration the encoder was built with.
@@ -319,8 +260,8 @@ impl T5Encoder {
             .to_dtype(DType::F32)?
             .reshape((batch, length, self.config.d_model))?;
 
-        let mut bias = match self.blocks.first() {
-            Some(block) => block.self_attention.compute_bias(length, &self.device)?,
+        let mut bias = match &self.position_bias {
+            Some(table) => table.compute(length, &self.device)?,
             None => Tensor::zeros((1, 1, length, length), DType::F32, &self.device)?,
         };
         if let Some(mask) = attention_mask {
@@ -339,9 +280,10 @@ impl T5Encoder {
             bias = bias.broadcast_add(&additive)?;
         }
 
-        for block in &self.blocks {
+        self.each_block(|block| {
             x = block.forward(&x, &bias)?;
-        }
+            Ok(())
+        })?;
         self.final_layer_norm.forward(&x)
     }
 }
@@ -384,21 +326,5 @@ impl T5Encoder {
         let moved = (prompt.broadcast_sub(&empty)?.broadcast_mul(&weights)? + &empty)?;
         let weighted = weights.ne(1.0)?.broadcast_as(prompt.shape())?;
         weighted.where_cond(&moved, &prompt)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_split_by_direction_and_grow_logarithmically() {
-        // 32 buckets, max distance 128: 16 per direction, 8 exact.
-        assert_eq!(relative_position_bucket(0, 32, 128), 0);
-        assert_eq!(relative_position_bucket(-7, 32, 128), 7);
-        assert_eq!(relative_position_bucket(7, 32, 128), 23);
-        assert_eq!(relative_position_bucket(-8, 32, 128), 8);
-        assert_eq!(relative_position_bucket(-1000, 32, 128), 15);
-        assert_eq!(relative_position_bucket(1000, 32, 128), 31);
     }
 }

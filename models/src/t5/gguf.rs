@@ -9,6 +9,7 @@
 
 use super::config::{Activation, T5Config};
 use super::encoder::T5Encoder;
+use super::load::{FIRST_BLOCK_ONLY, T5LoadOptions};
 use crate::gguf::llama_backend::{LlamaCppBackend, architecture_number, open_text_gguf};
 use crate::gguf::llama_names::TextArchitecture;
 use crate::gguf::{GgufFile, TensorInfo};
@@ -73,17 +74,36 @@ pub fn gguf_config(gguf: &GgufFile) -> Result<T5Config, WeightError> {
 }
 
 impl T5Encoder {
-    /// Loads the encoder of a llama.cpp GGUF (arch `t5encoder` or `t5`) from `source`, its quantized matrices
-    /// kept as the weight source keeps them. Encoder tensors the model does not use are an error; the decoder
-    /// of a `t5` file is left alone.
+    /// Loads the encoder of a llama.cpp GGUF (arch `t5encoder` or `t5`) from `source`, every block in memory:
+    /// [`Self::load_gguf_with`] with the default options.
     pub fn load_gguf(source: &Arc<WeightSource>, device: &Device) -> Result<Self, WeightError> {
+        Self::load_gguf_with(source, device, T5LoadOptions::default())
+    }
+
+    /// Loads the encoder of a llama.cpp GGUF (arch `t5encoder` or `t5`) from `source`, its quantized matrices
+    /// kept as the weight source keeps them and its blocks held as `options` says. Encoder tensors the model
+    /// does not use are an error; the decoder of a `t5` file is left alone.
+    pub fn load_gguf_with(
+        source: &Arc<WeightSource>,
+        device: &Device,
+        options: T5LoadOptions,
+    ) -> Result<Self, WeightError> {
         let (_, gguf) = open_text_gguf(source, Some(TextArchitecture::T5))?;
         let config = gguf_config(&gguf)?;
         let names = || source.names().filter(|name| name.starts_with("enc.") || name.starts_with("token_embd."));
         let dtype = source.common_dtype(names(), "T5 weights")?;
         let vb = LlamaCppBackend::var_builder(source, TextArchitecture::T5, dtype, device);
-        let encoder = T5Encoder::new(&vb, &config).map_err(|e| source.explain(&e))?;
-        let unused = source.unused("enc.");
+        let encoder =
+            if options.stream_blocks { T5Encoder::new_streamed(&vb, &config) } else { T5Encoder::new(&vb, &config) }
+                .map_err(|e| source.explain(&e))?;
+        if options.stream_blocks {
+            source.check_repeated_blocks("enc.blk.", config.num_layers, &FIRST_BLOCK_ONLY)?;
+        }
+        let unused: Vec<String> = source
+            .unused("enc.")
+            .into_iter()
+            .filter(|name| !(options.stream_blocks && name.starts_with("enc.blk.")))
+            .collect();
         if let Some(first) = unused.first() {
             return Err(WeightError::Unexpected { file: source.file_of(first), tensors: unused });
         }

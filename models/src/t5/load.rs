@@ -19,6 +19,18 @@ pub const COMFY_BUNDLED_PREFIX: &str = "text_encoders.t5xxl.transformer.";
 
 const FINAL_NORM: &str = "encoder.final_layer_norm.weight";
 
+/// How to hold the weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct T5LoadOptions {
+    /// Read each block from the weight file when a forward pass reaches it, instead of keeping all of them
+    /// in memory.
+    pub stream_blocks: bool,
+}
+
+/// Names (relative to a block) of the tensors only block 0 carries: the relative attention bias, in
+/// transformers' and llama.cpp's names.
+pub(super) const FIRST_BLOCK_ONLY: [&str; 2] = [super::block::RELATIVE_ATTENTION_BIAS, "attn_rel_b.weight"];
+
 impl T5Encoder {
     /// Opens T5 weights at `path`: a safetensors file, a diffusers `text_encoder/` folder, or a diffusers
     /// pipeline folder that has one.
@@ -28,34 +40,65 @@ impl T5Encoder {
         Self::load(&source, device)
     }
 
+    /// Loads the encoder from `source`, every block in memory: [`Self::load_with`] with the default options.
+    pub fn load(source: &Arc<WeightSource>, device: &Device) -> Result<Self, WeightError> {
+        Self::load_with(source, device, T5LoadOptions::default())
+    }
+
     /// Loads the encoder from `source`. The prefix is found from `encoder.final_layer_norm.weight`; the
     /// configuration comes from a T5 `config.json` beside the first file when there is one (a diffusers
     /// folder) and from the tensor shapes otherwise (single files carry none; see
     /// [`T5Config::from_weights`]).
-    pub fn load(source: &Arc<WeightSource>, device: &Device) -> Result<Self, WeightError> {
+    pub fn load_with(source: &Arc<WeightSource>, device: &Device, options: T5LoadOptions) -> Result<Self, WeightError> {
         let prefix = find_prefix(source)?;
         let config = match sibling_config(source) {
             Some(path) => T5Config::from_json_file(&path)?,
             None => T5Config::from_weights(source, &prefix)?,
         };
-        Self::load_with_config(source, &prefix, &config, device)
+        Self::load_with_config_and_options(source, &prefix, &config, device, options)
     }
 
-    /// Loads the encoder under `prefix` of `source` with a given configuration. Every tensor's shape is
-    /// checked against it, and tensors under `{prefix}encoder.` that the model does not use are an error
-    /// (they would mean another architecture, or a quantisation this loader does not understand).
+    /// Loads the encoder under `prefix` of `source` with a given configuration, every block in memory. Every
+    /// tensor's shape is checked against it, and tensors under `{prefix}encoder.` that the model does not
+    /// use are an error (they would mean another architecture, or a quantisation this loader does not
+    /// understand).
     pub fn load_with_config(
         source: &Arc<WeightSource>,
         prefix: &str,
         config: &T5Config,
         device: &Device,
     ) -> Result<Self, WeightError> {
+        Self::load_with_config_and_options(source, prefix, config, device, T5LoadOptions::default())
+    }
+
+    /// [`Self::load_with_config`], holding the blocks as `options` says. Streamed blocks are checked on the
+    /// file's headers now: every block must have the tensors of the first (its relative attention bias
+    /// aside), with the same shapes.
+    pub fn load_with_config_and_options(
+        source: &Arc<WeightSource>,
+        prefix: &str,
+        config: &T5Config,
+        device: &Device,
+        options: T5LoadOptions,
+    ) -> Result<Self, WeightError> {
         let storage = storage_dtype(source, prefix)?;
         let builder = source.var_builder(prefix.trim_end_matches('.'), storage, device);
-        let encoder = T5Encoder::new(&builder, config).map_err(|error| source.explain(&error))?;
+        let encoder = if options.stream_blocks {
+            T5Encoder::new_streamed(&builder, config)
+        } else {
+            T5Encoder::new(&builder, config)
+        }
+        .map_err(|error| source.explain(&error))?;
+        let blocks = format!("{prefix}encoder.block.");
+        if options.stream_blocks {
+            source.check_repeated_blocks(&blocks, config.num_layers, &FIRST_BLOCK_ONLY)?;
+        }
         let tied = format!("{prefix}encoder.embed_tokens.weight");
-        let unused: Vec<String> =
-            source.unused(&format!("{prefix}encoder.")).into_iter().filter(|name| *name != tied).collect();
+        let unused: Vec<String> = source
+            .unused(&format!("{prefix}encoder."))
+            .into_iter()
+            .filter(|name| *name != tied && !(options.stream_blocks && name.starts_with(&blocks)))
+            .collect();
         if let Some(first) = unused.first() {
             return Err(WeightError::Unexpected { file: source.file_of(first), tensors: unused });
         }

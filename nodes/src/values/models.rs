@@ -125,7 +125,7 @@ impl NodeValue for DiffusionModel {
         let loras: Vec<String> = self.loras.iter().map(|lora| format!(" + LoRA {}", lora.path().display())).collect();
         let loras = loras.concat();
         let kind = match &self.transformer {
-            Transformer::Ltxv(model) => format!("LTX-Video ({} blocks)", model.blocks().len()),
+            Transformer::Ltxv(model) => format!("LTX-Video ({} blocks)", model.block_count()),
             Transformer::Ltx2(model) => {
                 format!("LTX-2 {:?} ({} blocks)", model.config().version(), model.config().num_layers)
             }

@@ -269,7 +269,7 @@ impl Ltx2Transformer {
         let prefix = if layout.prefix.is_empty() { String::new() } else { format!("{}.", layout.prefix) };
         let blocks = format!("{prefix}transformer_blocks.");
         if options.stream_blocks {
-            check_streamed_blocks(source, &blocks, config.num_layers)?;
+            source.check_repeated_blocks(&blocks, config.num_layers, &[])?;
         }
         let unexpected: Vec<String> = source
             .unused(&prefix)
@@ -291,25 +291,4 @@ impl Ltx2Transformer {
     pub fn load_file(path: &Path, device: &Device, options: LoadOptions) -> Result<Self, WeightError> {
         Self::load(&Arc::new(WeightSource::open(&[path])?), device, options)
     }
-}
-
-/// Every block `1..count` must hold the tensors of block 0 (which the model has just read) with the same
-/// shapes: checked on the headers, so that a truncated or mixed file fails at load time, not mid-run.
-fn check_streamed_blocks(source: &WeightSource, blocks: &str, count: usize) -> Result<(), WeightError> {
-    let first = format!("{blocks}0.");
-    let suffixes: Vec<String> = source.names().filter_map(|n| n.strip_prefix(&first)).map(str::to_string).collect();
-    for index in 1..count {
-        for suffix in &suffixes {
-            let expected = source.shape(&format!("{first}{suffix}")).unwrap_or_default();
-            let name = format!("{blocks}{index}.{suffix}");
-            match source.shape(&name) {
-                None => return Err(WeightError::Missing { files: describe(source), tensor: name, expected }),
-                Some(found) if found != expected => {
-                    return Err(WeightError::Shape { file: source.file_of(&name), tensor: name, expected, found });
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    Ok(())
 }

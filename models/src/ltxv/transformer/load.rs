@@ -210,13 +210,22 @@ pub fn diffusers_weight_files(dir: &Path) -> Result<Vec<PathBuf>, WeightError> {
     Ok(files)
 }
 
+/// How to hold the weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LtxvLoadOptions {
+    /// How the linear layers' weights are held: fp8 weights stay fp8 unless it is [`LinearStorage::Widen`];
+    /// everything else is f32.
+    pub storage: LinearStorage,
+    /// Read each block from the weight file when a forward pass reaches it, instead of keeping all of them
+    /// in memory.
+    pub stream_blocks: bool,
+}
+
 impl LtxvTransformer {
     /// Loads the transformer from `source`, detecting the layout; every transformer tensor must be used
     /// and have the expected shape.
     pub fn load(source: &Arc<WeightSource>, device: &Device) -> Result<Self, WeightError> {
-        let detected = detect_layout(source)?;
-        let config = read_config(source, &detected)?;
-        Self::load_with_config(source, &detected, &config, device)
+        Self::load_with_options(source, device, LtxvLoadOptions::default())
     }
 
     /// [`Self::load`], holding the linear layers' weights as `storage` says (fp8 weights stay fp8 unless
@@ -226,9 +235,19 @@ impl LtxvTransformer {
         device: &Device,
         storage: LinearStorage,
     ) -> Result<Self, WeightError> {
+        Self::load_with_options(source, device, LtxvLoadOptions { storage, stream_blocks: false })
+    }
+
+    /// [`Self::load`], holding the weights as `options` says. Streamed blocks are checked on the file's
+    /// headers now: every block must have the tensors of the first, with the same shapes.
+    pub fn load_with_options(
+        source: &Arc<WeightSource>,
+        device: &Device,
+        options: LtxvLoadOptions,
+    ) -> Result<Self, WeightError> {
         let detected = detect_layout(source)?;
         let config = read_config(source, &detected)?;
-        Self::load_with_config_and_storage(source, &detected, &config, device, storage)
+        Self::load_with_config_and_options(source, &detected, &config, device, options)
     }
 
     /// Loads with an explicit layout and configuration.
@@ -238,20 +257,36 @@ impl LtxvTransformer {
         config: &LtxvTransformerConfig,
         device: &Device,
     ) -> Result<Self, WeightError> {
-        Self::load_with_config_and_storage(source, detected, config, device, LinearStorage::AsStored)
+        Self::load_with_config_and_options(source, detected, config, device, LtxvLoadOptions::default())
     }
 
-    fn load_with_config_and_storage(
+    fn load_with_config_and_options(
         source: &Arc<WeightSource>,
         detected: &DetectedLayout,
         config: &LtxvTransformerConfig,
         device: &Device,
-        storage: LinearStorage,
+        options: LtxvLoadOptions,
     ) -> Result<Self, WeightError> {
-        let vb = detected.var_builder_with(source, DType::F32, device, storage);
-        let model = LtxvTransformer::new(config, &vb).map_err(|e| source.explain(&e))?;
-        let unused_prefix = if detected.prefix.is_empty() { String::new() } else { format!("{}.", detected.prefix) };
-        source.reject_unused(&unused_prefix)?;
+        let vb = detected.var_builder_with(source, DType::F32, device, options.storage);
+        let model = if options.stream_blocks {
+            LtxvTransformer::new_streamed(config, &vb)
+        } else {
+            LtxvTransformer::new(config, &vb)
+        }
+        .map_err(|e| source.explain(&e))?;
+        let prefix = if detected.prefix.is_empty() { String::new() } else { format!("{}.", detected.prefix) };
+        if !options.stream_blocks {
+            source.reject_unused(&prefix)?;
+            return Ok(model);
+        }
+        // The blocks' tensors are under their stored names: diffusers renames `q_norm`, not the block prefix.
+        let blocks = format!("{prefix}transformer_blocks.");
+        source.check_repeated_blocks(&blocks, config.num_layers, &[])?;
+        let unexpected: Vec<String> =
+            source.unused(&prefix).into_iter().filter(|name| !name.starts_with(&blocks)).collect();
+        if let Some(first) = unexpected.first() {
+            return Err(WeightError::Unexpected { file: source.file_of(first), tensors: unexpected });
+        }
         Ok(model)
     }
 

@@ -43,6 +43,6 @@ pub mod rope;
 
 pub use attention::{GuideAttentionBias, LogitBias};
 pub use config::LtxvTransformerConfig;
-pub use load::{DetectedLayout, WeightLayout, detect_layout, read_config};
+pub use load::{DetectedLayout, LtxvLoadOptions, WeightLayout, detect_layout, read_config};
 pub use model::{LtxvTransformer, pack_latents, text_bias, unpack_latents};
 pub use rope::{RopePositions, RopeTables, RotaryPosEmbed, pixel_video_coords};

@@ -1,5 +1,10 @@
 //! The whole transformer: diffusers' `LTXVideoTransformer3DModel` (`Transformer3DModel` in the original
 //! code, `LTXVModel` in ComfyUI), for the 2B and 13B models of releases 0.9.0 to 0.9.8.
+//!
+//! The blocks are either all in memory or streamed: read from the weight file when a forward pass reaches
+//! them, block i + 1 on another thread while block i computes, so that the 2B model (7.7 GB in f32) runs
+//! holding what lies outside its blocks and two blocks (about 0.7 GB). Both give the same outputs, bit for
+//! bit: a streamed block is read through the same builder, in the same dtype, as a resident one.
 
 use super::attention::GuideAttentionBias;
 use super::block::TransformerBlock;
@@ -11,15 +16,28 @@ use crate::ops::linear::Linear;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where the blocks' weights are.
+#[derive(Clone)]
+enum Blocks {
+    /// Built once, kept in memory.
+    Resident(Vec<TransformerBlock>),
+    /// Read from the weight file (under `transformer_blocks`) each time a forward pass reaches them.
+    Streamed(VarBuilder<'static>),
+}
 
 /// The LTX-Video transformer, computing in f32.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LtxvTransformer {
     config: LtxvTransformerConfig,
     patchify_proj: Linear,
     adaln_single: AdaLayerNormSingle,
     caption_projection: CaptionProjection,
-    transformer_blocks: Vec<TransformerBlock>,
+    transformer_blocks: Blocks,
+    /// LoRA updates of streamed blocks (one map per LoRA, by full layer name such as
+    /// `transformer_blocks.3.attn1.to_q`), applied in order as each block is read.
+    block_patches: Arc<Vec<BTreeMap<String, LayerPatch>>>,
     scale_shift_table: Tensor,
     proj_out: Linear,
     rope: RotaryPosEmbed,
@@ -27,29 +45,51 @@ pub struct LtxvTransformer {
     norm_bias: Tensor,
 }
 
+impl std::fmt::Debug for LtxvTransformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LtxvTransformer")
+            .field("config", &self.config)
+            .field("streamed", &self.streams_blocks())
+            .field("lora_sets", &self.block_patches.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl LtxvTransformer {
     /// Builds the model from any `VarBuilder` rooted at the transformer with the original names
-    /// (`patchify_proj`, `adaln_single`, …), e.g. one over random weights for a benchmark. Use
-    /// [`LtxvTransformer::load`] for files in either layout.
+    /// (`patchify_proj`, `adaln_single`, …), e.g. one over random weights for a benchmark, every block in
+    /// memory. Use [`LtxvTransformer::load`] for files in either layout.
     pub fn new(config: &LtxvTransformerConfig, vb: &VarBuilder<'_>) -> Result<Self> {
-        if config.patch_size != 1 || config.patch_size_t != 1 {
-            candle_core::bail!(
-                "patch sizes {}×{} are not supported (every released model uses 1×1)",
-                config.patch_size_t,
-                config.patch_size
-            );
-        }
-        let dim = config.inner_dim();
-        let device = vb.device();
-        let transformer_blocks = (0..config.num_layers)
+        check_patch_size(config)?;
+        let blocks = (0..config.num_layers)
             .map(|i| TransformerBlock::new(config, &vb.pp("transformer_blocks").pp(i)))
             .collect::<Result<Vec<_>>>()?;
+        Self::build(config, vb, Blocks::Resident(blocks))
+    }
+
+    /// [`Self::new`] with the blocks streamed: read from `vb` whenever a forward pass reaches them instead of
+    /// now. Block 0 is read once here, so that a file missing block tensors fails now; the other blocks'
+    /// tensors are the loader's to check ([`crate::weights::WeightSource::check_repeated_blocks`]).
+    pub fn new_streamed(config: &LtxvTransformerConfig, vb: &VarBuilder<'static>) -> Result<Self> {
+        check_patch_size(config)?;
+        let blocks = vb.pp("transformer_blocks");
+        if config.num_layers > 0 {
+            TransformerBlock::new(config, &blocks.pp(0))?;
+        }
+        Self::build(config, vb, Blocks::Streamed(blocks))
+    }
+
+    /// The parts outside the blocks, around `blocks`.
+    fn build(config: &LtxvTransformerConfig, vb: &VarBuilder<'_>, blocks: Blocks) -> Result<Self> {
+        let dim = config.inner_dim();
+        let device = vb.device();
         Ok(LtxvTransformer {
             config: config.clone(),
             patchify_proj: Linear::new(config.in_channels, dim, &vb.pp("patchify_proj"))?,
             adaln_single: AdaLayerNormSingle::new(dim, &vb.pp("adaln_single"))?,
             caption_projection: CaptionProjection::new(config.caption_channels, dim, &vb.pp("caption_projection"))?,
-            transformer_blocks,
+            transformer_blocks: blocks,
+            block_patches: Arc::default(),
             scale_shift_table: vb.get((2, dim), "scale_shift_table")?,
             proj_out: Linear::new(dim, config.out_channels, &vb.pp("proj_out"))?,
             rope: RotaryPosEmbed::new(config),
@@ -61,22 +101,43 @@ impl LtxvTransformer {
     /// Every linear layer by its checkpoint name (`transformer_blocks.0.attn1.to_q`, ...), with its weight's
     /// `(out, in)`: the layers a LoRA can change.
     pub fn linear_layers(&self) -> Result<Vec<(String, (usize, usize))>> {
-        let mut copy = self.clone();
-        copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, layer.shape()?))).collect()
+        self.describe_linears(Linear::shape)
     }
 
     /// Each linear layer's name and how its weight is kept (f32, or fp8 codes: the file's scaled fp8 weights,
     /// or all of them with an fp8 `weight_dtype`).
-    pub fn linear_storage(&self) -> Vec<(String, crate::fp8::WeightStorage)> {
+    pub fn linear_storage(&self) -> Result<Vec<(String, crate::fp8::WeightStorage)>> {
+        self.describe_linears(|layer| Ok(layer.storage()))
+    }
+
+    /// Every linear layer by its checkpoint name with what `describe` says of it. Streamed blocks are
+    /// described by block 0, read once from the file: every block has its tensors, with the same shapes and
+    /// dtypes (checked at load).
+    fn describe_linears<T: Clone>(&self, describe: impl Fn(&Linear) -> Result<T>) -> Result<Vec<(String, T)>> {
         let mut copy = self.clone();
-        copy.linears_mut().into_iter().map(|(name, layer)| (name, layer.storage())).collect()
+        let mut described: Vec<(String, T)> =
+            copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, describe(layer)?))).collect::<Result<_>>()?;
+        if let Blocks::Streamed(vb) = &self.transformer_blocks {
+            let mut block = TransformerBlock::new(&self.config, &vb.pp(0))?;
+            let first: Vec<(String, T)> = block
+                .linears_mut()
+                .into_iter()
+                .map(|(name, layer)| Ok((name, describe(layer)?)))
+                .collect::<Result<_>>()?;
+            for index in 0..self.config.num_layers {
+                described.extend(
+                    first.iter().map(|(name, value)| (format!("transformer_blocks.{index}.{name}"), value.clone())),
+                );
+            }
+        }
+        Ok(described)
     }
 
     /// The tensors that are not a linear layer's, by their checkpoint names: the modulation tables and the
     /// query/key norms.
     pub fn other_parameter_names(&self) -> Vec<String> {
         let mut names = vec!["scale_shift_table".to_string()];
-        for index in 0..self.transformer_blocks.len() {
+        for index in 0..self.config.num_layers {
             names.push(format!("transformer_blocks.{index}.scale_shift_table"));
             for attention in ["attn1", "attn2"] {
                 for norm in ["q_norm", "k_norm"] {
@@ -89,13 +150,30 @@ impl LtxvTransformer {
 
     /// The model with LoRA updates (`layer name → patch`, names as [`Self::linear_layers`] gives them):
     /// every tensor is shared with `self` except the patched biases; the weight updates are applied on the
-    /// fly. Fails on a name that is not a linear layer.
+    /// fly, to streamed blocks as each is read. Fails on a name that is not a linear layer.
     pub fn with_patches(&self, patches: &BTreeMap<String, LayerPatch>) -> Result<Self> {
         let mut patched = self.clone();
-        patch_layers(patched.linears_mut(), patches, Linear::patched)?;
+        if let Blocks::Resident(_) = &patched.transformer_blocks {
+            patch_layers(patched.linears_mut(), patches, Linear::patched)?;
+            return Ok(patched);
+        }
+        let (block_patches, top): (BTreeMap<_, _>, BTreeMap<_, _>) = patches
+            .iter()
+            .map(|(name, patch)| (name.clone(), patch.clone()))
+            .partition(|(name, _)| name.starts_with("transformer_blocks."));
+        patch_layers(patched.linears_mut(), &top, Linear::patched)?;
+        let known: std::collections::BTreeSet<String> =
+            self.linear_layers()?.into_iter().map(|(name, _)| name).collect();
+        if let Some(name) = block_patches.keys().find(|name| !known.contains(*name)) {
+            candle_core::bail!("the model has no linear layer '{name}'");
+        }
+        let mut sets = (*self.block_patches).clone();
+        sets.push(block_patches);
+        patched.block_patches = Arc::new(sets);
         Ok(patched)
     }
 
+    /// The linear layers outside the blocks and those of resident blocks, by their checkpoint names.
     fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
         let mut layers: Vec<(String, &mut Linear)> =
             vec![("patchify_proj".into(), &mut self.patchify_proj), ("proj_out".into(), &mut self.proj_out)];
@@ -103,10 +181,60 @@ impl LtxvTransformer {
         layers.extend(
             self.caption_projection.linears_mut().into_iter().map(|(n, l)| (format!("caption_projection.{n}"), l)),
         );
-        for (index, block) in self.transformer_blocks.iter_mut().enumerate() {
-            layers.extend(block.linears_mut().into_iter().map(|(n, l)| (format!("transformer_blocks.{index}.{n}"), l)));
+        if let Blocks::Resident(blocks) = &mut self.transformer_blocks {
+            for (index, block) in blocks.iter_mut().enumerate() {
+                layers.extend(
+                    block.linears_mut().into_iter().map(|(n, l)| (format!("transformer_blocks.{index}.{n}"), l)),
+                );
+            }
         }
         layers
+    }
+
+    /// Reads block `index` from the weight file and applies its LoRA updates.
+    fn read_block(&self, vb: &VarBuilder<'static>, index: usize) -> Result<TransformerBlock> {
+        let mut block = TransformerBlock::new(&self.config, &vb.pp(index))?;
+        let prefix = format!("transformer_blocks.{index}.");
+        for set in self.block_patches.iter() {
+            let patches: BTreeMap<String, LayerPatch> = set
+                .range(prefix.clone()..)
+                .take_while(|(name, _)| name.starts_with(&prefix))
+                .map(|(name, patch)| (name[prefix.len()..].to_string(), patch.clone()))
+                .collect();
+            if !patches.is_empty() {
+                patch_layers(block.linears_mut(), &patches, Linear::patched)?;
+            }
+        }
+        Ok(block)
+    }
+
+    /// Calls `visit` with each block in order: resident blocks as they are, streamed ones read from the file,
+    /// block i + 1 on another thread while block i computes (reading is mostly waiting for the disk, so the
+    /// two overlap, and at most two blocks are in memory).
+    fn each_block(&self, mut visit: impl FnMut(&TransformerBlock) -> Result<()>) -> Result<()> {
+        let count = self.config.num_layers;
+        match &self.transformer_blocks {
+            Blocks::Resident(blocks) => blocks.iter().try_for_each(visit),
+            Blocks::Streamed(vb) => std::thread::scope(|scope| -> Result<()> {
+                let read = |index: usize| self.read_block(vb, index);
+                let mut next = (count > 0).then(|| read(0));
+                for index in 0..count {
+                    let block = next.take().unwrap_or_else(|| read(index))?;
+                    let reader = (index + 1 < count).then(|| scope.spawn(move || read(index + 1)));
+                    visit(&block)?;
+                    drop(block);
+                    next = reader.map(|handle| {
+                        handle.join().unwrap_or_else(|_| Err(candle_core::Error::Msg("reading a block failed".into())))
+                    });
+                }
+                Ok(())
+            }),
+        }
+    }
+
+    /// Whether the blocks are read from the weight file as they are used.
+    pub fn streams_blocks(&self) -> bool {
+        matches!(self.transformer_blocks, Blocks::Streamed(_))
     }
 
     /// The device the weights live on.
@@ -119,9 +247,17 @@ impl LtxvTransformer {
         &self.config
     }
 
-    /// The blocks, in order.
-    pub fn blocks(&self) -> &[TransformerBlock] {
-        &self.transformer_blocks
+    /// The blocks, in order, when they are resident (`None` when they stream).
+    pub fn blocks(&self) -> Option<&[TransformerBlock]> {
+        match &self.transformer_blocks {
+            Blocks::Resident(blocks) => Some(blocks),
+            Blocks::Streamed(_) => None,
+        }
+    }
+
+    /// How many blocks the model has, resident or streamed.
+    pub fn block_count(&self) -> usize {
+        self.config.num_layers
     }
 
     /// The timestep embedding (`adaln_single`; `time_embed` in diffusers).
@@ -185,9 +321,10 @@ impl LtxvTransformer {
         let rope = self.rope.tables(batch, positions, device)?;
 
         let mut hidden = hidden;
-        for block in &self.transformer_blocks {
+        self.each_block(|block| {
             hidden = block.forward(&hidden, &context, &temb, &rope, bias.as_ref(), guides)?;
-        }
+            Ok(())
+        })?;
         self.finish(&hidden, &embedded)
     }
 
@@ -208,6 +345,18 @@ impl LtxvTransformer {
         let normed = normed.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?;
         self.proj_out.forward(&normed)
     }
+}
+
+/// Only patch size 1 × 1 is supported.
+fn check_patch_size(config: &LtxvTransformerConfig) -> Result<()> {
+    if config.patch_size != 1 || config.patch_size_t != 1 {
+        candle_core::bail!(
+            "patch sizes {}×{} are not supported (every released model uses 1×1)",
+            config.patch_size_t,
+            config.patch_size
+        );
+    }
+    Ok(())
 }
 
 /// The cross-attention bias of a text mask `[B, L]` (1 = keep): `(1 − mask)·(−10000)`, `[B, 1, L]`.

@@ -9,6 +9,7 @@
 //! checkpoint or a connectors file), in either order. The GGUF Gemma then works as `LTXAVTextEncoderLoader`'s
 //! does, its layers streamed when it is large and its matrices kept quantized.
 
+use super::loaded_models::BlockSizes;
 use super::ltx2_loaders::gemma_clip;
 use super::model_loaders::{CLIP_TYPES, file_fingerprint, load_text_encoder, open, t5_clip};
 use crate::values::TextEncoder;
@@ -74,9 +75,27 @@ fn load_t5(input: &str, path: &Path, source: &Arc<WeightSource>) -> Result<Arc<T
         return load_text_encoder(input, path);
     }
     super::loaded_models::load_counted("t5-gguf", path, || {
-        let bytes = source.names().filter_map(|name| source.stored_bytes(name)).sum();
-        t5_clip(input, path, bytes, |device| T5Encoder::load_gguf(source, device))
+        t5_clip(input, path, &t5_gguf_sizes(source), |device, options| {
+            T5Encoder::load_gguf_with(source, device, options)
+        })
     })
+}
+
+/// What a llama.cpp T5 keeps in memory, all of it and per block (`enc.blk.N.`): the block matrices as
+/// stored (quantized blocks stay blocks), a quantized tensor outside the blocks (the embedding table) at
+/// the f32 size it is widened to.
+fn t5_gguf_sizes(source: &WeightSource) -> BlockSizes {
+    let bytes = |name: &str| -> usize {
+        let stored = source.stored_bytes(name).unwrap_or(0);
+        let quantized = source.ggml_type(name).is_some_and(|ty| ty.candle_dtype().is_some_and(|d| d.block_size() > 1));
+        if quantized && !name.starts_with("enc.blk.") {
+            source.shape(name).map_or(stored, |shape| shape.iter().product::<usize>() * 4)
+        } else {
+            stored
+        }
+    };
+    let under = |prefix: &str| source.names().filter(|name| name.starts_with(prefix)).map(bytes).sum::<usize>();
+    BlockSizes { total: under(""), blocks: under("enc.blk."), largest_block: under("enc.blk.0.") }
 }
 
 /// `CLIPLoaderGGUF`, titled "`CLIPLoader` (GGUF)": one text encoder.

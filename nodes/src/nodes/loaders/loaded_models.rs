@@ -128,6 +128,47 @@ pub struct ModelNeed<'a> {
     pub streamed: Option<usize>,
 }
 
+/// The sizes in memory of a model whose blocks can stream from its file, as its loader holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSizes {
+    /// Everything, blocks included: what the model keeps when resident.
+    pub total: usize,
+    /// The blocks together.
+    pub blocks: usize,
+    /// The largest block.
+    pub largest_block: usize,
+}
+
+impl BlockSizes {
+    /// What the model keeps between forward passes when its blocks stream: everything but the blocks.
+    pub fn streamed_rest(&self) -> usize {
+        self.total.saturating_sub(self.blocks)
+    }
+
+    /// What it holds during a forward pass when its blocks stream: the rest, the block computing and the
+    /// next one being read.
+    pub fn streamed_peak(&self) -> usize {
+        self.streamed_rest() + 2 * self.largest_block
+    }
+
+    /// What the model keeps while it lives, held as `residency` says: the bytes counted against the budget.
+    /// A streamed model's two blocks in flight exist only during a forward pass, inside the working reserve.
+    pub fn kept(&self, residency: Residency) -> usize {
+        match residency {
+            Residency::Resident => self.total,
+            Residency::Streamed => self.streamed_rest(),
+        }
+    }
+}
+
+impl<'a> ModelNeed<'a> {
+    /// The need of a model whose blocks can stream: `sizes.total` when resident, and when streamed the rest
+    /// with room for two blocks in flight.
+    pub fn streamable(input: &'a str, file: &'a Path, what: &'a str, sizes: &BlockSizes) -> Self {
+        ModelNeed { input, file, what, resident: sizes.total, streamed: Some(sizes.streamed_peak()) }
+    }
+}
+
 /// Decides how the model `need` describes is held, on `device`, against the global memory budget: the
 /// cache first gives way ([`MemoryBudget::room_for`]); a model that fits beside the models that stay and
 /// the working reserve is resident, unless it can stream and would take more than half the limit (which
@@ -247,5 +288,21 @@ mod tests {
         budget.set_limit(MemoryPool::Device, Some(100 * MB as u64));
         let error = plan_with(&budget, &need(200 * MB, None), MemoryPool::Device).unwrap_err().to_string();
         assert!(error.contains("device memory budget") && error.contains("--vram-budget"), "{error}");
+    }
+
+    #[test]
+    fn a_streamed_model_needs_room_for_two_blocks_and_keeps_the_rest() {
+        let sizes = BlockSizes { total: 900 * MB, blocks: 800 * MB, largest_block: 100 * MB };
+        assert_eq!(sizes.streamed_rest(), 100 * MB);
+        assert_eq!(sizes.streamed_peak(), 300 * MB);
+        assert_eq!(sizes.kept(Residency::Resident), 900 * MB);
+        assert_eq!(sizes.kept(Residency::Streamed), 100 * MB);
+        let need = ModelNeed::streamable("clip_name", Path::new("/models/t5.safetensors"), "text encoder", &sizes);
+        assert_eq!((need.resident, need.streamed), (900 * MB, Some(300 * MB)));
+        // 400 MB limit: 50 MB reserve, 350 MB of room: the rest and two blocks fit.
+        assert_eq!(plan_with(&budget(400 * MB), &need, MemoryPool::Ram).unwrap(), Residency::Streamed);
+        // 320 MB: 40 MB reserve, 280 MB of room: the rest fits, not with two blocks in flight.
+        let error = plan_with(&budget(320 * MB), &need, MemoryPool::Ram).unwrap_err().to_string();
+        assert!(error.contains("with its blocks streamed from the file it keeps 300.0 MB"), "{error}");
     }
 }

@@ -1,12 +1,12 @@
 //! The loader nodes themselves.
 
-use super::loaded_models::{ModelNeed, Residency, load_counted, plan_residency};
+use super::loaded_models::{BlockSizes, ModelNeed, Residency, load_counted, plan_residency};
 use crate::values::{DiffusionModel, TextEncoder, Transformer, VideoVae};
 use kinograph_engine::prelude::*;
 use kinograph_models::fp8::{Fp8Format, LinearStorage};
-use kinograph_models::ltxv::transformer::LtxvTransformer;
+use kinograph_models::ltxv::transformer::{LtxvLoadOptions, LtxvTransformer};
 use kinograph_models::ltxv::vae::LtxvVae;
-use kinograph_models::t5::{COMFY_BUNDLED_PREFIX, T5Encoder, T5Tokenizer};
+use kinograph_models::t5::{COMFY_BUNDLED_PREFIX, T5Encoder, T5LoadOptions, T5Tokenizer};
 use kinograph_models::weights::{WeightError, WeightSource};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,12 +109,19 @@ pub(super) fn load_model(
     };
     load_counted(kind, path, || {
         let device = super::compute_device();
-        let prefix = kinograph_models::ltxv::transformer::detect_layout(source).map(|d| d.prefix).unwrap_or_default();
-        let bytes = transformer_bytes(source, &prefix, storage);
-        let need = ModelNeed { input, file: path, what: "transformer", resident: bytes, streamed: None };
-        plan_residency(&need, &device)?;
+        let prefix = kinograph_models::ltxv::transformer::detect_layout(source)
+            .map_or_else(|_| String::new(), |d| if d.prefix.is_empty() { d.prefix } else { format!("{}.", d.prefix) });
+        let blocks = format!("{prefix}transformer_blocks.");
+        let sizes = BlockSizes {
+            total: transformer_bytes(source, &prefix, storage),
+            blocks: transformer_bytes(source, &blocks, storage),
+            largest_block: transformer_bytes(source, &format!("{blocks}0."), storage),
+        };
+        let residency = plan_residency(&ModelNeed::streamable(input, path, "transformer", &sizes), &device)?;
+        let options = LtxvLoadOptions { storage, stream_blocks: residency == Residency::Streamed };
         let transformer =
-            LtxvTransformer::load_with_storage(source, &device, storage).map_err(|e| load_error(input, path, &e))?;
+            LtxvTransformer::load_with_options(source, &device, options).map_err(|e| load_error(input, path, &e))?;
+        let bytes = sizes.kept(residency);
         let model = DiffusionModel {
             transformer: Transformer::Ltxv(Arc::new(transformer)),
             file: path.to_path_buf(),
@@ -142,17 +149,25 @@ pub(super) fn load_vae(
     })
 }
 
-/// Bytes the T5 encoder keeps in memory: its weights in their stored dtype (bf16, f16 or fp8 stay so and
-/// are widened as they are used; f32 stays f32).
-fn t5_bytes(source: &WeightSource) -> usize {
+/// Bytes the T5 encoder keeps in memory, all of it and per block: its weights in their stored dtype (bf16,
+/// f16 or fp8 stay so and are widened as they are used; f32 stays f32).
+fn t5_sizes(source: &WeightSource) -> BlockSizes {
     let prefix = kinograph_models::t5::find_prefix(source).unwrap_or_default();
     let encoder = format!("{prefix}encoder.");
     let shared = format!("{prefix}shared.");
-    source
-        .names()
-        .filter(|name| name.starts_with(&encoder) || name.starts_with(&shared))
-        .filter_map(|name| source.stored_bytes(name))
-        .sum()
+    let bytes_under = |prefixes: &[&str]| -> usize {
+        source
+            .names()
+            .filter(|name| prefixes.iter().any(|prefix| name.starts_with(prefix)))
+            .filter_map(|name| source.stored_bytes(name))
+            .sum()
+    };
+    let blocks = format!("{encoder}block.");
+    BlockSizes {
+        total: bytes_under(&[&encoder, &shared]),
+        blocks: bytes_under(&[&blocks]),
+        largest_block: bytes_under(&[&format!("{blocks}0.")]),
+    }
 }
 
 pub(super) fn tokenizer() -> Result<Arc<T5Tokenizer>, NodeError> {
@@ -163,23 +178,23 @@ pub(super) fn tokenizer() -> Result<Arc<T5Tokenizer>, NodeError> {
 pub fn load_text_encoder(input: &str, path: &Path) -> Result<Arc<TextEncoder>, NodeError> {
     load_counted("t5", path, || {
         let source = open(input, path)?;
-        let bytes = t5_bytes(&source);
-        t5_clip(input, path, bytes, |device| T5Encoder::load(&source, device))
+        t5_clip(input, path, &t5_sizes(&source), |device, options| T5Encoder::load_with(&source, device, options))
     })
 }
 
-/// A T5 CLIP of `bytes` in memory, its encoder loaded by `load` once the budget has room for it.
+/// A T5 CLIP of `sizes` in memory: resident when the budget has room for it, else with its blocks streamed
+/// from the file (refused when not even that fits), its encoder loaded by `load` with the options decided.
 pub(super) fn t5_clip(
     input: &str,
     path: &Path,
-    bytes: usize,
-    load: impl FnOnce(&candle_core::Device) -> Result<T5Encoder, kinograph_models::weights::WeightError>,
+    sizes: &BlockSizes,
+    load: impl FnOnce(&candle_core::Device, T5LoadOptions) -> Result<T5Encoder, WeightError>,
 ) -> Result<(TextEncoder, usize), NodeError> {
     let device = super::compute_device();
-    let need = ModelNeed { input, file: path, what: "text encoder", resident: bytes, streamed: None };
-    let residency = plan_residency(&need, &device)?;
-    debug_assert_eq!(residency, Residency::Resident);
-    let encoder = load(&device).map_err(|e| load_error(input, path, &e))?;
+    let residency = plan_residency(&ModelNeed::streamable(input, path, "text encoder", sizes), &device)?;
+    let options = T5LoadOptions { stream_blocks: residency == Residency::Streamed };
+    let encoder = load(&device, options).map_err(|e| load_error(input, path, &e))?;
+    let bytes = sizes.kept(residency);
     let clip = TextEncoder {
         encoder: Some(Arc::new(encoder)),
         tokenizer: tokenizer()?,
