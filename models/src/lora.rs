@@ -521,3 +521,13 @@ enum Found {
     LowRank { up_key: String, down_key: String, alpha: Option<f64> },
     Diff(String),
 }
+
+/// The patches of the layers under `prefix` (`transformer_blocks.3.`, with the dot), by their names under it:
+/// what a block read from the file applies as it is read.
+pub fn patches_under(patches: &BTreeMap<String, LayerPatch>, prefix: &str) -> BTreeMap<String, LayerPatch> {
+    patches
+        .range(prefix.to_string()..)
+        .take_while(|(name, _)| name.starts_with(prefix))
+        .map(|(name, patch)| (name[prefix.len()..].to_string(), patch.clone()))
+        .collect()
+}

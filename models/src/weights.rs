@@ -968,6 +968,31 @@ fn parse_header(file: &Path) -> Result<Header, WeightError> {
     Ok(Header { tensors, metadata })
 }
 
+/// Runs `visit` on blocks `0..count` in order, each read by `read` just before it is needed: block i + 1 is
+/// read on another thread while block i computes (reading is mostly waiting for the disk, so the two
+/// overlap), and at most two blocks are in memory. What every model that streams its blocks from the file
+/// shares; `what` names a block in the error of a reading thread that died.
+pub fn each_streamed_block<B: Send>(
+    count: usize,
+    what: &str,
+    read: impl Fn(usize) -> candle_core::Result<B> + Sync,
+    mut visit: impl FnMut(usize, B) -> candle_core::Result<()>,
+) -> candle_core::Result<()> {
+    std::thread::scope(|scope| {
+        let read = &read;
+        let mut next = (count > 0).then(|| read(0));
+        for index in 0..count {
+            let block = next.take().unwrap_or_else(|| read(index))?;
+            let reader = (index + 1 < count).then(|| scope.spawn(move || read(index + 1)));
+            visit(index, block)?;
+            next = reader.map(|handle| {
+                handle.join().unwrap_or_else(|_| Err(candle_core::Error::Msg(format!("reading {what} failed"))))
+            });
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,12 +127,7 @@ const NORMS: [(&str, bool); 6] = [
 
 /// The patches of layer `index` (`layers.{index}.<name>`), by their names under the layer.
 pub(super) fn layer_subset(patches: &BTreeMap<String, LayerPatch>, index: usize) -> BTreeMap<String, LayerPatch> {
-    let prefix = format!("layers.{index}.");
-    patches
-        .range(prefix.clone()..)
-        .take_while(|(name, _)| name.starts_with(&prefix))
-        .map(|(name, patch)| (name[prefix.len()..].to_string(), patch.clone()))
-        .collect()
+    crate::lora::patches_under(patches, &format!("layers.{index}."))
 }
 
 impl Gemma3Layer {

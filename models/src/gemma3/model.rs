@@ -15,6 +15,7 @@ use super::config::{Gemma3Config, LayerType, RopeParameters};
 use crate::lora::{LayerPatch, WeightDelta};
 use crate::ops::activations::{gelu_tanh, softmax_last_dim};
 use crate::ops::stored_linear::StoredLinear;
+use crate::weights::each_streamed_block;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
@@ -410,24 +411,12 @@ impl Gemma3TextModel {
         let count = self.config.num_hidden_layers;
         match &self.layers {
             Layers::Resident(layers) => layers.iter().enumerate().try_for_each(|(index, layer)| visit(index, layer)),
-            Layers::Streamed(vb) => {
-                let read = |index: usize| self.read_layer(vb, index);
-                std::thread::scope(|scope| -> Result<()> {
-                    let mut next = (count > 0).then(|| read(0));
-                    for index in 0..count {
-                        let layer = next.take().unwrap_or_else(|| read(index))?;
-                        let reader = (index + 1 < count).then(|| scope.spawn(move || read(index + 1)));
-                        visit(index, &layer)?;
-                        drop(layer);
-                        next = reader.map(|handle| {
-                            handle
-                                .join()
-                                .unwrap_or_else(|_| Err(candle_core::Error::Msg("reading a layer failed".into())))
-                        });
-                    }
-                    Ok(())
-                })
-            }
+            Layers::Streamed(vb) => each_streamed_block(
+                count,
+                "a Gemma layer",
+                |index| self.read_layer(vb, index),
+                |index, layer| visit(index, &layer),
+            ),
         }
     }
 

@@ -87,7 +87,7 @@ pub fn matmul(x: &[f32], rows: usize, inputs: usize, outputs: usize, widen: &Wid
 }
 
 /// `value` rounded to the nearest bf16 (ties to even), as its bits; NaN stays NaN.
-#[inline(always)]
+#[inline]
 fn bf16_bits(value: f32) -> u16 {
     let bits = value.to_bits();
     let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
@@ -170,7 +170,7 @@ fn round_into(values: &[f32], bits: &mut [u16]) {
         // SAFETY: the features the function is compiled for were just detected.
         #[allow(unsafe_code)]
         unsafe {
-            round_into_avx512(values, bits)
+            round_into_avx512(values, bits);
         };
         return;
     }
@@ -183,7 +183,7 @@ fn round_into_avx512(values: &[f32], bits: &mut [u16]) {
     round_into_portable(values, bits);
 }
 
-#[inline(always)]
+#[inline]
 fn round_into_portable(values: &[f32], bits: &mut [u16]) {
     for (bits, value) in bits.iter_mut().zip(values) {
         *bits = bf16_bits(*value);
@@ -212,7 +212,7 @@ fn multiply_band(
         // `rows_out`, whole 32-column pairs of groups of `packed`).
         #[allow(unsafe_code)]
         unsafe {
-            amx::multiply(panel, rows, inputs, packed, columns.clone(), rows_out, stride)
+            amx::multiply(panel, rows, inputs, packed, columns.clone(), rows_out, stride);
         }
     });
 }
@@ -228,14 +228,14 @@ mod amx {
 
     /// Checks CPUID for AMX-TILE and AMX-BF16 and asks Linux for the tile data state.
     pub(super) fn request() -> bool {
+        const SYS_ARCH_PRCTL: i64 = 158;
+        const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+        const XFEATURE_XTILEDATA: i64 = 18;
         // CPUID leaf 7: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE.
         let features = std::arch::x86_64::__cpuid_count(7, 0);
         if features.edx & (1 << 22) == 0 || features.edx & (1 << 24) == 0 {
             return false;
         }
-        const SYS_ARCH_PRCTL: i64 = 158;
-        const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
-        const XFEATURE_XTILEDATA: i64 = 18;
         let result: i64;
         // SAFETY: arch_prctl(ARCH_REQ_XCOMP_PERM) only changes which state the kernel saves for this process.
         unsafe {
@@ -323,7 +323,7 @@ mod amx {
     /// `accumulate`): `a` the activation tiles of its first 16 rows (those of the next 16 are `a_group`
     /// values further), `b0`/`b1` the weight tiles of its two 16-column groups, all tiles 64-byte rows.
     #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
+    #[inline]
     unsafe fn block_product(
         a: *const u16,
         a_group: usize,

@@ -15,8 +15,9 @@
 use super::block::{RelativePositionBias, T5Block, T5LayerNorm};
 use super::config::T5Config;
 use super::tokenizer::{END_TOKEN, PAD_TOKEN, Tokens};
-use crate::lora::{LayerPatch, patch_layers};
+use crate::lora::{LayerPatch, patch_layers, patches_under};
 use crate::ops::stored_linear::StoredLinear;
+use crate::weights::each_streamed_block;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
@@ -168,13 +169,8 @@ impl T5Encoder {
     /// Reads block `index` from the weight file and applies its LoRA updates.
     fn read_block(&self, vb: &VarBuilder<'static>, index: usize) -> Result<T5Block> {
         let mut block = T5Block::new(&vb.pp(index), &self.config)?;
-        let prefix = format!("encoder.block.{index}.");
         for set in self.block_patches.iter() {
-            let patches: BTreeMap<String, LayerPatch> = set
-                .range(prefix.clone()..)
-                .take_while(|(name, _)| name.starts_with(&prefix))
-                .map(|(name, patch)| (name[prefix.len()..].to_string(), patch.clone()))
-                .collect();
+            let patches = patches_under(set, &format!("encoder.block.{index}."));
             if !patches.is_empty() {
                 let layers = block.linears_mut().into_iter().map(|(name, layer)| (name.to_string(), layer)).collect();
                 patch_layers(layers, &patches, StoredLinear::patched)?;
@@ -183,29 +179,17 @@ impl T5Encoder {
         Ok(block)
     }
 
-    /// Calls `visit` with each block in order: resident blocks as they are, streamed ones read from the file,
-    /// block i + 1 on another thread while block i computes (reading is mostly waiting for the disk, so the
-    /// two overlap, and at most two blocks are in memory).
+    /// Calls `visit` with each block in order: resident blocks as they are, streamed ones read from the file
+    /// ([`each_streamed_block`]: the next while the current computes).
     fn each_block(&self, mut visit: impl FnMut(&T5Block) -> Result<()>) -> Result<()> {
-        let count = self.config.num_layers;
         match &self.blocks {
             Blocks::Resident(blocks) => blocks.iter().try_for_each(visit),
-            Blocks::Streamed(vb) => std::thread::scope(|scope| -> Result<()> {
-                let read = |index: usize| self.read_block(vb, index);
-                let mut next = (count > 0).then(|| read(0));
-                for index in 0..count {
-                    let block = next.take().unwrap_or_else(|| read(index))?;
-                    let reader = (index + 1 < count).then(|| scope.spawn(move || read(index + 1)));
-                    visit(&block)?;
-                    drop(block);
-                    next = reader.map(|handle| {
-                        handle
-                            .join()
-                            .unwrap_or_else(|_| Err(candle_core::Error::Msg("reading a T5 block failed".into())))
-                    });
-                }
-                Ok(())
-            }),
+            Blocks::Streamed(vb) => each_streamed_block(
+                self.config.num_layers,
+                "a T5 block",
+                |index| self.read_block(vb, index),
+                |_, block| visit(&block),
+            ),
         }
     }
 

@@ -4,10 +4,11 @@ use super::super::rope::{SplitRope, interval_fractions};
 use super::block::{BlockInputs, Ltx2Block};
 use super::config::{AvTimestepRouting, Ltx2TransformerConfig};
 use super::modulation::{Modulation, Timesteps};
-use crate::lora::{LayerPatch, patch_layers};
+use crate::lora::{LayerPatch, patch_layers, patches_under};
 use crate::ltxv::transformer::embeddings::{AdaLayerNormSingle, CaptionProjection};
 use crate::ltxv::transformer::{GuideAttentionBias, text_bias};
 use crate::ops::linear::Linear;
+use crate::weights::each_streamed_block;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
@@ -294,13 +295,8 @@ impl Ltx2Transformer {
     /// Reads block `index` from the weight file and applies its LoRA updates.
     fn read_block(&self, vb: &VarBuilder<'static>, index: usize) -> Result<Ltx2Block> {
         let mut block = Ltx2Block::new(&self.config, &vb.pp(index))?;
-        let prefix = format!("transformer_blocks.{index}.");
         for set in self.block_patches.iter() {
-            let patches: BTreeMap<String, LayerPatch> = set
-                .range(prefix.clone()..)
-                .take_while(|(name, _)| name.starts_with(&prefix))
-                .map(|(name, patch)| (name[prefix.len()..].to_string(), patch.clone()))
-                .collect();
+            let patches = patches_under(set, &format!("transformer_blocks.{index}."));
             if !patches.is_empty() {
                 patch_layers(block.linears_mut(), &patches, Linear::patched)?;
             }
@@ -511,26 +507,16 @@ impl Ltx2Transformer {
                     (video, audio) = block.forward(&video, &audio, &block_inputs, perturbed)?;
                 }
             }
-            Blocks::Streamed { vb, count } => {
-                // Block i + 1 is read on another thread while block i computes: reading is mostly waiting
-                // for the disk, so the two overlap, and at most two blocks are in memory.
-                std::thread::scope(|scope| -> Result<()> {
-                    let mut next = (*count > 0).then(|| self.read_block(vb, 0));
-                    for index in 0..*count {
-                        let block = next.take().unwrap_or_else(|| self.read_block(vb, index))?;
-                        let reader = (index + 1 < *count).then(|| scope.spawn(move || self.read_block(vb, index + 1)));
-                        let perturbed = perturbation.stg_blocks.contains(&index);
-                        (video, audio) = block.forward(&video, &audio, &block_inputs, perturbed)?;
-                        drop(block);
-                        next = reader.map(|handle| {
-                            handle
-                                .join()
-                                .unwrap_or_else(|_| Err(candle_core::Error::Msg("reading a block failed".into())))
-                        });
-                    }
+            Blocks::Streamed { vb, count } => each_streamed_block(
+                *count,
+                "a transformer block",
+                |index| self.read_block(vb, index),
+                |index, block| {
+                    let perturbed = perturbation.stg_blocks.contains(&index);
+                    (video, audio) = block.forward(&video, &audio, &block_inputs, perturbed)?;
                     Ok(())
-                })?;
-            }
+                },
+            )?,
         }
         let video = finish(&video, &video_embedded, &self.scale_shift_table, &self.proj_out, c.norm_eps)?;
         let audio = finish(&audio, &audio_embedded, &self.audio_scale_shift_table, &self.audio_proj_out, c.norm_eps)?;

@@ -11,8 +11,9 @@ use super::block::TransformerBlock;
 use super::config::LtxvTransformerConfig;
 use super::embeddings::{AdaLayerNormSingle, CaptionProjection, ones};
 use super::rope::{RopePositions, RopeTables, RotaryPosEmbed};
-use crate::lora::{LayerPatch, patch_layers};
+use crate::lora::{LayerPatch, patch_layers, patches_under};
 use crate::ops::linear::Linear;
+use crate::weights::each_streamed_block;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
@@ -194,13 +195,8 @@ impl LtxvTransformer {
     /// Reads block `index` from the weight file and applies its LoRA updates.
     fn read_block(&self, vb: &VarBuilder<'static>, index: usize) -> Result<TransformerBlock> {
         let mut block = TransformerBlock::new(&self.config, &vb.pp(index))?;
-        let prefix = format!("transformer_blocks.{index}.");
         for set in self.block_patches.iter() {
-            let patches: BTreeMap<String, LayerPatch> = set
-                .range(prefix.clone()..)
-                .take_while(|(name, _)| name.starts_with(&prefix))
-                .map(|(name, patch)| (name[prefix.len()..].to_string(), patch.clone()))
-                .collect();
+            let patches = patches_under(set, &format!("transformer_blocks.{index}."));
             if !patches.is_empty() {
                 patch_layers(block.linears_mut(), &patches, Linear::patched)?;
             }
@@ -208,27 +204,17 @@ impl LtxvTransformer {
         Ok(block)
     }
 
-    /// Calls `visit` with each block in order: resident blocks as they are, streamed ones read from the file,
-    /// block i + 1 on another thread while block i computes (reading is mostly waiting for the disk, so the
-    /// two overlap, and at most two blocks are in memory).
+    /// Calls `visit` with each block in order: resident blocks as they are, streamed ones read from the file
+    /// ([`each_streamed_block`]: the next while the current computes).
     fn each_block(&self, mut visit: impl FnMut(&TransformerBlock) -> Result<()>) -> Result<()> {
-        let count = self.config.num_layers;
         match &self.transformer_blocks {
             Blocks::Resident(blocks) => blocks.iter().try_for_each(visit),
-            Blocks::Streamed(vb) => std::thread::scope(|scope| -> Result<()> {
-                let read = |index: usize| self.read_block(vb, index);
-                let mut next = (count > 0).then(|| read(0));
-                for index in 0..count {
-                    let block = next.take().unwrap_or_else(|| read(index))?;
-                    let reader = (index + 1 < count).then(|| scope.spawn(move || read(index + 1)));
-                    visit(&block)?;
-                    drop(block);
-                    next = reader.map(|handle| {
-                        handle.join().unwrap_or_else(|_| Err(candle_core::Error::Msg("reading a block failed".into())))
-                    });
-                }
-                Ok(())
-            }),
+            Blocks::Streamed(vb) => each_streamed_block(
+                self.config.num_layers,
+                "a transformer block",
+                |index| self.read_block(vb, index),
+                |_, block| visit(&block),
+            ),
         }
     }
 
