@@ -12,8 +12,8 @@
 //! 16 output columns and each 32 inputs, one 16×64-byte tile whose row `r` holds, for each column `j`, the
 //! pair of inputs `2r, 2r + 1`.
 //! Each thread owns a range of 32-row blocks of the output and computes 32×32 output blocks with four
-//! accumulator tiles, walking the inputs in blocks of [`INPUT_BLOCK_CHUNKS`] × 32 so that a panel of
-//! activations stays in the core's L2 cache while the band's columns go by.
+//! accumulator tiles, walking the inputs in blocks of 1024 so that a panel of activations stays in the
+//! core's L2 cache while the band's columns go by.
 //!
 //! Linux hands out the tile state on request (`arch_prctl(ARCH_REQ_XCOMP_PERM)`); [`available`] asks once
 //! and says no on other systems, other CPUs, or when the kernel refuses.
