@@ -2,7 +2,7 @@
 //! `LTXAVTextEncoderLoader` (Gemma 3 with the checkpoint's text projection and connectors),
 //! `LTXVAudioVAELoader` (audio VAE and vocoder) and `LatentUpscaleModelLoader`.
 
-use super::loaded_models::{ModelNeed, Residency, load_counted, load_shared, plan_residency};
+use super::loaded_models::{BlockSizes, ModelNeed, Residency, load_counted, load_shared, plan_residency};
 use super::model_loaders::{file_fingerprint, load_error, open, resolve, tokenizer};
 use crate::values::{AudioVaeModel, DiffusionModel, GemmaText, LatentUpscaleModel, TextEncoder, Transformer};
 use kinograph_engine::prelude::*;
@@ -48,14 +48,16 @@ pub fn load_ltx2_model(
         // The transformer's prefix: ComfyUI-GGUF's files and split diffusion-model files may have none.
         let prefix = kinograph_models::ltx2::transformer::detect_layout(source)
             .map_or_else(|_| "model.diffusion_model.".to_string(), |layout| layout.stored_name(""));
-        let bytes = stored_bytes(source, &prefix);
-        let blocks = stored_bytes(source, &format!("{prefix}transformer_blocks."));
-        let need =
-            ModelNeed { input, file: path, what: "transformer", resident: bytes, streamed: Some(bytes - blocks) };
-        let stream_blocks = plan_residency(&need, &device)? == Residency::Streamed;
+        let sizes = BlockSizes {
+            total: stored_bytes(source, &prefix),
+            blocks: stored_bytes(source, &format!("{prefix}transformer_blocks.")),
+            largest_block: stored_bytes(source, &format!("{prefix}transformer_blocks.0.")),
+        };
+        let residency = plan_residency(&ModelNeed::streamable(input, path, "transformer", &sizes), &device)?;
+        let stream_blocks = residency == Residency::Streamed;
         let options = LoadOptions { stream_blocks, widen_at_load: false, fp8_storage };
         let transformer = Ltx2Transformer::load(source, &device, options).map_err(|e| load_error(input, path, &e))?;
-        let bytes = if stream_blocks { bytes - blocks } else { bytes };
+        let bytes = sizes.kept(residency);
         let model = DiffusionModel {
             transformer: Transformer::Ltx2(Arc::new(transformer)),
             file: path.to_path_buf(),
@@ -160,20 +162,22 @@ fn load_gemma(input: &str, path: &Path) -> Result<LoadedGemma, NodeError> {
         ));
     }
     let device = super::compute_device();
-    let bytes = source.names().map(|name| gemma_resident_bytes(&source, name)).sum::<usize>();
     // llama.cpp's GGUFs name the layers `blk.N.`, the others `layers.N.`.
-    let layers = source
-        .names()
-        .filter(|name| name.contains("layers.") || name.starts_with("blk."))
-        .map(|name| gemma_resident_bytes(&source, name));
-    let streamed = bytes - layers.sum::<usize>();
-    let need = ModelNeed { input, file: path, what: "text encoder", resident: bytes, streamed: Some(streamed) };
-    let options = GemmaLoadOptions { stream_layers: plan_residency(&need, &device)? == Residency::Streamed };
+    let under = |test: &dyn Fn(&str) -> bool| {
+        source.names().filter(|name| test(name)).map(|name| gemma_resident_bytes(&source, name)).sum::<usize>()
+    };
+    let sizes = BlockSizes {
+        total: under(&|_| true),
+        blocks: under(&|name| name.contains("layers.") || name.starts_with("blk.")),
+        largest_block: under(&|name| name.contains("layers.0.") || name.starts_with("blk.0.")),
+    };
+    let residency = plan_residency(&ModelNeed::streamable(input, path, "text encoder", &sizes), &device)?;
+    let options = GemmaLoadOptions { stream_layers: residency == Residency::Streamed };
+    let bytes = sizes.kept(residency);
     if let Some(gguf) = source.gguf_files().next().cloned() {
         // llama.cpp's layout (unsloth's gemma-3-12b-it-*.gguf): the tokenizer is in the metadata.
         let model = Gemma3TextModel::load_gguf(&source, &device, options).map_err(|e| gemma_error(input, path, &e))?;
         let tokenizer = GemmaTokenizer::from_gguf(&gguf).map_err(|e| NodeError::input(input, e.to_string()))?;
-        let bytes = if options.stream_layers { streamed } else { bytes };
         return Ok((Arc::new(model), Arc::new(tokenizer), bytes));
     }
     let model = Gemma3TextModel::load(&source, &device, options).map_err(|e| gemma_error(input, path, &e))?;
@@ -201,7 +205,6 @@ fn load_gemma(input: &str, path: &Path) -> Result<LoadedGemma, NodeError> {
             ),
         ));
     }
-    let bytes = if options.stream_layers { streamed } else { bytes };
     Ok((Arc::new(model), Arc::new(tokenizer), bytes))
 }
 
