@@ -39,8 +39,8 @@ const PANEL_ROWS: usize = 128;
 /// Rows `range` of the weight `[outputs, inputs]`, widened to f32 into a slice of `range.len() × inputs`.
 pub type WidenRows<'a> = dyn Fn(Range<usize>, &mut [f32]) -> Result<()> + Sync + 'a;
 
-/// Whether this process can multiply on AMX bf16 tiles: an x86-64 Linux machine whose CPU has AMX-TILE and
-/// AMX-BF16 and whose kernel grants the tile state (asked once, on the first call).
+/// Whether this process can multiply on AMX bf16 tiles: an x86-64 Linux machine whose CPU has AMX-TILE,
+/// AMX-BF16 and AVX-512 and whose kernel grants the tile state (asked once, on the first call).
 pub fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVAILABLE.get_or_init(amx::request)
@@ -162,22 +162,21 @@ fn pack_group(rows: &[f32], inputs: usize, tiles: &mut [u16]) {
     }
 }
 
-/// `values` rounded to bf16 into `bits` (same length), with AVX-512 where the CPU has it (every CPU with
-/// AMX does).
+/// `values` rounded to bf16 into `bits` (same length). Only the tile kernel calls it, after [`fits`], so the
+/// CPU has AVX-512 ([`available`] requires it beside AMX) and the loop is compiled for it.
 fn round_into(values: &[f32], bits: &mut [u16]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the features the function is compiled for were just detected.
-        #[allow(unsafe_code)]
-        unsafe {
-            round_into_avx512(values, bits);
-        };
-        return;
+    debug_assert!(available());
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    // SAFETY: `available` checked AVX-512 F and BW, the features the function is compiled for.
+    #[allow(unsafe_code)]
+    unsafe {
+        round_into_avx512(values, bits);
     }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     round_into_portable(values, bits);
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[target_feature(enable = "avx512f,avx512bw")]
 fn round_into_avx512(values: &[f32], bits: &mut [u16]) {
     round_into_portable(values, bits);
@@ -231,9 +230,13 @@ mod amx {
         const SYS_ARCH_PRCTL: i64 = 158;
         const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
         const XFEATURE_XTILEDATA: i64 = 18;
-        // CPUID leaf 7: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE.
+        // CPUID leaf 7: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE. The packing loops use AVX-512, which every
+        // CPU with AMX has.
         let features = std::arch::x86_64::__cpuid_count(7, 0);
         if features.edx & (1 << 22) == 0 || features.edx & (1 << 24) == 0 {
+            return false;
+        }
+        if !(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw")) {
             return false;
         }
         let result: i64;
