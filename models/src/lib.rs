@@ -7,6 +7,7 @@
 //! `kinograph-engine` or `kinograph-nodes`).
 
 pub mod bench_support;
+pub mod block_stack;
 pub mod fp8;
 pub mod gemma3;
 pub mod gguf;

@@ -5,6 +5,7 @@
 use crate::compare::{assert_close, ltx2_data, max_abs_diff};
 use crate::ltx2_transformer::{fixture_inputs, reference};
 use candle_core::{DType, Device, Tensor};
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::fp8::{Fp8Format, LinearStorage, LinearWeight, WeightStorage, read_linear_weight};
 use kinograph_models::ltx2::transformer::{AvTimestepRouting, LoadOptions, Ltx2Transformer, Perturbation};
 use kinograph_models::ops::linear::Linear;
@@ -245,12 +246,12 @@ fn an_ltx2_transformer_saved_as_scaled_fp8_runs_close_to_the_f32_model() {
     };
     let (expected_video, expected_audio) = run(&mut expected_model);
     let (f32_video, f32_audio) = run(&mut f32_model);
-    for stream_blocks in [false, true] {
-        let options = LoadOptions { stream_blocks, ..LoadOptions::default() };
+    for blocks in [BlockHolding::Resident, BlockHolding::STREAMED, BlockHolding::Streamed { kept: 1 }] {
+        let options = LoadOptions { blocks, ..LoadOptions::default() };
         let mut model = Ltx2Transformer::load(&fp8, &device, options).unwrap();
         let (video, audio) = run(&mut model);
-        assert_close(&format!("fp8 video, streamed {stream_blocks}"), &video, &expected_video, 1e-5);
-        assert_close(&format!("fp8 audio, streamed {stream_blocks}"), &audio, &expected_audio, 1e-5);
+        assert_close(&format!("fp8 video, {blocks:?}"), &video, &expected_video, 1e-5);
+        assert_close(&format!("fp8 audio, {blocks:?}"), &audio, &expected_audio, 1e-5);
         let relative = |found: &Tensor, expected: &Tensor| {
             let difference = (found - expected).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
             (difference / expected.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()).sqrt()

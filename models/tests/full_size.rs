@@ -12,6 +12,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use kinograph_models::bench_support::{peak_resident_bytes, reset_peak_resident, resident_bytes};
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::gemma3::{Gemma3TextModel, GemmaLoadOptions};
 use kinograph_models::ltx2::transformer::{AvInputs, LoadOptions, Ltx2Transformer, Perturbation};
 use kinograph_models::ltxv::transformer::{LtxvTransformer, RopePositions};
@@ -203,7 +204,7 @@ fn ltx2_transformer_streams_a_forward_from_bf16() {
     let device = Device::Cpu;
     reset_peak_resident();
     let started = Instant::now();
-    let options = LoadOptions { stream_blocks: true, ..LoadOptions::default() };
+    let options = LoadOptions { blocks: BlockHolding::STREAMED, ..LoadOptions::default() };
     let model = Ltx2Transformer::load_file(&path, &device, options).unwrap();
     let loaded = started.elapsed();
     println!("loaded in {:.1} s, resident {}", loaded.as_secs_f64(), gib(resident_bytes()));
@@ -238,7 +239,7 @@ fn gemma3_12b_streams_an_encode_from_bf16() {
     let device = Device::Cpu;
     reset_peak_resident();
     let source = Arc::new(WeightSource::open(&[&path]).unwrap());
-    let model = Gemma3TextModel::load(&source, &device, GemmaLoadOptions { stream_layers: true }).unwrap();
+    let model = Gemma3TextModel::load(&source, &device, GemmaLoadOptions { layers: BlockHolding::STREAMED }).unwrap();
     println!("loaded, resident {}", gib(resident_bytes()));
     assert_eq!(model.storage_dtype(), DType::BF16);
     let ids: Vec<u32> = std::iter::once(2).chain((1..128).map(|i| 1000 + i * 37)).collect();

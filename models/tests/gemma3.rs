@@ -5,14 +5,15 @@
 
 use crate::compare::{assert_close, ltx2_data as data};
 use candle_core::{DType, Device, IndexOp, Tensor};
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::gemma3::{Gemma3TextModel, GemmaLoadOptions, LayerType, find_prefix, read_config};
 use kinograph_models::weights::WeightSource;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-fn load(stream_layers: bool) -> Gemma3TextModel {
+fn load(holding: BlockHolding) -> Gemma3TextModel {
     let source = Arc::new(WeightSource::open(&[data("gemma3_tiny.safetensors")]).unwrap());
-    Gemma3TextModel::load(&source, &Device::Cpu, GemmaLoadOptions { stream_layers }).unwrap()
+    Gemma3TextModel::load(&source, &Device::Cpu, GemmaLoadOptions { layers: holding }).unwrap()
 }
 
 #[test]
@@ -33,8 +34,8 @@ fn every_hidden_state_matches_transformers() {
     let r: HashMap<String, Tensor> =
         candle_core::safetensors::load(data("ref/gemma3_tiny.safetensors"), &Device::Cpu).unwrap();
     let ids = r["input_ids"].to_dtype(DType::U32).unwrap();
-    for stream_layers in [false, true] {
-        let model = load(stream_layers);
+    for holding in [BlockHolding::Resident, BlockHolding::STREAMED, BlockHolding::Streamed { kept: 1 }] {
+        let model = load(holding);
         let states = model.hidden_states(&ids, Some(&r["attention_mask"])).unwrap();
         assert_eq!(states.len(), 5);
         // The padded sample's pad rows are not compared (transformers leaves them to its masking choice).
@@ -57,7 +58,7 @@ fn every_hidden_state_matches_transformers() {
 fn left_padded_and_unpadded_prompts_give_the_same_states() {
     let r: HashMap<String, Tensor> =
         candle_core::safetensors::load(data("ref/gemma3_tiny.safetensors"), &Device::Cpu).unwrap();
-    let model = load(false);
+    let model = load(BlockHolding::Resident);
     let ids = r["input_ids"].to_dtype(DType::U32).unwrap();
     let padded = model.hidden_states(&ids, Some(&r["attention_mask"])).unwrap();
     let alone = model.hidden_states(&ids.i((1..2, 4..)).unwrap(), None).unwrap();

@@ -6,6 +6,7 @@
 
 use crate::compare::assert_close;
 use candle_core::{DType, Device, IndexOp, Tensor};
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::gemma3::logits::{
     TokenSampler, apply_penalties, min_p_filter, processed_probabilities, top_k, top_p_filter,
 };
@@ -22,9 +23,9 @@ fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gemma_generate").join(name)
 }
 
-fn load(stream_layers: bool) -> Gemma3TextModel {
+fn load(holding: BlockHolding) -> Gemma3TextModel {
     let source = Arc::new(WeightSource::open(&[data("gemma3_generate_tiny.safetensors")]).unwrap());
-    Gemma3TextModel::load(&source, &Device::Cpu, GemmaLoadOptions { stream_layers }).unwrap()
+    Gemma3TextModel::load(&source, &Device::Cpu, GemmaLoadOptions { layers: holding }).unwrap()
 }
 
 fn fixture(name: &str) -> HashMap<String, Tensor> {
@@ -47,14 +48,14 @@ fn row(values: Vec<f32>) -> Tensor {
 #[test]
 fn greedy_generation_matches_transformers_token_for_token() {
     let r = fixture("greedy.safetensors");
-    for stream_layers in [false, true] {
-        let model = load(stream_layers);
+    for holding in [BlockHolding::Resident, BlockHolding::STREAMED, BlockHolding::Streamed { kept: 1 }] {
+        let model = load(holding);
         for case in 0..3 {
             let prompt = ids(&r[&format!("prompt_{case}")]);
             let expected = ids(&r[&format!("tokens_{case}")]);
             let generation =
                 generate(&model, &prompt, &greedy(expected.len(), vec![1]), |_, _| ControlFlow::Continue(())).unwrap();
-            assert_eq!(generation.tokens, expected, "prompt {case}, streamed {stream_layers}");
+            assert_eq!(generation.tokens, expected, "prompt {case}, {holding:?}");
             assert_eq!(generation.stop, Stop::MaxTokens);
         }
     }
@@ -65,8 +66,8 @@ fn greedy_generation_matches_transformers_token_for_token() {
 #[test]
 fn cached_logits_match_transformers_and_a_full_recompute_at_every_step() {
     let r = fixture("greedy.safetensors");
-    for stream_layers in [false, true] {
-        let model = load(stream_layers);
+    for holding in [BlockHolding::Resident, BlockHolding::STREAMED, BlockHolding::Streamed { kept: 1 }] {
+        let model = load(holding);
         for case in 0..3 {
             let mut sequence = ids(&r[&format!("prompt_{case}")]);
             let tokens = ids(&r[&format!("tokens_{case}")]);
@@ -74,7 +75,7 @@ fn cached_logits_match_transformers_and_a_full_recompute_at_every_step() {
             let mut decoder = Gemma3Decoder::new(&model);
             let mut logits = decoder.feed(&sequence).unwrap();
             for (step, &token) in tokens.iter().enumerate() {
-                let what = format!("prompt {case}, step {step}, streamed {stream_layers}");
+                let what = format!("prompt {case}, step {step}, {holding:?}");
                 assert_close(
                     &format!("{what}: vs transformers"),
                     &row(logits.clone()),
@@ -97,7 +98,7 @@ fn cached_logits_match_transformers_and_a_full_recompute_at_every_step() {
 #[test]
 fn a_stop_token_ends_generation_and_is_kept_and_the_callback_can_cancel() {
     let r = fixture("greedy.safetensors");
-    let model = load(false);
+    let model = load(BlockHolding::Resident);
     let prompt = ids(&r["prompt_0"]);
     let expected = ids(&r["tokens_0"]);
     let stop = expected[3];
@@ -229,7 +230,7 @@ fn sampling_probabilities_match_comfyui_processed_probs() {
 #[test]
 fn the_same_seed_gives_the_same_tokens_and_draws_follow_the_probabilities() {
     let r = fixture("greedy.safetensors");
-    let model = load(false);
+    let model = load(BlockHolding::Resident);
     let prompt = ids(&r["prompt_1"]);
     let sampled = |seed: u64| {
         let sampling =

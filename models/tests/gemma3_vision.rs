@@ -6,6 +6,7 @@
 
 use crate::compare::assert_close;
 use candle_core::{DType, Device, IndexOp, Tensor};
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::gemma3::image::comfy_pixel_values;
 use kinograph_models::gemma3::{
     Gemma3Cache, Gemma3TextModel, Gemma3Vision, GemmaLoadOptions, GenerateOptions, IMAGE_PLACEHOLDER_ID,
@@ -76,12 +77,12 @@ fn prompt(text: &Gemma3TextModel, vision: &Gemma3Vision, attention: ImageAttenti
 #[test]
 fn logits_with_an_image_match_causal_and_bidirectional_attention() {
     let r = reference();
-    for (stream_layers, file) in [
-        (false, "gemma_vision/gemma3_vision_tiny.safetensors"),
-        (true, "gemma_vision/gemma3_vision_tiny.safetensors"),
-        (false, "gemma_vision/gemma3_vision_hub.safetensors"),
+    for (layers, file) in [
+        (BlockHolding::Resident, "gemma_vision/gemma3_vision_tiny.safetensors"),
+        (BlockHolding::STREAMED, "gemma_vision/gemma3_vision_tiny.safetensors"),
+        (BlockHolding::Resident, "gemma_vision/gemma3_vision_hub.safetensors"),
     ] {
-        let (text, vision) = load_with(file, GemmaLoadOptions { stream_layers });
+        let (text, vision) = load_with(file, GemmaLoadOptions { layers });
         for (attention, name) in
             [(ImageAttention::Causal, "logits_causal"), (ImageAttention::Bidirectional, "logits_bidirectional")]
         {
@@ -95,7 +96,7 @@ fn logits_with_an_image_match_causal_and_bidirectional_attention() {
             let hidden =
                 text.forward_embeddings_cached(&prompt.embeddings, &mut Gemma3Cache::default(), &blocks).unwrap();
             let logits = text.logits(&hidden).unwrap().squeeze(0).unwrap();
-            let what = format!("{file}, streamed {stream_layers}: {attention:?} logits over the prompt");
+            let what = format!("{file}, {layers:?}: {attention:?} logits over the prompt");
             assert_close(&what, &logits, &r[name], 1e-4);
         }
     }

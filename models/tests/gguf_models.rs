@@ -11,6 +11,7 @@ use crate::compare::{assert_kernel_close, ltx2_data, max_abs_diff};
 use crate::ltx2_transformer::{fixture_inputs, reference as ltx2_reference};
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::fp8::{LinearStorage, WeightStorage};
 use kinograph_models::gguf::GgmlType;
 use kinograph_models::lora::{KeyMap, LoraFile};
@@ -186,17 +187,15 @@ fn ltx2_gguf_runs_resident_and_streamed_close_to_the_f32_model() {
             .unwrap();
     let (expected_video, expected_audio) = run_ltx2(&mut dequantized);
     let mut outputs = Vec::new();
-    for stream_blocks in [false, true] {
-        let options = LoadOptions { stream_blocks, ..LoadOptions::default() };
+    for blocks in [BlockHolding::Resident, BlockHolding::STREAMED, BlockHolding::Streamed { kept: 1 }] {
+        let options = LoadOptions { blocks, ..LoadOptions::default() };
         let mut model = Ltx2Transformer::load(&source, &Device::Cpu, options).unwrap();
-        assert_eq!(model.streams_blocks(), stream_blocks);
+        assert_eq!(model.block_holding(), blocks);
         let (video, audio) = run_ltx2(&mut model);
-        assert_kernel_close(&format!("Q8_0 video, streamed {stream_blocks}"), &video, &expected_video, 1e-5);
-        assert_kernel_close(&format!("Q8_0 audio, streamed {stream_blocks}"), &audio, &expected_audio, 1e-5);
+        assert_kernel_close(&format!("Q8_0 video, {blocks:?}"), &video, &expected_video, 1e-5);
+        assert_kernel_close(&format!("Q8_0 audio, {blocks:?}"), &audio, &expected_audio, 1e-5);
         let (video_error, audio_error) = (relative_error(&video, &f32_video), relative_error(&audio, &f32_audio));
-        println!(
-            "LTX-2 Q8_0, streamed {stream_blocks}: relative L2 error video {video_error:.3e}, audio {audio_error:.3e}"
-        );
+        println!("LTX-2 Q8_0, {blocks:?}: relative L2 error video {video_error:.3e}, audio {audio_error:.3e}");
         assert!(video_error < 0.02 && audio_error < 0.02, "video {video_error}, audio {audio_error}");
         outputs.push((video, audio));
     }

@@ -4,6 +4,7 @@
 
 use crate::compare::{bf16_tiles, max_abs_diff};
 use candle_core::{Device, IndexOp, Tensor};
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::gemma3::sentencepiece::SentencePieceModel;
 use kinograph_models::gemma3::{Gemma3TextModel, GemmaLoadOptions, GemmaTokenizer};
 use kinograph_models::gguf::GgufFile;
@@ -115,11 +116,11 @@ fn gemma_from_an_f32_gguf_matches_transformers() {
 #[test]
 fn gemma_from_a_q8_0_gguf_streams_and_matches_transformers() {
     let source = open("gemma3-tiny-Q8_0.gguf");
-    for stream_layers in [false, true] {
-        let model = Gemma3TextModel::load_gguf(&source, &Device::Cpu, GemmaLoadOptions { stream_layers }).unwrap();
+    for layers in [BlockHolding::Resident, BlockHolding::STREAMED, BlockHolding::Streamed { kept: 1 }] {
+        let model = Gemma3TextModel::load_gguf(&source, &Device::Cpu, GemmaLoadOptions { layers }).unwrap();
         // The very weights the file stores: only arithmetic differs.
         let error = gemma_error(&model, "q8_0");
-        println!("Gemma 3 Q8_0 GGUF (streamed: {stream_layers}) against the stored weights: max abs error {error:.3e}");
+        println!("Gemma 3 Q8_0 GGUF ({layers:?}) against the stored weights: max abs error {error:.3e}");
         // On bf16 tiles each product is rounded to 8 significant bits: under 1 % of the largest value.
         let tolerance = if bf16_tiles() { 0.01 * largest("gemma.f32.") } else { 1e-4 };
         assert!(error < tolerance, "{error}");
@@ -181,7 +182,8 @@ fn t5_gguf_streamed_blocks_match_resident_ones() {
     for file in ["t5-tiny-encoder-F16.gguf", "t5-tiny-encoder-Q8_0.gguf"] {
         let source = open(file);
         let resident = T5Encoder::load_gguf(&source, &Device::Cpu).unwrap();
-        let streamed = T5Encoder::load_gguf_with(&source, &Device::Cpu, T5LoadOptions { stream_blocks: true }).unwrap();
+        let streamed =
+            T5Encoder::load_gguf_with(&source, &Device::Cpu, T5LoadOptions { blocks: BlockHolding::STREAMED }).unwrap();
         assert!(streamed.streams_blocks(), "{file}");
         let expected = resident.forward(&ids, None).unwrap();
         assert_eq!(max_abs_diff(&streamed.forward(&ids, None).unwrap(), &expected), 0.0, "{file}");

@@ -5,6 +5,7 @@
 
 use crate::compare::{assert_close, ltx2_data as data, max_abs_diff};
 use candle_core::{DType, Device, Tensor};
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::fp8::WeightStorage;
 use kinograph_models::ltx2::transformer::{
     AvInputs, AvTimestepRouting, LoadOptions, Ltx2Transformer, Ltx2Version, Perturbation, detect_layout, read_config,
@@ -17,9 +18,9 @@ pub(crate) fn reference(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(data(&format!("ref/{name}.safetensors")), &Device::Cpu).unwrap()
 }
 
-fn model(version: &str, stream_blocks: bool) -> Ltx2Transformer {
+fn model(version: &str, blocks: BlockHolding) -> Ltx2Transformer {
     let path = data(&format!("transformer_{version}.safetensors"));
-    Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions { stream_blocks, ..LoadOptions::default() }).unwrap()
+    Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions { blocks, ..LoadOptions::default() }).unwrap()
 }
 
 /// A fixture case's inputs at the given positions (with its text mask when `masked`, and its keyframe mask
@@ -48,9 +49,9 @@ pub(crate) fn fixture_inputs<'a>(
 }
 
 /// Runs one fixture case and compares both outputs (and the positions and RoPE tables) with diffusers.
-fn check_case(version: &str, case: &str, stream_blocks: bool) {
+fn check_case(version: &str, case: &str, blocks: BlockHolding) {
     let r = reference(&format!("transformer_{version}_{case}"));
-    let mut model = model(version, stream_blocks);
+    let mut model = model(version, blocks);
     let routing = if case == "cross_timestep" { AvTimestepRouting::Cross } else { AvTimestepRouting::Own };
     model.set_av_routing(routing);
     model.set_v2a_after_a2v(false);
@@ -74,7 +75,7 @@ fn check_case(version: &str, case: &str, stream_blocks: bool) {
         isolate_modalities: case == "isolated",
     };
     let (video, audio) = model.forward(&inputs, &perturbation).unwrap();
-    let label = if stream_blocks { format!("{version} {case} (streamed)") } else { format!("{version} {case}") };
+    let label = format!("{version} {case} ({blocks:?})");
     assert_close(&format!("{label} video"), &video, &r["video_out"], 1e-4);
     assert_close(&format!("{label} audio"), &audio, &r["audio_out"], 1e-4);
 }
@@ -100,14 +101,14 @@ fn release_and_sizes_are_read_from_the_tensors_and_metadata() {
 #[test]
 fn ltx20_matches_diffusers() {
     for case in ["t2v", "per_token", "one_frame", "cross_timestep"] {
-        check_case("20", case, false);
+        check_case("20", case, BlockHolding::Resident);
     }
 }
 
 #[test]
 fn ltx23_matches_diffusers() {
     for case in ["t2v", "per_token", "one_frame", "cross_timestep", "stg", "isolated"] {
-        check_case("23", case, false);
+        check_case("23", case, BlockHolding::Resident);
     }
 }
 
@@ -120,14 +121,15 @@ fn ltx25_matches_diffusers() {
     assert_eq!(config.version(), Ltx2Version::V2_5);
     assert!(!config.ff_bias && config.audio_ff_bias && config.keyframes_embedding && !config.prompt_adaln);
     for case in ["t2v", "per_token"] {
-        check_case("25", case, false);
+        check_case("25", case, BlockHolding::Resident);
     }
 }
 
 #[test]
-fn streamed_blocks_give_the_same_result() {
-    check_case("20", "per_token", true);
-    check_case("23", "per_token", true);
+fn streamed_and_partly_streamed_blocks_give_the_same_result() {
+    check_case("20", "per_token", BlockHolding::STREAMED);
+    check_case("23", "per_token", BlockHolding::STREAMED);
+    check_case("20", "per_token", BlockHolding::Streamed { kept: 1 });
 }
 
 /// ComfyUI's routing (gates from the other stream's largest timestep) equals diffusers' per-stream routing
@@ -135,7 +137,7 @@ fn streamed_blocks_give_the_same_result() {
 #[test]
 fn comfyui_routing_equals_the_others_for_one_shared_timestep() {
     let r = reference("transformer_23_t2v");
-    let mut model = model("23", false);
+    let mut model = model("23", BlockHolding::Resident);
     let video_positions = model.video_positions(1, 3, 2, 3, 24.0).unwrap();
     let audio_positions = model.audio_positions(1, 5).unwrap();
     let inputs = fixture_inputs(&r, &video_positions, &audio_positions, true);
@@ -172,10 +174,9 @@ fn partial_and_foreign_files_are_refused_with_what_is_missing() {
     let kept = "model.diffusion_model.transformer_blocks.1.scale_shift_table";
     with_one_tensor.insert(kept.to_string(), full[kept].clone());
     candle_core::safetensors::save(&with_one_tensor, &path).unwrap();
-    for stream_blocks in [false, true] {
-        let error =
-            Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions { stream_blocks, ..LoadOptions::default() })
-                .unwrap_err();
+    for blocks in [BlockHolding::Resident, BlockHolding::STREAMED] {
+        let error = Ltx2Transformer::load_file(&path, &Device::Cpu, LoadOptions { blocks, ..LoadOptions::default() })
+            .unwrap_err();
         assert!(matches!(error, WeightError::Missing { .. }), "{error}");
         assert!(error.to_string().contains("transformer_blocks.1."), "{error}");
     }
@@ -202,8 +203,11 @@ fn lora_updates_apply_to_resident_and_streamed_blocks() {
     use std::collections::BTreeMap;
     let device = Device::Cpu;
     let r = reference("transformer_20_t2v");
-    let layers: BTreeMap<String, (usize, usize)> = model("20", false).linear_layers().unwrap().into_iter().collect();
-    assert_eq!(model("20", true).linear_layers().unwrap().len(), layers.len());
+    let layers: BTreeMap<String, (usize, usize)> =
+        model("20", BlockHolding::Resident).linear_layers().unwrap().into_iter().collect();
+    assert_eq!(model("20", BlockHolding::STREAMED).linear_layers().unwrap().len(), layers.len());
+    let partly = model("20", BlockHolding::Streamed { kept: 1 }).linear_layers().unwrap();
+    assert_eq!(partly.into_iter().collect::<BTreeMap<_, _>>(), layers);
     let targets = ["transformer_blocks.1.audio_to_video_attn.to_q", "patchify_proj"];
     let mut patches = BTreeMap::new();
     let mut merged = candle_core::safetensors::load(data("transformer_20.safetensors"), &device).unwrap();
@@ -241,23 +245,23 @@ fn lora_updates_apply_to_resident_and_streamed_blocks() {
     let inputs = fixture_inputs(&r, &video_positions, &audio_positions, false);
     let (expected_video, expected_audio) = expected_model.forward(&inputs, &Perturbation::default()).unwrap();
     let (base_video, _) = {
-        let mut base = model("20", false);
+        let mut base = model("20", BlockHolding::Resident);
         base.set_av_routing(AvTimestepRouting::Own);
         base.set_v2a_after_a2v(false);
         base.forward(&inputs, &Perturbation::default()).unwrap()
     };
     assert!(max_abs_diff(&base_video, &expected_video) > 1e-2, "the update must change the output");
-    for stream_blocks in [false, true] {
-        let mut patched = model("20", stream_blocks).with_patches(&patches).unwrap();
+    for blocks in [BlockHolding::Resident, BlockHolding::STREAMED, BlockHolding::Streamed { kept: 1 }] {
+        let mut patched = model("20", blocks).with_patches(&patches).unwrap();
         patched.set_av_routing(AvTimestepRouting::Own);
         patched.set_v2a_after_a2v(false);
         let (video, audio) = patched.forward(&inputs, &Perturbation::default()).unwrap();
-        assert_close(&format!("LoRA video (streamed {stream_blocks})"), &video, &expected_video, 1e-4);
-        assert_close(&format!("LoRA audio (streamed {stream_blocks})"), &audio, &expected_audio, 1e-4);
+        assert_close(&format!("LoRA video ({blocks:?})"), &video, &expected_video, 1e-4);
+        assert_close(&format!("LoRA audio ({blocks:?})"), &audio, &expected_audio, 1e-4);
     }
     let mut unknown = BTreeMap::new();
     unknown.insert("transformer_blocks.7.attn1.to_q".to_string(), LayerPatch::default());
-    assert!(model("20", true).with_patches(&unknown).is_err());
+    assert!(model("20", BlockHolding::STREAMED).with_patches(&unknown).is_err());
 }
 
 /// A bf16 file keeps its linear layers in bf16 (widened as they are used) and computes the same as the
@@ -358,7 +362,7 @@ fn files_say_which_parts_they_hold() {
 fn trainer_loras_apply_through_comfyui_keys() {
     use kinograph_models::lora::{KeyMap, LoraFile};
     let device = Device::Cpu;
-    let base = model("23", true);
+    let base = model("23", BlockHolding::STREAMED);
     let layers = base.linear_layers().unwrap();
     let shapes: HashMap<String, (usize, usize)> = layers.iter().cloned().collect();
     let targets =
@@ -450,9 +454,12 @@ fn scaled_fp8_files_compute_with_their_dequantised_weights() {
         }
         let fp8 = Arc::new(WeightSource::open(&[save(&quantised, "fp8.safetensors")]).unwrap());
         assert_eq!(detect_layout(&fp8).unwrap().storage_dtype(&fp8).unwrap(), DType::BF16);
-        let mut model =
-            Ltx2Transformer::load(&fp8, &device, LoadOptions { stream_blocks: true, ..LoadOptions::default() })
-                .unwrap();
+        let mut model = Ltx2Transformer::load(
+            &fp8,
+            &device,
+            LoadOptions { blocks: BlockHolding::STREAMED, ..LoadOptions::default() },
+        )
+        .unwrap();
         let mut reference_model =
             Ltx2Transformer::load_file(&save(&dequantised, "dequantised.safetensors"), &device, LoadOptions::default())
                 .unwrap();

@@ -4,6 +4,7 @@
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::ltxv::transformer::{
     LtxvTransformer, RopePositions, RopeTables, RotaryPosEmbed, WeightLayout, detect_layout, pack_latents,
     pixel_video_coords, read_config, text_bias, unpack_latents,
@@ -140,7 +141,7 @@ fn block_zero_matches_diffusers() {
         let rope = RopeTables::from_full(&reference["block0.in.rope_cos"], &reference["block0.in.rope_sin"]).unwrap();
         let bias = text_bias(&reference["encoder_attention_mask"]).unwrap();
         assert_close(&format!("{case} bias"), &bias, &reference["block0.in.encoder_attention_bias"], 0.0);
-        let out = model.blocks().unwrap()[0]
+        let out = model.resident_blocks()[0]
             .forward(
                 &reference["block0.in.hidden_states"],
                 &reference["block0.in.encoder_hidden_states"],
@@ -221,38 +222,47 @@ fn streamed_blocks_compute_what_resident_blocks_compute() {
         for storage in [LinearStorage::AsStored, LinearStorage::Fp8(Fp8Format::E4M3Fn)] {
             let what = format!("{what}, {storage:?}");
             let source = Arc::new(WeightSource::open(&files).unwrap());
-            let load = |stream_blocks| {
-                LtxvTransformer::load_with_options(&source, &device, LtxvLoadOptions { storage, stream_blocks })
-                    .unwrap()
+            let load = |blocks| {
+                LtxvTransformer::load_with_options(&source, &device, LtxvLoadOptions { storage, blocks }).unwrap()
             };
-            let (resident, streamed) = (load(false), load(true));
-            assert!(!resident.streams_blocks() && streamed.streams_blocks(), "{what}");
-            assert!(streamed.blocks().is_none() && streamed.block_count() == 2, "{what}");
-            let layers = resident.linear_layers().unwrap();
-            assert_eq!(streamed.linear_layers().unwrap(), layers, "{what}");
-            assert_eq!(streamed.linear_storage().unwrap(), resident.linear_storage().unwrap(), "{what}");
-            assert_eq!(streamed.other_parameter_names(), resident.other_parameter_names(), "{what}");
-            let expected = forward(&resident);
-            assert_eq!(max_abs_diff(&forward(&streamed), &expected), 0.0, "{what}");
-
-            let shapes: BTreeMap<String, (usize, usize)> = layers.into_iter().collect();
-            let mut patches = BTreeMap::new();
-            for name in ["transformer_blocks.1.attn1.to_q", "patchify_proj"] {
-                let (out, inputs) = shapes[name];
-                let down = Tensor::randn(0f32, 0.3, (2, inputs), &device).unwrap();
-                let up = Tensor::randn(0f32, 0.3, (out, 2), &device).unwrap();
-                let delta = WeightDelta::LowRank {
-                    down_t: down.t().unwrap().contiguous().unwrap(),
-                    up_t: up.t().unwrap().contiguous().unwrap(),
-                    scale: 0.7,
+            let resident = load(BlockHolding::Resident);
+            assert!(!resident.streams_blocks() && resident.resident_blocks().len() == 2, "{what}");
+            for blocks in [BlockHolding::STREAMED, BlockHolding::Streamed { kept: 1 }] {
+                let what = format!("{what}, {blocks:?}");
+                let streamed = load(blocks);
+                assert!(streamed.streams_blocks() && streamed.block_count() == 2, "{what}");
+                assert_eq!(streamed.block_holding(), blocks, "{what}");
+                let kept = match blocks {
+                    BlockHolding::Streamed { kept } => kept,
+                    BlockHolding::Resident => 2,
                 };
-                patches.insert(name.to_string(), LayerPatch { weight: Some(delta), ..LayerPatch::default() });
+                assert_eq!(streamed.resident_blocks().len(), kept, "{what}");
+                let layers = resident.linear_layers().unwrap();
+                assert_eq!(streamed.linear_layers().unwrap(), layers, "{what}");
+                assert_eq!(streamed.linear_storage().unwrap(), resident.linear_storage().unwrap(), "{what}");
+                assert_eq!(streamed.other_parameter_names(), resident.other_parameter_names(), "{what}");
+                let expected = forward(&resident);
+                assert_eq!(max_abs_diff(&forward(&streamed), &expected), 0.0, "{what}");
+
+                let shapes: BTreeMap<String, (usize, usize)> = layers.into_iter().collect();
+                let mut patches = BTreeMap::new();
+                for name in ["transformer_blocks.1.attn1.to_q", "transformer_blocks.0.attn1.to_k", "patchify_proj"] {
+                    let (out, inputs) = shapes[name];
+                    let down = Tensor::randn(0f32, 0.3, (2, inputs), &device).unwrap();
+                    let up = Tensor::randn(0f32, 0.3, (out, 2), &device).unwrap();
+                    let delta = WeightDelta::LowRank {
+                        down_t: down.t().unwrap().contiguous().unwrap(),
+                        up_t: up.t().unwrap().contiguous().unwrap(),
+                        scale: 0.7,
+                    };
+                    patches.insert(name.to_string(), LayerPatch { weight: Some(delta), ..LayerPatch::default() });
+                }
+                let patched = forward(&resident.with_patches(&patches).unwrap());
+                assert!(max_abs_diff(&patched, &expected) > 1e-3, "{what}: the LoRA changes the output");
+                assert_eq!(max_abs_diff(&forward(&streamed.with_patches(&patches).unwrap()), &patched), 0.0, "{what}");
+                let unknown = BTreeMap::from([("transformer_blocks.5.attn1.to_q".to_string(), LayerPatch::default())]);
+                assert!(streamed.with_patches(&unknown).is_err(), "{what}");
             }
-            let patched = forward(&resident.with_patches(&patches).unwrap());
-            assert!(max_abs_diff(&patched, &expected) > 1e-3, "{what}: the LoRA changes the output");
-            assert_eq!(max_abs_diff(&forward(&streamed.with_patches(&patches).unwrap()), &patched), 0.0, "{what}");
-            let unknown = BTreeMap::from([("transformer_blocks.5.attn1.to_q".to_string(), LayerPatch::default())]);
-            assert!(streamed.with_patches(&unknown).is_err(), "{what}");
         }
     }
 
@@ -263,7 +273,7 @@ fn streamed_blocks_compute_what_resident_blocks_compute() {
     let path = folder.path().join("missing.safetensors");
     candle_core::safetensors::save(&tensors, &path).unwrap();
     let source = Arc::new(WeightSource::open(&[&path]).unwrap());
-    let options = LtxvLoadOptions { stream_blocks: true, ..LtxvLoadOptions::default() };
+    let options = LtxvLoadOptions { blocks: BlockHolding::STREAMED, ..LtxvLoadOptions::default() };
     let error = LtxvTransformer::load_with_options(&source, &device, options).unwrap_err();
     assert!(matches!(&error, WeightError::Missing { tensor, .. } if tensor == missing), "{error}");
 }

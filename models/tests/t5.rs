@@ -8,6 +8,7 @@
 //!   only the order of f32 operations could differ).
 
 use candle_core::{DType, Device, Tensor};
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::t5::{
     COMFY_BUNDLED_PREFIX, T5Config, T5Encoder, T5LoadOptions, T5Tokenizer, TokenLength, Tokens,
     relative_position_bucket,
@@ -264,14 +265,14 @@ fn low_rank_patch(shape: (usize, usize)) -> kinograph_models::lora::LayerPatch {
     LayerPatch { weight: Some(delta), ..LayerPatch::default() }
 }
 
-/// Streamed blocks (read from the file as the forward pass reaches them) compute what resident blocks
-/// compute, bit for bit: with and without the mask, with prompt weights, with a LoRA on two blocks, from
+/// Streamed blocks (read from the file as the forward pass reaches them), all of them or all but the first,
+/// compute what resident blocks compute, bit for bit: with and without the mask, with prompt weights, with a LoRA on two blocks, from
 /// f32 and bf16 files and under ComfyUI's bundled prefix. A file missing a later block's tensor fails at
 /// load time.
 #[test]
 fn streamed_blocks_compute_what_resident_blocks_compute() {
     let folder = tempfile::tempdir().unwrap();
-    let streamed = T5LoadOptions { stream_blocks: true };
+    let streamed = T5LoadOptions { blocks: BlockHolding::STREAMED };
     let bf16: HashMap<String, Tensor> =
         diffusers_tensors().into_iter().map(|(name, tensor)| (name, tensor.to_dtype(DType::BF16).unwrap())).collect();
     let bundled: HashMap<String, Tensor> = diffusers_tensors()
@@ -289,10 +290,13 @@ fn streamed_blocks_compute_what_resident_blocks_compute() {
         attention_mask: vec![1, 1, 1, 1, 1, 0, 0, 0],
         weights: vec![1.0, 1.3, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0],
     };
-    for (what, source) in &sources {
+    let holdings = [streamed, T5LoadOptions { blocks: BlockHolding::Streamed { kept: 1 } }];
+    for ((what, source), options) in sources.iter().flat_map(|source| holdings.iter().map(move |h| (source, *h))) {
+        let what = format!("{what}, {:?}", options.blocks);
         let resident = T5Encoder::load(source, &Device::Cpu).unwrap();
-        let stream = T5Encoder::load_with(source, &Device::Cpu, streamed).unwrap();
+        let stream = T5Encoder::load_with(source, &Device::Cpu, options).unwrap();
         assert!(!resident.streams_blocks() && stream.streams_blocks(), "{what}");
+        assert_eq!(stream.block_holding(), options.blocks, "{what}");
         assert_eq!(stream.storage_dtype(), resident.storage_dtype(), "{what}: the embedding stays in the file's dtype");
         let layers = resident.linear_layers().unwrap();
         assert_eq!(stream.linear_layers().unwrap(), layers, "{what}");

@@ -8,6 +8,7 @@
 use crate::demo::randomise;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::gemma3::vision::{Gemma3Projector, SiglipVisionModel};
 use kinograph_models::gemma3::{Gemma3Config, Gemma3TextModel, Gemma3VisionConfig};
 use kinograph_models::ltx2::audio::{
@@ -230,7 +231,7 @@ fn checkpoint_tensors(release: Release) -> Result<(BTreeMap<String, Tensor>, Val
     let mut tensors = BTreeMap::new();
 
     let (map, vb) = varmap();
-    Ltx2Transformer::new(&config, &vb, false).map_err(built("transformer"))?;
+    Ltx2Transformer::new(&config, &vb, BlockHolding::Resident).map_err(built("transformer"))?;
     tensors.extend(randomise(&map, "model.diffusion_model.", 21).map_err(built("transformer"))?);
 
     let widths = [("video", config.inner_dim()), ("audio", config.audio_inner_dim())];
@@ -314,7 +315,7 @@ fn gemma_metadata() -> Value {
 /// The Gemma file's tensors: the text model, and the vision tower and projector that image prompts use.
 fn gemma_tensors() -> Result<BTreeMap<String, Tensor>, String> {
     let (map, vb) = varmap();
-    Gemma3TextModel::new(&gemma_config(), &vb.pp("model"), false).map_err(built("Gemma"))?;
+    Gemma3TextModel::new(&gemma_config(), &vb.pp("model"), BlockHolding::Resident).map_err(built("Gemma"))?;
     let mut tensors = randomise(&map, "", 28).map_err(built("Gemma"))?;
     let (map, vb) = varmap();
     SiglipVisionModel::new(&vision_config(), &vb.pp("vision_model")).map_err(built("Gemma vision tower"))?;
@@ -335,7 +336,7 @@ fn upsampler_tensors() -> Result<BTreeMap<String, Tensor>, String> {
 fn lora_tensors(release: Release) -> Result<BTreeMap<String, Tensor>, String> {
     let config = transformer_config(release);
     let (_map, vb) = varmap();
-    let model = Ltx2Transformer::new(&config, &vb, false).map_err(built("transformer"))?;
+    let model = Ltx2Transformer::new(&config, &vb, BlockHolding::Resident).map_err(built("transformer"))?;
     let layers = model.linear_layers().map_err(built("LoRA"))?;
     let mut generator = TorchGenerator::new(30);
     let mut tensors = BTreeMap::new();

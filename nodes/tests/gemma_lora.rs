@@ -5,6 +5,7 @@
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use kinograph_engine::{Environment, ExecutionContext, ModelFolders, NodeError, NodeInputs, Value};
+use kinograph_models::block_stack::BlockHolding;
 use kinograph_models::gemma3::{Gemma3TextModel, GemmaLoadOptions, GemmaTokenizer};
 use kinograph_models::ltx2::transformer::{AvInputs, AvTimestepRouting, LoadOptions, Ltx2Transformer, Perturbation};
 use kinograph_models::weights::WeightSource;
@@ -26,10 +27,10 @@ fn expected() -> HashMap<String, Tensor> {
 }
 
 /// A CLIP as `LTXAVTextEncoderLoader` gives it, with the tiny Gemma (the tokenizer and connectors are not used).
-fn gemma_clip(stream_layers: bool) -> Arc<TextEncoder> {
+fn gemma_clip(layers: BlockHolding) -> Arc<TextEncoder> {
     let gemma_file = data("gemma3_tiny.safetensors");
     let source = Arc::new(WeightSource::open(std::slice::from_ref(&gemma_file)).unwrap());
-    let model = Gemma3TextModel::load(&source, &Device::Cpu, GemmaLoadOptions { stream_layers }).unwrap();
+    let model = Gemma3TextModel::load(&source, &Device::Cpu, GemmaLoadOptions { layers }).unwrap();
     let tokenizer = GemmaTokenizer::from_sentencepiece_file(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/data/gemma_tokenizer/gemma_bpe.model"),
     )
@@ -141,8 +142,8 @@ fn assert_states(what: &str, states: &[Tensor], r: &HashMap<String, Tensor>, cas
 fn gemma_lora_matches_transformers_in_both_key_formats() {
     let r = expected();
     let loras = data("loras");
-    for stream_layers in [false, true] {
-        let clip = gemma_clip(stream_layers);
+    for layers in [BlockHolding::Resident, BlockHolding::STREAMED, BlockHolding::Streamed { kept: 1 }] {
+        let clip = gemma_clip(layers);
         assert_states("base", &hidden_states(&clip, &r), &r, "base", 1e-4);
         for (file, strength, case) in
             [("gemma_lora_comfy.safetensors", 1.0, "comfy"), ("gemma_lora_peft.safetensors", 0.7, "peft")]
@@ -150,7 +151,7 @@ fn gemma_lora_matches_transformers_in_both_key_formats() {
             let (_, patched, warnings) = lora_loader(ltx2_model(), clip.clone(), &loras, file, 1.0, strength).unwrap();
             assert!(warnings.is_empty(), "{file}: {warnings}");
             let error = assert_states(file, &hidden_states(&patched, &r), &r, case, 1e-4);
-            eprintln!("{file} (streamed {stream_layers}): largest difference {error:e}");
+            eprintln!("{file} ({layers:?}): largest difference {error:e}");
             // The input CLIP is left as it was.
             assert_states("input after patching", &hidden_states(&clip, &r), &r, "base", 1e-4);
         }
@@ -167,8 +168,15 @@ fn gemma_lora_matches_transformers_in_both_key_formats() {
 #[test]
 fn generation_uses_the_patched_layers() {
     let r = expected();
-    let (_, patched, _) =
-        lora_loader(ltx2_model(), gemma_clip(false), &data("loras"), "gemma_lora_comfy.safetensors", 1.0, 1.0).unwrap();
+    let (_, patched, _) = lora_loader(
+        ltx2_model(),
+        gemma_clip(BlockHolding::Resident),
+        &data("loras"),
+        "gemma_lora_comfy.safetensors",
+        1.0,
+        1.0,
+    )
+    .unwrap();
     let model = &patched.gemma.as_ref().unwrap().model;
     let ids = r["input_ids"].i((0..1, ..)).unwrap().to_dtype(DType::U32).unwrap();
     let mut cache = kinograph_models::gemma3::Gemma3Cache::default();
@@ -183,7 +191,7 @@ fn generation_uses_the_patched_layers() {
 fn strength_zero_and_the_model_side_are_unchanged() {
     let r = expected();
     let loras = data("loras");
-    let clip = gemma_clip(false);
+    let clip = gemma_clip(BlockHolding::Resident);
     let base = hidden_states(&clip, &r);
     let (model, unchanged, warnings) =
         lora_loader(ltx2_model(), clip.clone(), &loras, "gemma_lora_comfy.safetensors", 1.0, 0.0).unwrap();
@@ -233,7 +241,7 @@ fn ltx2_forward(model: &DiffusionModel) -> (Tensor, Tensor) {
 #[test]
 fn a_lora_that_matches_nothing_warns() {
     let r = expected();
-    let clip = gemma_clip(false);
+    let clip = gemma_clip(BlockHolding::Resident);
     let (_, patched, warnings) =
         lora_loader(ltx2_model(), clip, &data("loras"), "gemma_lora_unmatched.safetensors", 1.0, 1.0).unwrap();
     assert!(
@@ -249,10 +257,10 @@ fn a_lora_that_matches_nothing_warns() {
 #[test]
 fn embedding_and_norm_updates_match_transformers() {
     let r = expected();
-    for stream_layers in [false, true] {
+    for layers in [BlockHolding::Resident, BlockHolding::STREAMED, BlockHolding::Streamed { kept: 1 }] {
         let (_, patched, warnings) = lora_loader(
             ltx2_model(),
-            gemma_clip(stream_layers),
+            gemma_clip(layers),
             &data("loras"),
             "gemma_lora_embed_norm.safetensors",
             1.0,
@@ -272,7 +280,7 @@ fn embedding_and_norm_updates_match_transformers() {
             .max(max_abs_diff(&logits.i((1, 4..)).unwrap(), &expected.i((1, 4..)).unwrap()));
         assert!(logits_error <= 1e-4, "logits differ by {logits_error}");
         assert!(max_abs_diff(expected, &r["logits_base"]) > 1e-2);
-        eprintln!("embedding and norms (streamed {stream_layers}): states {error:e}, logits {logits_error:e}");
+        eprintln!("embedding and norms ({layers:?}): states {error:e}, logits {logits_error:e}");
     }
 }
 
@@ -289,7 +297,8 @@ fn a_lora_on_the_feature_projection_is_refused() {
     .into();
     candle_core::safetensors::save(&tensors, dir.path().join("projection.safetensors")).unwrap();
     let error =
-        lora_loader(ltx2_model(), gemma_clip(false), dir.path(), "projection.safetensors", 1.0, 1.0).unwrap_err();
+        lora_loader(ltx2_model(), gemma_clip(BlockHolding::Resident), dir.path(), "projection.safetensors", 1.0, 1.0)
+            .unwrap_err();
     assert!(error.to_string().contains("text_embedding_projection"), "{error}");
 }
 
@@ -308,7 +317,8 @@ fn one_file_patches_the_model_and_gemma() {
     candle_core::safetensors::save(&tensors, dir.path().join("both.safetensors")).unwrap();
 
     let (model, clip, warnings) =
-        lora_loader(ltx2_model(), gemma_clip(true), dir.path(), "both.safetensors", 1.0, 1.0).unwrap();
+        lora_loader(ltx2_model(), gemma_clip(BlockHolding::STREAMED), dir.path(), "both.safetensors", 1.0, 1.0)
+            .unwrap();
     assert!(warnings.is_empty(), "{warnings}");
     assert_states("Gemma side", &hidden_states(&clip, &r), &r, "comfy", 1e-4);
     let (base_video, _) = ltx2_forward(&ltx2_model());
@@ -317,7 +327,8 @@ fn one_file_patches_the_model_and_gemma() {
 
     // Strength 0 for the model: Gemma patched, the model as it was.
     let (model, clip, _) =
-        lora_loader(ltx2_model(), gemma_clip(false), dir.path(), "both.safetensors", 0.0, 1.0).unwrap();
+        lora_loader(ltx2_model(), gemma_clip(BlockHolding::Resident), dir.path(), "both.safetensors", 0.0, 1.0)
+            .unwrap();
     assert_states("Gemma side, model at 0", &hidden_states(&clip, &r), &r, "comfy", 1e-4);
     assert_eq!(max_abs_diff(&base_video, &ltx2_forward(&model).0), 0.0);
 }

@@ -34,7 +34,8 @@ pub fn bench_gemma_layers(
     config.num_hidden_layers = layers;
     config.layer_types = Gemma3Config::pattern(layers, 6);
     let start = Instant::now();
-    let model = Gemma3TextModel::new(&config, &random_var_builder(dtype, device)?, false)?;
+    let model =
+        Gemma3TextModel::new(&config, &random_var_builder(dtype, device)?, crate::block_stack::BlockHolding::Resident)?;
     let build = start.elapsed();
     let ids: Vec<u32> = (0..tokens).map(|i| (i * 7 % config.vocab_size) as u32).collect();
     let ids = Tensor::from_vec(ids, (1, tokens), device)?;

@@ -5,7 +5,7 @@
 //!
 //! The cache holds every layer's rotated keys and values; a sliding layer keeps only its last
 //! `sliding_window` (1024 in the 12B model), so 40 of the 12B model's 48 layers stay bounded. With
-//! streamed layers ([`super::GemmaLoadOptions::stream_layers`]) each pass reads every layer from the mapped
+//! streamed layers ([`super::GemmaLoadOptions::layers`]) each pass reads every layer from the mapped
 //! file again: a token costs a read of all the layer weights (about 22 GB for the 12B model in bf16), which
 //! is why a model that fits should be resident for generation.
 

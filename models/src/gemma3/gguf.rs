@@ -97,11 +97,11 @@ impl Gemma3TextModel {
         let config = gguf_config(&gguf)?;
         let dtype = source.common_dtype(source.names(), "Gemma 3 weights")?;
         let vb = LlamaCppBackend::var_builder(source, TextArchitecture::Gemma3, dtype, device);
-        let model = Gemma3TextModel::new(&config, &vb, options.stream_layers).map_err(|e| source.explain(&e))?;
+        let model = Gemma3TextModel::new(&config, &vb, options.layers).map_err(|e| source.explain(&e))?;
         let unexpected: Vec<String> = source
             .unused("")
             .into_iter()
-            .filter(|name| name != "output.weight" && !(options.stream_layers && name.starts_with("blk.")))
+            .filter(|name| name != "output.weight" && !(options.layers.streams() && name.starts_with("blk.")))
             .collect();
         if let Some(first) = unexpected.first() {
             return Err(WeightError::Unexpected { file: source.file_of(first), tensors: unexpected });

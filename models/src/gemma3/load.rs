@@ -5,6 +5,7 @@
 
 use super::config::Gemma3Config;
 use super::model::Gemma3TextModel;
+use crate::block_stack::BlockHolding;
 use crate::weights::{WeightError, WeightSource};
 use candle_core::Device;
 use std::sync::Arc;
@@ -15,8 +16,8 @@ const PREFIXES: [&str; 4] = ["model.language_model.", "language_model.model.", "
 /// How to hold the weights.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GemmaLoadOptions {
-    /// Read each layer from the mapped file when it is used instead of keeping all of them in memory.
-    pub stream_layers: bool,
+    /// Which layers stay in memory; the others are read from the mapped file when they are used.
+    pub layers: BlockHolding,
 }
 
 /// The prefix of the text model in `source`.
@@ -110,14 +111,14 @@ impl Gemma3TextModel {
         };
         let dtype = source.common_dtype(text_names(), "Gemma 3 weights")?;
         let vb = source.var_builder(prefix.trim_end_matches('.'), dtype, device);
-        let model = Gemma3TextModel::new(&config, &vb, options.stream_layers).map_err(|e| source.explain(&e))?;
+        let model = Gemma3TextModel::new(&config, &vb, options.layers).map_err(|e| source.explain(&e))?;
         let unexpected: Vec<String> = source
             .unused(&prefix)
             .into_iter()
             .filter(|name| {
                 let local = &name[prefix.len()..];
                 let other_model = PREFIXES.iter().any(|p| p.len() > prefix.len() && name.starts_with(p));
-                let streamed = options.stream_layers && local.starts_with("layers.");
+                let streamed = options.layers.streams() && local.starts_with("layers.");
                 !(other_model || streamed || local.starts_with("vision") || local.starts_with("multi_modal_projector"))
             })
             .collect();

@@ -14,13 +14,13 @@
 //! both prefixes ComfyUI reads are in [`crate::lora::KeyMap::gemma_text_encoder`]).
 
 use super::config::Gemma3Config;
-use super::model::{Gemma3Layer, Gemma3TextModel, Layers};
+use super::model::{Gemma3Layer, Gemma3TextModel};
+use crate::block_stack::StackBlock;
 use crate::lora::{LayerPatch, patch_layers};
 use crate::ops::stored_linear::StoredLinear;
 use candle_core::{Device, Result, Tensor};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
 
 /// The projections of one layer with their weights' `(out, in)`.
 fn layer_projections(config: &Gemma3Config) -> [(&'static str, (usize, usize)); 7] {
@@ -94,23 +94,7 @@ impl Gemma3TextModel {
         if let Some(delta) = patches.get("norm").and_then(|patch| patch.vector.as_ref()) {
             patched.norm = patched.norm.patched(delta)?;
         }
-        match &mut patched.layers {
-            Layers::Resident(layers) => {
-                for (index, layer) in layers.iter_mut().enumerate() {
-                    layer.apply_patches(&layer_subset(patches, index))?;
-                }
-            }
-            Layers::Streamed(_) => {
-                let layer_patches: BTreeMap<String, LayerPatch> = patches
-                    .iter()
-                    .filter(|(name, _)| name.starts_with("layers."))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                let mut sets = (*self.layer_patches).clone();
-                sets.push(layer_patches);
-                patched.layer_patches = Arc::new(sets);
-            }
-        }
+        patched.layers = self.layers.with_patches(patches)?;
         Ok(patched)
     }
 }
@@ -125,15 +109,10 @@ const NORMS: [(&str, bool); 6] = [
     ("self_attn.k_norm", true),
 ];
 
-/// The patches of layer `index` (`layers.{index}.<name>`), by their names under the layer.
-pub(super) fn layer_subset(patches: &BTreeMap<String, LayerPatch>, index: usize) -> BTreeMap<String, LayerPatch> {
-    crate::lora::patches_under(patches, &format!("layers.{index}."))
-}
-
-impl Gemma3Layer {
+impl StackBlock for Gemma3Layer {
     /// Adds `patches` (by names under the layer): weight updates to the projections, full differences to the
     /// norms. Fails on a name the layer does not have.
-    pub(super) fn apply_patches(&mut self, patches: &BTreeMap<String, LayerPatch>) -> Result<()> {
+    fn apply_patches(&mut self, patches: &BTreeMap<String, LayerPatch>) -> Result<()> {
         if patches.is_empty() {
             return Ok(());
         }

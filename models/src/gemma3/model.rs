@@ -12,15 +12,13 @@
 //! keys and values from a [`Gemma3Cache`], for generation ([`super::generate()`]).
 
 use super::config::{Gemma3Config, LayerType, RopeParameters};
+use crate::block_stack::{BlockHolding, BlockStack};
 use crate::lora::{LayerPatch, WeightDelta};
 use crate::ops::activations::{gelu_tanh, softmax_last_dim};
 use crate::ops::stored_linear::StoredLinear;
-use crate::weights::each_streamed_block;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
-use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::Arc;
 
 /// A large negative logit for masked keys: finite, so that a fully masked row (a padding query) stays
 /// finite instead of turning into NaN.
@@ -241,14 +239,6 @@ impl Gemma3Cache {
     }
 }
 
-/// Where the layers' weights are.
-#[derive(Clone)]
-pub(super) enum Layers {
-    Resident(Vec<Gemma3Layer>),
-    /// Read from the mapped file as each is used.
-    Streamed(VarBuilder<'static>),
-}
-
 /// Gemma 3's text decoder, used as an encoder.
 #[derive(Clone)]
 pub struct Gemma3TextModel {
@@ -257,10 +247,7 @@ pub struct Gemma3TextModel {
     /// LoRA updates of the embedding table, which is also the (tied) output table.
     pub(super) embed_deltas: Vec<WeightDelta>,
     embed_scale: f64,
-    pub(super) layers: Layers,
-    /// LoRA updates of streamed layers (one map per LoRA, by full layer name such as
-    /// `layers.3.self_attn.q_proj`), applied in order as each layer is read.
-    pub(super) layer_patches: Arc<Vec<BTreeMap<String, LayerPatch>>>,
+    pub(super) layers: BlockStack<Gemma3Layer>,
     pub(super) norm: GemmaNorm,
 }
 
@@ -268,8 +255,8 @@ impl std::fmt::Debug for Gemma3TextModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gemma3TextModel")
             .field("config", &self.config)
-            .field("streamed", &matches!(self.layers, Layers::Streamed(_)))
-            .field("lora_sets", &self.layer_patches.len())
+            .field("layers", &self.layers.holding())
+            .field("streamed_lora_sets", &self.layers.streamed_patch_sets())
             .finish_non_exhaustive()
     }
 }
@@ -277,28 +264,20 @@ impl std::fmt::Debug for Gemma3TextModel {
 impl Gemma3TextModel {
     /// Builds the model from a `VarBuilder` rooted at the text model (`model.` in transformers'
     /// `Gemma3ForCausalLM` and ComfyUI files): `embed_tokens`, `layers.{i}`, `norm`. The builder's dtype is
-    /// the dtype the projections and the embedding table are kept in.
-    pub fn new(config: &Gemma3Config, vb: &VarBuilder<'static>, stream_layers: bool) -> Result<Self> {
+    /// the dtype the projections and the embedding table are kept in. The layers are held as `holding` says:
+    /// those not kept are read from `vb` whenever a forward pass reaches them ([`BlockStack`]).
+    pub fn new(config: &Gemma3Config, vb: &VarBuilder<'static>, holding: BlockHolding) -> Result<Self> {
         let embed_tokens = vb.pp("embed_tokens").get((config.vocab_size, config.hidden_size), "weight")?;
         let embed_scale = rounded_scale(config.hidden_size, embed_tokens.dtype())?;
-        let layers_vb = vb.pp("layers");
-        let layers = if stream_layers {
-            Gemma3Layer::new(config, &layers_vb.pp(0))?;
-            Layers::Streamed(layers_vb)
-        } else {
-            Layers::Resident(
-                (0..config.num_hidden_layers)
-                    .map(|i| Gemma3Layer::new(config, &layers_vb.pp(i)))
-                    .collect::<Result<_>>()?,
-            )
-        };
+        let layers = BlockStack::load("layers.", config.num_hidden_layers, holding, &vb.pp("layers"), |vb| {
+            Gemma3Layer::new(config, vb)
+        })?;
         Ok(Gemma3TextModel {
             config: config.clone(),
             embed_tokens,
             embed_deltas: Vec::new(),
             embed_scale,
             layers,
-            layer_patches: Arc::default(),
             norm: GemmaNorm::new(config.hidden_size, config.rms_norm_eps, &vb.pp("norm"))?,
         })
     }
@@ -407,26 +386,13 @@ impl Gemma3TextModel {
 
     /// Calls `visit` with each layer in order: resident layers as they are, streamed ones read from the
     /// mapped file, layer i + 1 on another thread while layer i computes.
-    fn each_layer(&self, mut visit: impl FnMut(usize, &Gemma3Layer) -> Result<()>) -> Result<()> {
-        let count = self.config.num_hidden_layers;
-        match &self.layers {
-            Layers::Resident(layers) => layers.iter().enumerate().try_for_each(|(index, layer)| visit(index, layer)),
-            Layers::Streamed(vb) => each_streamed_block(
-                count,
-                "a Gemma layer",
-                |index| self.read_layer(vb, index),
-                |index, layer| visit(index, &layer),
-            ),
-        }
+    fn each_layer(&self, visit: impl FnMut(usize, &Gemma3Layer) -> Result<()>) -> Result<()> {
+        self.layers.each("a Gemma layer", |vb| Gemma3Layer::new(&self.config, vb), visit)
     }
 
-    /// Reads layer `index` from the mapped file and applies its LoRA updates.
-    pub(super) fn read_layer(&self, vb: &VarBuilder<'static>, index: usize) -> Result<Gemma3Layer> {
-        let mut layer = Gemma3Layer::new(&self.config, &vb.pp(index))?;
-        for set in self.layer_patches.iter() {
-            layer.apply_patches(&super::lora::layer_subset(set, index))?;
-        }
-        Ok(layer)
+    /// How the layers are held.
+    pub fn layer_holding(&self) -> BlockHolding {
+        self.layers.holding()
     }
 
     /// The next-token logits of hidden states `[B, T, D]` (the final norm's output), through the embedding

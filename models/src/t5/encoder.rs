@@ -8,28 +8,29 @@
 //! rows at a time, just before that band's matmul, and the f32 band is dropped right after. All arithmetic
 //! is f32.
 //!
-//! The blocks are either all in memory or streamed: read from the weight file when a forward pass reaches
-//! them, block i + 1 on another thread while block i computes, so that T5-XXL (9.5 GB in bf16) runs holding
-//! its embedding table and two blocks (about 1 GB). Both give the same outputs, bit for bit.
+//! The blocks are all in memory, or the first few in memory and the others streamed: read from the weight
+//! file when a forward pass reaches them, block i + 1 on another thread while block i computes, so that
+//! T5-XXL (9.5 GB in bf16) runs holding its embedding table and two blocks (about 1 GB). Every holding gives
+//! the same outputs, bit for bit ([`BlockStack`]).
 
 use super::block::{RelativePositionBias, T5Block, T5LayerNorm};
 use super::config::T5Config;
 use super::tokenizer::{END_TOKEN, PAD_TOKEN, Tokens};
-use crate::lora::{LayerPatch, patch_layers, patches_under};
+use crate::block_stack::{BlockHolding, BlockStack, StackBlock};
+use crate::lora::{LayerPatch, patch_layers};
 use crate::ops::stored_linear::StoredLinear;
-use crate::weights::each_streamed_block;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-/// Where the blocks' weights are.
-#[derive(Clone)]
-enum Blocks {
-    /// Built once, kept in memory.
-    Resident(Vec<T5Block>),
-    /// Read from the weight file (under `encoder.block`) each time a forward pass reaches them.
-    Streamed(VarBuilder<'static>),
+/// The blocks' name in the checkpoint.
+const BLOCKS: &str = "encoder.block.";
+
+impl StackBlock for T5Block {
+    fn apply_patches(&mut self, patches: &BTreeMap<String, LayerPatch>) -> Result<()> {
+        let layers = self.linears_mut().into_iter().map(|(name, layer)| (name.to_string(), layer)).collect();
+        patch_layers(layers, patches, StoredLinear::patched)
+    }
 }
 
 /// The T5 v1.1 encoder (transformers' `T5EncoderModel`), built from HF tensor names.
@@ -40,10 +41,7 @@ pub struct T5Encoder {
     embedding: Tensor,
     /// Block 0's table, shared by every block; `None` for an encoder without blocks.
     position_bias: Option<RelativePositionBias>,
-    blocks: Blocks,
-    /// LoRA updates of streamed blocks (one map per LoRA, by full layer name such as
-    /// `encoder.block.3.layer.0.SelfAttention.q`), applied in order as each block is read.
-    block_patches: Arc<Vec<BTreeMap<String, LayerPatch>>>,
+    blocks: BlockStack<T5Block>,
     final_layer_norm: T5LayerNorm,
     device: Device,
 }
@@ -53,8 +51,8 @@ impl std::fmt::Debug for T5Encoder {
         f.debug_struct("T5Encoder")
             .field("config", &self.config)
             .field("storage", &self.embedding.dtype())
-            .field("streamed", &self.streams_blocks())
-            .field("lora_sets", &self.block_patches.len())
+            .field("blocks", &self.blocks.holding())
+            .field("streamed_lora_sets", &self.blocks.streamed_patch_sets())
             .finish_non_exhaustive()
     }
 }
@@ -69,22 +67,20 @@ impl T5Encoder {
         let blocks = (0..config.num_layers)
             .map(|index| T5Block::new(&encoder.pp(format!("block.{index}")), config))
             .collect::<Result<Vec<_>>>()?;
-        Self::build(vb, config, Blocks::Resident(blocks))
+        Self::build(vb, config, BlockStack::resident(BLOCKS, blocks))
     }
 
-    /// [`Self::new`] with the blocks streamed: read from `vb` whenever a forward pass reaches them instead of
-    /// now. Block 0 is read once here, so that a file missing block tensors fails now; the other blocks'
-    /// tensors are the loader's to check ([`crate::weights::WeightSource::check_repeated_blocks`]).
-    pub fn new_streamed(vb: &VarBuilder<'static>, config: &T5Config) -> Result<Self> {
-        let blocks = vb.pp("encoder").pp("block");
-        if config.num_layers > 0 {
-            T5Block::new(&blocks.pp(0), config)?;
-        }
-        Self::build(vb, config, Blocks::Streamed(blocks))
+    /// [`Self::new`] with the blocks held as `holding` says: those not kept are read from `vb` whenever a
+    /// forward pass reaches them ([`BlockStack`]).
+    pub fn new_held(vb: &VarBuilder<'static>, config: &T5Config, holding: BlockHolding) -> Result<Self> {
+        let blocks = BlockStack::load(BLOCKS, config.num_layers, holding, &vb.pp("encoder").pp("block"), |vb| {
+            T5Block::new(vb, config)
+        })?;
+        Self::build(vb, config, blocks)
     }
 
     /// The parts outside the blocks, around `blocks`.
-    fn build(vb: &VarBuilder<'_>, config: &T5Config, blocks: Blocks) -> Result<Self> {
+    fn build(vb: &VarBuilder<'_>, config: &T5Config, blocks: BlockStack<T5Block>) -> Result<Self> {
         let dimensions = [config.vocab_size, config.d_model, config.d_kv, config.d_ff, config.num_heads];
         if dimensions.contains(&0) || config.relative_attention_num_buckets < 2 {
             candle_core::bail!(
@@ -112,7 +108,6 @@ impl T5Encoder {
             embedding,
             position_bias,
             blocks,
-            block_patches: Arc::default(),
             final_layer_norm,
             device: vb.device().clone(),
         })
@@ -121,81 +116,56 @@ impl T5Encoder {
     /// Every projection by its checkpoint name (`encoder.block.0.layer.0.SelfAttention.q`, ...), with its
     /// weight's `(out, in)`: the layers a LoRA can change.
     pub fn linear_layers(&self) -> Result<Vec<(String, (usize, usize))>> {
-        match &self.blocks {
-            Blocks::Resident(_) => {
-                let mut copy = self.clone();
-                copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, layer.shape()?))).collect()
-            }
-            Blocks::Streamed(_) => Ok((0..self.config.num_layers)
-                .flat_map(|index| {
-                    T5Block::projection_shapes(&self.config)
-                        .map(|(name, shape)| (format!("encoder.block.{index}.{name}"), shape))
-                })
-                .collect()),
+        let mut copy = self.clone();
+        let mut layers: Vec<(String, (usize, usize))> =
+            copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, layer.shape()?))).collect::<Result<_>>()?;
+        for index in self.blocks.kept()..self.config.num_layers {
+            layers.extend(
+                T5Block::projection_shapes(&self.config)
+                    .map(|(name, shape)| (format!("{BLOCKS}{index}.{name}"), shape)),
+            );
         }
+        Ok(layers)
     }
 
     /// The encoder with LoRA updates (`layer name → patch`), sharing every weight with `self`; the updates
     /// are applied on the fly, to streamed blocks as each is read. Fails on a name that is not a projection.
     pub fn with_patches(&self, patches: &BTreeMap<String, LayerPatch>) -> Result<Self> {
-        let mut patched = self.clone();
-        if let Blocks::Resident(_) = &patched.blocks {
-            patch_layers(patched.linears_mut(), patches, StoredLinear::patched)?;
-            return Ok(patched);
-        }
         let known: std::collections::BTreeSet<String> =
             self.linear_layers()?.into_iter().map(|(name, _)| name).collect();
         if let Some(name) = patches.keys().find(|name| !known.contains(*name)) {
             candle_core::bail!("the model has no linear layer '{name}'");
         }
-        let mut sets = (*self.block_patches).clone();
-        sets.push(patches.clone());
-        patched.block_patches = Arc::new(sets);
+        let mut patched = self.clone();
+        patched.blocks = self.blocks.with_patches(patches)?;
         Ok(patched)
     }
 
-    /// The resident blocks' projections by their full names (none when the blocks stream).
+    /// The resident blocks' projections by their full names.
     fn linears_mut(&mut self) -> Vec<(String, &mut StoredLinear)> {
-        let Blocks::Resident(blocks) = &mut self.blocks else { return Vec::new() };
-        let mut layers = Vec::with_capacity(blocks.len() * 7);
-        for (index, block) in blocks.iter_mut().enumerate() {
+        let mut layers = Vec::new();
+        for (index, block) in self.blocks.resident_blocks_mut().iter_mut().enumerate() {
             layers.extend(
-                block.linears_mut().into_iter().map(|(name, layer)| (format!("encoder.block.{index}.{name}"), layer)),
+                block.linears_mut().into_iter().map(|(name, layer)| (format!("{BLOCKS}{index}.{name}"), layer)),
             );
         }
         layers
     }
 
-    /// Reads block `index` from the weight file and applies its LoRA updates.
-    fn read_block(&self, vb: &VarBuilder<'static>, index: usize) -> Result<T5Block> {
-        let mut block = T5Block::new(&vb.pp(index), &self.config)?;
-        for set in self.block_patches.iter() {
-            let patches = patches_under(set, &format!("encoder.block.{index}."));
-            if !patches.is_empty() {
-                let layers = block.linears_mut().into_iter().map(|(name, layer)| (name.to_string(), layer)).collect();
-                patch_layers(layers, &patches, StoredLinear::patched)?;
-            }
-        }
-        Ok(block)
-    }
-
     /// Calls `visit` with each block in order: resident blocks as they are, streamed ones read from the file
-    /// ([`each_streamed_block`]: the next while the current computes).
+    /// (the next while the current computes).
     fn each_block(&self, mut visit: impl FnMut(&T5Block) -> Result<()>) -> Result<()> {
-        match &self.blocks {
-            Blocks::Resident(blocks) => blocks.iter().try_for_each(visit),
-            Blocks::Streamed(vb) => each_streamed_block(
-                self.config.num_layers,
-                "a T5 block",
-                |index| self.read_block(vb, index),
-                |_, block| visit(&block),
-            ),
-        }
+        self.blocks.each("a T5 block", |vb| T5Block::new(vb, &self.config), |_, block| visit(block))
     }
 
     /// Whether the blocks are read from the weight file as they are used.
     pub fn streams_blocks(&self) -> bool {
-        matches!(self.blocks, Blocks::Streamed(_))
+        self.blocks.streams()
+    }
+
+    /// How the blocks are held.
+    pub fn block_holding(&self) -> BlockHolding {
+        self.blocks.holding()
     }
 
     /// The configuration the encoder was built with.

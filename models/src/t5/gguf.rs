@@ -93,16 +93,14 @@ impl T5Encoder {
         let names = || source.names().filter(|name| name.starts_with("enc.") || name.starts_with("token_embd."));
         let dtype = source.common_dtype(names(), "T5 weights")?;
         let vb = LlamaCppBackend::var_builder(source, TextArchitecture::T5, dtype, device);
-        let encoder =
-            if options.stream_blocks { T5Encoder::new_streamed(&vb, &config) } else { T5Encoder::new(&vb, &config) }
-                .map_err(|e| source.explain(&e))?;
-        if options.stream_blocks {
+        let encoder = T5Encoder::new_held(&vb, &config, options.blocks).map_err(|e| source.explain(&e))?;
+        if options.blocks.streams() {
             source.check_repeated_blocks("enc.blk.", config.num_layers, &FIRST_BLOCK_ONLY)?;
         }
         let unused: Vec<String> = source
             .unused("enc.")
             .into_iter()
-            .filter(|name| !(options.stream_blocks && name.starts_with("enc.blk.")))
+            .filter(|name| !(options.blocks.streams() && name.starts_with("enc.blk.")))
             .collect();
         if let Some(first) = unused.first() {
             return Err(WeightError::Unexpected { file: source.file_of(first), tensors: unused });

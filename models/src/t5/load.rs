@@ -8,6 +8,7 @@
 
 use super::config::{T5Config, embedding_name};
 use super::encoder::T5Encoder;
+use crate::block_stack::BlockHolding;
 use crate::weights::{WeightError, WeightSource};
 use candle_core::{DType, Device};
 use std::collections::BTreeSet;
@@ -22,9 +23,9 @@ const FINAL_NORM: &str = "encoder.final_layer_norm.weight";
 /// How to hold the weights.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct T5LoadOptions {
-    /// Read each block from the weight file when a forward pass reaches it, instead of keeping all of them
-    /// in memory.
-    pub stream_blocks: bool,
+    /// Which blocks stay in memory; the others are read from the weight file when a forward pass reaches
+    /// them.
+    pub blocks: BlockHolding,
 }
 
 /// Names (relative to a block) of the tensors only block 0 carries: the relative attention bias, in
@@ -83,21 +84,16 @@ impl T5Encoder {
     ) -> Result<Self, WeightError> {
         let storage = storage_dtype(source, prefix)?;
         let builder = source.var_builder(prefix.trim_end_matches('.'), storage, device);
-        let encoder = if options.stream_blocks {
-            T5Encoder::new_streamed(&builder, config)
-        } else {
-            T5Encoder::new(&builder, config)
-        }
-        .map_err(|error| source.explain(&error))?;
+        let encoder = T5Encoder::new_held(&builder, config, options.blocks).map_err(|error| source.explain(&error))?;
         let blocks = format!("{prefix}encoder.block.");
-        if options.stream_blocks {
+        if options.blocks.streams() {
             source.check_repeated_blocks(&blocks, config.num_layers, &FIRST_BLOCK_ONLY)?;
         }
         let tied = format!("{prefix}encoder.embed_tokens.weight");
         let unused: Vec<String> = source
             .unused(&format!("{prefix}encoder."))
             .into_iter()
-            .filter(|name| *name != tied && !(options.stream_blocks && name.starts_with(&blocks)))
+            .filter(|name| *name != tied && !(options.blocks.streams() && name.starts_with(&blocks)))
             .collect();
         if let Some(first) = unused.first() {
             return Err(WeightError::Unexpected { file: source.file_of(first), tensors: unused });

@@ -14,10 +14,10 @@
 //!   `last_hidden_state`. Weights stay in their stored dtype (T5-XXL: 9.5 GB in bf16 or f16, 4.8 GB in
 //!   ComfyUI's plain fp8 e4m3 file) and are widened to f32 a 16 MB band at a time; arithmetic is f32
 //!   (T5-XXL overflows in fp16). [`T5Encoder::load_gguf`] reads llama.cpp's T5 GGUFs (`t5encoder`).
-//! - With [`T5LoadOptions::stream_blocks`] ([`T5Encoder::load_with`], [`T5Encoder::load_gguf_with`]) the 24
-//!   blocks are read from the file as each forward pass reaches them, the next while the current one
-//!   computes: T5-XXL then holds its embedding table, final norm and two blocks (about 1 GB in bf16) instead
-//!   of 9.5 GB, and computes the same outputs.
+//! - With [`T5LoadOptions::blocks`] ([`T5Encoder::load_with`], [`T5Encoder::load_gguf_with`]) all of the
+//!   24 blocks but the first few kept are read from the file as each forward pass reaches them, the next
+//!   while the current one computes: streaming all of them, T5-XXL holds its embedding table, final norm and
+//!   two blocks (about 1 GB in bf16) instead of 9.5 GB, and computes the same outputs.
 //! - [`T5Encoder::encode_tokens`] runs the forward on [`Tokens`] as ComfyUI's `CLIPTextEncode` does,
 //!   mask and prompt weights included.
 //!

@@ -7,6 +7,7 @@
 use super::config::Ltx2TransformerConfig;
 use super::model::{AvInputs, Ltx2Transformer, Perturbation};
 use crate::bench_support::{process_cpu_time, random_var_builder};
+use crate::block_stack::BlockHolding;
 use crate::weights::WeightSource;
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Result, Shape, Tensor};
@@ -42,7 +43,7 @@ pub fn bench_ltx2_block(
 ) -> Result<Ltx2BenchReport> {
     let config = Ltx2TransformerConfig { num_layers: layers, ..Ltx2TransformerConfig::ltx2_19b() };
     let start = Instant::now();
-    let model = Ltx2Transformer::new(&config, &random_var_builder(dtype, device)?, false)?;
+    let model = Ltx2Transformer::new(&config, &random_var_builder(dtype, device)?, BlockHolding::Resident)?;
     let build = start.elapsed();
     time_forwards(&model, &config, [frames, height, width], audio_tokens, text_tokens, runs, build, device)
 }
@@ -64,14 +65,18 @@ pub fn bench_ltx2_block_gguf(
     let start = Instant::now();
     let recorded = Arc::new(Mutex::new(Vec::new()));
     let recorder = Recorder { inner: random_var_builder(DType::F32, &Device::Cpu)?, tensors: recorded.clone() };
-    drop(Ltx2Transformer::new(&config, &VarBuilder::from_backend(Box::new(recorder), DType::F32, Device::Cpu), false)?);
+    drop(Ltx2Transformer::new(
+        &config,
+        &VarBuilder::from_backend(Box::new(recorder), DType::F32, Device::Cpu),
+        BlockHolding::Resident,
+    )?);
     let tensors = std::mem::take(&mut *recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     let path = std::env::temp_dir().join(format!("kinograph-bench-{}-{ty:?}.gguf", std::process::id()));
     let written = write_gguf(&path, &tensors, ty);
     drop(tensors);
     let loaded = written.and_then(|()| {
         let source = Arc::new(WeightSource::open(&[&path]).map_err(|e| candle_core::Error::Msg(e.to_string()))?);
-        Ltx2Transformer::new(&config, &source.var_builder("", DType::F32, device), false)
+        Ltx2Transformer::new(&config, &source.var_builder("", DType::F32, device), BlockHolding::Resident)
     });
     let _ = std::fs::remove_file(&path);
     let model = loaded?;

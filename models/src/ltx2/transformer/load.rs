@@ -11,6 +11,7 @@
 
 use super::config::{Ltx2TransformerConfig, Ltx2Version};
 use super::model::Ltx2Transformer;
+use crate::block_stack::BlockHolding;
 use crate::fp8::{Fp8Format, LinearStorage};
 use crate::weights::{RenamingBackend, WeightError, WeightSource, rename_parts};
 use candle_core::{DType, Device};
@@ -223,9 +224,9 @@ fn describe(source: &WeightSource) -> String {
 /// How to hold the weights.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Read each block from the mapped file when a forward pass reaches it, instead of keeping all of
-    /// them in memory.
-    pub stream_blocks: bool,
+    /// Which blocks stay in memory; the others are read from the mapped file when a forward pass reaches
+    /// them.
+    pub blocks: BlockHolding,
     /// Widen every weight to f32 at load time, instead of keeping the linear layers in the file's dtype
     /// (bf16, f16, fp8) and widening them as they are used.
     pub widen_at_load: bool,
@@ -265,10 +266,10 @@ impl Ltx2Transformer {
     ) -> Result<Self, WeightError> {
         let dtype = if options.widen_at_load { DType::F32 } else { layout.storage_dtype(source)? };
         let vb = layout.var_builder_with(source, dtype, device, options.linear_storage());
-        let model = Ltx2Transformer::new(config, &vb, options.stream_blocks).map_err(|e| source.explain(&e))?;
+        let model = Ltx2Transformer::new(config, &vb, options.blocks).map_err(|e| source.explain(&e))?;
         let prefix = if layout.prefix.is_empty() { String::new() } else { format!("{}.", layout.prefix) };
         let blocks = format!("{prefix}transformer_blocks.");
-        if options.stream_blocks {
+        if options.blocks.streams() {
             source.check_repeated_blocks(&blocks, config.num_layers, &[])?;
         }
         let unexpected: Vec<String> = source
@@ -277,7 +278,7 @@ impl Ltx2Transformer {
             .filter(|name| {
                 let local = &name[prefix.len()..];
                 let other_part = OTHER_PARTS.iter().any(|part| local.starts_with(part));
-                let streamed_block = options.stream_blocks && name.starts_with(&blocks);
+                let streamed_block = options.blocks.streams() && name.starts_with(&blocks);
                 !other_part && !streamed_block
             })
             .collect();

@@ -17,7 +17,8 @@
 //! # use kinograph_models::ltx2::transformer::*;
 //! # use candle_core::{Device, Tensor};
 //! # fn run(video: &Tensor, audio: &Tensor, video_context: &Tensor, audio_context: &Tensor) -> candle_core::Result<()> {
-//! let options = LoadOptions { stream_blocks: true, ..LoadOptions::default() };
+//! # use kinograph_models::block_stack::BlockHolding;
+//! let options = LoadOptions { blocks: BlockHolding::STREAMED, ..LoadOptions::default() };
 //! let model = Ltx2Transformer::load_file("ltx-2-19b-dev.safetensors".as_ref(), &Device::Cpu, options)
 //!     .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
 //! // A 97-frame 768×512 video at 24 fps: latent 13×16×24, 101 audio latents.

@@ -4,15 +4,23 @@ use super::super::rope::{SplitRope, interval_fractions};
 use super::block::{BlockInputs, Ltx2Block};
 use super::config::{AvTimestepRouting, Ltx2TransformerConfig};
 use super::modulation::{Modulation, Timesteps};
-use crate::lora::{LayerPatch, patch_layers, patches_under};
+use crate::block_stack::{BlockHolding, BlockStack, StackBlock};
+use crate::lora::{LayerPatch, patch_layers};
 use crate::ltxv::transformer::embeddings::{AdaLayerNormSingle, CaptionProjection};
 use crate::ltxv::transformer::{GuideAttentionBias, text_bias};
 use crate::ops::linear::Linear;
-use crate::weights::each_streamed_block;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+
+/// The blocks' name in the checkpoint.
+const BLOCKS: &str = "transformer_blocks.";
+
+impl StackBlock for Ltx2Block {
+    fn apply_patches(&mut self, patches: &BTreeMap<String, LayerPatch>) -> Result<()> {
+        patch_layers(self.linears_mut(), patches, Linear::patched)
+    }
+}
 
 /// Audio mel frames per second (16 kHz, hop 160) and mel frames per audio latent.
 const MEL_SAMPLE_RATE: f32 = 16_000.0;
@@ -92,16 +100,6 @@ pub struct Perturbation {
     pub isolate_modalities: bool,
 }
 
-/// Where the blocks' weights are.
-#[derive(Clone)]
-enum Blocks {
-    /// Built once, kept in memory.
-    Resident(Vec<Ltx2Block>),
-    /// Read from the mapped weight file each time they are used, one block at a time: the forward pass
-    /// holds one block's widened weights instead of all 48.
-    Streamed { vb: VarBuilder<'static>, count: usize },
-}
-
 /// The LTX-2 audio-video transformer, computing in f32.
 #[derive(Clone)]
 pub struct Ltx2Transformer {
@@ -123,42 +121,31 @@ pub struct Ltx2Transformer {
     proj_out: Linear,
     audio_proj_out: Linear,
     keyframes_abs_pos_embedding: Option<Tensor>,
-    blocks: Blocks,
-    /// LoRA updates of streamed blocks (one map per LoRA, by full layer name), applied in order as each
-    /// block is read.
-    block_patches: Arc<Vec<BTreeMap<String, LayerPatch>>>,
+    blocks: BlockStack<Ltx2Block>,
     device: Device,
 }
 
 impl std::fmt::Debug for Ltx2Transformer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let streamed = matches!(self.blocks, Blocks::Streamed { .. });
         f.debug_struct("Ltx2Transformer")
             .field("config", &self.config)
-            .field("streamed", &streamed)
-            .field("lora_sets", &self.block_patches.len())
+            .field("blocks", &self.blocks.holding())
+            .field("streamed_lora_sets", &self.blocks.streamed_patch_sets())
             .finish_non_exhaustive()
     }
 }
 
 impl Ltx2Transformer {
     /// Builds the model from a `VarBuilder` rooted at the transformer, with the official names
-    /// (`patchify_proj`, `adaln_single`, `transformer_blocks.{i}`, …). With `stream_blocks` the blocks are
-    /// read from `vb` whenever a forward pass reaches them instead of being built now.
-    pub fn new(config: &Ltx2TransformerConfig, vb: &VarBuilder<'static>, stream_blocks: bool) -> Result<Self> {
+    /// (`patchify_proj`, `adaln_single`, `transformer_blocks.{i}`, …), its blocks held as `holding` says:
+    /// those not kept are read from `vb` whenever a forward pass reaches them ([`BlockStack`]).
+    pub fn new(config: &Ltx2TransformerConfig, vb: &VarBuilder<'static>, holding: BlockHolding) -> Result<Self> {
         let (dv, da) = (config.inner_dim(), config.audio_inner_dim());
         let rows = config.modulation_rows();
         let adaln = |width, outputs, name: &str| AdaLayerNormSingle::with_outputs(width, outputs, &vb.pp(name));
-        let blocks_vb = vb.pp("transformer_blocks");
-        let blocks = if stream_blocks {
-            // Build the first block now so that a file missing block tensors fails at load time.
-            Ltx2Block::new(config, &blocks_vb.pp(0))?;
-            Blocks::Streamed { vb: blocks_vb, count: config.num_layers }
-        } else {
-            Blocks::Resident(
-                (0..config.num_layers).map(|i| Ltx2Block::new(config, &blocks_vb.pp(i))).collect::<Result<_>>()?,
-            )
-        };
+        let blocks = BlockStack::load(BLOCKS, config.num_layers, holding, &vb.pp("transformer_blocks"), |vb| {
+            Ltx2Block::new(config, vb)
+        })?;
         Ok(Ltx2Transformer {
             config: config.clone(),
             patchify_proj: Linear::new(config.in_channels, dv, &vb.pp("patchify_proj"))?,
@@ -185,34 +172,27 @@ impl Ltx2Transformer {
                 vb.get((1, dv), "keyframes_abs_pos_embedding")?.to_dtype(DType::F32)
             })?,
             blocks,
-            block_patches: Arc::default(),
             device: vb.device().clone(),
         })
     }
 
     /// Every linear layer by its checkpoint name (`transformer_blocks.0.attn1.to_q`, …) with its weight's
-    /// `(out, in)`: the layers a LoRA can change.
+    /// `(out, in)`: the layers a LoRA can change. Streamed blocks are described by the first of them, read
+    /// once from the file (the loader checked that every block has its tensors and shapes).
     pub fn linear_layers(&self) -> Result<Vec<(String, (usize, usize))>> {
         let mut copy = self.clone();
         let mut layers: Vec<(String, (usize, usize))> =
             copy.top_linears_mut().into_iter().map(|(name, l)| Ok((name, l.shape()?))).collect::<Result<_>>()?;
-        match &mut copy.blocks {
-            Blocks::Resident(blocks) => {
-                for (index, block) in blocks.iter_mut().enumerate() {
-                    for (name, layer) in block.linears_mut() {
-                        layers.push((format!("transformer_blocks.{index}.{name}"), layer.shape()?));
-                    }
-                }
+        for (index, block) in copy.blocks.resident_blocks_mut().iter_mut().enumerate() {
+            for (name, layer) in block.linears_mut() {
+                layers.push((format!("{BLOCKS}{index}.{name}"), layer.shape()?));
             }
-            Blocks::Streamed { vb, count } => {
-                let mut block = Ltx2Block::new(&self.config, &vb.pp(0))?;
-                let shapes: Vec<(String, (usize, usize))> =
-                    block.linears_mut().into_iter().map(|(name, l)| Ok((name, l.shape()?))).collect::<Result<_>>()?;
-                for index in 0..*count {
-                    layers.extend(
-                        shapes.iter().map(|(name, shape)| (format!("transformer_blocks.{index}.{name}"), *shape)),
-                    );
-                }
+        }
+        if let Some(mut block) = self.blocks.first_streamed(|vb| Ltx2Block::new(&self.config, vb))? {
+            let shapes: Vec<(String, (usize, usize))> =
+                block.linears_mut().into_iter().map(|(name, l)| Ok((name, l.shape()?))).collect::<Result<_>>()?;
+            for index in self.blocks.kept()..self.config.num_layers {
+                layers.extend(shapes.iter().map(|(name, shape)| (format!("{BLOCKS}{index}.{name}"), *shape)));
             }
         }
         Ok(layers)
@@ -222,37 +202,16 @@ impl Ltx2Transformer {
     /// base weights are shared with `self`; streamed blocks get their updates as they are read. Fails on a
     /// name that is not a linear layer.
     pub fn with_patches(&self, patches: &BTreeMap<String, LayerPatch>) -> Result<Self> {
-        let mut patched = self.clone();
-        let (block_patches, top): (BTreeMap<_, _>, BTreeMap<_, _>) = patches
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .partition(|(name, _)| name.starts_with("transformer_blocks."));
-        patch_layers(patched.top_linears_mut(), &top, Linear::patched)?;
-        match &mut patched.blocks {
-            Blocks::Resident(blocks) => {
-                let layers = blocks
-                    .iter_mut()
-                    .enumerate()
-                    .flat_map(|(index, block)| {
-                        block
-                            .linears_mut()
-                            .into_iter()
-                            .map(move |(n, l)| (format!("transformer_blocks.{index}.{n}"), l))
-                    })
-                    .collect();
-                patch_layers(layers, &block_patches, Linear::patched)?;
-            }
-            Blocks::Streamed { .. } => {
-                let known: std::collections::BTreeSet<String> =
-                    self.linear_layers()?.into_iter().map(|(name, _)| name).collect();
-                if let Some(name) = block_patches.keys().find(|name| !known.contains(*name)) {
-                    candle_core::bail!("the model has no linear layer '{name}'");
-                }
-                let mut sets = (*self.block_patches).clone();
-                sets.push(block_patches);
-                patched.block_patches = Arc::new(sets);
-            }
+        let known: std::collections::BTreeSet<String> =
+            self.linear_layers()?.into_iter().map(|(name, _)| name).collect();
+        if let Some(name) = patches.keys().find(|name| !known.contains(*name)) {
+            candle_core::bail!("the model has no linear layer '{name}'");
         }
+        let mut patched = self.clone();
+        patched.blocks = self.blocks.with_patches(patches)?;
+        let top: BTreeMap<String, LayerPatch> =
+            patches.iter().filter(|(name, _)| !name.starts_with(BLOCKS)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        patch_layers(patched.top_linears_mut(), &top, Linear::patched)?;
         Ok(patched)
     }
 
@@ -292,18 +251,6 @@ impl Ltx2Transformer {
         layers
     }
 
-    /// Reads block `index` from the weight file and applies its LoRA updates.
-    fn read_block(&self, vb: &VarBuilder<'static>, index: usize) -> Result<Ltx2Block> {
-        let mut block = Ltx2Block::new(&self.config, &vb.pp(index))?;
-        for set in self.block_patches.iter() {
-            let patches = patches_under(set, &format!("transformer_blocks.{index}."));
-            if !patches.is_empty() {
-                patch_layers(block.linears_mut(), &patches, Linear::patched)?;
-            }
-        }
-        Ok(block)
-    }
-
     /// The configuration the model was built with.
     pub fn config(&self) -> &Ltx2TransformerConfig {
         &self.config
@@ -318,10 +265,8 @@ impl Ltx2Transformer {
     /// (ComfyUI, the default) or before it (diffusers and ltx-core).
     pub fn set_v2a_after_a2v(&mut self, after: bool) {
         self.config.v2a_after_a2v = after;
-        if let Blocks::Resident(blocks) = &mut self.blocks {
-            for block in blocks {
-                block.set_v2a_after_a2v(after);
-            }
+        for block in self.blocks.resident_blocks_mut() {
+            block.set_v2a_after_a2v(after);
         }
     }
 
@@ -333,7 +278,12 @@ impl Ltx2Transformer {
 
     /// Whether the blocks are read from the weight file as they are used.
     pub fn streams_blocks(&self) -> bool {
-        matches!(self.blocks, Blocks::Streamed { .. })
+        self.blocks.streams()
+    }
+
+    /// How the blocks are held.
+    pub fn block_holding(&self) -> BlockHolding {
+        self.blocks.holding()
     }
 
     /// The device the weights live on.
@@ -500,24 +450,15 @@ impl Ltx2Transformer {
         };
 
         let (mut video, mut audio) = (video, audio);
-        match &self.blocks {
-            Blocks::Resident(blocks) => {
-                for (index, block) in blocks.iter().enumerate() {
-                    let perturbed = perturbation.stg_blocks.contains(&index);
-                    (video, audio) = block.forward(&video, &audio, &block_inputs, perturbed)?;
-                }
-            }
-            Blocks::Streamed { vb, count } => each_streamed_block(
-                *count,
-                "a transformer block",
-                |index| self.read_block(vb, index),
-                |index, block| {
-                    let perturbed = perturbation.stg_blocks.contains(&index);
-                    (video, audio) = block.forward(&video, &audio, &block_inputs, perturbed)?;
-                    Ok(())
-                },
-            )?,
-        }
+        self.blocks.each(
+            "a transformer block",
+            |vb| Ltx2Block::new(&self.config, vb),
+            |index, block| {
+                let perturbed = perturbation.stg_blocks.contains(&index);
+                (video, audio) = block.forward(&video, &audio, &block_inputs, perturbed)?;
+                Ok(())
+            },
+        )?;
         let video = finish(&video, &video_embedded, &self.scale_shift_table, &self.proj_out, c.norm_eps)?;
         let audio = finish(&audio, &audio_embedded, &self.audio_scale_shift_table, &self.audio_proj_out, c.norm_eps)?;
         Ok((video, audio))

@@ -11,6 +11,7 @@
 
 use super::config::LtxvTransformerConfig;
 use super::model::LtxvTransformer;
+use crate::block_stack::BlockHolding;
 use crate::fp8::LinearStorage;
 use crate::weights::{RenamingBackend, WeightError, WeightSource, rename_parts};
 use candle_core::{DType, Device};
@@ -216,9 +217,9 @@ pub struct LtxvLoadOptions {
     /// How the linear layers' weights are held: fp8 weights stay fp8 unless it is [`LinearStorage::Widen`];
     /// everything else is f32.
     pub storage: LinearStorage,
-    /// Read each block from the weight file when a forward pass reaches it, instead of keeping all of them
-    /// in memory.
-    pub stream_blocks: bool,
+    /// Which blocks stay in memory; the others are read from the weight file when a forward pass reaches
+    /// them.
+    pub blocks: BlockHolding,
 }
 
 impl LtxvTransformer {
@@ -235,7 +236,7 @@ impl LtxvTransformer {
         device: &Device,
         storage: LinearStorage,
     ) -> Result<Self, WeightError> {
-        Self::load_with_options(source, device, LtxvLoadOptions { storage, stream_blocks: false })
+        Self::load_with_options(source, device, LtxvLoadOptions { storage, blocks: BlockHolding::Resident })
     }
 
     /// [`Self::load`], holding the weights as `options` says. Streamed blocks are checked on the file's
@@ -268,14 +269,9 @@ impl LtxvTransformer {
         options: LtxvLoadOptions,
     ) -> Result<Self, WeightError> {
         let vb = detected.var_builder_with(source, DType::F32, device, options.storage);
-        let model = if options.stream_blocks {
-            LtxvTransformer::new_streamed(config, &vb)
-        } else {
-            LtxvTransformer::new(config, &vb)
-        }
-        .map_err(|e| source.explain(&e))?;
+        let model = LtxvTransformer::new_held(config, &vb, options.blocks).map_err(|e| source.explain(&e))?;
         let prefix = if detected.prefix.is_empty() { String::new() } else { format!("{}.", detected.prefix) };
-        if !options.stream_blocks {
+        if !options.blocks.streams() {
             source.reject_unused(&prefix)?;
             return Ok(model);
         }

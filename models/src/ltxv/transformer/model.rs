@@ -1,31 +1,31 @@
 //! The whole transformer: diffusers' `LTXVideoTransformer3DModel` (`Transformer3DModel` in the original
 //! code, `LTXVModel` in ComfyUI), for the 2B and 13B models of releases 0.9.0 to 0.9.8.
 //!
-//! The blocks are either all in memory or streamed: read from the weight file when a forward pass reaches
-//! them, block i + 1 on another thread while block i computes, so that the 2B model (7.7 GB in f32) runs
-//! holding what lies outside its blocks and two blocks (about 0.7 GB). Both give the same outputs, bit for
-//! bit: a streamed block is read through the same builder, in the same dtype, as a resident one.
+//! The blocks are all in memory, or the first few in memory and the others streamed: read from the weight
+//! file when a forward pass reaches them, block i + 1 on another thread while block i computes, so that the
+//! 2B model (7.7 GB in f32) runs holding what lies outside its blocks and two blocks (about 0.7 GB). Every
+//! holding gives the same outputs, bit for bit: a streamed block is read through the same builder, in the
+//! same dtype, as a resident one ([`BlockStack`]).
 
 use super::attention::GuideAttentionBias;
 use super::block::TransformerBlock;
 use super::config::LtxvTransformerConfig;
 use super::embeddings::{AdaLayerNormSingle, CaptionProjection, ones};
 use super::rope::{RopePositions, RopeTables, RotaryPosEmbed};
-use crate::lora::{LayerPatch, patch_layers, patches_under};
+use crate::block_stack::{BlockHolding, BlockStack, StackBlock};
+use crate::lora::{LayerPatch, patch_layers};
 use crate::ops::linear::Linear;
-use crate::weights::each_streamed_block;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-/// Where the blocks' weights are.
-#[derive(Clone)]
-enum Blocks {
-    /// Built once, kept in memory.
-    Resident(Vec<TransformerBlock>),
-    /// Read from the weight file (under `transformer_blocks`) each time a forward pass reaches them.
-    Streamed(VarBuilder<'static>),
+/// The blocks' name in the checkpoint.
+const BLOCKS: &str = "transformer_blocks.";
+
+impl StackBlock for TransformerBlock {
+    fn apply_patches(&mut self, patches: &BTreeMap<String, LayerPatch>) -> Result<()> {
+        patch_layers(self.linears_mut(), patches, Linear::patched)
+    }
 }
 
 /// The LTX-Video transformer, computing in f32.
@@ -35,10 +35,7 @@ pub struct LtxvTransformer {
     patchify_proj: Linear,
     adaln_single: AdaLayerNormSingle,
     caption_projection: CaptionProjection,
-    transformer_blocks: Blocks,
-    /// LoRA updates of streamed blocks (one map per LoRA, by full layer name such as
-    /// `transformer_blocks.3.attn1.to_q`), applied in order as each block is read.
-    block_patches: Arc<Vec<BTreeMap<String, LayerPatch>>>,
+    transformer_blocks: BlockStack<TransformerBlock>,
     scale_shift_table: Tensor,
     proj_out: Linear,
     rope: RotaryPosEmbed,
@@ -50,8 +47,8 @@ impl std::fmt::Debug for LtxvTransformer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LtxvTransformer")
             .field("config", &self.config)
-            .field("streamed", &self.streams_blocks())
-            .field("lora_sets", &self.block_patches.len())
+            .field("blocks", &self.transformer_blocks.holding())
+            .field("streamed_lora_sets", &self.transformer_blocks.streamed_patch_sets())
             .finish_non_exhaustive()
     }
 }
@@ -65,23 +62,25 @@ impl LtxvTransformer {
         let blocks = (0..config.num_layers)
             .map(|i| TransformerBlock::new(config, &vb.pp("transformer_blocks").pp(i)))
             .collect::<Result<Vec<_>>>()?;
-        Self::build(config, vb, Blocks::Resident(blocks))
+        Self::build(config, vb, BlockStack::resident(BLOCKS, blocks))
     }
 
-    /// [`Self::new`] with the blocks streamed: read from `vb` whenever a forward pass reaches them instead of
-    /// now. Block 0 is read once here, so that a file missing block tensors fails now; the other blocks'
-    /// tensors are the loader's to check ([`crate::weights::WeightSource::check_repeated_blocks`]).
-    pub fn new_streamed(config: &LtxvTransformerConfig, vb: &VarBuilder<'static>) -> Result<Self> {
+    /// [`Self::new`] with the blocks held as `holding` says: those not kept are read from `vb` whenever a
+    /// forward pass reaches them ([`BlockStack`]).
+    pub fn new_held(config: &LtxvTransformerConfig, vb: &VarBuilder<'static>, holding: BlockHolding) -> Result<Self> {
         check_patch_size(config)?;
-        let blocks = vb.pp("transformer_blocks");
-        if config.num_layers > 0 {
-            TransformerBlock::new(config, &blocks.pp(0))?;
-        }
-        Self::build(config, vb, Blocks::Streamed(blocks))
+        let blocks = BlockStack::load(BLOCKS, config.num_layers, holding, &vb.pp("transformer_blocks"), |vb| {
+            TransformerBlock::new(config, vb)
+        })?;
+        Self::build(config, vb, blocks)
     }
 
     /// The parts outside the blocks, around `blocks`.
-    fn build(config: &LtxvTransformerConfig, vb: &VarBuilder<'_>, blocks: Blocks) -> Result<Self> {
+    fn build(
+        config: &LtxvTransformerConfig,
+        vb: &VarBuilder<'_>,
+        blocks: BlockStack<TransformerBlock>,
+    ) -> Result<Self> {
         let dim = config.inner_dim();
         let device = vb.device();
         Ok(LtxvTransformer {
@@ -90,7 +89,6 @@ impl LtxvTransformer {
             adaln_single: AdaLayerNormSingle::new(dim, &vb.pp("adaln_single"))?,
             caption_projection: CaptionProjection::new(config.caption_channels, dim, &vb.pp("caption_projection"))?,
             transformer_blocks: blocks,
-            block_patches: Arc::default(),
             scale_shift_table: vb.get((2, dim), "scale_shift_table")?,
             proj_out: Linear::new(dim, config.out_channels, &vb.pp("proj_out"))?,
             rope: RotaryPosEmbed::new(config),
@@ -112,23 +110,28 @@ impl LtxvTransformer {
     }
 
     /// Every linear layer by its checkpoint name with what `describe` says of it. Streamed blocks are
-    /// described by block 0, read once from the file: every block has its tensors, with the same shapes and
-    /// dtypes (checked at load).
+    /// described by the first of them, read once from the file: every block has its tensors, with the same
+    /// shapes and dtypes (checked at load).
     fn describe_linears<T: Clone>(&self, describe: impl Fn(&Linear) -> Result<T>) -> Result<Vec<(String, T)>> {
         let mut copy = self.clone();
-        let mut described: Vec<(String, T)> =
-            copy.linears_mut().into_iter().map(|(name, layer)| Ok((name, describe(layer)?))).collect::<Result<_>>()?;
-        if let Blocks::Streamed(vb) = &self.transformer_blocks {
-            let mut block = TransformerBlock::new(&self.config, &vb.pp(0))?;
+        let mut described: Vec<(String, T)> = copy
+            .top_linears_mut()
+            .into_iter()
+            .map(|(name, layer)| Ok((name, describe(layer)?)))
+            .collect::<Result<_>>()?;
+        for (index, block) in copy.transformer_blocks.resident_blocks_mut().iter_mut().enumerate() {
+            for (name, layer) in block.linears_mut() {
+                described.push((format!("{BLOCKS}{index}.{name}"), describe(layer)?));
+            }
+        }
+        if let Some(mut block) = self.transformer_blocks.first_streamed(|vb| TransformerBlock::new(&self.config, vb))? {
             let first: Vec<(String, T)> = block
                 .linears_mut()
                 .into_iter()
                 .map(|(name, layer)| Ok((name, describe(layer)?)))
                 .collect::<Result<_>>()?;
-            for index in 0..self.config.num_layers {
-                described.extend(
-                    first.iter().map(|(name, value)| (format!("transformer_blocks.{index}.{name}"), value.clone())),
-                );
+            for index in self.transformer_blocks.kept()..self.config.num_layers {
+                described.extend(first.iter().map(|(name, value)| (format!("{BLOCKS}{index}.{name}"), value.clone())));
             }
         }
         Ok(described)
@@ -153,74 +156,48 @@ impl LtxvTransformer {
     /// every tensor is shared with `self` except the patched biases; the weight updates are applied on the
     /// fly, to streamed blocks as each is read. Fails on a name that is not a linear layer.
     pub fn with_patches(&self, patches: &BTreeMap<String, LayerPatch>) -> Result<Self> {
-        let mut patched = self.clone();
-        if let Blocks::Resident(_) = &patched.transformer_blocks {
-            patch_layers(patched.linears_mut(), patches, Linear::patched)?;
-            return Ok(patched);
-        }
-        let (block_patches, top): (BTreeMap<_, _>, BTreeMap<_, _>) = patches
-            .iter()
-            .map(|(name, patch)| (name.clone(), patch.clone()))
-            .partition(|(name, _)| name.starts_with("transformer_blocks."));
-        patch_layers(patched.linears_mut(), &top, Linear::patched)?;
         let known: std::collections::BTreeSet<String> =
             self.linear_layers()?.into_iter().map(|(name, _)| name).collect();
-        if let Some(name) = block_patches.keys().find(|name| !known.contains(*name)) {
+        if let Some(name) = patches.keys().find(|name| !known.contains(*name)) {
             candle_core::bail!("the model has no linear layer '{name}'");
         }
-        let mut sets = (*self.block_patches).clone();
-        sets.push(block_patches);
-        patched.block_patches = Arc::new(sets);
+        let mut patched = self.clone();
+        patched.transformer_blocks = self.transformer_blocks.with_patches(patches)?;
+        let top: BTreeMap<String, LayerPatch> =
+            patches.iter().filter(|(name, _)| !name.starts_with(BLOCKS)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        patch_layers(patched.top_linears_mut(), &top, Linear::patched)?;
         Ok(patched)
     }
 
-    /// The linear layers outside the blocks and those of resident blocks, by their checkpoint names.
-    fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+    /// The linear layers outside the blocks.
+    fn top_linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
         let mut layers: Vec<(String, &mut Linear)> =
             vec![("patchify_proj".into(), &mut self.patchify_proj), ("proj_out".into(), &mut self.proj_out)];
         layers.extend(self.adaln_single.linears_mut().into_iter().map(|(n, l)| (format!("adaln_single.{n}"), l)));
         layers.extend(
             self.caption_projection.linears_mut().into_iter().map(|(n, l)| (format!("caption_projection.{n}"), l)),
         );
-        if let Blocks::Resident(blocks) = &mut self.transformer_blocks {
-            for (index, block) in blocks.iter_mut().enumerate() {
-                layers.extend(
-                    block.linears_mut().into_iter().map(|(n, l)| (format!("transformer_blocks.{index}.{n}"), l)),
-                );
-            }
-        }
         layers
     }
 
-    /// Reads block `index` from the weight file and applies its LoRA updates.
-    fn read_block(&self, vb: &VarBuilder<'static>, index: usize) -> Result<TransformerBlock> {
-        let mut block = TransformerBlock::new(&self.config, &vb.pp(index))?;
-        for set in self.block_patches.iter() {
-            let patches = patches_under(set, &format!("transformer_blocks.{index}."));
-            if !patches.is_empty() {
-                patch_layers(block.linears_mut(), &patches, Linear::patched)?;
-            }
-        }
-        Ok(block)
-    }
-
     /// Calls `visit` with each block in order: resident blocks as they are, streamed ones read from the file
-    /// ([`each_streamed_block`]: the next while the current computes).
+    /// (the next while the current computes).
     fn each_block(&self, mut visit: impl FnMut(&TransformerBlock) -> Result<()>) -> Result<()> {
-        match &self.transformer_blocks {
-            Blocks::Resident(blocks) => blocks.iter().try_for_each(visit),
-            Blocks::Streamed(vb) => each_streamed_block(
-                self.config.num_layers,
-                "a transformer block",
-                |index| self.read_block(vb, index),
-                |_, block| visit(&block),
-            ),
-        }
+        self.transformer_blocks.each(
+            "a transformer block",
+            |vb| TransformerBlock::new(&self.config, vb),
+            |_, block| visit(block),
+        )
     }
 
     /// Whether the blocks are read from the weight file as they are used.
     pub fn streams_blocks(&self) -> bool {
-        matches!(self.transformer_blocks, Blocks::Streamed(_))
+        self.transformer_blocks.streams()
+    }
+
+    /// How the blocks are held.
+    pub fn block_holding(&self) -> BlockHolding {
+        self.transformer_blocks.holding()
     }
 
     /// The device the weights live on.
@@ -233,12 +210,9 @@ impl LtxvTransformer {
         &self.config
     }
 
-    /// The blocks, in order, when they are resident (`None` when they stream).
-    pub fn blocks(&self) -> Option<&[TransformerBlock]> {
-        match &self.transformer_blocks {
-            Blocks::Resident(blocks) => Some(blocks),
-            Blocks::Streamed(_) => None,
-        }
+    /// The blocks held in memory, in order: all of them unless some stream.
+    pub fn resident_blocks(&self) -> &[TransformerBlock] {
+        self.transformer_blocks.resident_blocks()
     }
 
     /// How many blocks the model has, resident or streamed.

@@ -7,6 +7,7 @@
 
 use kinograph_engine::memory::{MemoryBudget, MemoryPool, working_reserve};
 use kinograph_engine::prelude::NodeError;
+use kinograph_models::block_stack::BlockHolding;
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -110,8 +111,22 @@ pub fn pool_of(device: &candle_core::Device) -> MemoryPool {
 pub enum Residency {
     /// Every weight in memory.
     Resident,
-    /// Its blocks read from the file as they are used; only the rest stays in memory.
-    Streamed,
+    /// The first `kept_blocks` blocks in memory with the rest of the model; the other blocks read from the
+    /// file as they are used.
+    Streamed { kept_blocks: usize },
+}
+
+impl Residency {
+    /// Every block streamed.
+    pub const STREAMED: Residency = Residency::Streamed { kept_blocks: 0 };
+
+    /// How the model's loader holds its blocks.
+    pub fn holding(self) -> BlockHolding {
+        match self {
+            Residency::Resident => BlockHolding::Resident,
+            Residency::Streamed { kept_blocks } => BlockHolding::Streamed { kept: kept_blocks },
+        }
+    }
 }
 
 /// A model about to load, as [`plan_residency`] weighs it.
@@ -124,8 +139,8 @@ pub struct ModelNeed<'a> {
     pub what: &'a str,
     /// Bytes it keeps in memory when resident.
     pub resident: usize,
-    /// Bytes it keeps in memory when its blocks stream, if it can stream.
-    pub streamed: Option<usize>,
+    /// Its blocks' sizes, if they can stream.
+    pub blocks: Option<BlockSizes>,
 }
 
 /// The sizes in memory of a model whose blocks can stream from its file, as its loader holds them.
@@ -140,12 +155,12 @@ pub struct BlockSizes {
 }
 
 impl BlockSizes {
-    /// What the model keeps between forward passes when its blocks stream: everything but the blocks.
+    /// What the model keeps between forward passes when all its blocks stream: everything but the blocks.
     pub fn streamed_rest(&self) -> usize {
         self.total.saturating_sub(self.blocks)
     }
 
-    /// What it holds during a forward pass when its blocks stream: the rest, the block computing and the
+    /// What it holds during a forward pass when all its blocks stream: the rest, the block computing and the
     /// next one being read.
     pub fn streamed_peak(&self) -> usize {
         self.streamed_rest() + 2 * self.largest_block
@@ -156,16 +171,30 @@ impl BlockSizes {
     pub fn kept(&self, residency: Residency) -> usize {
         match residency {
             Residency::Resident => self.total,
-            Residency::Streamed => self.streamed_rest(),
+            Residency::Streamed { kept_blocks } => {
+                (self.streamed_rest() + kept_blocks * self.largest_block).min(self.total)
+            }
         }
+    }
+
+    /// How many of the first blocks fit in `bytes` beside the rest and two blocks in flight (fewer than all).
+    fn blocks_fitting(&self, bytes: u64) -> usize {
+        let Some(largest) = std::num::NonZeroUsize::new(self.largest_block) else { return 0 };
+        let count = self.blocks / largest;
+        let spare = bytes.saturating_sub(self.streamed_peak() as u64);
+        usize::try_from(spare / largest.get() as u64).unwrap_or(usize::MAX).min(count.saturating_sub(1))
     }
 }
 
 impl<'a> ModelNeed<'a> {
-    /// The need of a model whose blocks can stream: `sizes.total` when resident, and when streamed the rest
-    /// with room for two blocks in flight.
+    /// The need of a model whose blocks can stream.
     pub fn streamable(input: &'a str, file: &'a Path, what: &'a str, sizes: &BlockSizes) -> Self {
-        ModelNeed { input, file, what, resident: sizes.total, streamed: Some(sizes.streamed_peak()) }
+        ModelNeed { input, file, what, resident: sizes.total, blocks: Some(*sizes) }
+    }
+
+    /// The need of a model held whole.
+    pub fn whole(input: &'a str, file: &'a Path, what: &'a str, bytes: usize) -> Self {
+        ModelNeed { input, file, what, resident: bytes, blocks: None }
     }
 }
 
@@ -174,6 +203,11 @@ impl<'a> ModelNeed<'a> {
 /// the working reserve is resident, unless it can stream and would take more than half the limit (which
 /// leaves room for the text encoder or the diffusion model beside it); one that does not fit streams if it
 /// can; otherwise the error names the file and the sizes.
+///
+/// A streamed model on a GPU keeps as many of its first blocks resident as fit in its share (the room, and
+/// at most half the limit): each kept block is one less copied over the bus on every step. In RAM every block
+/// streams: the weight file's pages are the kernel's cache already, and what a model does not keep is room for
+/// the models loaded after it.
 pub fn plan_residency(need: &ModelNeed<'_>, device: &candle_core::Device) -> Result<Residency, NodeError> {
     plan_with(MemoryBudget::global(), need, pool_of(device))
 }
@@ -182,26 +216,31 @@ fn plan_with(budget: &MemoryBudget, need: &ModelNeed<'_>, pool: MemoryPool) -> R
     let Some(limit) = budget.limit(pool) else { return Ok(Residency::Resident) };
     let room = budget.room_for(pool, need.resident as u64).unwrap_or(u64::MAX);
     let resident = need.resident as u64;
-    match need.streamed {
+    match need.blocks {
         Some(_) if resident > room || resident > limit.bytes / 2 => {}
         _ if resident <= room => return Ok(Residency::Resident),
         _ => {}
     }
-    if let Some(streamed) = need.streamed
-        && (streamed as u64) <= room
+    if let Some(sizes) = need.blocks
+        && (sizes.streamed_peak() as u64) <= room
     {
+        let kept_blocks = match pool {
+            MemoryPool::Device => sizes.blocks_fitting(room.min(limit.bytes / 2)),
+            MemoryPool::Ram => 0,
+        };
         tracing::info!(
-            "{}: streaming the {}'s blocks from the file ({} resident would not fit: {} of room in the {} budget)",
+            "{}: streaming the {}'s blocks from the file, {kept_blocks} kept in memory ({} resident would not fit: {} \
+             of room in the {} budget)",
             need.file.display(),
             need.what,
             human(need.resident as u64),
             human(room),
             pool.name()
         );
-        return Ok(Residency::Streamed);
+        return Ok(Residency::Streamed { kept_blocks });
     }
-    let needed = need.streamed.map_or(resident, |streamed| streamed as u64);
-    let how = if need.streamed.is_some() {
+    let needed = need.blocks.map_or(resident, |sizes| sizes.streamed_peak() as u64);
+    let how = if need.blocks.is_some() {
         format!("even with its blocks streamed from the file it keeps {} in memory", human(needed))
     } else {
         format!("it needs {} in memory and cannot stream its blocks", human(needed))
@@ -238,13 +277,20 @@ mod tests {
 
     const MB: usize = 1_000_000;
 
+    /// A model of `resident` bytes; with `streamed`, one that holds that much when its blocks stream (two
+    /// blocks of 1 MB in flight).
     fn need(resident: usize, streamed: Option<usize>) -> ModelNeed<'static> {
+        let blocks = streamed.map(|peak| BlockSizes {
+            total: resident,
+            blocks: (resident - peak).saturating_add(2 * MB),
+            largest_block: MB,
+        });
         ModelNeed {
             input: "ckpt_name",
             file: Path::new("/models/big.safetensors"),
             what: "transformer",
             resident,
-            streamed,
+            blocks,
         }
     }
 
@@ -267,11 +313,11 @@ mod tests {
         assert_eq!(plan_with(&budget, &need(300 * MB, Some(10 * MB)), MemoryPool::Ram).unwrap(), Residency::Resident);
         assert_eq!(plan_with(&budget, &need(650 * MB, None), MemoryPool::Ram).unwrap(), Residency::Resident);
         // Over half the limit, a model that can stream does, leaving room beside it.
-        assert_eq!(plan_with(&budget, &need(450 * MB, Some(10 * MB)), MemoryPool::Ram).unwrap(), Residency::Streamed);
+        assert_eq!(plan_with(&budget, &need(450 * MB, Some(10 * MB)), MemoryPool::Ram).unwrap(), Residency::STREAMED);
         // What stays counts.
         let held = Arc::new(());
         budget.register(MemoryPool::Ram, 500 * MB as u64, &held);
-        assert_eq!(plan_with(&budget, &need(300 * MB, Some(10 * MB)), MemoryPool::Ram).unwrap(), Residency::Streamed);
+        assert_eq!(plan_with(&budget, &need(300 * MB, Some(10 * MB)), MemoryPool::Ram).unwrap(), Residency::STREAMED);
     }
 
     #[test]
@@ -296,13 +342,37 @@ mod tests {
         assert_eq!(sizes.streamed_rest(), 100 * MB);
         assert_eq!(sizes.streamed_peak(), 300 * MB);
         assert_eq!(sizes.kept(Residency::Resident), 900 * MB);
-        assert_eq!(sizes.kept(Residency::Streamed), 100 * MB);
+        assert_eq!(sizes.kept(Residency::STREAMED), 100 * MB);
+        assert_eq!(sizes.kept(Residency::Streamed { kept_blocks: 3 }), 400 * MB);
         let need = ModelNeed::streamable("clip_name", Path::new("/models/t5.safetensors"), "text encoder", &sizes);
-        assert_eq!((need.resident, need.streamed), (900 * MB, Some(300 * MB)));
+        assert_eq!((need.resident, need.blocks.map(|b| b.streamed_peak())), (900 * MB, Some(300 * MB)));
         // 400 MB limit: 50 MB reserve, 350 MB of room: the rest and two blocks fit.
-        assert_eq!(plan_with(&budget(400 * MB), &need, MemoryPool::Ram).unwrap(), Residency::Streamed);
+        assert_eq!(plan_with(&budget(400 * MB), &need, MemoryPool::Ram).unwrap(), Residency::STREAMED);
         // 320 MB: 40 MB reserve, 280 MB of room: the rest fits, not with two blocks in flight.
         let error = plan_with(&budget(320 * MB), &need, MemoryPool::Ram).unwrap_err().to_string();
         assert!(error.contains("with its blocks streamed from the file it keeps 300.0 MB"), "{error}");
+    }
+
+    #[test]
+    fn on_a_gpu_a_streamed_model_keeps_the_blocks_that_fit_in_its_share() {
+        // 8 blocks of 100 MB and 100 MB beside them.
+        let sizes = BlockSizes { total: 900 * MB, blocks: 800 * MB, largest_block: 100 * MB };
+        let need = ModelNeed::streamable("unet_name", Path::new("/models/ltx2.gguf"), "transformer", &sizes);
+        let device = MemoryBudget::unlimited();
+        // 1 GB: 125 MB reserve, 875 MB of room, 500 MB share: the rest, two blocks in flight and two kept.
+        device.set_limit(MemoryPool::Device, Some(1000 * MB as u64));
+        assert_eq!(plan_with(&device, &need, MemoryPool::Device).unwrap(), Residency::Streamed { kept_blocks: 2 });
+        // 2 GB: it fits within half, and is resident.
+        device.set_limit(MemoryPool::Device, Some(2000 * MB as u64));
+        assert_eq!(plan_with(&device, &need, MemoryPool::Device).unwrap(), Residency::Resident);
+        // 1.6 GB: 200 MB reserve, 1.4 GB of room; half is 800 MB: five blocks kept.
+        device.set_limit(MemoryPool::Device, Some(1600 * MB as u64));
+        assert_eq!(plan_with(&device, &need, MemoryPool::Device).unwrap(), Residency::Streamed { kept_blocks: 5 });
+        // What other models hold shrinks the share.
+        let held = Arc::new(());
+        device.register(MemoryPool::Device, 1000 * MB as u64, &held);
+        assert_eq!(plan_with(&device, &need, MemoryPool::Device).unwrap(), Residency::Streamed { kept_blocks: 1 });
+        // In RAM the same model streams every block.
+        assert_eq!(plan_with(&budget(1000 * MB), &need, MemoryPool::Ram).unwrap(), Residency::STREAMED);
     }
 }

@@ -2,7 +2,7 @@
 //! `LTXAVTextEncoderLoader` (Gemma 3 with the checkpoint's text projection and connectors),
 //! `LTXVAudioVAELoader` (audio VAE and vocoder) and `LatentUpscaleModelLoader`.
 
-use super::loaded_models::{BlockSizes, ModelNeed, Residency, load_counted, load_shared, plan_residency};
+use super::loaded_models::{BlockSizes, ModelNeed, load_counted, load_shared, plan_residency};
 use super::model_loaders::{file_fingerprint, load_error, open, resolve, tokenizer};
 use crate::values::{AudioVaeModel, DiffusionModel, GemmaText, LatentUpscaleModel, TextEncoder, Transformer};
 use kinograph_engine::prelude::*;
@@ -54,8 +54,7 @@ pub fn load_ltx2_model(
             largest_block: stored_bytes(source, &format!("{prefix}transformer_blocks.0.")),
         };
         let residency = plan_residency(&ModelNeed::streamable(input, path, "transformer", &sizes), &device)?;
-        let stream_blocks = residency == Residency::Streamed;
-        let options = LoadOptions { stream_blocks, widen_at_load: false, fp8_storage };
+        let options = LoadOptions { blocks: residency.holding(), widen_at_load: false, fp8_storage };
         let transformer = Ltx2Transformer::load(source, &device, options).map_err(|e| load_error(input, path, &e))?;
         let bytes = sizes.kept(residency);
         let model = DiffusionModel {
@@ -172,7 +171,7 @@ fn load_gemma(input: &str, path: &Path) -> Result<LoadedGemma, NodeError> {
         largest_block: under(&|name| name.contains("layers.0.") || name.starts_with("blk.0.")),
     };
     let residency = plan_residency(&ModelNeed::streamable(input, path, "text encoder", &sizes), &device)?;
-    let options = GemmaLoadOptions { stream_layers: residency == Residency::Streamed };
+    let options = GemmaLoadOptions { layers: residency.holding() };
     let bytes = sizes.kept(residency);
     if let Some(gguf) = source.gguf_files().next().cloned() {
         // llama.cpp's layout (unsloth's gemma-3-12b-it-*.gguf): the tokenizer is in the metadata.

@@ -1,6 +1,6 @@
 //! The loader nodes themselves.
 
-use super::loaded_models::{BlockSizes, ModelNeed, Residency, load_counted, plan_residency};
+use super::loaded_models::{BlockSizes, ModelNeed, load_counted, plan_residency};
 use crate::values::{DiffusionModel, TextEncoder, Transformer, VideoVae};
 use kinograph_engine::prelude::*;
 use kinograph_models::fp8::{Fp8Format, LinearStorage};
@@ -118,7 +118,7 @@ pub(super) fn load_model(
             largest_block: transformer_bytes(source, &format!("{blocks}0."), storage),
         };
         let residency = plan_residency(&ModelNeed::streamable(input, path, "transformer", &sizes), &device)?;
-        let options = LtxvLoadOptions { storage, stream_blocks: residency == Residency::Streamed };
+        let options = LtxvLoadOptions { storage, blocks: residency.holding() };
         let transformer =
             LtxvTransformer::load_with_options(source, &device, options).map_err(|e| load_error(input, path, &e))?;
         let bytes = sizes.kept(residency);
@@ -143,7 +143,7 @@ pub(super) fn load_vae(
     load_counted("ltxv-vae", path, || {
         let device = super::compute_device();
         let bytes = f32_bytes(source, prefix);
-        plan_residency(&ModelNeed { input, file: path, what: "VAE", resident: bytes, streamed: None }, &device)?;
+        plan_residency(&ModelNeed::whole(input, path, "VAE", bytes), &device)?;
         let vae = LtxvVae::load(source, prefix, &device).map_err(|e| load_error(input, path, &e))?;
         Ok((VideoVae { vae: Arc::new(vae), file: path.to_path_buf(), bytes }, bytes))
     })
@@ -183,7 +183,7 @@ pub fn load_text_encoder(input: &str, path: &Path) -> Result<Arc<TextEncoder>, N
 }
 
 /// A T5 CLIP of `sizes` in memory: resident when the budget has room for it, else with its blocks streamed
-/// from the file (refused when not even that fits), its encoder loaded by `load` with the options decided.
+/// from the file as [`plan_residency`] decides (refused when not even that fits), its encoder loaded by `load` with the options decided.
 pub(super) fn t5_clip(
     input: &str,
     path: &Path,
@@ -192,7 +192,7 @@ pub(super) fn t5_clip(
 ) -> Result<(TextEncoder, usize), NodeError> {
     let device = super::compute_device();
     let residency = plan_residency(&ModelNeed::streamable(input, path, "text encoder", sizes), &device)?;
-    let options = T5LoadOptions { stream_blocks: residency == Residency::Streamed };
+    let options = T5LoadOptions { blocks: residency.holding() };
     let encoder = load(&device, options).map_err(|e| load_error(input, path, &e))?;
     let bytes = sizes.kept(residency);
     let clip = TextEncoder {
