@@ -39,6 +39,10 @@ enum Command {
     ///
     /// Exit codes: 0 success, 1 invalid workflow, 2 a node failed, 130 interrupted.
     Run(commands::run::RunArgs),
+    /// Serve ComfyUI's HTTP and websocket API, with a queue and history that survive a crash.
+    ///
+    /// Loopback by default; any other address needs a token. Exit codes: 0 stopped, 1 could not start.
+    Serve(commands::serve::ServeArgs),
     /// Check a workflow without running it; reports every error at once.
     ///
     /// Exit codes: 0 valid, 1 invalid.
@@ -103,6 +107,7 @@ where
         Command::Demo(args) => commands::demo::run(&args),
         Command::Edit(args) => commands::edit::run(&args),
         Command::Run(args) => commands::run::run(&args),
+        Command::Serve(args) => commands::serve::run(&args),
         Command::Validate(args) => commands::validate::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
         Command::Nodes(args) => commands::nodes::run(&args),

@@ -3,8 +3,13 @@
 //! history entry a finished prompt leaves. Where the queue lives (in memory, an embedded database, a
 //! distributed stream) is the front end's business; what an item and an entry are is the same everywhere.
 
+use crate::context::CancelToken;
+use crate::events::{Event, EventKind, EventSink};
+use crate::executor::{Executor, RunOptions, RunOutcome, RunStatus};
+use crate::graph::Graph;
 use serde_json::{Map, Value as Json, json};
 use std::cmp::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Keys of `extra_data` that are never stored or shown (ComfyUI's `SENSITIVE_EXTRA_DATA_KEYS`).
 pub const SENSITIVE_EXTRA_DATA_KEYS: [&str; 2] = ["auth_token_comfy_org", "api_key_comfy_org"];
@@ -139,6 +144,86 @@ impl HistoryEntry {
                 (node.clone(), meta)
             })
             .collect()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs a queued prompt, already validated into `graph`, the way every front end runs one: its events go to
+/// `events` as they happen, and the history entry it leaves comes back beside the run's outcome (the UI
+/// results, and the `execution_start`, `execution_cached` and final messages ComfyUI keeps).
+pub async fn run_queued(
+    executor: &Executor,
+    graph: Arc<Graph>,
+    item: &QueueItem,
+    events: EventSink,
+    cancel: CancelToken,
+) -> (RunOutcome, HistoryEntry) {
+    let messages: Arc<Mutex<Vec<(String, Json)>>> = Arc::default();
+    let recorder = {
+        let messages = messages.clone();
+        Arc::new(move |event: &Event| {
+            if matches!(
+                event.kind,
+                EventKind::ExecutionStart
+                    | EventKind::ExecutionCached { .. }
+                    | EventKind::ExecutionSuccess
+                    | EventKind::ExecutionError(_)
+                    | EventKind::ExecutionInterrupted { .. }
+            ) {
+                let pair = (event.comfy_type().to_string(), event.to_comfy_json()["data"].clone());
+                messages.lock().unwrap_or_else(PoisonError::into_inner).push(pair);
+            }
+            events(event);
+        })
+    };
+    let options = RunOptions {
+        prompt_id: item.prompt_id.clone(),
+        events: recorder,
+        cancel,
+        extra_pnginfo: item.extra_data.get("extra_pnginfo").cloned().unwrap_or(Json::Null),
+    };
+    let outcome = executor.run(graph, options).await;
+    let outputs: Map<String, Json> = outcome.outputs.iter().map(|(node, ui)| (node.clone(), ui.clone())).collect();
+    let success = outcome.status == RunStatus::Success;
+    let messages = std::mem::take(&mut *messages.lock().unwrap_or_else(PoisonError::into_inner));
+    let entry = HistoryEntry {
+        item: item.sanitized(),
+        meta: HistoryEntry::meta_for(&outputs),
+        outputs,
+        status: HistoryStatus {
+            status_str: if success { "success" } else { "error" }.to_string(),
+            completed: success,
+            messages,
+        },
+        finished_at: now_millis(),
+    };
+    (outcome, entry)
+}
+
+/// The history entry of a queued prompt that could not run at all (a model file it names was removed
+/// after it was queued): an `execution_error` with `message` and no node.
+pub fn failed_entry(item: &QueueItem, message: &str) -> HistoryEntry {
+    let timestamp = now_millis();
+    let error = json!({
+        "prompt_id": item.prompt_id, "node_id": null, "node_type": null, "executed": [],
+        "exception_message": message, "exception_type": "invalid_prompt", "traceback": [],
+        "current_inputs": {}, "current_outputs": [], "timestamp": timestamp,
+    });
+    let start = json!({"prompt_id": item.prompt_id, "timestamp": timestamp});
+    HistoryEntry {
+        item: item.sanitized(),
+        outputs: Map::new(),
+        meta: Map::new(),
+        status: HistoryStatus {
+            status_str: "error".into(),
+            completed: false,
+            messages: vec![("execution_start".into(), start), ("execution_error".into(), error)],
+        },
+        finished_at: timestamp,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod edit;
 pub mod models;
 pub mod nodes;
 pub mod run;
+pub mod serve;
 pub mod validate;
 
 use clap::Args;

@@ -4,9 +4,10 @@ use super::{BudgetArgs, FolderArgs, Loaded, load_workflow, registry};
 use crate::progress::{EventMode, Reporter};
 use crate::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_RUNTIME};
 use clap::Args;
+use kinograph_engine::queue::{QueueItem, run_queued};
 use kinograph_engine::size::parse_size;
 use kinograph_engine::{
-    Cache, CancelToken, ConvertOptions, DiskCache, Environment, Executor, MemoryBudget, Registry, RunOptions, RunStatus,
+    Cache, CancelToken, ConvertOptions, DiskCache, Environment, Executor, MemoryBudget, Registry, RunStatus,
 };
 use serde_json::json;
 use std::path::PathBuf;
@@ -96,15 +97,18 @@ pub fn run_loaded(loaded: Loaded, registry: Registry, env: Environment, args: &R
     };
     let cancel = CancelToken::new();
     let reporter = Arc::new(reporter.for_graph(&graph));
-    let options = RunOptions {
+    // The one-shot form of the server's queue: one item, run as the server's worker runs it.
+    let extra_pnginfo = loaded.ui_workflow.map_or(serde_json::Value::Null, |workflow| json!({ "workflow": workflow }));
+    let item = QueueItem {
+        number: 0.0,
         prompt_id: prompt_id(),
-        events: reporter.sink(),
-        cancel: cancel.clone(),
-        extra_pnginfo: loaded.ui_workflow.map_or(serde_json::Value::Null, |workflow| json!({ "workflow": workflow })),
+        prompt: loaded.prompt.to_json(),
+        extra_data: json!({ "extra_pnginfo": extra_pnginfo }),
+        outputs_to_execute: graph.outputs.iter().map(|&index| graph.nodes[index].id.clone()).collect(),
     };
-    let outcome = runtime.block_on(async {
-        tokio::spawn(interrupt_on_ctrl_c(cancel));
-        executor.run(graph, options).await
+    let (outcome, _history) = runtime.block_on(async {
+        tokio::spawn(interrupt_on_ctrl_c(cancel.clone()));
+        run_queued(&executor, graph, &item, reporter.sink(), cancel).await
     });
     reporter.finish(&outcome);
     match outcome.status {
