@@ -22,3 +22,4 @@ mod ltxv_reference;
 mod ltxv_templates;
 mod memory_budget;
 mod models;
+mod server;
