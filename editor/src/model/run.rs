@@ -3,8 +3,9 @@
 
 use super::document::DocumentError;
 use super::editor::Editor;
+use kinograph_engine::queue::{QueueItem, run_queued};
 use kinograph_engine::{
-    CancelToken, Event, EventKind, Executor, Graph, Preview, RunOptions, ValidationReport, validate,
+    CancelToken, Event, EventKind, EventSink, Executor, Graph, Preview, ValidationReport, validate,
 };
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -103,11 +104,11 @@ fn summary(report: &ValidationReport) -> String {
     first.unwrap_or_else(|| report.error.message.clone())
 }
 
-/// A validated prompt waiting for its turn, with the workflow it came from (embedded in its outputs).
+/// A validated prompt waiting for its turn: the engine's queue item (with the workflow it came from in its
+/// `extra_data`, embedded in its outputs) and its graph.
 struct QueuedRun {
     graph: Arc<Graph>,
-    node_ids: Vec<String>,
-    workflow: serde_json::Value,
+    item: QueueItem,
 }
 
 /// Runs graphs from the editor, one at a time in the order queued, keeping the engine's cache between
@@ -180,7 +181,15 @@ impl Runner {
         let graph = validate(&prompt, catalog.registry(), catalog.environment())
             .map_err(|report| QueueError::Invalid(Box::new(report)))?;
         self.wake = wake;
-        let run = QueuedRun { graph: Arc::new(graph), node_ids: prompt.nodes.keys().cloned().collect(), workflow };
+        self.runs += 1;
+        let item = QueueItem {
+            number: self.runs as f64,
+            prompt_id: format!("editor-{}", self.runs),
+            prompt: prompt.to_json(),
+            extra_data: serde_json::json!({ "extra_pnginfo": { "workflow": workflow } }),
+            outputs_to_execute: graph.outputs.iter().map(|&index| graph.nodes[index].id.clone()).collect(),
+        };
+        let run = QueuedRun { graph: Arc::new(graph), item };
         let ahead = if self.view.running {
             self.pending.push_back(run);
             self.pending.len()
@@ -196,27 +205,25 @@ impl Runner {
     fn start(&mut self, run: QueuedRun) -> Result<(), QueueError> {
         let runtime = tokio::runtime::Runtime::new().map_err(QueueError::Runtime)?;
         let (sender, receiver): (Sender<Event>, Receiver<Event>) = channel();
-        self.runs += 1;
         self.cancel = CancelToken::new();
         let wake = Arc::clone(&self.wake);
-        let options = RunOptions {
-            prompt_id: format!("editor-{}", self.runs),
-            events: Arc::new(move |event: &Event| {
-                let _ = sender.send(event.clone());
-                wake();
-            }),
-            cancel: self.cancel.clone(),
-            extra_pnginfo: serde_json::json!({ "workflow": run.workflow }),
-        };
+        let events: EventSink = Arc::new(move |event: &Event| {
+            let _ = sender.send(event.clone());
+            wake();
+        });
+        let cancel = self.cancel.clone();
         let executor = Arc::clone(&self.executor);
-        let graph = run.graph;
+        let node_ids: Vec<String> =
+            run.item.prompt.as_object().map(|nodes| nodes.keys().cloned().collect()).unwrap_or_default();
+        let QueuedRun { graph, item } = run;
+        // The run as the server's worker and `kinograph run` run a queue item.
         std::thread::Builder::new()
             .name("kinograph-run".into())
-            .spawn(move || runtime.block_on(executor.run(graph, options)))
+            .spawn(move || runtime.block_on(run_queued(&executor, graph, &item, events, cancel)))
             .map_err(QueueError::Runtime)?;
         self.events = Some(receiver);
         self.view = RunView { running: true, ..RunView::default() };
-        for id in run.node_ids {
+        for id in node_ids {
             self.view.nodes.insert(id, NodeRunState::Queued);
         }
         Ok(())
