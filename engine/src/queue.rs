@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn items_run_smallest_number_first_then_by_id() {
-        let mut items = vec![item(3.0, "a"), item(-1.0, "z"), item(1.0, "b"), item(1.0, "a")];
+        let mut items = [item(3.0, "a"), item(-1.0, "z"), item(1.0, "b"), item(1.0, "a")];
         items.sort_by(run_order);
         let order: Vec<(f64, &str)> = items.iter().map(|i| (i.number, i.prompt_id.as_str())).collect();
         assert_eq!(order, [(-1.0, "z"), (1.0, "a"), (1.0, "b"), (3.0, "a")]);

@@ -78,7 +78,7 @@ fn comfyuis_example_clients_run_the_demo_and_download_frames_and_video() {
     let prompt_id = answer["prompt_id"].as_str().unwrap().to_string();
     assert_eq!(answer["node_errors"], serde_json::json!({}));
     let agent = agent();
-    let entry = wait_for("the basic client's prompt to finish", Duration::from_secs(120), || {
+    let entry = wait_for("the basic client's prompt to finish", Duration::from_mins(2), || {
         let history = get_json(&agent, &server.url(&format!("/history/{prompt_id}")));
         history.get(&prompt_id).cloned()
     });

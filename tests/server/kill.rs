@@ -22,7 +22,7 @@ fn a_server_killed_while_a_prompt_runs_restarts_with_its_queue_and_history() {
     }
 
     let (finished_before, running) =
-        wait_for("three prompts finished and a fourth running", Duration::from_secs(300), || {
+        wait_for("three prompts finished and a fourth running", Duration::from_mins(5), || {
             let queue = get_json(&agent, &server.url("/queue"));
             let running = queue["queue_running"][0][1].as_str()?.to_string();
             let history = get_json(&agent, &server.url("/history"));
@@ -32,7 +32,7 @@ fn a_server_killed_while_a_prompt_runs_restarts_with_its_queue_and_history() {
     server.kill_hard();
 
     let server = ServerProcess::start(root.path(), &[]);
-    let history = wait_for("all 20 prompts in the history", Duration::from_secs(600), || {
+    let history = wait_for("all 20 prompts in the history", Duration::from_mins(10), || {
         let history = get_json(&agent, &server.url("/history"));
         (history.as_object()?.len() == ids.len()).then_some(history)
     });

@@ -44,7 +44,7 @@ fn run_client(address: &str, client: usize) -> ClientReport {
     let client_id = format!("load-client-{client}");
     let (mut socket, _) = tungstenite::connect(format!("ws://{address}/ws?clientId={client_id}")).unwrap();
     if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
-        TcpStream::set_read_timeout(stream, Some(Duration::from_secs(300))).unwrap();
+        TcpStream::set_read_timeout(stream, Some(Duration::from_mins(5))).unwrap();
     }
     let reader = std::thread::spawn(move || {
         let (mut finished, mut delays_ms) = (Vec::new(), Vec::new());
@@ -120,7 +120,7 @@ fn eight_clients_send_200_prompts_and_every_one_completes_once() {
     }
     assert_eq!(all_sent.len(), CLIENTS * PROMPTS_PER_CLIENT);
     let agent = agent();
-    let history = wait_for("the history to hold every prompt", Duration::from_secs(60), || {
+    let history = wait_for("the history to hold every prompt", Duration::from_mins(1), || {
         let history = get_json(&agent, &server.url("/history"));
         (history.as_object()?.len() == all_sent.len()).then_some(history)
     });
@@ -163,7 +163,7 @@ fn eight_clients_send_200_prompts_and_every_one_completes_once() {
         percentile(&delays, 0.5),
         percentile(&delays, 0.99),
         delays.len(),
-        rss as f64 / 1048576.0,
-        peak as f64 / 1048576.0,
+        rss as f64 / 1_048_576.0,
+        peak as f64 / 1_048_576.0,
     );
 }

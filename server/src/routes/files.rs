@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -35,7 +35,7 @@ fn split_annotation(filename: &str) -> (&str, Option<&str>) {
 }
 
 /// `GET /view?filename=&subfolder=&type=[&preview=jpeg;90|webp;90][&channel=rgba|rgb|a]`.
-pub async fn view(State(shared): State<Arc<Shared>>, Query(query): Query<HashMap<String, String>>) -> Response {
+pub async fn view(State(shared): State<Arc<Shared>>, Query(query): Query<BTreeMap<String, String>>) -> Response {
     let raw_name = query.get("filename").map_or("", String::as_str);
     let (filename, annotated) = split_annotation(raw_name);
     let kind = match FileKind::for_view(query.get("type").map(String::as_str).or(annotated)) {
@@ -142,12 +142,12 @@ fn convert_image(path: &Path, preview: Option<&str>, channel: Option<&str>) -> R
 /// A multipart form: its file field (`image`) and its text fields.
 struct UploadForm {
     file: Option<(String, Bytes)>,
-    fields: HashMap<String, String>,
+    fields: BTreeMap<String, String>,
 }
 
 async fn read_form(multipart: Result<Multipart, MultipartRejection>, limit: usize) -> Result<UploadForm, Response> {
     let mut multipart = multipart.map_err(|rejection| bad_request(format!("not a multipart form: {rejection}")))?;
-    let mut form = UploadForm { file: None, fields: HashMap::new() };
+    let mut form = UploadForm { file: None, fields: BTreeMap::new() };
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,

@@ -13,7 +13,7 @@ use kinograph_engine::queue::QueueItem;
 use kinograph_engine::validation::{validate, validate_targets};
 use kinograph_engine::{ConvertOptions, WorkflowFile};
 use serde_json::{Map, Value as Json, json};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// `GET /prompt`: how many prompts remain.
@@ -219,7 +219,7 @@ pub async fn edit_queue(State(shared): State<Arc<Shared>>, body: Result<Bytes, B
 }
 
 /// `GET /history?max_items=&offset=`: finished prompts by id, oldest first.
-pub async fn history(State(shared): State<Arc<Shared>>, Query(query): Query<HashMap<String, String>>) -> Response {
+pub async fn history(State(shared): State<Arc<Shared>>, Query(query): Query<BTreeMap<String, String>>) -> Response {
     let number = |key: &str| query.get(key).and_then(|value| value.parse::<usize>().ok());
     let (max_items, offset) = (number("max_items"), number("offset"));
     let listed = tokio::task::spawn_blocking(move || shared.store.history(max_items, offset)).await;

@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value as Json, json};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Largest message a client may send (clients send only small JSON).
@@ -19,7 +19,7 @@ const MAX_INCOMING: usize = 64 << 10;
 /// Opens a websocket, unless as many as the server allows are open already (429).
 pub async fn connect(
     State(shared): State<Arc<Shared>>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<BTreeMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if shared.hub.len() >= shared.limits.max_websockets {
@@ -69,7 +69,7 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket, client_id: String) 
                         }
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                None | Some(Ok(Message::Close(_)) | Err(_)) => break,
                 Some(Ok(_)) => {}
             },
         }
