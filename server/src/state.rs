@@ -37,7 +37,7 @@ impl Default for Limits {
             max_websockets: 256,
             max_queue: 10_000,
             max_history: 10_000,
-            max_history_age: Duration::from_secs(30 * 24 * 3600),
+            max_history_age: Duration::from_hours(30 * 24),
         }
     }
 }

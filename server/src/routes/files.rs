@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -35,7 +35,7 @@ fn split_annotation(filename: &str) -> (&str, Option<&str>) {
 }
 
 /// `GET /view?filename=&subfolder=&type=[&preview=jpeg;90|webp;90][&channel=rgba|rgb|a]`.
-pub async fn view(State(shared): State<Arc<Shared>>, Query(query): Query<HashMap<String, String>>) -> Response {
+pub async fn view(State(shared): State<Arc<Shared>>, Query(query): Query<BTreeMap<String, String>>) -> Response {
     let raw_name = query.get("filename").map_or("", String::as_str);
     let (filename, annotated) = split_annotation(raw_name);
     let kind = match FileKind::for_view(query.get("type").map(String::as_str).or(annotated)) {
