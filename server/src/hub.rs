@@ -1,12 +1,13 @@
 //! The open websockets and who gets which message, as ComfyUI sends them: a prompt's messages go to the
 //! client that queued it (`client_id`), `status` to everyone, `execution_interrupted` to everyone, and
 //! progress and previews to everyone when the prompt named no client. Each socket has a bounded outbox: a
-//! client that stops reading loses messages rather than growing the server's memory.
+//! client that stops reading loses messages rather than growing the server's memory. A socket holds a
+//! [`Slot`] from its handshake on, so that handshakes racing each other cannot open more than the limit.
 
 use axum::body::Bytes;
 use serde_json::{Value as Json, json};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
@@ -73,6 +74,20 @@ pub struct Hub {
     next_id: AtomicU64,
     /// Messages dropped because a socket's outbox was full.
     dropped: AtomicU64,
+    /// Slots taken: sockets open or being opened.
+    slots: AtomicUsize,
+}
+
+/// A socket's place among the most the server takes, from its handshake until it closes; dropping it
+/// frees the place.
+pub struct Slot {
+    hub: Arc<Hub>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.hub.slots.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A registered socket; dropping it unregisters the socket.
@@ -109,6 +124,15 @@ impl Hub {
     /// Whether no socket is open.
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
+    }
+
+    /// Takes one of `max` slots for a socket about to open; `None` when all are taken. Taken before the
+    /// handshake is answered, so a socket counts from then on, not only once it is registered.
+    pub fn reserve(self: &Arc<Self>, max: usize) -> Option<Slot> {
+        self.slots
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |taken| (taken < max).then_some(taken + 1))
+            .ok()
+            .map(|_| Slot { hub: self.clone() })
     }
 
     /// Messages dropped so far because a client did not read them.
@@ -208,6 +232,16 @@ mod tests {
         assert_eq!(metadata["node_id"], "3");
         assert_eq!(metadata["image_type"], "image/jpeg");
         assert_eq!(&bytes[8 + length..], b"\xff\xd8jpeg");
+    }
+
+    #[test]
+    fn slots_are_bounded_and_freed_when_dropped() {
+        let hub = Arc::new(Hub::default());
+        let first = hub.reserve(2).unwrap();
+        let _second = hub.reserve(2).unwrap();
+        assert!(hub.reserve(2).is_none());
+        drop(first);
+        assert!(hub.reserve(2).is_some());
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 //! - [`routes`]: the routes, each also under `/api/...`.
 //! - [`hub`]: the open websockets and who gets which message.
 //! - [`worker`]: runs prompts one at a time with the engine's executor, whose cache stays warm.
-//! - [`store`]: the queue and history in `SQLite`; every accepted prompt and finished entry is on disk
+//! - [`store`]: the queue and history on `SQLite`; every accepted prompt and finished entry is on disk
 //!   before the server answers or announces it.
 //! - [`files`]: `/view` and uploads, which never leave their folders.
 //! - [`security`]: loopback by default, a token beyond it, ComfyUI's Origin check.

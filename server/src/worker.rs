@@ -129,11 +129,12 @@ async fn run_item(shared: &Arc<Shared>, item: QueueItem) {
         Err(error) => tracing::error!("storing the history entry of prompt {} failed: {error}", item.prompt_id),
     }
     shared.set_running(None);
+    // ComfyUI's order: the queue's new length, then the prompt's final message.
+    shared.broadcast_status();
     let finished = Event::now(&Arc::from(item.prompt_id.as_str()), EventKind::Finished).to_comfy_json();
     if let Some(client) = item.client_id() {
         shared.hub.send_json(Some(client), &finished);
     }
-    shared.broadcast_status();
 }
 
 /// The prompt's graph, validated again now (files may have changed since it was queued).

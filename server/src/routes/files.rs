@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -142,12 +142,12 @@ fn convert_image(path: &Path, preview: Option<&str>, channel: Option<&str>) -> R
 /// A multipart form: its file field (`image`) and its text fields.
 struct UploadForm {
     file: Option<(String, Bytes)>,
-    fields: BTreeMap<String, String>,
+    fields: HashMap<String, String>,
 }
 
 async fn read_form(multipart: Result<Multipart, MultipartRejection>, limit: usize) -> Result<UploadForm, Response> {
     let mut multipart = multipart.map_err(|rejection| bad_request(format!("not a multipart form: {rejection}")))?;
-    let mut form = UploadForm { file: None, fields: BTreeMap::new() };
+    let mut form = UploadForm { file: None, fields: HashMap::new() };
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,

@@ -3,6 +3,7 @@
 
 pub mod files;
 pub mod info;
+mod node_count;
 pub mod prompts;
 pub mod websocket;
 

@@ -1,6 +1,6 @@
 //! `/prompt`, `/queue`, `/history`, `/interrupt` and `/free`, with ComfyUI's shapes (comfyui.md §2.10 and §4).
 
-use super::{body_error, error, internal};
+use super::{body_error, error, internal, node_count};
 use crate::state::{FreeRequest, Shared};
 use crate::store::StoreError;
 use axum::Json as JsonBody;
@@ -29,6 +29,13 @@ pub async fn submit(State(shared): State<Arc<Shared>>, body: Result<Bytes, Bytes
         Ok(body) => body,
         Err(rejection) => return body_error(&rejection, shared.limits.max_body_bytes),
     };
+    // Counted before the body is parsed into a tree, which for a huge prompt is most of the cost.
+    let nodes = node_count::prompt_nodes(&body).unwrap_or(0);
+    if nodes > shared.limits.max_prompt_nodes {
+        let message =
+            format!("the prompt has {nodes} nodes; this server takes at most {}", shared.limits.max_prompt_nodes);
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "prompt_too_large", message);
+    }
     let request: Json = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(parse) => return error(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {parse}")),
@@ -36,13 +43,6 @@ pub async fn submit(State(shared): State<Arc<Shared>>, body: Result<Bytes, Bytes
     let Some(prompt) = request.get("prompt").filter(|prompt| !prompt.is_null()) else {
         return error(StatusCode::BAD_REQUEST, "no_prompt", "No prompt provided");
     };
-    let nodes =
-        prompt.get("nodes").and_then(Json::as_array).map_or_else(|| prompt.as_object().map_or(0, Map::len), Vec::len);
-    if nodes > shared.limits.max_prompt_nodes {
-        let message =
-            format!("the prompt has {nodes} nodes; this server takes at most {}", shared.limits.max_prompt_nodes);
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "prompt_too_large", message);
-    }
     let prompt_id = match request.get("prompt_id") {
         None | Some(Json::Null) => new_prompt_id(),
         Some(Json::String(id)) if !id.is_empty() && id.len() <= 200 => id.clone(),

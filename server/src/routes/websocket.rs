@@ -3,7 +3,7 @@
 //! client's first message may be `{"type": "feature_flags", "data": {...}}`; it is answered with the
 //! server's flags, and `supports_preview_metadata` there selects the preview frames with metadata.
 
-use crate::hub::{Hub, Outgoing};
+use crate::hub::{Hub, Outgoing, Slot};
 use crate::state::Shared;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -22,10 +22,10 @@ pub async fn connect(
     Query(query): Query<BTreeMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if shared.hub.len() >= shared.limits.max_websockets {
+    let Some(slot) = shared.hub.reserve(shared.limits.max_websockets) else {
         let message = format!("{} websockets are open, the most this server takes", shared.limits.max_websockets);
         return super::error(StatusCode::TOO_MANY_REQUESTS, "too_many_websockets", message);
-    }
+    };
     let client_id = query
         .get("clientId")
         .filter(|id| !id.is_empty() && id.len() <= 200)
@@ -34,10 +34,12 @@ pub async fn connect(
     upgrade
         .max_message_size(MAX_INCOMING)
         .max_frame_size(MAX_INCOMING)
-        .on_upgrade(move |socket| session(shared, socket, client_id))
+        .on_upgrade(move |socket| session(shared, socket, client_id, slot))
 }
 
-async fn session(shared: Arc<Shared>, mut socket: WebSocket, client_id: String) {
+/// Serves one socket; its slot is freed when this returns (or, should the upgrade fail, when the
+/// closure holding it is dropped).
+async fn session(shared: Arc<Shared>, mut socket: WebSocket, client_id: String, _slot: Slot) {
     let (registration, mut outbox) = shared.hub.register(&client_id);
     let remaining = {
         let shared = shared.clone();
@@ -69,7 +71,7 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket, client_id: String) 
                         }
                     }
                 }
-                None | Some(Ok(Message::Close(_)) | Err(_)) => break,
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                 Some(Ok(_)) => {}
             },
         }
