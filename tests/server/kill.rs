@@ -57,6 +57,11 @@ fn a_server_killed_while_a_prompt_runs_restarts_with_its_queue_and_history() {
             interrupted.push(id.clone());
         }
     }
+    println!(
+        "killed while {running} ran, with {} finished; after the restart the history holds all {}, interrupted: {interrupted:?}",
+        finished_before.len(),
+        history.len()
+    );
     // The prompt that ran at the kill is the only one that did not finish (unless it finished just before).
     assert!(interrupted.iter().all(|id| *id == running), "interrupted {interrupted:?}, running at the kill {running}");
     assert!(finished_before.iter().all(|id| history[id]["status"]["status_str"] == "success"));
