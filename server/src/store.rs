@@ -722,17 +722,21 @@ mod tests {
         assert_eq!(store.history_count().unwrap(), 1);
     }
 
-    #[test]
-    fn after_a_crash_the_running_prompt_is_requeued_first() {
-        let folder = TempDir::new().unwrap();
-        let store = open(&folder);
+    /// A store in `folder` with prompts a, b and c queued and a running when the process died.
+    fn crashed_while_a_ran(folder: &TempDir) -> Store {
+        let store = open(folder);
         for id in ["a", "b", "c"] {
             store.push_numbered(item(id, 0.0), false).unwrap();
         }
         assert_eq!(store.take_next().unwrap().unwrap().prompt_id, "a");
         drop(store);
+        open(folder)
+    }
 
-        let store = open(&folder);
+    #[test]
+    fn after_a_crash_the_running_prompt_is_requeued_first() {
+        let folder = TempDir::new().unwrap();
+        let store = crashed_while_a_ran(&folder);
         let recovery = store.recover(true).unwrap();
         assert_eq!(recovery.pending, ["a", "b", "c"]);
         assert_eq!(recovery.requeued, ["a"]);
@@ -745,14 +749,7 @@ mod tests {
     #[test]
     fn after_a_crash_the_running_prompt_is_recorded_as_interrupted() {
         let folder = TempDir::new().unwrap();
-        let store = open(&folder);
-        for id in ["a", "b", "c"] {
-            store.push_numbered(item(id, 0.0), false).unwrap();
-        }
-        store.take_next().unwrap();
-        drop(store);
-
-        let store = open(&folder);
+        let store = crashed_while_a_ran(&folder);
         let before = now_millis();
         let recovery = store.recover(false).unwrap();
         assert_eq!(

@@ -174,6 +174,16 @@ fn multipart_error(error: &axum::extract::multipart::MultipartError, limit: usiz
     bad_request(format!("the form could not be read: {error}"))
 }
 
+/// An upload form with its `image` file: the form, the file's name and its bytes.
+async fn read_upload(
+    shared: &Shared,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(UploadForm, String, Bytes), Response> {
+    let form = read_form(multipart, shared.limits.max_upload_bytes).await?;
+    let (name, contents) = form.file.clone().ok_or_else(|| bad_request("the form has no 'image' file"))?;
+    Ok((form, name, contents))
+}
+
 /// Stores an upload as ComfyUI does (same name and bytes: reused; same name, other bytes: numbered) and
 /// answers `{"name", "subfolder", "type"}`.
 async fn store_upload(shared: &Arc<Shared>, form: &UploadForm, name: String, contents: Bytes) -> Response {
@@ -204,12 +214,10 @@ pub async fn upload_image(
     State(shared): State<Arc<Shared>>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    let form = match read_form(multipart, shared.limits.max_upload_bytes).await {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let Some((name, contents)) = form.file.clone() else { return bad_request("the form has no 'image' file") };
-    store_upload(&shared, &form, name, contents).await
+    match read_upload(&shared, multipart).await {
+        Ok((form, name, contents)) => store_upload(&shared, &form, name, contents).await,
+        Err(response) => response,
+    }
 }
 
 /// `POST /upload/mask`: as `/upload/image`, with `original_ref` (`{"filename", "subfolder", "type"}`):
@@ -218,11 +226,10 @@ pub async fn upload_mask(
     State(shared): State<Arc<Shared>>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    let form = match read_form(multipart, shared.limits.max_upload_bytes).await {
-        Ok(form) => form,
+    let (form, name, mask) = match read_upload(&shared, multipart).await {
+        Ok(upload) => upload,
         Err(response) => return response,
     };
-    let Some((name, mask)) = form.file.clone() else { return bad_request("the form has no 'image' file") };
     let Some(reference) = form.fields.get("original_ref").and_then(|text| serde_json::from_str::<Json>(text).ok())
     else {
         return bad_request(
