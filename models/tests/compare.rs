@@ -1,6 +1,7 @@
-//! What the model tests share: where the LTX-2 fixtures are and the f32 max-absolute-error comparison.
+//! What the model tests share: where the LTX-2 fixtures are, the f32 max-absolute-error comparison and a
+//! random LoRA update.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 
 /// A file under `tests/data/ltx2/`.
@@ -41,4 +42,19 @@ pub fn assert_kernel_close(what: &str, found: &Tensor, expected: &Tensor, exact:
     let relative = (difference / norm).sqrt();
     println!("{what}: relative L2 error {relative:.3e} on bf16 tiles (tolerance 1e-2)");
     assert!(relative < 1e-2, "{what}: relative L2 error {relative:e} on bf16 tiles");
+}
+
+/// A random low-rank update `B·A` of rank 2 for a layer of weight shape `(out, in)`.
+pub fn low_rank_patch(shape: (usize, usize)) -> kinograph_models::lora::LayerPatch {
+    use kinograph_models::lora::{LayerPatch, WeightDelta};
+    let device = Device::Cpu;
+    let (out, inputs) = shape;
+    let down = Tensor::randn(0f32, 0.3, (2, inputs), &device).unwrap();
+    let up = Tensor::randn(0f32, 0.3, (out, 2), &device).unwrap();
+    let delta = WeightDelta::LowRank {
+        down_t: down.t().unwrap().contiguous().unwrap(),
+        up_t: up.t().unwrap().contiguous().unwrap(),
+        scale: 0.7,
+    };
+    LayerPatch { weight: Some(delta), ..LayerPatch::default() }
 }

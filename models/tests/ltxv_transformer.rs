@@ -190,7 +190,7 @@ fn transformer_matches_diffusers() {
 #[test]
 fn streamed_blocks_compute_what_resident_blocks_compute() {
     use kinograph_models::fp8::{Fp8Format, LinearStorage};
-    use kinograph_models::lora::{LayerPatch, WeightDelta};
+    use kinograph_models::lora::LayerPatch;
     use kinograph_models::ltxv::transformer::LtxvLoadOptions;
     let device = Device::Cpu;
     let folder = tempfile::tempdir().unwrap();
@@ -247,15 +247,7 @@ fn streamed_blocks_compute_what_resident_blocks_compute() {
                 let shapes: BTreeMap<String, (usize, usize)> = layers.into_iter().collect();
                 let mut patches = BTreeMap::new();
                 for name in ["transformer_blocks.1.attn1.to_q", "transformer_blocks.0.attn1.to_k", "patchify_proj"] {
-                    let (out, inputs) = shapes[name];
-                    let down = Tensor::randn(0f32, 0.3, (2, inputs), &device).unwrap();
-                    let up = Tensor::randn(0f32, 0.3, (out, 2), &device).unwrap();
-                    let delta = WeightDelta::LowRank {
-                        down_t: down.t().unwrap().contiguous().unwrap(),
-                        up_t: up.t().unwrap().contiguous().unwrap(),
-                        scale: 0.7,
-                    };
-                    patches.insert(name.to_string(), LayerPatch { weight: Some(delta), ..LayerPatch::default() });
+                    patches.insert(name.to_string(), crate::compare::low_rank_patch(shapes[name]));
                 }
                 let patched = forward(&resident.with_patches(&patches).unwrap());
                 assert!(max_abs_diff(&patched, &expected) > 1e-3, "{what}: the LoRA changes the output");

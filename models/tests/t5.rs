@@ -250,21 +250,6 @@ fn scaled_fp8_files_compute_with_their_scales() {
     assert!(error <= 1e-5, "{error}");
 }
 
-/// A random low-rank update `B·A` of rank 2 for a layer of weight shape `(out, in)`.
-fn low_rank_patch(shape: (usize, usize)) -> kinograph_models::lora::LayerPatch {
-    use kinograph_models::lora::{LayerPatch, WeightDelta};
-    let device = Device::Cpu;
-    let (out, inputs) = shape;
-    let down = Tensor::randn(0f32, 0.3, (2, inputs), &device).unwrap();
-    let up = Tensor::randn(0f32, 0.3, (out, 2), &device).unwrap();
-    let delta = WeightDelta::LowRank {
-        down_t: down.t().unwrap().contiguous().unwrap(),
-        up_t: up.t().unwrap().contiguous().unwrap(),
-        scale: 0.7,
-    };
-    LayerPatch { weight: Some(delta), ..LayerPatch::default() }
-}
-
 /// Streamed blocks (read from the file as the forward pass reaches them), all of them or all but the first,
 /// compute what resident blocks compute, bit for bit: with and without the mask, with prompt weights, with a LoRA on two blocks, from
 /// f32 and bf16 files and under ComfyUI's bundled prefix. A file missing a later block's tensor fails at
@@ -311,7 +296,7 @@ fn streamed_blocks_compute_what_resident_blocks_compute() {
         let shapes: HashMap<String, (usize, usize)> = layers.into_iter().collect();
         let mut patches = std::collections::BTreeMap::new();
         for name in ["encoder.block.1.layer.0.SelfAttention.q", "encoder.block.0.layer.1.DenseReluDense.wo"] {
-            patches.insert(name.to_string(), low_rank_patch(shapes[name]));
+            patches.insert(name.to_string(), crate::compare::low_rank_patch(shapes[name]));
         }
         let patched = resident.with_patches(&patches).unwrap().forward(&reference()["input_ids"], None).unwrap();
         assert!(max_abs_diff(&patched, &unmasked) > 1e-3, "{what}: the LoRA changes the output");
