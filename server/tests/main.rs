@@ -12,4 +12,5 @@ mod attacks_limits;
 mod durability;
 mod queue;
 mod support;
+mod uploads;
 mod websocket;
