@@ -228,9 +228,13 @@ fn plan_with(budget: &MemoryBudget, need: &ModelNeed<'_>, pool: MemoryPool) -> R
             MemoryPool::Device => sizes.blocks_fitting(room.min(limit.bytes / 2)),
             MemoryPool::Ram => 0,
         };
+        let kept = match kept_blocks {
+            0 => String::new(),
+            1 => ", the first block kept in memory".to_string(),
+            count => format!(", the first {count} blocks kept in memory"),
+        };
         tracing::info!(
-            "{}: streaming the {}'s blocks from the file, {kept_blocks} kept in memory ({} resident would not fit: {} \
-             of room in the {} budget)",
+            "{}: streaming the {}'s blocks from the file{kept} ({} resident would not fit: {} of room in the {} budget)",
             need.file.display(),
             need.what,
             human(need.resident as u64),
