@@ -7,5 +7,7 @@
 mod model;
 mod run;
 mod sound;
+mod subgraphs;
 mod ui;
 mod ui_runs;
+mod ui_subgraphs;

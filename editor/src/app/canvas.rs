@@ -3,7 +3,9 @@
 //! wiring pin to pin, box selection, and the double-click that opens the palette.
 
 use super::Playback;
-use super::node_view::{NodeDecor, NodeEvents, OutputAction, ShownOutput, SocketPlace, node_rect, show_node};
+use super::node_view::{
+    NodeDecor, NodeEvents, OPEN_SUBGRAPH, OutputAction, ShownOutput, SocketPlace, node_rect, show_node,
+};
 use super::palette::Palette;
 use super::style;
 use crate::model::catalog::ROW_HEIGHT;
@@ -119,6 +121,7 @@ impl Canvas {
         let now = ui.input(|i| i.time);
         let mut message = None;
         let mut scene_layer = None;
+        let mut enter = None;
         let scene = egui::Scene::new()
             .zoom_range(0.1..=2.0)
             .drag_pan_buttons(egui::DragPanButtons::SECONDARY | egui::DragPanButtons::MIDDLE);
@@ -145,18 +148,16 @@ impl Canvas {
                     .nodes
                     .iter()
                     .filter(|node| {
-                        let key = node.id.to_string();
+                        let key = editor.prompt_id(node.id);
                         // A preview or an output hangs below the node, outside its rectangle.
                         preview.is_some_and(|(sender, _)| *sender == key)
                             || outputs.contains_key(&key)
-                            || visible.intersects(
-                                node_rect(node, editor.catalog.schema(&node.class_type)).expand(SOCKET_REACH),
-                            )
+                            || visible.intersects(node_rect(node, editor.schema(&node.class_type)).expand(SOCKET_REACH))
                     })
                     .map(|node| node.id)
                     .collect();
                 for id in shown {
-                    let key = id.to_string();
+                    let key = editor.prompt_id(id);
                     let decor = NodeDecor {
                         faults: faults.get(&id).map_or(&[], Vec::as_slice),
                         run: run.nodes.get(&key),
@@ -183,15 +184,35 @@ impl Canvas {
                     if let Some(action) = events.output_action {
                         self.output_actions.push((key, action));
                     }
+                    if events.open_subgraph {
+                        enter = Some(id);
+                    }
                     self.apply_node_events(editor, id, &events);
                 }
+                let asked: Option<NodeId> = ui.data_mut(|data| data.remove_temp(egui::Id::new(OPEN_SUBGRAPH)));
+                enter = enter.or(asked);
                 message = self.finish_wire(ui, editor, &sockets, palette);
             })
             .response;
         self.view = view;
         self.layer = scene_layer;
         self.handle_background(ui, editor, palette, &background, scene_layer);
+        if let Some(node) = enter {
+            message = Some(self.enter_subgraph(editor, node));
+        }
         message
+    }
+
+    /// Enters the subgraph instance `node` runs and shows all of it; the message for the status line.
+    pub fn enter_subgraph(&mut self, editor: &mut Editor, node: NodeId) -> String {
+        self.wire = None;
+        match editor.enter_subgraph(node) {
+            Ok(()) => {
+                self.fit(editor);
+                format!("Inside {}: the top bar leads back out", editor.breadcrumb().join(" › "))
+            }
+            Err(error) => format!("Not opened: {error}"),
+        }
     }
 
     /// What a node's gestures this frame do to the selection, the node positions and the wire.

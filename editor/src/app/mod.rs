@@ -285,6 +285,32 @@ impl EditorApp {
         });
     }
 
+    /// Where the graph shown is: the workflow, then each subgraph entered; a click on one goes back to it.
+    fn breadcrumb_bar(&mut self, ui: &mut egui::Ui) {
+        let names = self.editor.breadcrumb();
+        let mut leave_to = None;
+        ui.horizontal(|ui| {
+            if ui.button("Workflow").on_hover_text("Back to the workflow's own graph").clicked() {
+                leave_to = Some(0);
+            }
+            for (depth, name) in names.iter().enumerate() {
+                ui.label("›");
+                let last = depth + 1 == names.len();
+                if ui.add_enabled(!last, egui::Button::new(name.as_str())).clicked() {
+                    leave_to = Some(depth + 1);
+                }
+            }
+        });
+        if let Some(depth) = leave_to {
+            self.editor.leave_to(depth);
+            self.canvas.fit(&self.editor);
+            self.status = match self.editor.breadcrumb().last() {
+                Some(name) => format!("Inside {name}"),
+                None => "Back in the workflow".to_string(),
+            };
+        }
+    }
+
     /// Keyboard shortcuts, unless a text field has the keyboard.
     fn shortcuts(&mut self, ctx: &egui::Context) {
         if ctx.egui_wants_keyboard_input() {
@@ -456,6 +482,9 @@ impl EditorApp {
         self.follow_run(&ctx);
         self.follow_outputs(&ctx);
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
+        if !self.editor.breadcrumb().is_empty() {
+            egui::Panel::top("breadcrumb").show(ui, |ui| self.breadcrumb_bar(ui));
+        }
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.horizontal(|ui| {
                 let name = self.editor.path.as_ref().map_or("untitled".into(), |p| p.display().to_string());

@@ -23,6 +23,9 @@ pub struct SocketPlace {
     pub center: Pos2,
 }
 
+/// Where a node's menu leaves the id of the subgraph instance to enter (read by the canvas).
+pub const OPEN_SUBGRAPH: &str = "kinograph-open-subgraph";
+
 /// What the user did to a node this frame.
 #[derive(Debug, Default)]
 pub struct NodeEvents {
@@ -36,6 +39,8 @@ pub struct NodeEvents {
     pub wire_from: Option<SocketPlace>,
     /// A control of its shown output was used.
     pub output_action: Option<OutputAction>,
+    /// A subgraph instance was double-clicked (or its menu asked): enter the subgraph.
+    pub open_subgraph: bool,
 }
 
 /// What the controls under a shown output ask for.
@@ -111,7 +116,8 @@ pub fn show_node(
     let mut events = NodeEvents::default();
     let Some(node) = editor.graph().node(id).cloned() else { return events };
     let catalog = std::sync::Arc::clone(&editor.catalog);
-    let schema = catalog.schema(&node.class_type);
+    let subgraph_schema = editor.subgraph_schema(&node.class_type);
+    let schema = subgraph_schema.as_deref().or_else(|| catalog.schema(&node.class_type));
     let widgets: Vec<&InputSpec> = schema.map(|s| shown_widgets(s, &node)).unwrap_or_default();
     let rect = node_rect(&node, schema);
     let title_rect = Rect::from_min_size(rect.min, Vec2::new(node.size[0], TITLE_HEIGHT));
@@ -154,6 +160,7 @@ pub fn show_node(
         events.output_action = draw_output(ui, id, rect, output, decor.simplified);
     }
 
+    events.open_subgraph = body.double_clicked() && subgraph_schema.is_some();
     if body.clicked() || body.drag_started() {
         events.clicked = Some(ui.input(|i| i.modifiers.shift));
     }
@@ -261,9 +268,11 @@ fn show_widgets(
         let height = ROW_HEIGHT * rows_of(input) as f32;
         let area = Rect::from_min_size(Pos2::new(rect.left() + 10.0, widget_top + 2.0), Vec2::new(width, height - 4.0));
         widget_top += height;
-        let linked = node.inputs.iter().enumerate().any(|(slot, socket)| {
-            socket.widget.as_deref() == Some(input.name.as_str()) && editor.graph().link_into(id, slot).is_some()
-        });
+        // A widget fed by a subgraph's promoted widget shows and edits that value; other links hide it.
+        let linked = !editor.is_promoted(id, &input.name)
+            && node.inputs.iter().enumerate().any(|(slot, socket)| {
+                socket.widget.as_deref() == Some(input.name.as_str()) && editor.graph().link_into(id, slot).is_some()
+            });
         let mut child = ui
             .new_child(egui::UiBuilder::new().max_rect(area).layout(egui::Layout::left_to_right(egui::Align::Center)));
         child.set_clip_rect(area.intersect(ui.clip_rect()));
@@ -478,8 +487,8 @@ fn widget_row(
             if response.changed() {
                 value = Some(Json::from(number));
             }
-            if has_seed_control(editor.catalog.schema(&node.class_type).expect("widgets come from a schema"), name) {
-                let schema = editor.catalog.schema(&node.class_type).expect("widgets come from a schema");
+            if has_seed_control(editor.schema(&node.class_type).expect("widgets come from a schema"), name) {
+                let schema = editor.schema(&node.class_type).expect("widgets come from a schema");
                 if let Some(mut control) = seed_control(schema, node, name) {
                     let before = control;
                     egui::ComboBox::from_id_salt(("seed-control", id, name)).selected_text(control.keyword()).show_ui(
@@ -579,6 +588,12 @@ fn node_menu(ui: &mut egui::Ui, editor: &mut Editor, node: &NodeInstance, title:
     }
     if ui.button("Duplicate").clicked() {
         editor.duplicate();
+        ui.close();
+    }
+    if editor.is_subgraph_instance(node.id)
+        && ui.button("Open subgraph").on_hover_text("Edit inside (or double-click the node)").clicked()
+    {
+        ui.data_mut(|data| data.insert_temp(egui::Id::new(OPEN_SUBGRAPH), node.id));
         ui.close();
     }
     if ui.button("Delete").clicked() {

@@ -4,6 +4,7 @@
 use super::catalog::{Catalog, NODE_WIDTH};
 use super::graph::{EditorGraph, Group, Link};
 use super::node::{NodeId, NodeInstance, NodeMode, Point, Socket};
+use kinograph_engine::workflow::UiGraph;
 use kinograph_engine::{Conversion, ConvertOptions, UiWorkflow, WorkflowError, convert};
 use serde_json::{Map, Value as Json, json};
 use std::path::Path;
@@ -16,6 +17,10 @@ pub enum DocumentError {
     Workflow(#[from] WorkflowError),
     #[error("{origin}: node id {id} is not a number; the editor edits graphs whose node ids are numbers")]
     NodeId { origin: String, id: String },
+    #[error("the workflow has no subgraph definition {id}")]
+    NoSubgraph { id: String },
+    #[error("node {node} is not a subgraph: there is nothing to enter")]
+    NotASubgraph { node: NodeId },
 }
 
 /// The fields of the workflow file around the graph (`extra`, `config`, `definitions`, ...).
@@ -38,14 +43,27 @@ pub fn load(path: &Path) -> Result<(Document, EditorGraph), DocumentError> {
     from_workflow(&workflow, &path.display().to_string())
 }
 
-/// Builds the editor's graph from a parsed workflow (its root graph; subgraph definitions are kept as read).
+/// Builds the editor's graph from a parsed workflow (its root graph; subgraph definitions are kept as read,
+/// and entered with [`super::subgraph::definition_graph`]).
 pub fn from_workflow(workflow: &UiWorkflow, origin: &str) -> Result<(Document, EditorGraph), DocumentError> {
     let Json::Object(fields) = workflow.to_json() else { unreachable!("a workflow is written as an object") };
     let stored_links: Vec<Json> = fields.get("links").and_then(Json::as_array).cloned().unwrap_or_default();
     let link_objects =
         stored_links.first().map_or_else(|| fields.get("version").is_some_and(|v| v == 1), Json::is_object);
+    let graph = graph_from_ui(&workflow.root, &fields, origin)?;
+    Ok((Document { fields, link_objects }, graph))
+}
+
+/// The editor's graph of one UI graph (the root, or a subgraph definition's) whose object is `fields`:
+/// its nodes, links (kept as read, to be written back unchanged), groups and next free ids.
+pub(super) fn graph_from_ui(
+    ui_graph: &UiGraph,
+    fields: &Map<String, Json>,
+    origin: &str,
+) -> Result<EditorGraph, DocumentError> {
+    let stored_links: Vec<Json> = fields.get("links").and_then(Json::as_array).cloned().unwrap_or_default();
     let mut graph = EditorGraph::default();
-    for node in &workflow.root.nodes {
+    for node in &ui_graph.nodes {
         let id: NodeId =
             node.id.parse().map_err(|_| DocumentError::NodeId { origin: origin.into(), id: node.id.clone() })?;
         let Json::Object(node_fields) = node.to_json() else { unreachable!("a node is written as an object") };
@@ -87,7 +105,7 @@ pub fn from_workflow(workflow: &UiWorkflow, origin: &str) -> Result<(Document, E
             fields: node_fields,
         });
     }
-    for (index, link) in workflow.root.links.iter().enumerate() {
+    for (index, link) in ui_graph.links.iter().enumerate() {
         let (Ok(from_node), Ok(to_node)) = (link.origin.parse(), link.target.parse()) else { continue };
         graph.links.push(Link {
             id: link.id,
@@ -116,11 +134,11 @@ pub fn from_workflow(workflow: &UiWorkflow, origin: &str) -> Result<(Document, E
     let max_link = graph.links.iter().map(|l| l.id).max().unwrap_or(0);
     graph.next_node_id = last("last_node_id", "lastNodeId").max(max_node) + 1;
     graph.next_link_id = last("last_link_id", "lastLinkId").max(max_link) + 1;
-    Ok((Document { fields, link_objects }, graph))
+    Ok(graph)
 }
 
 /// Reads `[x, y]` (or litegraph's old `{"0": x, "1": y}`).
-fn point(value: Option<&Json>) -> Option<Point> {
+pub(super) fn point(value: Option<&Json>) -> Option<Point> {
     let coordinate = |v: Option<&Json>| v.and_then(Json::as_f64).map(|f| f as f32);
     match value? {
         Json::Array(parts) => Some([coordinate(parts.first())?, coordinate(parts.get(1))?]),
@@ -129,14 +147,14 @@ fn point(value: Option<&Json>) -> Option<Point> {
     }
 }
 
-fn point_json(point: Point) -> Json {
+pub(super) fn point_json(point: Point) -> Json {
     let number =
         |value: f32| if value.fract() == 0.0 { Json::from(value as i64) } else { Json::from(f64::from(value)) };
     Json::Array(vec![number(point[0]), number(point[1])])
 }
 
 /// Puts `value` at `key` unless the stored value already means the same.
-fn put(fields: &mut Map<String, Json>, key: &str, value: Json, same: impl Fn(Option<&Json>) -> bool) {
+pub(super) fn put(fields: &mut Map<String, Json>, key: &str, value: Json, same: impl Fn(Option<&Json>) -> bool) {
     if !same(fields.get(key)) {
         fields.insert(key.to_string(), value);
     }
@@ -146,10 +164,22 @@ fn put(fields: &mut Map<String, Json>, key: &str, value: Json, same: impl Fn(Opt
 pub fn to_json(document: &Document, graph: &EditorGraph) -> Json {
     let mut fields = document.fields.clone();
     let fresh = fields.is_empty();
-    let nodes = graph.nodes.iter().map(|node| node_json(node, graph)).collect();
+    write_graph(&mut fields, graph, document.link_objects);
+    if fresh {
+        fields.insert("version".into(), json!(0.4));
+    }
+    Json::Object(fields)
+}
+
+/// Writes `graph` into the graph object `fields` (the workflow's root, or a subgraph definition): its nodes
+/// (a subgraph's input and output nodes are not nodes of the file), links, groups and last ids; what an
+/// edit did not change stays as read.
+pub(super) fn write_graph(fields: &mut Map<String, Json>, graph: &EditorGraph, link_objects: bool) {
+    let fresh = fields.is_empty();
+    let nodes = graph.nodes.iter().filter(|node| !node.is_subgraph_io()).map(|node| node_json(node, graph)).collect();
     fields.insert("nodes".into(), Json::Array(nodes));
     if fresh || fields.contains_key("links") || !graph.links.is_empty() {
-        let links = graph.links.iter().map(|link| link_json(link, document.link_objects)).collect();
+        let links = graph.links.iter().map(|link| link_json(link, link_objects)).collect();
         fields.insert("links".into(), Json::Array(links));
     }
     if fields.contains_key("groups") || !graph.groups.is_empty() {
@@ -162,13 +192,9 @@ pub fn to_json(document: &Document, graph: &EditorGraph) -> Json {
         raise(state, "lastNodeId", last_node, fresh);
         raise(state, "lastLinkId", last_link, fresh);
     } else {
-        raise(&mut fields, "last_node_id", last_node, fresh);
-        raise(&mut fields, "last_link_id", last_link, fresh);
+        raise(fields, "last_node_id", last_node, fresh);
+        raise(fields, "last_link_id", last_link, fresh);
     }
-    if fresh {
-        fields.insert("version".into(), json!(0.4));
-    }
-    Json::Object(fields)
 }
 
 /// Raises a "last id" counter to `value` when it is lower; a file without the counter is left without
@@ -221,8 +247,15 @@ fn node_json(node: &NodeInstance, graph: &EditorGraph) -> Json {
             let links: Vec<i64> =
                 graph.links.iter().filter(|l| l.from_node == node.id && l.from_slot == slot).map(|l| l.id).collect();
             let mut output = socket_fields(socket);
+            // The same links in another order are the same: files list them in the order they were made.
             let stored_same = |v: Option<&Json>| match v {
-                Some(Json::Array(ids)) => ids.iter().filter_map(Json::as_i64).collect::<Vec<_>>() == links,
+                Some(Json::Array(ids)) => {
+                    let mut stored: Vec<i64> = ids.iter().filter_map(Json::as_i64).collect();
+                    let mut ours = links.clone();
+                    stored.sort_unstable();
+                    ours.sort_unstable();
+                    stored == ours
+                }
                 Some(Json::Null) | None => links.is_empty() && !socket.fields.is_empty(),
                 Some(_) => false,
             };

@@ -6,22 +6,41 @@ use super::document::{self, Document, DocumentError};
 use super::graph::{EditError, EditorGraph, Group, LinkId, Pin};
 use super::history::History;
 use super::node::{NodeId, NodeInstance, NodeMode, Point};
+use super::subgraph;
 use super::widgets::{SeedControl, SeedRandom, apply_seed_controls, has_seed_control, widget_index};
+use kinograph_engine::NodeSchema;
 use kinograph_engine::{Conversion, WorkflowError, WorkflowFile, ui_from_prompt};
 use serde_json::Value as Json;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// How far a pasted or duplicated copy sits from the original, in canvas units.
 const PASTE_OFFSET: Point = [30.0, 30.0];
 
+/// A subgraph entered from the level above: the graph, selection and history left there.
+struct Level {
+    definition: String,
+    name: String,
+    /// The instance node it was entered through.
+    instance: NodeId,
+    parent: EditorGraph,
+    parent_selection: BTreeSet<NodeId>,
+    parent_history: History,
+}
+
 /// One open workflow and everything the user does to it.
 pub struct Editor {
     pub catalog: Arc<Catalog>,
     pub document: Document,
+    /// The graph shown: the workflow's root, or the inside of the subgraph entered last.
     graph: EditorGraph,
     history: History,
+    /// The subgraphs entered, outermost first; the graphs they were entered from are kept in them, and a
+    /// subgraph's graph is written back into its definition when it is left.
+    levels: Vec<Level>,
+    /// The schemas of the workflow's subgraph instances, by definition id.
+    subgraph_schemas: HashMap<String, Arc<NodeSchema>>,
     /// The selected nodes.
     pub selection: BTreeSet<NodeId>,
     clipboard: Option<EditorGraph>,
@@ -45,6 +64,8 @@ impl Editor {
             document: Document::default(),
             graph,
             history: History::default(),
+            levels: Vec::new(),
+            subgraph_schemas: HashMap::new(),
             selection: BTreeSet::new(),
             clipboard: None,
             path: None,
@@ -91,6 +112,8 @@ impl Editor {
     fn replace(&mut self, document: Document, graph: EditorGraph, path: Option<PathBuf>) {
         self.document = document;
         self.graph = graph;
+        self.levels.clear();
+        self.refresh_subgraph_schemas();
         self.history.clear();
         self.gesture = None;
         self.selection.clear();
@@ -100,20 +123,118 @@ impl Editor {
 
     /// Saves to `path` in the UI format and remembers it as the file's place.
     pub fn save(&mut self, path: &Path) -> Result<(), DocumentError> {
-        document::save(&self.document, &self.graph, path)?;
+        let (document, root) = self.whole();
+        document::save(&document, &root, path)?;
         self.path = Some(path.to_path_buf());
         self.modified = false;
         Ok(())
     }
 
-    /// The workflow as UI-format JSON.
+    /// The workflow as UI-format JSON (with the subgraph being edited written into its definition).
     pub fn to_json(&self) -> Json {
-        document::to_json(&self.document, &self.graph)
+        let (document, root) = self.whole();
+        document::to_json(&document, &root)
     }
 
     /// The API prompt the engine would run.
     pub fn to_prompt(&self) -> Result<Conversion, DocumentError> {
-        document::to_prompt(&self.document, &self.graph, &self.catalog)
+        let (document, root) = self.whole();
+        document::to_prompt(&document, &root, &self.catalog)
+    }
+
+    /// The document and root graph with every entered subgraph written into its definition.
+    fn whole(&self) -> (Document, EditorGraph) {
+        if self.levels.is_empty() {
+            return (self.document.clone(), self.graph.clone());
+        }
+        let mut document = self.document.clone();
+        let mut graph = self.graph.clone();
+        for level in self.levels.iter().rev() {
+            subgraph::write_definition(&mut document.fields, &level.definition, &graph);
+            graph = level.parent.clone();
+        }
+        (document, graph)
+    }
+
+    /// The schema of `class_type`: a subgraph instance's (promoted widgets and all), else the catalog's.
+    pub fn schema(&self, class_type: &str) -> Option<&NodeSchema> {
+        self.subgraph_schemas.get(class_type).map(AsRef::as_ref).or_else(|| self.catalog.schema(class_type))
+    }
+
+    /// The schema of a subgraph instance of `class_type` (a definition id), shared so that it can be held
+    /// while the editor is changed.
+    pub fn subgraph_schema(&self, class_type: &str) -> Option<Arc<NodeSchema>> {
+        self.subgraph_schemas.get(class_type).cloned()
+    }
+
+    /// Whether `node` is an instance of one of the workflow's subgraphs.
+    pub fn is_subgraph_instance(&self, node: NodeId) -> bool {
+        self.graph.node(node).is_some_and(|instance| self.subgraph_schemas.contains_key(&instance.class_type))
+    }
+
+    fn refresh_subgraph_schemas(&mut self) {
+        let fields = &self.document.fields;
+        self.subgraph_schemas = subgraph::definition_ids(fields)
+            .into_iter()
+            .filter_map(|id| subgraph::instance_schema(fields, &id, &self.catalog).map(|schema| (id, Arc::new(schema))))
+            .collect();
+    }
+
+    /// Enters the subgraph that instance `node` runs: the graph shown is then the definition's, with its
+    /// input and output nodes. Edits inside change the definition, and so every instance of it.
+    pub fn enter_subgraph(&mut self, node: NodeId) -> Result<(), DocumentError> {
+        self.end_gesture();
+        let definition = self
+            .graph
+            .node(node)
+            .map(|instance| instance.class_type.clone())
+            .filter(|class| self.subgraph_schemas.contains_key(class))
+            .ok_or(DocumentError::NotASubgraph { node })?;
+        let inner = subgraph::definition_graph(&self.document.fields, &definition, "the workflow")?;
+        let name = subgraph::definition_name(&self.document.fields, &definition).unwrap_or_else(|| definition.clone());
+        self.levels.push(Level {
+            definition,
+            name,
+            instance: node,
+            parent: std::mem::replace(&mut self.graph, inner),
+            parent_selection: std::mem::take(&mut self.selection),
+            parent_history: std::mem::take(&mut self.history),
+        });
+        Ok(())
+    }
+
+    /// Leaves the subgraph entered last, writing its graph into its definition; whether there was one.
+    pub fn leave_subgraph(&mut self) -> bool {
+        self.end_gesture();
+        let Some(level) = self.levels.pop() else { return false };
+        subgraph::write_definition(&mut self.document.fields, &level.definition, &self.graph);
+        self.graph = level.parent;
+        self.selection = level.parent_selection;
+        self.history = level.parent_history;
+        self.refresh_subgraph_schemas();
+        true
+    }
+
+    /// Leaves subgraphs until `depth` are left entered (0: the root graph).
+    pub fn leave_to(&mut self, depth: usize) {
+        while self.levels.len() > depth && self.leave_subgraph() {}
+    }
+
+    /// The id node `node` of the graph shown has in the API prompt and in a run's events: the ids of the
+    /// instances entered and its own, joined by `:` as the engine flattens subgraphs (`92:62`).
+    pub fn prompt_id(&self, node: NodeId) -> String {
+        let mut id = String::new();
+        for level in &self.levels {
+            id.push_str(&level.instance.to_string());
+            id.push(':');
+        }
+        id.push_str(&node.to_string());
+        id
+    }
+
+    /// The names of the subgraphs entered, outermost first (empty at the root).
+    pub fn breadcrumb(&self) -> Vec<String> {
+        self.levels.iter().map(|level| level.name.clone()).collect()
     }
 
     /// The graph as it is now.
@@ -231,9 +352,10 @@ impl Editor {
         self.edit(|graph| Ok::<_, EditError>(graph.disconnect(node, slot))).unwrap_or(false)
     }
 
-    /// Deletes the selected nodes and their links.
+    /// Deletes the selected nodes and their links (a subgraph's input and output nodes stay).
     pub fn delete_selection(&mut self) -> usize {
-        let selected = std::mem::take(&mut self.selection);
+        let mut selected = std::mem::take(&mut self.selection);
+        selected.retain(|id| self.graph.node(*id).is_some_and(|node| !node.is_subgraph_io()));
         self.edit(|graph| Ok::<_, EditError>(graph.delete(&selected))).unwrap_or(0)
     }
 
@@ -285,9 +407,14 @@ impl Editor {
         }
     }
 
+    /// The selection without a subgraph's input and output nodes, which are never copied.
+    fn copyable_selection(&self) -> BTreeSet<NodeId> {
+        self.selection.iter().copied().filter(|id| self.graph.node(*id).is_some_and(|n| !n.is_subgraph_io())).collect()
+    }
+
     /// Copies the selected nodes and the links among them.
     pub fn copy(&mut self) -> usize {
-        let part = self.graph.extract(&self.selection);
+        let part = self.graph.extract(&self.copyable_selection());
         let count = part.nodes.len();
         if count > 0 {
             self.clipboard = Some(part);
@@ -305,7 +432,7 @@ impl Editor {
 
     /// Copies and pastes the selection in one step, leaving the clipboard as it was.
     pub fn duplicate(&mut self) -> BTreeSet<NodeId> {
-        let part = self.graph.extract(&self.selection);
+        let part = self.graph.extract(&self.copyable_selection());
         let added = self.edit(|graph| Ok::<_, EditError>(graph.insert(&part, PASTE_OFFSET))).unwrap_or_default();
         self.selection.clone_from(&added);
         added
@@ -337,10 +464,13 @@ impl Editor {
     /// Sets the value of widget `name` on `node`. Nodes without a schema (notes) take a position instead:
     /// `name` is then the index as text.
     pub fn set_widget(&mut self, node: NodeId, name: &str, value: Json) -> Result<(), WidgetError> {
+        if let Some((instance, input)) = self.promoted_input(node, name) {
+            return self.set_promoted(instance, &input, value);
+        }
         let index = self.widget_slot(node, name)?;
         // A dynamic combo's choice decides which widgets follow it: lay the values out again.
         let relaid = self.graph.node(node).and_then(|instance| {
-            let schema = self.catalog.schema(&instance.class_type)?;
+            let schema = self.schema(&instance.class_type)?;
             let dynamic = schema.input_spec(name).is_some_and(|input| !input.dynamic_options().is_empty());
             let choice = value.as_str()?;
             dynamic.then(|| super::widgets::with_choice(schema, instance, name, choice))
@@ -359,13 +489,57 @@ impl Editor {
 
     /// The value of widget `name` on `node`.
     pub fn widget(&self, node: NodeId, name: &str) -> Option<&Json> {
+        if let Some((instance, input)) = self.promoted_input(node, name) {
+            let parent = &self.levels.last()?.parent;
+            let instance = parent.node(instance)?;
+            let index = widget_index(self.schema(&instance.class_type)?, instance, &input)?;
+            return instance.widget_list().get(index);
+        }
         let index = self.widget_slot(node, name).ok()?;
         self.graph.node(node)?.widget_list().get(index)
     }
 
+    /// Whether widget `name` of `node`, inside the subgraph entered last, is fed by one of the subgraph's
+    /// promoted widgets: it then shows and edits the value on the instance it was entered through.
+    pub fn is_promoted(&self, node: NodeId, name: &str) -> bool {
+        self.promoted_input(node, name).is_some()
+    }
+
+    /// The instance node and its promoted widget that feed widget `name` of `node`.
+    fn promoted_input(&self, node: NodeId, name: &str) -> Option<(NodeId, String)> {
+        let level = self.levels.last()?;
+        let inner = self.graph.node(node)?;
+        let slot = inner.inputs.iter().position(|socket| socket.widget.as_deref() == Some(name))?;
+        let link = self.graph.link_into(node, slot).filter(|link| link.from_node == subgraph::INPUT_NODE)?;
+        let input = self.graph.node(subgraph::INPUT_NODE)?.outputs.get(link.from_slot)?.name.clone();
+        let instance = level.parent.node(level.instance)?;
+        let schema = self.subgraph_schemas.get(&instance.class_type)?;
+        schema.input_spec(&input).filter(|spec| spec.kind.is_widget())?;
+        Some((level.instance, input))
+    }
+
+    /// Sets promoted widget `input` of `instance` in the graph the subgraph was entered from. (Undo inside
+    /// the subgraph does not reach it: it belongs to the level above.)
+    fn set_promoted(&mut self, instance: NodeId, input: &str, value: Json) -> Result<(), WidgetError> {
+        let no_widget = || WidgetError::NoWidget { node: instance, class_type: String::new(), name: input.to_string() };
+        let level = self.levels.last().ok_or_else(no_widget)?;
+        let node = level.parent.node(instance).ok_or_else(no_widget)?;
+        let schema = self.subgraph_schemas.get(&node.class_type).ok_or_else(no_widget)?;
+        let index = widget_index(schema, node, input).filter(|index| *index < node.widget_list().len());
+        let index = index.ok_or_else(no_widget)?;
+        let level = self.levels.last_mut().ok_or_else(no_widget)?;
+        if let Some(Json::Array(values)) = level.parent.node_mut(instance).and_then(|n| n.widgets_values.as_mut())
+            && values[index] != value
+        {
+            values[index] = value;
+            self.modified = true;
+        }
+        Ok(())
+    }
+
     fn widget_slot(&self, node_id: NodeId, name: &str) -> Result<usize, WidgetError> {
         let node = self.graph.node(node_id).ok_or(WidgetError::Edit(EditError::NoSuchNode(node_id)))?;
-        let index = match self.catalog.schema(&node.class_type) {
+        let index = match self.schema(&node.class_type) {
             Some(schema) => widget_index(schema, node, name),
             None => name.parse().ok(),
         };
@@ -379,7 +553,7 @@ impl Editor {
     /// Sets the control mode of seed widget `name`.
     pub fn set_seed_control(&mut self, node: NodeId, name: &str, control: SeedControl) -> Result<(), WidgetError> {
         let class_type = self.graph.node(node).map(|n| n.class_type.clone()).unwrap_or_default();
-        let has_control = self.catalog.schema(&class_type).is_some_and(|schema| has_seed_control(schema, name));
+        let has_control = self.schema(&class_type).is_some_and(|schema| has_seed_control(schema, name));
         let index = self.widget_slot(node, name)?;
         let stored = self.graph.node(node).is_some_and(|n| n.widget_list().get(index + 1).is_some_and(Json::is_string));
         if !has_control || !stored {

@@ -15,6 +15,7 @@ pub mod recent;
 pub mod run;
 pub mod sound;
 pub mod sound_output;
+pub mod subgraph;
 pub mod widgets;
 
 pub use catalog::Catalog;

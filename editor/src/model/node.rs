@@ -102,6 +102,12 @@ impl NodeInstance {
         ([self.pos[0], top], [self.pos[0] + self.size[0], self.pos[1] + self.size[1]])
     }
 
+    /// Whether this is a subgraph's input or output node, drawn inside the subgraph but not a node of the
+    /// file (its place is the definition's `inputNode`/`outputNode`).
+    pub fn is_subgraph_io(&self) -> bool {
+        self.id == super::subgraph::INPUT_NODE || self.id == super::subgraph::OUTPUT_NODE
+    }
+
     /// Whether this is a note (text shown on the canvas, never run).
     pub fn is_note(&self) -> bool {
         matches!(self.class_type.as_str(), "Note" | "MarkdownNote")

@@ -20,7 +20,7 @@ pub use ui::{
     SUBGRAPH_INPUT_NODE, SUBGRAPH_OUTPUT_NODE, SubgraphDefinition, SubgraphSlot, UiGraph, UiInput, UiLink, UiNode,
     UiOutput, UiWorkflow,
 };
-pub use ui_to_api::{Conversion, ConversionWarning, ConvertOptions, convert};
+pub use ui_to_api::{Conversion, ConversionWarning, ConvertOptions, convert, feeds_widget};
 
 use crate::node::Environment;
 use crate::registry::Registry;

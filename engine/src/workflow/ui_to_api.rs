@@ -398,7 +398,7 @@ fn promoted_value(definition: &SubgraphDefinition, instance: &UiNode, slot: usiz
 }
 
 /// Whether a subgraph input's links end on widget inputs of inner nodes.
-pub(crate) fn feeds_widget(definition: &SubgraphDefinition, link_ids: &[i64]) -> bool {
+pub fn feeds_widget(definition: &SubgraphDefinition, link_ids: &[i64]) -> bool {
     link_ids.iter().any(|id| {
         definition.graph.links.iter().find(|link| link.id == *id).is_some_and(|link| {
             definition
