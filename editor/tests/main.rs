@@ -11,3 +11,4 @@ mod subgraphs;
 mod ui;
 mod ui_runs;
 mod ui_subgraphs;
+mod widget_inputs;

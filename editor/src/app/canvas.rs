@@ -4,7 +4,7 @@
 
 use super::Playback;
 use super::node_view::{
-    NodeDecor, NodeEvents, OPEN_SUBGRAPH, OutputAction, ShownOutput, SocketPlace, node_rect, show_node,
+    NodeDecor, NodeEvents, OPEN_SUBGRAPH, OutputAction, ShownOutput, SocketPlace, node_rect, show_node, widget_at,
 };
 use super::palette::Palette;
 use super::style;
@@ -438,6 +438,21 @@ impl Canvas {
             .filter(|socket| socket.output != wire.output)
             .min_by(|a, b| a.center.distance(pointer).total_cmp(&b.center.distance(pointer)))
             .filter(|socket| socket.center.distance(pointer) < 14.0);
+        let point = Pos2::new(pointer.x, pointer.y);
+        if target.is_none()
+            && wire.output
+            && let Some(node) = editor.graph().node_at([pointer.x, pointer.y])
+            && let Some(widget) = editor
+                .graph()
+                .node(node)
+                .zip(editor.graph().node(node).and_then(|n| editor.schema(&n.class_type)))
+                .and_then(|(instance, schema)| widget_at(instance, schema, point))
+        {
+            return match editor.connect_to_widget(wire.node, wire.slot, node, &widget) {
+                Ok(_) => Some(format!("Widget '{widget}' of node {node} is now an input, linked")),
+                Err(error) => Some(format!("Not connected: {error}")),
+            };
+        }
         let Some(target) = target else {
             if !self.lifted
                 && let Some(type_name) = type_name

@@ -437,6 +437,24 @@ fn output_controls(ui: &mut egui::Ui, id: NodeId, row: Rect, output: &ShownOutpu
     action
 }
 
+/// The widget of `node` whose row holds canvas point `point`, if any: where a wire let go on a widget
+/// turns that widget into an input.
+pub fn widget_at(node: &NodeInstance, schema: &NodeSchema, point: Pos2) -> Option<String> {
+    if node.is_note() || point.x < node.pos[0] || point.x > node.pos[0] + node.size[0] {
+        return None;
+    }
+    let socket_rows = node.inputs.len().max(node.outputs.len());
+    let mut top = node.pos[1] + 6.0 + ROW_HEIGHT * socket_rows as f32;
+    for input in shown_widgets(schema, node) {
+        let bottom = top + ROW_HEIGHT * rows_of(input) as f32;
+        if (top..bottom).contains(&point.y) {
+            return Some(input.name.clone());
+        }
+        top = bottom;
+    }
+    None
+}
+
 /// How many rows a widget takes.
 fn rows_of(input: &InputSpec) -> usize {
     match &input.kind {

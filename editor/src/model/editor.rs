@@ -352,6 +352,37 @@ impl Editor {
         self.edit(|graph| Ok::<_, EditError>(graph.disconnect(node, slot))).unwrap_or(false)
     }
 
+    /// Links output `from_slot` of `from` to widget `widget` of `to`, as ComfyUI's front end lets any widget
+    /// take a link of its type: the widget becomes an input socket of its type (unless it is one already),
+    /// fed by the link. Its stored value stays, for when the link goes. Refused as [`Editor::connect`] refuses.
+    pub fn connect_to_widget(
+        &mut self,
+        from: NodeId,
+        from_slot: usize,
+        to: NodeId,
+        widget: &str,
+    ) -> Result<LinkId, EditError> {
+        let node = self.graph.node(to).ok_or(EditError::NoSuchNode(to))?;
+        let spec = self
+            .schema(&node.class_type)
+            .and_then(|schema| schema.input_spec(widget))
+            .filter(|spec| spec.kind.is_widget())
+            .ok_or_else(|| EditError::NoSuchWidget { node: to, widget: widget.to_string() })?;
+        let type_name = spec.kind.type_name().to_string();
+        self.edit(|graph| {
+            let before = graph.clone();
+            let node = graph.node_mut(to).ok_or(EditError::NoSuchNode(to))?;
+            let existing = node.inputs.iter().position(|socket| socket.widget.as_deref() == Some(widget));
+            let slot = existing.unwrap_or_else(|| {
+                let mut socket = super::node::Socket::new(widget, &type_name);
+                socket.widget = Some(widget.to_string());
+                node.inputs.push(socket);
+                node.inputs.len() - 1
+            });
+            graph.connect(from, from_slot, to, slot).inspect_err(|_| *graph = before)
+        })
+    }
+
     /// Deletes the selected nodes and their links (a subgraph's input and output nodes stay).
     pub fn delete_selection(&mut self) -> usize {
         let mut selected = std::mem::take(&mut self.selection);

@@ -46,6 +46,8 @@ pub enum EditError {
     NoSuchOutput { node: NodeId, slot: usize },
     #[error("node {node} has no input {slot}")]
     NoSuchInput { node: NodeId, slot: usize },
+    #[error("node {node} has no widget '{widget}' that can take a link")]
+    NoSuchWidget { node: NodeId, widget: String },
     #[error("a node cannot feed itself")]
     SameNode,
     #[error(
