@@ -146,3 +146,75 @@ fn edits_inside_are_undone_inside_and_a_subgraphs_ports_cannot_be_deleted() {
     assert!(!editor.can_undo(), "the root's history is its own");
     assert!(editor.enter_subgraph(75).is_err(), "a SaveVideo node is not a subgraph");
 }
+
+fn ltxv_template() -> Editor {
+    let mut editor = Editor::new(catalog());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/comfy-templates/ltxv_text_to_video.json");
+    editor.open(&path).unwrap();
+    editor
+}
+
+#[test]
+fn three_nodes_made_into_a_subgraph_and_unpacked_give_the_same_prompt() {
+    let mut editor = ltxv_template();
+    let before = editor.to_prompt().unwrap().prompt.to_json();
+    // The two prompts and the conditioning that takes them: CLIP in, positive and negative out.
+    for id in [6, 7, 69] {
+        editor.toggle_selected(id);
+    }
+    let instance = editor.convert_to_subgraph("Prompts").unwrap();
+    assert!(editor.is_subgraph_instance(instance));
+    assert!(editor.graph().node(6).is_none() && editor.graph().node(69).is_none());
+    let schema = editor.schema(&editor.graph().node(instance).unwrap().class_type).unwrap();
+    let inputs: Vec<&str> = schema.inputs.iter().map(|input| input.name.as_str()).collect();
+    let outputs: Vec<&str> = schema.outputs.iter().map(|output| output.name.as_str()).collect();
+    assert_eq!((inputs, outputs), (vec!["clip"], vec!["positive", "negative"]));
+    // The subgraph runs the same nodes, under the instance's id.
+    let inside = editor.to_prompt().unwrap().prompt;
+    let classes = |prompt: &kinograph_engine::ApiPrompt| {
+        let mut classes: Vec<String> = prompt.nodes.values().filter_map(|node| node.class_type.clone()).collect();
+        classes.sort();
+        classes
+    };
+    assert_eq!(classes(&inside), classes(&kinograph_engine::ApiPrompt::from_json(before.clone(), "before").unwrap()));
+    assert!(inside.nodes.contains_key(&format!("{instance}:69")), "{:?}", inside.nodes.keys().collect::<Vec<_>>());
+    // Saved and opened again, it is still a subgraph.
+    let mut reopened = Editor::new(catalog());
+    reopened.open_text(&editor.to_json().to_string(), "made").unwrap();
+    assert!(reopened.is_subgraph_instance(instance));
+
+    let nodes = editor.unpack_subgraph(instance).unwrap();
+    assert_eq!(nodes, [6, 7, 69].into_iter().collect());
+    assert_eq!(editor.to_prompt().unwrap().prompt.to_json(), before, "the same prompt after unpacking");
+    assert!(editor.unpack_subgraph(6).is_err(), "a plain node is no subgraph");
+}
+
+#[test]
+fn unpacking_the_ltx2_subgraph_keeps_its_promoted_values() {
+    let mut editor = template();
+    let before = editor.to_prompt().unwrap().prompt;
+    editor.unpack_subgraph(INSTANCE).unwrap();
+    assert!(editor.graph().node(INSTANCE).is_none());
+    assert_eq!(editor.widget(FRAME_COUNT, "value"), Some(&json!(121)));
+    let after = editor.to_prompt().unwrap().prompt;
+    // The same nodes, with ids no longer prefixed by the instance's, and the same inputs.
+    let unprefixed: Vec<String> = before.nodes.keys().map(|id| id.trim_start_matches("92:").to_string()).collect();
+    let mut ids: Vec<String> = after.nodes.keys().cloned().collect();
+    let mut expected = unprefixed.clone();
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected);
+    for (id, node) in &before.nodes {
+        let unpacked = &after.nodes[id.trim_start_matches("92:")];
+        assert_eq!(unpacked.class_type, node.class_type, "{id}");
+        for (name, value) in &node.inputs {
+            let here = &unpacked.inputs[name];
+            match (value, here) {
+                (kinograph_engine::InputValue::Link(a), kinograph_engine::InputValue::Link(b)) => {
+                    assert_eq!((a.node.trim_start_matches("92:"), a.slot), (b.node.as_str(), b.slot), "{id}.{name}");
+                }
+                _ => assert_eq!(value, here, "{id}.{name}"),
+            }
+        }
+    }
+}

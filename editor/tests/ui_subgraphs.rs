@@ -4,7 +4,7 @@
 //! those two values.
 
 use crate::ui::{catalog, click_at, harness};
-use eframe::egui::{Key, PointerButton, Pos2, Rect, Vec2};
+use eframe::egui::{Event, Key, Modifiers, PointerButton, Pos2, Rect, Vec2};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use kinograph_editor::app::EditorApp;
@@ -97,4 +97,57 @@ fn a_user_edits_inside_the_ltx2_subgraph_and_its_promoted_prompt_and_saves_only_
     crate::subgraphs::differences(&original, &saved, "", &mut found);
     let changed: Vec<(&str, &Json)> = found.iter().map(|(path, _, new)| (path.as_str(), new)).collect();
     assert_eq!(changed, [(".nodes[3].widgets_values[2]", &json!(97)), (".nodes[3].widgets_values[3]", &json!(prompt))]);
+}
+
+/// Clicks `spot` with `modifiers` held.
+fn click_with(harness: &mut Harness<'_, EditorApp>, spot: Pos2, button: PointerButton, modifiers: Modifiers) {
+    harness.hover_at(spot);
+    harness.step();
+    // Held keys are the input's state, which the node reads, besides the event's own.
+    harness.event(Event::ModifiersChanged(modifiers));
+    for pressed in [true, false] {
+        harness.event(Event::PointerButton { pos: spot, button, pressed, modifiers });
+        harness.step();
+    }
+    harness.event(Event::ModifiersChanged(Modifiers::NONE));
+    harness.run();
+}
+
+/// Where node `id`'s title bar is on screen.
+fn title_of(harness: &Harness<'_, EditorApp>, id: i64) -> Pos2 {
+    let node = harness.state().editor.graph().node(id).unwrap();
+    harness.state().canvas_to_screen(&harness.ctx, Pos2::new(node.pos[0] + 40.0, node.pos[1] - 15.0)).unwrap()
+}
+
+#[test]
+fn a_user_makes_a_subgraph_of_three_nodes_and_unpacks_it_and_the_prompt_is_the_same() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/comfy-templates/ltxv_text_to_video.json");
+    let mut editor = Editor::new(catalog());
+    editor.open(&path).unwrap();
+    let before = editor.to_prompt().unwrap().prompt.to_json();
+    let mut harness = harness(EditorApp::new(editor, RecentFiles::load(None)));
+    harness.run();
+    // Click one prompt, shift-click the other and the conditioning.
+    let spot = title_of(&harness, 6);
+    click_with(&mut harness, spot, PointerButton::Primary, Modifiers::NONE);
+    for id in [7, 69] {
+        let spot = title_of(&harness, id);
+        click_with(&mut harness, spot, PointerButton::Primary, Modifiers::SHIFT);
+    }
+    assert_eq!(harness.state().editor.selection, [6, 7, 69].into_iter().collect());
+    let spot = title_of(&harness, 69);
+    click_with(&mut harness, spot, PointerButton::Secondary, Modifiers::NONE);
+    harness.get_by_label("Convert to subgraph").click();
+    harness.run();
+    let instance = *harness.state().editor.selection.iter().next().unwrap();
+    assert!(harness.state().editor.is_subgraph_instance(instance));
+    assert_eq!(harness.state().editor.graph().nodes.len(), 14 - 3 + 1);
+
+    let spot = title_of(&harness, instance);
+    click_with(&mut harness, spot, PointerButton::Secondary, Modifiers::NONE);
+    harness.get_by_label("Unpack subgraph").click();
+    harness.run();
+    let editor = &harness.state().editor;
+    assert!(editor.graph().node(instance).is_none());
+    assert_eq!(editor.to_prompt().unwrap().prompt.to_json(), before);
 }

@@ -608,11 +608,19 @@ fn node_menu(ui: &mut egui::Ui, editor: &mut Editor, node: &NodeInstance, title:
         editor.duplicate();
         ui.close();
     }
-    if editor.is_subgraph_instance(node.id)
-        && ui.button("Open subgraph").on_hover_text("Edit inside (or double-click the node)").clicked()
-    {
-        ui.data_mut(|data| data.insert_temp(egui::Id::new(OPEN_SUBGRAPH), node.id));
+    if ui.button("Convert to subgraph").on_hover_text("Put the selected nodes in a subgraph of their own").clicked() {
+        let _ = editor.convert_to_subgraph("New Subgraph");
         ui.close();
+    }
+    if editor.is_subgraph_instance(node.id) {
+        if ui.button("Open subgraph").on_hover_text("Edit inside (or double-click the node)").clicked() {
+            ui.data_mut(|data| data.insert_temp(egui::Id::new(OPEN_SUBGRAPH), node.id));
+            ui.close();
+        }
+        if ui.button("Unpack subgraph").on_hover_text("Put its nodes back in its place").clicked() {
+            let _ = editor.unpack_subgraph(node.id);
+            ui.close();
+        }
     }
     if ui.button("Delete").clicked() {
         editor.delete_selection();

@@ -6,8 +6,8 @@ use super::document::{self, Document, DocumentError};
 use super::graph::{EditError, EditorGraph, Group, LinkId, Pin};
 use super::history::History;
 use super::node::{NodeId, NodeInstance, NodeMode, Point};
-use super::subgraph;
 use super::widgets::{SeedControl, SeedRandom, apply_seed_controls, has_seed_control, widget_index};
+use super::{subgraph, subgraph_edit};
 use kinograph_engine::NodeSchema;
 use kinograph_engine::{Conversion, WorkflowError, WorkflowFile, ui_from_prompt};
 use serde_json::Value as Json;
@@ -201,6 +201,68 @@ impl Editor {
             parent_history: std::mem::take(&mut self.history),
         });
         Ok(())
+    }
+
+    /// Turns the selected nodes into a subgraph named `name` and puts an instance of it in their place,
+    /// linked as they were; returns the instance. The definition is added to the workflow.
+    pub fn convert_to_subgraph(&mut self, name: &str) -> Result<NodeId, EditError> {
+        self.end_gesture();
+        let selected = self.copyable_selection();
+        let id = subgraph_edit::new_id(self.random.next_u64(), self.random.next_u64());
+        let made = subgraph_edit::make(&self.graph, &selected, &id, name)?;
+        let instance = self.edit(|graph| {
+            let before = graph.clone();
+            subgraph_edit::replace_with_instance(graph, &selected, &made).inspect_err(|_| *graph = before)
+        })?;
+        let definitions =
+            self.document.fields.entry("definitions").or_insert_with(|| Json::Object(serde_json::Map::default()));
+        if let Json::Object(definitions) = definitions {
+            let list = definitions.entry("subgraphs").or_insert_with(|| Json::Array(Vec::new()));
+            if let Json::Array(list) = list {
+                list.push(Json::Object(made.definition));
+            }
+        }
+        self.refresh_subgraph_schemas();
+        self.selection = BTreeSet::from([instance]);
+        Ok(instance)
+    }
+
+    /// Puts the nodes of subgraph instance `node` back in its place, linked as the instance was, its
+    /// promoted values set on the widgets they fed; returns the nodes put back (selected).
+    pub fn unpack_subgraph(&mut self, node: NodeId) -> Result<BTreeSet<NodeId>, EditError> {
+        self.end_gesture();
+        let class = self
+            .graph
+            .node(node)
+            .map(|instance| instance.class_type.clone())
+            .filter(|class| self.subgraph_schemas.contains_key(class))
+            .ok_or(EditError::NotASubgraph(node))?;
+        let inside = subgraph::definition_graph(&self.document.fields, &class, "the workflow")
+            .map_err(|_| EditError::NotASubgraph(node))?;
+        let inputs = inside.node(subgraph::INPUT_NODE).map(|io| io.outputs.clone()).unwrap_or_default();
+        let values: std::collections::BTreeMap<usize, Json> = inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, socket)| Some((slot, self.widget(node, &socket.name)?.clone())))
+            .collect();
+        let schemas: HashMap<String, Arc<NodeSchema>> = self.subgraph_schemas.clone();
+        let catalog = Arc::clone(&self.catalog);
+        let set_value = move |target: &mut NodeInstance, widget: &str, value: Json| {
+            let schema =
+                schemas.get(&target.class_type).map(AsRef::as_ref).or_else(|| catalog.schema(&target.class_type));
+            if let Some(index) = schema.and_then(|schema| widget_index(schema, target, widget))
+                && let Some(Json::Array(stored)) = target.widgets_values.as_mut()
+                && index < stored.len()
+            {
+                stored[index] = value;
+            }
+        };
+        let added = self.edit(|graph| {
+            let before = graph.clone();
+            subgraph_edit::unpack(graph, node, &inside, &values, set_value).inspect_err(|_| *graph = before)
+        })?;
+        self.selection.clone_from(&added);
+        Ok(added)
     }
 
     /// Leaves the subgraph entered last, writing its graph into its definition; whether there was one.

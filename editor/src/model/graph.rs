@@ -48,6 +48,10 @@ pub enum EditError {
     NoSuchInput { node: NodeId, slot: usize },
     #[error("node {node} has no widget '{widget}' that can take a link")]
     NoSuchWidget { node: NodeId, widget: String },
+    #[error("select the nodes to put in a subgraph first")]
+    NothingSelected,
+    #[error("node {0} is not a subgraph")]
+    NotASubgraph(NodeId),
     #[error("a node cannot feed itself")]
     SameNode,
     #[error(

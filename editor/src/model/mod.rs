@@ -16,6 +16,7 @@ pub mod run;
 pub mod sound;
 pub mod sound_output;
 pub mod subgraph;
+pub mod subgraph_edit;
 pub mod widgets;
 
 pub use catalog::Catalog;
