@@ -6,6 +6,7 @@
 
 mod model;
 mod run;
+mod shortcuts;
 mod sound;
 mod subgraphs;
 mod ui;

@@ -122,9 +122,13 @@ impl Canvas {
         let mut message = None;
         let mut scene_layer = None;
         let mut enter = None;
-        let scene = egui::Scene::new()
-            .zoom_range(0.1..=2.0)
-            .drag_pan_buttons(egui::DragPanButtons::SECONDARY | egui::DragPanButtons::MIDDLE);
+        // Space held: the primary button pans too, as in ComfyUI.
+        let space = ui.input(|i| i.key_down(egui::Key::Space)) && !ui.ctx().egui_wants_keyboard_input();
+        let mut pan = egui::DragPanButtons::SECONDARY | egui::DragPanButtons::MIDDLE;
+        if space {
+            pan |= egui::DragPanButtons::PRIMARY;
+        }
+        let scene = egui::Scene::new().zoom_range(0.1..=2.0).drag_pan_buttons(pan);
         let mut view = self.view;
         let background = scene
             .show(ui, &mut view, |ui| {
@@ -262,7 +266,8 @@ impl Canvas {
         } else if background.clicked() {
             editor.selection.clear();
         }
-        if background.drag_started_by(egui::PointerButton::Primary) {
+        let space = ui.input(|i| i.key_down(egui::Key::Space));
+        if background.drag_started_by(egui::PointerButton::Primary) && !space {
             self.box_start = background.interact_pointer_pos();
         }
         if let (Some(start), Some(pointer)) = (self.box_start, ui.ctx().pointer_latest_pos()) {

@@ -44,6 +44,8 @@ pub struct EditorApp {
     outputs: HashMap<String, Playback>,
     /// Where the outputs' sound goes.
     sound_output: SoundOutput,
+    /// Whether the list of keyboard shortcuts is open.
+    pub shortcuts_shown: bool,
 }
 
 /// An output file's frames on the GPU and its sound, and where their playback is.
@@ -81,6 +83,7 @@ impl EditorApp {
             requested: HashMap::new(),
             outputs: HashMap::new(),
             sound_output: SoundOutput::default(),
+            shortcuts_shown: false,
         }
     }
 
@@ -282,6 +285,10 @@ impl EditorApp {
                 let dropped = self.runner.clear_queue();
                 self.status = format!("Dropped {dropped} queued run(s).");
             }
+            ui.separator();
+            if ui.button("Shortcuts").on_hover_text("The keyboard shortcuts (F1)").clicked() {
+                self.shortcuts_shown = !self.shortcuts_shown;
+            }
         });
     }
 
@@ -341,19 +348,24 @@ impl EditorApp {
         if command(egui::Key::Enter) {
             self.queue(ctx);
         }
-        let (copy, paste, delete) = ctx.input(|i| {
+        let (copy, paste, with_links, delete) = ctx.input(|i| {
             let copy = i.events.iter().any(|e| matches!(e, egui::Event::Copy));
             let paste = i.events.iter().any(|e| matches!(e, egui::Event::Paste(_)))
                 || i.key_pressed(egui::Key::V) && i.modifiers.command;
             let delete = i.key_pressed(egui::Key::Delete) || i.key_pressed(egui::Key::Backspace);
-            (copy || i.key_pressed(egui::Key::C) && i.modifiers.command, paste, delete)
+            (copy || i.key_pressed(egui::Key::C) && i.modifiers.command, paste, i.modifiers.shift, delete)
         });
         if copy {
             let count = self.editor.copy();
             self.status = format!("Copied {count} node(s)");
         }
-        if paste {
+        if paste && with_links {
+            self.editor.paste_with_links();
+        } else if paste {
             self.editor.paste();
+        }
+        if ctx.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::F1)) {
+            self.shortcuts_shown = !self.shortcuts_shown;
         }
         if delete {
             self.editor.delete_selection();
@@ -533,8 +545,44 @@ impl EditorApp {
             }
         }
         self.shortcuts(&ctx);
+        if self.shortcuts_shown {
+            let mut open = true;
+            egui::Window::new("Keyboard shortcuts").open(&mut open).resizable(false).show(&ctx, |ui| {
+                egui::Grid::new("shortcuts").striped(true).show(ui, |ui| {
+                    for (keys, what) in SHORTCUTS {
+                        ui.label(egui::RichText::new(*keys).monospace());
+                        ui.label(*what);
+                        ui.end_row();
+                    }
+                });
+            });
+            self.shortcuts_shown = open;
+        }
     }
 }
+
+/// The keyboard and mouse shortcuts, as the help panel lists them (ComfyUI's, where it has the same).
+pub const SHORTCUTS: &[(&str, &str)] = &[
+    ("Ctrl+Enter", "Queue the graph"),
+    ("Ctrl+S", "Save"),
+    ("Ctrl+Z", "Undo"),
+    ("Ctrl+Y, Ctrl+Shift+Z", "Redo"),
+    ("Ctrl+C", "Copy the selected nodes (with the links among them)"),
+    ("Ctrl+V", "Paste"),
+    ("Ctrl+Shift+V", "Paste, keeping the links into the copies from the nodes that fed the originals"),
+    ("Ctrl+D", "Duplicate the selected nodes"),
+    ("Delete, Backspace", "Delete the selected nodes"),
+    ("Ctrl+G", "Put the selected nodes in a group"),
+    ("Ctrl+M", "Mute the selected nodes (again: unmute)"),
+    ("Ctrl+B", "Bypass the selected nodes (again: stop bypassing)"),
+    ("Space + drag", "Pan the canvas"),
+    ("Right or middle drag, scroll", "Pan the canvas"),
+    ("Ctrl + scroll, pinch", "Zoom"),
+    ("Double-click the canvas", "Add a node"),
+    ("Double-click a subgraph node", "Edit inside it (the top bar leads back out)"),
+    ("Shift+click, drag a box", "Select several nodes"),
+    ("F1", "Show or hide this list"),
+];
 
 impl eframe::App for EditorApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {

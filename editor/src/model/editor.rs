@@ -44,6 +44,8 @@ pub struct Editor {
     /// The selected nodes.
     pub selection: BTreeSet<NodeId>,
     clipboard: Option<EditorGraph>,
+    /// The links that fed the copied nodes from nodes not copied (for paste with links).
+    clipboard_inputs: Vec<super::graph::Link>,
     /// Where the workflow was opened from or last saved to.
     pub path: Option<PathBuf>,
     /// Whether there are edits not saved.
@@ -68,6 +70,7 @@ impl Editor {
             subgraph_schemas: HashMap::new(),
             selection: BTreeSet::new(),
             clipboard: None,
+            clipboard_inputs: Vec::new(),
             path: None,
             modified: false,
             random: SeedRandom::new(seed),
@@ -507,12 +510,43 @@ impl Editor {
 
     /// Copies the selected nodes and the links among them.
     pub fn copy(&mut self) -> usize {
-        let part = self.graph.extract(&self.copyable_selection());
+        let selected = self.copyable_selection();
+        let part = self.graph.extract(&selected);
         let count = part.nodes.len();
         if count > 0 {
             self.clipboard = Some(part);
+            self.clipboard_inputs = self
+                .graph
+                .links
+                .iter()
+                .filter(|link| selected.contains(&link.to_node) && !selected.contains(&link.from_node))
+                .cloned()
+                .collect();
         }
         count
+    }
+
+    /// Pastes the clipboard as [`Editor::paste`] does, and links the copies' inputs to the nodes outside the
+    /// copy that fed the originals, where those are still there (ComfyUI's Ctrl+Shift+V).
+    pub fn paste_with_links(&mut self) -> BTreeSet<NodeId> {
+        let Some(part) = self.clipboard.clone() else { return BTreeSet::new() };
+        let inputs = self.clipboard_inputs.clone();
+        let added = self
+            .edit(|graph| {
+                let added = graph.insert(&part, PASTE_OFFSET);
+                // `insert` gives the copies ids in the order of the part's nodes.
+                let renamed: HashMap<NodeId, NodeId> =
+                    part.nodes.iter().map(|n| n.id).zip(added.iter().copied()).collect();
+                for link in &inputs {
+                    if let Some(&to) = renamed.get(&link.to_node) {
+                        let _ = graph.connect(link.from_node, link.from_slot, to, link.to_slot);
+                    }
+                }
+                Ok::<_, EditError>(added)
+            })
+            .unwrap_or_default();
+        self.selection.clone_from(&added);
+        added
     }
 
     /// Pastes the clipboard beside where it was copied from and selects the copies.
