@@ -71,6 +71,9 @@ impl Default for Canvas {
 /// Where a socket sits on the canvas.
 pub fn socket_center(node: &NodeInstance, output: bool, slot: usize) -> Pos2 {
     let x = if output { node.pos[0] + node.size[0] } else { node.pos[0] };
+    if node.is_reroute() {
+        return Pos2::new(x, node.pos[1] + node.size[1] / 2.0);
+    }
     Pos2::new(x, node.pos[1] + 6.0 + ROW_HEIGHT * (slot as f32 + 0.5))
 }
 

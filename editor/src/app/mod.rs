@@ -530,6 +530,11 @@ impl EditorApp {
                     self.palette = None;
                     self.editor.add_note("", at);
                 }
+                PaletteAction::AddReroute => {
+                    let at = palette.at;
+                    self.palette = None;
+                    self.editor.add_reroute(at);
+                }
                 PaletteAction::Add(class_type) => {
                     let at = palette.at;
                     let pin = palette.from.as_ref().map(|(pin, _, _)| *pin);

@@ -94,6 +94,9 @@ pub struct ShownOutput<'a> {
 /// The rectangle node `node` is drawn in, title bar included: its stored size, or taller when its
 /// sockets and widgets need more rows.
 pub fn node_rect(node: &NodeInstance, schema: Option<&NodeSchema>) -> Rect {
+    if node.is_reroute() {
+        return Rect::from_min_size(Pos2::new(node.pos[0], node.pos[1]), Vec2::new(node.size[0], node.size[1]));
+    }
     let socket_rows = node.inputs.len().max(node.outputs.len());
     let widget_rows: usize = if node.is_note() {
         4
@@ -120,6 +123,9 @@ pub fn show_node(
     let schema = subgraph_schema.as_deref().or_else(|| catalog.schema(&node.class_type));
     let widgets: Vec<&InputSpec> = schema.map(|s| shown_widgets(s, &node)).unwrap_or_default();
     let rect = node_rect(&node, schema);
+    if node.is_reroute() {
+        return show_reroute(ui, editor, &node, rect, decor, sockets);
+    }
     let title_rect = Rect::from_min_size(rect.min, Vec2::new(node.size[0], TITLE_HEIGHT));
 
     let body = ui.interact(rect, ui.id().with(("node", id)), Sense::click_and_drag());
@@ -178,6 +184,60 @@ pub fn show_node(
     }
     show_faults(ui, rect, decor);
     show_widgets(ui, editor, &node, rect, &widgets, decor);
+    events
+}
+
+/// A reroute as ComfyUI draws it: a small pill in the colour of the type passing through, its input on the
+/// left end and its output on the right, no title or widgets.
+fn show_reroute(
+    ui: &mut egui::Ui,
+    editor: &mut Editor,
+    node: &NodeInstance,
+    rect: Rect,
+    decor: &NodeDecor<'_>,
+    sockets: &mut Vec<SocketPlace>,
+) -> NodeEvents {
+    let mut events = NodeEvents::default();
+    let id = node.id;
+    let body = ui.interact(rect, ui.id().with(("node", id)), Sense::click_and_drag());
+    let type_name = node.outputs.first().map_or("*", |socket| socket.type_name.as_str());
+    let color = style::type_color(type_name);
+    let outline = if editor.selection.contains(&id) {
+        Stroke::new(2.0, style::SELECTED)
+    } else {
+        Stroke::new(1.0, Color32::from_gray(0x10))
+    };
+    let painter = ui.painter();
+    painter.rect_filled(rect, rect.height() / 2.0, style::BODY);
+    painter.rect_stroke(rect, rect.height() / 2.0, outline, egui::StrokeKind::Outside);
+    painter.circle_filled(rect.center(), 4.0, color);
+    if body.clicked() || body.drag_started() {
+        events.clicked = Some(ui.input(|i| i.modifiers.shift));
+    }
+    events.drag_started = body.drag_started();
+    if body.dragged() {
+        events.dragged = Some(body.drag_delta());
+    }
+    events.drag_stopped = body.drag_stopped();
+    body.on_hover_text(format!("Reroute: {type_name}")).context_menu(|ui| node_menu(ui, editor, node, "Reroute"));
+    for (output, center) in [(false, rect.left_center()), (true, rect.right_center())] {
+        let place = SocketPlace { node: id, slot: 0, output, center };
+        let linked = decor.linked.is_some_and(|linked| linked.contains(&(id, output, 0)));
+        let handle = ui.interact(
+            Rect::from_center_size(center, Vec2::splat(14.0)),
+            ui.id().with(("socket", id, output, 0)),
+            Sense::drag(),
+        );
+        if linked {
+            ui.painter().circle_filled(center, 4.0, color);
+        } else {
+            ui.painter().circle_stroke(center, 3.5, Stroke::new(1.5, color));
+        }
+        if handle.drag_started() {
+            events.wire_from = Some(place);
+        }
+        sockets.push(place);
+    }
     events
 }
 

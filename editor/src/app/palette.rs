@@ -28,6 +28,8 @@ pub enum PaletteAction {
     Add(String),
     /// Add a note.
     AddNote,
+    /// A reroute, to be added where the palette was opened.
+    AddReroute,
 }
 
 impl Palette {
@@ -95,6 +97,12 @@ impl Palette {
                     && ui.button("Note").on_hover_text("Text on the canvas; never runs").clicked()
                 {
                     action = PaletteAction::AddNote;
+                }
+                if !searching
+                    && self.from.is_none()
+                    && ui.button("Reroute").on_hover_text("A dot a link passes through").clicked()
+                {
+                    action = PaletteAction::AddReroute;
                 }
                 egui::ScrollArea::vertical().max_height(320.0).show(ui, |ui| {
                     for (category, schemas) in by_category {

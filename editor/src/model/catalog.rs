@@ -136,6 +136,30 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// A new reroute at `pos`: a dot a link passes through, ComfyUI's `Reroute` (its output takes the type
+    /// of what feeds it).
+    pub fn reroute(pos: Point) -> NodeInstance {
+        NodeInstance {
+            id: 0,
+            class_type: REROUTE.into(),
+            title: None,
+            pos,
+            size: REROUTE_SIZE,
+            mode: NodeMode::Normal,
+            inputs: vec![Socket::new("", "*")],
+            outputs: vec![Socket::new("", "*")],
+            widgets_values: None,
+            fields: Map::new(),
+        }
+    }
+}
+
+/// The frontend-only class of a reroute.
+pub const REROUTE: &str = "Reroute";
+/// A reroute's size, as ComfyUI draws it.
+pub const REROUTE_SIZE: Point = [75.0, 26.0];
+
 /// The width of a new node, in canvas units.
 pub const NODE_WIDTH: f32 = 260.0;
 /// The height of one socket or widget row, in canvas units.

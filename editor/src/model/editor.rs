@@ -407,6 +407,12 @@ impl Editor {
         self.edit(|graph| Ok::<_, EditError>(graph.add_node(note))).unwrap_or_default()
     }
 
+    /// Adds a reroute at `pos` (a dot a link passes through) and returns its id.
+    pub fn add_reroute(&mut self, pos: Point) -> NodeId {
+        let reroute = Catalog::reroute(pos);
+        self.edit(|graph| Ok::<_, EditError>(graph.add_node(reroute))).unwrap_or_default()
+    }
+
     /// Links an output to an input (see [`EditorGraph::connect`]).
     pub fn connect(&mut self, from: NodeId, from_slot: usize, to: NodeId, to_slot: usize) -> Result<LinkId, EditError> {
         self.edit(|graph| graph.connect(from, from_slot, to, to_slot))

@@ -141,7 +141,15 @@ impl EditorGraph {
             return Err(EditError::Cycle { from, to });
         }
         let type_name = output.type_name.clone();
+        let reroute = target.is_reroute();
         self.links.retain(|link| !(link.to_node == to && link.to_slot == to_slot));
+        // A reroute passes on the type that reaches it, as ComfyUI's does.
+        if reroute
+            && type_name != "*"
+            && let Some(socket) = self.node_mut(to).and_then(|node| node.outputs.first_mut())
+        {
+            socket.type_name.clone_from(&type_name);
+        }
         let id = self.next_link_id;
         self.next_link_id += 1;
         self.links.push(Link { id, from_node: from, from_slot, to_node: to, to_slot, type_name, stored: None });

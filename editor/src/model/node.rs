@@ -98,7 +98,7 @@ impl NodeInstance {
 
     /// The node's rectangle: top-left (including the title bar above `pos`) and bottom-right.
     pub fn bounds(&self) -> (Point, Point) {
-        let top = self.pos[1] - TITLE_HEIGHT;
+        let top = if self.is_reroute() { self.pos[1] } else { self.pos[1] - TITLE_HEIGHT };
         ([self.pos[0], top], [self.pos[0] + self.size[0], self.pos[1] + self.size[1]])
     }
 
@@ -106,6 +106,11 @@ impl NodeInstance {
     /// file (its place is the definition's `inputNode`/`outputNode`).
     pub fn is_subgraph_io(&self) -> bool {
         self.id == super::subgraph::INPUT_NODE || self.id == super::subgraph::OUTPUT_NODE
+    }
+
+    /// Whether this is a reroute: a dot a link passes through, drawn without a title.
+    pub fn is_reroute(&self) -> bool {
+        self.class_type == "Reroute"
     }
 
     /// Whether this is a note (text shown on the canvas, never run).
