@@ -5,6 +5,7 @@
 //! its own process. Run one file's tests with `cargo nextest run -p PACKAGE -E 'test(/^MODULE::/)'`.
 
 mod model;
+mod primitives;
 mod reroutes;
 mod run;
 mod shortcuts;

@@ -119,8 +119,8 @@ pub fn show_node(
     let mut events = NodeEvents::default();
     let Some(node) = editor.graph().node(id).cloned() else { return events };
     let catalog = std::sync::Arc::clone(&editor.catalog);
-    let subgraph_schema = editor.subgraph_schema(&node.class_type);
-    let schema = subgraph_schema.as_deref().or_else(|| catalog.schema(&node.class_type));
+    let special_schema = editor.special_schema(&node);
+    let schema = special_schema.as_deref().or_else(|| catalog.schema(&node.class_type));
     let widgets: Vec<&InputSpec> = schema.map(|s| shown_widgets(s, &node)).unwrap_or_default();
     let rect = node_rect(&node, schema);
     if node.is_reroute() {
@@ -166,7 +166,7 @@ pub fn show_node(
         events.output_action = draw_output(ui, id, rect, output, decor.simplified);
     }
 
-    events.open_subgraph = body.double_clicked() && subgraph_schema.is_some();
+    events.open_subgraph = body.double_clicked() && editor.is_subgraph_instance(id);
     if body.clicked() || body.drag_started() {
         events.clicked = Some(ui.input(|i| i.modifiers.shift));
     }
@@ -565,8 +565,10 @@ fn widget_row(
             if response.changed() {
                 value = Some(Json::from(number));
             }
-            if has_seed_control(editor.schema(&node.class_type).expect("widgets come from a schema"), name) {
-                let schema = editor.schema(&node.class_type).expect("widgets come from a schema");
+            let special = editor.special_schema(node);
+            let catalog = std::sync::Arc::clone(&editor.catalog);
+            let schema = special.as_deref().or_else(|| catalog.schema(&node.class_type));
+            if let Some(schema) = schema.filter(|schema| has_seed_control(schema, name)) {
                 if let Some(mut control) = seed_control(schema, node, name) {
                     let before = control;
                     egui::ComboBox::from_id_salt(("seed-control", id, name)).selected_text(control.keyword()).show_ui(

@@ -8,7 +8,10 @@ use super::history::History;
 use super::node::{NodeId, NodeInstance, NodeMode, Point};
 use super::widgets::{SeedControl, SeedRandom, apply_seed_controls, has_seed_control, widget_index};
 use super::{subgraph, subgraph_edit};
-use kinograph_engine::NodeSchema;
+use kinograph_engine::{InputKind, NodeSchema};
+
+/// ComfyUI's frontend-only primitive: a widget that feeds widget inputs of other nodes.
+const PRIMITIVE: &str = "PrimitiveNode";
 use kinograph_engine::{Conversion, WorkflowError, WorkflowFile, ui_from_prompt};
 use serde_json::Value as Json;
 use std::collections::{BTreeSet, HashMap};
@@ -162,6 +165,41 @@ impl Editor {
     /// The schema of `class_type`: a subgraph instance's (promoted widgets and all), else the catalog's.
     pub fn schema(&self, class_type: &str) -> Option<&NodeSchema> {
         self.subgraph_schemas.get(class_type).map(AsRef::as_ref).or_else(|| self.catalog.schema(class_type))
+    }
+
+    /// The schema `node` is drawn and edited with: its class's, a subgraph instance's, or for ComfyUI's
+    /// `PrimitiveNode` the one its output's widget gives it ([`Editor::special_schema`]).
+    pub fn node_schema(&self, node: &NodeInstance) -> Option<std::borrow::Cow<'_, NodeSchema>> {
+        if node.class_type == PRIMITIVE {
+            return self.primitive_schema(node).map(std::borrow::Cow::Owned);
+        }
+        self.schema(&node.class_type).map(std::borrow::Cow::Borrowed)
+    }
+
+    /// The schema of a node whose widgets are not its class's: a subgraph instance (its promoted widgets)
+    /// or a `PrimitiveNode` (the widget it feeds). Shared, so that it can be held while the editor changes.
+    pub fn special_schema(&self, node: &NodeInstance) -> Option<Arc<NodeSchema>> {
+        if node.class_type == PRIMITIVE {
+            return self.primitive_schema(node).map(Arc::new);
+        }
+        self.subgraph_schema(&node.class_type)
+    }
+
+    /// ComfyUI's `PrimitiveNode`: one widget, the one its output feeds (the output names it), with that
+    /// widget's kind, range and options; numbers and lists get a control after generate, as ComfyUI gives
+    /// them. `None` while its output feeds nothing.
+    fn primitive_schema(&self, node: &NodeInstance) -> Option<NodeSchema> {
+        let output = node.outputs.first()?;
+        let link = self.graph.links.iter().find(|link| link.from_node == node.id)?;
+        let target = self.graph.node(link.to_node)?;
+        let target_widget = target.inputs.get(link.to_slot)?.widget.clone()?;
+        let mut spec = self.schema(&target.class_type)?.input_spec(&target_widget)?.clone();
+        spec.name = output.widget.clone().unwrap_or(target_widget);
+        spec.optional = false;
+        if matches!(spec.kind, InputKind::Int(_) | InputKind::Combo(_)) {
+            spec = spec.control_after_generate();
+        }
+        Some(NodeSchema::new(PRIMITIVE).display_name("Primitive").input(spec).output(&output.type_name, &output.name))
     }
 
     /// The schema of a subgraph instance of `class_type` (a definition id), shared so that it can be held
@@ -603,7 +641,8 @@ impl Editor {
         let index = self.widget_slot(node, name)?;
         // A dynamic combo's choice decides which widgets follow it: lay the values out again.
         let relaid = self.graph.node(node).and_then(|instance| {
-            let schema = self.schema(&instance.class_type)?;
+            let schema = self.node_schema(instance)?;
+            let schema = schema.as_ref();
             let dynamic = schema.input_spec(name).is_some_and(|input| !input.dynamic_options().is_empty());
             let choice = value.as_str()?;
             dynamic.then(|| super::widgets::with_choice(schema, instance, name, choice))
@@ -672,8 +711,8 @@ impl Editor {
 
     fn widget_slot(&self, node_id: NodeId, name: &str) -> Result<usize, WidgetError> {
         let node = self.graph.node(node_id).ok_or(WidgetError::Edit(EditError::NoSuchNode(node_id)))?;
-        let index = match self.schema(&node.class_type) {
-            Some(schema) => widget_index(schema, node, name),
+        let index = match self.node_schema(node) {
+            Some(schema) => widget_index(&schema, node, name),
             None => name.parse().ok(),
         };
         index.filter(|index| *index < node.widget_list().len()).ok_or_else(|| WidgetError::NoWidget {
@@ -686,7 +725,8 @@ impl Editor {
     /// Sets the control mode of seed widget `name`.
     pub fn set_seed_control(&mut self, node: NodeId, name: &str, control: SeedControl) -> Result<(), WidgetError> {
         let class_type = self.graph.node(node).map(|n| n.class_type.clone()).unwrap_or_default();
-        let has_control = self.schema(&class_type).is_some_and(|schema| has_seed_control(schema, name));
+        let schema = self.graph.node(node).and_then(|instance| self.node_schema(instance));
+        let has_control = schema.is_some_and(|schema| has_seed_control(&schema, name));
         let index = self.widget_slot(node, name)?;
         let stored = self.graph.node(node).is_some_and(|n| n.widget_list().get(index + 1).is_some_and(Json::is_string));
         if !has_control || !stored {
