@@ -568,20 +568,20 @@ fn widget_row(
             let special = editor.special_schema(node);
             let catalog = std::sync::Arc::clone(&editor.catalog);
             let schema = special.as_deref().or_else(|| catalog.schema(&node.class_type));
-            if let Some(schema) = schema.filter(|schema| has_seed_control(schema, name)) {
-                if let Some(mut control) = seed_control(schema, node, name) {
-                    let before = control;
-                    egui::ComboBox::from_id_salt(("seed-control", id, name)).selected_text(control.keyword()).show_ui(
-                        ui,
-                        |ui| {
-                            for mode in SeedControl::ALL {
-                                ui.selectable_value(&mut control, mode, mode.keyword());
-                            }
-                        },
-                    );
-                    if control != before {
-                        let _ = editor.set_seed_control(id, name, control);
-                    }
+            if let Some(schema) = schema.filter(|schema| has_seed_control(schema, name))
+                && let Some(mut control) = seed_control(schema, node, name)
+            {
+                let before = control;
+                egui::ComboBox::from_id_salt(("seed-control", id, name)).selected_text(control.keyword()).show_ui(
+                    ui,
+                    |ui| {
+                        for mode in SeedControl::ALL {
+                            ui.selectable_value(&mut control, mode, mode.keyword());
+                        }
+                    },
+                );
+                if control != before {
+                    let _ = editor.set_seed_control(id, name, control);
                 }
             }
         }
