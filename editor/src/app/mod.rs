@@ -481,11 +481,38 @@ impl EditorApp {
         }
     }
 
+    /// A picture or sound dropped on a `LoadImage` or `LoadAudio` node goes into the input folder and the
+    /// node loads it; whether the drop was that.
+    fn drop_on_loader(&mut self, ctx: &egui::Context, path: &Path) -> bool {
+        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+        let kind = match extension.as_str() {
+            "png" | "jpg" | "jpeg" | "webp" | "bmp" | "gif" => "LoadImage",
+            "wav" | "flac" | "mp3" | "ogg" | "opus" | "m4a" | "aac" => "LoadAudio",
+            _ => return false,
+        };
+        let Some(pointer) = ctx.pointer_latest_pos() else { return false };
+        let Some(transform) = self.canvas.layer.and_then(|layer| ctx.layer_transform_from_global(layer)) else {
+            return false;
+        };
+        let at = transform * pointer;
+        let Some(node) = self.editor.graph().node_at([at.x, at.y]) else { return false };
+        if self.editor.graph().node(node).is_none_or(|n| n.class_type != kind) {
+            return false;
+        }
+        self.status = match self.editor.put_input_file(node, path) {
+            Ok(name) => format!("Node {node} loads {name} (put in the input folder)"),
+            Err(error) => format!("Not loaded: {error}"),
+        };
+        true
+    }
+
     /// Draws the whole window into `ui`.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
-        if let Some(first) = dropped.first() {
+        if let Some(first) = dropped.first()
+            && !self.drop_on_loader(&ctx, first)
+        {
             self.open_dropped(first);
             if dropped.len() > 1 {
                 let _ = write!(self.status, " ({} other dropped file(s) not opened: one at a time)", dropped.len() - 1);

@@ -445,6 +445,45 @@ impl Editor {
         self.edit(|graph| Ok::<_, EditError>(graph.add_node(note))).unwrap_or_default()
     }
 
+    /// Puts the file at `source` into the input folder for `node` to load, as a file dropped on ComfyUI's
+    /// `LoadImage` or `LoadAudio` is uploaded: under its own name, or reused where the folder has the same
+    /// bytes under that name, or numbered (`name (1).png`) beside a different file; then sets the node's
+    /// file widget (`image`, `audio`) to it. Returns the name given.
+    pub fn put_input_file(&mut self, node: NodeId, source: &Path) -> Result<String, InputFileError> {
+        let class = self.graph.node(node).map(|n| n.class_type.clone()).ok_or(InputFileError::NoSuchNode(node))?;
+        let widget = match class.as_str() {
+            "LoadImage" => "image",
+            "LoadAudio" => "audio",
+            _ => return Err(InputFileError::NotALoader { node, class }),
+        };
+        let contents =
+            std::fs::read(source).map_err(|error| InputFileError::Io(source.display().to_string(), error))?;
+        let name = source.file_name().and_then(|n| n.to_str()).filter(|n| !n.starts_with('.')).ok_or_else(|| {
+            InputFileError::Io(source.display().to_string(), std::io::Error::other("the file has no usable name"))
+        })?;
+        let folder = self.catalog.environment().input_dir.clone();
+        std::fs::create_dir_all(&folder).map_err(|error| InputFileError::Io(folder.display().to_string(), error))?;
+        let (stem, extension) = match name.rsplit_once('.') {
+            Some((stem, extension)) if !stem.is_empty() => (stem.to_string(), format!(".{extension}")),
+            _ => (name.to_string(), String::new()),
+        };
+        let mut chosen = name.to_string();
+        for number in 1..10_000 {
+            let target = folder.join(&chosen);
+            match std::fs::read(&target) {
+                Ok(existing) if existing == contents => break,
+                Ok(_) => chosen = format!("{stem} ({number}){extension}"),
+                Err(_) => {
+                    std::fs::write(&target, &contents)
+                        .map_err(|e| InputFileError::Io(target.display().to_string(), e))?;
+                    break;
+                }
+            }
+        }
+        self.set_widget(node, widget, Json::String(chosen.clone())).map_err(InputFileError::Widget)?;
+        Ok(chosen)
+    }
+
     /// Adds a reroute at `pos` (a dot a link passes through) and returns its id.
     pub fn add_reroute(&mut self, pos: Point) -> NodeId {
         let reroute = Catalog::reroute(pos);
@@ -800,6 +839,19 @@ impl Editor {
     pub fn delete_group(&mut self, index: usize) -> Result<(), EditError> {
         self.edit(|graph| graph.delete_group(index))
     }
+}
+
+/// Why a dropped file could not be put in the input folder for a loader.
+#[derive(Debug, thiserror::Error)]
+pub enum InputFileError {
+    #[error("there is no node {0}")]
+    NoSuchNode(NodeId),
+    #[error("node {node} is a {class}: files are dropped on LoadImage and LoadAudio nodes")]
+    NotALoader { node: NodeId, class: String },
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error(transparent)]
+    Widget(WidgetError),
 }
 
 /// Why a widget could not be read or set.

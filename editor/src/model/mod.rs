@@ -21,7 +21,7 @@ pub mod widgets;
 
 pub use catalog::Catalog;
 pub use document::{Document, DocumentError};
-pub use editor::{Editor, WidgetError};
+pub use editor::{Editor, InputFileError, WidgetError};
 pub use graph::{EditError, EditorGraph, Group, Link, LinkId, MIN_GROUP_SIZE, Pin};
 pub use history::History;
 pub use node::{NodeId, NodeInstance, NodeMode, Point, Socket};
