@@ -12,6 +12,7 @@ mod run;
 mod shortcuts;
 mod sound;
 mod subgraphs;
+mod templates;
 mod ui;
 mod ui_runs;
 mod ui_subgraphs;

@@ -46,6 +46,12 @@ pub struct EditorApp {
     sound_output: SoundOutput,
     /// Whether the list of keyboard shortcuts is open.
     pub shortcuts_shown: bool,
+    /// The folder the template list reads, as typed.
+    pub templates_folder: String,
+    /// The templates listed, while the list is open.
+    pub templates: Option<Vec<crate::model::templates::Template>>,
+    /// Thumbnails read so far (`None`: not an image this build reads).
+    thumbnails: HashMap<PathBuf, Option<egui::TextureHandle>>,
 }
 
 /// An output file's frames on the GPU and its sound, and where their playback is.
@@ -84,6 +90,9 @@ impl EditorApp {
             outputs: HashMap::new(),
             sound_output: SoundOutput::default(),
             shortcuts_shown: false,
+            templates_folder: "templates".into(),
+            templates: None,
+            thumbnails: HashMap::new(),
         }
     }
 
@@ -286,6 +295,12 @@ impl EditorApp {
                 self.status = format!("Dropped {dropped} queued run(s).");
             }
             ui.separator();
+            if ui.button("Templates").on_hover_text("Open a workflow from a folder of templates").clicked() {
+                self.templates = match self.templates {
+                    Some(_) => None,
+                    None => Some(crate::model::templates::list(Path::new(self.templates_folder.trim()))),
+                };
+            }
             if ui.button("Shortcuts").on_hover_text("The keyboard shortcuts (F1)").clicked() {
                 self.shortcuts_shown = !self.shortcuts_shown;
             }
@@ -481,6 +496,60 @@ impl EditorApp {
         }
     }
 
+    /// The template list: a folder's workflows with their titles and thumbnails; a click opens one.
+    fn template_list(&mut self, ctx: &egui::Context) {
+        let Some(templates) = self.templates.clone() else { return };
+        let mut open = true;
+        let mut chosen = None;
+        egui::Window::new("Templates").open(&mut open).default_width(560.0).show(ctx, |ui| {
+            ui.horizontal(|ui| {
+                let label = ui.label("Folder");
+                ui.text_edit_singleline(&mut self.templates_folder).labelled_by(label.id);
+                if ui.button("List").clicked() {
+                    self.templates = Some(crate::model::templates::list(Path::new(self.templates_folder.trim())));
+                }
+            });
+            if templates.is_empty() {
+                ui.label(format!("No workflow templates (.json) in {}", self.templates_folder.trim()));
+            }
+            egui::ScrollArea::vertical().max_height(480.0).show(ui, |ui| {
+                for template in &templates {
+                    ui.horizontal(|ui| {
+                        if let Some(thumbnail) = template.thumbnail.as_ref().and_then(|path| self.thumbnail(ctx, path))
+                        {
+                            ui.add(egui::Image::new(&thumbnail).fit_to_exact_size(egui::vec2(96.0, 64.0)));
+                        } else {
+                            ui.add_space(96.0);
+                        }
+                        if ui.button(&template.title).on_hover_text(template.path.display().to_string()).clicked() {
+                            chosen = Some(template.path.clone());
+                        }
+                    });
+                }
+            });
+        });
+        if let Some(path) = chosen {
+            self.open(&path);
+            open = false;
+        }
+        if !open {
+            self.templates = None;
+        }
+    }
+
+    /// The thumbnail at `path` as a texture, read the first time it is asked for.
+    fn thumbnail(&mut self, ctx: &egui::Context, path: &Path) -> Option<egui::TextureHandle> {
+        self.thumbnails
+            .entry(path.to_path_buf())
+            .or_insert_with(|| {
+                let picture = image::open(path).ok()?.thumbnail(192, 128).to_rgba8();
+                let size = [picture.width() as usize, picture.height() as usize];
+                let pixels = egui::ColorImage::from_rgba_unmultiplied(size, picture.as_raw());
+                Some(ctx.load_texture(path.display().to_string(), pixels, egui::TextureOptions::LINEAR))
+            })
+            .clone()
+    }
+
     /// A picture or sound dropped on a `LoadImage` or `LoadAudio` node goes into the input folder and the
     /// node loads it; whether the drop was that.
     fn drop_on_loader(&mut self, ctx: &egui::Context, path: &Path) -> bool {
@@ -577,6 +646,7 @@ impl EditorApp {
             }
         }
         self.shortcuts(&ctx);
+        self.template_list(&ctx);
         if self.shortcuts_shown {
             let mut open = true;
             egui::Window::new("Keyboard shortcuts").open(&mut open).resizable(false).show(&ctx, |ui| {

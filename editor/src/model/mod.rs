@@ -17,6 +17,7 @@ pub mod sound;
 pub mod sound_output;
 pub mod subgraph;
 pub mod subgraph_edit;
+pub mod templates;
 pub mod widgets;
 
 pub use catalog::Catalog;
