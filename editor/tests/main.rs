@@ -4,6 +4,7 @@
 //! rather than once per file (each link is over 100 MB of test binary). nextest still runs every test in
 //! its own process. Run one file's tests with `cargo nextest run -p PACKAGE -E 'test(/^MODULE::/)'`.
 
+mod dialogs;
 mod drop_inputs;
 mod model;
 mod primitives;

@@ -2,6 +2,7 @@
 //! status line. Everything it changes goes through [`crate::model::Editor`].
 
 mod canvas;
+pub mod dialogs;
 mod node_view;
 mod palette;
 mod style;
@@ -52,6 +53,8 @@ pub struct EditorApp {
     pub templates: Option<Vec<crate::model::templates::Template>>,
     /// Thumbnails read so far (`None`: not an image this build reads).
     thumbnails: HashMap<PathBuf, Option<egui::TextureHandle>>,
+    /// The native open or save dialog, while one is open.
+    dialogs: dialogs::FileDialogs,
 }
 
 /// An output file's frames on the GPU and its sound, and where their playback is.
@@ -93,6 +96,7 @@ impl EditorApp {
             templates_folder: "templates".into(),
             templates: None,
             thumbnails: HashMap::new(),
+            dialogs: dialogs::FileDialogs::default(),
         }
     }
 
@@ -253,6 +257,23 @@ impl EditorApp {
             }
             if ui.button("Save").clicked() {
                 self.save();
+            }
+            let (folder, name) = self.dialog_start();
+            if ui
+                .add_enabled(!self.dialogs.is_open(), egui::Button::new("Open…"))
+                .on_hover_text("Choose a file")
+                .clicked()
+            {
+                let waker = ui.ctx().clone();
+                self.dialogs.ask(dialogs::DialogKind::Open, folder.clone(), None, move || waker.request_repaint());
+            }
+            if ui
+                .add_enabled(!self.dialogs.is_open(), egui::Button::new("Save as…"))
+                .on_hover_text("Choose where to save")
+                .clicked()
+            {
+                let waker = ui.ctx().clone();
+                self.dialogs.ask(dialogs::DialogKind::Save, folder, name, move || waker.request_repaint());
             }
             ui.menu_button("Recent", |ui| {
                 if self.recent.paths.is_empty() {
@@ -496,6 +517,33 @@ impl EditorApp {
         }
     }
 
+    /// Uses `dialogs` for Open… and Save as… (tests: dialogs that reach no file chooser).
+    pub fn set_file_dialogs(&mut self, dialogs: dialogs::FileDialogs) {
+        self.dialogs = dialogs;
+    }
+
+    /// Where a dialog starts: the open file's folder and name.
+    fn dialog_start(&self) -> (Option<PathBuf>, Option<String>) {
+        let path = self.editor.path.as_ref();
+        let folder = path.and_then(|p| p.parent()).map(Path::to_path_buf);
+        let name = path.and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+        (folder, name.or_else(|| Some("workflow.json".into())))
+    }
+
+    /// Opens or saves what a dialog that closed chose.
+    fn follow_dialog(&mut self) {
+        let Some((kind, chosen)) = self.dialogs.poll() else { return };
+        let Some(path) = chosen else {
+            self.status = "No file chosen (or no file chooser on this desktop): type a path in the File field".into();
+            return;
+        };
+        self.path_text = path.display().to_string();
+        match kind {
+            dialogs::DialogKind::Open => self.open(&path),
+            dialogs::DialogKind::Save => self.save(),
+        }
+    }
+
     /// The template list: a folder's workflows with their titles and thumbnails; a click opens one.
     fn template_list(&mut self, ctx: &egui::Context) {
         let Some(templates) = self.templates.clone() else { return };
@@ -589,6 +637,7 @@ impl EditorApp {
         }
         self.follow_run(&ctx);
         self.follow_outputs(&ctx);
+        self.follow_dialog();
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
         if !self.editor.breadcrumb().is_empty() {
             egui::Panel::top("breadcrumb").show(ui, |ui| self.breadcrumb_bar(ui));
