@@ -1,10 +1,12 @@
-//! Integration tests of kinograph-editor: the editor model, its window (through AccessKit) and running graphs from it.
+//! Integration tests of kinograph-editor: the editor model, its window (through AccessKit) and running graphs from it,
+//! in-process and on a server.
 //!
 //! One test binary per crate: each file below is a module, so the crate's dependencies are linked once
 //! rather than once per file (each link is over 100 MB of test binary). nextest still runs every test in
 //! its own process. Run one file's tests with `cargo nextest run -p PACKAGE -E 'test(/^MODULE::/)'`.
 
 mod model;
+mod remote;
 mod run;
 mod sound;
 mod ui;
