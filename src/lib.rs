@@ -33,7 +33,8 @@ enum Command {
     Demo(commands::demo::DemoArgs),
     /// Open the node editor window on a UI workflow, or on an empty graph.
     ///
-    /// Needs a display (X11 or Wayland). Exit codes: 0 closed, 1 no display or the file cannot be opened.
+    /// Needs a display (X11 or Wayland). Exit codes: 0 closed, 1 no display, the file cannot be opened, or the
+    /// server URL or token cannot be used.
     Edit(commands::edit::EditArgs),
     /// Run a workflow headless.
     ///

@@ -1,4 +1,5 @@
-//! `kinograph edit`: its help needs no display, and without one it says so instead of panicking.
+//! `kinograph edit`: its help needs no display, without one it says so instead of panicking, and a
+//! server it cannot use is refused with the reason.
 
 use std::process::Command;
 
@@ -32,4 +33,19 @@ fn a_missing_file_is_named() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no/such/workflow.json"), "{stderr}");
+}
+
+#[test]
+fn a_server_url_the_editor_cannot_use_is_refused_before_any_window() {
+    let output = kinograph().args(["edit", "--server", "https://gpu-box:8188"]).output().expect("kinograph runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("https://gpu-box:8188: the editor talks to servers over plain HTTP only"), "{stderr}");
+    let output = kinograph()
+        .args(["edit", "--server", "http://gpu-box:8188", "--server-token-file", "no/such/token"])
+        .output()
+        .expect("kinograph runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot read the server token file no/such/token"), "{stderr}");
 }

@@ -10,6 +10,8 @@ pub mod model;
 use app::EditorApp;
 use kinograph_engine::Environment;
 use model::recent::RecentFiles;
+use model::remote::ServerAddress;
+use model::run::Runner;
 use model::{Catalog, Editor};
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +28,9 @@ pub enum EditorError {
     Open { path: String, source: model::DocumentError },
     #[error("the editor window failed: {0}")]
     Window(String),
+    /// The runner for `--server` could not start (its connection thread).
+    #[error("cannot run on the server: {0}")]
+    Server(model::run::QueueError),
 }
 
 /// Whether a window system is reachable, judged from the environment as winit does.
@@ -35,9 +40,10 @@ pub fn display_available() -> bool {
 }
 
 /// Opens the editor window on `file` (UI or API JSON, or a PNG or MP4 carrying a workflow) or on an
-/// empty graph, with the built-in nodes and
-/// `environment`'s model folders; returns when the window closes.
-pub fn run(file: Option<&Path>, environment: Environment) -> Result<(), EditorError> {
+/// empty graph, with the built-in nodes and `environment`'s model folders; returns when the window
+/// closes. With `server`, runs are queued on that kinograph server (its model lists in the combos, its
+/// outputs copied under `environment`'s output folder) instead of in this process.
+pub fn run(file: Option<&Path>, environment: Environment, server: Option<ServerAddress>) -> Result<(), EditorError> {
     let catalog = Arc::new(Catalog::new(Arc::new(kinograph_nodes::registry()), environment));
     let mut editor = Editor::new(catalog);
     if let Some(path) = file {
@@ -51,7 +57,11 @@ pub fn run(file: Option<&Path>, environment: Environment) -> Result<(), EditorEr
     if let Some(path) = file {
         let _ = recent.add(path);
     }
-    let app = EditorApp::new(editor, recent);
+    let runner = match server {
+        Some(server) => Runner::remote(&editor, server).map_err(EditorError::Server)?,
+        None => Runner::new(&editor),
+    };
+    let app = EditorApp::with_runner(editor, recent, runner);
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default().with_title("Kinograph").with_inner_size([1400.0, 900.0]),
         ..eframe::NativeOptions::default()

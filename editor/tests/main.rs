@@ -1,4 +1,5 @@
-//! Integration tests of kinograph-editor: the editor model, its window (through AccessKit) and running graphs from it.
+//! Integration tests of kinograph-editor: the editor model, its window (through AccessKit) and running graphs from it,
+//! in-process and on a server.
 //!
 //! One test binary per crate: each file below is a module, so the crate's dependencies are linked once
 //! rather than once per file (each link is over 100 MB of test binary). nextest still runs every test in
@@ -8,6 +9,7 @@ mod dialogs;
 mod drop_inputs;
 mod model;
 mod primitives;
+mod remote;
 mod reroutes;
 mod run;
 mod shortcuts;

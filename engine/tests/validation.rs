@@ -211,3 +211,23 @@ fn valid_graph_keeps_only_what_outputs_need_in_dependency_order() {
     let position = |id: &str| ids.iter().position(|i| *i == id).unwrap();
     assert!(position("1") < position("3") && position("2") < position("3") && position("3") < position("9"));
 }
+
+#[test]
+fn a_report_reads_back_from_comfyuis_answer() {
+    let report = report(json!({
+        "1": {"class_type": "Add", "inputs": {"a": ["2", 0]}},
+        "2": {"class_type": "Number", "inputs": {"value": 1}},
+        "3": {"class_type": "Show", "inputs": {"value": ["1", 0]}}
+    }));
+    let answer = report.to_comfy_json();
+    let read = ValidationReport::from_comfy_json(&answer).expect("a validation report");
+    assert_eq!(read.to_comfy_json(), answer);
+    assert_eq!(read.error_count(), report.error_count());
+    let (node, error) = only_error(&read, ErrorType::RequiredInputMissing);
+    assert_eq!((node.as_str(), error.input.as_deref()), ("1", Some("b")));
+    // Other refusals (the server's own error types) are not validation reports.
+    let refusal = json!({"error": {"type": "invalid_prompt", "message": "m", "details": "d", "extra_info": {}},
+                         "node_errors": {}});
+    assert!(ValidationReport::from_comfy_json(&refusal).is_none());
+    assert_eq!(ErrorType::from_name("value_not_in_list"), Some(ErrorType::ValueNotInList));
+}

@@ -11,6 +11,8 @@ use crate::model::catalog::NODE_WIDTH;
 use crate::model::faults::{self, Faults};
 use crate::model::media::OutputLoader;
 use crate::model::recent::RecentFiles;
+use crate::model::remote;
+use crate::model::remote::ServerStatus;
 use crate::model::run::{QueueError, Runner};
 use crate::model::sound::Transport;
 use crate::model::sound_output::{DeviceState, SoundOutput, SoundPlayer, silent_message};
@@ -55,6 +57,9 @@ pub struct EditorApp {
     thumbnails: HashMap<PathBuf, Option<egui::TextureHandle>>,
     /// The native open or save dialog, while one is open.
     dialogs: dialogs::FileDialogs,
+    /// Whether the runner calls for a repaint when something arrives (set on the first frame, when the
+    /// window's context is known).
+    wake_set: bool,
 }
 
 /// An output file's frames on the GPU and its sound, and where their playback is.
@@ -72,12 +77,17 @@ pub struct Playback {
 }
 
 impl EditorApp {
-    /// The window over `editor`, remembering files in `recent`.
+    /// The window over `editor`, remembering files in `recent`, running graphs in this process.
     pub fn new(editor: Editor, recent: RecentFiles) -> Self {
+        let runner = Runner::new(&editor);
+        Self::with_runner(editor, recent, runner)
+    }
+
+    /// The window over `editor`, running graphs with `runner` (on a server: [`Runner::remote`]).
+    pub fn with_runner(editor: Editor, recent: RecentFiles, runner: Runner) -> Self {
         let path_text = editor.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         let mut canvas = Canvas::default();
         canvas.fit(&editor);
-        let runner = Runner::new(&editor);
         EditorApp {
             editor,
             canvas,
@@ -97,7 +107,13 @@ impl EditorApp {
             templates: None,
             thumbnails: HashMap::new(),
             dialogs: dialogs::FileDialogs::default(),
+            wake_set: false,
         }
+    }
+
+    /// The runner: where the graph runs, and what the current run shows.
+    pub fn runner(&self) -> &Runner {
+        &self.runner
     }
 
     /// Sends the sound of outputs shown from now on to `output` (tests: nowhere, with a reason).
@@ -185,8 +201,19 @@ impl EditorApp {
             }
         };
         let catalog = &self.editor.catalog;
-        match kinograph_engine::validate(&conversion.prompt, catalog.registry(), catalog.environment()) {
-            Ok(_) => self.status = "The graph is ready to run.".into(),
+        let remote = self.runner.server().is_some();
+        let checked = kinograph_engine::validate(&conversion.prompt, catalog.registry(), catalog.environment())
+            .map(|_| ())
+            .or_else(|report| {
+                if remote {
+                    // The model files are the server's: only what is wrong beyond its lists counts.
+                    remote::beyond_server_lists(report, catalog).map_or(Ok(()), Err)
+                } else {
+                    Err(report)
+                }
+            });
+        match checked {
+            Ok(()) => self.status = "The graph is ready to run.".into(),
             Err(report) => {
                 self.faults = faults::from_report(&report);
                 let first = report.node_errors.iter().find_map(|(id, errors)| {
@@ -224,6 +251,14 @@ impl EditorApp {
 
     /// Takes in what the run reported since the last frame.
     fn follow_run(&mut self, ctx: &egui::Context) {
+        if !self.wake_set {
+            let waker = ctx.clone();
+            self.runner.set_wake(std::sync::Arc::new(move || waker.request_repaint()));
+            self.wake_set = true;
+        }
+        if self.runner.apply_server_lists(&mut self.editor) && self.status.is_empty() {
+            self.status = "The model lists are the server's.".into();
+        }
         let finished = self.runner.finished;
         if !self.runner.poll() {
             return;
@@ -325,6 +360,10 @@ impl EditorApp {
             if ui.button("Shortcuts").on_hover_text("The keyboard shortcuts (F1)").clicked() {
                 self.shortcuts_shown = !self.shortcuts_shown;
             }
+            if let Some(server) = self.runner.server() {
+                ui.separator();
+                self.server_status(ui, &server);
+            }
         });
     }
 
@@ -351,6 +390,21 @@ impl EditorApp {
                 Some(name) => format!("Inside {name}"),
                 None => "Back in the workflow".to_string(),
             };
+        }
+    }
+
+    /// The server the graph runs on, whether it is reachable, and a button that reloads its lists.
+    fn server_status(&mut self, ui: &mut egui::Ui, server: &ServerStatus) {
+        ui.label(format!("Server: {}", server.url));
+        if let Some(problem) = &server.problem {
+            ui.colored_label(ui.visuals().error_fg_color, problem);
+        }
+        if let Some(notice) = &server.notice {
+            ui.label(notice).on_hover_text("The last request in the background that went wrong");
+        }
+        if ui.button("Reload lists").on_hover_text("Read the server's model and file lists again").clicked() {
+            self.runner.refresh_server_lists();
+            self.status = "Asked the server for its lists.".into();
         }
     }
 

@@ -26,6 +26,38 @@ impl Catalog {
         Catalog { registry, environment, schemas }
     }
 
+    /// This catalog with the combo options a server lists (its `/object_info`) in place of the local
+    /// ones, for every combo input of the same node class and name: the model and file lists of the
+    /// machine that runs the graph. Classes and inputs the server does not list keep their local options;
+    /// a default the server's list lacks is dropped, so that new nodes start on the server's first file.
+    pub fn with_server_lists(&self, object_info: &Json) -> Catalog {
+        let mut schemas = self.schemas.clone();
+        for (class_type, schema) in &mut schemas {
+            let Some(inputs) = object_info.get(class_type).and_then(|info| info.get("input")) else { continue };
+            for input in &mut schema.inputs {
+                let InputKind::Combo(options) = &mut input.kind else { continue };
+                if !options.dynamic.is_empty() {
+                    continue; // its options choose inputs, not files
+                }
+                let listed = ["required", "optional"].iter().find_map(|group| inputs.get(*group)?.get(&input.name));
+                let Some(listed) = listed.and_then(combo_options) else { continue };
+                if options.default.as_ref().is_some_and(|default| !listed.contains(default)) {
+                    options.default = None;
+                }
+                options.options = listed;
+            }
+        }
+        Catalog { registry: Arc::clone(&self.registry), environment: self.environment.clone(), schemas }
+    }
+
+    /// Whether `value` is one of the options combo `input` of `class_type` offers.
+    pub fn offers(&self, class_type: &str, input: &str, value: &str) -> bool {
+        self.schema(class_type).and_then(|schema| schema.input_spec(input)).is_some_and(|spec| match &spec.kind {
+            InputKind::Combo(options) => options.options.iter().any(|option| option == value),
+            _ => false,
+        })
+    }
+
     /// The registry the schemas came from.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -159,6 +191,17 @@ impl Catalog {
 pub const REROUTE: &str = "Reroute";
 /// A reroute's size, as ComfyUI draws it.
 pub const REROUTE_SIZE: Point = [75.0, 26.0];
+
+/// The options of a combo input as `/object_info` lists them: `[[option, ...], {...}]`, or the newer
+/// `["COMBO", {"options": [option, ...]}]`; `None` for any other input.
+fn combo_options(entry: &Json) -> Option<Vec<String>> {
+    let list = match entry.get(0)? {
+        Json::Array(list) => list,
+        Json::String(kind) if kind == "COMBO" => entry.get(1)?.get("options")?.as_array()?,
+        _ => return None,
+    };
+    Some(list.iter().filter_map(|option| option.as_str().map(str::to_string)).collect())
+}
 
 /// The width of a new node, in canvas units.
 pub const NODE_WIDTH: f32 = 260.0;

@@ -12,6 +12,7 @@ mod history;
 pub mod media;
 pub mod node;
 pub mod recent;
+pub mod remote;
 pub mod run;
 pub mod sound;
 pub mod sound_output;

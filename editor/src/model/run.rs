@@ -1,8 +1,10 @@
-//! Running the graph from the editor: the engine runs in-process on a thread of its own, and its events
-//! come back through a channel that the window drains each frame, so the window never waits on a run.
+//! Running the graph from the editor: the engine runs in-process on a thread of its own, or on a
+//! kinograph server ([`super::remote`]); either way its events come back through a channel that the
+//! window drains each frame, so the window never waits on a run, and fold into the same [`RunView`].
 
 use super::document::DocumentError;
 use super::editor::Editor;
+use super::remote::{RemoteRuns, ServerAddress, ServerStatus};
 use kinograph_engine::queue::{QueueItem, run_queued};
 use kinograph_engine::{
     CancelToken, Event, EventKind, EventSink, Executor, Graph, Preview, ValidationReport, validate,
@@ -46,6 +48,12 @@ pub struct RunView {
 }
 
 impl RunView {
+    /// The view of a run that starts now: running, every node of its prompt queued.
+    pub fn starting(node_ids: impl IntoIterator<Item = String>) -> Self {
+        let nodes = node_ids.into_iter().map(|id| (id, NodeRunState::Queued)).collect();
+        RunView { nodes, running: true, ..RunView::default() }
+    }
+
     /// Folds one event into the view.
     pub fn apply(&mut self, event: &Event) {
         match &event.kind {
@@ -72,6 +80,11 @@ impl RunView {
                 self.nodes.insert(node.clone(), NodeRunState::Done);
             }
             EventKind::ExecutionSuccess => self.outcome = Some("The run finished.".into()),
+            // A prompt a server refuses when its turn comes (its files changed since it was queued)
+            // fails at no node.
+            EventKind::ExecutionError(failure) if failure.node_id.is_empty() => {
+                self.outcome = Some(format!("The run failed: {}", failure.exception_message));
+            }
             EventKind::ExecutionError(failure) => {
                 let message = format!("{} ({}): {}", failure.node_id, failure.node_type, failure.exception_message);
                 self.nodes.insert(failure.node_id.clone(), NodeRunState::Failed(failure.exception_message.clone()));
@@ -92,6 +105,12 @@ pub enum QueueError {
     Invalid(Box<ValidationReport>),
     #[error("could not start the engine: {0}")]
     Runtime(std::io::Error),
+    /// The server could not be reached (connection refused, timed out, websocket closed).
+    #[error("the server at {url} is not reachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The server answered, but did not take the run (and gave no validation report).
+    #[error("the server at {url} refused the run: {message}")]
+    Refused { url: String, message: String },
 }
 
 fn summary(report: &ValidationReport) -> String {
@@ -111,20 +130,31 @@ struct QueuedRun {
     item: QueueItem,
 }
 
-/// Runs graphs from the editor, one at a time in the order queued, keeping the engine's cache between
-/// runs.
+/// Runs graphs from the editor, one at a time in the order queued: in-process, keeping the engine's
+/// cache between runs ([`Runner::new`]), or on a server ([`Runner::remote`]).
 pub struct Runner {
+    /// What the window shows of the run in progress, or of the last one.
+    pub view: RunView,
+    /// How many runs have ended (finished, failed, stopped, or cut off from their server).
+    pub finished: u64,
+    backend: Backend,
+}
+
+/// Where the runs happen.
+enum Backend {
+    InProcess(InProcess),
+    Remote(Box<RemoteRuns>),
+}
+
+/// Runs in this process, on the engine's executor.
+struct InProcess {
     executor: Arc<Executor>,
     events: Option<Receiver<Event>>,
     cancel: CancelToken,
-    /// What the window shows of the run in progress, or of the last one.
-    pub view: RunView,
     /// Runs queued behind the one in progress, first in first out.
     pending: VecDeque<QueuedRun>,
     wake: Arc<dyn Fn() + Send + Sync>,
     runs: u64,
-    /// How many runs have ended (finished, failed or stopped).
-    pub finished: u64,
     /// Where "output" files are; "temp" files are in `temp/` beside it.
     output_dir: PathBuf,
 }
@@ -150,31 +180,136 @@ pub fn output_files(output: &serde_json::Value, output_dir: &Path) -> Vec<PathBu
 }
 
 impl Runner {
-    /// A runner for the editor's node classes and folders.
+    /// A runner for the editor's node classes and folders, running in this process.
     pub fn new(editor: &Editor) -> Self {
         let catalog = &editor.catalog;
         let executor = Executor::new(catalog.shared_registry(), catalog.environment().clone());
         // The output cache gives way to models under the process's memory budget, as `kinograph run`'s does.
         kinograph_engine::MemoryBudget::global().attach_cache(executor.cache());
-        Runner {
+        let backend = Backend::InProcess(InProcess {
             executor: Arc::new(executor),
             events: None,
             cancel: CancelToken::new(),
-            view: RunView::default(),
             pending: VecDeque::new(),
             wake: Arc::new(|| {}),
             runs: 0,
-            finished: 0,
             output_dir: catalog.environment().output_dir.clone(),
+        });
+        Runner { view: RunView::default(), finished: 0, backend }
+    }
+
+    /// A runner that queues on the server at `server`; its output files are copied under
+    /// `<output dir>/remote/<prompt id>/`. It connects in the background at once (and reconnects
+    /// whenever the connection drops), fetching the server's node lists for
+    /// [`Runner::apply_server_lists`].
+    pub fn remote(editor: &Editor, server: ServerAddress) -> Result<Self, QueueError> {
+        let cache = editor.catalog.environment().output_dir.join("remote");
+        let remote = RemoteRuns::connect(server, cache).map_err(QueueError::Runtime)?;
+        Ok(Runner { view: RunView::default(), finished: 0, backend: Backend::Remote(Box::new(remote)) })
+    }
+
+    /// Queues the graph: it starts at once when nothing is running, else after the runs queued before
+    /// it. In-process it is converted and validated first; on a server the server validates it, and its
+    /// refusal comes back as [`QueueError::Invalid`] when it is a validation report. Then applies the
+    /// seeds' control modes (as ComfyUI does after queueing), so that each queued run has its own seed;
+    /// a refused graph is left as it was. `wake` is called after each event, from other threads: the
+    /// window passes its repaint request. Returns how many of this runner's runs are ahead of this one
+    /// (0: it started).
+    pub fn queue(&mut self, editor: &mut Editor, wake: Arc<dyn Fn() + Send + Sync>) -> Result<usize, QueueError> {
+        let ahead = match &mut self.backend {
+            Backend::InProcess(local) => local.queue(editor, wake, &mut self.view)?,
+            Backend::Remote(remote) => remote.queue(editor, wake, &mut self.view)?,
+        };
+        editor.after_queue();
+        Ok(ahead)
+    }
+
+    /// Applies the events that arrived since the last call, and starts the next queued run when one
+    /// ended; returns whether anything changed. The view of an ended run stays until the next starts,
+    /// which happens on a later call, so that the window sees every run's outcome.
+    pub fn poll(&mut self) -> bool {
+        match &mut self.backend {
+            Backend::InProcess(local) => local.poll(&mut self.view, &mut self.finished),
+            Backend::Remote(remote) => remote.poll(&mut self.view, &mut self.finished),
         }
     }
 
-    /// Converts and validates the graph and queues it: it starts at once when nothing is running, else
-    /// after the runs queued before it. Then applies the seeds' control modes (as ComfyUI does after
-    /// queueing), so that each queued run has its own seed. `wake` is called after each event, from the
-    /// engine's threads: the window passes its repaint request. Returns how many runs are ahead of this
-    /// one (0: it started).
-    pub fn queue(&mut self, editor: &mut Editor, wake: Arc<dyn Fn() + Send + Sync>) -> Result<usize, QueueError> {
+    /// How many runs wait behind the one in progress.
+    pub fn pending(&self) -> usize {
+        match &self.backend {
+            Backend::InProcess(local) => local.pending.len(),
+            Backend::Remote(remote) => remote.pending(),
+        }
+    }
+
+    /// Whether a run is in progress or waiting.
+    pub fn busy(&self) -> bool {
+        self.view.running || self.pending() > 0
+    }
+
+    /// Asks the run in progress to stop at the next point a node checks; queued runs still follow.
+    pub fn stop(&self) {
+        match &self.backend {
+            Backend::InProcess(local) => local.cancel.cancel(),
+            Backend::Remote(remote) => remote.stop(&self.view),
+        }
+    }
+
+    /// Drops the runs waiting behind the one in progress; returns how many there were.
+    pub fn clear_queue(&mut self) -> usize {
+        match &mut self.backend {
+            Backend::InProcess(local) => {
+                let count = local.pending.len();
+                local.pending.clear();
+                count
+            }
+            Backend::Remote(remote) => remote.clear_queue(),
+        }
+    }
+
+    /// Calls `wake` whenever something arrives from now on, before any run is queued too (a server
+    /// connecting or going away); the window passes its repaint request.
+    pub fn set_wake(&mut self, wake: Arc<dyn Fn() + Send + Sync>) {
+        match &mut self.backend {
+            Backend::InProcess(local) => local.wake = wake,
+            Backend::Remote(remote) => remote.set_wake(wake),
+        }
+    }
+
+    /// The server the runs go to and whether it is reachable; `None` for runs in this process.
+    pub fn server(&self) -> Option<ServerStatus> {
+        match &self.backend {
+            Backend::InProcess(_) => None,
+            Backend::Remote(remote) => Some(remote.status()),
+        }
+    }
+
+    /// Puts the server's combo options (model and file lists) into the editor's catalog when new ones
+    /// arrived since the last call; returns whether it did. In-process runs use the local lists.
+    pub fn apply_server_lists(&mut self, editor: &mut Editor) -> bool {
+        match &mut self.backend {
+            Backend::InProcess(_) => false,
+            Backend::Remote(remote) => remote.apply_lists(editor),
+        }
+    }
+
+    /// Asks the server for its node lists again (new model files); they arrive through
+    /// [`Runner::apply_server_lists`].
+    pub fn refresh_server_lists(&self) {
+        if let Backend::Remote(remote) = &self.backend {
+            remote.refresh_lists();
+        }
+    }
+}
+
+impl InProcess {
+    /// Validates and queues the graph; see [`Runner::queue`].
+    fn queue(
+        &mut self,
+        editor: &Editor,
+        wake: Arc<dyn Fn() + Send + Sync>,
+        view: &mut RunView,
+    ) -> Result<usize, QueueError> {
         let workflow = editor.to_json();
         let prompt = editor.to_prompt()?.prompt;
         let catalog = Arc::clone(&editor.catalog);
@@ -190,19 +325,17 @@ impl Runner {
             outputs_to_execute: graph.outputs.iter().map(|&index| graph.nodes[index].id.clone()).collect(),
         };
         let run = QueuedRun { graph: Arc::new(graph), item };
-        let ahead = if self.view.running {
+        if view.running {
             self.pending.push_back(run);
-            self.pending.len()
+            Ok(self.pending.len())
         } else {
-            self.start(run)?;
-            0
-        };
-        editor.after_queue();
-        Ok(ahead)
+            self.start(run, view)?;
+            Ok(0)
+        }
     }
 
     /// Starts `run` on a thread of its own, with a fresh view and cancel token.
-    fn start(&mut self, run: QueuedRun) -> Result<(), QueueError> {
+    fn start(&mut self, run: QueuedRun, view: &mut RunView) -> Result<(), QueueError> {
         let runtime = tokio::runtime::Runtime::new().map_err(QueueError::Runtime)?;
         let (sender, receiver): (Sender<Event>, Receiver<Event>) = channel();
         self.cancel = CancelToken::new();
@@ -222,66 +355,39 @@ impl Runner {
             .spawn(move || runtime.block_on(run_queued(&executor, graph, &item, events, cancel)))
             .map_err(QueueError::Runtime)?;
         self.events = Some(receiver);
-        self.view = RunView { running: true, ..RunView::default() };
-        for id in node_ids {
-            self.view.nodes.insert(id, NodeRunState::Queued);
-        }
+        *view = RunView::starting(node_ids);
         Ok(())
     }
 
-    /// Applies the events that arrived since the last call, and starts the next queued run when one
-    /// ended; returns whether anything changed. The view of an ended run stays until the next starts,
-    /// which happens on a later call, so that the window sees every run's outcome.
-    pub fn poll(&mut self) -> bool {
+    /// See [`Runner::poll`].
+    fn poll(&mut self, view: &mut RunView, finished: &mut u64) -> bool {
         let mut any = false;
-        if !self.view.running
+        if !view.running
             && let Some(next) = self.pending.pop_front()
         {
-            if let Err(error) = self.start(next) {
-                self.view.outcome = Some(format!("The next queued run did not start: {error}"));
-                self.finished += 1;
+            if let Err(error) = self.start(next, view) {
+                view.outcome = Some(format!("The next queued run did not start: {error}"));
+                *finished += 1;
             }
             any = true;
         }
         let Some(events) = &self.events else { return any };
         while let Ok(event) = events.try_recv() {
-            self.view.apply(&event);
+            view.apply(&event);
             if let EventKind::Executed { node, output } = &event.kind {
                 let files = output_files(output, &self.output_dir);
                 if !files.is_empty() {
-                    self.view.outputs.insert(node.clone(), files);
+                    view.outputs.insert(node.clone(), files);
                 }
             }
             any = true;
             if matches!(event.kind, EventKind::Finished) {
-                self.finished += 1;
+                *finished += 1;
                 self.events = None;
                 (self.wake)();
                 break;
             }
         }
         any
-    }
-
-    /// How many runs wait behind the one in progress.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Whether a run is in progress or waiting.
-    pub fn busy(&self) -> bool {
-        self.view.running || !self.pending.is_empty()
-    }
-
-    /// Asks the run in progress to stop at the next point a node checks; queued runs still follow.
-    pub fn stop(&self) {
-        self.cancel.cancel();
-    }
-
-    /// Drops the runs waiting behind the one in progress; returns how many there were.
-    pub fn clear_queue(&mut self) -> usize {
-        let count = self.pending.len();
-        self.pending.clear();
-        count
     }
 }

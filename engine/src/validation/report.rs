@@ -22,6 +22,27 @@ pub enum ErrorType {
 }
 
 impl ErrorType {
+    /// Every error type, in declaration order.
+    pub const ALL: [ErrorType; 12] = [
+        ErrorType::MissingNodeType,
+        ErrorType::RequiredInputMissing,
+        ErrorType::BadLinkedInput,
+        ErrorType::ReturnTypeMismatch,
+        ErrorType::InvalidInputType,
+        ErrorType::ValueSmallerThanMin,
+        ErrorType::ValueBiggerThanMax,
+        ErrorType::ValueNotInList,
+        ErrorType::CustomValidationFailed,
+        ErrorType::DependencyCycle,
+        ErrorType::PromptNoOutputs,
+        ErrorType::PromptOutputsFailedValidation,
+    ];
+
+    /// The error type ComfyUI calls `name`, if it is one of these.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|error_type| error_type.as_str() == name)
+    }
+
     /// The `type` string ComfyUI uses.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,6 +78,25 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
+    /// Reads ComfyUI's JSON object back (`{type, message, details, extra_info}`), as a server answers a
+    /// refused prompt; `None` when its type is not a validation error type. The input at fault comes
+    /// from `extra_info.input_name`; the explanation is left empty, since the answer has none beyond
+    /// the message and details.
+    pub fn from_json(value: &Json) -> Option<Self> {
+        let text = |key: &str| value.get(key).and_then(Json::as_str).unwrap_or_default().to_string();
+        let error_type = ErrorType::from_name(value.get("type")?.as_str()?)?;
+        let extra_info = value.get("extra_info").and_then(Json::as_object).cloned().unwrap_or_default();
+        let input = extra_info.get("input_name").and_then(Json::as_str).map(str::to_string);
+        Some(ValidationError {
+            error_type,
+            message: text("message"),
+            details: text("details"),
+            extra_info,
+            input,
+            explanation: String::new(),
+        })
+    }
+
     /// The error as ComfyUI's JSON object.
     pub fn to_json(&self) -> Json {
         json!({
@@ -126,6 +166,31 @@ impl ValidationReport {
             })
             .collect();
         json!({"error": self.error.to_json(), "node_errors": node_errors})
+    }
+
+    /// Reads ComfyUI's response body back ([`ValidationReport::to_comfy_json`]'s shape, as kinograph's and
+    /// ComfyUI's servers answer a refused prompt); `None` when it is not a validation report (another
+    /// kind of refusal, or not that shape at all). Node errors of unknown types are left out.
+    pub fn from_comfy_json(value: &Json) -> Option<Self> {
+        let error = ValidationError::from_json(value.get("error")?)?;
+        let mut node_errors = IndexMap::new();
+        for (id, node) in value.get("node_errors")?.as_object()? {
+            let strings = |key: &str| -> Vec<String> {
+                let list = node.get(key).and_then(Json::as_array).map_or(&[][..], Vec::as_slice);
+                list.iter().filter_map(|item| item.as_str().map(str::to_string)).collect()
+            };
+            let errors = node.get("errors").and_then(Json::as_array).map_or(&[][..], Vec::as_slice);
+            node_errors.insert(
+                id.clone(),
+                NodeErrors {
+                    class_type: node.get("class_type").and_then(Json::as_str).unwrap_or_default().to_string(),
+                    title: None,
+                    errors: errors.iter().filter_map(ValidationError::from_json).collect(),
+                    dependent_outputs: strings("dependent_outputs"),
+                },
+            );
+        }
+        Some(ValidationReport { error, node_errors })
     }
 
     /// Readable text: one line per error, naming node id, title, class and input.
