@@ -39,15 +39,24 @@ pub fn display_available() -> bool {
     cfg!(any(target_os = "windows", target_os = "macos")) || set("DISPLAY") || set("WAYLAND_DISPLAY")
 }
 
-/// Opens the editor window on `file` (UI or API JSON, or a PNG or MP4 carrying a workflow) or on an
-/// empty graph, with the built-in nodes and `environment`'s model folders; returns when the window
-/// closes. With `server`, runs are queued on that kinograph server (its model lists in the combos, its
+/// Opens the editor window on `file` (UI or API JSON, or a PNG or MP4 carrying a workflow), inside its
+/// subgraph node `subgraph` when one is given, or on an empty graph, with the built-in nodes and
+/// `environment`'s model folders; returns when the window closes. With `server`, runs are queued on that kinograph server (its model lists in the combos, its
 /// outputs copied under `environment`'s output folder) instead of in this process.
-pub fn run(file: Option<&Path>, environment: Environment, server: Option<ServerAddress>) -> Result<(), EditorError> {
+pub fn run(
+    file: Option<&Path>,
+    environment: Environment,
+    server: Option<ServerAddress>,
+    subgraph: Option<i64>,
+) -> Result<(), EditorError> {
     let catalog = Arc::new(Catalog::new(Arc::new(kinograph_nodes::registry()), environment));
     let mut editor = Editor::new(catalog);
     if let Some(path) = file {
         editor.open_any(path).map_err(|source| EditorError::Open { path: path.display().to_string(), source })?;
+    }
+    if let Some(node) = subgraph {
+        let place = file.map_or_else(String::new, |path| path.display().to_string());
+        editor.enter_subgraph(node).map_err(|source| EditorError::Open { path: place, source })?;
     }
     // The file is read first, so that a wrong path is reported even where no window can open.
     if !display_available() {

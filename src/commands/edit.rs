@@ -22,6 +22,9 @@ pub struct EditArgs {
     /// A file holding the server's access token (kept out of the process list and shell history).
     #[arg(long, value_name = "FILE", requires = "server")]
     pub server_token_file: Option<PathBuf>,
+    /// Start inside this subgraph node of the workflow (its id), as a double-click on it would.
+    #[arg(long, value_name = "NODE_ID", requires = "file")]
+    pub subgraph: Option<i64>,
     #[command(flatten)]
     pub folders: FolderArgs,
     #[command(flatten)]
@@ -53,7 +56,7 @@ pub fn run(args: &EditArgs) -> u8 {
                 return EXIT_INVALID;
             }
         };
-    match kinograph_editor::run(args.file.as_deref(), environment, server) {
+    match kinograph_editor::run(args.file.as_deref(), environment, server, args.subgraph) {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("error: {error}");

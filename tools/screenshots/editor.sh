@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Takes a screenshot of the node editor with ComfyUI's LTX-Video text-to-video template open, under a
-# virtual X server, for the README: docs/images/editor-ltxv-text-to-video.png.
+# Takes a screenshot of the node editor with a workflow open, under a virtual X server, for the README:
+# by default ComfyUI's LTX-Video text-to-video template, as docs/images/editor-ltxv-text-to-video.png.
+# Further arguments go to `kinograph edit` (e.g. `--subgraph 92` to show the inside of a subgraph node).
 #
 # Needs Debian's xvfb, xdotool and imagemagick (apt-get install xvfb xdotool imagemagick) and a built
 # binary (cargo build --release). wgpu draws with Mesa's software renderer under Xvfb.
 #
-# Usage: tools/screenshots/editor.sh [WORKFLOW] [OUTPUT.png]
+# Usage: tools/screenshots/editor.sh [WORKFLOW] [OUTPUT.png] [kinograph edit options...]
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 workflow="${1:-tests/data/comfy-templates/ltxv_text_to_video.json}"
 output="${2:-docs/images/editor-ltxv-text-to-video.png}"
+shift $(( $# < 2 ? $# : 2 ))
 binary="${KINOGRAPH:-target/release/kinograph}"
 size="1600x1000"
 
@@ -29,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 sleep 1
 
-DISPLAY="$display" "$binary" edit "$workflow" &
+DISPLAY="$display" "$binary" edit "$workflow" "$@" &
 editor=$!
 # Wait for the window, make it fill the screen, and give it a few frames to lay out and draw.
 for _ in $(seq 1 60); do
