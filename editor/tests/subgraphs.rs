@@ -218,3 +218,25 @@ fn unpacking_the_ltx2_subgraph_keeps_its_promoted_values() {
         }
     }
 }
+
+#[test]
+fn two_instances_of_one_subgraph_stay_in_step_and_keep_their_own_promoted_values() {
+    let mut editor = template();
+    editor.select(INSTANCE);
+    let copy = *editor.duplicate().iter().next().unwrap();
+    assert!(editor.is_subgraph_instance(copy));
+    editor.set_widget(copy, "value", json!(49)).unwrap();
+    // An edit inside one instance is an edit of the definition both run.
+    editor.enter_subgraph(copy).unwrap();
+    editor.set_widget(FRAME_RATE, "value", json!(30)).unwrap();
+    editor.leave_subgraph();
+    let prompt = editor.to_prompt().unwrap().prompt;
+    for instance in [INSTANCE, copy] {
+        let rate = &prompt.nodes[&format!("{instance}:{FRAME_RATE}")].inputs["value"];
+        assert_eq!(rate, &kinograph_engine::InputValue::Literal(json!(30)), "instance {instance}");
+    }
+    // Each keeps its own promoted frame count.
+    let count = |instance: i64| prompt.nodes[&format!("{instance}:{FRAME_COUNT}")].inputs["value"].clone();
+    assert_eq!(count(INSTANCE), kinograph_engine::InputValue::Literal(json!(121)));
+    assert_eq!(count(copy), kinograph_engine::InputValue::Literal(json!(49)));
+}
