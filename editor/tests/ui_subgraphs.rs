@@ -151,3 +151,15 @@ fn a_user_makes_a_subgraph_of_three_nodes_and_unpacks_it_and_the_prompt_is_the_s
     assert!(editor.graph().node(instance).is_none());
     assert_eq!(editor.to_prompt().unwrap().prompt.to_json(), before);
 }
+
+#[test]
+fn a_subgraph_nodes_own_button_enters_it() {
+    let mut harness = harness(template_app());
+    look_at(&mut harness, INSTANCE);
+    harness.get_by_label("Enter").click_accesskit();
+    harness.run();
+    assert_eq!(harness.state().editor.breadcrumb(), ["Text to Video (LTX 2.0)"]);
+    harness.get_by_label("Workflow").click();
+    harness.run();
+    assert!(harness.state().editor.breadcrumb().is_empty());
+}

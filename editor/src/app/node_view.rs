@@ -167,6 +167,15 @@ pub fn show_node(
     }
 
     events.open_subgraph = body.double_clicked() && editor.is_subgraph_instance(id);
+    // A subgraph node's own button into it, at the right of its title bar, as ComfyUI has one.
+    if editor.is_subgraph_instance(id) && !decor.simplified {
+        let button =
+            Rect::from_min_size(title_rect.right_top() + Vec2::new(-58.0, 5.0), Vec2::new(52.0, TITLE_HEIGHT - 10.0));
+        let open = ui.put(button, egui::Button::new(egui::RichText::new("Enter").size(11.0)).small());
+        if open.on_hover_text("Edit inside this subgraph (or double-click the node)").clicked() {
+            events.open_subgraph = true;
+        }
+    }
     if body.clicked() || body.drag_started() {
         events.clicked = Some(ui.input(|i| i.modifiers.shift));
     }
