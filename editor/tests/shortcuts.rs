@@ -1,20 +1,13 @@
 //! The shortcuts ComfyUI users have: the help panel lists them, Ctrl+Shift+V pastes with the links that fed
 //! the copied nodes, and Space held turns a drag on the canvas into a pan.
 
+use crate::subgraphs::ltxv_template;
 use crate::ui::{catalog, drag, harness};
 use eframe::egui::{Key, Modifiers, Pos2};
 use egui_kittest::kittest::Queryable;
 use kinograph_editor::app::{EditorApp, SHORTCUTS};
 use kinograph_editor::model::Editor;
 use kinograph_editor::model::recent::RecentFiles;
-use std::path::PathBuf;
-
-fn ltxv_template() -> Editor {
-    let mut editor = Editor::new(catalog());
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/comfy-templates/ltxv_text_to_video.json");
-    editor.open(&path).unwrap();
-    editor
-}
 
 #[test]
 fn the_help_panel_lists_the_shortcuts() {

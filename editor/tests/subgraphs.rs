@@ -2,12 +2,11 @@
 //! inside one subgraph node with nine promoted widgets): entering and leaving, editing inside and on the
 //! instance, and saving back in ComfyUI's format with nothing changed but the edits.
 
+use crate::ui::catalog;
+use kinograph_editor::model::Editor;
 use kinograph_editor::model::subgraph::{INPUT_NODE, OUTPUT_NODE};
-use kinograph_editor::model::{Catalog, Editor};
-use kinograph_engine::Environment;
 use serde_json::{Value as Json, json};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
 
 /// The instance node of the template's subgraph.
 const INSTANCE: i64 = 92;
@@ -16,15 +15,13 @@ const FRAME_COUNT: i64 = 62;
 /// The `PrimitiveInt` inside it with the audio's frame rate, its own value.
 const FRAME_RATE: i64 = 103;
 
-fn template_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/comfy-templates/video_ltx2_t2v.json")
+/// ComfyUI's template `name`, as the tests keep it.
+pub(crate) fn comfy_template(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/comfy-templates").join(name)
 }
 
-fn catalog() -> Arc<Catalog> {
-    static CATALOG: OnceLock<Arc<Catalog>> = OnceLock::new();
-    Arc::clone(
-        CATALOG.get_or_init(|| Arc::new(Catalog::new(Arc::new(kinograph_nodes::registry()), Environment::default()))),
-    )
+fn template_path() -> PathBuf {
+    comfy_template("video_ltx2_t2v.json")
 }
 
 fn template() -> Editor {
@@ -147,10 +144,10 @@ fn edits_inside_are_undone_inside_and_a_subgraphs_ports_cannot_be_deleted() {
     assert!(editor.enter_subgraph(75).is_err(), "a SaveVideo node is not a subgraph");
 }
 
-fn ltxv_template() -> Editor {
+/// ComfyUI's LTX-Video text-to-video template, open.
+pub(crate) fn ltxv_template() -> Editor {
     let mut editor = Editor::new(catalog());
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/comfy-templates/ltxv_text_to_video.json");
-    editor.open(&path).unwrap();
+    editor.open(&comfy_template("ltxv_text_to_video.json")).unwrap();
     editor
 }
 

@@ -3,6 +3,7 @@
 //! the promoted prompt on the subgraph node, save: the saved file differs from the template in exactly
 //! those two values.
 
+use crate::subgraphs::comfy_template;
 use crate::ui::{catalog, click_at, harness};
 use eframe::egui::{Event, Key, Modifiers, PointerButton, Pos2, Rect, Vec2};
 use egui_kittest::Harness;
@@ -17,7 +18,7 @@ const INSTANCE: i64 = 92;
 const FRAME_COUNT: i64 = 62;
 
 fn template_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/comfy-templates/video_ltx2_t2v.json")
+    comfy_template("video_ltx2_t2v.json")
 }
 
 fn template_app() -> EditorApp {
@@ -121,9 +122,7 @@ fn title_of(harness: &Harness<'_, EditorApp>, id: i64) -> Pos2 {
 
 #[test]
 fn a_user_makes_a_subgraph_of_three_nodes_and_unpacks_it_and_the_prompt_is_the_same() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/comfy-templates/ltxv_text_to_video.json");
-    let mut editor = Editor::new(catalog());
-    editor.open(&path).unwrap();
+    let editor = crate::subgraphs::ltxv_template();
     let before = editor.to_prompt().unwrap().prompt.to_json();
     let mut harness = harness(EditorApp::new(editor, RecentFiles::load(None)));
     harness.run();

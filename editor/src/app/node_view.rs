@@ -176,14 +176,7 @@ pub fn show_node(
             events.open_subgraph = true;
         }
     }
-    if body.clicked() || body.drag_started() {
-        events.clicked = Some(ui.input(|i| i.modifiers.shift));
-    }
-    events.drag_started = body.drag_started();
-    if body.dragged() {
-        events.dragged = Some(body.drag_delta());
-    }
-    events.drag_stopped = body.drag_stopped();
+    body_gestures(ui, &body, &mut events);
     body.context_menu(|ui| node_menu(ui, editor, &node, &title));
 
     events.wire_from = show_sockets(ui, id, &node, rect, decor, sockets);
@@ -194,6 +187,18 @@ pub fn show_node(
     show_faults(ui, rect, decor);
     show_widgets(ui, editor, &node, rect, &widgets, decor);
     events
+}
+
+/// What a press or drag of a node's body does: select (Shift toggles), move.
+fn body_gestures(ui: &egui::Ui, body: &egui::Response, events: &mut NodeEvents) {
+    if body.clicked() || body.drag_started() {
+        events.clicked = Some(ui.input(|i| i.modifiers.shift));
+    }
+    events.drag_started = body.drag_started();
+    if body.dragged() {
+        events.dragged = Some(body.drag_delta());
+    }
+    events.drag_stopped = body.drag_stopped();
 }
 
 /// A reroute as ComfyUI draws it: a small pill in the colour of the type passing through, its input on the
@@ -220,14 +225,7 @@ fn show_reroute(
     painter.rect_filled(rect, rect.height() / 2.0, style::BODY);
     painter.rect_stroke(rect, rect.height() / 2.0, outline, egui::StrokeKind::Outside);
     painter.circle_filled(rect.center(), 4.0, color);
-    if body.clicked() || body.drag_started() {
-        events.clicked = Some(ui.input(|i| i.modifiers.shift));
-    }
-    events.drag_started = body.drag_started();
-    if body.dragged() {
-        events.dragged = Some(body.drag_delta());
-    }
-    events.drag_stopped = body.drag_stopped();
+    body_gestures(ui, &body, &mut events);
     body.on_hover_text(format!("Reroute: {type_name}")).context_menu(|ui| node_menu(ui, editor, node, "Reroute"));
     for (output, center) in [(false, rect.left_center()), (true, rect.right_center())] {
         let place = SocketPlace { node: id, slot: 0, output, center };
