@@ -24,6 +24,9 @@ const RETRY: Duration = Duration::from_secs(1);
 /// The front end's connection to JetStream.
 pub struct FrontEnd {
     connection: Connection,
+    /// How long a history entry handed to this front end waits for its acknowledgement before it is
+    /// handed again (after a restart, the entries the stopped process was handed come again after it).
+    ack_wait: Duration,
 }
 
 impl FrontEnd {
@@ -31,7 +34,7 @@ impl FrontEnd {
     pub async fn connect(config: &JetStreamConfig) -> Result<Self, JetStreamError> {
         let connection = Connection::open(config, "kinograph serve").await?;
         connection.workers_consumer(config).await?;
-        Ok(FrontEnd { connection })
+        Ok(FrontEnd { connection, ack_wait: config.ack_wait })
     }
 
     /// Publishes a prompt for the workers and waits until the stream has stored it. The message id is the
@@ -82,6 +85,7 @@ impl FrontEnd {
                 pull::Config {
                     durable_name: Some(FRONT_END_CONSUMER.to_string()),
                     ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.ack_wait,
                     ..Default::default()
                 },
             )
@@ -121,26 +125,22 @@ async fn relay_until_failure(shared: &Arc<Shared>, front_end: &FrontEnd) -> Resu
     }
 }
 
-/// Hands one worker message to the websockets; a prompt's `execution_start` also marks it running.
+/// Hands one worker message to the websockets, or marks a prompt a worker started running.
 async fn relay_event(shared: &Arc<Shared>, bytes: &Bytes) {
     let Some(event) = RemoteEvent::decode(bytes) else {
         tracing::warn!("dropped an event from a worker that is not in kinograph's form");
         return;
     };
     match &event.payload {
-        EventPayload::Message(message) => {
-            if message.get("type").and_then(|kind| kind.as_str()) == Some("execution_start") {
-                let (store, prompt_id) = (shared.store.clone(), event.prompt_id.clone());
-                match tokio::task::spawn_blocking(move || store.mark_running(&prompt_id)).await {
-                    Ok(Ok(_)) => shared.broadcast_status(),
-                    Ok(Err(error)) => {
-                        tracing::error!("prompt {} could not be marked running: {error}", event.prompt_id);
-                    }
-                    Err(error) => tracing::error!("marking prompt {} running failed: {error}", event.prompt_id),
-                }
+        EventPayload::Started => {
+            let (store, prompt_id) = (shared.store.clone(), event.prompt_id.clone());
+            match tokio::task::spawn_blocking(move || store.mark_running(&prompt_id)).await {
+                Ok(Ok(_)) => shared.broadcast_status(),
+                Ok(Err(error)) => tracing::error!("prompt {} could not be marked running: {error}", event.prompt_id),
+                Err(error) => tracing::error!("marking prompt {} running failed: {error}", event.prompt_id),
             }
-            shared.hub.send_json(event.client.as_deref(), message);
         }
+        EventPayload::Message(message) => shared.hub.send_json(event.client.as_deref(), message),
         EventPayload::Preview { .. } => {
             if let Some(frame) = event.preview_frame() {
                 shared.hub.send_preview(event.client.as_deref(), &frame);

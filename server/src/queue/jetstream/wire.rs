@@ -4,7 +4,8 @@
 //! - An event: a 4-byte big-endian length, that many bytes of a JSON envelope
 //!   `{"prompt_id", "client": id or null, "message": {...}}` for a websocket text message or
 //!   `{"prompt_id", "client", "preview_node": id}` for a preview, then the preview's JPEG bytes (none for a
-//!   text message). `client: null` means every socket, as the worker's routing decided.
+//!   text message), or `{"prompt_id", "client", "started": true}` when a worker starts the prompt.
+//!   `client: null` means every socket, as the worker's routing decided.
 //! - A history entry: `{"entry": ComfyUI's history entry, "finished_at": milliseconds}`.
 
 use crate::hub::PreviewFrame;
@@ -21,17 +22,26 @@ pub struct RemoteEvent {
     pub payload: EventPayload,
 }
 
-/// A text message or a preview frame.
+/// A text message or a preview frame, or word that the prompt started on a worker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventPayload {
+    /// A worker took the prompt and starts it (the front end marks it running and tells every socket the
+    /// queue's new length, as the local worker does).
+    Started,
     Message(Json),
-    Preview { node: String, jpeg: Bytes },
+    Preview {
+        node: String,
+        jpeg: Bytes,
+    },
 }
 
 impl RemoteEvent {
     /// The bytes published on NATS.
     pub fn encode(&self) -> Bytes {
         let (envelope, tail) = match &self.payload {
+            EventPayload::Started => {
+                (json!({"prompt_id": self.prompt_id, "client": self.client, "started": true}), Bytes::new())
+            }
             EventPayload::Message(message) => {
                 (json!({"prompt_id": self.prompt_id, "client": self.client, "message": message}), Bytes::new())
             }
@@ -58,9 +68,13 @@ impl RemoteEvent {
             Json::String(client) => Some(client.clone()),
             _ => return None,
         };
-        let payload = match (envelope.get("message"), envelope.get("preview_node").and_then(Json::as_str)) {
-            (Some(message), None) if message.is_object() => EventPayload::Message(message.clone()),
-            (None, Some(node)) => EventPayload::Preview { node: node.to_string(), jpeg: bytes.slice(end..) },
+        let message = envelope.get("message");
+        let node = envelope.get("preview_node").and_then(Json::as_str);
+        let started = envelope.get("started").and_then(Json::as_bool) == Some(true);
+        let payload = match (message, node, started) {
+            (Some(message), None, false) if message.is_object() => EventPayload::Message(message.clone()),
+            (None, Some(node), false) => EventPayload::Preview { node: node.to_string(), jpeg: bytes.slice(end..) },
+            (None, None, true) => EventPayload::Started,
             _ => return None,
         };
         Some(RemoteEvent { prompt_id, client, payload })
@@ -72,7 +86,7 @@ impl RemoteEvent {
             EventPayload::Preview { node, jpeg } => {
                 Some(PreviewFrame { node: node.clone(), prompt_id: self.prompt_id.clone(), jpeg: jpeg.clone() })
             }
-            EventPayload::Message(_) => None,
+            EventPayload::Message(_) | EventPayload::Started => None,
         }
     }
 }
@@ -114,6 +128,8 @@ mod tests {
             payload: EventPayload::Preview { node: "3".into(), jpeg: Bytes::from_static(b"\xff\xd8jpeg") },
         };
         assert_eq!(RemoteEvent::decode(&preview.encode()), Some(preview));
+        let started = RemoteEvent { prompt_id: "p".into(), client: None, payload: EventPayload::Started };
+        assert_eq!(RemoteEvent::decode(&started.encode()), Some(started));
         for garbage in [&b""[..], b"\xff\xff\xff\xff{}", b"\x00\x00\x00\x02{}", b"\x00\x00\x00\x04null"] {
             assert_eq!(RemoteEvent::decode(&Bytes::copy_from_slice(garbage)), None);
         }

@@ -133,6 +133,7 @@ async fn handle(
     let (sender, receiver) = mpsc::channel(OUTBOX);
     let _publisher = AbortOnDrop(tokio::spawn(publish_events(connection.client.clone(), receiver)));
     let outlet = Arc::new(NatsOutlet { prompt_id: prompt_id.clone(), sender: sender.clone() });
+    outlet.send(None, EventPayload::Started);
     let entry = tokio::select! {
         entry = crate::worker::execute(executor, &item, outlet, cancel) => entry,
         () = keep_alive(&acker, config.ack_wait / 3) => unreachable!("keep_alive never returns"),
