@@ -16,10 +16,13 @@ use futures_util::StreamExt;
 use kinograph_engine::queue::QueueItem;
 use kinograph_engine::{CancelToken, Executor};
 use serde_json::Value as Json;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// How long the worker waits before it asks again after NATS failed a request.
+const RETRY: Duration = Duration::from_secs(1);
 /// How long one fetch waits for a prompt before it asks again.
 const FETCH_WAIT: Duration = Duration::from_secs(5);
 /// Messages a prompt may have waiting for the NATS connection before further ones are dropped (live
@@ -29,8 +32,9 @@ const OUTBOX: usize = 1024;
 /// The prompt this worker runs now, for the interrupt listener.
 type Current = Arc<Mutex<Option<(String, CancelToken)>>>;
 
-/// Runs prompts from JetStream until `shutdown` resolves or the connection cannot be set up. A prompt
-/// running at shutdown is not acknowledged and goes to another worker after `ack_wait`.
+/// Runs prompts from JetStream until `shutdown` resolves; fails only when the connection, the streams or
+/// the consumer cannot be set up at the start (later failures are retried as the client reconnects). A
+/// prompt running at shutdown is not acknowledged and goes to another worker after `ack_wait`.
 pub async fn run_worker(
     executor: Executor,
     config: JetStreamConfig,
@@ -41,12 +45,9 @@ pub async fn run_worker(
     let current: Current = Arc::default();
     let cancels =
         connection.client.subscribe("kinograph.cancel.>").await.map_err(failed("subscribing to interrupts"))?;
-    let listener = AbortOnDrop(tokio::spawn(listen_for_cancels(cancels, current.clone())));
+    let _listener = AbortOnDrop(tokio::spawn(listen_for_cancels(cancels, current.clone())));
     tokio::select! {
-        result = take_prompts(&connection, &consumer, &executor, &config, &current) => {
-            drop(listener);
-            result
-        }
+        never = take_prompts(&connection, &consumer, &executor, &config, &current) => match never {},
         () = shutdown => Ok(()),
     }
 }
@@ -78,16 +79,19 @@ async fn take_prompts(
     executor: &Executor,
     config: &JetStreamConfig,
     current: &Current,
-) -> Result<(), JetStreamError> {
+) -> Infallible {
     loop {
         // One prompt at a time: a worker never holds a second prompt while it runs the first.
-        let mut batch = consumer
-            .batch()
-            .max_messages(1)
-            .expires(FETCH_WAIT)
-            .messages()
-            .await
-            .map_err(failed("asking for a prompt"))?;
+        let batch = consumer.batch().max_messages(1).expires(FETCH_WAIT).messages().await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(error) => {
+                // The client reconnects by itself; asking again once it has is all there is to do.
+                tracing::warn!("asking for a prompt failed ({error}); asking again");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
         while let Some(message) = batch.next().await {
             match message {
                 Ok(message) => {
@@ -136,7 +140,7 @@ async fn handle(
     outlet.send(None, EventPayload::Started);
     let entry = tokio::select! {
         entry = crate::worker::execute(executor, &item, outlet, cancel) => entry,
-        () = keep_alive(&acker, config.ack_wait / 3) => unreachable!("keep_alive never returns"),
+        never = keep_alive(&acker, config.ack_wait / 3) => match never {},
     };
     *current.lock().unwrap_or_else(PoisonError::into_inner) = None;
     // Every message goes out before the entry, whose arrival makes the front end send the last one.
@@ -165,7 +169,7 @@ async fn handle(
 }
 
 /// Tells JetStream every `period` that the prompt is still being worked on.
-async fn keep_alive(acker: &Acker, period: Duration) {
+async fn keep_alive(acker: &Acker, period: Duration) -> Infallible {
     let period = period.max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(period).await;
