@@ -700,6 +700,26 @@ mod tests {
     }
 
     #[test]
+    fn remote_workers_mark_prompts_running_and_a_second_entry_of_an_id_is_ignored() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = open(&folder);
+        let started = store.push_numbered(item("started", 0.0), false).unwrap();
+        let unseen = store.push_numbered(item("unseen", 0.0), false).unwrap();
+        assert!(store.mark_running("started").unwrap());
+        assert!(!store.mark_running("started").unwrap(), "already running");
+        assert_eq!((store.running_count().unwrap(), store.pending_count().unwrap()), (1, 1));
+
+        let now = now_millis();
+        assert!(store.finish_remote(&entry(started.clone(), now)).unwrap());
+        // Its start was never heard of: a pending prompt is finished all the same.
+        assert!(store.finish_remote(&entry(unseen, now + 1)).unwrap());
+        assert!(!store.finish_remote(&entry(started, now + 2)).unwrap(), "the first entry stands");
+        assert_eq!(entry_ids(&store.history(None, None).unwrap()), ["started", "unseen"]);
+        assert_eq!(store.history_entry("started").unwrap().unwrap().finished_at, now);
+        assert_eq!((store.running_count().unwrap(), store.pending_count().unwrap()), (0, 0));
+    }
+
+    #[test]
     fn items_run_by_number_then_id_and_front_goes_first() {
         let folder = TempDir::new().unwrap();
         let store = open(&folder);
