@@ -44,6 +44,10 @@ enum Command {
     ///
     /// Loopback by default; any other address needs a token. Exit codes: 0 stopped, 1 could not start.
     Serve(commands::serve::ServeArgs),
+    /// Run prompts for a `kinograph serve --queue nats://...` front end, taken from NATS JetStream.
+    ///
+    /// Exit codes: 0 stopped, 1 could not start or lost the queue.
+    Worker(commands::worker::WorkerArgs),
     /// Check a workflow without running it; reports every error at once.
     ///
     /// Exit codes: 0 valid, 1 invalid.
@@ -110,6 +114,7 @@ where
         Command::Run(args) => commands::run::run(&args),
         Command::Serve(args) => commands::serve::run(&args),
         Command::Validate(args) => commands::validate::run(&args),
+        Command::Worker(args) => commands::worker::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
         Command::Nodes(args) => commands::nodes::run(&args),
         Command::Models(args) => commands::models::run(&args),

@@ -60,6 +60,25 @@ impl PreviewFrame {
     }
 }
 
+/// Where a running prompt's websocket messages go: the [`Hub`] when the prompt runs in this process, a
+/// NATS subject when it runs on a remote worker (whose front end hands them to its hub).
+pub trait Outlet: Send + Sync {
+    /// Sends `message` to `client_id`'s sockets, or to every socket when `None`.
+    fn send_json(&self, client_id: Option<&str>, message: &Json);
+    /// Sends a preview frame to `client_id`'s sockets, or to every socket when `None`.
+    fn send_preview(&self, client_id: Option<&str>, frame: &PreviewFrame);
+}
+
+impl Outlet for Hub {
+    fn send_json(&self, client_id: Option<&str>, message: &Json) {
+        Hub::send_json(self, client_id, message);
+    }
+
+    fn send_preview(&self, client_id: Option<&str>, frame: &PreviewFrame) {
+        Hub::send_preview(self, client_id, frame);
+    }
+}
+
 struct Socket {
     client_id: String,
     outbox: mpsc::Sender<Outgoing>,

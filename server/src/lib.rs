@@ -6,6 +6,8 @@
 //!
 //! - [`routes`]: the routes, each also under `/api/...`.
 //! - [`hub`]: the open websockets and who gets which message.
+//! - [`queue`]: who runs the prompts: the one local worker, or `kinograph worker` processes over NATS
+//!   JetStream ([`queue::jetstream`]).
 //! - [`worker`]: runs prompts one at a time with the engine's executor, whose cache stays warm.
 //! - [`store`]: the queue and history on `SQLite`; every accepted prompt and finished entry is on disk
 //!   before the server answers or announces it.
@@ -16,6 +18,7 @@
 
 pub mod files;
 pub mod hub;
+pub mod queue;
 pub mod routes;
 pub mod security;
 pub mod state;
@@ -26,6 +29,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use kinograph_engine::Executor;
+use queue::{Backend, QueueConfig};
 use routes::{files as file_routes, info, prompts, websocket};
 use security::{AccessPolicy, AuthToken};
 pub use state::{Limits, Shared, SystemStats};
@@ -74,6 +78,8 @@ pub enum ServerError {
     Security(#[from] security::SecurityError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Queue(#[from] queue::jetstream::JetStreamError),
     #[error("cannot listen on {address}: {source}")]
     Listen { address: SocketAddr, source: std::io::Error },
     #[error("the server stopped: {0}")]
@@ -88,20 +94,40 @@ pub struct Server {
 }
 
 impl Server {
-    /// Checks the bind policy, opens the queue database (recovering after a crash) and binds.
+    /// Checks the bind policy, opens the queue database (recovering after a crash) and binds, with the
+    /// server's own worker running the prompts.
     pub async fn bind(
         config: ServerConfig,
         executor: Executor,
         system_stats: SystemStats,
     ) -> Result<Self, ServerError> {
+        Self::bind_with_queue(config, QueueConfig::Local, executor, system_stats).await
+    }
+
+    /// [`Server::bind`], with the prompts run as `queue` says: locally, or by remote workers over
+    /// JetStream (connected to before the server binds, so a server that cannot reach NATS never starts).
+    pub async fn bind_with_queue(
+        config: ServerConfig,
+        queue: QueueConfig,
+        executor: Executor,
+        system_stats: SystemStats,
+    ) -> Result<Self, ServerError> {
         security::check_bind(config.listen, config.token.as_ref())?;
+        let backend = match &queue {
+            QueueConfig::Local => Backend::Local,
+            QueueConfig::JetStream(jetstream) => {
+                Backend::JetStream(Box::new(queue::jetstream::FrontEnd::connect(jetstream).await?))
+            }
+        };
+        // With remote workers a prompt marked running may still be running on one; its entry will come.
+        let remote = matches!(backend, Backend::JetStream(_));
         let store_limits =
             StoreLimits { max_history: config.limits.max_history, max_age: config.limits.max_history_age };
         let state_dir = config.state_dir.clone();
         let requeue = config.requeue_interrupted;
         let (store, recovery) = tokio::task::spawn_blocking(move || {
             let store = Store::open(&state_dir, store_limits)?;
-            let recovery = store.recover(requeue)?;
+            let recovery = if remote { store::Recovery::default() } else { store.recover(requeue)? };
             Ok::<_, store::StoreError>((store, recovery))
         })
         .await
@@ -118,7 +144,7 @@ impl Server {
             tokio::net::TcpListener::bind(address).await.map_err(|source| ServerError::Listen { address, source })?;
         let check_origin = security::is_loopback(&config.listen);
         let policy = Arc::new(AccessPolicy { token: config.token, check_origin });
-        let shared = Arc::new(Shared::new(executor, Arc::new(store), config.limits, folders, system_stats));
+        let shared = Arc::new(Shared::new(executor, Arc::new(store), backend, config.limits, folders, system_stats));
         Ok(Server { shared, listener, policy })
     }
 
@@ -134,7 +160,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, running queued prompts meanwhile.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let worker = tokio::spawn(worker::run(self.shared.clone()));
+        let worker = Backend::start(&self.shared);
         let app = app(self.shared.clone(), self.policy);
         let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)

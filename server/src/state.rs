@@ -1,7 +1,8 @@
-//! What every route and the worker share: the executor (with its warm cache), the store, the websockets,
-//! the prompt that runs and the limits.
+//! What every route and the worker share: the executor (with its warm cache), the store, the queue's
+//! backend, the websockets, the prompt that runs and the limits.
 
 use crate::hub::Hub;
+use crate::queue::Backend;
 use crate::store::Store;
 use kinograph_engine::{CancelToken, Executor};
 use serde_json::Value as Json;
@@ -61,7 +62,10 @@ pub type SystemStats = Arc<dyn Fn() -> Json + Send + Sync>;
 /// The server's shared state.
 pub struct Shared {
     pub executor: Executor,
+    /// The front end's record of the queue and the history, whichever backend runs the prompts.
     pub store: Arc<Store>,
+    /// Who runs the prompts: this process's worker or remote workers.
+    pub backend: Backend,
     pub hub: Arc<Hub>,
     /// Woken when a prompt is queued or memory is to be freed.
     pub wake: Notify,
@@ -73,10 +77,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The state around `executor` and `store`.
+    /// The state around `executor` and `store`, with prompts run by `backend`.
     pub fn new(
         executor: Executor,
         store: Arc<Store>,
+        backend: Backend,
         limits: Limits,
         folders: crate::files::Folders,
         system_stats: SystemStats,
@@ -84,6 +89,7 @@ impl Shared {
         Shared {
             executor,
             store,
+            backend,
             hub: Arc::new(Hub::default()),
             wake: Notify::new(),
             limits,
@@ -122,7 +128,7 @@ impl Shared {
             tracing::error!("cannot count the queued prompts: {error}");
             0
         });
-        pending + usize::from(self.running_id().is_some())
+        pending + self.backend.running_count(self)
     }
 
     /// Tells every websocket how many prompts remain.

@@ -309,6 +309,42 @@ impl Store {
         })
     }
 
+    /// Marks a pending item running, as a remote worker reported it started; whether it was pending.
+    pub fn mark_running(&self, prompt_id: &str) -> Result<bool, StoreError> {
+        self.write(|transaction| {
+            let changed = transaction
+                .execute("UPDATE queue SET running = 1 WHERE prompt_id = ?1 AND running = 0", [prompt_id])
+                .map_err(self.database())?;
+            Ok(changed > 0)
+        })
+    }
+
+    /// How many items are running (one at most with the server's own worker; one per busy remote
+    /// worker).
+    pub fn running_count(&self) -> Result<usize, StoreError> {
+        self.count("SELECT count(*) FROM queue WHERE running = 1")
+    }
+
+    /// Records an entry a remote worker finished: removes the prompt's row, pending or running (its
+    /// `execution_start` may never have arrived, events being live only), and adds the entry, unless the
+    /// history holds the id already: a worker that stopped between storing an entry and acknowledging its
+    /// prompt sends the entry again, and the first one stands. Whether the entry was added.
+    pub fn finish_remote(&self, entry: &HistoryEntry) -> Result<bool, StoreError> {
+        self.write(|transaction| {
+            let prompt_id = &entry.item.prompt_id;
+            let known: bool = transaction
+                .query_row("SELECT EXISTS (SELECT 1 FROM history WHERE prompt_id = ?1)", [prompt_id], |row| row.get(0))
+                .map_err(self.database())?;
+            transaction.execute("DELETE FROM queue WHERE prompt_id = ?1", [prompt_id]).map_err(self.database())?;
+            if known {
+                return Ok(false);
+            }
+            self.insert_entry(transaction, entry)?;
+            self.prune(transaction)?;
+            Ok(true)
+        })
+    }
+
     /// The history in the order the entries finished, oldest first, paged as ComfyUI's `/history`: no
     /// `max_items` gives every entry from `offset` (default 0); `max_items` alone gives the last
     /// `max_items`; both give `max_items` entries from `offset`.
@@ -661,6 +697,26 @@ mod tests {
             assert_eq!(store.take_next().unwrap().unwrap(), item);
             store.finish(&entry(item, now_millis())).unwrap();
         }
+    }
+
+    #[test]
+    fn remote_workers_mark_prompts_running_and_a_second_entry_of_an_id_is_ignored() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = open(&folder);
+        let started = store.push_numbered(item("started", 0.0), false).unwrap();
+        let unseen = store.push_numbered(item("unseen", 0.0), false).unwrap();
+        assert!(store.mark_running("started").unwrap());
+        assert!(!store.mark_running("started").unwrap(), "already running");
+        assert_eq!((store.running_count().unwrap(), store.pending_count().unwrap()), (1, 1));
+
+        let now = now_millis();
+        assert!(store.finish_remote(&entry(started.clone(), now)).unwrap());
+        // Its start was never heard of: a pending prompt is finished all the same.
+        assert!(store.finish_remote(&entry(unseen, now + 1)).unwrap());
+        assert!(!store.finish_remote(&entry(started, now + 2)).unwrap(), "the first entry stands");
+        assert_eq!(entry_ids(&store.history(None, None).unwrap()), ["started", "unseen"]);
+        assert_eq!(store.history_entry("started").unwrap().unwrap().finished_at, now);
+        assert_eq!((store.running_count().unwrap(), store.pending_count().unwrap()), (0, 0));
     }
 
     #[test]

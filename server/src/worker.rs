@@ -3,11 +3,11 @@
 //! stores its history entry. The entry is on disk before the prompt's final `executing {node: null}`
 //! goes out, so a client that saw a prompt finish always finds it in `/history`, even after a crash.
 
-use crate::hub::{Hub, PreviewFrame};
+use crate::hub::{Outlet, PreviewFrame};
 use crate::state::{Running, Shared};
 use kinograph_engine::queue::{QueueItem, failed_entry, run_queued};
 use kinograph_engine::validation::validate_targets;
-use kinograph_engine::{ApiPrompt, CancelToken, Event, EventKind, EventSink, Preview};
+use kinograph_engine::{ApiPrompt, CancelToken, Event, EventKind, EventSink, Executor, Preview};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,9 +39,9 @@ pub async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Where a prompt's messages go.
+/// Where a prompt's messages go, by ComfyUI's rules, whichever process runs it.
 struct Reporter {
-    hub: Arc<Hub>,
+    outlet: Arc<dyn Outlet>,
     client_id: Option<String>,
     prompt_id: String,
 }
@@ -54,18 +54,18 @@ impl Reporter {
         match &event.kind {
             EventKind::Finished => {}
             // Everyone hears of an interrupt; progress goes to everyone when the prompt named no client.
-            EventKind::ExecutionInterrupted { .. } => self.hub.send_json(None, &event.to_comfy_json()),
+            EventKind::ExecutionInterrupted { .. } => self.outlet.send_json(None, &event.to_comfy_json()),
             EventKind::Progress { preview, node, .. } => {
-                self.hub.send_json(client, &event.to_comfy_json());
+                self.outlet.send_json(client, &event.to_comfy_json());
                 if let Some(preview) = preview {
                     self.send_preview(node, preview);
                 }
             }
-            EventKind::NodeFinished { .. } => self.hub.send_json(client, &event.to_comfy_json()),
+            EventKind::NodeFinished { .. } => self.outlet.send_json(client, &event.to_comfy_json()),
             // The rest only to the prompt's client, as ComfyUI: without a client_id they are not sent.
             _ => {
                 if client.is_some() {
-                    self.hub.send_json(client, &event.to_comfy_json());
+                    self.outlet.send_json(client, &event.to_comfy_json());
                 }
             }
         }
@@ -76,7 +76,7 @@ impl Reporter {
             Ok(jpeg) => {
                 let frame =
                     PreviewFrame { node: node.to_string(), prompt_id: self.prompt_id.clone(), jpeg: jpeg.into() };
-                self.hub.send_preview(self.client_id.as_deref(), &frame);
+                self.outlet.send_preview(self.client_id.as_deref(), &frame);
             }
             Err(error) => tracing::debug!("a preview of node {node} could not be encoded: {error}"),
         }
@@ -101,27 +101,7 @@ async fn run_item(shared: &Arc<Shared>, item: QueueItem) {
     let cancel = CancelToken::new();
     shared.set_running(Some(Running { prompt_id: item.prompt_id.clone(), cancel: cancel.clone() }));
     shared.broadcast_status();
-    let reporter = Arc::new(Reporter {
-        hub: shared.hub.clone(),
-        client_id: item.client_id().map(str::to_string),
-        prompt_id: item.prompt_id.clone(),
-    });
-    let entry = match prepare(shared, &item).await {
-        Ok(graph) => {
-            let sink_reporter = reporter.clone();
-            let events: EventSink = Arc::new(move |event: &Event| sink_reporter.report(event));
-            run_queued(&shared.executor, Arc::new(graph), &item, events, cancel).await.1
-        }
-        Err(message) => {
-            let entry = failed_entry(&item, &message);
-            for (kind, data) in &entry.status.messages {
-                if item.client_id().is_some() {
-                    shared.hub.send_json(item.client_id(), &json!({"type": kind, "data": data}));
-                }
-            }
-            entry
-        }
-    };
+    let entry = execute(&shared.executor, &item, shared.hub.clone(), cancel).await;
     let store = shared.store.clone();
     match tokio::task::spawn_blocking(move || store.finish(&entry)).await {
         Ok(Ok(())) => {}
@@ -129,18 +109,54 @@ async fn run_item(shared: &Arc<Shared>, item: QueueItem) {
         Err(error) => tracing::error!("storing the history entry of prompt {} failed: {error}", item.prompt_id),
     }
     shared.set_running(None);
-    // ComfyUI's order: the queue's new length, then the prompt's final message.
+    announce_finished(shared, &item.prompt_id, item.client_id());
+}
+
+/// Runs `item` on `executor`, its messages going to `outlet` by ComfyUI's rules (all but the final
+/// `executing {node: null}`, which waits until the entry is stored), and returns its history entry. A
+/// prompt that no longer validates (a file it names went away) leaves an `execution_error` entry.
+pub(crate) async fn execute(
+    executor: &Executor,
+    item: &QueueItem,
+    outlet: Arc<dyn Outlet>,
+    cancel: CancelToken,
+) -> kinograph_engine::queue::HistoryEntry {
+    let reporter = Arc::new(Reporter {
+        outlet: outlet.clone(),
+        client_id: item.client_id().map(str::to_string),
+        prompt_id: item.prompt_id.clone(),
+    });
+    match prepare(executor, item).await {
+        Ok(graph) => {
+            let events: EventSink = Arc::new(move |event: &Event| reporter.report(event));
+            run_queued(executor, Arc::new(graph), item, events, cancel).await.1
+        }
+        Err(message) => {
+            let entry = failed_entry(item, &message);
+            if item.client_id().is_some() {
+                for (kind, data) in &entry.status.messages {
+                    outlet.send_json(item.client_id(), &json!({"type": kind, "data": data}));
+                }
+            }
+            entry
+        }
+    }
+}
+
+/// What follows a stored history entry, in ComfyUI's order: the queue's new length to everyone, then the
+/// prompt's final `executing {node: null}` to its client.
+pub(crate) fn announce_finished(shared: &Shared, prompt_id: &str, client_id: Option<&str>) {
     shared.broadcast_status();
-    let finished = Event::now(&Arc::from(item.prompt_id.as_str()), EventKind::Finished).to_comfy_json();
-    if let Some(client) = item.client_id() {
+    if let Some(client) = client_id {
+        let finished = Event::now(&Arc::from(prompt_id), EventKind::Finished).to_comfy_json();
         shared.hub.send_json(Some(client), &finished);
     }
 }
 
 /// The prompt's graph, validated again now (files may have changed since it was queued).
-async fn prepare(shared: &Arc<Shared>, item: &QueueItem) -> Result<kinograph_engine::Graph, String> {
+async fn prepare(executor: &Executor, item: &QueueItem) -> Result<kinograph_engine::Graph, String> {
     let prompt = ApiPrompt::from_json(item.prompt.clone(), "the queued prompt").map_err(|e| e.to_string())?;
-    let executor = shared.executor.clone();
+    let executor = executor.clone();
     let targets = item.outputs_to_execute.clone();
     tokio::task::spawn_blocking(move || {
         validate_targets(&prompt, executor.registry(), executor.env(), &targets).map_err(|report| report.to_text())

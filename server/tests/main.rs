@@ -10,6 +10,7 @@ mod attacks_access;
 mod attacks_files;
 mod attacks_limits;
 mod durability;
+mod many_machines;
 mod queue;
 mod support;
 mod uploads;

@@ -9,6 +9,7 @@ pub mod nodes;
 pub mod run;
 pub mod serve;
 pub mod validate;
+pub mod worker;
 
 use clap::Args;
 use kinograph_engine::size::parse_size;

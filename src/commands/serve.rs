@@ -5,6 +5,8 @@ use crate::EXIT_INVALID;
 use clap::Args;
 use kinograph_engine::size::parse_size;
 use kinograph_engine::{Cache, Executor, MemoryBudget};
+use kinograph_server::queue::QueueConfig;
+use kinograph_server::queue::jetstream::JetStreamConfig;
 use kinograph_server::security::AuthToken;
 use kinograph_server::{Limits, Server, ServerConfig, SystemStats};
 use serde_json::json;
@@ -32,6 +34,10 @@ pub struct ServeArgs {
     /// The token, read from a file (kept out of the process list).
     #[arg(long, value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
+    /// Run prompts on `kinograph worker` processes through the NATS server with JetStream at this URL
+    /// (`nats://HOST:4222`) instead of in this process.
+    #[arg(long, value_name = "URL")]
+    pub queue: Option<String>,
     /// Run the prompt that was running when the server stopped again, instead of recording it as interrupted.
     #[arg(long)]
     pub requeue_interrupted: bool,
@@ -103,9 +109,16 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
             max_history_age: Duration::from_secs(args.max_history_days.saturating_mul(24 * 3600)),
         },
     };
+    let queue = match &args.queue {
+        Some(url) if url.starts_with("nats://") => QueueConfig::JetStream(JetStreamConfig::new(url)),
+        Some(other) => return Err(format!("--queue takes a nats:// URL, not {other}")),
+        None => QueueConfig::Local,
+    };
     let runtime = tokio::runtime::Runtime::new().map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async move {
-        let server = Server::bind(config, executor, system_stats()).await.map_err(|error| error.to_string())?;
+        let server = Server::bind_with_queue(config, queue, executor, system_stats())
+            .await
+            .map_err(|error| error.to_string())?;
         let address = server.local_addr().map_err(|error| error.to_string())?;
         // Scripts and tests wait for this line (with the port chosen when --port 0).
         println!("kinograph serve: listening on http://{address}");

@@ -124,7 +124,16 @@ pub async fn submit(State(shared): State<Arc<Shared>>, body: Result<Bytes, Bytes
         Ok(Err(store)) => return internal("the prompt could not be queued", store),
         Err(panic) => return internal("queueing the prompt failed", panic),
     };
-    shared.wake.notify_one();
+    if let Err(handing_over) = shared.backend.submitted(&shared, &item).await {
+        // Not queued after all: the database lets go of it, so that its id may be sent again.
+        let (store, ids) = (shared.store.clone(), vec![item.prompt_id.clone()]);
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || store.delete_pending(&ids)).await {
+            tracing::error!("prompt {} could not be taken back from the database: {error}", item.prompt_id);
+        }
+        tracing::error!("prompt {} could not be handed to the workers: {handing_over}", item.prompt_id);
+        let message = format!("the prompt could not be handed to the workers: {handing_over}");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable", message);
+    }
     shared.broadcast_status();
     JsonBody(json!({"prompt_id": item.prompt_id, "number": item.number, "node_errors": {}})).into_response()
 }
@@ -198,18 +207,21 @@ pub async fn edit_queue(State(shared): State<Arc<Shared>>, body: Result<Bytes, B
     };
     let store = shared.store.clone();
     let edited = tokio::task::spawn_blocking(move || {
+        let mut removed = Vec::new();
         if clears(&request) {
-            store.clear_pending()?;
+            let waiting: Vec<String> = store.pending()?.into_iter().map(|item| item.prompt_id).collect();
+            removed.extend(store.delete_pending(&waiting)?);
         }
         let ids = ids_to_delete(&request);
         if !ids.is_empty() {
-            store.delete_pending(&ids)?;
+            removed.extend(store.delete_pending(&ids)?);
         }
-        Ok::<_, StoreError>(())
+        Ok::<_, StoreError>(removed)
     })
     .await;
     match edited {
-        Ok(Ok(())) => {
+        Ok(Ok(removed)) => {
+            shared.backend.removed(&removed).await;
             shared.broadcast_status();
             StatusCode::OK.into_response()
         }
@@ -276,7 +288,7 @@ pub async fn interrupt(State(shared): State<Arc<Shared>>, body: Result<Bytes, By
         Err(response) => return response,
     };
     let prompt_id = request.get("prompt_id").and_then(Json::as_str);
-    if shared.interrupt(prompt_id) {
+    if shared.backend.interrupt(&shared, prompt_id).await {
         tracing::info!("interrupted the running prompt{}", prompt_id.map(|id| format!(" {id}")).unwrap_or_default());
     }
     StatusCode::OK.into_response()

@@ -2,10 +2,12 @@
 //! ([`TestServer`]), an HTTP client ([`Client`]), a websocket client ([`socket`]) and the prompts the
 //! tests queue. Every wait is bounded by [`WAIT`], so a broken server fails a test instead of hanging it.
 
+pub mod nats;
 pub mod nodes;
 pub mod socket;
 
 use kinograph_engine::{Environment, Executor, ModelFolders};
+use kinograph_server::queue::QueueConfig;
 use kinograph_server::security::AuthToken;
 use kinograph_server::{Limits, Server, ServerConfig, ServerError, SystemStats};
 use serde_json::{Value as Json, json};
@@ -27,11 +29,18 @@ pub struct Options {
     pub limits: Limits,
     pub token: Option<&'static str>,
     pub listen: IpAddr,
+    /// Who runs the prompts: the server's own worker, or remote workers over JetStream.
+    pub queue: QueueConfig,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { limits: Limits::default(), token: None, listen: IpAddr::V4(Ipv4Addr::LOCALHOST) }
+        Options {
+            limits: Limits::default(),
+            token: None,
+            listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            queue: QueueConfig::Local,
+        }
     }
 }
 
@@ -66,14 +75,19 @@ fn system_stats() -> SystemStats {
     Arc::new(|| json!({"system": {"os": "test", "ram_total": 1, "ram_free": 1, "comfyui_version": "test"}}))
 }
 
-/// Binds a server over the test nodes in `workspace`, as `kinograph serve` would.
-pub fn bind(runtime: &Runtime, workspace: &Workspace, options: &Options) -> Result<Server, ServerError> {
+/// An executor over the test nodes in `workspace`'s folders.
+pub fn executor(workspace: &Workspace) -> Executor {
     let env = Environment {
         output_dir: workspace.folder("output"),
         input_dir: workspace.folder("input"),
         models: ModelFolders::new(workspace.folder("models")),
     };
-    let executor = Executor::new(Arc::new(nodes::registry()), env);
+    Executor::new(Arc::new(nodes::registry()), env)
+}
+
+/// Binds a server over the test nodes in `workspace`, as `kinograph serve` would.
+pub fn bind(runtime: &Runtime, workspace: &Workspace, options: &Options) -> Result<Server, ServerError> {
+    let executor = executor(workspace);
     let config = ServerConfig {
         listen: options.listen,
         port: 0,
@@ -83,7 +97,7 @@ pub fn bind(runtime: &Runtime, workspace: &Workspace, options: &Options) -> Resu
         requeue_interrupted: false,
         limits: options.limits.clone(),
     };
-    runtime.block_on(Server::bind(config, executor, system_stats()))
+    runtime.block_on(Server::bind_with_queue(config, options.queue.clone(), executor, system_stats()))
 }
 
 /// A server running on its own runtime until dropped.

@@ -1,0 +1,185 @@
+//! The front end's side of JetStream: publishing accepted prompts, withdrawing deleted ones, asking
+//! workers to stop, and relaying what workers send back: their websocket messages to this process's
+//! websockets and their history entries into its database.
+
+use super::wire::{EventPayload, RemoteEvent, decode_entry};
+use super::{
+    Connection, FRONT_END_CONSUMER, JetStreamConfig, JetStreamError, cancel_subject, failed, prompt_subject,
+    subject_token,
+};
+use crate::queue::Backend;
+use crate::state::Shared;
+use async_nats::jetstream::consumer::{self, pull};
+use async_nats::jetstream::context::Publish;
+use async_nats::jetstream::message::{AckKind, Message};
+use axum::body::Bytes;
+use futures_util::StreamExt;
+use kinograph_engine::queue::QueueItem;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the relay waits before it reconnects its subscriptions after NATS failed it.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The front end's connection to JetStream.
+pub struct FrontEnd {
+    connection: Connection,
+    /// How long a history entry handed to this front end waits for its acknowledgement before it is
+    /// handed again (after a restart, the entries the stopped process was handed come again after it).
+    ack_wait: Duration,
+}
+
+impl FrontEnd {
+    /// Connects to NATS and makes sure the streams and the workers' consumer exist.
+    pub async fn connect(config: &JetStreamConfig) -> Result<Self, JetStreamError> {
+        let connection = Connection::open(config, "kinograph serve").await?;
+        connection.workers_consumer(config).await?;
+        Ok(FrontEnd { connection, ack_wait: config.ack_wait })
+    }
+
+    /// Publishes a prompt for the workers and waits until the stream has stored it. The message id is the
+    /// prompt id, so a second publish of the same prompt is dropped.
+    pub(crate) async fn publish_prompt(&self, item: &QueueItem) -> Result<(), JetStreamError> {
+        let publish = Publish::build()
+            .payload(item.to_comfy_json().to_string().into())
+            .message_id(subject_token(&item.prompt_id));
+        let ack = self
+            .connection
+            .context
+            .send_publish(prompt_subject(&item.prompt_id), publish)
+            .await
+            .map_err(failed("publishing the prompt"))?
+            .await
+            .map_err(failed("storing the prompt in JetStream"))?;
+        if ack.duplicate {
+            tracing::debug!("prompt {} was already in the stream", item.prompt_id);
+        }
+        Ok(())
+    }
+
+    /// Removes waiting prompts from the stream. One a worker has already taken runs on: it counts as
+    /// running from its first message on, and deleting only removes waiting prompts.
+    pub(crate) async fn withdraw(&self, prompt_ids: &[String]) {
+        for prompt_id in prompt_ids {
+            let purged = self.connection.prompts.purge().filter(prompt_subject(prompt_id)).await;
+            if let Err(error) = purged {
+                tracing::error!("prompt {prompt_id} could not be removed from the stream: {error}");
+            }
+        }
+    }
+
+    /// Asks the workers running these prompts to stop them.
+    pub(crate) async fn cancel(&self, prompt_ids: &[String]) {
+        for prompt_id in prompt_ids {
+            if let Err(error) = self.connection.client.publish(cancel_subject(prompt_id), Bytes::new()).await {
+                tracing::error!("the interrupt of prompt {prompt_id} could not be sent: {error}");
+            }
+        }
+    }
+
+    async fn history_consumer(&self) -> Result<consumer::Consumer<pull::Config>, JetStreamError> {
+        self.connection
+            .history
+            .get_or_create_consumer(
+                FRONT_END_CONSUMER,
+                pull::Config {
+                    durable_name: Some(FRONT_END_CONSUMER.to_string()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.ack_wait,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(failed("creating the front end's history consumer"))
+    }
+}
+
+/// Relays the workers' messages and history entries until the server stops, reconnecting after a failure.
+pub(crate) async fn relay(shared: Arc<Shared>) {
+    let Backend::JetStream(front_end) = &shared.backend else { return };
+    loop {
+        if let Err(error) = relay_until_failure(&shared, front_end).await {
+            tracing::error!("relaying from the workers stopped: {error}; starting again");
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+async fn relay_until_failure(shared: &Arc<Shared>, front_end: &FrontEnd) -> Result<(), JetStreamError> {
+    let mut events =
+        front_end.connection.client.subscribe("kinograph.events.>").await.map_err(failed("subscribing to events"))?;
+    let mut entries =
+        front_end.history_consumer().await?.messages().await.map_err(failed("reading the history stream"))?;
+    loop {
+        // Events first: a worker sends a prompt's messages before its entry, and its final message waits
+        // for the entry, so what has arrived of the messages goes out before it.
+        tokio::select! {
+            biased;
+            Some(event) = events.next() => relay_event(shared, &event.payload).await,
+            entry = entries.next() => match entry {
+                Some(Ok(message)) => record_entry(shared, message).await,
+                Some(Err(error)) => return Err(failed("reading the history stream")(error)),
+                None => return Err(failed("reading the history stream")("it ended")),
+            },
+        }
+    }
+}
+
+/// Hands one worker message to the websockets, or marks a prompt a worker started running.
+async fn relay_event(shared: &Arc<Shared>, bytes: &Bytes) {
+    let Some(event) = RemoteEvent::decode(bytes) else {
+        tracing::warn!("dropped an event from a worker that is not in kinograph's form");
+        return;
+    };
+    match &event.payload {
+        EventPayload::Started => {
+            let (store, prompt_id) = (shared.store.clone(), event.prompt_id.clone());
+            match tokio::task::spawn_blocking(move || store.mark_running(&prompt_id)).await {
+                Ok(Ok(_)) => shared.broadcast_status(),
+                Ok(Err(error)) => tracing::error!("prompt {} could not be marked running: {error}", event.prompt_id),
+                Err(error) => tracing::error!("marking prompt {} running failed: {error}", event.prompt_id),
+            }
+        }
+        EventPayload::Message(message) => shared.hub.send_json(event.client.as_deref(), message),
+        EventPayload::Preview { .. } => {
+            if let Some(frame) = event.preview_frame() {
+                shared.hub.send_preview(event.client.as_deref(), &frame);
+            }
+        }
+    }
+}
+
+/// Stores one history entry from the stream, then acknowledges it: an entry the database did not take
+/// is delivered again.
+async fn record_entry(shared: &Arc<Shared>, message: Message) {
+    let Some(entry) = decode_entry(&message.payload) else {
+        tracing::error!("a history entry on {} is not in kinograph's form; it is skipped", message.subject);
+        if let Err(error) = message.ack_with(AckKind::Term).await {
+            tracing::warn!("the unreadable history entry could not be acknowledged: {error}");
+        }
+        return;
+    };
+    let prompt_id = entry.item.prompt_id.clone();
+    let client = entry.item.client_id().map(str::to_string);
+    let store = shared.store.clone();
+    match tokio::task::spawn_blocking(move || store.finish_remote(&entry)).await {
+        Ok(Ok(added)) => {
+            if let Err(error) = message.ack().await {
+                tracing::warn!("the history entry of prompt {prompt_id} could not be acknowledged: {error}");
+            }
+            if added {
+                crate::worker::announce_finished(shared, &prompt_id, client.as_deref());
+            } else {
+                tracing::info!("prompt {prompt_id} finished again; the history keeps its first entry");
+            }
+        }
+        Ok(Err(error)) => {
+            tracing::error!("the history entry of prompt {prompt_id} was not stored: {error}");
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
+        }
+        Err(error) => {
+            tracing::error!("storing the history entry of prompt {prompt_id} failed: {error}");
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
+        }
+    }
+}

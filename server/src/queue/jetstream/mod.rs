@@ -1,0 +1,198 @@
+//! The queue on NATS JetStream, for many machines: `kinograph serve --queue nats://HOST:4222` in front,
+//! `kinograph worker --queue nats://HOST:4222` on each machine with a GPU.
+//!
+//! - Prompts: the stream [`PROMPTS_STREAM`] (work-queue retention, subjects `kinograph.prompts.<id>`) and
+//!   its one durable pull consumer [`WORKERS_CONSUMER`], shared by every worker, with explicit acks. A
+//!   worker holds a prompt for at most `ack_wait` without a word; while it runs one it sends in-progress
+//!   acks, so a live worker keeps its prompt and a dead one loses it to another worker after `ack_wait`.
+//!   `max_deliver` bounds how often one prompt is handed out.
+//! - Dedupe: every prompt is published with `Nats-Msg-Id` = its id, so a second publish inside the
+//!   duplicate window is dropped; a worker that is handed a prompt whose history entry is already stored
+//!   acknowledges it without running it, and the front end keeps the first entry of an id.
+//! - Events: each websocket message of a running prompt goes out on core NATS, `kinograph.events.<id>`
+//!   ([`wire`]); they are live, not durable. The front end hands them to its websockets by ComfyUI's rules,
+//!   which the worker has already applied.
+//! - History: a worker publishes the entry on the stream [`HISTORY_STREAM`]
+//!   (`kinograph.history.<id>`) and acknowledges the prompt only once the stream has stored it; the front
+//!   end reads that stream with its own durable consumer into its database, so a front end that was down
+//!   catches up when it starts.
+//! - Outputs: written by the worker into its `--output-dir`, which is the front end's output folder (one
+//!   machine, or a shared mount); the JetStream object store comes next.
+//! - Cancel: `kinograph.cancel.<id>` on core NATS; the worker running that prompt stops it.
+
+mod front;
+pub mod wire;
+mod worker;
+
+pub use front::FrontEnd;
+pub(crate) use front::relay;
+pub use worker::run_worker;
+
+use async_nats::jetstream::{self, consumer, stream};
+use std::fmt::{Display, Write};
+use std::time::Duration;
+
+/// The work-queue stream of prompts waiting for a worker.
+pub const PROMPTS_STREAM: &str = "KINOGRAPH_PROMPTS";
+/// The durable consumer every worker takes prompts from.
+pub const WORKERS_CONSUMER: &str = "kinograph-workers";
+/// The stream of finished prompts' history entries.
+pub const HISTORY_STREAM: &str = "KINOGRAPH_HISTORY";
+/// The durable consumer the front end reads history entries with.
+pub const FRONT_END_CONSUMER: &str = "kinograph-front-end";
+
+/// How to reach JetStream and how patient to be with workers.
+#[derive(Debug, Clone)]
+pub struct JetStreamConfig {
+    /// The NATS server, `nats://HOST:PORT`.
+    pub url: String,
+    /// How long a worker may hold a prompt without an acknowledgement or an in-progress ack before the
+    /// prompt goes to another worker. Workers send in-progress acks every third of it.
+    pub ack_wait: Duration,
+    /// How many times one prompt is handed to a worker at most.
+    pub max_deliver: i64,
+    /// How long a second publish of the same prompt id is recognised and dropped.
+    pub duplicate_window: Duration,
+    /// How long history entries stay in the stream (the front end's database keeps them after it read
+    /// them; workers look there to skip a prompt that already finished).
+    pub history_max_age: Duration,
+}
+
+impl JetStreamConfig {
+    /// The defaults for the NATS server at `url`.
+    pub fn new(url: &str) -> Self {
+        JetStreamConfig {
+            url: url.to_string(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            duplicate_window: Duration::from_hours(1),
+            history_max_age: Duration::from_hours(7 * 24),
+        }
+    }
+}
+
+/// What went wrong talking to NATS; every message says what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum JetStreamError {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("{doing}: {reason}")]
+    Request { doing: String, reason: String },
+}
+
+/// A mapper from any error to [`JetStreamError::Request`] saying what was being done.
+pub(crate) fn failed<E: Display>(doing: &str) -> impl Fn(E) -> JetStreamError + '_ {
+    move |error| JetStreamError::Request { doing: doing.to_string(), reason: error.to_string() }
+}
+
+/// A prompt id as one subject token: letters, digits, `-` and `_` as they are, every other byte as `%XX`
+/// (so `.`, `*`, `>`, spaces and `%` itself never reach a subject, and two ids never share a token).
+pub fn subject_token(prompt_id: &str) -> String {
+    let mut token = String::with_capacity(prompt_id.len());
+    for byte in prompt_id.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            token.push(byte as char);
+        } else {
+            let _ = write!(token, "%{byte:02X}");
+        }
+    }
+    token
+}
+
+/// The subject a prompt is queued on.
+pub fn prompt_subject(prompt_id: &str) -> String {
+    format!("kinograph.prompts.{}", subject_token(prompt_id))
+}
+
+/// The subject a prompt's websocket messages go out on.
+pub fn event_subject(prompt_id: &str) -> String {
+    format!("kinograph.events.{}", subject_token(prompt_id))
+}
+
+/// The subject a prompt's history entry is stored on.
+pub fn history_subject(prompt_id: &str) -> String {
+    format!("kinograph.history.{}", subject_token(prompt_id))
+}
+
+/// The subject that stops a running prompt.
+pub fn cancel_subject(prompt_id: &str) -> String {
+    format!("kinograph.cancel.{}", subject_token(prompt_id))
+}
+
+/// A connection with the streams and the workers' consumer in place (created by whichever process comes
+/// first; an existing stream or consumer is used as it is).
+pub(crate) struct Connection {
+    pub client: async_nats::Client,
+    pub context: jetstream::Context,
+    pub prompts: stream::Stream,
+    pub history: stream::Stream,
+}
+
+impl Connection {
+    /// Connects as `name` and makes sure the streams exist.
+    pub async fn open(config: &JetStreamConfig, name: &str) -> Result<Self, JetStreamError> {
+        let client = async_nats::ConnectOptions::new()
+            .name(name)
+            .connect(config.url.as_str())
+            .await
+            .map_err(|error| JetStreamError::Connect { url: config.url.clone(), reason: error.to_string() })?;
+        let context = jetstream::new(client.clone());
+        let prompts = context
+            .get_or_create_stream(stream::Config {
+                name: PROMPTS_STREAM.to_string(),
+                subjects: vec!["kinograph.prompts.>".to_string()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                duplicate_window: config.duplicate_window,
+                ..Default::default()
+            })
+            .await
+            .map_err(failed("creating the prompts stream"))?;
+        let history = context
+            .get_or_create_stream(stream::Config {
+                name: HISTORY_STREAM.to_string(),
+                subjects: vec!["kinograph.history.>".to_string()],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                max_age: config.history_max_age,
+                duplicate_window: config.duplicate_window.min(config.history_max_age),
+                ..Default::default()
+            })
+            .await
+            .map_err(failed("creating the history stream"))?;
+        Ok(Connection { client, context, prompts, history })
+    }
+
+    /// The consumer every worker takes prompts from.
+    pub async fn workers_consumer(
+        &self,
+        config: &JetStreamConfig,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, JetStreamError> {
+        self.prompts
+            .get_or_create_consumer(
+                WORKERS_CONSUMER,
+                consumer::pull::Config {
+                    durable_name: Some(WORKERS_CONSUMER.to_string()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: config.ack_wait,
+                    max_deliver: config.max_deliver,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(failed("creating the workers' consumer"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_ids_become_single_subject_tokens() {
+        assert_eq!(subject_token("3f2a-9_b"), "3f2a-9_b");
+        assert_eq!(subject_token("a.b *>%"), "a%2Eb%20%2A%3E%25");
+        assert_ne!(subject_token("a%2E"), subject_token("a."));
+        assert_eq!(event_subject("x.y"), "kinograph.events.x%2Ey");
+    }
+}

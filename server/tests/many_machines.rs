@@ -1,0 +1,126 @@
+//! Many machines: a front end whose prompts run on remote workers over a real NATS JetStream server
+//! (started by each test on a free loopback port), with clients sending prompts as ComfyUI's websocket
+//! client does. Every prompt completes exactly once, its messages reach its client, a dead worker's prompt
+//! runs on another worker, and a restarted front end loses nothing.
+
+use crate::support::nats::{NatsServer, RemoteWorker};
+use crate::support::socket::{Frame, connect_as, is_finished};
+use crate::support::{Options, TestServer, slow_prompt};
+use kinograph_server::queue::QueueConfig;
+use kinograph_server::queue::jetstream::JetStreamConfig;
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A front end whose prompts go to JetStream workers.
+fn front_end(config: &JetStreamConfig) -> TestServer {
+    TestServer::start_with(Options { queue: QueueConfig::JetStream(config.clone()), ..Options::default() })
+}
+
+/// How many messages of each type each prompt sent, from the frames of one socket.
+fn messages_by_prompt(frames: &[Frame]) -> BTreeMap<String, BTreeMap<String, usize>> {
+    let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for message in frames.iter().filter_map(Frame::json) {
+        let (Some(kind), Some(prompt_id)) = (message["type"].as_str(), message["data"]["prompt_id"].as_str()) else {
+            continue;
+        };
+        let kind = if is_finished(message, prompt_id) { "finished" } else { kind };
+        *counts.entry(prompt_id.to_string()).or_default().entry(kind.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// The status of the history entry of `prompt_id` in a `/history` body.
+fn status_of(history: &Json, prompt_id: &str) -> String {
+    history[prompt_id]["status"]["status_str"].as_str().unwrap_or("missing").to_string()
+}
+
+#[test]
+fn ten_websocket_prompts_run_once_each_on_two_workers() {
+    let Some(nats) = NatsServer::start() else { return };
+    let server = front_end(&nats.config());
+    let _workers = [
+        RemoteWorker::start(&nats.config(), &server.output_dir()),
+        RemoteWorker::start(&nats.config(), &server.output_dir()),
+    ];
+    let client = server.client();
+    let mut socket = connect_as(server.address, "many");
+    let ids: Vec<String> = (0..10).map(|index| format!("many-machines-{index}")).collect();
+    for (index, prompt_id) in ids.iter().enumerate() {
+        let prompt = slow_prompt(&format!("prompt {index}"), 3, 20);
+        let queued = client.queue(&json!({"prompt": prompt, "client_id": "many", "prompt_id": prompt_id}));
+        assert_eq!(&queued, prompt_id);
+    }
+
+    let mut frames = Vec::new();
+    let mut finished = 0;
+    while finished < ids.len() {
+        let frame = socket.next();
+        if frame.json().is_some_and(|message| ids.iter().any(|id| is_finished(message, id))) {
+            finished += 1;
+        }
+        frames.push(frame);
+    }
+    // Anything late (a second run) would come now.
+    frames.extend(std::iter::from_fn(|| socket.try_next(Duration::from_millis(500))));
+    let counts = messages_by_prompt(&frames);
+    for prompt_id in &ids {
+        let sent = &counts[prompt_id];
+        for (kind, times) in [("execution_start", 1), ("execution_success", 1), ("finished", 1), ("executed", 1)] {
+            assert_eq!(sent.get(kind), Some(&times), "prompt {prompt_id}'s {kind} messages: {sent:?}");
+        }
+        assert!(sent.get("progress").is_some_and(|&progress| progress >= 3), "{prompt_id}: {sent:?}");
+    }
+    assert!(frames.iter().any(|frame| matches!(frame, Frame::Binary(_))), "preview frames came through");
+
+    let history = client.get("/history").json();
+    assert_eq!(history.as_object().map(serde_json::Map::len), Some(10), "{history}");
+    for prompt_id in &ids {
+        assert_eq!(status_of(&history, prompt_id), "success");
+        let file = history[prompt_id]["outputs"]["2"]["images"][0]["filename"].as_str().expect("an output file");
+        assert!(server.output_dir().join(file).is_file(), "{file} is in the shared output folder");
+    }
+    assert_eq!(client.queue_ids(), (vec![], vec![]));
+}
+
+#[test]
+fn a_dead_workers_prompt_runs_on_another_worker() {
+    let Some(nats) = NatsServer::start() else { return };
+    let server = front_end(&nats.config());
+    let first = RemoteWorker::start(&nats.config(), &server.output_dir());
+    let client = server.client();
+    let mut socket = connect_as(server.address, "survivor");
+    let prompt_id =
+        client.queue(&json!({"prompt": slow_prompt("long", 30, 50), "client_id": "survivor", "prompt_id": "long-one"}));
+    client.wait_until_running(&prompt_id);
+    first.kill();
+    let _second = RemoteWorker::start(&nats.config(), &server.output_dir());
+
+    let entry = client.wait_for_history(&prompt_id);
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    socket.until_finished(&prompt_id);
+    let late: Vec<Frame> = std::iter::from_fn(|| socket.try_next(Duration::from_millis(500))).collect();
+    assert!(!late.iter().filter_map(Frame::json).any(|message| is_finished(message, &prompt_id)), "finished once");
+    assert_eq!(client.get("/history").json().as_object().map(serde_json::Map::len), Some(1));
+    assert_eq!(client.queue_ids(), (vec![], vec![]));
+}
+
+#[test]
+fn a_restarted_front_end_loses_nothing() {
+    let Some(nats) = NatsServer::start() else { return };
+    let server = front_end(&nats.config());
+    let _worker = RemoteWorker::start(&nats.config(), &server.output_dir());
+    let client = server.client();
+    let ids: Vec<String> =
+        (0..4).map(|index| client.queue(&json!({"prompt": slow_prompt(&format!("r{index}"), 5, 40)}))).collect();
+    client.wait_until_running(&ids[0]);
+    // The worker goes on while the front end is away; what it finished meanwhile is read on restart.
+    let server = server.restart();
+    let client = server.client();
+    for prompt_id in &ids {
+        let entry = client.wait_for_history(prompt_id);
+        assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    }
+    assert_eq!(client.get("/history").json().as_object().map(serde_json::Map::len), Some(4));
+    assert_eq!(client.queue_ids(), (vec![], vec![]));
+}

@@ -1,0 +1,122 @@
+//! Many machines in one test: a real `nats-server` with JetStream on a free loopback port and a temporary
+//! store ([`NatsServer`]), and remote workers on runtimes of their own ([`RemoteWorker`]), which a test
+//! can kill as a machine dies: their tasks and their NATS connection go at once, nothing acknowledged.
+
+use super::{WAIT, Workspace, nodes};
+use kinograph_engine::{Environment, Executor, ModelFolders};
+use kinograph_server::queue::jetstream::{JetStreamConfig, run_worker};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::runtime::Runtime;
+
+/// The `nats-server` binary: on the `PATH`, or where Debian's package puts it.
+pub fn nats_server_binary() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|folder| folder.join("nats-server"));
+    on_path.chain([PathBuf::from("/usr/sbin/nats-server")]).find(|candidate| candidate.is_file())
+}
+
+/// A `nats-server -js` process, killed when dropped.
+pub struct NatsServer {
+    process: Child,
+    pub url: String,
+    _store: TempDir,
+}
+
+impl NatsServer {
+    /// Starts one, or `None` when `nats-server` is not installed (CI installs it: there it is a failure).
+    pub fn start() -> Option<Self> {
+        let Some(binary) = nats_server_binary() else {
+            assert!(std::env::var_os("CI").is_none(), "nats-server is not installed (apt-get install nats-server)");
+            eprintln!("skipped: nats-server is not installed (apt-get install nats-server)");
+            return None;
+        };
+        let port = free_port();
+        let store = tempfile::tempdir().expect("a temporary folder");
+        let process = Command::new(binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let server = NatsServer { process, url: format!("nats://127.0.0.1:{port}"), _store: store };
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + WAIT;
+        while TcpStream::connect(address).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen on {address}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    /// The queue's settings for this server, with an `ack_wait` short enough for a test to see a dead
+    /// worker's prompt handed on.
+    pub fn config(&self) -> JetStreamConfig {
+        JetStreamConfig { ack_wait: Duration::from_secs(2), ..JetStreamConfig::new(&self.url) }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|listener| listener.local_addr()).expect("a free port").port()
+}
+
+/// A remote worker writing into a front end's output folder (a shared folder, as on one machine).
+pub struct RemoteWorker {
+    runtime: Option<Runtime>,
+    _workspace: Workspace,
+}
+
+impl RemoteWorker {
+    /// Starts a worker on `config`'s NATS server whose outputs go to `output_dir`.
+    pub fn start(config: &JetStreamConfig, output_dir: &Path) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let workspace = Workspace::new();
+        let env = Environment {
+            output_dir: output_dir.to_path_buf(),
+            input_dir: workspace.folder("input"),
+            models: ModelFolders::new(workspace.folder("models")),
+        };
+        let executor = Executor::new(Arc::new(nodes::registry()), env);
+        let config = config.clone();
+        runtime.spawn(async move {
+            if let Err(error) = run_worker(executor, config, std::future::pending()).await {
+                panic!("the worker stopped: {error}");
+            }
+        });
+        RemoteWorker { runtime: Some(runtime), _workspace: workspace }
+    }
+
+    /// Kills the worker as a machine dies: its tasks stop where they are, and its connection closes.
+    pub fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for RemoteWorker {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `kinograph worker`: runs prompts for a `kinograph serve --queue nats://...` front end, taking them from
+//! NATS JetStream; as many workers as machines, each with its own models and cache.
+
+use super::{BudgetArgs, FolderArgs, registry};
+use crate::EXIT_INVALID;
+use clap::Args;
+use kinograph_engine::size::parse_size;
+use kinograph_engine::{Cache, Executor, MemoryBudget};
+use kinograph_server::queue::jetstream::{JetStreamConfig, run_worker};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The NATS server with JetStream the front end queues on, `nats://HOST:4222`.
+    #[arg(long, value_name = "URL")]
+    pub queue: String,
+    /// Folders; `--output-dir` must be the front end's output folder (the same machine or a shared mount)
+    /// for `/view` to serve what this worker writes.
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    /// Memory bound of the output cache, which keeps models and encoded prompts warm between prompts.
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size)]
+    pub cache_ram: usize,
+    #[command(flatten)]
+    pub budget: BudgetArgs,
+    /// Seconds a prompt stays with a worker that has stopped answering before another worker takes it
+    /// (a live worker keeps it as long as it runs). Used when this worker creates the queue.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub ack_wait: u64,
+}
+
+pub fn run(args: &WorkerArgs) -> u8 {
+    match work(args) {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("error: {message}");
+            EXIT_INVALID
+        }
+    }
+}
+
+fn work(args: &WorkerArgs) -> Result<(), String> {
+    let env = args.folders.environment()?;
+    args.budget.apply();
+    let cache = Arc::new(Cache::new(args.cache_ram));
+    MemoryBudget::global().attach_cache(&cache);
+    let executor = Executor::new(Arc::new(registry()), env).with_cache(cache);
+    let config =
+        JetStreamConfig { ack_wait: Duration::from_secs(args.ack_wait.max(1)), ..JetStreamConfig::new(&args.queue) };
+    let runtime = tokio::runtime::Runtime::new().map_err(|error| format!("cannot start the runtime: {error}"))?;
+    runtime.block_on(async move {
+        // Scripts and tests wait for this line.
+        println!("kinograph worker: taking prompts from {}", config.url);
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("kinograph worker: stopping");
+        };
+        run_worker(executor, config, shutdown).await.map_err(|error| error.to_string())
+    })
+}
