@@ -207,10 +207,15 @@ pub async fn run_queued(
 /// The history entry of a queued prompt that could not run at all (a model file it names was removed
 /// after it was queued): an `execution_error` with `message` and no node.
 pub fn failed_entry(item: &QueueItem, message: &str) -> HistoryEntry {
+    failed_entry_of(item, "invalid_prompt", message)
+}
+
+/// [`failed_entry`] with the error's `exception_type` (`invalid_prompt`, `undelivered`, ...).
+pub fn failed_entry_of(item: &QueueItem, exception_type: &str, message: &str) -> HistoryEntry {
     let timestamp = now_millis();
     let error = json!({
         "prompt_id": item.prompt_id, "node_id": null, "node_type": null, "executed": [],
-        "exception_message": message, "exception_type": "invalid_prompt", "traceback": [],
+        "exception_message": message, "exception_type": exception_type, "traceback": [],
         "current_inputs": {}, "current_outputs": [], "timestamp": timestamp,
     });
     let start = json!({"prompt_id": item.prompt_id, "timestamp": timestamp});

@@ -124,3 +124,32 @@ fn a_restarted_front_end_loses_nothing() {
     assert_eq!(client.get("/history").json().as_object().map(serde_json::Map::len), Some(4));
     assert_eq!(client.queue_ids(), (vec![], vec![]));
 }
+
+#[test]
+fn a_prompt_every_worker_died_on_is_recorded_as_failed_with_the_reason() {
+    let Some(nats) = NatsServer::start() else { return };
+    let config = JetStreamConfig { max_deliver: 1, ..nats.config() };
+    let server = front_end(&config);
+    let worker = RemoteWorker::start(&config, &server.output_dir());
+    let client = server.client();
+    let mut socket = connect_as(server.address, "unlucky");
+    let prompt_id =
+        client.queue(&json!({"prompt": slow_prompt("doomed", 40, 50), "client_id": "unlucky", "prompt_id": "doomed"}));
+    client.wait_until_running(&prompt_id);
+    worker.kill();
+    // The stream gives up on it when a worker asks for work after the ack wait (one delivery allowed), and
+    // the front end records why; the worker asking never runs it.
+    let _next = RemoteWorker::start(&config, &server.output_dir());
+    let entry = client.wait_for_history(&prompt_id);
+    assert_eq!(entry["status"]["status_str"], "error", "{entry}");
+    let messages = entry["status"]["messages"].as_array().unwrap();
+    let error = messages.iter().find(|m| m[0] == "execution_error").expect("an execution_error");
+    assert_eq!(error[1]["exception_type"], "undelivered", "{error}");
+    assert!(error[1]["exception_message"].as_str().unwrap().contains("handed out 1 times"), "{error}");
+    socket.until_finished(&prompt_id);
+    assert_eq!(client.queue_ids(), (vec![], vec![]));
+    std::thread::sleep(Duration::from_secs(3));
+    let history = client.get("/history").json();
+    assert_eq!(status_of(&history, &prompt_id), "error", "it did not run again");
+    assert_eq!(history.as_object().map(serde_json::Map::len), Some(1));
+}

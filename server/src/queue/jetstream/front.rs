@@ -4,8 +4,8 @@
 
 use super::wire::{EventPayload, RemoteEvent, decode_entry};
 use super::{
-    Connection, FRONT_END_CONSUMER, JetStreamConfig, JetStreamError, cancel_subject, failed, prompt_subject,
-    subject_token,
+    Connection, FRONT_END_CONSUMER, JetStreamConfig, JetStreamError, PROMPTS_STREAM, WORKERS_CONSUMER, cancel_subject,
+    failed, prompt_subject, subject_token,
 };
 use crate::queue::Backend;
 use crate::state::Shared;
@@ -14,7 +14,7 @@ use async_nats::jetstream::context::Publish;
 use async_nats::jetstream::message::{AckKind, Message};
 use axum::body::Bytes;
 use futures_util::StreamExt;
-use kinograph_engine::queue::QueueItem;
+use kinograph_engine::queue::{QueueItem, failed_entry_of};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,6 +108,12 @@ pub(crate) async fn relay(shared: Arc<Shared>) {
 async fn relay_until_failure(shared: &Arc<Shared>, front_end: &FrontEnd) -> Result<(), JetStreamError> {
     let mut events =
         front_end.connection.client.subscribe("kinograph.events.>").await.map_err(failed("subscribing to events"))?;
+    let mut undelivered = front_end
+        .connection
+        .client
+        .subscribe(max_deliveries_advisory())
+        .await
+        .map_err(failed("subscribing to the advisories of undelivered prompts"))?;
     let mut entries =
         front_end.history_consumer().await?.messages().await.map_err(failed("reading the history stream"))?;
     loop {
@@ -116,6 +122,7 @@ async fn relay_until_failure(shared: &Arc<Shared>, front_end: &FrontEnd) -> Resu
         tokio::select! {
             biased;
             Some(event) = events.next() => relay_event(shared, &event.payload).await,
+            Some(advisory) = undelivered.next() => record_undelivered(shared, front_end, &advisory.payload).await,
             entry = entries.next() => match entry {
                 Some(Ok(message)) => record_entry(shared, message).await,
                 Some(Err(error)) => return Err(failed("reading the history stream")(error)),
@@ -146,6 +153,60 @@ async fn relay_event(shared: &Arc<Shared>, bytes: &Bytes) {
                 shared.hub.send_preview(event.client.as_deref(), &frame);
             }
         }
+    }
+}
+
+/// JetStream's advisory that a prompt was handed to workers as many times as the consumer allows
+/// (`max_deliver`) without one finishing it: each of those workers died or lost its connection.
+fn max_deliveries_advisory() -> String {
+    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{PROMPTS_STREAM}.{WORKERS_CONSUMER}")
+}
+
+/// Records a prompt no worker finished in its deliveries as failed, with the reason, and takes it off the
+/// stream (a work queue keeps a message nobody acknowledged).
+async fn record_undelivered(shared: &Arc<Shared>, front_end: &FrontEnd, advisory: &Bytes) {
+    let advisory: serde_json::Value = serde_json::from_slice(advisory).unwrap_or_default();
+    let (Some(sequence), deliveries) = (advisory["stream_seq"].as_u64(), advisory["deliveries"].as_u64().unwrap_or(0))
+    else {
+        tracing::warn!("an advisory of an undelivered prompt names no stream sequence: {advisory}");
+        return;
+    };
+    let prompts = &front_end.connection.prompts;
+    let item = match prompts.get_raw_message(sequence).await {
+        Ok(message) => serde_json::from_slice(&message.payload).ok().and_then(|json| QueueItem::from_comfy_json(&json)),
+        Err(error) => {
+            tracing::error!("the prompt at sequence {sequence} that ran out of deliveries could not be read: {error}");
+            return;
+        }
+    };
+    let Some(item) = item else {
+        tracing::error!("the prompt at sequence {sequence} that ran out of deliveries is not in kinograph's form");
+        return;
+    };
+    let reason = format!(
+        "no worker finished this prompt: it was handed out {deliveries} times, and each worker stopped (died or \
+         lost its connection) before it was done"
+    );
+    let entry = failed_entry_of(&item, "undelivered", &reason);
+    let (prompt_id, client) = (item.prompt_id.clone(), item.client_id().map(str::to_string));
+    let store = shared.store.clone();
+    match tokio::task::spawn_blocking(move || store.finish_remote(&entry)).await {
+        Ok(Ok(true)) => {
+            tracing::warn!("prompt {prompt_id} failed: {reason}");
+            if let Some(client) = &client {
+                let data = serde_json::json!({"prompt_id": prompt_id, "node_id": null, "node_type": null,
+                    "executed": [], "exception_message": reason, "exception_type": "undelivered",
+                    "traceback": [], "current_inputs": {}, "current_outputs": []});
+                shared.hub.send_json(Some(client), &serde_json::json!({"type": "execution_error", "data": data}));
+            }
+            crate::worker::announce_finished(shared, &prompt_id, client.as_deref());
+        }
+        Ok(Ok(false)) => {}
+        Ok(Err(error)) => tracing::error!("the failure of prompt {prompt_id} was not stored: {error}"),
+        Err(error) => tracing::error!("storing the failure of prompt {prompt_id} failed: {error}"),
+    }
+    if let Err(error) = prompts.delete_message(sequence).await {
+        tracing::warn!("prompt {prompt_id} could not be taken off the stream: {error}");
     }
 }
 
