@@ -153,3 +153,25 @@ fn a_prompt_every_worker_died_on_is_recorded_as_failed_with_the_reason() {
     assert_eq!(status_of(&history, &prompt_id), "error", "it did not run again");
     assert_eq!(history.as_object().map(serde_json::Map::len), Some(1));
 }
+
+#[test]
+fn a_nats_server_with_a_login_takes_it_in_the_url_and_a_wrong_one_is_refused_without_showing_it() {
+    let Some(nats) = NatsServer::start_with_login("kino", "s3cret-pass") else { return };
+    // With the login in the URL, prompts run on a worker as without one.
+    let server = front_end(&nats.config());
+    let _worker = RemoteWorker::start(&nats.config(), &server.output_dir());
+    let client = server.client();
+    let prompt_id = client.queue(&json!({"prompt": slow_prompt("logged-in", 2, 10), "prompt_id": "logged-in"}));
+    assert_eq!(client.wait_for_history(&prompt_id)["status"]["status_str"], "success");
+
+    // A wrong password: the front end does not start, and says where it could not connect, password hidden.
+    let wrong = JetStreamConfig::new(&nats.url.replace("s3cret-pass", "wrong-pass"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let workspace = crate::support::Workspace::new();
+    let options =
+        crate::support::Options { queue: QueueConfig::JetStream(wrong), ..crate::support::Options::default() };
+    let Err(error) = crate::support::bind(&runtime, &workspace, &options) else { panic!("a wrong password was taken") };
+    let message = error.to_string();
+    assert!(message.contains("cannot connect to NATS at nats://kino:***@127.0.0.1"), "{message}");
+    assert!(!message.contains("wrong-pass") && !message.contains("s3cret"), "{message}");
+}

@@ -38,6 +38,8 @@ pub struct ServeArgs {
     /// (`nats://HOST:4222`) instead of in this process.
     #[arg(long, value_name = "URL")]
     pub queue: Option<String>,
+    #[command(flatten)]
+    pub nats: super::worker::NatsAccessArgs,
     /// Run the prompt that was running when the server stopped again, instead of recording it as interrupted.
     #[arg(long)]
     pub requeue_interrupted: bool,
@@ -110,8 +112,13 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         },
     };
     let queue = match &args.queue {
-        Some(url) if url.starts_with("nats://") => QueueConfig::JetStream(JetStreamConfig::new(url)),
-        Some(other) => return Err(format!("--queue takes a nats:// URL, not {other}")),
+        Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
+            QueueConfig::JetStream(args.nats.apply(JetStreamConfig::new(url)))
+        }
+        Some(other) => {
+            let shown = kinograph_server::queue::jetstream::shown_url(other);
+            return Err(format!("--queue takes a nats:// (or tls://) URL, not {shown}"));
+        }
         None => QueueConfig::Local,
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|error| format!("cannot start the runtime: {error}"))?;

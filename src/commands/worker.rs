@@ -7,6 +7,7 @@ use clap::Args;
 use kinograph_engine::size::parse_size;
 use kinograph_engine::{Cache, Executor, MemoryBudget};
 use kinograph_server::queue::jetstream::{JetStreamConfig, run_worker};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,31 @@ pub struct WorkerArgs {
     /// (a live worker keeps it as long as it runs). Used when this worker creates the queue.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub ack_wait: u64,
+    #[command(flatten)]
+    pub nats: NatsAccessArgs,
+}
+
+/// How to log in to NATS and trust its TLS certificate: shared by `serve --queue` and `worker`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NatsAccessArgs {
+    /// A NATS credentials file (`.creds`, a user JWT and its key) for servers using NATS accounts; a user
+    /// and password go in the URL instead (`nats://user:password@host:4222`).
+    #[arg(long, value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for the NATS server's TLS; with it TLS is required. Repeatable.
+    #[arg(long = "nats-ca", value_name = "FILE")]
+    pub nats_ca: Vec<PathBuf>,
+}
+
+impl NatsAccessArgs {
+    /// `config` with these credentials and certificates.
+    pub fn apply(&self, config: JetStreamConfig) -> JetStreamConfig {
+        JetStreamConfig {
+            credentials_file: self.nats_creds.clone(),
+            tls_root_certificates: self.nats_ca.clone(),
+            ..config
+        }
+    }
 }
 
 pub fn run(args: &WorkerArgs) -> u8 {
@@ -46,12 +72,14 @@ fn work(args: &WorkerArgs) -> Result<(), String> {
     let cache = Arc::new(Cache::new(args.cache_ram));
     MemoryBudget::global().attach_cache(&cache);
     let executor = Executor::new(Arc::new(registry()), env).with_cache(cache);
-    let config =
-        JetStreamConfig { ack_wait: Duration::from_secs(args.ack_wait.max(1)), ..JetStreamConfig::new(&args.queue) };
+    let config = args.nats.apply(JetStreamConfig {
+        ack_wait: Duration::from_secs(args.ack_wait.max(1)),
+        ..JetStreamConfig::new(&args.queue)
+    });
     let runtime = tokio::runtime::Runtime::new().map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async move {
         // Scripts and tests wait for this line.
-        println!("kinograph worker: taking prompts from {}", config.url);
+        println!("kinograph worker: taking prompts from {}", config.shown_url());
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
             eprintln!("kinograph worker: stopping");

@@ -32,6 +32,15 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts one, or `None` when `nats-server` is not installed (CI installs it: there it is a failure).
     pub fn start() -> Option<Self> {
+        Self::start_with(&[], None)
+    }
+
+    /// One that takes only `user` with `password` (`--user`, `--pass`); its URL carries them.
+    pub fn start_with_login(user: &str, password: &str) -> Option<Self> {
+        Self::start_with(&["--user", user, "--pass", password], Some(format!("{user}:{password}@")))
+    }
+
+    fn start_with(extra: &[&str], login: Option<String>) -> Option<Self> {
         let Some(binary) = nats_server_binary() else {
             assert!(std::env::var_os("CI").is_none(), "nats-server is not installed (apt-get install nats-server)");
             eprintln!("skipped: nats-server is not installed (apt-get install nats-server)");
@@ -42,11 +51,13 @@ impl NatsServer {
         let process = Command::new(binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server starts");
-        let server = NatsServer { process, url: format!("nats://127.0.0.1:{port}"), _store: store };
+        let login = login.unwrap_or_default();
+        let server = NatsServer { process, url: format!("nats://{login}127.0.0.1:{port}"), _store: store };
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let deadline = Instant::now() + WAIT;
         while TcpStream::connect(address).is_err() {

@@ -30,6 +30,7 @@ pub use worker::run_worker;
 
 use async_nats::jetstream::{self, consumer, stream};
 use std::fmt::{Display, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The work-queue stream of prompts waiting for a worker.
@@ -56,6 +57,12 @@ pub struct JetStreamConfig {
     /// How long history entries stay in the stream (the front end's database keeps them after it read
     /// them; workers look there to skip a prompt that already finished).
     pub history_max_age: Duration,
+    /// A NATS credentials file (`.creds`: a user JWT and its key), for servers that use NATS accounts.
+    /// A user and password go in the URL (`nats://user:password@host:4222`).
+    pub credentials_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for the server's TLS certificate; with any, TLS is required
+    /// (`tls://host:4222` asks for TLS too).
+    pub tls_root_certificates: Vec<PathBuf>,
 }
 
 impl JetStreamConfig {
@@ -67,8 +74,38 @@ impl JetStreamConfig {
             max_deliver: 5,
             duplicate_window: Duration::from_hours(1),
             history_max_age: Duration::from_hours(7 * 24),
+            credentials_file: None,
+            tls_root_certificates: Vec::new(),
         }
     }
+
+    /// The URL as logs and messages show it: a password in it is replaced by `***`.
+    pub fn shown_url(&self) -> String {
+        shown_url(&self.url)
+    }
+}
+
+/// `url` without its `user:password@` part, and that user and password (percent-decoding is left out:
+/// NATS users and passwords are plain words).
+fn split_login(url: &str) -> (String, Option<(String, String)>) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("nats", url));
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            (format!("{scheme}://{host}"), Some((user.to_string(), password.to_string())))
+        }
+        None => (url.to_string(), None),
+    }
+}
+
+/// `url` with the password of its `user:password@` part replaced by `***`.
+pub fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    let hidden = if userinfo.contains(':') { format!("{user}:***") } else { "***".to_string() };
+    let prefix = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
+    format!("{prefix}{hidden}@{host}")
 }
 
 /// What went wrong talking to NATS; every message says what was being done.
@@ -131,11 +168,28 @@ pub(crate) struct Connection {
 impl Connection {
     /// Connects as `name` and makes sure the streams exist.
     pub async fn open(config: &JetStreamConfig, name: &str) -> Result<Self, JetStreamError> {
-        let client = async_nats::ConnectOptions::new()
-            .name(name)
-            .connect(config.url.as_str())
+        let refused = |reason: String| JetStreamError::Connect { url: config.shown_url(), reason };
+        // A user and password in the URL log in (the client takes them only as options).
+        let (address, login) = split_login(&config.url);
+        let mut options = match login {
+            Some((user, password)) => async_nats::ConnectOptions::with_user_and_password(user, password),
+            None => async_nats::ConnectOptions::new(),
+        }
+        .name(name);
+        if let Some(file) = &config.credentials_file {
+            options = options
+                .credentials_file(file)
+                .await
+                .map_err(|error| refused(format!("the credentials file {} cannot be used: {error}", file.display())))?;
+        }
+        for certificate in &config.tls_root_certificates {
+            options = options.add_root_certificates(certificate.clone()).require_tls(true);
+        }
+        // The client's errors may quote the URL it was given: never with its password.
+        let client = options
+            .connect(address.as_str())
             .await
-            .map_err(|error| JetStreamError::Connect { url: config.url.clone(), reason: error.to_string() })?;
+            .map_err(|error| refused(error.to_string().replace(&config.url, &config.shown_url())))?;
         let context = jetstream::new(client.clone());
         let prompts = context
             .get_or_create_stream(stream::Config {
@@ -187,6 +241,14 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_never_show_in_urls() {
+        assert_eq!(shown_url("nats://kino:s3cret@nats-host:4222"), "nats://kino:***@nats-host:4222");
+        assert_eq!(shown_url("nats://token@nats-host:4222"), "nats://***@nats-host:4222");
+        assert_eq!(shown_url("nats://nats-host:4222"), "nats://nats-host:4222");
+        assert_eq!(shown_url("tls://a:b:c@h:1"), "tls://a:***@h:1");
+    }
 
     #[test]
     fn prompt_ids_become_single_subject_tokens() {
