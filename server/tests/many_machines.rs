@@ -175,3 +175,26 @@ fn a_nats_server_with_a_login_takes_it_in_the_url_and_a_wrong_one_is_refused_wit
     assert!(message.contains("cannot connect to NATS at nats://kino:***@127.0.0.1"), "{message}");
     assert!(!message.contains("wrong-pass") && !message.contains("s3cret"), "{message}");
 }
+
+#[test]
+fn system_stats_lists_each_worker_with_its_device_and_the_prompt_it_runs() {
+    let Some(nats) = NatsServer::start() else { return };
+    let server = front_end(&nats.config());
+    let _first = RemoteWorker::named(&nats.config(), &server.output_dir(), "gpu-box-1");
+    let _second = RemoteWorker::named(&nats.config(), &server.output_dir(), "gpu box 2");
+    let client = server.client();
+    let workers = |client: &crate::support::Client| client.get("/system_stats").json()["workers"].clone();
+    let listed = crate::support::wait_for("both workers in /system_stats", || {
+        let workers = workers(&client);
+        (workers.as_array().map(Vec::len) == Some(2)).then_some(workers)
+    });
+    let names: Vec<&str> = listed.as_array().unwrap().iter().filter_map(|w| w["name"].as_str()).collect();
+    assert_eq!(names, ["gpu-box-1", "gpu_box_2"], "names are made plain");
+    assert!(listed.as_array().unwrap().iter().all(|w| w["device"] == "cpu" && w["last_seen"].as_u64().is_some()));
+
+    let prompt_id = client.queue(&json!({"prompt": slow_prompt("watched", 80, 50), "prompt_id": "watched"}));
+    crate::support::wait_for("a worker to say it runs the prompt", || {
+        workers(&client).as_array()?.iter().any(|w| w["current_prompt"] == prompt_id.as_str()).then_some(())
+    });
+    client.wait_for_history(&prompt_id);
+}

@@ -6,7 +6,7 @@ use crate::EXIT_INVALID;
 use clap::Args;
 use kinograph_engine::size::parse_size;
 use kinograph_engine::{Cache, Executor, MemoryBudget};
-use kinograph_server::queue::jetstream::{JetStreamConfig, run_worker};
+use kinograph_server::queue::jetstream::{JetStreamConfig, WorkerIdentity, run_worker};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +31,32 @@ pub struct WorkerArgs {
     pub ack_wait: u64,
     #[command(flatten)]
     pub nats: NatsAccessArgs,
+    /// The name this worker goes by under `/system_stats` (default: the host's name and this process's id).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// The host's name and this process's id: unique among the workers of one queue.
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The device models run on here: `cpu`, `cuda:0` or `mps`.
+fn device_name() -> String {
+    let device = kinograph_nodes::nodes::loaders::compute_device();
+    if device.is_cuda() {
+        "cuda:0".into()
+    } else if device.is_metal() {
+        "mps".into()
+    } else {
+        "cpu".into()
+    }
 }
 
 /// How to log in to NATS and trust its TLS certificate: shared by `serve --queue` and `worker`.
@@ -76,6 +102,7 @@ fn work(args: &WorkerArgs) -> Result<(), String> {
         ack_wait: Duration::from_secs(args.ack_wait.max(1)),
         ..JetStreamConfig::new(&args.queue)
     });
+    let identity = WorkerIdentity::new(&args.name.clone().unwrap_or_else(default_name), &device_name());
     let runtime = tokio::runtime::Runtime::new().map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async move {
         // Scripts and tests wait for this line.
@@ -84,6 +111,6 @@ fn work(args: &WorkerArgs) -> Result<(), String> {
             let _ = tokio::signal::ctrl_c().await;
             eprintln!("kinograph worker: stopping");
         };
-        run_worker(executor, config, shutdown).await.map_err(|error| error.to_string())
+        run_worker(executor, config, identity, shutdown).await.map_err(|error| error.to_string())
     })
 }

@@ -73,11 +73,16 @@ pub fn features_json(shared: &Shared) -> Json {
     json!({"supports_preview_metadata": true, "max_upload_size": shared.limits.max_upload_bytes})
 }
 
-/// `GET /system_stats`: the host's report (system and devices), with the queue's state added.
+/// `GET /system_stats`: the host's report (system and devices), with every remote worker's status (name,
+/// device, current prompt, started, last seen) under `workers` when prompts run on workers.
 pub async fn system_stats(State(shared): State<Arc<Shared>>) -> Response {
     let mut stats = (shared.system_stats)();
     if let Some(object) = stats.as_object_mut() {
         object.entry("devices").or_insert_with(|| json!([]));
+        // With workers on other machines, what each of them is and does.
+        if let crate::queue::Backend::JetStream(front_end) = &shared.backend {
+            object.insert("workers".into(), json!(front_end.workers()));
+        }
     }
     JsonBody(stats).into_response()
 }

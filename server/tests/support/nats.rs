@@ -4,11 +4,12 @@
 
 use super::{WAIT, Workspace, nodes};
 use kinograph_engine::{Environment, Executor, ModelFolders};
-use kinograph_server::queue::jetstream::{JetStreamConfig, run_worker};
+use kinograph_server::queue::jetstream::{JetStreamConfig, WorkerIdentity, run_worker};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
@@ -86,6 +87,9 @@ fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|listener| listener.local_addr()).expect("a free port").port()
 }
 
+/// Numbers the test workers' names.
+static NEXT_WORKER: AtomicUsize = AtomicUsize::new(0);
+
 /// A remote worker writing into a front end's output folder (a shared folder, as on one machine).
 pub struct RemoteWorker {
     runtime: Option<Runtime>,
@@ -95,6 +99,12 @@ pub struct RemoteWorker {
 impl RemoteWorker {
     /// Starts a worker on `config`'s NATS server whose outputs go to `output_dir`.
     pub fn start(config: &JetStreamConfig, output_dir: &Path) -> Self {
+        Self::named(config, output_dir, &format!("test-worker-{}", NEXT_WORKER.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// [`RemoteWorker::start`] under the name `name`.
+    pub fn named(config: &JetStreamConfig, output_dir: &Path, name: &str) -> Self {
+        let identity = WorkerIdentity::new(name, "cpu");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -109,7 +119,7 @@ impl RemoteWorker {
         let executor = Executor::new(Arc::new(nodes::registry()), env);
         let config = config.clone();
         runtime.spawn(async move {
-            if let Err(error) = run_worker(executor, config, std::future::pending()).await {
+            if let Err(error) = run_worker(executor, config, identity, std::future::pending()).await {
                 panic!("the worker stopped: {error}");
             }
         });

@@ -4,8 +4,8 @@
 
 use super::wire::{EventPayload, RemoteEvent, decode_entry};
 use super::{
-    Connection, FRONT_END_CONSUMER, JetStreamConfig, JetStreamError, PROMPTS_STREAM, WORKERS_CONSUMER, cancel_subject,
-    failed, prompt_subject, subject_token,
+    Connection, FRONT_END_CONSUMER, JetStreamConfig, JetStreamError, PROMPTS_STREAM, STATUS_SUBJECT, WORKERS_CONSUMER,
+    cancel_subject, failed, prompt_subject, subject_token,
 };
 use crate::queue::Backend;
 use crate::state::Shared;
@@ -24,6 +24,8 @@ const RETRY: Duration = Duration::from_secs(1);
 /// The front end's connection to JetStream.
 pub struct FrontEnd {
     connection: Connection,
+    /// The last status each worker sent, by name, and when it came.
+    workers: std::sync::Mutex<std::collections::BTreeMap<String, (std::time::Instant, serde_json::Value)>>,
     /// How long a history entry handed to this front end waits for its acknowledgement before it is
     /// handed again (after a restart, the entries the stopped process was handed come again after it).
     ack_wait: Duration,
@@ -34,7 +36,7 @@ impl FrontEnd {
     pub async fn connect(config: &JetStreamConfig) -> Result<Self, JetStreamError> {
         let connection = Connection::open(config, "kinograph serve").await?;
         connection.workers_consumer(config).await?;
-        Ok(FrontEnd { connection, ack_wait: config.ack_wait })
+        Ok(FrontEnd { connection, workers: std::sync::Mutex::default(), ack_wait: config.ack_wait })
     }
 
     /// Publishes a prompt for the workers and waits until the stream has stored it. The message id is the
@@ -77,6 +79,21 @@ impl FrontEnd {
         }
     }
 
+    /// The status of every worker heard from within [`super::STATUS_LIFETIME`], by name.
+    pub fn workers(&self) -> Vec<serde_json::Value> {
+        let mut workers = self.workers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        workers.retain(|_, (heard, _)| heard.elapsed() < super::STATUS_LIFETIME);
+        workers.values().map(|(_, status)| status.clone()).collect()
+    }
+
+    /// Keeps a worker's status.
+    fn heard_from(&self, payload: &Bytes) {
+        let Ok(status) = serde_json::from_slice::<serde_json::Value>(payload) else { return };
+        let Some(name) = status["name"].as_str().map(str::to_string) else { return };
+        let mut workers = self.workers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        workers.insert(name, (std::time::Instant::now(), status));
+    }
+
     async fn history_consumer(&self) -> Result<consumer::Consumer<pull::Config>, JetStreamError> {
         self.connection
             .history
@@ -108,6 +125,12 @@ pub(crate) async fn relay(shared: Arc<Shared>) {
 async fn relay_until_failure(shared: &Arc<Shared>, front_end: &FrontEnd) -> Result<(), JetStreamError> {
     let mut events =
         front_end.connection.client.subscribe("kinograph.events.>").await.map_err(failed("subscribing to events"))?;
+    let mut statuses = front_end
+        .connection
+        .client
+        .subscribe(STATUS_SUBJECT)
+        .await
+        .map_err(failed("subscribing to workers' status"))?;
     let mut undelivered = front_end
         .connection
         .client
@@ -123,6 +146,7 @@ async fn relay_until_failure(shared: &Arc<Shared>, front_end: &FrontEnd) -> Resu
             biased;
             Some(event) = events.next() => relay_event(shared, &event.payload).await,
             Some(advisory) = undelivered.next() => record_undelivered(shared, front_end, &advisory.payload).await,
+            Some(status) = statuses.next() => front_end.heard_from(&status.payload),
             entry = entries.next() => match entry {
                 Some(Ok(message)) => record_entry(shared, message).await,
                 Some(Err(error)) => return Err(failed("reading the history stream")(error)),

@@ -26,7 +26,7 @@ mod worker;
 
 pub use front::FrontEnd;
 pub(crate) use front::relay;
-pub use worker::run_worker;
+pub use worker::{WorkerIdentity, run_worker};
 
 use async_nats::jetstream::{self, consumer, stream};
 use std::fmt::{Display, Write};
@@ -41,6 +41,12 @@ pub const WORKERS_CONSUMER: &str = "kinograph-workers";
 pub const HISTORY_STREAM: &str = "KINOGRAPH_HISTORY";
 /// The durable consumer the front end reads history entries with.
 pub const FRONT_END_CONSUMER: &str = "kinograph-front-end";
+/// Where each worker says, every [`STATUS_PERIOD`], who it is and what it runs (core NATS: live only).
+pub const STATUS_SUBJECT: &str = "kinograph.workers.status";
+/// How often a worker sends its status.
+pub const STATUS_PERIOD: Duration = Duration::from_secs(2);
+/// How long the front end lists a worker after its last status: one gone this long is no longer listed.
+pub const STATUS_LIFETIME: Duration = Duration::from_secs(10);
 
 /// How to reach JetStream and how patient to be with workers.
 #[derive(Debug, Clone)]

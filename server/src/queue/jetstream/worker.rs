@@ -38,11 +38,13 @@ type Current = Arc<Mutex<Option<(String, CancelToken)>>>;
 pub async fn run_worker(
     executor: Executor,
     config: JetStreamConfig,
+    identity: WorkerIdentity,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), JetStreamError> {
     let connection = Connection::open(&config, "kinograph worker").await?;
     let consumer = connection.workers_consumer(&config).await?;
     let current: Current = Arc::default();
+    let _status = AbortOnDrop(tokio::spawn(report_status(connection.client.clone(), identity, current.clone())));
     let cancels =
         connection.client.subscribe("kinograph.cancel.>").await.map_err(failed("subscribing to interrupts"))?;
     let _listener = AbortOnDrop(tokio::spawn(listen_for_cancels(cancels, current.clone())));
@@ -50,6 +52,44 @@ pub async fn run_worker(
         never = take_prompts(&connection, &consumer, &executor, &config, &current) => match never {},
         () = shutdown => Ok(()),
     }
+}
+
+/// Who a worker is, as its status says: a name unique among the workers, and the device it computes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerIdentity {
+    pub name: String,
+    pub device: String,
+}
+
+impl WorkerIdentity {
+    /// `name` (letters, digits, `-`, `_` and `.`; anything else becomes `_`) on `device`.
+    pub fn new(name: &str, device: &str) -> Self {
+        let keep = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        let name: String = name.chars().map(|c| if keep(c) { c } else { '_' }).collect();
+        WorkerIdentity { name: if name.is_empty() { "worker".into() } else { name }, device: device.to_string() }
+    }
+}
+
+/// Says every [`super::STATUS_PERIOD`] who this worker is and what it runs: its name, device, the prompt
+/// it runs, when it started and when it sent this. A worker that dies falls silent, and the front end stops
+/// listing it after [`super::STATUS_LIFETIME`].
+async fn report_status(client: async_nats::Client, identity: WorkerIdentity, current: Current) {
+    let started = now_millis();
+    loop {
+        let running = current.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|(id, _)| id.clone());
+        let status = serde_json::json!({
+            "name": identity.name, "device": identity.device, "current_prompt": running,
+            "started": started, "last_seen": now_millis(),
+        });
+        if let Err(error) = client.publish(super::STATUS_SUBJECT, status.to_string().into()).await {
+            tracing::warn!("the worker's status could not be sent: {error}");
+        }
+        tokio::time::sleep(super::STATUS_PERIOD).await;
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Aborts a task when dropped, so that dropping the worker stops everything it started.
