@@ -395,6 +395,25 @@ pub fn upload_target(
     Err(FileError::NoFreeName { kind, name })
 }
 
+/// Where an output file copied from another machine goes: `filename` (one plain name) in `subfolder` of the
+/// kind's folder, the subfolder created as uploads create it and checked the same way, so that names sent
+/// by a worker can no more leave the folder than a client's can.
+pub fn output_target(folders: &Folders, kind: FileKind, subfolder: &str, filename: &str) -> Result<PathBuf, FileError> {
+    let name_components = checked_components(NamePart::Filename, kind, filename)?;
+    let [name] = name_components.as_slice() else {
+        return Err(if name_components.is_empty() {
+            FileError::Empty { part: NamePart::Filename }
+        } else {
+            FileError::BadCharacter { part: NamePart::Filename, name: filename.to_owned(), character: "a '/'" }
+        });
+    };
+    let components = checked_components(NamePart::Subfolder, kind, subfolder)?;
+    let base = folders.folder(kind);
+    fs::create_dir_all(base).map_err(|error| io_error("create the folder", base, error))?;
+    let root = fs::canonicalize(base).map_err(|error| io_error("resolve the folder", base, error))?;
+    Ok(enter_subfolder(&root, kind, subfolder, &components)?.join(name))
+}
+
 /// Walks into `components` below `root`, creating what is missing, and checks that every step resolves
 /// inside `root`. `create_dir` never follows a link (an existing name, link or not, is `AlreadyExists`),
 /// and each step is resolved before the next is created under it.

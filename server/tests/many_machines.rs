@@ -39,10 +39,7 @@ fn status_of(history: &Json, prompt_id: &str) -> String {
 fn ten_websocket_prompts_run_once_each_on_two_workers() {
     let Some(nats) = NatsServer::start() else { return };
     let server = front_end(&nats.config());
-    let _workers = [
-        RemoteWorker::start(&nats.config(), &server.output_dir()),
-        RemoteWorker::start(&nats.config(), &server.output_dir()),
-    ];
+    let _workers = [RemoteWorker::named(&nats.config(), "left"), RemoteWorker::named(&nats.config(), "right")];
     let client = server.client();
     let mut socket = connect_as(server.address, "many");
     let ids: Vec<String> = (0..10).map(|index| format!("many-machines-{index}")).collect();
@@ -73,28 +70,46 @@ fn ten_websocket_prompts_run_once_each_on_two_workers() {
     }
     assert!(frames.iter().any(|frame| matches!(frame, Frame::Binary(_))), "preview frames came through");
 
+    // Each worker numbers its files from one, so each worker's files are under its own subfolder, in the
+    // `executed` messages and in the history alike, and `/view` serves them from the front end's folder.
+    let executed: BTreeMap<String, Json> = frames
+        .iter()
+        .filter_map(Frame::json)
+        .filter(|message| message["type"] == "executed")
+        .map(|message| (message["data"]["prompt_id"].as_str().unwrap().to_string(), message["data"]["output"].clone()))
+        .collect();
     let history = client.get("/history").json();
     assert_eq!(history.as_object().map(serde_json::Map::len), Some(10), "{history}");
-    for prompt_id in &ids {
+    let mut served = std::collections::BTreeSet::new();
+    for (index, prompt_id) in ids.iter().enumerate() {
         assert_eq!(status_of(&history, prompt_id), "success");
-        let file = history[prompt_id]["outputs"]["2"]["images"][0]["filename"].as_str().expect("an output file");
-        assert!(server.output_dir().join(file).is_file(), "{file} is in the shared output folder");
+        let file = &history[prompt_id]["outputs"]["2"]["images"][0];
+        assert_eq!(file, &executed[prompt_id]["images"][0], "the history names the file the message named");
+        let (name, subfolder) = (file["filename"].as_str().unwrap(), file["subfolder"].as_str().unwrap());
+        assert!(["left", "right"].contains(&subfolder), "{file}");
+        let reply = client.get(&format!("/view?filename={name}&subfolder={subfolder}&type=output"));
+        assert_eq!(reply.status, 200, "{file}");
+        let text = String::from_utf8(reply.body.clone()).unwrap();
+        assert!(text.contains(&format!("prompt {index}")), "{file} holds prompt {index}'s text: {text}");
+        assert!(served.insert(format!("{subfolder}/{name}")), "two prompts share {subfolder}/{name}");
     }
     assert_eq!(client.queue_ids(), (vec![], vec![]));
+    let bucket = nats.object_names(kinograph_server::queue::jetstream::outputs::OUTPUTS_BUCKET);
+    assert_eq!(bucket, Vec::<String>::new(), "copied files leave the object store");
 }
 
 #[test]
 fn a_dead_workers_prompt_runs_on_another_worker() {
     let Some(nats) = NatsServer::start() else { return };
     let server = front_end(&nats.config());
-    let first = RemoteWorker::start(&nats.config(), &server.output_dir());
+    let first = RemoteWorker::start(&nats.config());
     let client = server.client();
     let mut socket = connect_as(server.address, "survivor");
     let prompt_id =
         client.queue(&json!({"prompt": slow_prompt("long", 30, 50), "client_id": "survivor", "prompt_id": "long-one"}));
     client.wait_until_running(&prompt_id);
     first.kill();
-    let _second = RemoteWorker::start(&nats.config(), &server.output_dir());
+    let _second = RemoteWorker::start(&nats.config());
 
     let entry = client.wait_for_history(&prompt_id);
     assert_eq!(entry["status"]["status_str"], "success", "{entry}");
@@ -109,7 +124,8 @@ fn a_dead_workers_prompt_runs_on_another_worker() {
 fn a_restarted_front_end_loses_nothing() {
     let Some(nats) = NatsServer::start() else { return };
     let server = front_end(&nats.config());
-    let _worker = RemoteWorker::start(&nats.config(), &server.output_dir());
+    // This worker writes into the front end's own output folder, as on one machine or with a shared mount.
+    let _worker = RemoteWorker::sharing(&nats.config(), &server.output_dir());
     let client = server.client();
     let ids: Vec<String> =
         (0..4).map(|index| client.queue(&json!({"prompt": slow_prompt(&format!("r{index}"), 5, 40)}))).collect();
@@ -120,6 +136,9 @@ fn a_restarted_front_end_loses_nothing() {
     for prompt_id in &ids {
         let entry = client.wait_for_history(prompt_id);
         assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+        let file = &entry["outputs"]["2"]["images"][0];
+        assert_eq!(file["subfolder"], "", "a shared folder keeps the names the nodes gave");
+        assert!(server.output_dir().join(file["filename"].as_str().unwrap()).is_file(), "{file}");
     }
     assert_eq!(client.get("/history").json().as_object().map(serde_json::Map::len), Some(4));
     assert_eq!(client.queue_ids(), (vec![], vec![]));
@@ -130,7 +149,7 @@ fn a_prompt_every_worker_died_on_is_recorded_as_failed_with_the_reason() {
     let Some(nats) = NatsServer::start() else { return };
     let config = JetStreamConfig { max_deliver: 1, ..nats.config() };
     let server = front_end(&config);
-    let worker = RemoteWorker::start(&config, &server.output_dir());
+    let worker = RemoteWorker::start(&config);
     let client = server.client();
     let mut socket = connect_as(server.address, "unlucky");
     let prompt_id =
@@ -139,7 +158,7 @@ fn a_prompt_every_worker_died_on_is_recorded_as_failed_with_the_reason() {
     worker.kill();
     // The stream gives up on it when a worker asks for work after the ack wait (one delivery allowed), and
     // the front end records why; the worker asking never runs it.
-    let _next = RemoteWorker::start(&config, &server.output_dir());
+    let _next = RemoteWorker::start(&config);
     let entry = client.wait_for_history(&prompt_id);
     assert_eq!(entry["status"]["status_str"], "error", "{entry}");
     let messages = entry["status"]["messages"].as_array().unwrap();
@@ -159,7 +178,7 @@ fn a_nats_server_with_a_login_takes_it_in_the_url_and_a_wrong_one_is_refused_wit
     let Some(nats) = NatsServer::start_with_login("kino", "s3cret-pass") else { return };
     // With the login in the URL, prompts run on a worker as without one.
     let server = front_end(&nats.config());
-    let _worker = RemoteWorker::start(&nats.config(), &server.output_dir());
+    let _worker = RemoteWorker::start(&nats.config());
     let client = server.client();
     let prompt_id = client.queue(&json!({"prompt": slow_prompt("logged-in", 2, 10), "prompt_id": "logged-in"}));
     assert_eq!(client.wait_for_history(&prompt_id)["status"]["status_str"], "success");
@@ -180,8 +199,8 @@ fn a_nats_server_with_a_login_takes_it_in_the_url_and_a_wrong_one_is_refused_wit
 fn system_stats_lists_each_worker_with_its_device_and_the_prompt_it_runs() {
     let Some(nats) = NatsServer::start() else { return };
     let server = front_end(&nats.config());
-    let _first = RemoteWorker::named(&nats.config(), &server.output_dir(), "gpu-box-1");
-    let _second = RemoteWorker::named(&nats.config(), &server.output_dir(), "gpu box 2");
+    let _first = RemoteWorker::named(&nats.config(), "gpu-box-1");
+    let _second = RemoteWorker::named(&nats.config(), "gpu box 2");
     let client = server.client();
     let workers = |client: &crate::support::Client| client.get("/system_stats").json()["workers"].clone();
     let listed = crate::support::wait_for("both workers in /system_stats", || {

@@ -89,6 +89,28 @@ impl BudgetArgs {
     }
 }
 
+/// An executor over this binary's nodes whose cache (bounded by `cache_ram`) keeps loaded models and
+/// encoded prompts warm from one prompt to the next, and gives way to models under the memory budget: what
+/// `serve` and `worker` run prompts with.
+pub fn warm_executor(env: Environment, cache_ram: usize) -> kinograph_engine::Executor {
+    let cache = std::sync::Arc::new(kinograph_engine::Cache::new(cache_ram));
+    MemoryBudget::global().attach_cache(&cache);
+    kinograph_engine::Executor::new(std::sync::Arc::new(registry()), env).with_cache(cache)
+}
+
+/// The device models run on here, as ComfyUI names it and its kind: (`cpu`, `cpu`), (`cuda:0`, `cuda`) or
+/// (`mps`, `mps`).
+pub fn compute_device_names() -> (&'static str, &'static str) {
+    let device = kinograph_nodes::nodes::loaders::compute_device();
+    if device.is_cuda() {
+        ("cuda:0", "cuda")
+    } else if device.is_metal() {
+        ("mps", "mps")
+    } else {
+        ("cpu", "cpu")
+    }
+}
+
 /// How this binary builds its registry: set by [`crate::main_with_registry`].
 static REGISTRY: std::sync::OnceLock<fn() -> Registry> = std::sync::OnceLock::new();
 

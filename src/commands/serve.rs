@@ -1,10 +1,9 @@
 //! `kinograph serve`: ComfyUI's HTTP and websocket API over a queue that survives a crash.
 
-use super::{BudgetArgs, FolderArgs, registry};
+use super::{BudgetArgs, FolderArgs};
 use crate::EXIT_INVALID;
 use clap::Args;
 use kinograph_engine::size::parse_size;
-use kinograph_engine::{Cache, Executor, MemoryBudget};
 use kinograph_server::queue::QueueConfig;
 use kinograph_server::queue::jetstream::JetStreamConfig;
 use kinograph_server::security::AuthToken;
@@ -40,6 +39,10 @@ pub struct ServeArgs {
     pub queue: Option<String>,
     #[command(flatten)]
     pub nats: super::worker::NatsAccessArgs,
+    /// With `--queue`: seconds a prompt stays with a worker that has stopped answering before another
+    /// worker takes it. Used when this process creates the queue.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, requires = "queue")]
+    pub ack_wait: u64,
     /// Run the prompt that was running when the server stopped again, instead of recording it as interrupted.
     #[arg(long)]
     pub requeue_interrupted: bool,
@@ -91,9 +94,7 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         (None, None) => None,
     };
     args.budget.apply();
-    let cache = Arc::new(Cache::new(args.cache_ram));
-    MemoryBudget::global().attach_cache(&cache);
-    let executor = Executor::new(Arc::new(registry()), env).with_cache(cache);
+    let executor = super::warm_executor(env, args.cache_ram);
     let config = ServerConfig {
         listen: args.listen,
         port: args.port,
@@ -113,7 +114,10 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
     };
     let queue = match &args.queue {
         Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
-            QueueConfig::JetStream(args.nats.apply(JetStreamConfig::new(url)))
+            QueueConfig::JetStream(args.nats.apply(JetStreamConfig {
+                ack_wait: Duration::from_secs(args.ack_wait.max(1)),
+                ..JetStreamConfig::new(url)
+            }))
         }
         Some(other) => {
             let shown = kinograph_server::queue::jetstream::shown_url(other);
@@ -141,14 +145,7 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
 fn system_stats() -> SystemStats {
     Arc::new(|| {
         let (total, free) = memory_now();
-        let device = kinograph_nodes::nodes::loaders::compute_device();
-        let (name, kind) = if device.is_cuda() {
-            ("cuda:0", "cuda")
-        } else if device.is_metal() {
-            ("mps", "mps")
-        } else {
-            ("cpu", "cpu")
-        };
+        let (name, kind) = super::compute_device_names();
         json!({
             "system": {
                 "os": std::env::consts::OS,
@@ -163,7 +160,7 @@ fn system_stats() -> SystemStats {
                 "argv": std::env::args().collect::<Vec<_>>(),
             },
             "devices": [{
-                "name": name, "type": kind, "index": if device.is_cpu() { json!(null) } else { json!(0) },
+                "name": name, "type": kind, "index": if kind == "cpu" { json!(null) } else { json!(0) },
                 "vram_total": total, "vram_free": free, "torch_vram_total": 0, "torch_vram_free": 0,
             }],
         })

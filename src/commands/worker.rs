@@ -1,14 +1,14 @@
 //! `kinograph worker`: runs prompts for a `kinograph serve --queue nats://...` front end, taking them from
 //! NATS JetStream; as many workers as machines, each with its own models and cache.
 
-use super::{BudgetArgs, FolderArgs, registry};
+use super::{BudgetArgs, FolderArgs};
 use crate::EXIT_INVALID;
 use clap::Args;
 use kinograph_engine::size::parse_size;
-use kinograph_engine::{Cache, Executor, MemoryBudget};
+use kinograph_server::files::Folders;
+use kinograph_server::queue::jetstream::outputs::OutputPlace;
 use kinograph_server::queue::jetstream::{JetStreamConfig, WorkerIdentity, run_worker};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -16,10 +16,14 @@ pub struct WorkerArgs {
     /// The NATS server with JetStream the front end queues on, `nats://HOST:4222`.
     #[arg(long, value_name = "URL")]
     pub queue: String,
-    /// Folders; `--output-dir` must be the front end's output folder (the same machine or a shared mount)
-    /// for `/view` to serve what this worker writes.
+    /// Folders. Outputs are written to `--output-dir` (previews to `temp/` beside it) and sent to the front
+    /// end through NATS's object store, under a subfolder named after this worker.
     #[command(flatten)]
     pub folders: FolderArgs,
+    /// `--output-dir` is the front end's own output folder (the same machine, or a shared mount): outputs
+    /// stay where they are written instead of travelling through the object store.
+    #[arg(long)]
+    pub shared_outputs: bool,
     /// Memory bound of the output cache, which keeps models and encoded prompts warm between prompts.
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size)]
     pub cache_ram: usize,
@@ -45,18 +49,6 @@ fn default_name() -> String {
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "worker".to_string());
     format!("{host}-{}", std::process::id())
-}
-
-/// The device models run on here: `cpu`, `cuda:0` or `mps`.
-fn device_name() -> String {
-    let device = kinograph_nodes::nodes::loaders::compute_device();
-    if device.is_cuda() {
-        "cuda:0".into()
-    } else if device.is_metal() {
-        "mps".into()
-    } else {
-        "cpu".into()
-    }
 }
 
 /// How to log in to NATS and trust its TLS certificate: shared by `serve --queue` and `worker`.
@@ -95,14 +87,22 @@ pub fn run(args: &WorkerArgs) -> u8 {
 fn work(args: &WorkerArgs) -> Result<(), String> {
     let env = args.folders.environment()?;
     args.budget.apply();
-    let cache = Arc::new(Cache::new(args.cache_ram));
-    MemoryBudget::global().attach_cache(&cache);
-    let executor = Executor::new(Arc::new(registry()), env).with_cache(cache);
+    let executor = super::warm_executor(env.clone(), args.cache_ram);
     let config = args.nats.apply(JetStreamConfig {
         ack_wait: Duration::from_secs(args.ack_wait.max(1)),
         ..JetStreamConfig::new(&args.queue)
     });
-    let identity = WorkerIdentity::new(&args.name.clone().unwrap_or_else(default_name), &device_name());
+    let identity =
+        WorkerIdentity::new(&args.name.clone().unwrap_or_else(default_name), super::compute_device_names().0);
+    let outputs = if args.shared_outputs {
+        OutputPlace::SharedFolder
+    } else {
+        OutputPlace::ObjectStore(Folders {
+            output: env.output_dir.clone(),
+            input: env.input_dir.clone(),
+            temp: kinograph_nodes::nodes::image::temp_dir(&env),
+        })
+    };
     let runtime = tokio::runtime::Runtime::new().map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async move {
         // Scripts and tests wait for this line.
@@ -111,6 +111,6 @@ fn work(args: &WorkerArgs) -> Result<(), String> {
             let _ = tokio::signal::ctrl_c().await;
             eprintln!("kinograph worker: stopping");
         };
-        run_worker(executor, config, identity, shutdown).await.map_err(|error| error.to_string())
+        Box::pin(run_worker(executor, config, identity, outputs, shutdown)).await.map_err(|error| error.to_string())
     })
 }

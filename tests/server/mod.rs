@@ -5,6 +5,7 @@
 mod clients;
 mod kill;
 mod load;
+mod many_machines;
 
 use serde_json::Value as Json;
 use std::io::{BufRead, BufReader};

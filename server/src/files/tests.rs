@@ -331,3 +331,26 @@ fn media_is_shown_inline() {
         assert_eq!(content_headers(Path::new(name)), (expected, None), "{name}");
     }
 }
+
+#[test]
+fn output_names_from_another_machine_stay_in_their_folder() {
+    let (root, folders) = folders();
+    let target = output_target(&folders, FileKind::Output, "gpu-1/clips", "a.mp4").unwrap();
+    assert_eq!(target, fs::canonicalize(&folders.output).unwrap().join("gpu-1/clips/a.mp4"));
+    assert!(target.parent().unwrap().is_dir(), "the subfolder is made");
+    for name in ESCAPING_NAMES {
+        let error = output_target(&folders, FileKind::Output, name, "x.png").unwrap_err();
+        assert!(matches!(error, FileError::Escapes { .. } | FileError::BadCharacter { .. }), "{name:?}: {error}");
+        let error = output_target(&folders, FileKind::Temp, "", name).unwrap_err();
+        assert!(
+            matches!(error, FileError::Escapes { .. } | FileError::BadCharacter { .. } | FileError::Empty { .. }),
+            "{name:?}: {error}"
+        );
+    }
+    for name in ["", ".", "a/b.png"] {
+        assert!(output_target(&folders, FileKind::Output, "", name).is_err(), "{name:?}");
+    }
+    let mut entries: Vec<_> = fs::read_dir(root.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    entries.sort();
+    assert_eq!(entries, ["input", "output", "temp"]);
+}

@@ -4,6 +4,8 @@
 
 use super::{WAIT, Workspace, nodes};
 use kinograph_engine::{Environment, Executor, ModelFolders};
+use kinograph_server::files::Folders;
+use kinograph_server::queue::jetstream::outputs::OutputPlace;
 use kinograph_server::queue::jetstream::{JetStreamConfig, WorkerIdentity, run_worker};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -75,6 +77,26 @@ impl NatsServer {
     }
 }
 
+impl NatsServer {
+    /// The names of the objects in `bucket` now (empty when it does not exist).
+    pub fn object_names(&self, bucket: &str) -> Vec<String> {
+        use futures_util::StreamExt;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async {
+            let client = async_nats::connect(self.url.as_str()).await.expect("a connection to nats-server");
+            let Ok(store) = async_nats::jetstream::new(client).get_object_store(bucket).await else {
+                return Vec::new();
+            };
+            let mut names = Vec::new();
+            let mut list = store.list().await.expect("the bucket's list");
+            while let Some(info) = list.next().await {
+                names.push(info.expect("an object's information").name);
+            }
+            names
+        })
+    }
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         let _ = self.process.kill();
@@ -90,20 +112,34 @@ fn free_port() -> u16 {
 /// Numbers the test workers' names.
 static NEXT_WORKER: AtomicUsize = AtomicUsize::new(0);
 
-/// A remote worker writing into a front end's output folder (a shared folder, as on one machine).
+fn next_name() -> String {
+    format!("test-worker-{}", NEXT_WORKER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A remote worker with its own folders (outputs through the object store), or writing into a front end's
+/// output folder (a shared folder, as on one machine).
 pub struct RemoteWorker {
     runtime: Option<Runtime>,
     _workspace: Workspace,
 }
 
 impl RemoteWorker {
-    /// Starts a worker on `config`'s NATS server whose outputs go to `output_dir`.
-    pub fn start(config: &JetStreamConfig, output_dir: &Path) -> Self {
-        Self::named(config, output_dir, &format!("test-worker-{}", NEXT_WORKER.fetch_add(1, Ordering::Relaxed)))
+    /// Starts a worker on `config`'s NATS server whose outputs go through the object store.
+    pub fn start(config: &JetStreamConfig) -> Self {
+        Self::named(config, &next_name())
     }
 
     /// [`RemoteWorker::start`] under the name `name`.
-    pub fn named(config: &JetStreamConfig, output_dir: &Path, name: &str) -> Self {
+    pub fn named(config: &JetStreamConfig, name: &str) -> Self {
+        Self::spawn(config, name, None)
+    }
+
+    /// A worker that writes its outputs into `output_dir`, the front end's output folder.
+    pub fn sharing(config: &JetStreamConfig, output_dir: &Path) -> Self {
+        Self::spawn(config, &next_name(), Some(output_dir))
+    }
+
+    fn spawn(config: &JetStreamConfig, name: &str, shared_output: Option<&Path>) -> Self {
         let identity = WorkerIdentity::new(name, "cpu");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -111,15 +147,21 @@ impl RemoteWorker {
             .build()
             .expect("a tokio runtime");
         let workspace = Workspace::new();
+        let folders = Folders {
+            output: shared_output.map_or_else(|| workspace.folder("output"), Path::to_path_buf),
+            input: workspace.folder("input"),
+            temp: workspace.folder("temp"),
+        };
         let env = Environment {
-            output_dir: output_dir.to_path_buf(),
-            input_dir: workspace.folder("input"),
+            output_dir: folders.output.clone(),
+            input_dir: folders.input.clone(),
             models: ModelFolders::new(workspace.folder("models")),
         };
+        let place = if shared_output.is_some() { OutputPlace::SharedFolder } else { OutputPlace::ObjectStore(folders) };
         let executor = Executor::new(Arc::new(nodes::registry()), env);
         let config = config.clone();
         runtime.spawn(async move {
-            if let Err(error) = run_worker(executor, config, identity, std::future::pending()).await {
+            if let Err(error) = run_worker(executor, config, identity, place, std::future::pending()).await {
                 panic!("the worker stopped: {error}");
             }
         });

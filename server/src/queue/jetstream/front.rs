@@ -24,6 +24,8 @@ const RETRY: Duration = Duration::from_secs(1);
 /// The front end's connection to JetStream.
 pub struct FrontEnd {
     connection: Connection,
+    /// Where workers put output files for this front end to copy.
+    outputs: async_nats::jetstream::object_store::ObjectStore,
     /// The last status each worker sent, by name, and when it came.
     workers: std::sync::Mutex<std::collections::BTreeMap<String, (std::time::Instant, serde_json::Value)>>,
     /// How long a history entry handed to this front end waits for its acknowledgement before it is
@@ -36,7 +38,8 @@ impl FrontEnd {
     pub async fn connect(config: &JetStreamConfig) -> Result<Self, JetStreamError> {
         let connection = Connection::open(config, "kinograph serve").await?;
         connection.workers_consumer(config).await?;
-        Ok(FrontEnd { connection, workers: std::sync::Mutex::default(), ack_wait: config.ack_wait })
+        let outputs = super::outputs::bucket(&connection.context, config).await?;
+        Ok(FrontEnd { connection, outputs, workers: std::sync::Mutex::default(), ack_wait: config.ack_wait })
     }
 
     /// Publishes a prompt for the workers and waits until the stream has stored it. The message id is the
@@ -148,7 +151,7 @@ async fn relay_until_failure(shared: &Arc<Shared>, front_end: &FrontEnd) -> Resu
             Some(advisory) = undelivered.next() => record_undelivered(shared, front_end, &advisory.payload).await,
             Some(status) = statuses.next() => front_end.heard_from(&status.payload),
             entry = entries.next() => match entry {
-                Some(Ok(message)) => record_entry(shared, message).await,
+                Some(Ok(message)) => record_entry(shared, front_end, message).await,
                 Some(Err(error)) => return Err(failed("reading the history stream")(error)),
                 None => return Err(failed("reading the history stream")("it ended")),
             },
@@ -234,9 +237,14 @@ async fn record_undelivered(shared: &Arc<Shared>, front_end: &FrontEnd, advisory
     }
 }
 
-/// Stores one history entry from the stream, then acknowledges it: an entry the database did not take
-/// is delivered again.
-async fn record_entry(shared: &Arc<Shared>, message: Message) {
+/// How often an entry whose output files could not be copied is taken again before it is recorded without
+/// them (the worker stored them before the entry, so only a failing NATS server or disk gets here).
+const OUTPUT_COPY_TRIES: i64 = 5;
+
+/// Copies an entry's output files from the object store, then stores the entry, then acknowledges it: an
+/// entry the database did not take is delivered again, and so is one whose files could not be copied (a
+/// few times; then it is recorded, the failure logged, so that a lost file never holds up the history).
+async fn record_entry(shared: &Arc<Shared>, front_end: &FrontEnd, message: Message) {
     let Some(entry) = decode_entry(&message.payload) else {
         tracing::error!("a history entry on {} is not in kinograph's form; it is skipped", message.subject);
         if let Err(error) = message.ack_with(AckKind::Term).await {
@@ -245,6 +253,16 @@ async fn record_entry(shared: &Arc<Shared>, message: Message) {
         return;
     };
     let prompt_id = entry.item.prompt_id.clone();
+    let files = super::outputs::files_of(&entry.outputs);
+    if let Err(error) = super::outputs::download(&front_end.outputs, &shared.folders, &files).await {
+        let tries = message.info().map_or(1, |info| info.delivered);
+        if tries < OUTPUT_COPY_TRIES {
+            tracing::warn!("the outputs of prompt {prompt_id} were not copied ({error}); trying again");
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
+            return;
+        }
+        tracing::error!("the outputs of prompt {prompt_id} were not copied ({error}); its entry is kept without them");
+    }
     let client = entry.item.client_id().map(str::to_string);
     let store = shared.store.clone();
     match tokio::task::spawn_blocking(move || store.finish_remote(&entry)).await {

@@ -16,11 +16,13 @@
 //!   (`kinograph.history.<id>`) and acknowledges the prompt only once the stream has stored it; the front
 //!   end reads that stream with its own durable consumer into its database, so a front end that was down
 //!   catches up when it starts.
-//! - Outputs: written by the worker into its `--output-dir`, which is the front end's output folder (one
-//!   machine, or a shared mount); the JetStream object store comes next.
+//! - Outputs: put by the worker into the JetStream object store before it stores the entry, and copied
+//!   by the front end into its own folders before it records the entry ([`outputs`]); or, with a shared
+//!   output folder, written where the front end reads.
 //! - Cancel: `kinograph.cancel.<id>` on core NATS; the worker running that prompt stops it.
 
 mod front;
+pub mod outputs;
 pub mod wire;
 mod worker;
 

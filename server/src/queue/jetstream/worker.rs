@@ -3,6 +3,7 @@
 //! history entry on the history stream, and only then acknowledges the prompt. A worker that dies before
 //! that leaves the prompt to another worker once `ack_wait` has passed.
 
+use super::outputs::{self, OutputPlace};
 use super::wire::{EventPayload, RemoteEvent, encode_entry};
 use super::{
     Connection, JetStreamConfig, JetStreamError, cancel_subject, event_subject, failed, history_subject, subject_token,
@@ -11,9 +12,10 @@ use crate::hub::{Outlet, PreviewFrame};
 use async_nats::jetstream::consumer::{Consumer, pull};
 use async_nats::jetstream::context::Publish;
 use async_nats::jetstream::message::{AckKind, Acker};
+use async_nats::jetstream::object_store::ObjectStore;
 use axum::body::Bytes;
 use futures_util::StreamExt;
-use kinograph_engine::queue::QueueItem;
+use kinograph_engine::queue::{HistoryEntry, QueueItem};
 use kinograph_engine::{CancelToken, Executor};
 use serde_json::Value as Json;
 use std::convert::Infallible;
@@ -39,18 +41,58 @@ pub async fn run_worker(
     executor: Executor,
     config: JetStreamConfig,
     identity: WorkerIdentity,
+    outputs: OutputPlace,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), JetStreamError> {
     let connection = Connection::open(&config, "kinograph worker").await?;
     let consumer = connection.workers_consumer(&config).await?;
+    let bucket = match &outputs {
+        OutputPlace::SharedFolder => None,
+        OutputPlace::ObjectStore(_) => Some(outputs::bucket(&connection.context, &config).await?),
+    };
     let current: Current = Arc::default();
+    let name = identity.name.clone();
     let _status = AbortOnDrop(tokio::spawn(report_status(connection.client.clone(), identity, current.clone())));
     let cancels =
         connection.client.subscribe("kinograph.cancel.>").await.map_err(failed("subscribing to interrupts"))?;
     let _listener = AbortOnDrop(tokio::spawn(listen_for_cancels(cancels, current.clone())));
+    let worker = Worker { connection, executor, config, current, name, outputs, bucket };
     tokio::select! {
-        never = take_prompts(&connection, &consumer, &executor, &config, &current) => match never {},
+        never = take_prompts(&worker, &consumer) => match never {},
         () = shutdown => Ok(()),
+    }
+}
+
+/// What a running worker holds.
+struct Worker {
+    connection: Connection,
+    executor: Executor,
+    config: JetStreamConfig,
+    current: Current,
+    /// The worker's name, also the subfolder its outputs go under with the object store.
+    name: String,
+    outputs: OutputPlace,
+    /// The outputs' bucket, with [`OutputPlace::ObjectStore`].
+    bucket: Option<ObjectStore>,
+}
+
+impl Worker {
+    /// The subfolder this worker's outputs go under at the front end, when they go through the object store.
+    fn output_subfolder(&self) -> Option<&str> {
+        self.bucket.as_ref().map(|_| self.name.as_str())
+    }
+
+    /// Puts the prompt's output files into the object store (with [`OutputPlace::ObjectStore`]) and moves
+    /// them under this worker's subfolder in `entry`; nothing to do with a shared folder.
+    async fn send_outputs(&self, entry: &mut HistoryEntry) -> Result<(), String> {
+        let (Some(bucket), OutputPlace::ObjectStore(folders)) = (&self.bucket, &self.outputs) else { return Ok(()) };
+        let files = outputs::files_of(&entry.outputs);
+        outputs::upload(bucket, folders, &files, &self.name).await?;
+        for result in entry.outputs.values_mut() {
+            outputs::move_under(result, &self.name);
+        }
+        entry.meta = HistoryEntry::meta_for(&entry.outputs);
+        Ok(())
     }
 }
 
@@ -66,6 +108,11 @@ impl WorkerIdentity {
     pub fn new(name: &str, device: &str) -> Self {
         let keep = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
         let name: String = name.chars().map(|c| if keep(c) { c } else { '_' }).collect();
+        // The name is a subfolder of the front end's outputs: never `.`, `..` or hidden.
+        let name = match name.strip_prefix('.') {
+            Some(rest) => format!("_{rest}"),
+            None => name,
+        };
         WorkerIdentity { name: if name.is_empty() { "worker".into() } else { name }, device: device.to_string() }
     }
 }
@@ -113,13 +160,7 @@ async fn listen_for_cancels(mut cancels: async_nats::Subscriber, current: Curren
     }
 }
 
-async fn take_prompts(
-    connection: &Connection,
-    consumer: &Consumer<pull::Config>,
-    executor: &Executor,
-    config: &JetStreamConfig,
-    current: &Current,
-) -> Infallible {
+async fn take_prompts(worker: &Worker, consumer: &Consumer<pull::Config>) -> Infallible {
     loop {
         // One prompt at a time: a worker never holds a second prompt while it runs the first.
         let batch = consumer.batch().max_messages(1).expires(FETCH_WAIT).messages().await;
@@ -137,7 +178,7 @@ async fn take_prompts(
                 Ok(message) => {
                     let delivered = message.info().map_or(1, |info| info.delivered);
                     let (message, acker) = message.split();
-                    handle(connection, executor, config, current, &message.payload, delivered, acker).await;
+                    handle(worker, &message.payload, delivered, acker).await;
                 }
                 Err(error) => tracing::warn!("a prompt could not be received: {error}"),
             }
@@ -145,15 +186,8 @@ async fn take_prompts(
     }
 }
 
-async fn handle(
-    connection: &Connection,
-    executor: &Executor,
-    config: &JetStreamConfig,
-    current: &Current,
-    payload: &Bytes,
-    delivered: i64,
-    acker: Acker,
-) {
+async fn handle(worker: &Worker, payload: &Bytes, delivered: i64, acker: Acker) {
+    let (connection, current) = (&worker.connection, &worker.current);
     let item = serde_json::from_slice::<Json>(payload).ok().and_then(|value| QueueItem::from_comfy_json(&value));
     let Some(item) = item else {
         tracing::error!("a queued message is not a prompt; it is dropped");
@@ -176,13 +210,30 @@ async fn handle(
     *current.lock().unwrap_or_else(PoisonError::into_inner) = Some((prompt_id.clone(), cancel.clone()));
     let (sender, receiver) = mpsc::channel(OUTBOX);
     let _publisher = AbortOnDrop(tokio::spawn(publish_events(connection.client.clone(), receiver)));
-    let outlet = Arc::new(NatsOutlet { prompt_id: prompt_id.clone(), sender: sender.clone() });
+    let outlet = Arc::new(NatsOutlet {
+        prompt_id: prompt_id.clone(),
+        sender: sender.clone(),
+        output_subfolder: worker.output_subfolder().map(str::to_string),
+    });
     outlet.send(None, EventPayload::Started);
-    let entry = tokio::select! {
-        entry = crate::worker::execute(executor, &item, outlet, cancel) => entry,
-        never = keep_alive(&acker, config.ack_wait / 3) => match never {},
+    let ran = async {
+        let mut entry = crate::worker::execute(&worker.executor, &item, outlet, cancel).await;
+        worker.send_outputs(&mut entry).await.map(|()| entry)
+    };
+    let ran = tokio::select! {
+        ran = ran => ran,
+        never = keep_alive(&acker, worker.config.ack_wait / 3) => match never {},
     };
     *current.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    let entry = match ran {
+        Ok(entry) => entry,
+        Err(error) => {
+            // The prompt is not done until its outputs are stored: it runs again, here or elsewhere.
+            tracing::error!("prompt {prompt_id} ran, but {error}; it runs again");
+            let _ = acker.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            return;
+        }
+    };
     // Every message goes out before the entry, whose arrival makes the front end send the last one.
     let (flushed, published) = tokio::sync::oneshot::channel();
     if sender.send(Outgoing::Flush(flushed)).await.is_ok() {
@@ -245,6 +296,8 @@ async fn publish_events(client: async_nats::Client, mut receiver: mpsc::Receiver
 struct NatsOutlet {
     prompt_id: String,
     sender: mpsc::Sender<Outgoing>,
+    /// The subfolder the files named in `executed` messages go under (outputs through the object store).
+    output_subfolder: Option<String>,
 }
 
 impl NatsOutlet {
@@ -258,7 +311,14 @@ impl NatsOutlet {
 
 impl Outlet for NatsOutlet {
     fn send_json(&self, client_id: Option<&str>, message: &Json) {
-        self.send(client_id, EventPayload::Message(message.clone()));
+        let mut message = message.clone();
+        if let Some(subfolder) = &self.output_subfolder
+            && message["type"] == "executed"
+            && let Some(output) = message.get_mut("data").and_then(|data| data.get_mut("output"))
+        {
+            outputs::move_under(output, subfolder);
+        }
+        self.send(client_id, EventPayload::Message(message));
     }
 
     fn send_preview(&self, client_id: Option<&str>, frame: &PreviewFrame) {
