@@ -314,3 +314,82 @@ fn sixty_prompts_on_three_workers_survive_a_dead_worker_a_restarted_front_end_an
     assert_eq!(queue["queue_pending"], json!([]), "{queue}");
     drop(nats);
 }
+
+/// Sends `count` small graphs over one websocket client, one after another as fast as the server takes
+/// them, and waits for each to finish: the wall time from the first POST to the last `executing {node:
+/// null}`, and the delay of every message carrying a timestamp from that timestamp to its arrival.
+fn run_small_graphs(address: &str, count: usize) -> (Duration, Vec<u64>) {
+    use tungstenite::Message;
+    let client_id = "throughput";
+    let (mut socket, _) = tungstenite::connect(format!("ws://{address}/ws?clientId={client_id}")).unwrap();
+    // The socket is read while prompts are sent, so that a message's delay is the server's, not this client's.
+    let reader = std::thread::spawn(move || {
+        let (mut finished, mut delays) = (0, Vec::new());
+        while finished < count {
+            let Ok(Message::Text(text)) = socket.read() else { continue };
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+            let message: Json = serde_json::from_str(text.as_str()).unwrap();
+            if let Some(timestamp) = message["data"]["timestamp"].as_u64() {
+                delays.push(now.saturating_sub(timestamp));
+            }
+            if message["type"] == "executing" && message["data"]["node"].is_null() {
+                finished += 1;
+            }
+        }
+        delays
+    });
+    let agent = agent();
+    let started = std::time::Instant::now();
+    for index in 0..count {
+        let body = json!({"prompt": text_prompt(&format!("prompt {index}")), "client_id": client_id});
+        let (status, answer) = post_json(&agent, &format!("http://{address}/prompt"), &body);
+        assert_eq!(status, 200, "{answer}");
+    }
+    let delays = reader.join().unwrap();
+    (started.elapsed(), delays)
+}
+
+/// Dispatch overhead: the same 200 small graphs through `kinograph serve` alone and through a front end
+/// with one, two and three workers. Prints the time per prompt of each, the difference from the
+/// single-process queue (what going through NATS costs a prompt), and the delay from a worker's event to
+/// the client's websocket message. A benchmark, not a check: run it with
+/// `cargo nextest run -p kinograph --run-ignored only --no-capture -E 'test(dispatch_overhead)'`.
+#[test]
+#[ignore = "a benchmark: prints figures"]
+fn dispatch_overhead_with_one_two_and_three_workers() {
+    const PROMPTS: usize = 200;
+    let percentile = |sorted: &[u64], fraction: f64| sorted[((sorted.len() - 1) as f64 * fraction).round() as usize];
+    let report = |label: &str, elapsed: Duration, mut delays: Vec<u64>, baseline: Option<f64>| -> f64 {
+        delays.sort_unstable();
+        let per_prompt = elapsed.as_secs_f64() * 1000.0 / PROMPTS as f64;
+        let overhead =
+            baseline.map_or(String::new(), |base| format!(", dispatch overhead {:+.2} ms", per_prompt - base));
+        println!(
+            "{label}: {PROMPTS} small graphs in {:.2} s, {per_prompt:.2} ms per prompt{overhead}; event → websocket \
+             p50 {} ms, p99 {} ms",
+            elapsed.as_secs_f64(),
+            percentile(&delays, 0.5),
+            percentile(&delays, 0.99)
+        );
+        per_prompt
+    };
+    let local = {
+        let root = demo_root();
+        let server = ServerProcess::start(root.path(), &[]);
+        let (elapsed, delays) = run_small_graphs(&server.address, PROMPTS);
+        report("single process", elapsed, delays, None)
+    };
+    for (workers, shared) in [(1, false), (2, false), (3, false), (3, true)] {
+        let root = demo_root();
+        let nats = NatsProcess::start(&root.path().join("nats"));
+        let server = ServerProcess::start(root.path(), &["--queue", &nats.url()]);
+        let output = root.path().join("output").display().to_string();
+        let extra: &[&str] = if shared { &["--shared-outputs", "--output-dir", &output] } else { &[] };
+        let _workers: Vec<WorkerProcess> = (0..workers)
+            .map(|index| WorkerProcess::start(root.path(), &nats.url(), &format!("w{index}"), extra))
+            .collect();
+        let (elapsed, delays) = run_small_graphs(&server.address, PROMPTS);
+        let outputs = if shared { "a shared output folder" } else { "outputs through the object store" };
+        report(&format!("{workers} worker(s) over NATS, {outputs}"), elapsed, delays, Some(local));
+    }
+}

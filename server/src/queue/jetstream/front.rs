@@ -14,7 +14,7 @@ use async_nats::jetstream::context::Publish;
 use async_nats::jetstream::message::{AckKind, Message};
 use axum::body::Bytes;
 use futures_util::StreamExt;
-use kinograph_engine::queue::{QueueItem, failed_entry_of};
+use kinograph_engine::queue::{HistoryEntry, QueueItem, failed_entry_of};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,39 +140,76 @@ async fn relay_until_failure(shared: &Arc<Shared>, front_end: &FrontEnd) -> Resu
         .subscribe(max_deliveries_advisory())
         .await
         .map_err(failed("subscribing to the advisories of undelivered prompts"))?;
-    let mut entries =
-        front_end.history_consumer().await?.messages().await.map_err(failed("reading the history stream"))?;
+    let entries = front_end.history_consumer().await?.messages().await.map_err(failed("reading the history stream"))?;
+    // Entries are recorded beside the events, so that a database write never holds up a websocket message;
+    // the prompt's last message goes out from this loop, after the events that came before its entry.
+    let (finished, mut announcements) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = record_entries(shared, front_end, entries, finished);
+    tokio::pin!(recorder);
     loop {
-        // Events first: a worker sends a prompt's messages before its entry, and its final message waits
-        // for the entry, so what has arrived of the messages goes out before it.
         tokio::select! {
             biased;
-            Some(event) = events.next() => relay_event(shared, &event.payload).await,
+            Some(event) = events.next() => relay_event(shared, &event.payload),
+            Some((prompt_id, client)) = announcements.recv() => {
+                crate::worker::announce_finished(shared, &prompt_id, client.as_deref());
+            }
             Some(advisory) = undelivered.next() => record_undelivered(shared, front_end, &advisory.payload).await,
             Some(status) = statuses.next() => front_end.heard_from(&status.payload),
-            entry = entries.next() => match entry {
-                Some(Ok(message)) => record_entry(shared, front_end, message).await,
-                Some(Err(error)) => return Err(failed("reading the history stream")(error)),
-                None => return Err(failed("reading the history stream")("it ended")),
-            },
+            result = &mut recorder => return result,
         }
     }
 }
 
-/// Hands one worker message to the websockets, or marks a prompt a worker started running.
-async fn relay_event(shared: &Arc<Shared>, bytes: &Bytes) {
+/// How many entries have their output files copied at once (each copy waits on NATS and the disk; the
+/// entries are still recorded one by one in the stream's order).
+const COPIES_AT_ONCE: usize = 8;
+
+/// Records the history entries in the order the stream holds them, and hands each new one's prompt id and
+/// client to the relay loop to announce; returns when the stream fails.
+async fn record_entries(
+    shared: &Arc<Shared>,
+    front_end: &FrontEnd,
+    entries: consumer::pull::Stream,
+    finished: tokio::sync::mpsc::UnboundedSender<(String, Option<String>)>,
+) -> Result<(), JetStreamError> {
+    let copied = entries
+        .map(|message| async move {
+            let message = message.map_err(failed("reading the history stream"))?;
+            Ok::<_, JetStreamError>(copy_outputs(shared, front_end, message).await)
+        })
+        .buffered(COPIES_AT_ONCE);
+    tokio::pin!(copied);
+    while let Some(copied) = copied.next().await {
+        if let Some((entry, message)) = copied?
+            && let Some(announcement) = record_entry(shared, entry, message).await
+        {
+            let _ = finished.send(announcement);
+        }
+    }
+    Err(failed("reading the history stream")("it ended"))
+}
+
+/// Hands one worker message to the websockets, or marks a prompt a worker started running (in a task of
+/// its own: the database write must not hold up the messages behind it).
+fn relay_event(shared: &Arc<Shared>, bytes: &Bytes) {
     let Some(event) = RemoteEvent::decode(bytes) else {
         tracing::warn!("dropped an event from a worker that is not in kinograph's form");
         return;
     };
     match &event.payload {
         EventPayload::Started => {
-            let (store, prompt_id) = (shared.store.clone(), event.prompt_id.clone());
-            match tokio::task::spawn_blocking(move || store.mark_running(&prompt_id)).await {
-                Ok(Ok(_)) => shared.broadcast_status(),
-                Ok(Err(error)) => tracing::error!("prompt {} could not be marked running: {error}", event.prompt_id),
-                Err(error) => tracing::error!("marking prompt {} running failed: {error}", event.prompt_id),
-            }
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let (store, prompt_id) = (shared.store.clone(), event.prompt_id.clone());
+                // A prompt whose entry was recorded first has no row left to mark: nothing changes.
+                match tokio::task::spawn_blocking(move || store.mark_running(&prompt_id)).await {
+                    Ok(Ok(_)) => shared.broadcast_status(),
+                    Ok(Err(error)) => {
+                        tracing::error!("prompt {} could not be marked running: {error}", event.prompt_id);
+                    }
+                    Err(error) => tracing::error!("marking prompt {} running failed: {error}", event.prompt_id),
+                }
+            });
         }
         EventPayload::Message(message) => shared.hub.send_json(event.client.as_deref(), message),
         EventPayload::Preview { .. } => {
@@ -241,28 +278,36 @@ async fn record_undelivered(shared: &Arc<Shared>, front_end: &FrontEnd, advisory
 /// them (the worker stored them before the entry, so only a failing NATS server or disk gets here).
 const OUTPUT_COPY_TRIES: i64 = 5;
 
-/// Copies an entry's output files from the object store, then stores the entry, then acknowledges it: an
-/// entry the database did not take is delivered again, and so is one whose files could not be copied (a
-/// few times; then it is recorded, the failure logged, so that a lost file never holds up the history).
-async fn record_entry(shared: &Arc<Shared>, front_end: &FrontEnd, message: Message) {
+/// Reads one history entry from the stream and copies its output files from the object store. `None` when
+/// the entry was dealt with here: one that is not in kinograph's form is dropped, and one whose files could
+/// not be copied is handed back to be delivered again (a few times; then it is recorded without them, the
+/// failure logged, so that a lost file never holds up the history).
+async fn copy_outputs(shared: &Shared, front_end: &FrontEnd, message: Message) -> Option<(HistoryEntry, Message)> {
     let Some(entry) = decode_entry(&message.payload) else {
         tracing::error!("a history entry on {} is not in kinograph's form; it is skipped", message.subject);
         if let Err(error) = message.ack_with(AckKind::Term).await {
             tracing::warn!("the unreadable history entry could not be acknowledged: {error}");
         }
-        return;
+        return None;
     };
-    let prompt_id = entry.item.prompt_id.clone();
+    let prompt_id = &entry.item.prompt_id;
     let files = super::outputs::files_of(&entry.outputs);
     if let Err(error) = super::outputs::download(&front_end.outputs, &shared.folders, &files).await {
         let tries = message.info().map_or(1, |info| info.delivered);
         if tries < OUTPUT_COPY_TRIES {
             tracing::warn!("the outputs of prompt {prompt_id} were not copied ({error}); trying again");
             let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
-            return;
+            return None;
         }
         tracing::error!("the outputs of prompt {prompt_id} were not copied ({error}); its entry is kept without them");
     }
+    Some((entry, message))
+}
+
+/// Stores one history entry, then acknowledges it: an entry the database did not take is delivered again.
+/// The prompt id and client of an entry that is new, for its announcement.
+async fn record_entry(shared: &Arc<Shared>, entry: HistoryEntry, message: Message) -> Option<(String, Option<String>)> {
+    let prompt_id = entry.item.prompt_id.clone();
     let client = entry.item.client_id().map(str::to_string);
     let store = shared.store.clone();
     match tokio::task::spawn_blocking(move || store.finish_remote(&entry)).await {
@@ -270,19 +315,20 @@ async fn record_entry(shared: &Arc<Shared>, front_end: &FrontEnd, message: Messa
             if let Err(error) = message.ack().await {
                 tracing::warn!("the history entry of prompt {prompt_id} could not be acknowledged: {error}");
             }
-            if added {
-                crate::worker::announce_finished(shared, &prompt_id, client.as_deref());
-            } else {
+            if !added {
                 tracing::info!("prompt {prompt_id} finished again; the history keeps its first entry");
             }
+            added.then_some((prompt_id, client))
         }
         Ok(Err(error)) => {
             tracing::error!("the history entry of prompt {prompt_id} was not stored: {error}");
             let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
+            None
         }
         Err(error) => {
             tracing::error!("storing the history entry of prompt {prompt_id} failed: {error}");
             let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
+            None
         }
     }
 }
