@@ -48,9 +48,41 @@ pub struct Graph {
     pub prompt: Arc<Json>,
 }
 
+/// A model file a node of a graph reads: a constant given to a COMBO of model files
+/// ([`crate::InputSpec::model_file`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModelUse {
+    /// The index of the node in the graph.
+    pub node: usize,
+    /// The folder kind (`checkpoints`, `text_encoders`, ...).
+    pub folder: String,
+    /// The file's name as the prompt gives it.
+    pub name: String,
+}
+
 impl Graph {
     /// The index of node `id`.
     pub fn index_of(&self, id: &str) -> Option<usize> {
         self.nodes.iter().position(|node| node.id == id)
+    }
+
+    /// The model files the graph's nodes read, in node order: what a machine must hold to run it warm.
+    pub fn model_files(&self) -> Vec<ModelUse> {
+        let mut uses = Vec::new();
+        for (index, node) in self.nodes.iter().enumerate() {
+            for (input, given) in &node.inputs {
+                let (GraphInput::Constant(crate::value::Value::String(name)), Some(spec)) =
+                    (given, node.schema.input_spec(input))
+                else {
+                    continue;
+                };
+                if let crate::schema::InputKind::Combo(combo) = &spec.kind
+                    && let Some(folder) = &combo.model_folder
+                {
+                    uses.push(ModelUse { node: index, folder: folder.kind.clone(), name: name.to_string() });
+                }
+            }
+        }
+        uses
     }
 }

@@ -54,7 +54,7 @@ pub use context::{CancelToken, ExecutionContext, OutputFile, next_numbered_path}
 pub use events::{Event, EventKind, EventSink, ExecutionFailure, Preview};
 pub use executor::{Executor, RunOptions, RunOutcome, RunStatus};
 pub use folders::{FolderError, MissingModel, ModelFolders};
-pub use graph::{Graph, GraphInput, GraphNode};
+pub use graph::{Graph, GraphInput, GraphNode, ModelUse};
 pub use memory::{MemoryBudget, MemoryPool};
 pub use node::{Environment, Node, NodeError, NodeInputs, NodeOutput};
 pub use queue::{HistoryEntry, HistoryStatus, QueueItem};

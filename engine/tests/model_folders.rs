@@ -299,3 +299,33 @@ fn a_model_file_that_is_there_validates_and_resolves_when_run() {
         assert_eq!(outcome.outputs["1"]["text"][0], json!(resolved.display().to_string()));
     }
 }
+
+#[test]
+fn a_graph_lists_the_model_files_its_nodes_read() {
+    let root = tempfile::tempdir().unwrap();
+    touch(&root.path().join("checkpoints/ltxv-2b.safetensors"));
+    touch(&root.path().join("checkpoints/ltxv-13b.safetensors"));
+    let executor = Executor::new(Arc::new(registry()), environment(root.path()));
+    let prompt = ApiPrompt::from_json(
+        json!({
+            "1": {"class_type": "LoadCheckpoint", "inputs": {"ckpt_name": "ltxv-2b.safetensors"}},
+            "2": {"class_type": "LoadCheckpoint", "inputs": {"ckpt_name": "ltxv-13b.safetensors"}},
+        }),
+        "test",
+    )
+    .unwrap();
+    let graph = executor.validate(&prompt).unwrap_or_else(|report| panic!("{}", report.to_text()));
+    let mut uses: Vec<(String, String, String)> = graph
+        .model_files()
+        .into_iter()
+        .map(|model| (graph.nodes[model.node].id.clone(), model.folder, model.name))
+        .collect();
+    uses.sort();
+    assert_eq!(
+        uses,
+        [
+            ("1".to_string(), "checkpoints".to_string(), "ltxv-2b.safetensors".to_string()),
+            ("2".to_string(), "checkpoints".to_string(), "ltxv-13b.safetensors".to_string()),
+        ]
+    );
+}

@@ -101,7 +101,7 @@ async fn run_item(shared: &Arc<Shared>, item: QueueItem) {
     let cancel = CancelToken::new();
     shared.set_running(Some(Running { prompt_id: item.prompt_id.clone(), cancel: cancel.clone() }));
     shared.broadcast_status();
-    let entry = execute(&shared.executor, &item, shared.hub.clone(), cancel).await;
+    let (entry, _) = execute(&shared.executor, &item, shared.hub.clone(), cancel).await;
     let store = shared.store.clone();
     match tokio::task::spawn_blocking(move || store.finish(&entry)).await {
         Ok(Ok(())) => {}
@@ -113,14 +113,15 @@ async fn run_item(shared: &Arc<Shared>, item: QueueItem) {
 }
 
 /// Runs `item` on `executor`, its messages going to `outlet` by ComfyUI's rules (all but the final
-/// `executing {node: null}`, which waits until the entry is stored), and returns its history entry. A
-/// prompt that no longer validates (a file it names went away) leaves an `execution_error` entry.
+/// `executing {node: null}`, which waits until the entry is stored), and returns its history entry and
+/// the graph that ran. A prompt that no longer validates (a file it names went away) leaves an
+/// `execution_error` entry, and no graph.
 pub(crate) async fn execute(
     executor: &Executor,
     item: &QueueItem,
     outlet: Arc<dyn Outlet>,
     cancel: CancelToken,
-) -> kinograph_engine::queue::HistoryEntry {
+) -> (kinograph_engine::queue::HistoryEntry, Option<Arc<kinograph_engine::Graph>>) {
     let reporter = Arc::new(Reporter {
         outlet: outlet.clone(),
         client_id: item.client_id().map(str::to_string),
@@ -129,7 +130,8 @@ pub(crate) async fn execute(
     match prepare(executor, item).await {
         Ok(graph) => {
             let events: EventSink = Arc::new(move |event: &Event| reporter.report(event));
-            run_queued(executor, Arc::new(graph), item, events, cancel).await.1
+            let graph = Arc::new(graph);
+            (run_queued(executor, graph.clone(), item, events, cancel).await.1, Some(graph))
         }
         Err(message) => {
             let entry = failed_entry(item, &message);
@@ -138,7 +140,7 @@ pub(crate) async fn execute(
                     outlet.send_json(item.client_id(), &json!({"type": kind, "data": data}));
                 }
             }
-            entry
+            (entry, None)
         }
     }
 }

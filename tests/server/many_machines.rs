@@ -393,3 +393,57 @@ fn dispatch_overhead_with_one_two_and_three_workers() {
         report(&format!("{workers} worker(s) over NATS, {outputs}"), elapsed, delays, Some(local));
     }
 }
+
+/// Waits until `/system_stats` lists `count` workers, and returns them.
+fn listed_workers(agent: &ureq::Agent, server: &ServerProcess, count: usize) -> Vec<Json> {
+    wait_for("the workers in /system_stats", Duration::from_secs(30), || {
+        let workers = get_json(agent, &server.url("/system_stats"))["workers"].as_array()?.clone();
+        (workers.len() == count).then_some(workers)
+    })
+}
+
+/// Queues `prompt` and waits for its history entry.
+fn run_one(agent: &ureq::Agent, server: &ServerProcess, prompt: &Json) -> Json {
+    let (status, answer) = post_json(agent, &server.url("/prompt"), &json!({"prompt": prompt}));
+    assert_eq!(status, 200, "{answer}");
+    let prompt_id = answer["prompt_id"].as_str().unwrap().to_string();
+    wait_for("the prompt to finish", Duration::from_mins(2), || {
+        get_json(agent, &server.url(&format!("/history/{prompt_id}"))).get(&prompt_id).cloned()
+    })
+}
+
+#[test]
+fn a_warm_worker_gets_the_prompts_of_its_model_and_free_lets_go_of_it() {
+    let root = demo_root();
+    let nats = NatsProcess::start(&root.path().join("nats"));
+    let server = ServerProcess::start(root.path(), &["--queue", &nats.url(), "--ack-wait", ACK_WAIT]);
+    let agent = agent();
+    let warm = WorkerProcess::start(root.path(), &nats.url(), "warm", &[]);
+    // The first video loads the demo models on the only worker there is.
+    let first = run_one(&agent, &server, &demo_prompt(1, "first"));
+    assert_eq!(worker_of(&first), "warm");
+    let _cold = WorkerProcess::start(root.path(), &nats.url(), "cold", &[]);
+    let workers = listed_workers(&agent, &server, 2);
+    let warm_status = workers.iter().find(|worker| worker["name"] == "warm").unwrap();
+    let models: Vec<&str> = warm_status["models"].as_array().unwrap().iter().filter_map(Json::as_str).collect();
+    assert!(models.iter().any(|model| model.starts_with("checkpoints/")), "the models it holds: {warm_status}");
+    assert!(models.iter().any(|model| model.starts_with("text_encoders/")), "{warm_status}");
+    let cold_status = workers.iter().find(|worker| worker["name"] == "cold").unwrap();
+    assert_eq!(cold_status["models"], json!([]), "{cold_status}");
+
+    // Each further video goes to the worker that holds the models, while the other stays idle.
+    for seed in 2..5 {
+        let entry = run_one(&agent, &server, &demo_prompt(seed, &format!("warm{seed}")));
+        assert_eq!(worker_of(&entry), "warm", "video {seed} ran where its models were");
+    }
+
+    // /free reaches the workers: the warm one lets go of its models, and its status says so.
+    let (status, _) = post_json(&agent, &server.url("/free"), &json!({"unload_models": true, "free_memory": true}));
+    assert_eq!(status, 200);
+    wait_for("the warm worker to hold no model", Duration::from_secs(30), || {
+        let workers = get_json(&agent, &server.url("/system_stats"))["workers"].as_array()?.clone();
+        let warm = workers.iter().find(|worker| worker["name"] == "warm")?;
+        (warm["models"] == json!([])).then_some(())
+    });
+    drop(warm);
+}

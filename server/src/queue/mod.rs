@@ -45,16 +45,22 @@ pub enum QueueError {
 }
 
 impl Backend {
-    /// Hands a prompt the database has just accepted to whoever runs prompts. Locally that is waking the
-    /// worker; with JetStream the prompt is published, and only a prompt the stream has stored counts as
-    /// queued.
-    pub(crate) async fn submitted(&self, shared: &Shared, item: &QueueItem) -> Result<(), QueueError> {
+    /// Hands a prompt the database has just accepted, which reads the model files `models` (`folder/name`
+    /// each), to whoever runs prompts. Locally that is waking the worker; with JetStream the prompt is
+    /// published for the workers (those holding its models first), and only a prompt the stream has stored
+    /// counts as queued.
+    pub(crate) async fn submitted(
+        &self,
+        shared: &Shared,
+        item: &QueueItem,
+        models: &[String],
+    ) -> Result<(), QueueError> {
         match self {
             Backend::Local => {
                 shared.wake.notify_one();
                 Ok(())
             }
-            Backend::JetStream(front_end) => Ok(front_end.publish_prompt(item).await?),
+            Backend::JetStream(front_end) => Ok(front_end.publish_prompt(item, models).await?),
         }
     }
 
@@ -75,6 +81,15 @@ impl Backend {
                 front_end.cancel(&running).await;
                 !running.is_empty()
             }
+        }
+    }
+
+    /// Passes a `/free` request on to the remote workers (the local worker reads it from the shared state).
+    pub(crate) async fn free(&self, request: crate::state::FreeRequest) {
+        if let Backend::JetStream(front_end) = self
+            && (request.unload_models || request.free_memory)
+        {
+            front_end.free(request).await;
         }
     }
 

@@ -79,7 +79,7 @@ pub async fn submit(State(shared): State<Arc<Shared>>, body: Result<Bytes, Bytes
         let (shared, prompt) = (shared.clone(), prompt.clone());
         tokio::task::spawn_blocking(move || check_prompt(&shared, prompt, targets.as_deref())).await
     };
-    let (prompt, outputs_to_execute) = match checked {
+    let (prompt, outputs_to_execute, models) = match checked {
         Ok(Ok(checked)) => checked,
         Ok(Err(response)) => return response,
         Err(panic) => return internal("validating the prompt failed", panic),
@@ -124,7 +124,7 @@ pub async fn submit(State(shared): State<Arc<Shared>>, body: Result<Bytes, Bytes
         Ok(Err(store)) => return internal("the prompt could not be queued", store),
         Err(panic) => return internal("queueing the prompt failed", panic),
     };
-    if let Err(handing_over) = shared.backend.submitted(&shared, &item).await {
+    if let Err(handing_over) = shared.backend.submitted(&shared, &item, &models).await {
         // Not queued after all: the database lets go of it, so that its id may be sent again.
         let (store, ids) = (shared.store.clone(), vec![item.prompt_id.clone()]);
         if let Ok(Err(error)) = tokio::task::spawn_blocking(move || store.delete_pending(&ids)).await {
@@ -138,8 +138,13 @@ pub async fn submit(State(shared): State<Arc<Shared>>, body: Result<Bytes, Bytes
     JsonBody(json!({"prompt_id": item.prompt_id, "number": item.number, "node_errors": {}})).into_response()
 }
 
-/// The API prompt (a UI workflow converted) and its output nodes, or ComfyUI's 400 answer.
-fn check_prompt(shared: &Shared, prompt: Json, targets: Option<&[String]>) -> Result<(Json, Vec<String>), Response> {
+/// The API prompt (a UI workflow converted), its output nodes and the model files it reads (`folder/name`),
+/// or ComfyUI's 400 answer.
+fn check_prompt(
+    shared: &Shared,
+    prompt: Json,
+    targets: Option<&[String]>,
+) -> Result<(Json, Vec<String>, Vec<String>), Response> {
     let executor = &shared.executor;
     let invalid = |message: String| error(StatusCode::BAD_REQUEST, "invalid_prompt", message);
     let workflow = WorkflowFile::from_json(prompt, "the prompt").map_err(|e| invalid(e.to_string()))?;
@@ -154,7 +159,8 @@ fn check_prompt(shared: &Shared, prompt: Json, targets: Option<&[String]>) -> Re
     let graph =
         checked.map_err(|report| (StatusCode::BAD_REQUEST, JsonBody(report.to_comfy_json())).into_response())?;
     let outputs = graph.outputs.iter().map(|&index| graph.nodes[index].id.clone()).collect();
-    Ok((prompt.to_json(), outputs))
+    let models = graph.model_files().into_iter().map(|model| format!("{}/{}", model.folder, model.name)).collect();
+    Ok((prompt.to_json(), outputs, models))
 }
 
 /// A new prompt id in uuid4's form.
@@ -301,6 +307,8 @@ pub async fn free(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesRe
         Err(response) => return response,
     };
     let flag = |key: &str| request.get(key).and_then(Json::as_bool).unwrap_or(false);
-    shared.request_free(FreeRequest { unload_models: flag("unload_models"), free_memory: flag("free_memory") });
+    let free = FreeRequest { unload_models: flag("unload_models"), free_memory: flag("free_memory") };
+    shared.request_free(free);
+    shared.backend.free(free).await;
     StatusCode::OK.into_response()
 }

@@ -161,7 +161,7 @@ impl RemoteWorker {
         let executor = Executor::new(Arc::new(nodes::registry()), env);
         let config = config.clone();
         runtime.spawn(async move {
-            if let Err(error) = run_worker(executor, config, identity, place, std::future::pending()).await {
+            if let Err(error) = Box::pin(run_worker(executor, config, identity, place, std::future::pending())).await {
                 panic!("the worker stopped: {error}");
             }
         });

@@ -4,8 +4,8 @@
 
 use super::wire::{EventPayload, RemoteEvent, decode_entry};
 use super::{
-    Connection, FRONT_END_CONSUMER, JetStreamConfig, JetStreamError, PROMPTS_STREAM, STATUS_SUBJECT, WORKERS_CONSUMER,
-    cancel_subject, failed, prompt_subject, subject_token,
+    Connection, FREE_SUBJECT, FRONT_END_CONSUMER, JetStreamConfig, JetStreamError, PROMPTS_STREAM, WORKERS_BUCKET,
+    cancel_subject, failed, family_of, offered_subject, prompt_subject, subject_token,
 };
 use crate::queue::Backend;
 use crate::state::Shared;
@@ -31,33 +31,56 @@ pub struct FrontEnd {
     /// How long a history entry handed to this front end waits for its acknowledgement before it is
     /// handed again (after a restart, the entries the stopped process was handed come again after it).
     ack_wait: Duration,
+    /// The queue's settings, for the consumers of new families.
+    config: JetStreamConfig,
+    /// The families whose consumer this process has made sure of.
+    families: tokio::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl FrontEnd {
     /// Connects to NATS and makes sure the streams and the workers' consumer exist.
     pub async fn connect(config: &JetStreamConfig) -> Result<Self, JetStreamError> {
         let connection = Connection::open(config, "kinograph serve").await?;
-        connection.workers_consumer(config).await?;
         let outputs = super::outputs::bucket(&connection.context, config).await?;
-        Ok(FrontEnd { connection, outputs, workers: std::sync::Mutex::default(), ack_wait: config.ack_wait })
+        connection.workers_bucket().await?;
+        Ok(FrontEnd {
+            connection,
+            outputs,
+            workers: std::sync::Mutex::default(),
+            ack_wait: config.ack_wait,
+            config: config.clone(),
+            families: tokio::sync::Mutex::default(),
+        })
     }
 
-    /// Publishes a prompt for the workers and waits until the stream has stored it. The message id is the
-    /// prompt id, so a second publish of the same prompt is dropped.
-    pub(crate) async fn publish_prompt(&self, item: &QueueItem) -> Result<(), JetStreamError> {
+    /// Publishes a prompt that reads `models` (`folder/name` each) for the workers, under its family, and
+    /// waits until the stream has stored it; then tells idle workers. The message id is the prompt id, so
+    /// a second publish of the same prompt is dropped.
+    pub(crate) async fn publish_prompt(&self, item: &QueueItem, models: &[String]) -> Result<(), JetStreamError> {
+        let family = family_of(models);
+        {
+            let mut known = self.families.lock().await;
+            if !known.contains(&family) {
+                self.connection.family_consumer(&self.config, &family).await?;
+                known.insert(family.clone());
+            }
+        }
         let publish = Publish::build()
             .payload(item.to_comfy_json().to_string().into())
             .message_id(subject_token(&item.prompt_id));
         let ack = self
             .connection
             .context
-            .send_publish(prompt_subject(&item.prompt_id), publish)
+            .send_publish(prompt_subject(&family, &item.prompt_id), publish)
             .await
             .map_err(failed("publishing the prompt"))?
             .await
             .map_err(failed("storing the prompt in JetStream"))?;
         if ack.duplicate {
             tracing::debug!("prompt {} was already in the stream", item.prompt_id);
+        }
+        if let Err(error) = self.connection.client.publish(offered_subject(&family), Bytes::new()).await {
+            tracing::debug!("idle workers were not told of prompt {}: {error}", item.prompt_id);
         }
         Ok(())
     }
@@ -66,7 +89,7 @@ impl FrontEnd {
     /// running from its first message on, and deleting only removes waiting prompts.
     pub(crate) async fn withdraw(&self, prompt_ids: &[String]) {
         for prompt_id in prompt_ids {
-            let purged = self.connection.prompts.purge().filter(prompt_subject(prompt_id)).await;
+            let purged = self.connection.prompts.purge().filter(prompt_subject("*", prompt_id)).await;
             if let Err(error) = purged {
                 tracing::error!("prompt {prompt_id} could not be removed from the stream: {error}");
             }
@@ -82,6 +105,14 @@ impl FrontEnd {
         }
     }
 
+    /// Asks every worker to drop its cache between prompts, as `/free` does locally.
+    pub(crate) async fn free(&self, request: crate::state::FreeRequest) {
+        let body = serde_json::json!({"unload_models": request.unload_models, "free_memory": request.free_memory});
+        if let Err(error) = self.connection.client.publish(FREE_SUBJECT, body.to_string().into()).await {
+            tracing::error!("the request to free memory could not be sent to the workers: {error}");
+        }
+    }
+
     /// The status of every worker heard from within [`super::STATUS_LIFETIME`], by name.
     pub fn workers(&self) -> Vec<serde_json::Value> {
         let mut workers = self.workers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -89,11 +120,16 @@ impl FrontEnd {
         workers.values().map(|(_, status)| status.clone()).collect()
     }
 
-    /// Keeps a worker's status.
-    fn heard_from(&self, payload: &Bytes) {
-        let Ok(status) = serde_json::from_slice::<serde_json::Value>(payload) else { return };
-        let Some(name) = status["name"].as_str().map(str::to_string) else { return };
+    /// Keeps a worker's status, as it was put in the status bucket; a worker that stopped deleted its
+    /// key and is no longer listed.
+    fn heard_from(&self, message: &async_nats::Message) {
         let mut workers = self.workers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(name) = deleted_key(message) {
+            workers.remove(&name);
+            return;
+        }
+        let Ok(status) = serde_json::from_slice::<serde_json::Value>(&message.payload) else { return };
+        let Some(name) = status["name"].as_str().map(str::to_string) else { return };
         workers.insert(name, (std::time::Instant::now(), status));
     }
 
@@ -131,7 +167,7 @@ async fn relay_until_failure(shared: &Arc<Shared>, front_end: &FrontEnd) -> Resu
     let mut statuses = front_end
         .connection
         .client
-        .subscribe(STATUS_SUBJECT)
+        .subscribe(format!("$KV.{WORKERS_BUCKET}.>"))
         .await
         .map_err(failed("subscribing to workers' status"))?;
     let mut undelivered = front_end
@@ -154,7 +190,7 @@ async fn relay_until_failure(shared: &Arc<Shared>, front_end: &FrontEnd) -> Resu
                 crate::worker::announce_finished(shared, &prompt_id, client.as_deref());
             }
             Some(advisory) = undelivered.next() => record_undelivered(shared, front_end, &advisory.payload).await,
-            Some(status) = statuses.next() => front_end.heard_from(&status.payload),
+            Some(status) = statuses.next() => front_end.heard_from(&status),
             result = &mut recorder => return result,
         }
     }
@@ -223,7 +259,16 @@ fn relay_event(shared: &Arc<Shared>, bytes: &Bytes) {
 /// JetStream's advisory that a prompt was handed to workers as many times as the consumer allows
 /// (`max_deliver`) without one finishing it: each of those workers died or lost its connection.
 fn max_deliveries_advisory() -> String {
-    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{PROMPTS_STREAM}.{WORKERS_CONSUMER}")
+    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{PROMPTS_STREAM}.*")
+}
+
+/// The key a status bucket message deletes (`KV-Operation: DEL` or `PURGE`), if it is a deletion.
+fn deleted_key(message: &async_nats::Message) -> Option<String> {
+    let operation = message.headers.as_ref()?.get("KV-Operation")?.as_str();
+    if operation != "DEL" && operation != "PURGE" {
+        return None;
+    }
+    message.subject.as_str().strip_prefix(&format!("$KV.{WORKERS_BUCKET}.")).map(str::to_string)
 }
 
 /// Records a prompt no worker finished in its deliveries as failed, with the reason, and takes it off the

@@ -1,11 +1,17 @@
 //! The queue on NATS JetStream, for many machines: `kinograph serve --queue nats://HOST:4222` in front,
 //! `kinograph worker --queue nats://HOST:4222` on each machine with a GPU.
 //!
-//! - Prompts: the stream [`PROMPTS_STREAM`] (work-queue retention, subjects `kinograph.prompts.<id>`) and
-//!   its one durable pull consumer [`WORKERS_CONSUMER`], shared by every worker, with explicit acks. A
-//!   worker holds a prompt for at most `ack_wait` without a word; while it runs one it sends in-progress
-//!   acks, so a live worker keeps its prompt and a dead one loses it to another worker after `ack_wait`.
-//!   `max_deliver` bounds how often one prompt is handed out.
+//! - Prompts: the stream [`PROMPTS_STREAM`] (work-queue retention, subjects
+//!   `kinograph.prompts.<family>.<id>`). A prompt's family is a key of the model files it reads
+//!   ([`family_of`]); each family has a durable pull consumer (`kinograph-family-<family>`, explicit acks)
+//!   that every worker may take from. A worker holds a prompt for at most `ack_wait` without a word; while
+//!   it runs one it sends in-progress acks, so a live worker keeps its prompt and a dead one loses it to
+//!   another worker after `ack_wait`. `max_deliver` bounds how often one prompt is handed out.
+//! - Locality: each worker says in its status which families it holds warm (their models still in its
+//!   cache). A worker takes the prompts of the families it holds first; a prompt of a family that an idle
+//!   worker holds is left to that worker for [`LOCALITY_GRACE`] before another takes it, so that a warm
+//!   worker does not see a cold one reload its 20 GB model. The front end announces each prompt on
+//!   `kinograph.offered.<family>` so that idle workers look at once.
 //! - Dedupe: every prompt is published with `Nats-Msg-Id` = its id, so a second publish inside the
 //!   duplicate window is dropped; a worker that is handed a prompt whose history entry is already stored
 //!   acknowledges it without running it, and the front end keeps the first entry of an id.
@@ -19,9 +25,11 @@
 //! - Outputs: put by the worker into the JetStream object store before it stores the entry, and copied
 //!   by the front end into its own folders before it records the entry ([`outputs`]); or, with a shared
 //!   output folder, written where the front end reads.
-//! - Cancel: `kinograph.cancel.<id>` on core NATS; the worker running that prompt stops it.
+//! - Cancel: `kinograph.cancel.<id>` on core NATS; the worker running that prompt stops it. `/free` goes
+//!   to every worker on [`FREE_SUBJECT`].
 
 mod front;
+mod locality;
 pub mod outputs;
 pub mod wire;
 mod worker;
@@ -37,14 +45,20 @@ use std::time::Duration;
 
 /// The work-queue stream of prompts waiting for a worker.
 pub const PROMPTS_STREAM: &str = "KINOGRAPH_PROMPTS";
-/// The durable consumer every worker takes prompts from.
-pub const WORKERS_CONSUMER: &str = "kinograph-workers";
+/// The start of the name of each family's durable consumer, which every worker takes prompts from.
+pub const FAMILY_CONSUMER_PREFIX: &str = "kinograph-family-";
+/// The family of prompts that read no model file.
+pub const NO_MODELS_FAMILY: &str = "none";
+/// How long a prompt of a family that an idle worker holds is left to that worker.
+pub const LOCALITY_GRACE: Duration = Duration::from_millis(1500);
+/// The key-value bucket where each worker keeps its status (name → JSON), for [`STATUS_LIFETIME`].
+pub const WORKERS_BUCKET: &str = "kinograph-workers";
 /// The stream of finished prompts' history entries.
 pub const HISTORY_STREAM: &str = "KINOGRAPH_HISTORY";
 /// The durable consumer the front end reads history entries with.
 pub const FRONT_END_CONSUMER: &str = "kinograph-front-end";
-/// Where each worker says, every [`STATUS_PERIOD`], who it is and what it runs (core NATS: live only).
-pub const STATUS_SUBJECT: &str = "kinograph.workers.status";
+/// Where `/free` goes to every worker (core NATS): each drops its cache once no prompt runs.
+pub const FREE_SUBJECT: &str = "kinograph.free";
 /// How often a worker sends its status.
 pub const STATUS_PERIOD: Duration = Duration::from_secs(2);
 /// How long the front end lists a worker after its last status: one gone this long is no longer listed.
@@ -144,9 +158,32 @@ pub fn subject_token(prompt_id: &str) -> String {
     token
 }
 
-/// The subject a prompt is queued on.
-pub fn prompt_subject(prompt_id: &str) -> String {
-    format!("kinograph.prompts.{}", subject_token(prompt_id))
+/// The family of a prompt that reads `models` (`folder/name` each): a short key of the sorted names, the
+/// same whatever their order, or [`NO_MODELS_FAMILY`] for none.
+pub fn family_of(models: &[String]) -> String {
+    let mut models: Vec<&str> = models.iter().map(String::as_str).collect();
+    models.sort_unstable();
+    models.dedup();
+    if models.is_empty() {
+        return NO_MODELS_FAMILY.to_string();
+    }
+    let hash = kinograph_engine::content_hash::hash_bytes(models.join("\n").as_bytes());
+    kinograph_engine::content_hash::to_hex(&hash)[..16].to_string()
+}
+
+/// The subject a prompt of `family` is queued on.
+pub fn prompt_subject(family: &str, prompt_id: &str) -> String {
+    format!("kinograph.prompts.{family}.{}", subject_token(prompt_id))
+}
+
+/// The durable consumer of a family's prompts.
+pub fn family_consumer(family: &str) -> String {
+    format!("{FAMILY_CONSUMER_PREFIX}{family}")
+}
+
+/// Where the front end says that a prompt of `family` was queued (core NATS), to wake idle workers.
+pub fn offered_subject(family: &str) -> String {
+    format!("kinograph.offered.{family}")
 }
 
 /// The subject a prompt's websocket messages go out on.
@@ -225,16 +262,19 @@ impl Connection {
         Ok(Connection { client, context, prompts, history })
     }
 
-    /// The consumer every worker takes prompts from.
-    pub async fn workers_consumer(
+    /// The consumer of `family`'s prompts, which every worker takes them from.
+    pub async fn family_consumer(
         &self,
         config: &JetStreamConfig,
+        family: &str,
     ) -> Result<consumer::Consumer<consumer::pull::Config>, JetStreamError> {
+        let name = family_consumer(family);
         self.prompts
             .get_or_create_consumer(
-                WORKERS_CONSUMER,
+                &name,
                 consumer::pull::Config {
-                    durable_name: Some(WORKERS_CONSUMER.to_string()),
+                    durable_name: Some(name.clone()),
+                    filter_subject: format!("kinograph.prompts.{family}.>"),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: config.ack_wait,
                     max_deliver: config.max_deliver,
@@ -242,7 +282,32 @@ impl Connection {
                 },
             )
             .await
-            .map_err(failed("creating the workers' consumer"))
+            .map_err(failed("creating the consumer of a family of prompts"))
+    }
+
+    /// The workers' status bucket. Its stream is made here as the client would make it, because this
+    /// client's own bucket creation asks the server for an account field that 2.9 servers do not send.
+    pub async fn workers_bucket(&self) -> Result<async_nats::jetstream::kv::Store, JetStreamError> {
+        if let Ok(store) = self.context.get_key_value(WORKERS_BUCKET).await {
+            return Ok(store);
+        }
+        self.context
+            .get_or_create_stream(stream::Config {
+                name: format!("KV_{WORKERS_BUCKET}"),
+                description: Some("kinograph: the status of each worker".to_string()),
+                subjects: vec![format!("$KV.{WORKERS_BUCKET}.>")],
+                max_messages_per_subject: 1,
+                max_age: STATUS_LIFETIME,
+                storage: stream::StorageType::Memory,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(failed("creating the workers' status bucket"))?;
+        self.context.get_key_value(WORKERS_BUCKET).await.map_err(failed("opening the workers' status bucket"))
     }
 }
 
@@ -264,5 +329,16 @@ mod tests {
         assert_eq!(subject_token("a.b *>%"), "a%2Eb%20%2A%3E%25");
         assert_ne!(subject_token("a%2E"), subject_token("a."));
         assert_eq!(event_subject("x.y"), "kinograph.events.x%2Ey");
+    }
+
+    #[test]
+    fn a_family_is_the_same_set_of_models_in_any_order() {
+        let a = ["checkpoints/ltxv.safetensors".to_string(), "text_encoders/t5.safetensors".to_string()];
+        let b = [a[1].clone(), a[0].clone(), a[0].clone()];
+        assert_eq!(family_of(&a), family_of(&b));
+        assert_eq!(family_of(&a).len(), 16);
+        assert_ne!(family_of(&a), family_of(&a[..1]));
+        assert_eq!(family_of(&[]), NO_MODELS_FAMILY);
+        assert_eq!(prompt_subject("none", "p.1"), "kinograph.prompts.none.p%2E1");
     }
 }

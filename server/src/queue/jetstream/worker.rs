@@ -1,42 +1,46 @@
-//! `kinograph worker`: takes prompts one at a time from the workers' consumer, runs each with the same
-//! executor and routing as the server's own worker, sends its websocket messages over NATS, stores its
-//! history entry on the history stream, and only then acknowledges the prompt. A worker that dies before
-//! that leaves the prompt to another worker once `ack_wait` has passed.
+//! `kinograph worker`: takes prompts one at a time, those whose models it holds first, runs each with the
+//! same executor and routing as the server's own worker, sends its websocket messages over NATS, puts its
+//! outputs in the object store, stores its history entry on the history stream, and only then
+//! acknowledges the prompt. A worker that dies before that leaves the prompt to another worker once
+//! `ack_wait` has passed; one that is stopped (Ctrl-C) hands its prompt back at once.
 
+use super::locality::{Chooser, Held, Peers};
 use super::outputs::{self, OutputPlace};
 use super::wire::{EventPayload, RemoteEvent, encode_entry};
 use super::{
-    Connection, JetStreamConfig, JetStreamError, cancel_subject, event_subject, failed, history_subject, subject_token,
+    Connection, FAMILY_CONSUMER_PREFIX, FREE_SUBJECT, JetStreamConfig, JetStreamError, LOCALITY_GRACE, WORKERS_BUCKET,
+    cancel_subject, event_subject, failed, history_subject, subject_token,
 };
 use crate::hub::{Outlet, PreviewFrame};
 use async_nats::jetstream::consumer::{Consumer, pull};
 use async_nats::jetstream::context::Publish;
+use async_nats::jetstream::kv;
 use async_nats::jetstream::message::{AckKind, Acker};
 use async_nats::jetstream::object_store::ObjectStore;
 use axum::body::Bytes;
 use futures_util::StreamExt;
 use kinograph_engine::queue::{HistoryEntry, QueueItem};
-use kinograph_engine::{CancelToken, Executor};
+use kinograph_engine::{CancelToken, Executor, Graph};
 use serde_json::Value as Json;
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
-use tokio::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc, watch};
 
 /// How long the worker waits before it asks again after NATS failed a request.
 const RETRY: Duration = Duration::from_secs(1);
-/// How long one fetch waits for a prompt before it asks again.
-const FETCH_WAIT: Duration = Duration::from_secs(5);
+/// How often an idle worker looks for prompts when no announcement woke it (for prompts handed back by a
+/// dead worker, and for those left a while to a worker that holds their models).
+const LOOK_AGAIN: Duration = Duration::from_millis(500);
 /// Messages a prompt may have waiting for the NATS connection before further ones are dropped (live
 /// messages only; the history entry never waits here).
 const OUTBOX: usize = 1024;
 
-/// The prompt this worker runs now, for the interrupt listener.
-type Current = Arc<Mutex<Option<(String, CancelToken)>>>;
-
 /// Runs prompts from JetStream until `shutdown` resolves; fails only when the connection, the streams or
-/// the consumer cannot be set up at the start (later failures are retried as the client reconnects). A
-/// prompt running at shutdown is not acknowledged and goes to another worker after `ack_wait`.
+/// the buckets cannot be set up at the start (later failures are retried as the client reconnects). A
+/// prompt running at shutdown is stopped and handed back at once, for another worker to run.
 pub async fn run_worker(
     executor: Executor,
     config: JetStreamConfig,
@@ -45,21 +49,99 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), JetStreamError> {
     let connection = Connection::open(&config, "kinograph worker").await?;
-    let consumer = connection.workers_consumer(&config).await?;
     let bucket = match &outputs {
         OutputPlace::SharedFolder => None,
         OutputPlace::ObjectStore(_) => Some(outputs::bucket(&connection.context, &config).await?),
     };
-    let current: Current = Arc::default();
+    let statuses = connection.workers_bucket().await?;
+    let client = &connection.client;
+    let cancels = client.subscribe("kinograph.cancel.>").await.map_err(failed("subscribing to interrupts"))?;
+    let frees = client.subscribe(FREE_SUBJECT).await.map_err(failed("subscribing to requests to free memory"))?;
+    let others = client
+        .subscribe(format!("$KV.{WORKERS_BUCKET}.>"))
+        .await
+        .map_err(failed("subscribing to the workers' status"))?;
+    let mut offers = client.subscribe("kinograph.offered.>").await.map_err(failed("subscribing to new prompts"))?;
     let name = identity.name.clone();
-    let _status = AbortOnDrop(tokio::spawn(report_status(connection.client.clone(), identity, current.clone())));
-    let cancels =
-        connection.client.subscribe("kinograph.cancel.>").await.map_err(failed("subscribing to interrupts"))?;
-    let _listener = AbortOnDrop(tokio::spawn(listen_for_cancels(cancels, current.clone())));
-    let worker = Worker { connection, executor, config, current, name, outputs, bucket };
+    let worker = Worker { connection, executor, config, name: name.clone(), outputs, bucket, state: Arc::default() };
+    let _status = AbortOnDrop(tokio::spawn(report_status(statuses.clone(), identity, worker.watch())));
+    let _cancels = AbortOnDrop(tokio::spawn(listen_for_cancels(cancels, worker.state.clone())));
+    let _frees = AbortOnDrop(tokio::spawn(listen_for_frees(frees, worker.watch())));
+    let _others = AbortOnDrop(tokio::spawn(listen_to_others(others, worker.state.clone(), name.clone())));
+
+    let (stop, mut stopping) = watch::channel(false);
+    let work = take_prompts(&worker, &mut offers, &mut stopping);
+    tokio::pin!(work, shutdown);
     tokio::select! {
-        never = take_prompts(&worker, &consumer) => match never {},
-        () = shutdown => Ok(()),
+        () = &mut work => {}
+        () = &mut shutdown => {
+            let _ = stop.send(true);
+            work.as_mut().await;
+        }
+    }
+    // The front end stops listing it now rather than when its status runs out.
+    if let Err(error) = statuses.delete(&name).await {
+        tracing::debug!("the worker's status could not be removed: {error}");
+    }
+    Ok(())
+}
+
+/// Who a worker is, as its status says: a name unique among the workers, and the device it computes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerIdentity {
+    pub name: String,
+    pub device: String,
+}
+
+impl WorkerIdentity {
+    /// `name` (letters, digits, `-`, `_` and `.`; anything else becomes `_`) on `device`.
+    pub fn new(name: &str, device: &str) -> Self {
+        let keep = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        let name: String = name.chars().map(|c| if keep(c) { c } else { '_' }).collect();
+        // The name is a subfolder of the front end's outputs and a key of the status bucket: never `.`,
+        // `..`, hidden, or ending in a dot.
+        let name = match name.strip_prefix('.') {
+            Some(rest) => format!("_{rest}"),
+            None => name,
+        };
+        let name = if name.ends_with('.') { format!("{}_", name.trim_end_matches('.')) } else { name };
+        WorkerIdentity { name: if name.is_empty() { "worker".into() } else { name }, device: device.to_string() }
+    }
+}
+
+/// What the worker's tasks share.
+#[derive(Default)]
+struct State {
+    /// The prompt this worker runs now, for the interrupt listener and the status.
+    current: Mutex<Option<(String, CancelToken)>>,
+    /// The families of prompts whose models this worker holds.
+    held: Mutex<Held>,
+    /// The other workers, from their statuses.
+    peers: Mutex<Peers>,
+    /// A `/free` came while a prompt ran: applied once it is done.
+    free_pending: AtomicBool,
+    /// Wakes the status reporter when the worker starts or finishes a prompt.
+    changed: Notify,
+}
+
+/// The state and the executor, for tasks that watch and report them.
+#[derive(Clone)]
+struct Watch {
+    state: Arc<State>,
+    executor: Executor,
+}
+
+impl Watch {
+    fn running(&self) -> Option<String> {
+        self.state.current.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|(id, _)| id.clone())
+    }
+
+    /// Drops the cache's outputs and models, as `/free` does on one machine.
+    fn free(&self) {
+        self.executor.cache().clear_memory();
+        self.state.held.lock().unwrap_or_else(PoisonError::into_inner).refresh(self.executor.cache());
+        self.state.changed.notify_one();
+        tracing::info!("freed the cache");
     }
 }
 
@@ -68,15 +150,24 @@ struct Worker {
     connection: Connection,
     executor: Executor,
     config: JetStreamConfig,
-    current: Current,
     /// The worker's name, also the subfolder its outputs go under with the object store.
     name: String,
     outputs: OutputPlace,
     /// The outputs' bucket, with [`OutputPlace::ObjectStore`].
     bucket: Option<ObjectStore>,
+    state: Arc<State>,
 }
 
 impl Worker {
+    fn watch(&self) -> Watch {
+        Watch { state: self.state.clone(), executor: self.executor.clone() }
+    }
+
+    fn set_current(&self, current: Option<(String, CancelToken)>) {
+        *self.state.current.lock().unwrap_or_else(PoisonError::into_inner) = current;
+        self.state.changed.notify_one();
+    }
+
     /// The subfolder this worker's outputs go under at the front end, when they go through the object store.
     fn output_subfolder(&self) -> Option<&str> {
         self.bucket.as_ref().map(|_| self.name.as_str())
@@ -94,44 +185,50 @@ impl Worker {
         entry.meta = HistoryEntry::meta_for(&entry.outputs);
         Ok(())
     }
-}
 
-/// Who a worker is, as its status says: a name unique among the workers, and the device it computes on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerIdentity {
-    pub name: String,
-    pub device: String,
-}
-
-impl WorkerIdentity {
-    /// `name` (letters, digits, `-`, `_` and `.`; anything else becomes `_`) on `device`.
-    pub fn new(name: &str, device: &str) -> Self {
-        let keep = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        let name: String = name.chars().map(|c| if keep(c) { c } else { '_' }).collect();
-        // The name is a subfolder of the front end's outputs: never `.`, `..` or hidden.
-        let name = match name.strip_prefix('.') {
-            Some(rest) => format!("_{rest}"),
-            None => name,
+    /// Remembers the models a prompt of `family` loaded, by the signatures of their loaders.
+    fn remember_models(&self, family: &str, graph: &Graph) {
+        let Ok(signatures) = kinograph_engine::signature::compute_signatures(graph, self.executor.env()) else {
+            return;
         };
-        WorkerIdentity { name: if name.is_empty() { "worker".into() } else { name }, device: device.to_string() }
+        let models = graph
+            .model_files()
+            .into_iter()
+            .map(|model| (format!("{}/{}", model.folder, model.name), signatures[model.node]))
+            .collect();
+        let mut held = self.state.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.record(family, models);
+        held.refresh(self.executor.cache());
+    }
+
+    /// Applies a `/free` that came while a prompt ran.
+    fn apply_pending_free(&self) {
+        if self.state.free_pending.swap(false, Ordering::AcqRel) {
+            self.watch().free();
+        }
     }
 }
 
-/// Says every [`super::STATUS_PERIOD`] who this worker is and what it runs: its name, device, the prompt
-/// it runs, when it started and when it sent this. A worker that dies falls silent, and the front end stops
-/// listing it after [`super::STATUS_LIFETIME`].
-async fn report_status(client: async_nats::Client, identity: WorkerIdentity, current: Current) {
+/// Puts this worker's status in the bucket every [`super::STATUS_PERIOD`], and at once when it starts or
+/// finishes a prompt: its name, device, the prompt it runs, the families and model files it holds warm,
+/// when it started and when it sent this. A worker that dies falls silent, and its status runs out of the
+/// bucket after [`super::STATUS_LIFETIME`].
+async fn report_status(statuses: kv::Store, identity: WorkerIdentity, watch: Watch) {
     let started = now_millis();
     loop {
-        let running = current.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|(id, _)| id.clone());
+        let (families, models) = {
+            let mut held = watch.state.held.lock().unwrap_or_else(PoisonError::into_inner);
+            held.refresh(watch.executor.cache());
+            (held.families(), held.models())
+        };
         let status = serde_json::json!({
-            "name": identity.name, "device": identity.device, "current_prompt": running,
-            "started": started, "last_seen": now_millis(),
+            "name": identity.name, "device": identity.device, "current_prompt": watch.running(),
+            "families": families, "models": models, "started": started, "last_seen": now_millis(),
         });
-        if let Err(error) = client.publish(super::STATUS_SUBJECT, status.to_string().into()).await {
-            tracing::warn!("the worker's status could not be sent: {error}");
+        if let Err(error) = statuses.put(&identity.name, status.to_string().into()).await {
+            tracing::warn!("the worker's status could not be stored: {error}");
         }
-        tokio::time::sleep(super::STATUS_PERIOD).await;
+        let _ = tokio::time::timeout(super::STATUS_PERIOD, watch.state.changed.notified()).await;
     }
 }
 
@@ -148,9 +245,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn listen_for_cancels(mut cancels: async_nats::Subscriber, current: Current) {
+async fn listen_for_cancels(mut cancels: async_nats::Subscriber, state: Arc<State>) {
     while let Some(message) = cancels.next().await {
-        let guard = current.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = state.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((prompt_id, cancel)) = guard.as_ref()
             && message.subject.as_str() == cancel_subject(prompt_id)
         {
@@ -160,35 +257,125 @@ async fn listen_for_cancels(mut cancels: async_nats::Subscriber, current: Curren
     }
 }
 
-async fn take_prompts(worker: &Worker, consumer: &Consumer<pull::Config>) -> Infallible {
-    loop {
-        // One prompt at a time: a worker never holds a second prompt while it runs the first.
-        let batch = consumer.batch().max_messages(1).expires(FETCH_WAIT).messages().await;
-        let mut batch = match batch {
-            Ok(batch) => batch,
-            Err(error) => {
-                // The client reconnects by itself; asking again once it has is all there is to do.
-                tracing::warn!("asking for a prompt failed ({error}); asking again");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        while let Some(message) = batch.next().await {
-            match message {
-                Ok(message) => {
-                    let delivered = message.info().map_or(1, |info| info.delivered);
-                    let (message, acker) = message.split();
-                    handle(worker, &message.payload, delivered, acker).await;
-                }
-                Err(error) => tracing::warn!("a prompt could not be received: {error}"),
-            }
+/// `/free` from the front end: applied now when no prompt runs, else once the running one is done.
+async fn listen_for_frees(mut frees: async_nats::Subscriber, watch: Watch) {
+    while frees.next().await.is_some() {
+        if watch.running().is_some() {
+            watch.state.free_pending.store(true, Ordering::Release);
+        } else {
+            watch.free();
         }
     }
 }
 
-async fn handle(worker: &Worker, payload: &Bytes, delivered: i64, acker: Acker) {
-    let (connection, current) = (&worker.connection, &worker.current);
-    let item = serde_json::from_slice::<Json>(payload).ok().and_then(|value| QueueItem::from_comfy_json(&value));
+/// Keeps what the other workers' statuses say.
+async fn listen_to_others(mut statuses: async_nats::Subscriber, state: Arc<State>, me: String) {
+    let prefix = format!("$KV.{WORKERS_BUCKET}.");
+    while let Some(message) = statuses.next().await {
+        let Some(name) = message.subject.as_str().strip_prefix(&prefix) else { continue };
+        if name == me {
+            continue;
+        }
+        let mut peers = state.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let operation = message.headers.as_ref().and_then(|headers| headers.get("KV-Operation"));
+        if operation.is_some_and(|operation| matches!(operation.as_str(), "DEL" | "PURGE")) {
+            peers.gone(name);
+        } else if let Ok(status) = serde_json::from_slice::<Json>(&message.payload) {
+            peers.heard(&status, Instant::now());
+        }
+    }
+}
+
+/// Takes and runs prompts until `stopping` turns true.
+async fn take_prompts(worker: &Worker, offers: &mut async_nats::Subscriber, stopping: &mut watch::Receiver<bool>) {
+    let mut consumers: HashMap<String, Consumer<pull::Config>> = HashMap::new();
+    let mut chooser = Chooser::new(&worker.name, LOCALITY_GRACE);
+    while !*stopping.borrow() {
+        worker.apply_pending_free();
+        match next_prompt(worker, &mut consumers, &mut chooser).await {
+            Ok(Some((family, message))) => {
+                chooser.took_one();
+                handle(worker, &family, message, stopping).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                // The client reconnects by itself; looking again once it has is all there is to do.
+                tracing::warn!("looking for a prompt failed ({error}); looking again");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        }
+        // Nothing to take now: wait for a new prompt, the next look, or the end.
+        tokio::select! {
+            _ = offers.next() => {}
+            () = tokio::time::sleep(LOOK_AGAIN) => {}
+            _ = stopping.changed() => {}
+        }
+    }
+}
+
+/// One prompt from the families with prompts waiting, in this worker's order ([`Chooser`]), or `None`
+/// when there is none for it now.
+async fn next_prompt(
+    worker: &Worker,
+    consumers: &mut HashMap<String, Consumer<pull::Config>>,
+    chooser: &mut Chooser,
+) -> Result<Option<(String, async_nats::jetstream::Message)>, JetStreamError> {
+    let mut listed = worker.connection.prompts.consumers();
+    let mut waiting = Vec::new();
+    while let Some(info) = listed.next().await {
+        let info = info.map_err(failed("listing the families of prompts"))?;
+        // Prompts not yet handed out, and those handed out (a dead worker's come back after the ack wait).
+        let has_work = info.num_pending > 0 || info.num_ack_pending > 0;
+        if let Some(family) = info.name.strip_prefix(FAMILY_CONSUMER_PREFIX)
+            && has_work
+        {
+            waiting.push(family.to_string());
+        }
+    }
+    let own = worker.state.held.lock().unwrap_or_else(PoisonError::into_inner).families();
+    let order = {
+        let peers = worker.state.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        chooser.order(&waiting, &own, &peers, Instant::now())
+    };
+    for family in order {
+        if !consumers.contains_key(&family) {
+            let consumer = worker.connection.family_consumer(&worker.config, &family).await?;
+            consumers.insert(family.clone(), consumer);
+        }
+        let Some(consumer) = consumers.get(&family) else { continue };
+        // One prompt at a time: a worker never holds a second prompt while it runs the first.
+        let mut batch = consumer.fetch().max_messages(1).messages().await.map_err(failed("asking for a prompt"))?;
+        match batch.next().await {
+            Some(Ok(message)) => return Ok(Some((family, message))),
+            Some(Err(error)) => tracing::warn!("a prompt could not be received: {error}"),
+            None => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Resolves once `stopping` turns true.
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    while !*stopping.borrow_and_update() {
+        if stopping.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn handle(
+    worker: &Worker,
+    family: &str,
+    message: async_nats::jetstream::Message,
+    stopping: &mut watch::Receiver<bool>,
+) {
+    let connection = &worker.connection;
+    let delivered = message.info().map_or(1, |info| info.delivered);
+    let (message, acker) = message.split();
+    let item =
+        serde_json::from_slice::<Json>(&message.payload).ok().and_then(|value| QueueItem::from_comfy_json(&value));
     let Some(item) = item else {
         tracing::error!("a queued message is not a prompt; it is dropped");
         let _ = acker.ack_with(AckKind::Term).await;
@@ -207,7 +394,7 @@ async fn handle(worker: &Worker, payload: &Bytes, delivered: i64, acker: Acker) 
     }
     tracing::info!("running prompt {prompt_id}");
     let cancel = CancelToken::new();
-    *current.lock().unwrap_or_else(PoisonError::into_inner) = Some((prompt_id.clone(), cancel.clone()));
+    worker.set_current(Some((prompt_id.clone(), cancel.clone())));
     let (sender, receiver) = mpsc::channel(OUTBOX);
     let _publisher = AbortOnDrop(tokio::spawn(publish_events(connection.client.clone(), receiver)));
     let outlet = Arc::new(NatsOutlet {
@@ -217,16 +404,24 @@ async fn handle(worker: &Worker, payload: &Bytes, delivered: i64, acker: Acker) 
     });
     outlet.send(None, EventPayload::Started);
     let ran = async {
-        let mut entry = crate::worker::execute(&worker.executor, &item, outlet, cancel).await;
-        worker.send_outputs(&mut entry).await.map(|()| entry)
+        let (mut entry, graph) = crate::worker::execute(&worker.executor, &item, outlet, cancel.clone()).await;
+        worker.send_outputs(&mut entry).await.map(|()| (entry, graph))
     };
     let ran = tokio::select! {
         ran = ran => ran,
         never = keep_alive(&acker, worker.config.ack_wait / 3) => match never {},
+        () = stopped(stopping) => {
+            // Stopped by its operator: the prompt goes back to the queue now rather than after the ack wait.
+            cancel.cancel();
+            worker.set_current(None);
+            let _ = acker.ack_with(AckKind::Nak(None)).await;
+            tracing::info!("stopping: prompt {prompt_id} is handed back for another worker");
+            return;
+        }
     };
-    *current.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    let entry = match ran {
-        Ok(entry) => entry,
+    worker.set_current(None);
+    let (entry, graph) = match ran {
+        Ok(ran) => ran,
         Err(error) => {
             // The prompt is not done until its outputs are stored: it runs again, here or elsewhere.
             tracing::error!("prompt {prompt_id} ran, but {error}; it runs again");
@@ -234,6 +429,11 @@ async fn handle(worker: &Worker, payload: &Bytes, delivered: i64, acker: Acker) 
             return;
         }
     };
+    if let Some(graph) = graph
+        && entry.status.status_str == "success"
+    {
+        worker.remember_models(family, &graph);
+    }
     // Every message goes out before the entry, whose arrival makes the front end send the last one.
     let (flushed, published) = tokio::sync::oneshot::channel();
     if sender.send(Outgoing::Flush(flushed)).await.is_ok() {
@@ -257,6 +457,7 @@ async fn handle(worker: &Worker, payload: &Bytes, delivered: i64, acker: Acker) 
             let _ = acker.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
         }
     }
+    worker.state.changed.notify_one();
 }
 
 /// Tells JetStream every `period` that the prompt is still being worked on.
