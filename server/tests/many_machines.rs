@@ -217,3 +217,45 @@ fn system_stats_lists_each_worker_with_its_device_and_the_prompt_it_runs() {
     });
     client.wait_for_history(&prompt_id);
 }
+
+#[test]
+fn a_stopped_worker_hands_its_prompt_back_at_once() {
+    let Some(nats) = NatsServer::start() else { return };
+    // A dead worker's prompt would wait this long; a stopped worker's must not.
+    let config = JetStreamConfig { ack_wait: Duration::from_secs(30), ..nats.config() };
+    let server = front_end(&config);
+    let first = RemoteWorker::start(&config);
+    let client = server.client();
+    let prompt_id = client.queue(&json!({"prompt": slow_prompt("handed back", 60, 50), "prompt_id": "handed-back"}));
+    client.wait_until_running(&prompt_id);
+    let stopped = std::time::Instant::now();
+    first.stop();
+    let _second = RemoteWorker::start(&config);
+    let entry = client.wait_for_history(&prompt_id);
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    assert!(stopped.elapsed() < Duration::from_secs(20), "handed on after {:?}", stopped.elapsed());
+    assert_eq!(client.get("/history").json().as_object().map(serde_json::Map::len), Some(1));
+}
+
+#[test]
+fn a_front_end_whose_nats_store_was_lost_queues_its_prompts_again() {
+    let Some(lost) = NatsServer::start() else { return };
+    let server = front_end(&lost.config());
+    let client = server.client();
+    // No worker yet: the prompts wait in the stream, and in the front end's database.
+    let ids: Vec<String> =
+        (0..3).map(|index| client.queue(&json!({"prompt": slow_prompt(&format!("kept {index}"), 2, 10)}))).collect();
+    drop(lost);
+    let Some(fresh) = NatsServer::start() else { return };
+    let options = Options { queue: QueueConfig::JetStream(fresh.config()), ..Options::default() };
+    let server = server.restart_with(options);
+    let _worker = RemoteWorker::start(&fresh.config());
+    let client = server.client();
+    for prompt_id in &ids {
+        let entry = client.wait_for_history(prompt_id);
+        assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(client.get("/history").json().as_object().map(serde_json::Map::len), Some(3), "each ran once");
+    assert_eq!(client.queue_ids(), (vec![], vec![]));
+}

@@ -147,10 +147,16 @@ impl TestServer {
     }
 
     /// Stops this server and starts a new one on the same folders and queue database.
-    pub fn restart(mut self) -> Self {
+    pub fn restart(self) -> Self {
+        let options = self.options.clone();
+        self.restart_with(options)
+    }
+
+    /// [`TestServer::restart`] with other options (another NATS server, say).
+    pub fn restart_with(mut self, options: Options) -> Self {
         self.stop();
         let workspace = std::mem::replace(&mut self.workspace, Workspace::new());
-        Self::start_in(workspace, self.options.clone())
+        Self::start_in(workspace, options)
     }
 
     fn stop(&mut self) {

@@ -120,6 +120,9 @@ fn next_name() -> String {
 /// output folder (a shared folder, as on one machine).
 pub struct RemoteWorker {
     runtime: Option<Runtime>,
+    /// Stops the worker as Ctrl-C does.
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    finished: Option<tokio::task::JoinHandle<()>>,
     _workspace: Workspace,
 }
 
@@ -160,12 +163,32 @@ impl RemoteWorker {
         let place = if shared_output.is_some() { OutputPlace::SharedFolder } else { OutputPlace::ObjectStore(folders) };
         let executor = Executor::new(Arc::new(nodes::registry()), env);
         let config = config.clone();
-        runtime.spawn(async move {
-            if let Err(error) = Box::pin(run_worker(executor, config, identity, place, std::future::pending())).await {
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let finished = runtime.spawn(async move {
+            let stopped = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = Box::pin(run_worker(executor, config, identity, place, stopped)).await {
                 panic!("the worker stopped: {error}");
             }
         });
-        RemoteWorker { runtime: Some(runtime), _workspace: workspace }
+        RemoteWorker {
+            runtime: Some(runtime),
+            shutdown: Some(shutdown),
+            finished: Some(finished),
+            _workspace: workspace,
+        }
+    }
+
+    /// Stops the worker as its operator does with Ctrl-C, and waits until it has.
+    pub fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let (Some(runtime), Some(finished)) = (self.runtime.take(), self.finished.take()) {
+            runtime.block_on(finished).expect("the worker stops cleanly");
+            runtime.shutdown_background();
+        }
     }
 
     /// Kills the worker as a machine dies: its tasks stop where they are, and its connection closes.

@@ -153,6 +153,7 @@ impl FrontEnd {
 /// Relays the workers' messages and history entries until the server stops, reconnecting after a failure.
 pub(crate) async fn relay(shared: Arc<Shared>) {
     let Backend::JetStream(front_end) = &shared.backend else { return };
+    tokio::spawn(republish_missing(shared.clone()));
     loop {
         if let Err(error) = relay_until_failure(&shared, front_end).await {
             tracing::error!("relaying from the workers stopped: {error}; starting again");
@@ -254,6 +255,61 @@ fn relay_event(shared: &Arc<Shared>, bytes: &Bytes) {
             }
         }
     }
+}
+
+/// Publishes again every prompt the database holds as waiting or running that JetStream has lost: one
+/// accepted just before this process died, before the stream stored it, or one lost with a NATS server's
+/// store. A prompt still in the stream (waiting, or held by a worker) or whose entry is on the history
+/// stream is left alone, so nothing runs twice.
+async fn republish_missing(shared: Arc<Shared>) {
+    let Backend::JetStream(front_end) = &shared.backend else { return };
+    let store = shared.store.clone();
+    let items = match tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((store.running()?, store.pending()?))
+    })
+    .await
+    {
+        Ok(Ok((running, pending))) => running.into_iter().chain(pending).collect::<Vec<_>>(),
+        Ok(Err(error)) => return tracing::error!("the queued prompts could not be read to check the stream: {error}"),
+        Err(error) => return tracing::error!("reading the queued prompts failed: {error}"),
+    };
+    for item in items {
+        let models = {
+            let (executor, item) = (shared.executor.clone(), item.clone());
+            tokio::task::spawn_blocking(move || models_of(&executor, &item)).await.unwrap_or_default()
+        };
+        let family = family_of(&models);
+        let connection = &front_end.connection;
+        let subject = prompt_subject(&family, &item.prompt_id);
+        if connection.prompts.get_last_raw_message_by_subject(&subject).await.is_ok() {
+            continue;
+        }
+        if connection.history.get_last_raw_message_by_subject(&super::history_subject(&item.prompt_id)).await.is_ok() {
+            continue;
+        }
+        match front_end.publish_prompt(&item, &models).await {
+            Ok(()) => tracing::warn!("prompt {} was not in the stream; it is queued again", item.prompt_id),
+            Err(error) => tracing::error!("prompt {} could not be queued again: {error}", item.prompt_id),
+        }
+    }
+}
+
+/// The model files a queued prompt reads (`folder/name`), as when it was accepted; none when it no longer
+/// validates (the worker that takes it records why).
+fn models_of(executor: &kinograph_engine::Executor, item: &QueueItem) -> Vec<String> {
+    let Ok(prompt) = kinograph_engine::ApiPrompt::from_json(item.prompt.clone(), "the queued prompt") else {
+        return Vec::new();
+    };
+    let checked = kinograph_engine::validation::validate_targets(
+        &prompt,
+        executor.registry(),
+        executor.env(),
+        &item.outputs_to_execute,
+    );
+    checked.map_or_else(
+        |_| Vec::new(),
+        |graph| graph.model_files().into_iter().map(|model| format!("{}/{}", model.folder, model.name)).collect(),
+    )
 }
 
 /// JetStream's advisory that a prompt was handed to workers as many times as the consumer allows
