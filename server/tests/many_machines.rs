@@ -259,3 +259,27 @@ fn a_front_end_whose_nats_store_was_lost_queues_its_prompts_again() {
     assert_eq!(client.get("/history").json().as_object().map(serde_json::Map::len), Some(3), "each ran once");
     assert_eq!(client.queue_ids(), (vec![], vec![]));
 }
+
+#[test]
+fn a_prompt_sent_to_the_front_runs_before_those_waiting_on_any_worker() {
+    let Some(nats) = NatsServer::start() else { return };
+    let server = front_end(&nats.config());
+    let client = server.client();
+    // Nothing runs until a worker comes: three wait, then one is sent to the front.
+    let waiting: Vec<String> =
+        (0..3).map(|index| client.queue(&json!({"prompt": slow_prompt(&format!("w{index}"), 1, 10)}))).collect();
+    let urgent = client.queue(&json!({"prompt": slow_prompt("urgent", 1, 10), "front": true}));
+    let (_, pending) = client.queue_ids();
+    assert_eq!(pending.first(), Some(&urgent), "/queue shows it first");
+    let _worker = RemoteWorker::start(&nats.config());
+    let started_at = |prompt_id: &str| {
+        let entry = client.wait_for_history(prompt_id);
+        let messages = entry["status"]["messages"].as_array().unwrap().clone();
+        let start = messages.iter().find(|m| m[0] == "execution_start").expect("an execution_start");
+        start[1]["timestamp"].as_u64().unwrap()
+    };
+    let urgent_start = started_at(&urgent);
+    for prompt_id in &waiting {
+        assert!(started_at(prompt_id) >= urgent_start, "{prompt_id} ran before the prompt sent to the front");
+    }
+}

@@ -48,19 +48,20 @@ impl Backend {
     /// Hands a prompt the database has just accepted, which reads the model files `models` (`folder/name`
     /// each), to whoever runs prompts. Locally that is waking the worker; with JetStream the prompt is
     /// published for the workers (those holding its models first), and only a prompt the stream has stored
-    /// counts as queued.
+    /// counts as queued. `front` says it was sent to the front of the queue.
     pub(crate) async fn submitted(
         &self,
         shared: &Shared,
         item: &QueueItem,
         models: &[String],
+        front: bool,
     ) -> Result<(), QueueError> {
         match self {
             Backend::Local => {
                 shared.wake.notify_one();
                 Ok(())
             }
-            Backend::JetStream(front_end) => Ok(front_end.publish_prompt(item, models).await?),
+            Backend::JetStream(front_end) => Ok(front_end.publish_prompt(item, models, front).await?),
         }
     }
 

@@ -124,7 +124,7 @@ pub async fn submit(State(shared): State<Arc<Shared>>, body: Result<Bytes, Bytes
         Ok(Err(store)) => return internal("the prompt could not be queued", store),
         Err(panic) => return internal("queueing the prompt failed", panic),
     };
-    if let Err(handing_over) = shared.backend.submitted(&shared, &item, &models).await {
+    if let Err(handing_over) = shared.backend.submitted(&shared, &item, &models, front).await {
         // Not queued after all: the database lets go of it, so that its id may be sent again.
         let (store, ids) = (shared.store.clone(), vec![item.prompt_id.clone()]);
         if let Ok(Err(error)) = tokio::task::spawn_blocking(move || store.delete_pending(&ids)).await {

@@ -53,11 +53,17 @@ impl FrontEnd {
         })
     }
 
-    /// Publishes a prompt that reads `models` (`folder/name` each) for the workers, under its family, and
-    /// waits until the stream has stored it; then tells idle workers. The message id is the prompt id, so
-    /// a second publish of the same prompt is dropped.
-    pub(crate) async fn publish_prompt(&self, item: &QueueItem, models: &[String]) -> Result<(), JetStreamError> {
+    /// Publishes a prompt that reads `models` (`folder/name` each) for the workers, under its family (its
+    /// front-of-the-queue twin with `first`), and waits until the stream has stored it; then tells idle
+    /// workers. The message id is the prompt id, so a second publish of the same prompt is dropped.
+    pub(crate) async fn publish_prompt(
+        &self,
+        item: &QueueItem,
+        models: &[String],
+        first: bool,
+    ) -> Result<(), JetStreamError> {
         let family = family_of(models);
+        let family = if first { format!("{family}{}", super::FIRST_SUFFIX) } else { family };
         {
             let mut known = self.families.lock().await;
             if !known.contains(&family) {
@@ -280,14 +286,19 @@ async fn republish_missing(shared: Arc<Shared>) {
         };
         let family = family_of(&models);
         let connection = &front_end.connection;
-        let subject = prompt_subject(&family, &item.prompt_id);
-        if connection.prompts.get_last_raw_message_by_subject(&subject).await.is_ok() {
+        let first = format!("{family}{}", super::FIRST_SUFFIX);
+        let mut in_stream = false;
+        for family in [&family, &first] {
+            let subject = prompt_subject(family, &item.prompt_id);
+            in_stream |= connection.prompts.get_last_raw_message_by_subject(&subject).await.is_ok();
+        }
+        if in_stream {
             continue;
         }
         if connection.history.get_last_raw_message_by_subject(&super::history_subject(&item.prompt_id)).await.is_ok() {
             continue;
         }
-        match front_end.publish_prompt(&item, &models).await {
+        match front_end.publish_prompt(&item, &models, false).await {
             Ok(()) => tracing::warn!("prompt {} was not in the stream; it is queued again", item.prompt_id),
             Err(error) => tracing::error!("prompt {} could not be queued again: {error}", item.prompt_id),
         }

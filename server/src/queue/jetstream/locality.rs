@@ -9,6 +9,16 @@ use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+/// Whether a family holds prompts sent to the front of the queue ([`super::FIRST_SUFFIX`]).
+pub(crate) fn is_first(family: &str) -> bool {
+    family.ends_with(super::FIRST_SUFFIX)
+}
+
+/// A family without its front-of-the-queue mark: the models are the same.
+pub(crate) fn base_family(family: &str) -> &str {
+    family.strip_suffix(super::FIRST_SUFFIX).unwrap_or(family)
+}
+
 /// The models this worker holds warm, by family.
 #[derive(Debug, Default)]
 pub(crate) struct Held {
@@ -102,16 +112,33 @@ impl Chooser {
         Chooser { me: me.to_string(), grace, deferred: BTreeMap::new(), turn: 0 }
     }
 
-    /// The families of `waiting` (in the order they were listed) to ask, in turn: the worker's own
-    /// (`own`) first, then the others from this turn on, leaving out for the grace time those that an idle
-    /// peer holds.
+    /// The families of `waiting` (in the order they were listed) to ask, in turn: the prompts sent to the
+    /// front of the queue before all others, and within each the worker's own families (`own`) first, then
+    /// the others from this turn on, leaving out for the grace time those that an idle peer holds.
     pub fn order(&mut self, waiting: &[String], own: &BTreeSet<String>, peers: &Peers, now: Instant) -> Vec<String> {
         self.deferred.retain(|family, _| waiting.contains(family));
-        let (first, others): (Vec<&String>, Vec<&String>) = waiting.iter().partition(|family| own.contains(*family));
+        let (first, rest): (Vec<&String>, Vec<&String>) = waiting.iter().partition(|family| is_first(family));
+        let mut order = Vec::new();
+        for group in [first, rest] {
+            self.arrange(&group, own, peers, now, &mut order);
+        }
+        order
+    }
+
+    fn arrange(
+        &mut self,
+        group: &[&String],
+        own: &BTreeSet<String>,
+        peers: &Peers,
+        now: Instant,
+        order: &mut Vec<String>,
+    ) {
+        let (mine, others): (Vec<&String>, Vec<&String>) =
+            group.iter().copied().partition(|family| own.contains(base_family(family)));
+        order.extend(mine.into_iter().cloned());
         let rotated = others.iter().cycle().skip(self.turn % others.len().max(1)).take(others.len());
-        let mut order: Vec<String> = first.into_iter().cloned().collect();
         for family in rotated {
-            if peers.idle_holder(family, &self.me, now) {
+            if peers.idle_holder(base_family(family), &self.me, now) {
                 let since = *self.deferred.entry((*family).clone()).or_insert(now);
                 if now.duration_since(since) < self.grace {
                     continue;
@@ -121,7 +148,6 @@ impl Chooser {
             }
             order.push((*family).clone());
         }
-        order
     }
 
     /// A prompt was taken: the next look starts the others one further on.
@@ -170,5 +196,10 @@ mod tests {
         assert_eq!(order.len(), 4, "{order:?}");
         assert_eq!(order[0], "ltxv");
         assert_eq!(order[1], "none", "the others start from the turn");
+
+        // Prompts sent to the front come before all others, the worker's own family first among them.
+        let waiting = names(&["none", "wan-first", "ltxv", "ltxv-first"]);
+        let order = Chooser::new("cold", grace).order(&waiting, &own, &peers, start);
+        assert_eq!(order, names(&["ltxv-first", "wan-first", "ltxv", "none"]));
     }
 }

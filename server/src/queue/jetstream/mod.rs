@@ -7,6 +7,9 @@
 //!   that every worker may take from. A worker holds a prompt for at most `ack_wait` without a word; while
 //!   it runs one it sends in-progress acks, so a live worker keeps its prompt and a dead one loses it to
 //!   another worker after `ack_wait`. `max_deliver` bounds how often one prompt is handed out.
+//! - Order: a family's prompts are handed out in the order they were queued. Prompts sent with
+//!   `"front": true` go into their family's front-of-the-queue twin (`<family>-first`), which every worker
+//!   asks before the others.
 //! - Locality: each worker says in its status which families it holds warm (their models still in its
 //!   cache). A worker takes the prompts of the families it holds first; a prompt of a family that an idle
 //!   worker holds is left to that worker for [`LOCALITY_GRACE`] before another takes it, so that a warm
@@ -47,6 +50,8 @@ use std::time::Duration;
 pub const PROMPTS_STREAM: &str = "KINOGRAPH_PROMPTS";
 /// The start of the name of each family's durable consumer, which every worker takes prompts from.
 pub const FAMILY_CONSUMER_PREFIX: &str = "kinograph-family-";
+/// Marks the family of prompts sent to the front of the queue (`"front": true`): workers ask those first.
+pub const FIRST_SUFFIX: &str = "-first";
 /// The family of prompts that read no model file.
 pub const NO_MODELS_FAMILY: &str = "none";
 /// How long a prompt of a family that an idle worker holds is left to that worker.

@@ -4,7 +4,7 @@
 //! acknowledges the prompt. A worker that dies before that leaves the prompt to another worker once
 //! `ack_wait` has passed; one that is stopped (Ctrl-C) hands its prompt back at once.
 
-use super::locality::{Chooser, Held, Peers};
+use super::locality::{Chooser, Held, Peers, base_family};
 use super::outputs::{self, OutputPlace};
 use super::wire::{EventPayload, RemoteEvent, encode_entry};
 use super::{
@@ -432,7 +432,7 @@ async fn handle(
     if let Some(graph) = graph
         && entry.status.status_str == "success"
     {
-        worker.remember_models(family, &graph);
+        worker.remember_models(base_family(family), &graph);
     }
     // Every message goes out before the entry, whose arrival makes the front end send the last one.
     let (flushed, published) = tokio::sync::oneshot::channel();
