@@ -19,16 +19,19 @@ const ACK_WAIT: &str = "5";
 const CLIENTS: usize = 3;
 const PROMPTS_PER_CLIENT: usize = 20;
 
-/// The `nats-server` binary: on the `PATH`, or where Debian's package puts it.
-fn nats_server_binary() -> PathBuf {
+/// The `nats-server` binary: on the `PATH`, or where Debian's package puts it; `None` when it is not
+/// installed, which fails under CI (which installs it) and skips the test elsewhere.
+fn nats_server_binary() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .map(|folder| folder.join("nats-server"));
-    on_path
-        .chain([PathBuf::from("/usr/sbin/nats-server")])
-        .find(|candidate| candidate.is_file())
-        .expect("nats-server is installed (Debian: apt-get install nats-server)")
+    let found = on_path.chain([PathBuf::from("/usr/sbin/nats-server")]).find(|candidate| candidate.is_file());
+    if found.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "nats-server is not installed (apt-get install nats-server)");
+        eprintln!("skipped: nats-server is not installed (apt-get install nats-server)");
+    }
+    found
 }
 
 /// A `nats-server -js` with its store in a folder that outlives it, so that it can be killed and started
@@ -37,23 +40,26 @@ pub struct NatsProcess {
     child: Child,
     port: u16,
     store: PathBuf,
+    binary: PathBuf,
 }
 
 impl NatsProcess {
-    pub fn start(store: &Path) -> Self {
+    /// One on a free port, or `None` when `nats-server` is not installed.
+    pub fn start(store: &Path) -> Option<Self> {
+        let binary = nats_server_binary()?;
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
-        Self::start_on(store, port)
+        Some(Self::start_on(&binary, store, port))
     }
 
-    fn start_on(store: &Path, port: u16) -> Self {
-        let child = Command::new(nats_server_binary())
+    fn start_on(binary: &Path, store: &Path, port: u16) -> Self {
+        let child = Command::new(binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server starts");
-        let process = NatsProcess { child, port, store: store.to_path_buf() };
+        let process = NatsProcess { child, port, store: store.to_path_buf(), binary: binary.to_path_buf() };
         wait_for("nats-server to listen", Duration::from_secs(30), || {
             TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()
         });
@@ -68,7 +74,7 @@ impl NatsProcess {
     pub fn restart(mut self) -> Self {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        Self::start_on(&self.store.clone(), self.port)
+        Self::start_on(&self.binary.clone(), &self.store.clone(), self.port)
     }
 }
 
@@ -194,7 +200,7 @@ fn worker_of(entry: &Json) -> String {
 fn sixty_prompts_on_three_workers_survive_a_dead_worker_a_restarted_front_end_and_nats() {
     let root = demo_root();
     let nats_store = root.path().join("nats");
-    let mut nats = NatsProcess::start(&nats_store);
+    let Some(mut nats) = NatsProcess::start(&nats_store) else { return };
     let front = ["--queue", &nats.url(), "--ack-wait", ACK_WAIT].map(str::to_string);
     let front: Vec<&str> = front.iter().map(String::as_str).collect();
     let mut server = ServerProcess::start(root.path(), &front);
@@ -381,7 +387,7 @@ fn dispatch_overhead_with_one_two_and_three_workers() {
     };
     for (workers, shared) in [(1, false), (2, false), (3, false), (3, true)] {
         let root = demo_root();
-        let nats = NatsProcess::start(&root.path().join("nats"));
+        let Some(nats) = NatsProcess::start(&root.path().join("nats")) else { return };
         let server = ServerProcess::start(root.path(), &["--queue", &nats.url()]);
         let output = root.path().join("output").display().to_string();
         let extra: &[&str] = if shared { &["--shared-outputs", "--output-dir", &output] } else { &[] };
@@ -415,7 +421,7 @@ fn run_one(agent: &ureq::Agent, server: &ServerProcess, prompt: &Json) -> Json {
 #[test]
 fn a_warm_worker_gets_the_prompts_of_its_model_and_free_lets_go_of_it() {
     let root = demo_root();
-    let nats = NatsProcess::start(&root.path().join("nats"));
+    let Some(nats) = NatsProcess::start(&root.path().join("nats")) else { return };
     let server = ServerProcess::start(root.path(), &["--queue", &nats.url(), "--ack-wait", ACK_WAIT]);
     let agent = agent();
     let warm = WorkerProcess::start(root.path(), &nats.url(), "warm", &[]);
