@@ -283,3 +283,29 @@ fn a_prompt_sent_to_the_front_runs_before_those_waiting_on_any_worker() {
         assert!(started_at(prompt_id) >= urgent_start, "{prompt_id} ran before the prompt sent to the front");
     }
 }
+
+#[test]
+fn a_worker_numbering_its_files_from_one_again_never_overwrites_an_earlier_output() {
+    let Some(nats) = NatsServer::start() else { return };
+    let server = front_end(&nats.config());
+    let client = server.client();
+    let view = |entry: &Json| {
+        let file = &entry["outputs"]["2"]["images"][0];
+        let (name, subfolder) = (file["filename"].as_str().unwrap(), file["subfolder"].as_str().unwrap());
+        let reply = client.get(&format!("/view?filename={}&subfolder={subfolder}", crate::support::encode(name)));
+        assert_eq!(reply.status, 200, "{file}");
+        (name.to_string(), String::from_utf8(reply.body).unwrap())
+    };
+    // The same name, each time with an empty output folder: both number their file 00001.
+    let first = RemoteWorker::named(&nats.config(), "again");
+    let one = client.queue(&json!({"prompt": slow_prompt("first text", 1, 1)}));
+    let (first_name, first_text) = view(&client.wait_for_history(&one));
+    first.stop();
+    let _second = RemoteWorker::named(&nats.config(), "again");
+    let two = client.queue(&json!({"prompt": slow_prompt("second text", 1, 1)}));
+    let (second_name, second_text) = view(&client.wait_for_history(&two));
+    assert_ne!(first_name, second_name, "the second file got a name of its own");
+    assert!(first_text.contains("first text") && second_text.contains("second text"), "{first_text} / {second_text}");
+    let (_, again) = view(&client.wait_for_history(&one));
+    assert!(again.contains("first text"), "the first output is as it was: {again}");
+}

@@ -42,11 +42,17 @@ impl FrontEnd {
     pub async fn connect(config: &JetStreamConfig) -> Result<Self, JetStreamError> {
         let connection = Connection::open(config, "kinograph serve").await?;
         let outputs = super::outputs::bucket(&connection.context, config).await?;
-        connection.workers_bucket().await?;
+        // The workers are listed from the start, not from their next status.
+        let now = std::time::Instant::now();
+        let workers = super::read_statuses(&connection.workers_bucket().await?)
+            .await
+            .into_iter()
+            .map(|(name, status)| (name, (now, status)))
+            .collect();
         Ok(FrontEnd {
             connection,
             outputs,
-            workers: std::sync::Mutex::default(),
+            workers: std::sync::Mutex::new(workers),
             ack_wait: config.ack_wait,
             config: config.clone(),
             families: tokio::sync::Mutex::default(),
@@ -402,16 +408,28 @@ async fn copy_outputs(shared: &Shared, front_end: &FrontEnd, message: Message) -
         }
         return None;
     };
-    let prompt_id = &entry.item.prompt_id;
+    let mut entry = entry;
     let files = super::outputs::files_of(&entry.outputs);
-    if let Err(error) = super::outputs::download(&front_end.outputs, &shared.folders, &files).await {
-        let tries = message.info().map_or(1, |info| info.delivered);
-        if tries < OUTPUT_COPY_TRIES {
-            tracing::warn!("the outputs of prompt {prompt_id} were not copied ({error}); trying again");
-            let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
-            return None;
+    match super::outputs::download(&front_end.outputs, &shared.folders, &files).await {
+        Ok(renamed) if renamed.is_empty() => {}
+        Ok(renamed) => {
+            for (file, new_name) in &renamed {
+                super::outputs::rename_in(&mut entry.outputs, file, new_name);
+            }
+            entry.meta = HistoryEntry::meta_for(&entry.outputs);
         }
-        tracing::error!("the outputs of prompt {prompt_id} were not copied ({error}); its entry is kept without them");
+        Err(error) => {
+            let prompt_id = &entry.item.prompt_id;
+            let tries = message.info().map_or(1, |info| info.delivered);
+            if tries < OUTPUT_COPY_TRIES {
+                tracing::warn!("the outputs of prompt {prompt_id} were not copied ({error}); trying again");
+                let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
+                return None;
+            }
+            tracing::error!(
+                "the outputs of prompt {prompt_id} were not copied ({error}); its entry is kept without them"
+            );
+        }
     }
     Some((entry, message))
 }

@@ -316,6 +316,21 @@ impl Connection {
     }
 }
 
+/// Every status in the workers' bucket now, by worker name (the statuses that do not read are left out).
+pub(crate) async fn read_statuses(bucket: &async_nats::jetstream::kv::Store) -> Vec<(String, serde_json::Value)> {
+    use futures_util::StreamExt;
+    let mut statuses = Vec::new();
+    let Ok(mut keys) = bucket.keys().await else { return statuses };
+    while let Some(Ok(key)) = keys.next().await {
+        if let Ok(Some(value)) = bucket.get(&key).await
+            && let Ok(status) = serde_json::from_slice(&value)
+        {
+            statuses.push((key, status));
+        }
+    }
+    statuses
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -141,31 +141,101 @@ fn under(worker: &str, subfolder: &str) -> String {
     if subfolder.is_empty() { worker.to_string() } else { format!("{worker}/{subfolder}") }
 }
 
-/// The front end's side: copies each file `files` names from the bucket into `folders`, unless it is
-/// already there (a shared folder, or a copy made before a restart), then removes it from the bucket. A
-/// file the bucket does not hold is left alone (a worker with a shared folder wrote it in place).
-pub(crate) async fn download(bucket: &ObjectStore, folders: &Folders, files: &[OutputFile]) -> Result<(), String> {
+/// The front end's side: copies each file `files` names from the bucket into `folders`, then removes it
+/// from the bucket. A file the bucket does not hold is left alone (a worker with a shared folder wrote it
+/// in place, or it was copied before a restart). Where the name already holds the same bytes (a copy made
+/// before a restart) nothing is written; where it holds a different file (a worker whose folder was wiped
+/// numbering from one again), that file is kept and this one stored as `name (1).ext`, the first free
+/// such name. Returns the files stored under another name, with that name.
+pub(crate) async fn download(
+    bucket: &ObjectStore,
+    folders: &Folders,
+    files: &[OutputFile],
+) -> Result<Vec<(OutputFile, String)>, String> {
+    let mut renamed = Vec::new();
     for file in files {
         let name = file.object_name();
+        let unreadable =
+            |error: &dyn std::fmt::Display| format!("output {name} could not be read from the object store: {error}");
         let object = match bucket.get(&name).await {
             Ok(object) => object,
             Err(error) if error.kind() == object_store::GetErrorKind::NotFound => continue,
-            Err(error) => return Err(format!("output {name} could not be read from the object store: {error}")),
+            Err(error) => return Err(unreadable(&error)),
         };
         let target = files::output_target(folders, file.kind, &file.subfolder, &file.filename)
             .map_err(|error| format!("output {name} cannot be stored here: {error}"))?;
-        if !target.exists() {
+        if std::fs::symlink_metadata(&target).is_err() {
             write_atomically(object, &target).await?;
+        } else if !same_contents(object, &target).await {
+            let (path, new_name) = free_name(&target)?;
+            let object = bucket.get(&name).await.map_err(|error| unreadable(&error))?;
+            write_atomically(object, &path).await?;
+            tracing::warn!(
+                "output {name} was stored as {new_name}: the front end holds a different file under its name \
+                 (keep a worker's --output-dir from one run to the next, or give it a new --name)"
+            );
+            renamed.push((file.clone(), new_name));
         }
         if let Err(error) = bucket.delete(&name).await {
             tracing::warn!("output {name} was copied but stays in the object store: {error}");
         }
     }
-    Ok(())
+    Ok(renamed)
 }
 
-/// Streams `object` into a new file beside `target`, flushed, then renamed onto `target`: a reader never
-/// sees half a file, and a failure leaves nothing behind.
+/// Gives the file `file` names in `outputs` its new name.
+pub fn rename_in(outputs: &mut Map<String, Json>, file: &OutputFile, new_name: &str) {
+    for result in outputs.values_mut().filter_map(Json::as_object_mut) {
+        for item in result.values_mut().filter_map(Json::as_array_mut).flatten() {
+            let named = item.get("filename").and_then(Json::as_str) == Some(&file.filename)
+                && item.get("type").and_then(Json::as_str) == Some(file.kind.as_str())
+                && item.get("subfolder").and_then(Json::as_str).unwrap_or_default() == file.subfolder;
+            if named {
+                item["filename"] = Json::String(new_name.to_string());
+            }
+        }
+    }
+}
+
+/// `stem (n).ext` beside `target`, for the first `n` whose name is free.
+fn free_name(target: &Path) -> Result<(std::path::PathBuf, String), String> {
+    let name = target.file_name().and_then(|name| name.to_str()).unwrap_or("output");
+    let path = Path::new(name);
+    let stem = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or(name);
+    let extension = path.extension().and_then(|extension| extension.to_str()).map(|e| format!(".{e}"));
+    for attempt in 1..=files::MAX_DUPLICATES {
+        let candidate = format!("{stem} ({attempt}){}", extension.as_deref().unwrap_or(""));
+        let candidate_path = target.with_file_name(&candidate);
+        if std::fs::symlink_metadata(&candidate_path).is_err() {
+            return Ok((candidate_path, candidate));
+        }
+    }
+    Err(format!("no free name for {} after {} tries", target.display(), files::MAX_DUPLICATES))
+}
+
+/// Whether the regular file at `path` holds exactly what `object` streams.
+async fn same_contents(mut object: object_store::Object, path: &Path) -> bool {
+    use tokio::io::AsyncReadExt;
+    let Ok(metadata) = std::fs::symlink_metadata(path) else { return false };
+    if !metadata.is_file() {
+        return false;
+    }
+    let Ok(mut file) = tokio::fs::File::open(path).await else { return false };
+    let (mut theirs, mut ours) = (vec![0_u8; 64 * 1024], vec![0_u8; 64 * 1024]);
+    loop {
+        let Ok(read) = object.read(&mut theirs).await else { return false };
+        if read == 0 {
+            return matches!(file.read(&mut ours[..1]).await, Ok(0));
+        }
+        if file.read_exact(&mut ours[..read]).await.is_err() || ours[..read] != theirs[..read] {
+            return false;
+        }
+    }
+}
+
+/// Streams `object` into a new file beside `target`, flushed, then links it under `target`, which must
+/// not exist: a reader never sees half a file, a failure leaves nothing behind, and a file that appeared
+/// under `target` meanwhile is never replaced.
 async fn write_atomically(mut object: object_store::Object, target: &Path) -> Result<(), String> {
     use tokio::io::AsyncWriteExt;
     let partial = target.with_file_name(format!(
@@ -178,14 +248,11 @@ async fn write_atomically(mut object: object_store::Object, target: &Path) -> Re
         tokio::io::copy(&mut object, &mut file).await?;
         file.flush().await?;
         file.sync_all().await?;
-        tokio::fs::rename(&partial, target).await
+        tokio::fs::hard_link(&partial, target).await
     }
     .await;
-    if let Err(error) = result {
-        let _ = tokio::fs::remove_file(&partial).await;
-        return Err(format!("output {} could not be written: {error}", target.display()));
-    }
-    Ok(())
+    let _ = tokio::fs::remove_file(&partial).await;
+    result.map_err(|error| format!("output {} could not be written: {error}", target.display()))
 }
 
 #[cfg(test)]

@@ -64,6 +64,12 @@ pub async fn run_worker(
     let mut offers = client.subscribe("kinograph.offered.>").await.map_err(failed("subscribing to new prompts"))?;
     let name = identity.name.clone();
     let worker = Worker { connection, executor, config, name: name.clone(), outputs, bucket, state: Arc::default() };
+    // What the others hold is known from the start, not from their next status.
+    for (other, status) in super::read_statuses(&statuses).await {
+        if other != name {
+            worker.state.peers.lock().unwrap_or_else(PoisonError::into_inner).heard(&status, Instant::now());
+        }
+    }
     let _status = AbortOnDrop(tokio::spawn(report_status(statuses.clone(), identity, worker.watch())));
     let _cancels = AbortOnDrop(tokio::spawn(listen_for_cancels(cancels, worker.state.clone())));
     let _frees = AbortOnDrop(tokio::spawn(listen_for_frees(frees, worker.watch())));
