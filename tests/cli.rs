@@ -296,3 +296,20 @@ fn bench_rejects_bad_sizes_before_building_anything() {
     assert_eq!(no_runs.status.code(), Some(2));
     assert!(text(&no_runs.stderr).contains("--runs must be at least 1"));
 }
+
+#[test]
+fn a_worker_or_front_end_without_a_nats_server_says_where_it_could_not_connect() {
+    let folder = tempfile::tempdir().unwrap();
+    for (args, expected) in [
+        (["worker", "--queue", "nats://127.0.0.1:1"], "cannot connect to NATS at nats://127.0.0.1:1"),
+        (["worker", "--queue", "http://kino:secret@host:4222"], "starts with nats:// (or tls://)"),
+        (["serve", "--queue", "redis://kino:secret@host:6379"], "starts with nats:// (or tls://)"),
+    ] {
+        let output = kinograph().current_dir(folder.path()).args(args).output().unwrap();
+        let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("secret"), "the password is never shown: {stderr}");
+        assert!(!stdout.contains("taking prompts"), "no worker says it takes prompts before it can: {stdout}");
+    }
+}

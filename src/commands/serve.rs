@@ -113,15 +113,10 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         },
     };
     let queue = match &args.queue {
-        Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
-            QueueConfig::JetStream(args.nats.apply(JetStreamConfig {
-                ack_wait: Duration::from_secs(args.ack_wait.max(1)),
-                ..JetStreamConfig::new(url)
-            }))
-        }
-        Some(other) => {
-            let shown = kinograph_server::queue::jetstream::shown_url(other);
-            return Err(format!("--queue takes a nats:// (or tls://) URL, not {shown}"));
+        Some(url) => {
+            let config = JetStreamConfig::for_url(url).map_err(|error| format!("--queue: {error}"))?;
+            let ack_wait = Duration::from_secs(args.ack_wait.max(1));
+            QueueConfig::JetStream(args.nats.apply(JetStreamConfig { ack_wait, ..config }))
         }
         None => QueueConfig::Local,
     };

@@ -7,7 +7,7 @@ use clap::Args;
 use kinograph_engine::size::parse_size;
 use kinograph_server::files::Folders;
 use kinograph_server::queue::jetstream::outputs::OutputPlace;
-use kinograph_server::queue::jetstream::{JetStreamConfig, WorkerIdentity, run_worker};
+use kinograph_server::queue::jetstream::{ConnectedWorker, JetStreamConfig, WorkerIdentity};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -88,10 +88,8 @@ fn work(args: &WorkerArgs) -> Result<(), String> {
     let env = args.folders.environment()?;
     args.budget.apply();
     let executor = super::warm_executor(env.clone(), args.cache_ram);
-    let config = args.nats.apply(JetStreamConfig {
-        ack_wait: Duration::from_secs(args.ack_wait.max(1)),
-        ..JetStreamConfig::new(&args.queue)
-    });
+    let config = JetStreamConfig::for_url(&args.queue).map_err(|error| error.to_string())?;
+    let config = args.nats.apply(JetStreamConfig { ack_wait: Duration::from_secs(args.ack_wait.max(1)), ..config });
     let identity =
         WorkerIdentity::new(&args.name.clone().unwrap_or_else(default_name), super::compute_device_names().0);
     let outputs = if args.shared_outputs {
@@ -105,12 +103,17 @@ fn work(args: &WorkerArgs) -> Result<(), String> {
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async move {
+        let shown = config.shown_url();
+        let worker = Box::pin(ConnectedWorker::connect(executor, config, identity, outputs))
+            .await
+            .map_err(|error| error.to_string())?;
         // Scripts and tests wait for this line.
-        println!("kinograph worker: taking prompts from {}", config.shown_url());
+        println!("kinograph worker: taking prompts from {shown}");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
-            eprintln!("kinograph worker: stopping");
+            eprintln!("kinograph worker: stopping; a prompt it runs goes back to the queue");
         };
-        Box::pin(run_worker(executor, config, identity, outputs, shutdown)).await.map_err(|error| error.to_string())
+        Box::pin(worker.run(shutdown)).await;
+        Ok(())
     })
 }

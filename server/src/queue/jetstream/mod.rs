@@ -39,7 +39,7 @@ mod worker;
 
 pub use front::FrontEnd;
 pub(crate) use front::relay;
-pub use worker::{WorkerIdentity, run_worker};
+pub use worker::{ConnectedWorker, WorkerIdentity, run_worker};
 
 use async_nats::jetstream::{self, consumer, stream};
 use std::fmt::{Display, Write};
@@ -93,6 +93,17 @@ pub struct JetStreamConfig {
 }
 
 impl JetStreamConfig {
+    /// The defaults for the NATS server at `url`, which must be `nats://` or `tls://` (the error says so,
+    /// password hidden).
+    pub fn for_url(url: &str) -> Result<Self, JetStreamError> {
+        if url.starts_with("nats://") || url.starts_with("tls://") {
+            Ok(Self::new(url))
+        } else {
+            let reason = "a NATS server's URL starts with nats:// (or tls://)".to_string();
+            Err(JetStreamError::Connect { url: shown_url(url), reason })
+        }
+    }
+
     /// The defaults for the NATS server at `url`.
     pub fn new(url: &str) -> Self {
         JetStreamConfig {

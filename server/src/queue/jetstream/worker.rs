@@ -38,9 +38,8 @@ const LOOK_AGAIN: Duration = Duration::from_millis(500);
 /// messages only; the history entry never waits here).
 const OUTBOX: usize = 1024;
 
-/// Runs prompts from JetStream until `shutdown` resolves; fails only when the connection, the streams or
-/// the buckets cannot be set up at the start (later failures are retried as the client reconnects). A
-/// prompt running at shutdown is stopped and handed back at once, for another worker to run.
+/// Runs prompts from JetStream until `shutdown` resolves: [`ConnectedWorker::connect`], then
+/// [`ConnectedWorker::run`].
 pub async fn run_worker(
     executor: Executor,
     config: JetStreamConfig,
@@ -48,48 +47,78 @@ pub async fn run_worker(
     outputs: OutputPlace,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), JetStreamError> {
-    let connection = Connection::open(&config, "kinograph worker").await?;
-    let bucket = match &outputs {
-        OutputPlace::SharedFolder => None,
-        OutputPlace::ObjectStore(_) => Some(outputs::bucket(&connection.context, &config).await?),
-    };
-    let statuses = connection.workers_bucket().await?;
-    let client = &connection.client;
-    let cancels = client.subscribe("kinograph.cancel.>").await.map_err(failed("subscribing to interrupts"))?;
-    let frees = client.subscribe(FREE_SUBJECT).await.map_err(failed("subscribing to requests to free memory"))?;
-    let others = client
-        .subscribe(format!("$KV.{WORKERS_BUCKET}.>"))
-        .await
-        .map_err(failed("subscribing to the workers' status"))?;
-    let mut offers = client.subscribe("kinograph.offered.>").await.map_err(failed("subscribing to new prompts"))?;
-    let name = identity.name.clone();
-    let worker = Worker { connection, executor, config, name: name.clone(), outputs, bucket, state: Arc::default() };
-    // What the others hold is known from the start, not from their next status.
-    for (other, status) in super::read_statuses(&statuses).await {
-        if other != name {
-            worker.state.peers.lock().unwrap_or_else(PoisonError::into_inner).heard(&status, Instant::now());
-        }
-    }
-    let _status = AbortOnDrop(tokio::spawn(report_status(statuses.clone(), identity, worker.watch())));
-    let _cancels = AbortOnDrop(tokio::spawn(listen_for_cancels(cancels, worker.state.clone())));
-    let _frees = AbortOnDrop(tokio::spawn(listen_for_frees(frees, worker.watch())));
-    let _others = AbortOnDrop(tokio::spawn(listen_to_others(others, worker.state.clone(), name.clone())));
-
-    let (stop, mut stopping) = watch::channel(false);
-    let work = take_prompts(&worker, &mut offers, &mut stopping);
-    tokio::pin!(work, shutdown);
-    tokio::select! {
-        () = &mut work => {}
-        () = &mut shutdown => {
-            let _ = stop.send(true);
-            work.as_mut().await;
-        }
-    }
-    // The front end stops listing it now rather than when its status runs out.
-    if let Err(error) = statuses.delete(&name).await {
-        tracing::debug!("the worker's status could not be removed: {error}");
-    }
+    ConnectedWorker::connect(executor, config, identity, outputs).await?.run(shutdown).await;
     Ok(())
+}
+
+/// A worker connected to NATS, with its streams, buckets and listeners in place, ready to take prompts.
+pub struct ConnectedWorker {
+    worker: Worker,
+    statuses: kv::Store,
+    offers: async_nats::Subscriber,
+    /// The status reporter and the listeners, stopped when the worker is dropped.
+    _tasks: [AbortOnDrop; 4],
+}
+
+impl ConnectedWorker {
+    /// Connects and sets everything up; fails when the connection, the streams or the buckets cannot be
+    /// (later failures are retried as the client reconnects).
+    pub async fn connect(
+        executor: Executor,
+        config: JetStreamConfig,
+        identity: WorkerIdentity,
+        outputs: OutputPlace,
+    ) -> Result<Self, JetStreamError> {
+        let connection = Connection::open(&config, "kinograph worker").await?;
+        let bucket = match &outputs {
+            OutputPlace::SharedFolder => None,
+            OutputPlace::ObjectStore(_) => Some(outputs::bucket(&connection.context, &config).await?),
+        };
+        let statuses = connection.workers_bucket().await?;
+        let client = &connection.client;
+        let cancels = client.subscribe("kinograph.cancel.>").await.map_err(failed("subscribing to interrupts"))?;
+        let frees = client.subscribe(FREE_SUBJECT).await.map_err(failed("subscribing to requests to free memory"))?;
+        let others = client
+            .subscribe(format!("$KV.{WORKERS_BUCKET}.>"))
+            .await
+            .map_err(failed("subscribing to the workers' status"))?;
+        let offers = client.subscribe("kinograph.offered.>").await.map_err(failed("subscribing to new prompts"))?;
+        let name = identity.name.clone();
+        let worker =
+            Worker { connection, executor, config, name: name.clone(), outputs, bucket, state: Arc::default() };
+        // What the others hold is known from the start, not from their next status.
+        for (other, status) in super::read_statuses(&statuses).await {
+            if other != name {
+                worker.state.peers.lock().unwrap_or_else(PoisonError::into_inner).heard(&status, Instant::now());
+            }
+        }
+        let tasks = [
+            AbortOnDrop(tokio::spawn(report_status(statuses.clone(), identity, worker.watch()))),
+            AbortOnDrop(tokio::spawn(listen_for_cancels(cancels, worker.state.clone()))),
+            AbortOnDrop(tokio::spawn(listen_for_frees(frees, worker.watch()))),
+            AbortOnDrop(tokio::spawn(listen_to_others(others, worker.state.clone(), name))),
+        ];
+        Ok(ConnectedWorker { worker, statuses, offers, _tasks: tasks })
+    }
+
+    /// Takes and runs prompts until `shutdown` resolves; a prompt running then is stopped and handed back
+    /// at once, for another worker to run.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        let (stop, mut stopping) = watch::channel(false);
+        let work = take_prompts(&self.worker, &mut self.offers, &mut stopping);
+        tokio::pin!(work, shutdown);
+        tokio::select! {
+            () = &mut work => {}
+            () = &mut shutdown => {
+                let _ = stop.send(true);
+                work.as_mut().await;
+            }
+        }
+        // The front end stops listing it now rather than when its status runs out.
+        if let Err(error) = self.statuses.delete(&self.worker.name).await {
+            tracing::debug!("the worker's status could not be removed: {error}");
+        }
+    }
 }
 
 /// Who a worker is, as its status says: a name unique among the workers, and the device it computes on.
