@@ -15,31 +15,14 @@ import json
 import os
 import sys
 import time
-import urllib.parse
-import urllib.request
 import uuid
 
 import websocket  # websocket-client (Debian: python3-websocket)
 
+from comfy_calls import get_file, get_history, queue_prompt
+
 server_address = sys.argv[1]
 client_id = str(uuid.uuid4())
-
-
-def queue_prompt(prompt, prompt_id):
-    body = json.dumps({"prompt": prompt, "client_id": client_id, "prompt_id": prompt_id}).encode("utf-8")
-    request = urllib.request.Request("http://{}/prompt".format(server_address), data=body)
-    urllib.request.urlopen(request).read()
-
-
-def get_file(filename, subfolder, folder_type):
-    query = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder, "type": folder_type})
-    with urllib.request.urlopen("http://{}/view?{}".format(server_address, query)) as response:
-        return response.read()
-
-
-def get_history(prompt_id):
-    with urllib.request.urlopen("http://{}/history/{}".format(server_address, prompt_id)) as response:
-        return json.loads(response.read())
 
 
 def main():
@@ -50,7 +33,7 @@ def main():
     ws.connect("ws://{}/ws?clientId={}".format(server_address, client_id))
     ids = [str(uuid.uuid4()) for _ in prompts]
     for prompt, prompt_id in zip(prompts, ids):
-        queue_prompt(prompt, prompt_id)
+        queue_prompt(server_address, client_id, prompt, prompt_id)
     counts = {prompt_id: {} for prompt_id in ids}
     waiting = set(ids)
     delays_ms = []
@@ -87,12 +70,12 @@ def main():
 
     summary = {}
     for prompt_id in ids:
-        history = get_history(prompt_id)[prompt_id]
+        history = get_history(server_address, prompt_id)[prompt_id]
         files = []
         for node_id, node_output in history["outputs"].items():
             listed = [item for items in node_output.values() if isinstance(items, list) for item in items]
             for entry in [item for item in listed if isinstance(item, dict) and "filename" in item]:
-                data = get_file(entry["filename"], entry["subfolder"], entry["type"])
+                data = get_file(server_address, entry["filename"], entry["subfolder"], entry["type"])
                 path = os.path.join(download_dir, "{}_{}_{}".format(prompt_id, node_id, entry["filename"]))
                 with open(path, "wb") as file:
                     file.write(data)

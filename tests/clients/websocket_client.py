@@ -11,37 +11,20 @@ Prints a JSON summary: the websocket message types in order, and the files downl
 import json
 import os
 import sys
-import urllib.parse
-import urllib.request
 import uuid
 
 import websocket  # websocket-client (Debian: python3-websocket)
+
+from comfy_calls import get_file, get_history, queue_prompt
 
 server_address = sys.argv[1]
 client_id = str(uuid.uuid4())
 message_types = []
 
 
-def queue_prompt(prompt, prompt_id):
-    body = json.dumps({"prompt": prompt, "client_id": client_id, "prompt_id": prompt_id}).encode("utf-8")
-    request = urllib.request.Request("http://{}/prompt".format(server_address), data=body)
-    urllib.request.urlopen(request).read()
-
-
-def get_file(filename, subfolder, folder_type):
-    query = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder, "type": folder_type})
-    with urllib.request.urlopen("http://{}/view?{}".format(server_address, query)) as response:
-        return response.read()
-
-
-def get_history(prompt_id):
-    with urllib.request.urlopen("http://{}/history/{}".format(server_address, prompt_id)) as response:
-        return json.loads(response.read())
-
-
 def run_and_download(ws, prompt):
     prompt_id = str(uuid.uuid4())
-    queue_prompt(prompt, prompt_id)
+    queue_prompt(server_address, client_id, prompt, prompt_id)
     while True:
         received = ws.recv()
         if not isinstance(received, str):
@@ -53,11 +36,11 @@ def run_and_download(ws, prompt):
             data = message["data"]
             if data["node"] is None and data["prompt_id"] == prompt_id:
                 break
-    history = get_history(prompt_id)[prompt_id]
+    history = get_history(server_address, prompt_id)[prompt_id]
     downloads = {}
     for node_id, node_output in history["outputs"].items():
         downloads[node_id] = [
-            (entry["filename"], get_file(entry["filename"], entry["subfolder"], entry["type"]))
+            (entry["filename"], get_file(server_address, entry["filename"], entry["subfolder"], entry["type"]))
             for entry in node_output.get("images", [])
         ]
     return prompt_id, history["status"]["status_str"], downloads
