@@ -38,7 +38,7 @@ pub struct FrontEnd {
 }
 
 impl FrontEnd {
-    /// Connects to NATS and makes sure the streams and the workers' consumer exist.
+    /// Connects to NATS and makes sure the streams, the outputs' object store and the status bucket exist.
     pub async fn connect(config: &JetStreamConfig) -> Result<Self, JetStreamError> {
         let connection = Connection::open(config, "kinograph serve").await?;
         let outputs = super::outputs::bucket(&connection.context, config).await?;

@@ -217,8 +217,8 @@ pub fn cancel_subject(prompt_id: &str) -> String {
     format!("kinograph.cancel.{}", subject_token(prompt_id))
 }
 
-/// A connection with the streams and the workers' consumer in place (created by whichever process comes
-/// first; an existing stream or consumer is used as it is).
+/// A connection with the streams in place (created by whichever process comes first; an existing stream
+/// or consumer is used as it is).
 pub(crate) struct Connection {
     pub client: async_nats::Client,
     pub context: jetstream::Context,
