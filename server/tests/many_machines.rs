@@ -309,3 +309,28 @@ fn a_worker_numbering_its_files_from_one_again_never_overwrites_an_earlier_outpu
     let (_, again) = view(&client.wait_for_history(&one));
     assert!(again.contains("first text"), "the first output is as it was: {again}");
 }
+
+#[test]
+fn prompts_deleted_or_cleared_from_the_queue_never_reach_a_worker() {
+    let Some(nats) = NatsServer::start() else { return };
+    let server = front_end(&nats.config());
+    let client = server.client();
+    let prompt = |label: &str| json!({"prompt": slow_prompt(label, 1, 10)});
+    // No worker yet: what waits can be cleared, or deleted one by one, before any worker sees it.
+    let cleared: Vec<String> = (0..3).map(|index| client.queue(&prompt(&format!("cleared {index}")))).collect();
+    let reply = client.post("/queue", &json!({"clear": true}));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let deleted = client.queue(&prompt("deleted"));
+    let kept = client.queue(&prompt("kept"));
+    let urgent_deleted = client.queue(&json!({"prompt": slow_prompt("deleted too", 1, 10), "front": true}));
+    let reply = client.post("/queue", &json!({"delete": [deleted, urgent_deleted]}));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let _worker = RemoteWorker::start(&nats.config());
+    assert_eq!(client.wait_for_history(&kept)["status"]["status_str"], "success");
+    std::thread::sleep(Duration::from_secs(2));
+    let history = client.get("/history").json();
+    assert_eq!(history.as_object().map(serde_json::Map::len), Some(1), "only the kept prompt ran: {history}");
+    assert!(cleared.iter().all(|id| history.get(id).is_none()), "{history}");
+    assert_eq!(client.queue_ids(), (vec![], vec![]));
+}
