@@ -334,3 +334,32 @@ fn prompts_deleted_or_cleared_from_the_queue_never_reach_a_worker() {
     assert!(cleared.iter().all(|id| history.get(id).is_none()), "{history}");
     assert_eq!(client.queue_ids(), (vec![], vec![]));
 }
+
+#[test]
+fn an_interrupt_by_id_reaches_the_worker_running_that_prompt_only() {
+    let Some(nats) = NatsServer::start() else { return };
+    let server = front_end(&nats.config());
+    let _workers = [RemoteWorker::start(&nats.config()), RemoteWorker::start(&nats.config())];
+    let client = server.client();
+    let mut socket = connect_as(server.address, "stopper");
+    let long = |label: &str| json!({"prompt": slow_prompt(label, 400, 50), "client_id": "stopper"});
+    let stopped = client.queue(&long("stopped"));
+    let spared = client.queue(&long("spared"));
+    client.wait_until_running(&stopped);
+    client.wait_until_running(&spared);
+    let asked = std::time::Instant::now();
+    assert_eq!(client.post("/interrupt", &json!({"prompt_id": stopped})).status, 200);
+    let entry = client.wait_for_history(&stopped);
+    assert!(asked.elapsed() < Duration::from_secs(10), "stopped after {:?}", asked.elapsed());
+    assert_eq!(entry["status"]["status_str"], "error", "{entry}");
+    let kinds: Vec<&str> =
+        entry["status"]["messages"].as_array().unwrap().iter().filter_map(|m| m[0].as_str()).collect();
+    assert!(kinds.contains(&"execution_interrupted"), "{kinds:?}");
+    socket.until_finished(&stopped);
+    // The other prompt runs on.
+    let (running, _) = client.queue_ids();
+    assert_eq!(running, std::slice::from_ref(&spared));
+    assert_eq!(client.post("/interrupt", &json!({})).status, 200, "without an id: every running prompt");
+    let entry = client.wait_for_history(&spared);
+    assert_eq!(entry["status"]["status_str"], "error", "{entry}");
+}
