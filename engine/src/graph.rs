@@ -60,6 +60,13 @@ pub struct ModelUse {
     pub name: String,
 }
 
+impl ModelUse {
+    /// `folder/name`: the file as a machine holding models names it.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.folder, self.name)
+    }
+}
+
 impl Graph {
     /// The index of node `id`.
     pub fn index_of(&self, id: &str) -> Option<usize> {

@@ -157,12 +157,16 @@ pub(crate) fn announce_finished(shared: &Shared, prompt_id: &str, client_id: Opt
 
 /// The prompt's graph, validated again now (files may have changed since it was queued).
 async fn prepare(executor: &Executor, item: &QueueItem) -> Result<kinograph_engine::Graph, String> {
+    let (executor, item) = (executor.clone(), item.clone());
+    tokio::task::spawn_blocking(move || validated_graph(&executor, &item))
+        .await
+        .map_err(|error| format!("validation stopped: {error}"))?
+}
+
+/// A queued prompt's graph for its outputs to run, validated against `executor`'s nodes and files now, or
+/// why it is not valid (blocking: it reads the model folders).
+pub(crate) fn validated_graph(executor: &Executor, item: &QueueItem) -> Result<kinograph_engine::Graph, String> {
     let prompt = ApiPrompt::from_json(item.prompt.clone(), "the queued prompt").map_err(|e| e.to_string())?;
-    let executor = executor.clone();
-    let targets = item.outputs_to_execute.clone();
-    tokio::task::spawn_blocking(move || {
-        validate_targets(&prompt, executor.registry(), executor.env(), &targets).map_err(|report| report.to_text())
-    })
-    .await
-    .map_err(|error| format!("validation stopped: {error}"))?
+    validate_targets(&prompt, executor.registry(), executor.env(), &item.outputs_to_execute)
+        .map_err(|report| report.to_text())
 }

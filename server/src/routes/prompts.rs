@@ -9,6 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use kinograph_engine::ModelUse;
 use kinograph_engine::queue::QueueItem;
 use kinograph_engine::validation::{validate, validate_targets};
 use kinograph_engine::{ConvertOptions, WorkflowFile};
@@ -159,7 +160,7 @@ fn check_prompt(
     let graph =
         checked.map_err(|report| (StatusCode::BAD_REQUEST, JsonBody(report.to_comfy_json())).into_response())?;
     let outputs = graph.outputs.iter().map(|&index| graph.nodes[index].id.clone()).collect();
-    let models = graph.model_files().into_iter().map(|model| format!("{}/{}", model.folder, model.name)).collect();
+    let models = graph.model_files().iter().map(ModelUse::key).collect();
     Ok((prompt.to_json(), outputs, models))
 }
 

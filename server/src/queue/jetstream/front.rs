@@ -14,6 +14,7 @@ use async_nats::jetstream::context::Publish;
 use async_nats::jetstream::message::{AckKind, Message};
 use axum::body::Bytes;
 use futures_util::StreamExt;
+use kinograph_engine::ModelUse;
 use kinograph_engine::queue::{HistoryEntry, QueueItem, failed_entry_of};
 use std::sync::Arc;
 use std::time::Duration;
@@ -314,19 +315,8 @@ async fn republish_missing(shared: Arc<Shared>) {
 /// The model files a queued prompt reads (`folder/name`), as when it was accepted; none when it no longer
 /// validates (the worker that takes it records why).
 fn models_of(executor: &kinograph_engine::Executor, item: &QueueItem) -> Vec<String> {
-    let Ok(prompt) = kinograph_engine::ApiPrompt::from_json(item.prompt.clone(), "the queued prompt") else {
-        return Vec::new();
-    };
-    let checked = kinograph_engine::validation::validate_targets(
-        &prompt,
-        executor.registry(),
-        executor.env(),
-        &item.outputs_to_execute,
-    );
-    checked.map_or_else(
-        |_| Vec::new(),
-        |graph| graph.model_files().into_iter().map(|model| format!("{}/{}", model.folder, model.name)).collect(),
-    )
+    crate::worker::validated_graph(executor, item)
+        .map_or_else(|_| Vec::new(), |graph| graph.model_files().iter().map(ModelUse::key).collect())
 }
 
 /// JetStream's advisory that a prompt was handed to workers as many times as the consumer allows
@@ -371,21 +361,17 @@ async fn record_undelivered(shared: &Arc<Shared>, front_end: &FrontEnd, advisory
     );
     let entry = failed_entry_of(&item, "undelivered", &reason);
     let (prompt_id, client) = (item.prompt_id.clone(), item.client_id().map(str::to_string));
-    let store = shared.store.clone();
-    match tokio::task::spawn_blocking(move || store.finish_remote(&entry)).await {
-        Ok(Ok(true)) => {
+    let error = entry.status.messages.iter().find(|(kind, _)| kind == "execution_error").map(|(_, data)| data.clone());
+    match finish_remote(shared, entry).await {
+        Ok(true) => {
             tracing::warn!("prompt {prompt_id} failed: {reason}");
-            if let Some(client) = &client {
-                let data = serde_json::json!({"prompt_id": prompt_id, "node_id": null, "node_type": null,
-                    "executed": [], "exception_message": reason, "exception_type": "undelivered",
-                    "traceback": [], "current_inputs": {}, "current_outputs": []});
+            if let (Some(client), Some(data)) = (&client, error) {
                 shared.hub.send_json(Some(client), &serde_json::json!({"type": "execution_error", "data": data}));
             }
             crate::worker::announce_finished(shared, &prompt_id, client.as_deref());
         }
-        Ok(Ok(false)) => {}
-        Ok(Err(error)) => tracing::error!("the failure of prompt {prompt_id} was not stored: {error}"),
-        Err(error) => tracing::error!("storing the failure of prompt {prompt_id} failed: {error}"),
+        Ok(false) => {}
+        Err(error) => tracing::error!("the failure of prompt {prompt_id} was not stored: {error}"),
     }
     if let Err(error) = prompts.delete_message(sequence).await {
         tracing::warn!("prompt {prompt_id} could not be taken off the stream: {error}");
@@ -439,9 +425,8 @@ async fn copy_outputs(shared: &Shared, front_end: &FrontEnd, message: Message) -
 async fn record_entry(shared: &Arc<Shared>, entry: HistoryEntry, message: Message) -> Option<(String, Option<String>)> {
     let prompt_id = entry.item.prompt_id.clone();
     let client = entry.item.client_id().map(str::to_string);
-    let store = shared.store.clone();
-    match tokio::task::spawn_blocking(move || store.finish_remote(&entry)).await {
-        Ok(Ok(added)) => {
+    match finish_remote(shared, entry).await {
+        Ok(added) => {
             if let Err(error) = message.ack().await {
                 tracing::warn!("the history entry of prompt {prompt_id} could not be acknowledged: {error}");
             }
@@ -450,15 +435,20 @@ async fn record_entry(shared: &Arc<Shared>, entry: HistoryEntry, message: Messag
             }
             added.then_some((prompt_id, client))
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             tracing::error!("the history entry of prompt {prompt_id} was not stored: {error}");
             let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
             None
         }
-        Err(error) => {
-            tracing::error!("storing the history entry of prompt {prompt_id} failed: {error}");
-            let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
-            None
-        }
+    }
+}
+
+/// Records an entry a remote worker finished (or that no worker could) in the database, off the async
+/// threads: whether it was new, or why it was not stored.
+async fn finish_remote(shared: &Shared, entry: HistoryEntry) -> Result<bool, String> {
+    let store = shared.store.clone();
+    match tokio::task::spawn_blocking(move || store.finish_remote(&entry)).await {
+        Ok(stored) => stored.map_err(|error| error.to_string()),
+        Err(error) => Err(format!("the database write stopped: {error}")),
     }
 }

@@ -226,11 +226,7 @@ impl Worker {
         let Ok(signatures) = kinograph_engine::signature::compute_signatures(graph, self.executor.env()) else {
             return;
         };
-        let models = graph
-            .model_files()
-            .into_iter()
-            .map(|model| (format!("{}/{}", model.folder, model.name), signatures[model.node]))
-            .collect();
+        let models = graph.model_files().into_iter().map(|model| (model.key(), signatures[model.node])).collect();
         let mut held = self.state.held.lock().unwrap_or_else(PoisonError::into_inner);
         held.record(family, models);
         held.refresh(self.executor.cache());
